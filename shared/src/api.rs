@@ -1,0 +1,158 @@
+//! The signaling service's HTTP API: request/response bodies, error codes and WebSocket close codes.
+//!
+//! The WebSocket frames themselves are matchbox's (`matchbox_protocol`), not ours, so that any stock
+//! `matchbox_socket` client can use Duet's signaling. What lives here is everything around them:
+//! creating rooms, asking who is in one, and moderation.
+
+use matchbox_protocol::PeerId;
+use serde::{Deserialize, Serialize};
+
+/// How many people a room holds. Duet is a room for exactly two.
+pub const ROOM_CAPACITY: u32 = 2;
+
+/// Random bytes in a room id. 128 bits makes ids unguessable; base64url keeps them link-safe.
+pub const ROOM_ID_BYTES: usize = 16;
+
+/// Length of a room id once encoded (base64url, no padding).
+pub const ROOM_ID_LEN: usize = 22;
+
+/// Random bytes in an owner key: 256 bits, because it is a bearer credential.
+pub const OWNER_KEY_BYTES: usize = 32;
+
+/// Largest signaling frame the server accepts. SDP offers are a few KiB; anything near this is abuse.
+pub const MAX_FRAME_BYTES: usize = 64 * 1024;
+
+/// `201` body of `POST /api/rooms`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreatedRoom {
+    /// The new room's id; the room link is `/r/{room}`.
+    pub room: String,
+    /// Secret that authorises kick/ban. Shown once: the server keeps only its hash.
+    pub owner_key: String,
+}
+
+/// `200` body of `GET /api/rooms/{room}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomInfo {
+    /// The room's id, echoed.
+    pub room: String,
+    /// People connected right now.
+    pub peers: u32,
+    /// Always [`ROOM_CAPACITY`]; sent so clients need not hard-code it.
+    pub capacity: u32,
+}
+
+/// Body of `POST /api/rooms/{room}/kick` and `/ban`: which matchbox peer to act on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerTarget {
+    /// The peer id matchbox assigned to that socket (`IdAssigned`).
+    pub peer: PeerId,
+}
+
+/// Every error response's body: a stable code for programs and a sentence for people.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiError {
+    /// Machine-readable reason, e.g. `room_full`.
+    pub error: ErrorCode,
+    /// What went wrong, in words a user can act on.
+    pub message: String,
+}
+
+/// Machine-readable error reasons. Serialized in `snake_case` (`"room_full"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The room id does not name a room that exists (never created, or expired).
+    UnknownRoom,
+    /// Two people are already in the room.
+    RoomFull,
+    /// The room owner banned this identity or network address.
+    Banned,
+    /// `identity` query parameter missing or not a UUID.
+    InvalidIdentity,
+    /// Moderation without the right `Authorization: Bearer {owner_key}`.
+    Unauthorized,
+    /// The peer named in a kick/ban is not in the room.
+    UnknownPeer,
+    /// Body or parameters malformed.
+    BadRequest,
+    /// `/signal/...` requested without a WebSocket upgrade.
+    UpgradeRequired,
+    /// No such route.
+    NotFound,
+    /// Route exists, method does not.
+    MethodNotAllowed,
+    /// A bug on our side; the message says what failed.
+    Internal,
+}
+
+impl ErrorCode {
+    /// The HTTP status that goes with each reason, kept here so the server cannot drift.
+    pub fn status(self) -> u16 {
+        match self {
+            ErrorCode::UnknownRoom | ErrorCode::NotFound | ErrorCode::UnknownPeer => 404,
+            ErrorCode::RoomFull => 409,
+            ErrorCode::Banned => 403,
+            ErrorCode::InvalidIdentity | ErrorCode::BadRequest => 400,
+            ErrorCode::Unauthorized => 401,
+            ErrorCode::UpgradeRequired => 426,
+            ErrorCode::MethodNotAllowed => 405,
+            ErrorCode::Internal => 500,
+        }
+    }
+}
+
+/// WebSocket close codes the server uses. 4xxx are Duet's own (the range RFC 6455 leaves to
+/// applications); the 1xxx ones are the standard meanings.
+pub mod close {
+    /// A newer connection with the same identity took this socket's place (page reload, ghost).
+    pub const REPLACED: u16 = 4001;
+    /// The room owner kicked this peer; it may come back.
+    pub const KICKED: u16 = 4003;
+    /// The room owner banned this peer; it may not come back.
+    pub const BANNED: u16 = 4004;
+    /// The frame was not a matchbox `PeerRequest` (not JSON, unknown variant, bad peer id).
+    pub const INVALID_FRAME: u16 = 1007;
+    /// Binary frames are not part of the matchbox protocol.
+    pub const UNSUPPORTED_DATA: u16 = 1003;
+    /// Too many frames too fast.
+    pub const POLICY_VIOLATION: u16 = 1008;
+    /// A frame larger than [`super::MAX_FRAME_BYTES`].
+    pub const TOO_BIG: u16 = 1009;
+}
+
+/// Whether `room` has the shape of an id the server mints: [`ROOM_ID_LEN`] base64url characters.
+///
+/// Checked before any Durable Object is addressed, so garbage ids cost nothing.
+pub fn is_valid_room_id(room: &str) -> bool {
+    room.len() == ROOM_ID_LEN
+        && room
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn room_full_body_is_the_documented_shape() {
+        let body = ApiError {
+            error: ErrorCode::RoomFull,
+            message: "full".into(),
+        };
+        let json = serde_json::to_value(&body).unwrap();
+        assert_eq!(json["error"], "room_full");
+        assert_eq!(ErrorCode::RoomFull.status(), 409);
+        assert_eq!(ErrorCode::Banned.status(), 403);
+    }
+
+    #[test]
+    fn room_ids_are_checked_for_shape() {
+        assert!(is_valid_room_id("abcdefghijklmnopqrstu_"));
+        assert!(!is_valid_room_id("abcdefghijklmnopqrstu/"));
+        assert!(!is_valid_room_id("short"));
+        assert!(!is_valid_room_id(""));
+        assert!(!is_valid_room_id("abcdefghijklmnopqrstuvw"));
+    }
+}

@@ -1,0 +1,499 @@
+//! The room's decisions, with no runtime in sight.
+//!
+//! Who may join, whom a frame goes to, when a socket is closed and why, when a room expires: all of
+//! it is decided here by plain functions over plain data, so it runs (and is unit-tested) natively.
+//! The Durable Object adapter (`runtime::durable`) only feeds events in and carries the resulting
+//! actions out. Keeping storage off this path is deliberate: a storage write per relayed frame was
+//! measured to be the throughput knee of a relay object, so nothing here ever asks for one.
+
+use std::collections::BTreeSet;
+
+use duet_shared::api::{ErrorCode, MAX_FRAME_BYTES, ROOM_CAPACITY, close};
+use matchbox_protocol::{JsonPeerEvent, JsonPeerRequest, PeerId, PeerRequest};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// What a connected socket remembers about itself. Stored as the WebSocket's attachment so that it
+/// survives the object being hibernated and woken again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    /// The id matchbox knows this socket by (sent in `IdAssigned`).
+    pub peer: PeerId,
+    /// The client's stable identity (its `?identity=` UUID), used for takeover and bans.
+    pub identity: Uuid,
+    /// Salted hash of the client's IP address, if the edge told us one. Never the address itself.
+    pub ip_hash: Option<String>,
+    /// Set once the server has said goodbye to this socket (kick, ban, takeover, error). A socket
+    /// can linger in the runtime's list while its close handshake finishes; it no longer counts.
+    #[serde(default)]
+    pub gone: bool,
+}
+
+/// Everything the room persists: written on create, ban and join/leave, never per message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomRecord {
+    /// When the room was created (ms since the epoch).
+    pub created_ms: u64,
+    /// Hex SHA-256 of the owner key. The key itself is never stored.
+    pub owner_key_hash: String,
+    /// Per-room random salt for IP hashes, so hashes cannot be joined across rooms.
+    pub ip_salt: String,
+    /// Last join or leave (ms since the epoch); the idle clock starts here.
+    pub last_active_ms: u64,
+}
+
+/// The room's ban list: identities and salted IP hashes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bans {
+    /// Banned client identities.
+    pub identities: BTreeSet<Uuid>,
+    /// Banned salted IP hashes (catches a banned person who mints a new identity).
+    pub ip_hashes: BTreeSet<String>,
+}
+
+impl Bans {
+    /// Adds a member's identity and (if known) IP hash.
+    pub fn ban(&mut self, member: &Member) {
+        self.identities.insert(member.identity);
+        if let Some(hash) = &member.ip_hash {
+            self.ip_hashes.insert(hash.clone());
+        }
+    }
+
+    /// Whether a newcomer with this identity and IP hash is refused.
+    pub fn covers(&self, identity: Uuid, ip_hash: Option<&str>) -> bool {
+        self.identities.contains(&identity) || ip_hash.is_some_and(|h| self.ip_hashes.contains(h))
+    }
+
+    /// True when nobody is banned.
+    pub fn is_empty(&self) -> bool {
+        self.identities.is_empty() && self.ip_hashes.is_empty()
+    }
+}
+
+/// The answer to "may this socket join?".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JoinDecision {
+    /// Let it in. If `replaces` is set, that older socket of the same identity must be closed first.
+    Admit {
+        /// The stale socket this one takes over from (reload, ghost connection).
+        replaces: Option<PeerId>,
+    },
+    /// Refuse before upgrading, with this reason.
+    Refuse(ErrorCode),
+}
+
+/// Decides whether `identity` (from `ip_hash`) may join a room whose live members are `present`.
+///
+/// A returning identity takes its old seat instead of counting as a third person, unless that
+/// identity itself is banned. The IP ban is not applied to a returning identity: the person already
+/// in the room is not the one who was banned, even when they share a network.
+pub fn decide_join(
+    present: &[Member],
+    bans: &Bans,
+    identity: Uuid,
+    ip_hash: Option<&str>,
+) -> JoinDecision {
+    let live: Vec<&Member> = present.iter().filter(|m| !m.gone).collect();
+    if let Some(old) = live.iter().find(|m| m.identity == identity) {
+        if bans.identities.contains(&identity) {
+            return JoinDecision::Refuse(ErrorCode::Banned);
+        }
+        return JoinDecision::Admit {
+            replaces: Some(old.peer),
+        };
+    }
+    if bans.covers(identity, ip_hash) {
+        return JoinDecision::Refuse(ErrorCode::Banned);
+    }
+    if live.len() >= ROOM_CAPACITY as usize {
+        return JoinDecision::Refuse(ErrorCode::RoomFull);
+    }
+    JoinDecision::Admit { replaces: None }
+}
+
+/// A frame as the runtime hands it over.
+#[derive(Debug, Clone, Copy)]
+pub enum Frame<'a> {
+    /// A text frame.
+    Text(&'a str),
+    /// A binary frame of this many bytes.
+    Binary(usize),
+}
+
+/// Why a frame ends its socket. Each maps to a WebSocket close code and a short reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    /// Larger than [`MAX_FRAME_BYTES`].
+    #[error("frame of {0} bytes is over the 65536-byte limit")]
+    TooBig(usize),
+    /// Binary frames are not part of matchbox's protocol.
+    #[error("binary frames are not supported; send matchbox JSON text")]
+    Binary,
+    /// Text that is not a matchbox `PeerRequest`.
+    #[error("not a matchbox request ({0})")]
+    Invalid(String),
+    /// The token bucket ran dry.
+    #[error("too many messages; slow down")]
+    Flood,
+}
+
+impl FrameError {
+    /// The close code this error ends the socket with.
+    pub fn close_code(&self) -> u16 {
+        match self {
+            FrameError::TooBig(_) => close::TOO_BIG,
+            FrameError::Binary => close::UNSUPPORTED_DATA,
+            FrameError::Invalid(_) => close::INVALID_FRAME,
+            FrameError::Flood => close::POLICY_VIOLATION,
+        }
+    }
+
+    /// The close reason: the error's words, cut to the 123 bytes a close frame can carry.
+    pub fn close_reason(&self) -> String {
+        truncate_reason(&self.to_string())
+    }
+}
+
+/// What to do with a well-formed frame.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Routed {
+    /// Send `frame` to `to`.
+    Relay {
+        /// Receiving peer.
+        to: PeerId,
+        /// The exact `PeerEvent::Signal` text, serialized as stock matchbox does.
+        frame: String,
+    },
+    /// Nothing to send: a keep-alive, or a signal to yourself or to a peer that is not here
+    /// (which happens legitimately when the other side just left), so it is dropped quietly.
+    Drop(DropReason),
+}
+
+/// Why a valid frame produced nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// `"KeepAlive"`.
+    KeepAlive,
+    /// A signal addressed to its own sender.
+    ToSelf,
+    /// A signal to a peer id that is not (or no longer) in the room.
+    AbsentPeer,
+}
+
+/// Routes one frame from `sender` given the live peers of the room.
+///
+/// The relayed frame is built from `matchbox_protocol`'s own types and serializer, so it is the
+/// same bytes stock `matchbox_signaling` would send.
+pub fn route_frame(
+    sender: PeerId,
+    live: &[PeerId],
+    frame: Frame<'_>,
+) -> Result<Routed, FrameError> {
+    let text = match frame {
+        Frame::Binary(len) if len > MAX_FRAME_BYTES => return Err(FrameError::TooBig(len)),
+        Frame::Binary(_) => return Err(FrameError::Binary),
+        Frame::Text(t) if t.len() > MAX_FRAME_BYTES => return Err(FrameError::TooBig(t.len())),
+        Frame::Text(t) => t,
+    };
+    let request: JsonPeerRequest =
+        serde_json::from_str(text).map_err(|e| FrameError::Invalid(e.to_string()))?;
+    match request {
+        PeerRequest::KeepAlive => Ok(Routed::Drop(DropReason::KeepAlive)),
+        PeerRequest::Signal { receiver, .. } if receiver == sender => {
+            Ok(Routed::Drop(DropReason::ToSelf))
+        }
+        PeerRequest::Signal { receiver, .. } if !live.contains(&receiver) => {
+            Ok(Routed::Drop(DropReason::AbsentPeer))
+        }
+        PeerRequest::Signal { receiver, data } => Ok(Routed::Relay {
+            to: receiver,
+            frame: event_text(&JsonPeerEvent::Signal { sender, data }),
+        }),
+    }
+}
+
+/// Serializes a server event exactly as `matchbox_signaling` does (`serde_json::to_string`).
+pub fn event_text(event: &JsonPeerEvent) -> String {
+    // Serializing these plain enums cannot fail: no maps with non-string keys, no custom impls.
+    serde_json::to_string(event).unwrap_or_default()
+}
+
+/// Per-socket flood protection: a token bucket. Generous enough for a WebRTC negotiation burst
+/// (an offer plus dozens of ICE candidates), tight enough that a loop sending garbage is cut off.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RateLimiter {
+    tokens: f64,
+    last_ms: f64,
+}
+
+impl RateLimiter {
+    /// Frames a socket may send back to back.
+    pub const BURST: f64 = 200.0;
+    /// Frames per second refilled.
+    pub const PER_SECOND: f64 = 50.0;
+
+    /// A full bucket at time `now_ms`.
+    pub fn new(now_ms: f64) -> Self {
+        Self {
+            tokens: Self::BURST,
+            last_ms: now_ms,
+        }
+    }
+
+    /// Takes one token if there is one.
+    pub fn allow(&mut self, now_ms: f64) -> bool {
+        let elapsed = ((now_ms - self.last_ms) / 1000.0).max(0.0);
+        self.last_ms = now_ms;
+        self.tokens = (self.tokens + elapsed * Self::PER_SECOND).min(Self::BURST);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// What the idle alarm should do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlarmDecision {
+    /// Nobody has been here for the whole idle period: delete everything the room stored.
+    Expire,
+    /// Look again at this time (ms since the epoch).
+    CheckAt(u64),
+}
+
+/// Decides an idle alarm at `now_ms` for a room last active at `last_active_ms`.
+pub fn on_alarm(
+    now_ms: u64,
+    last_active_ms: u64,
+    live_members: usize,
+    ttl_ms: u64,
+) -> AlarmDecision {
+    if live_members > 0 {
+        return AlarmDecision::CheckAt(now_ms + ttl_ms);
+    }
+    let due = last_active_ms.saturating_add(ttl_ms);
+    if now_ms >= due {
+        AlarmDecision::Expire
+    } else {
+        AlarmDecision::CheckAt(due)
+    }
+}
+
+/// Cuts a close reason to the 123 bytes RFC 6455 allows, on a character boundary.
+pub fn truncate_reason(reason: &str) -> String {
+    const MAX: usize = 123;
+    if reason.len() <= MAX {
+        return reason.to_owned();
+    }
+    let mut end = MAX;
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    reason[..end].to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(identity: u128, ip: Option<&str>) -> Member {
+        Member {
+            peer: PeerId(Uuid::new_v4()),
+            identity: Uuid::from_u128(identity),
+            ip_hash: ip.map(str::to_owned),
+            gone: false,
+        }
+    }
+
+    #[test]
+    fn first_and_second_are_admitted_third_is_refused() {
+        let bans = Bans::default();
+        let a = member(1, Some("ip"));
+        let b = member(2, Some("ip"));
+        assert_eq!(
+            decide_join(&[], &bans, a.identity, Some("ip")),
+            JoinDecision::Admit { replaces: None }
+        );
+        assert_eq!(
+            decide_join(std::slice::from_ref(&a), &bans, b.identity, Some("ip")),
+            JoinDecision::Admit { replaces: None }
+        );
+        assert_eq!(
+            decide_join(&[a, b], &bans, Uuid::from_u128(3), Some("ip")),
+            JoinDecision::Refuse(ErrorCode::RoomFull)
+        );
+    }
+
+    #[test]
+    fn returning_identity_takes_over_instead_of_being_third() {
+        let a = member(1, None);
+        let b = member(2, None);
+        let decision = decide_join(&[a.clone(), b], &Bans::default(), a.identity, None);
+        assert_eq!(
+            decision,
+            JoinDecision::Admit {
+                replaces: Some(a.peer)
+            }
+        );
+    }
+
+    #[test]
+    fn gone_sockets_do_not_count() {
+        let mut a = member(1, None);
+        a.gone = true;
+        let b = member(2, None);
+        assert_eq!(
+            decide_join(&[a, b], &Bans::default(), Uuid::from_u128(3), None),
+            JoinDecision::Admit { replaces: None }
+        );
+    }
+
+    #[test]
+    fn bans_cover_identity_and_ip_hash() {
+        let banned = member(7, Some("h1"));
+        let mut bans = Bans::default();
+        bans.ban(&banned);
+        // Same identity from elsewhere.
+        assert_eq!(
+            decide_join(&[], &bans, banned.identity, Some("other")),
+            JoinDecision::Refuse(ErrorCode::Banned)
+        );
+        // New identity from the banned address.
+        assert_eq!(
+            decide_join(&[], &bans, Uuid::from_u128(8), Some("h1")),
+            JoinDecision::Refuse(ErrorCode::Banned)
+        );
+        // Somebody else entirely.
+        assert_eq!(
+            decide_join(&[], &bans, Uuid::from_u128(9), Some("h2")),
+            JoinDecision::Admit { replaces: None }
+        );
+        // Banned beats full: the banned person learns why, not a misleading "full".
+        let a = member(1, None);
+        let b = member(2, None);
+        assert_eq!(
+            decide_join(&[a, b], &bans, banned.identity, None),
+            JoinDecision::Refuse(ErrorCode::Banned)
+        );
+    }
+
+    #[test]
+    fn present_identity_sharing_a_banned_network_may_reconnect() {
+        let stayer = member(1, Some("shared-nat"));
+        let mut bans = Bans::default();
+        bans.ban(&member(2, Some("shared-nat")));
+        assert_eq!(
+            decide_join(
+                std::slice::from_ref(&stayer),
+                &bans,
+                stayer.identity,
+                Some("shared-nat")
+            ),
+            JoinDecision::Admit {
+                replaces: Some(stayer.peer)
+            }
+        );
+    }
+
+    #[test]
+    fn signal_is_relayed_with_sender_and_untouched_data() {
+        let a = PeerId(Uuid::from_u128(1));
+        let b = PeerId(Uuid::from_u128(2));
+        let text = format!(
+            r#"{{"Signal":{{"receiver":"{}","data":{{"Offer":"v=0 sdp"}}}}}}"#,
+            b.0
+        );
+        let routed = route_frame(a, &[a, b], Frame::Text(&text)).unwrap();
+        assert_eq!(
+            routed,
+            Routed::Relay {
+                to: b,
+                frame: format!(
+                    r#"{{"Signal":{{"sender":"{}","data":{{"Offer":"v=0 sdp"}}}}}}"#,
+                    a.0
+                )
+            }
+        );
+    }
+
+    #[test]
+    fn keepalive_self_and_absent_are_dropped() {
+        let a = PeerId(Uuid::from_u128(1));
+        let b = PeerId(Uuid::from_u128(2));
+        assert_eq!(
+            route_frame(a, &[a], Frame::Text(r#""KeepAlive""#)),
+            Ok(Routed::Drop(DropReason::KeepAlive))
+        );
+        let to_self = format!(r#"{{"Signal":{{"receiver":"{}","data":1}}}}"#, a.0);
+        assert_eq!(
+            route_frame(a, &[a, b], Frame::Text(&to_self)),
+            Ok(Routed::Drop(DropReason::ToSelf))
+        );
+        let to_absent = format!(
+            r#"{{"Signal":{{"receiver":"{}","data":1}}}}"#,
+            Uuid::from_u128(9)
+        );
+        assert_eq!(
+            route_frame(a, &[a, b], Frame::Text(&to_absent)),
+            Ok(Routed::Drop(DropReason::AbsentPeer))
+        );
+    }
+
+    #[test]
+    fn bad_frames_map_to_close_codes() {
+        let a = PeerId(Uuid::from_u128(1));
+        let cases: Vec<(Frame, u16)> = vec![
+            (Frame::Text("hello"), 1007),
+            (Frame::Text(r#"{"Shout":1}"#), 1007),
+            (
+                Frame::Text(r#"{"Signal":{"receiver":"not-a-uuid","data":1}}"#),
+                1007,
+            ),
+            (Frame::Binary(10), 1003),
+            (Frame::Binary(MAX_FRAME_BYTES + 1), 1009),
+        ];
+        for (frame, code) in cases {
+            let err = route_frame(a, &[a], frame).unwrap_err();
+            assert_eq!(err.close_code(), code, "{frame:?}");
+            assert!(err.close_reason().len() <= 123);
+        }
+        let big = "x".repeat(MAX_FRAME_BYTES + 1);
+        assert_eq!(
+            route_frame(a, &[a], Frame::Text(&big)).unwrap_err(),
+            FrameError::TooBig(MAX_FRAME_BYTES + 1)
+        );
+    }
+
+    #[test]
+    fn rate_limiter_allows_a_burst_then_refills() {
+        let mut limiter = RateLimiter::new(0.0);
+        let allowed = (0..1000).filter(|_| limiter.allow(0.0)).count();
+        assert_eq!(allowed, RateLimiter::BURST as usize);
+        assert!(!limiter.allow(0.0));
+        // One second later, PER_SECOND more.
+        let refilled = (0..1000).filter(|_| limiter.allow(1000.0)).count();
+        assert_eq!(refilled, RateLimiter::PER_SECOND as usize);
+    }
+
+    #[test]
+    fn alarm_expires_only_idle_empty_rooms() {
+        let ttl = 1_000;
+        assert_eq!(on_alarm(5_000, 0, 1, ttl), AlarmDecision::CheckAt(6_000));
+        assert_eq!(
+            on_alarm(5_000, 4_500, 0, ttl),
+            AlarmDecision::CheckAt(5_500)
+        );
+        assert_eq!(on_alarm(5_000, 4_000, 0, ttl), AlarmDecision::Expire);
+    }
+
+    #[test]
+    fn reasons_fit_a_close_frame() {
+        let long = "é".repeat(200);
+        let cut = truncate_reason(&long);
+        assert!(cut.len() <= 123);
+        assert!(long.starts_with(&cut));
+    }
+}

@@ -1,0 +1,466 @@
+//! The `Room` Durable Object: one per room, holding at most two signaling WebSockets.
+//!
+//! It uses the WebSocket Hibernation API, so an idle room costs nothing: everything a socket needs
+//! to be understood after a wake-up (its peer id, identity, IP hash) is in the socket's attachment.
+//! Decisions come from [`crate::room`]; this file only reads state, calls them, and acts.
+//!
+//! Storage is touched on create, join, leave, ban and alarm — never when relaying a frame, because
+//! outgoing messages wait for pending writes and a write per frame is the relay's throughput knee.
+
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
+
+use duet_shared::api::{ErrorCode, PeerTarget, ROOM_CAPACITY, RoomInfo, close};
+use matchbox_protocol::{JsonPeerEvent, PeerId};
+use uuid::Uuid;
+use worker::{
+    Date, DurableObject, Env, Method, Request, Response, Result, State, WebSocket,
+    WebSocketIncomingMessage, WebSocketPair, durable_object,
+};
+
+use super::entry::{INIT_PATH, InitRoom};
+use super::respond::{self, Failure};
+use crate::room::{
+    self, AlarmDecision, Bans, Frame, FrameError, JoinDecision, Member, RateLimiter, RoomRecord,
+    Routed,
+};
+use crate::secrets;
+
+const RECORD_KEY: &str = "room";
+const BANS_KEY: &str = "bans";
+/// Default idle lifetime of a room: a day without anybody in it.
+const DEFAULT_IDLE_TTL_SECS: u64 = 24 * 60 * 60;
+
+/// One room. In-memory fields are caches that may be lost on hibernation without harm.
+#[durable_object]
+pub struct Room {
+    state: State,
+    env: Env,
+    /// Flood protection per socket. Lost on hibernation, which only happens after quiet anyway.
+    limiters: RefCell<HashMap<PeerId, RateLimiter>>,
+    /// Peers already announced as gone whose sockets may still be listed while closing.
+    departed: RefCell<HashSet<PeerId>>,
+}
+
+type Outcome = std::result::Result<Response, Failure>;
+
+fn now_ms() -> u64 {
+    Date::now().as_millis()
+}
+
+impl Room {
+    fn idle_ttl_ms(&self) -> u64 {
+        self.env
+            .var("ROOM_IDLE_TTL_SECS")
+            .ok()
+            .and_then(|v| v.to_string().parse::<u64>().ok())
+            .unwrap_or(DEFAULT_IDLE_TTL_SECS)
+            * 1000
+    }
+
+    async fn record(&self) -> Result<Option<RoomRecord>> {
+        self.state.storage().get::<RoomRecord>(RECORD_KEY).await
+    }
+
+    async fn existing_record(&self) -> std::result::Result<RoomRecord, Failure> {
+        self.record().await?.ok_or_else(|| {
+            Failure::refuse(
+                ErrorCode::UnknownRoom,
+                "This room does not exist (or expired after being empty for a while). \
+                 Create a new room and share its link.",
+            )
+        })
+    }
+
+    async fn bans(&self) -> Result<Bans> {
+        Ok(self
+            .state
+            .storage()
+            .get::<Bans>(BANS_KEY)
+            .await?
+            .unwrap_or_default())
+    }
+
+    /// Live members with their sockets, in the order the runtime lists them.
+    fn members(&self) -> Vec<(WebSocket, Member)> {
+        let departed = self.departed.borrow();
+        self.state
+            .get_websockets()
+            .into_iter()
+            .filter_map(|ws| {
+                let member = ws.deserialize_attachment::<Member>().ok().flatten()?;
+                (!member.gone && !departed.contains(&member.peer)).then_some((ws, member))
+            })
+            .collect()
+    }
+
+    fn send(ws: &WebSocket, event: &JsonPeerEvent) {
+        if let Err(e) = ws.send_with_str(room::event_text(event)) {
+            worker::console_warn!("send failed: {e}");
+        }
+    }
+
+    /// Marks `member` gone, closes its socket with `code`/`reason`, and tells the others.
+    fn say_goodbye(&self, ws: &WebSocket, member: &Member, code: u16, reason: &str) {
+        self.forget(ws, member);
+        if let Err(e) = ws.close(Some(code), Some(room::truncate_reason(reason))) {
+            worker::console_warn!("close failed: {e}");
+        }
+        self.announce_left(member.peer);
+    }
+
+    fn forget(&self, ws: &WebSocket, member: &Member) {
+        let mut gone = member.clone();
+        gone.gone = true;
+        // Can fail once the socket is closed; the in-memory set covers that case.
+        let _ = ws.serialize_attachment(&gone);
+        self.departed.borrow_mut().insert(member.peer);
+        self.limiters.borrow_mut().remove(&member.peer);
+    }
+
+    fn announce_left(&self, peer: PeerId) {
+        for (other, _) in self.members() {
+            Self::send(&other, &JsonPeerEvent::PeerLeft(peer));
+        }
+    }
+
+    /// Records activity (join/leave) and makes sure the idle alarm is set.
+    async fn touch(&self) -> Result<()> {
+        if let Some(mut record) = self.record().await? {
+            record.last_active_ms = now_ms();
+            self.state.storage().put(RECORD_KEY, &record).await?;
+            if self.state.storage().get_alarm().await?.is_none() {
+                self.state
+                    .storage()
+                    .set_alarm(self.idle_ttl_ms() as i64)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn init(&self, mut req: Request) -> Outcome {
+        let init: InitRoom = req.json().await?;
+        if self.record().await?.is_some() {
+            return Err(Failure::refuse(
+                ErrorCode::BadRequest,
+                "room already exists",
+            ));
+        }
+        let now = now_ms();
+        let record = RoomRecord {
+            created_ms: now,
+            owner_key_hash: init.owner_key_hash,
+            ip_salt: secrets::new_salt().map_err(|e| worker::Error::RustError(e.to_string()))?,
+            last_active_ms: now,
+        };
+        self.state.storage().put(RECORD_KEY, &record).await?;
+        self.state
+            .storage()
+            .set_alarm(self.idle_ttl_ms() as i64)
+            .await?;
+        Ok(respond::no_content()?)
+    }
+
+    async fn info(&self, room: &str) -> Outcome {
+        self.existing_record().await?;
+        Ok(respond::json(
+            200,
+            &RoomInfo {
+                room: room.to_owned(),
+                peers: self.members().len() as u32,
+                capacity: ROOM_CAPACITY,
+            },
+        )?)
+    }
+
+    async fn join(&self, req: Request) -> Outcome {
+        let record = self.existing_record().await?;
+        let url = req.url()?;
+        let identity = url
+            .query_pairs()
+            .find(|(k, _)| k == "identity")
+            .map(|(_, v)| v.into_owned());
+        let identity = match identity.as_deref().map(Uuid::parse_str) {
+            Some(Ok(id)) => id,
+            Some(Err(_)) => {
+                return Err(Failure::refuse(
+                    ErrorCode::InvalidIdentity,
+                    "The identity parameter is not a UUID. Connect to \
+                     /signal/{room}?identity={uuid} with your client's UUID.",
+                ));
+            }
+            None => {
+                return Err(Failure::refuse(
+                    ErrorCode::InvalidIdentity,
+                    "The identity parameter is missing. Connect to \
+                     /signal/{room}?identity={uuid} with your client's UUID.",
+                ));
+            }
+        };
+        let ip_hash = req
+            .headers()
+            .get("cf-connecting-ip")?
+            .map(|ip| secrets::hash_ip(&record.ip_salt, &ip));
+        let members = self.members();
+        let present: Vec<Member> = members.iter().map(|(_, m)| m.clone()).collect();
+        let bans = self.bans().await?;
+        let replaces = match room::decide_join(&present, &bans, identity, ip_hash.as_deref()) {
+            JoinDecision::Refuse(ErrorCode::Banned) => {
+                return Err(Failure::refuse(
+                    ErrorCode::Banned,
+                    "The owner of this room has banned you from it.",
+                ));
+            }
+            JoinDecision::Refuse(ErrorCode::RoomFull) => {
+                return Err(Failure::refuse(
+                    ErrorCode::RoomFull,
+                    "This room already has two people in it. Duet rooms are for two; \
+                     ask for a new link.",
+                ));
+            }
+            JoinDecision::Refuse(code) => {
+                return Err(Failure::refuse(code, "You cannot join this room."));
+            }
+            JoinDecision::Admit { replaces } => replaces,
+        };
+        let upgrade = req.headers().get("upgrade")?.unwrap_or_default();
+        if !upgrade.eq_ignore_ascii_case("websocket") {
+            return Err(Failure::refuse(
+                ErrorCode::UpgradeRequired,
+                "This is the signaling WebSocket endpoint; connect with a WebSocket client.",
+            ));
+        }
+
+        let peer =
+            PeerId(secrets::new_peer_uuid().map_err(|e| worker::Error::RustError(e.to_string()))?);
+        // The stale socket goes first, so the other peer hears PeerLeft(old) before NewPeer(new)
+        // and the newcomer never hears about its own predecessor.
+        if let Some(old_peer) = replaces {
+            if let Some((old_ws, old)) = members.iter().find(|(_, m)| m.peer == old_peer) {
+                self.say_goodbye(
+                    old_ws,
+                    old,
+                    close::REPLACED,
+                    "Replaced by a newer connection with the same identity.",
+                );
+            }
+        }
+        let pair = WebSocketPair::new()?;
+        let server = pair.server;
+        self.state.accept_web_socket(&server);
+        server.serialize_attachment(&Member {
+            peer,
+            identity,
+            ip_hash,
+            gone: false,
+        })?;
+        Self::send(&server, &JsonPeerEvent::IdAssigned(peer));
+        for (other, member) in self.members() {
+            if member.peer != peer {
+                Self::send(&other, &JsonPeerEvent::NewPeer(peer));
+            }
+        }
+        self.touch().await?;
+        Ok(Response::from_websocket(pair.client)?)
+    }
+
+    async fn authorize(&self, req: &Request) -> std::result::Result<RoomRecord, Failure> {
+        let record = self.existing_record().await?;
+        let header = req.headers().get("authorization")?.unwrap_or_default();
+        let key = header
+            .strip_prefix("Bearer ")
+            .or_else(|| header.strip_prefix("bearer "))
+            .unwrap_or("");
+        if key.is_empty() || !secrets::owner_key_matches(&record.owner_key_hash, key) {
+            return Err(Failure::refuse(
+                ErrorCode::Unauthorized,
+                "Moderation needs the room's owner key: send 'Authorization: Bearer {owner_key}' \
+                 with the key you got when you created the room.",
+            ));
+        }
+        Ok(record)
+    }
+
+    async fn moderate(&self, mut req: Request, ban: bool) -> Outcome {
+        self.authorize(&req).await?;
+        let target: PeerTarget = req.json().await.map_err(|_| {
+            Failure::refuse(
+                ErrorCode::BadRequest,
+                "Send a JSON body {\"peer\": \"<peer id>\"} naming the peer to act on.",
+            )
+        })?;
+        let Some((ws, member)) = self
+            .members()
+            .into_iter()
+            .find(|(_, m)| m.peer == target.peer)
+        else {
+            return Err(Failure::refuse(
+                ErrorCode::UnknownPeer,
+                "That peer is not in this room (it may have left already).",
+            ));
+        };
+        if ban {
+            let mut bans = self.bans().await?;
+            bans.ban(&member);
+            self.state.storage().put(BANS_KEY, &bans).await?;
+            self.say_goodbye(
+                &ws,
+                &member,
+                close::BANNED,
+                "You were banned from this room by its owner.",
+            );
+        } else {
+            self.say_goodbye(
+                &ws,
+                &member,
+                close::KICKED,
+                "You were removed from this room by its owner.",
+            );
+        }
+        self.touch().await?;
+        Ok(respond::no_content()?)
+    }
+
+    async fn clear_bans(&self, req: Request) -> Outcome {
+        self.authorize(&req).await?;
+        self.state.storage().delete(BANS_KEY).await?;
+        Ok(respond::no_content()?)
+    }
+
+    async fn route(&self, req: Request) -> Outcome {
+        let path = req.path();
+        let method = req.method();
+        if path == INIT_PATH && method == Method::Post {
+            return self.init(req).await;
+        }
+        if path.starts_with("/signal/") {
+            return self.join(req).await;
+        }
+        let Some(rest) = path.strip_prefix("/api/rooms/") else {
+            return Err(Failure::refuse(ErrorCode::NotFound, "No such route."));
+        };
+        let (room, action) = rest.split_once('/').unwrap_or((rest, ""));
+        match (method, action) {
+            (Method::Get, "") => self.info(room).await,
+            (Method::Post, "kick") => self.moderate(req, false).await,
+            (Method::Post, "ban") => self.moderate(req, true).await,
+            (Method::Delete, "bans") => self.clear_bans(req).await,
+            _ => Err(Failure::refuse(ErrorCode::NotFound, "No such route.")),
+        }
+    }
+
+    /// A socket ended (closed by its client, or errored): announce it once, and start the idle
+    /// clock if the room is now empty.
+    async fn depart(&self, ws: &WebSocket) -> Result<()> {
+        let Some(member) = ws.deserialize_attachment::<Member>().ok().flatten() else {
+            return Ok(());
+        };
+        let already = member.gone || self.departed.borrow().contains(&member.peer);
+        if !already {
+            self.forget(ws, &member);
+            self.announce_left(member.peer);
+            self.touch().await?;
+        }
+        Ok(())
+    }
+}
+
+impl DurableObject for Room {
+    fn new(state: State, env: Env) -> Self {
+        Self {
+            state,
+            env,
+            limiters: RefCell::new(HashMap::new()),
+            departed: RefCell::new(HashSet::new()),
+        }
+    }
+
+    async fn fetch(&self, req: Request) -> Result<Response> {
+        match self.route(req).await {
+            Ok(response) => Ok(response),
+            Err(failure) => failure.into_response(),
+        }
+    }
+
+    async fn websocket_message(
+        &self,
+        ws: WebSocket,
+        message: WebSocketIncomingMessage,
+    ) -> Result<()> {
+        let Some(member) = ws.deserialize_attachment::<Member>().ok().flatten() else {
+            return Ok(());
+        };
+        if member.gone || self.departed.borrow().contains(&member.peer) {
+            return Ok(());
+        }
+        let allowed = self
+            .limiters
+            .borrow_mut()
+            .entry(member.peer)
+            .or_insert_with(|| RateLimiter::new(now_ms() as f64))
+            .allow(now_ms() as f64);
+        let frame = match &message {
+            WebSocketIncomingMessage::String(text) => Frame::Text(text),
+            WebSocketIncomingMessage::Binary(bytes) => Frame::Binary(bytes.len()),
+        };
+        let members = self.members();
+        let live: Vec<PeerId> = members.iter().map(|(_, m)| m.peer).collect();
+        let outcome = if allowed {
+            room::route_frame(member.peer, &live, frame)
+        } else {
+            Err(FrameError::Flood)
+        };
+        match outcome {
+            Ok(Routed::Relay { to, frame }) => {
+                if let Some((target, _)) = members.iter().find(|(_, m)| m.peer == to) {
+                    if let Err(e) = target.send_with_str(frame) {
+                        worker::console_warn!("relay failed: {e}");
+                    }
+                }
+            }
+            Ok(Routed::Drop(_)) => {}
+            Err(error) => {
+                self.say_goodbye(&ws, &member, error.close_code(), &error.close_reason());
+                self.touch().await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn websocket_close(
+        &self,
+        ws: WebSocket,
+        _code: usize,
+        _reason: String,
+        _was_clean: bool,
+    ) -> Result<()> {
+        self.depart(&ws).await?;
+        // Complete the closing handshake; fails harmlessly if it already completed.
+        let _ = ws.close(Some(1000), Some("bye"));
+        Ok(())
+    }
+
+    async fn websocket_error(&self, ws: WebSocket, _error: worker::Error) -> Result<()> {
+        self.depart(&ws).await
+    }
+
+    async fn alarm(&self) -> Result<Response> {
+        let Some(record) = self.record().await? else {
+            return Response::ok("no room");
+        };
+        let live = self.members().len();
+        match room::on_alarm(now_ms(), record.last_active_ms, live, self.idle_ttl_ms()) {
+            AlarmDecision::Expire => {
+                self.state.storage().delete_alarm().await?;
+                self.state.storage().delete_all().await?;
+                Response::ok("expired")
+            }
+            AlarmDecision::CheckAt(at) => {
+                let offset = at.saturating_sub(now_ms()) as i64;
+                self.state.storage().set_alarm(offset.max(1)).await?;
+                Response::ok("rescheduled")
+            }
+        }
+    }
+}

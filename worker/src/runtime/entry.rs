@@ -1,0 +1,129 @@
+//! The Worker's front door: routes HTTP requests to the right room object or to static assets.
+//!
+//! Static files under `web/` are served by the `[assets]` binding before this code runs; what arrives
+//! here is the API, the signaling WebSocket, and room links (`/r/{room}`), which get the app's page.
+
+use duet_shared::api::{CreatedRoom, ErrorCode, is_valid_room_id};
+use worker::{Context, Env, Method, Request, RequestInit, Response, Result, event};
+
+use super::respond::{self, Failure};
+use crate::secrets;
+
+/// Binding name of the room Durable Object namespace (see `wrangler.toml`).
+const ROOMS: &str = "ROOMS";
+
+/// Internal path the edge uses to initialise a freshly minted room object.
+pub const INIT_PATH: &str = "/internal/init";
+
+/// Body of the internal init request: the only thing a room is born with.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct InitRoom {
+    /// Hex SHA-256 of the owner key.
+    pub owner_key_hash: String,
+}
+
+#[event(fetch)]
+async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
+    match route(req, &env).await {
+        Ok(response) => Ok(response),
+        Err(failure) => failure.into_response(),
+    }
+}
+
+/// Which room a path names, if it names one; the rest of the path after the id is returned too.
+fn split_room<'p>(path: &'p str, prefix: &str) -> Option<(&'p str, &'p str)> {
+    let rest = path.strip_prefix(prefix)?;
+    Some(match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    })
+}
+
+async fn route(req: Request, env: &Env) -> std::result::Result<Response, Failure> {
+    let path = req.path();
+    let method = req.method();
+    if method == Method::Options {
+        return Ok(respond::preflight()?);
+    }
+    if path == "/api/rooms" || path == "/api/rooms/" {
+        return match method {
+            Method::Post => create_room(env).await,
+            _ => Err(Failure::refuse(
+                ErrorCode::MethodNotAllowed,
+                "Use POST /api/rooms to create a room.",
+            )),
+        };
+    }
+    if let Some((room, rest)) = split_room(&path, "/api/rooms/") {
+        let allowed = matches!(
+            (&method, rest),
+            (Method::Get, "")
+                | (Method::Post, "/kick")
+                | (Method::Post, "/ban")
+                | (Method::Delete, "/bans")
+        );
+        if !allowed {
+            return Err(Failure::refuse(
+                ErrorCode::NotFound,
+                format!(
+                    "No API route {method:?} {path}. Routes: GET /api/rooms/{{room}}, \
+                     POST /api/rooms/{{room}}/kick, POST /api/rooms/{{room}}/ban, \
+                     DELETE /api/rooms/{{room}}/bans."
+                ),
+            ));
+        }
+        return forward_to_room(room, req, env).await;
+    }
+    if let Some((room, "")) = split_room(&path, "/signal/") {
+        return forward_to_room(room, req, env).await;
+    }
+    if let Some((room, "")) = split_room(&path, "/r/") {
+        if is_valid_room_id(room) {
+            // The app's page handles room links itself; it asks the API whether the room exists.
+            let assets = env.assets("ASSETS")?;
+            return Ok(assets.fetch("https://assets.local/", None).await?);
+        }
+    }
+    Err(Failure::refuse(
+        ErrorCode::NotFound,
+        format!("Nothing at {path}. Room links look like /r/{{room}}."),
+    ))
+}
+
+async fn create_room(env: &Env) -> std::result::Result<Response, Failure> {
+    let to_internal =
+        |e: secrets::NoRandomness| Failure::Runtime(worker::Error::RustError(e.to_string()));
+    let room = secrets::new_room_id().map_err(to_internal)?;
+    let owner_key = secrets::new_owner_key().map_err(to_internal)?;
+    let stub = env.durable_object(ROOMS)?.id_from_name(&room)?.get_stub()?;
+    let body = serde_json::to_string(&InitRoom {
+        owner_key_hash: secrets::hash_owner_key(&owner_key),
+    })
+    .map_err(|e| worker::Error::RustError(e.to_string()))?;
+    let mut init = RequestInit::new();
+    init.with_method(Method::Post).with_body(Some(body.into()));
+    let request = Request::new_with_init(&format!("https://room.local{INIT_PATH}"), &init)?;
+    let response = stub.fetch_with_request(request).await?;
+    if response.status_code() != 204 {
+        return Err(Failure::Runtime(worker::Error::RustError(format!(
+            "room object refused initialisation with status {}",
+            response.status_code()
+        ))));
+    }
+    Ok(respond::json(201, &CreatedRoom { room, owner_key })?)
+}
+
+async fn forward_to_room(
+    room: &str,
+    req: Request,
+    env: &Env,
+) -> std::result::Result<Response, Failure> {
+    if !is_valid_room_id(room) {
+        return Err(Failure::refuse(
+            ErrorCode::UnknownRoom,
+            "There is no room with this id. Check the link, or create a new room.",
+        ));
+    }
+    let stub = env.durable_object(ROOMS)?.id_from_name(room)?.get_stub()?;
+    Ok(stub.fetch_with_request(req).await?)
+}

@@ -1,0 +1,82 @@
+//! Building responses: JSON bodies, error bodies with sentences a person can act on, CORS.
+
+use duet_shared::api::{ApiError, ErrorCode};
+use serde::Serialize;
+use worker::{Headers, Response, Result};
+
+/// A failure that ends a request. Refusals carry a code and a human sentence; runtime failures
+/// are reported as `internal` with the runtime's words.
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    /// An expected refusal (unknown room, full, banned, bad input...).
+    #[error("{1}")]
+    Refused(ErrorCode, String),
+    /// The runtime failed underneath us (storage, bindings).
+    #[error("internal error: {0}")]
+    Runtime(#[from] worker::Error),
+}
+
+impl Failure {
+    /// Shorthand for a refusal.
+    pub fn refuse(code: ErrorCode, message: impl Into<String>) -> Self {
+        Failure::Refused(code, message.into())
+    }
+
+    /// The response this failure becomes.
+    pub fn into_response(self) -> Result<Response> {
+        match self {
+            Failure::Refused(code, message) => error(code, message),
+            Failure::Runtime(e) => {
+                worker::console_error!("runtime failure: {e}");
+                error(ErrorCode::Internal, format!("The server failed: {e}"))
+            }
+        }
+    }
+}
+
+/// Headers every API response carries: JSON, and open CORS so other tools can call the API.
+fn api_headers() -> Result<Headers> {
+    let headers = Headers::new();
+    headers.set("content-type", "application/json; charset=utf-8")?;
+    headers.set("access-control-allow-origin", "*")?;
+    headers.set("cache-control", "no-store")?;
+    Ok(headers)
+}
+
+/// A JSON response with `status`.
+pub fn json<T: Serialize>(status: u16, body: &T) -> Result<Response> {
+    let text = serde_json::to_string(body).map_err(|e| worker::Error::RustError(e.to_string()))?;
+    Ok(Response::ok(text)?
+        .with_status(status)
+        .with_headers(api_headers()?))
+}
+
+/// An error response: `{"error": code, "message": sentence}` with the code's status.
+pub fn error(code: ErrorCode, message: impl Into<String>) -> Result<Response> {
+    json(
+        code.status(),
+        &ApiError {
+            error: code,
+            message: message.into(),
+        },
+    )
+}
+
+/// `204 No Content` with the API headers.
+pub fn no_content() -> Result<Response> {
+    Ok(Response::empty()?
+        .with_status(204)
+        .with_headers(api_headers()?))
+}
+
+/// Answer to a CORS preflight.
+pub fn preflight() -> Result<Response> {
+    let headers = api_headers()?;
+    headers.set("access-control-allow-methods", "GET, POST, DELETE, OPTIONS")?;
+    headers.set(
+        "access-control-allow-headers",
+        "authorization, content-type",
+    )?;
+    headers.set("access-control-max-age", "86400")?;
+    Ok(Response::empty()?.with_status(204).with_headers(headers))
+}
