@@ -1,1 +1,553 @@
-//! tmp
+//! Test harness for Duet's integration tests and load generators.
+//!
+//! Everything here drives real processes: [`Wrangler`] starts `wrangler dev` (workerd) from the
+//! repository's pinned install, [`stock_matchbox`] starts stock `matchbox_signaling` in-process,
+//! and [`Ws`] is a raw WebSocket client for speaking the matchbox protocol by hand.
+//!
+//! Tests that open WebRTC connections must run in an `lo`-only network namespace (`cargo xtask
+//! test` does that); [`assert_loopback_only`] refuses to run them anywhere else.
+#![forbid(unsafe_code)]
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use duet_shared::api::{ApiError, CreatedRoom, PeerTarget, RoomInfo};
+use futures::{SinkExt, StreamExt};
+use matchbox_protocol::{JsonPeerEvent, PeerId};
+use tokio::net::TcpStream as TokioTcpStream;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use uuid::Uuid;
+
+/// The repository root (where `wrangler.toml` lives).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ sits in the repository root")
+        .to_path_buf()
+}
+
+/// A free TCP port on 127.0.0.1 (bound and released; good enough for test servers).
+pub fn free_port() -> u16 {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// Options for a `wrangler dev` instance.
+#[derive(Debug, Clone, Default)]
+pub struct WranglerOptions {
+    /// Where Durable Object storage lives. A fresh temporary directory when `None`.
+    pub persist_to: Option<PathBuf>,
+    /// `--var NAME:VALUE` overrides (e.g. a short idle TTL).
+    pub vars: Vec<(String, String)>,
+}
+
+/// A running `wrangler dev`, stopped (whole process group) when dropped — or when the test process
+/// dies, because its supervisor shell exits as soon as our end of its stdin closes.
+pub struct Wrangler {
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    /// The Durable Object storage directory.
+    pub persist_to: PathBuf,
+    /// Where wrangler's output goes.
+    pub log: PathBuf,
+    supervisor: Child,
+}
+
+impl Wrangler {
+    /// Starts `wrangler dev` and waits until the worker answers (up to 90 s).
+    pub fn start(options: WranglerOptions) -> Result<Self> {
+        let root = repo_root();
+        let port = free_port();
+        let inspector = free_port();
+        let persist_to = match options.persist_to {
+            Some(dir) => dir,
+            None => temp_dir("wrangler-state")?,
+        };
+        let logs = root.join("target/test-logs");
+        std::fs::create_dir_all(&logs)?;
+        let log = logs.join(format!("wrangler-{port}.log"));
+        let mut args = vec![
+            "dev".to_owned(),
+            "--ip".into(),
+            "127.0.0.1".into(),
+            "--port".into(),
+            port.to_string(),
+            "--inspector-ip".into(),
+            "127.0.0.1".into(),
+            "--inspector-port".into(),
+            inspector.to_string(),
+            "--persist-to".into(),
+            persist_to.display().to_string(),
+            "--show-interactive-dev-session=false".into(),
+            "--log-level".into(),
+            "warn".into(),
+        ];
+        for (name, value) in &options.vars {
+            args.push("--var".into());
+            args.push(format!("{name}:{value}"));
+        }
+        let quoted: Vec<String> = args.iter().map(|a| format!("'{a}'")).collect();
+        // The shell owns a fresh process group (setsid); wrangler and workerd join it. When our
+        // stdin pipe closes (drop or crash), `read` returns and the whole group is killed.
+        let script = format!(
+            "trap '' TERM; node_modules/.bin/wrangler {} > '{}' 2>&1 & read _; kill -TERM 0; \
+             sleep 0.5; kill -KILL 0",
+            quoted.join(" "),
+            log.display()
+        );
+        let supervisor = Command::new("setsid")
+            .args(["sh", "-c", &script])
+            .current_dir(&root)
+            .env("WRANGLER_SEND_METRICS", "false")
+            .env("WRANGLER_SEND_ERROR_REPORTS", "false")
+            .env("CLOUDFLARE_CF_FETCH_ENABLED", "false")
+            .env("WRANGLER_LOG_PATH", logs.join("wrangler-debug"))
+            .env("DUET_PREBUILT", "1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting wrangler dev (run `cargo xtask test`, which installs it)")?;
+        let wrangler = Wrangler {
+            base: format!("http://127.0.0.1:{port}"),
+            persist_to,
+            log,
+            supervisor,
+        };
+        wrangler.wait_ready(Duration::from_secs(90))?;
+        Ok(wrangler)
+    }
+
+    fn wait_ready(&self, limit: Duration) -> Result<()> {
+        let started = Instant::now();
+        let addr = self.base.trim_start_matches("http://").to_owned();
+        while started.elapsed() < limit {
+            if let Ok(mut stream) = TcpStream::connect(&addr) {
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+                let request = "GET /api/rooms/AAAAAAAAAAAAAAAAAAAAAA HTTP/1.1\r\nHost: x\r\n\
+                               Connection: close\r\n\r\n";
+                let mut reply = String::new();
+                if stream.write_all(request.as_bytes()).is_ok()
+                    && stream.read_to_string(&mut reply).is_ok()
+                    && reply.starts_with("HTTP/1.1 404")
+                    && reply.contains("unknown_room")
+                {
+                    return Ok(());
+                }
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        bail!("wrangler dev did not become ready in {limit:?}; its log:\n{log}")
+    }
+
+    /// The shared instance for tests that need no special options. Started on first use; stopped
+    /// when the test process exits.
+    pub fn shared() -> &'static Wrangler {
+        static SHARED: OnceLock<Wrangler> = OnceLock::new();
+        SHARED.get_or_init(|| Wrangler::start(WranglerOptions::default()).expect("wrangler dev"))
+    }
+
+    /// A client for this instance's HTTP API.
+    pub fn api(&self) -> Api {
+        Api::new(&self.base)
+    }
+
+    /// `ws://…/signal/{room}?identity={identity}`.
+    pub fn signal_url(&self, room: &str, identity: Uuid) -> String {
+        format!(
+            "{}/signal/{room}?identity={identity}",
+            self.base.replace("http://", "ws://")
+        )
+    }
+
+    /// Files of the Durable Object storage (SQLite databases and their journals).
+    pub fn storage_files(&self) -> Vec<PathBuf> {
+        let mut files = Vec::new();
+        let mut stack = vec![self.persist_to.clone()];
+        while let Some(dir) = stack.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else {
+                    files.push(path);
+                }
+            }
+        }
+        files
+    }
+}
+
+impl Drop for Wrangler {
+    fn drop(&mut self) {
+        drop(self.supervisor.stdin.take());
+        let _ = self.supervisor.wait();
+    }
+}
+
+/// A fresh directory under `target/test-tmp`.
+pub fn temp_dir(prefix: &str) -> Result<PathBuf> {
+    let dir = repo_root()
+        .join("target/test-tmp")
+        .join(format!("{prefix}-{}", Uuid::new_v4()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+/// A client for the signaling service's HTTP API.
+#[derive(Clone)]
+pub struct Api {
+    base: String,
+    http: reqwest::Client,
+}
+
+/// An HTTP answer: status and body text.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    /// HTTP status.
+    pub status: u16,
+    /// Body text.
+    pub body: String,
+}
+
+impl Reply {
+    /// The body as Duet's error shape.
+    pub fn error(&self) -> ApiError {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("not an ApiError ({e}): {}", self.body))
+    }
+}
+
+impl Api {
+    /// A client for `base` (`http://127.0.0.1:PORT`).
+    pub fn new(base: &str) -> Self {
+        Self {
+            base: base.to_owned(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    async fn reply(response: reqwest::Response) -> Result<Reply> {
+        Ok(Reply {
+            status: response.status().as_u16(),
+            body: response.text().await?,
+        })
+    }
+
+    /// `POST /api/rooms`.
+    pub async fn create_room(&self) -> Result<CreatedRoom> {
+        let response = self
+            .http
+            .post(format!("{}/api/rooms", self.base))
+            .send()
+            .await?;
+        if response.status().as_u16() != 201 {
+            bail!("create room: {:?}", Self::reply(response).await?);
+        }
+        Ok(response.json().await?)
+    }
+
+    /// `GET /api/rooms/{room}`, raw.
+    pub async fn room_reply(&self, room: &str) -> Result<Reply> {
+        Self::reply(
+            self.http
+                .get(format!("{}/api/rooms/{room}", self.base))
+                .send()
+                .await?,
+        )
+        .await
+    }
+
+    /// `GET /api/rooms/{room}`, parsed (fails unless 200).
+    pub async fn room(&self, room: &str) -> Result<RoomInfo> {
+        let reply = self.room_reply(room).await?;
+        if reply.status != 200 {
+            bail!("room info: {reply:?}");
+        }
+        Ok(serde_json::from_str(&reply.body)?)
+    }
+
+    /// A plain (non-upgrade) GET of the signaling URL: shows the refusal a WebSocket would get.
+    pub async fn get(&self, path: &str) -> Result<Reply> {
+        Self::reply(self.http.get(format!("{}{path}", self.base)).send().await?).await
+    }
+
+    /// `POST /api/rooms/{room}/{action}` with `{"peer": peer}` (action: kick or ban).
+    pub async fn moderate(
+        &self,
+        room: &str,
+        action: &str,
+        owner_key: &str,
+        peer: PeerId,
+    ) -> Result<Reply> {
+        Self::reply(
+            self.http
+                .post(format!("{}/api/rooms/{room}/{action}", self.base))
+                .bearer_auth(owner_key)
+                .json(&PeerTarget { peer })
+                .send()
+                .await?,
+        )
+        .await
+    }
+
+    /// `DELETE /api/rooms/{room}/bans`.
+    pub async fn clear_bans(&self, room: &str, owner_key: &str) -> Result<Reply> {
+        Self::reply(
+            self.http
+                .delete(format!("{}/api/rooms/{room}/bans", self.base))
+                .bearer_auth(owner_key)
+                .send()
+                .await?,
+        )
+        .await
+    }
+}
+
+/// A raw signaling WebSocket.
+pub struct Ws {
+    stream: WebSocketStream<MaybeTlsStream<TokioTcpStream>>,
+}
+
+/// How a WebSocket ended, as seen by the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Closed {
+    /// Close code (1005 when the frame had none, 1006 when the connection just dropped).
+    pub code: u16,
+    /// Close reason.
+    pub reason: String,
+}
+
+/// What a refused handshake returned.
+#[derive(Debug, Clone)]
+pub struct Refused {
+    /// HTTP status.
+    pub status: u16,
+    /// Body text.
+    pub body: String,
+}
+
+impl Ws {
+    /// Connects; `Err(Refused)` when the server answers the upgrade with an HTTP error.
+    pub async fn connect(url: &str) -> std::result::Result<Ws, Refused> {
+        let config = tungstenite::protocol::WebSocketConfig::default();
+        match tokio_tungstenite::connect_async_with_config(url, Some(config), true).await {
+            Ok((stream, _)) => Ok(Ws { stream }),
+            Err(tungstenite::Error::Http(response)) => {
+                // tungstenite keeps only the body bytes that arrived with the headers; repeat
+                // the same upgrade request by hand to read the whole refusal.
+                let body = match raw_upgrade(url).await {
+                    Ok(refused) => refused.body,
+                    Err(_) => response
+                        .body()
+                        .as_ref()
+                        .map(|b| String::from_utf8_lossy(b).into_owned())
+                        .unwrap_or_default(),
+                };
+                Err(Refused {
+                    status: response.status().as_u16(),
+                    body,
+                })
+            }
+            Err(e) => Err(Refused {
+                status: 0,
+                body: e.to_string(),
+            }),
+        }
+    }
+
+    /// Connects, panicking with the refusal if there is one.
+    pub async fn join(url: &str) -> Ws {
+        match Self::connect(url).await {
+            Ok(ws) => ws,
+            Err(refused) => panic!("join {url} refused: {refused:?}"),
+        }
+    }
+
+    /// Sends a text frame.
+    pub async fn send_text(&mut self, text: impl Into<String>) -> Result<()> {
+        self.stream.send(Message::text(text.into())).await?;
+        Ok(())
+    }
+
+    /// Sends a binary frame.
+    pub async fn send_binary(&mut self, bytes: Vec<u8>) -> Result<()> {
+        self.stream.send(Message::binary(bytes)).await?;
+        Ok(())
+    }
+
+    /// The next text frame, within `limit`. Pings are skipped.
+    pub async fn next_text(&mut self, limit: Duration) -> Result<String> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let next = tokio::time::timeout(left, self.stream.next())
+                .await
+                .context("no frame in time")?;
+            match next {
+                Some(Ok(Message::Text(text))) => return Ok(text.to_string()),
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                Some(Ok(Message::Close(frame))) => bail!("closed instead: {frame:?}"),
+                Some(Ok(other)) => bail!("unexpected frame {other:?}"),
+                Some(Err(e)) => bail!("socket error: {e}"),
+                None => bail!("socket ended"),
+            }
+        }
+    }
+
+    /// The next frame, parsed as a matchbox event.
+    pub async fn next_event(&mut self) -> Result<JsonPeerEvent> {
+        let text = self.next_text(Duration::from_secs(10)).await?;
+        serde_json::from_str(&text).with_context(|| format!("not a PeerEvent: {text}"))
+    }
+
+    /// The `IdAssigned` frame every socket gets first.
+    pub async fn id(&mut self) -> PeerId {
+        match self.next_event().await.expect("IdAssigned") {
+            JsonPeerEvent::IdAssigned(id) => id,
+            other => panic!("expected IdAssigned first, got {other:?}"),
+        }
+    }
+
+    /// Asserts nothing arrives for `quiet` (the socket must stay open).
+    pub async fn expect_silence(&mut self, quiet: Duration) {
+        if let Ok(next) = tokio::time::timeout(quiet, self.stream.next()).await {
+            panic!("expected silence, got {next:?}");
+        }
+    }
+
+    /// Waits for the server to close the socket; returns code and reason.
+    pub async fn closed(&mut self, limit: Duration) -> Result<Closed> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let next = tokio::time::timeout(left, self.stream.next())
+                .await
+                .context("socket not closed in time")?;
+            match next {
+                Some(Ok(Message::Close(Some(CloseFrame { code, reason })))) => {
+                    return Ok(Closed {
+                        code: code.into(),
+                        reason: reason.to_string(),
+                    });
+                }
+                Some(Ok(Message::Close(None))) => {
+                    return Ok(Closed {
+                        code: 1005,
+                        reason: String::new(),
+                    });
+                }
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => {
+                    return Ok(Closed {
+                        code: 1006,
+                        reason: String::new(),
+                    });
+                }
+            }
+        }
+    }
+
+    /// Closes from the client side.
+    pub async fn close(mut self) {
+        let _ = self.stream.close(None).await;
+        // Drain until the server acknowledges, so the server has seen the close.
+        let _ = tokio::time::timeout(Duration::from_secs(5), async {
+            while let Some(Ok(_)) = self.stream.next().await {}
+        })
+        .await;
+    }
+}
+
+/// Sends a WebSocket upgrade request over a plain TCP stream and reads the complete answer.
+/// Used to read refusals in full.
+pub async fn raw_upgrade(url: &str) -> Result<Refused> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url.strip_prefix("ws://").context("ws:// url")?;
+    let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let mut stream = TokioTcpStream::connect(host).await?;
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await?;
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let n = tokio::time::timeout(left, stream.read(&mut buf)).await??;
+        if n == 0 {
+            break;
+        }
+        raw.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&raw);
+        if let Some(split) = text.find("\r\n\r\n") {
+            let head = text[..split].to_ascii_lowercase();
+            let length = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .unwrap_or(0);
+            if raw.len() >= split + 4 + length {
+                let status = head
+                    .split_whitespace()
+                    .nth(1)
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(0);
+                let body = String::from_utf8_lossy(&raw[split + 4..split + 4 + length]);
+                return Ok(Refused {
+                    status,
+                    body: body.into_owned(),
+                });
+            }
+        }
+    }
+    bail!("connection ended before the full response")
+}
+
+/// `{"Signal":{"receiver":…,"data":…}}` as a client sends it.
+pub fn signal_to(receiver: PeerId, data: serde_json::Value) -> String {
+    serde_json::json!({"Signal": {"receiver": receiver, "data": data}}).to_string()
+}
+
+/// Starts stock `matchbox_signaling` (full mesh) on 127.0.0.1 inside the current tokio runtime.
+/// Returns its `ws://` base; any path is one mesh.
+pub async fn stock_matchbox() -> String {
+    let mut server =
+        matchbox_signaling::SignalingServer::full_mesh_builder((Ipv4Addr::LOCALHOST, 0)).build();
+    let addr = server.bind().expect("bind stock matchbox_signaling");
+    tokio::spawn(server.serve());
+    format!("ws://{addr}")
+}
+
+/// Panics unless this process runs in a network namespace whose only interface is `lo`. WebRTC
+/// peers elsewhere would offer (and use) the machine's real addresses.
+pub fn assert_loopback_only() {
+    // /proc/self/net/dev follows this process's namespace (sysfs would show the host's).
+    let dev = std::fs::read_to_string("/proc/self/net/dev").unwrap_or_default();
+    let interfaces: Vec<&str> = dev
+        .lines()
+        .skip(2)
+        .filter_map(|line| line.split(':').next())
+        .map(str::trim)
+        .collect();
+    assert_eq!(
+        interfaces,
+        vec!["lo"],
+        "WebRTC tests must run in an lo-only network namespace: use `cargo xtask test`"
+    );
+}

@@ -283,8 +283,11 @@ impl Room {
     }
 
     async fn moderate(&self, mut req: Request, ban: bool) -> Outcome {
+        // Read the body before answering anything: a response sent while the request body is
+        // still streaming in makes the runtime fail the request.
+        let body = req.text().await?;
         self.authorize(&req).await?;
-        let target: PeerTarget = req.json().await.map_err(|_| {
+        let target: PeerTarget = serde_json::from_str(&body).map_err(|_| {
             Failure::refuse(
                 ErrorCode::BadRequest,
                 "Send a JSON body {\"peer\": \"<peer id>\"} naming the peer to act on.",

@@ -1,0 +1,494 @@
+//! Duet's own signaling behaviour under real `wrangler dev`: the HTTP API, capacity, takeover,
+//! moderation, and every kind of bad input. Each bad input must end only the offender's socket,
+//! with a clear close code and reason, and leave the other peer and other rooms working.
+
+use std::time::Duration;
+
+use duet_shared::api::{CreatedRoom, ErrorCode, close, is_valid_room_id};
+use duet_tests::{Wrangler, Ws, signal_to};
+use matchbox_protocol::{JsonPeerEvent, PeerId};
+use serde_json::json;
+use uuid::Uuid;
+
+const QUIET: Duration = Duration::from_millis(300);
+const WAIT: Duration = Duration::from_secs(10);
+
+/// A room with two joined peers, A first.
+struct Pair {
+    room: CreatedRoom,
+    identity_a: Uuid,
+    identity_b: Uuid,
+    a: Ws,
+    id_a: PeerId,
+    b: Ws,
+    id_b: PeerId,
+}
+
+async fn pair(wrangler: &Wrangler) -> Pair {
+    let room = wrangler.api().create_room().await.unwrap();
+    let (identity_a, identity_b) = (Uuid::new_v4(), Uuid::new_v4());
+    let mut a = Ws::join(&wrangler.signal_url(&room.room, identity_a)).await;
+    let id_a = a.id().await;
+    let mut b = Ws::join(&wrangler.signal_url(&room.room, identity_b)).await;
+    let id_b = b.id().await;
+    assert_eq!(a.next_event().await.unwrap(), JsonPeerEvent::NewPeer(id_b));
+    Pair {
+        room,
+        identity_a,
+        identity_b,
+        a,
+        id_a,
+        b,
+        id_b,
+    }
+}
+
+/// `from` can still signal `to` (proves a socket is alive and routed).
+async fn relays(from: &mut Ws, from_id: PeerId, to: &mut Ws, to_id: PeerId) {
+    let nonce = Uuid::new_v4().to_string();
+    from.send_text(signal_to(to_id, json!(nonce)))
+        .await
+        .unwrap();
+    assert_eq!(
+        to.next_event().await.unwrap(),
+        JsonPeerEvent::Signal {
+            sender: from_id,
+            data: json!(nonce)
+        }
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn create_room_mints_unguessable_ids_and_owner_keys() {
+    let api = Wrangler::shared().api();
+    let one = api.create_room().await.unwrap();
+    let two = api.create_room().await.unwrap();
+    assert!(is_valid_room_id(&one.room), "{}", one.room);
+    assert_ne!(one.room, two.room);
+    assert_ne!(one.owner_key, two.owner_key);
+    assert!(one.owner_key.len() >= 43, "owner key carries 256 bits");
+    let info = api.room(&one.room).await.unwrap();
+    assert_eq!(
+        (info.room.as_str(), info.peers, info.capacity),
+        (one.room.as_str(), 0, 2)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unknown_rooms_are_404_with_a_sentence() {
+    let wrangler = Wrangler::shared();
+    let never_created = "AAAAAAAAAAAAAAAAAAAAAA";
+    let reply = wrangler.api().room_reply(never_created).await.unwrap();
+    assert_eq!(reply.status, 404);
+    let error = reply.error();
+    assert_eq!(error.error, ErrorCode::UnknownRoom);
+    assert!(
+        error.message.contains("does not exist"),
+        "{}",
+        error.message
+    );
+
+    let refused = Ws::connect(&wrangler.signal_url(never_created, Uuid::new_v4()))
+        .await
+        .err()
+        .expect("refused");
+    assert_eq!(refused.status, 404);
+    assert!(refused.body.contains("unknown_room"), "{}", refused.body);
+
+    // Not even the shape of a room id.
+    let refused = Ws::connect(&wrangler.signal_url("../../etc", Uuid::new_v4()))
+        .await
+        .err()
+        .expect("refused");
+    assert_eq!(refused.status, 404);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn identity_must_be_a_uuid() {
+    let wrangler = Wrangler::shared();
+    let room = wrangler.api().create_room().await.unwrap().room;
+    let base = wrangler.base.replace("http://", "ws://");
+    for url in [
+        format!("{base}/signal/{room}"),
+        format!("{base}/signal/{room}?identity="),
+        format!("{base}/signal/{room}?identity=not-a-uuid"),
+    ] {
+        let refused = Ws::connect(&url).await.err().expect("refused");
+        assert_eq!(refused.status, 400, "{url}");
+        assert!(
+            refused.body.contains("invalid_identity"),
+            "{}",
+            refused.body
+        );
+        assert!(refused.body.contains("UUID"), "{}", refused.body);
+    }
+    assert_eq!(wrangler.api().room(&room).await.unwrap().peers, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_third_person_is_refused_and_the_two_are_undisturbed() {
+    let wrangler = Wrangler::shared();
+    let mut p = pair(wrangler).await;
+    assert_eq!(wrangler.api().room(&p.room.room).await.unwrap().peers, 2);
+    let refused = Ws::connect(&wrangler.signal_url(&p.room.room, Uuid::new_v4()))
+        .await
+        .err()
+        .expect("third peer refused");
+    assert_eq!(refused.status, 409);
+    let body: serde_json::Value = serde_json::from_str(&refused.body).unwrap();
+    assert_eq!(body["error"], "room_full");
+    assert!(body["message"].as_str().unwrap().contains("two people"));
+    // A plain GET shows the same refusal (browsers cannot read a failed upgrade's body).
+    let reply = wrangler
+        .api()
+        .get(&format!(
+            "/signal/{}?identity={}",
+            p.room.room,
+            Uuid::new_v4()
+        ))
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 409);
+    p.a.expect_silence(QUIET).await;
+    p.b.expect_silence(Duration::from_millis(10)).await;
+    relays(&mut p.a, p.id_a, &mut p.b, p.id_b).await;
+    relays(&mut p.b, p.id_b, &mut p.a, p.id_a).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn leaving_frees_the_seat() {
+    let wrangler = Wrangler::shared();
+    let mut p = pair(wrangler).await;
+    p.b.close().await;
+    assert_eq!(
+        p.a.next_event().await.unwrap(),
+        JsonPeerEvent::PeerLeft(p.id_b)
+    );
+    assert_eq!(wrangler.api().room(&p.room.room).await.unwrap().peers, 1);
+    let mut c = Ws::join(&wrangler.signal_url(&p.room.room, Uuid::new_v4())).await;
+    let id_c = c.id().await;
+    assert_eq!(
+        p.a.next_event().await.unwrap(),
+        JsonPeerEvent::NewPeer(id_c)
+    );
+    relays(&mut c, id_c, &mut p.a, p.id_a).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reconnecting_identity_replaces_its_stale_socket() {
+    let wrangler = Wrangler::shared();
+    let mut p = pair(wrangler).await;
+    // A reloads: same identity, new socket, while the old one is still open.
+    let mut a2 = Ws::join(&wrangler.signal_url(&p.room.room, p.identity_a)).await;
+    let id_a2 = a2.id().await;
+    assert_ne!(id_a2, p.id_a, "a new socket gets a new peer id");
+    let closed = p.a.closed(WAIT).await.unwrap();
+    assert_eq!(closed.code, close::REPLACED);
+    assert!(
+        closed.reason.contains("newer connection"),
+        "{}",
+        closed.reason
+    );
+    // The other peer sees the old one leave, then the new one arrive, in that order.
+    assert_eq!(
+        p.b.next_event().await.unwrap(),
+        JsonPeerEvent::PeerLeft(p.id_a)
+    );
+    assert_eq!(
+        p.b.next_event().await.unwrap(),
+        JsonPeerEvent::NewPeer(id_a2)
+    );
+    a2.expect_silence(QUIET).await;
+    assert_eq!(wrangler.api().room(&p.room.room).await.unwrap().peers, 2);
+    relays(&mut p.b, p.id_b, &mut a2, id_a2).await;
+    relays(&mut a2, id_a2, &mut p.b, p.id_b).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn moderation_needs_the_owner_key() {
+    let wrangler = Wrangler::shared();
+    let mut p = pair(wrangler).await;
+    let api = wrangler.api();
+    for key in ["", "wrong", &p.room.owner_key[1..]] {
+        let reply = api
+            .moderate(&p.room.room, "kick", key, p.id_b)
+            .await
+            .unwrap();
+        assert_eq!(reply.status, 401, "key {key:?}");
+        assert_eq!(reply.error().error, ErrorCode::Unauthorized);
+        assert!(reply.error().message.contains("owner key"));
+        let reply = api
+            .moderate(&p.room.room, "ban", key, p.id_b)
+            .await
+            .unwrap();
+        assert_eq!(reply.status, 401);
+        let reply = api.clear_bans(&p.room.room, key).await.unwrap();
+        assert_eq!(reply.status, 401);
+    }
+    // Another room's key does not work here.
+    let other = api.create_room().await.unwrap();
+    let reply = api
+        .moderate(&p.room.room, "kick", &other.owner_key, p.id_b)
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 401);
+    // Unknown peer and bad body.
+    let reply = api
+        .moderate(
+            &p.room.room,
+            "kick",
+            &p.room.owner_key,
+            PeerId(Uuid::new_v4()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 404);
+    assert_eq!(reply.error().error, ErrorCode::UnknownPeer);
+    relays(&mut p.a, p.id_a, &mut p.b, p.id_b).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kick_closes_the_socket_and_the_peer_may_return() {
+    let wrangler = Wrangler::shared();
+    let mut p = pair(wrangler).await;
+    let reply = wrangler
+        .api()
+        .moderate(&p.room.room, "kick", &p.room.owner_key, p.id_b)
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 204, "{reply:?}");
+    let closed = p.b.closed(WAIT).await.unwrap();
+    assert_eq!(closed.code, close::KICKED);
+    assert!(closed.reason.contains("removed"), "{}", closed.reason);
+    assert_eq!(
+        p.a.next_event().await.unwrap(),
+        JsonPeerEvent::PeerLeft(p.id_b)
+    );
+    p.a.expect_silence(QUIET).await;
+    // A kick is not a ban.
+    let mut b2 = Ws::join(&wrangler.signal_url(&p.room.room, p.identity_b)).await;
+    let id_b2 = b2.id().await;
+    assert_eq!(
+        p.a.next_event().await.unwrap(),
+        JsonPeerEvent::NewPeer(id_b2)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ban_covers_identity_and_network_until_cleared() {
+    let wrangler = Wrangler::shared();
+    let mut p = pair(wrangler).await;
+    let api = wrangler.api();
+    let reply = api
+        .moderate(&p.room.room, "ban", &p.room.owner_key, p.id_b)
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 204, "{reply:?}");
+    let closed = p.b.closed(WAIT).await.unwrap();
+    assert_eq!(closed.code, close::BANNED);
+    assert!(closed.reason.contains("banned"), "{}", closed.reason);
+    assert_eq!(
+        p.a.next_event().await.unwrap(),
+        JsonPeerEvent::PeerLeft(p.id_b)
+    );
+
+    // The banned identity is refused...
+    let refused = Ws::connect(&wrangler.signal_url(&p.room.room, p.identity_b))
+        .await
+        .err()
+        .expect("banned identity refused");
+    assert_eq!(refused.status, 403);
+    assert!(refused.body.contains("\"banned\""), "{}", refused.body);
+    // ...and so is a fresh identity from the banned address (all of these come from 127.0.0.1).
+    let refused = Ws::connect(&wrangler.signal_url(&p.room.room, Uuid::new_v4()))
+        .await
+        .err()
+        .expect("fresh identity from banned address refused");
+    assert_eq!(refused.status, 403);
+    // The person still present is not the banned one: their reload is let in.
+    let mut a2 = Ws::join(&wrangler.signal_url(&p.room.room, p.identity_a)).await;
+    let id_a2 = a2.id().await;
+    assert_eq!(p.a.closed(WAIT).await.unwrap().code, close::REPLACED);
+    // Bans are per room.
+    let mut elsewhere = pair(wrangler).await;
+    relays(
+        &mut elsewhere.a,
+        elsewhere.id_a,
+        &mut elsewhere.b,
+        elsewhere.id_b,
+    )
+    .await;
+
+    assert_eq!(
+        api.clear_bans(&p.room.room, &p.room.owner_key)
+            .await
+            .unwrap()
+            .status,
+        204
+    );
+    let mut b2 = Ws::join(&wrangler.signal_url(&p.room.room, p.identity_b)).await;
+    let id_b2 = b2.id().await;
+    assert_eq!(
+        a2.next_event().await.unwrap(),
+        JsonPeerEvent::NewPeer(id_b2)
+    );
+    relays(&mut b2, id_b2, &mut a2, id_a2).await;
+}
+
+/// Sends something bad from A; A must be closed with `code`, B must only see A leave, and both B
+/// and an unrelated room must keep working.
+async fn offender_is_closed(bad: impl AsyncFnOnce(&mut Ws), code: u16, reason_has: &str) {
+    let wrangler = Wrangler::shared();
+    let mut p = pair(wrangler).await;
+    let mut bystanders = pair(wrangler).await;
+    bad(&mut p.a).await;
+    let closed = p.a.closed(WAIT).await.unwrap();
+    assert_eq!(closed.code, code, "{closed:?}");
+    assert!(
+        closed.reason.contains(reason_has),
+        "reason {:?} should mention {reason_has:?}",
+        closed.reason
+    );
+    assert_eq!(
+        p.b.next_event().await.unwrap(),
+        JsonPeerEvent::PeerLeft(p.id_a)
+    );
+    p.b.expect_silence(QUIET).await;
+    // B's room still works: someone new joins and talks to B.
+    let mut c = Ws::join(&wrangler.signal_url(&p.room.room, Uuid::new_v4())).await;
+    let id_c = c.id().await;
+    assert_eq!(
+        p.b.next_event().await.unwrap(),
+        JsonPeerEvent::NewPeer(id_c)
+    );
+    relays(&mut c, id_c, &mut p.b, p.id_b).await;
+    relays(&mut p.b, p.id_b, &mut c, id_c).await;
+    // Other rooms never noticed.
+    relays(
+        &mut bystanders.a,
+        bystanders.id_a,
+        &mut bystanders.b,
+        bystanders.id_b,
+    )
+    .await;
+    bystanders.a.expect_silence(Duration::from_millis(10)).await;
+    let _ = p.identity_b;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn non_json_text_closes_with_1007() {
+    offender_is_closed(
+        async |ws: &mut Ws| ws.send_text("hello, is this JSON?").await.unwrap(),
+        1007,
+        "not a matchbox request",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unknown_variant_closes_with_1007() {
+    offender_is_closed(
+        async |ws: &mut Ws| ws.send_text(r#"{"Shout":{"data":"hi"}}"#).await.unwrap(),
+        1007,
+        "unknown variant",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_peer_uuid_closes_with_1007() {
+    offender_is_closed(
+        async |ws: &mut Ws| {
+            ws.send_text(r#"{"Signal":{"receiver":"12345","data":"x"}}"#)
+                .await
+                .unwrap()
+        },
+        1007,
+        "not a matchbox request",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn binary_frames_close_with_1003() {
+    offender_is_closed(
+        async |ws: &mut Ws| ws.send_binary(vec![0, 1, 2, 255]).await.unwrap(),
+        1003,
+        "binary",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn oversized_frames_close_with_1009() {
+    offender_is_closed(
+        async |ws: &mut Ws| {
+            let huge = signal_to(PeerId(Uuid::new_v4()), json!("x".repeat(70_000)));
+            ws.send_text(huge).await.unwrap()
+        },
+        1009,
+        "65536",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn floods_close_with_1008() {
+    offender_is_closed(
+        async |ws: &mut Ws| {
+            for _ in 0..1_000 {
+                if ws.send_text(r#""KeepAlive""#).await.is_err() {
+                    break;
+                }
+            }
+        },
+        1008,
+        "too many messages",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn signals_to_self_or_absent_peers_are_dropped_quietly() {
+    let wrangler = Wrangler::shared();
+    let mut p = pair(wrangler).await;
+    p.a.send_text(signal_to(p.id_a, json!("to myself")))
+        .await
+        .unwrap();
+    p.a.send_text(signal_to(PeerId(Uuid::new_v4()), json!("to nobody")))
+        .await
+        .unwrap();
+    p.a.expect_silence(QUIET).await;
+    p.b.expect_silence(Duration::from_millis(10)).await;
+    // Still connected and routed.
+    relays(&mut p.a, p.id_a, &mut p.b, p.id_b).await;
+    // A signal to a peer that just left is dropped too (a normal race, not an offence).
+    p.b.close().await;
+    assert_eq!(
+        p.a.next_event().await.unwrap(),
+        JsonPeerEvent::PeerLeft(p.id_b)
+    );
+    p.a.send_text(signal_to(p.id_b, json!("too late")))
+        .await
+        .unwrap();
+    p.a.expect_silence(QUIET).await;
+    assert_eq!(wrangler.api().room(&p.room.room).await.unwrap().peers, 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unknown_routes_and_methods_say_what_exists() {
+    let api = Wrangler::shared().api();
+    let reply = api.get("/api/nothing").await.unwrap();
+    assert_eq!(reply.status, 404);
+    assert!(reply.error().message.contains("/r/{room}"));
+    let reply = api.get("/api/rooms").await.unwrap();
+    assert_eq!(reply.status, 405);
+    assert!(reply.error().message.contains("POST /api/rooms"));
+    // Room links serve the app page; the landing page is served at /.
+    let room = api.create_room().await.unwrap().room;
+    let page = api.get(&format!("/r/{room}")).await.unwrap();
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("<title>Duet"), "{}", page.body);
+    let home = api.get("/").await.unwrap();
+    assert!(home.body.contains("Create a room"));
+}
