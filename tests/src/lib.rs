@@ -170,25 +170,30 @@ impl Wrangler {
         )
     }
 
-    /// Files of the Durable Object storage (SQLite databases and their journals).
+    /// Files of this instance's Durable Object storage.
     pub fn storage_files(&self) -> Vec<PathBuf> {
-        let mut files = Vec::new();
-        let mut stack = vec![self.persist_to.clone()];
-        while let Some(dir) = stack.pop() {
-            let Ok(entries) = std::fs::read_dir(&dir) else {
-                continue;
-            };
-            for entry in entries.flatten() {
-                let path = entry.path();
-                if path.is_dir() {
-                    stack.push(path);
-                } else {
-                    files.push(path);
-                }
+        storage_files(&self.persist_to)
+    }
+}
+
+/// Every file under a storage directory (SQLite databases and their journals).
+pub fn storage_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                files.push(path);
             }
         }
-        files
     }
+    files
 }
 
 impl Drop for Wrangler {
