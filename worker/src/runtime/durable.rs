@@ -236,15 +236,15 @@ impl Room {
             PeerId(secrets::new_peer_uuid().map_err(|e| worker::Error::RustError(e.to_string()))?);
         // The stale socket goes first, so the other peer hears PeerLeft(old) before NewPeer(new)
         // and the newcomer never hears about its own predecessor.
-        if let Some(old_peer) = replaces {
-            if let Some((old_ws, old)) = members.iter().find(|(_, m)| m.peer == old_peer) {
-                self.say_goodbye(
-                    old_ws,
-                    old,
-                    close::REPLACED,
-                    "Replaced by a newer connection with the same identity.",
-                );
-            }
+        if let Some((old_ws, old)) =
+            replaces.and_then(|old_peer| members.iter().find(|(_, m)| m.peer == old_peer))
+        {
+            self.say_goodbye(
+                old_ws,
+                old,
+                close::REPLACED,
+                "Replaced by a newer connection with the same identity.",
+            );
         }
         let pair = WebSocketPair::new()?;
         let server = pair.server;
@@ -416,10 +416,10 @@ impl DurableObject for Room {
         };
         match outcome {
             Ok(Routed::Relay { to, frame }) => {
-                if let Some((target, _)) = members.iter().find(|(_, m)| m.peer == to) {
-                    if let Err(e) = target.send_with_str(frame) {
-                        worker::console_warn!("relay failed: {e}");
-                    }
+                if let Some((target, _)) = members.iter().find(|(_, m)| m.peer == to)
+                    && let Err(e) = target.send_with_str(frame)
+                {
+                    worker::console_warn!("relay failed: {e}");
                 }
             }
             Ok(Routed::Drop(_)) => {}

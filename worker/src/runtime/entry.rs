@@ -77,12 +77,12 @@ async fn route(req: Request, env: &Env) -> std::result::Result<Response, Failure
     if let Some((room, "")) = split_room(&path, "/signal/") {
         return forward_to_room(room, req, env).await;
     }
-    if let Some((room, "")) = split_room(&path, "/r/") {
-        if is_valid_room_id(room) {
-            // The app's page handles room links itself; it asks the API whether the room exists.
-            let assets = env.assets("ASSETS")?;
-            return Ok(assets.fetch("https://assets.local/", None).await?);
-        }
+    if let Some((room, "")) = split_room(&path, "/r/")
+        && is_valid_room_id(room)
+    {
+        // The app's page handles room links itself; it asks the API whether the room exists.
+        let assets = env.assets("ASSETS")?;
+        return Ok(assets.fetch("https://assets.local/", None).await?);
     }
     Err(Failure::refuse(
         ErrorCode::NotFound,
