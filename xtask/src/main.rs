@@ -185,24 +185,20 @@ fn build_test_binaries(root: &Path) -> Result<Vec<PathBuf>> {
     }
     let mut binaries = Vec::new();
     for line in String::from_utf8_lossy(&output.stdout).lines() {
-        let Some(exe) = json_field(line, "executable") else {
+        let Ok(message) = serde_json::from_str::<serde_json::Value>(line) else {
             continue;
         };
-        if line.contains("\"test\":true") {
+        // Only test harnesses (profile.test), not the plain binaries cargo also builds.
+        if message["reason"] == "compiler-artifact"
+            && message["profile"]["test"] == true
+            && let Some(exe) = message["executable"].as_str()
+        {
             binaries.push(PathBuf::from(exe));
         }
     }
     binaries.sort();
     binaries.dedup();
     Ok(binaries)
-}
-
-/// Pulls a string field out of one line of cargo's JSON without a JSON dependency.
-fn json_field(line: &str, field: &str) -> Option<String> {
-    let key = format!("\"{field}\":\"");
-    let start = line.find(&key)? + key.len();
-    let end = line[start..].find('"')? + start;
-    Some(line[start..end].to_owned())
 }
 
 fn test(root: &Path, extra: &[String]) -> Result<()> {
