@@ -5,7 +5,8 @@
 //! RATE signals per second (~500 bytes, timestamped in the payload, alternating direction) for
 //! SECS seconds, then drains for 2 s. Stock matchbox_signaling's full mesh has no rooms (every
 //! socket would see every other), so the reference runs one stock server per room, in a separate
-//! process like wrangler's. Results: `target/bench/signaling.json`.
+//! process like wrangler's. Each run starts from a fresh server. Results:
+//! `target/bench/signaling.json`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -35,6 +36,8 @@ struct Config {
     secs: u64,
     runs: usize,
     out: std::path::PathBuf,
+    /// Diagnostics only: measure Duet alone (the report then has no valid ratio).
+    duet_only: bool,
 }
 
 fn parse_args() -> Result<Config> {
@@ -44,6 +47,7 @@ fn parse_args() -> Result<Config> {
         secs: 30,
         runs: 3,
         out: repo_root().join("target/bench/signaling.json"),
+        duet_only: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -54,6 +58,7 @@ fn parse_args() -> Result<Config> {
             "--secs" => config.secs = value()?.parse()?,
             "--runs" => config.runs = value()?.parse()?,
             "--out" => config.out = value()?.into(),
+            "--duet-only" => config.duet_only = true,
             "--stock-servers" => {
                 // Child mode: serve N stock matchbox_signaling instances, print their ports.
                 let n: usize = value()?.parse()?;
@@ -102,7 +107,11 @@ impl Target {
     async fn urls(&self, room_index: usize) -> Result<(String, String)> {
         match self {
             Target::Duet(wrangler) => {
-                let room = wrangler.api().create_room().await?.room;
+                let room =
+                    tokio::time::timeout(Duration::from_secs(20), wrangler.api().create_room())
+                        .await
+                        .context("POST /api/rooms timed out")??
+                        .room;
                 Ok((
                     wrangler.signal_url(&room, Uuid::new_v4()),
                     wrangler.signal_url(&room, Uuid::new_v4()),
@@ -145,12 +154,31 @@ struct Counters {
     sent: AtomicU64,
     received: AtomicU64,
     errors: AtomicU64,
+    /// Breakdown of `errors`, printed per run so a failure says what failed.
+    join_failures: AtomicU64,
+    send_failures: AtomicU64,
+    closed_by_server: AtomicU64,
+    unexpected_frames: AtomicU64,
+    /// Close frames seen, "code reason" -> count.
+    closes: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
+}
+
+impl Counters {
+    fn error(&self, kind: &AtomicU64) {
+        kind.fetch_add(1, Ordering::Relaxed);
+        self.errors.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 async fn connect(url: &str) -> Result<Socket> {
     let config = WebSocketConfig::default();
     // No permessage-deflate: tungstenite does not negotiate it, matching the recipe.
-    let (socket, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), true).await?;
+    let (socket, _) = tokio::time::timeout(
+        Duration::from_secs(20),
+        tokio_tungstenite::connect_async_with_config(url, Some(config), true),
+    )
+    .await
+    .context("WebSocket handshake timed out")??;
     Ok(socket)
 }
 
@@ -216,15 +244,29 @@ async fn read_signals(
                             latencies.push(now.saturating_sub(sent) as u32);
                             counters.received.fetch_add(1, Ordering::Relaxed);
                         }
-                        _ => {
-                            counters.errors.fetch_add(1, Ordering::Relaxed);
-                        }
+                        _ => counters.error(&counters.unexpected_frames),
                     }
                 }
-                Some(Ok(_)) => {}
-                Some(Err(_)) | None => {
+                Some(Ok(Message::Close(frame))) => {
                     if !*stop.borrow() {
-                        counters.errors.fetch_add(1, Ordering::Relaxed);
+                        counters.error(&counters.closed_by_server);
+                        let key = frame.map_or("none".to_owned(), |f| format!("{} {}", f.code, f.reason));
+                        *counters.closes.lock().unwrap().entry(key).or_default() += 1;
+                    }
+                    return latencies;
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => {
+                    if !*stop.borrow() {
+                        counters.error(&counters.closed_by_server);
+                        *counters.closes.lock().unwrap().entry(format!("error: {e}")).or_default() += 1;
+                    }
+                    return latencies;
+                }
+                None => {
+                    if !*stop.borrow() {
+                        counters.error(&counters.closed_by_server);
+                        *counters.closes.lock().unwrap().entry("ended".to_owned()).or_default() += 1;
                     }
                     return latencies;
                 }
@@ -278,6 +320,9 @@ async fn one_run(target: &Arc<Target>, config: &Config) -> Result<Summary> {
         eprintln!("join failed ({join_errors} rooms), e.g.: {e:#}");
     }
     counters.errors.fetch_add(join_errors, Ordering::Relaxed);
+    counters
+        .join_failures
+        .fetch_add(join_errors, Ordering::Relaxed);
 
     let mut readers = Vec::new();
     let mut senders = Vec::new();
@@ -319,10 +364,15 @@ async fn one_run(target: &Arc<Target>, config: &Config) -> Result<Summary> {
                 let t = epoch.elapsed().as_micros() as u64;
                 let frame = serde_json::json!({"Signal": {"receiver": to, "data": {"t": t, "seq": n, "pad": pad}}})
                     .to_string();
-                if sink.send(Message::text(frame)).await.is_ok() {
-                    counters.sent.fetch_add(1, Ordering::Relaxed);
-                } else {
-                    counters.errors.fetch_add(1, Ordering::Relaxed);
+                match tokio::time::timeout(Duration::from_secs(5), sink.send(Message::text(frame))).await {
+                    Ok(Ok(())) => {
+                        counters.sent.fetch_add(1, Ordering::Relaxed);
+                    }
+                    _ => {
+                        // The socket is gone (already counted by its reader); stop this room.
+                        counters.error(&counters.send_failures);
+                        break;
+                    }
                 }
             }
             (sink_a, sink_b)
@@ -341,10 +391,18 @@ async fn one_run(target: &Arc<Target>, config: &Config) -> Result<Summary> {
         latencies.extend(reader.await?);
     }
     for (mut a, mut b) in sinks {
-        let _ = a.close().await;
-        let _ = b.close().await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), a.close()).await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), b.close()).await;
     }
     latencies.sort_unstable();
+    eprintln!(
+        "  errors: join {} send {} closed {} unexpected {}; closes {:?}",
+        counters.join_failures.load(Ordering::Relaxed),
+        counters.send_failures.load(Ordering::Relaxed),
+        counters.closed_by_server.load(Ordering::Relaxed),
+        counters.unexpected_frames.load(Ordering::Relaxed),
+        counters.closes.lock().unwrap()
+    );
     let sent = counters.sent.load(Ordering::Relaxed);
     let received = counters.received.load(Ordering::Relaxed);
     Ok(Summary {
@@ -395,21 +453,58 @@ struct Report {
     p50_ratio: f64,
 }
 
-async fn bench(name: &str, target: Target, config: &Config) -> Result<Summary> {
-    let target = Arc::new(target);
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Duet,
+    Stock,
+}
+
+/// Every run gets a fresh server: a new `wrangler dev` with empty storage, or a new process of
+/// stock servers. Runs are then independent samples (workerd keeps each run's 1,000 room objects
+/// in memory, which would otherwise tax the next run).
+async fn fresh_target(kind: Kind, rooms: usize) -> Result<Target> {
+    match kind {
+        Kind::Duet => Ok(Target::Duet(
+            tokio::task::spawn_blocking(|| Wrangler::start(WranglerOptions::default())).await??,
+        )),
+        Kind::Stock => start_stock(rooms).await,
+    }
+}
+
+async fn bench(kind: Kind, config: &Config) -> Result<Summary> {
+    let name = if kind == Kind::Duet {
+        "duet"
+    } else {
+        "matchbox"
+    };
     let mut runs = Vec::new();
     for run in 1..=config.runs {
+        let target = Arc::new(fresh_target(kind, config.rooms).await?);
         let summary = one_run(&target, config).await?;
         println!("{name} run {run}: {summary:?}");
         runs.push(summary);
+        drop(target);
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
     Ok(combine(&runs))
 }
 
+/// 2,000 client sockets here and several times that in workerd exceed common defaults (20,000
+/// was seen); raise the limit for this process and the servers it starts.
+fn raise_fd_limit() {
+    const WANT: u64 = 1 << 20;
+    if rlimit::setrlimit(rlimit::Resource::NOFILE, WANT, WANT).is_err() {
+        let _ = rlimit::increase_nofile_limit(WANT);
+    }
+    if let Ok((soft, _)) = rlimit::getrlimit(rlimit::Resource::NOFILE) {
+        println!("open file limit: {soft}");
+    }
+}
+
 fn main() -> Result<()> {
     // Parsed before any runtime exists: the stock-server child mode builds its own.
     let config = parse_args()?;
+    raise_fd_limit();
     tokio::runtime::Runtime::new()?.block_on(run(config))
 }
 
@@ -418,10 +513,13 @@ async fn run(config: Config) -> Result<()> {
         "signaling bench: {} rooms x 2 sockets, {} signal(s)/room/s for {} s, {} runs each",
         config.rooms, config.rate, config.secs, config.runs
     );
-    let stock = bench("matchbox", start_stock(config.rooms).await?, &config).await?;
-    let wrangler =
-        tokio::task::spawn_blocking(|| Wrangler::start(WranglerOptions::default())).await??;
-    let duet = bench("duet", Target::Duet(wrangler), &config).await?;
+    if config.duet_only {
+        let duet = bench(Kind::Duet, &config).await?;
+        println!("{}", serde_json::to_string_pretty(&duet)?);
+        return Ok(());
+    }
+    let stock = bench(Kind::Stock, &config).await?;
+    let duet = bench(Kind::Duet, &config).await?;
     let report = Report {
         p50_ratio: duet.p50_ms / stock.p50_ms,
         duet,
