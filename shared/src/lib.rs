@@ -1,9 +1,16 @@
 //! Duet's shared wire types.
 //!
-//! Duet has two wires: the signaling HTTP/WebSocket API served by the Worker (this module's
-//! [`api`]), and the peer protocol spoken over WebRTC data channels (arrives with the peer core).
-//! Both ends of each wire compile this crate, so a field renamed here is renamed everywhere.
-//! Plain types and pure functions only: no I/O, no runtime.
+//! Duet has two wires, and both ends of each compile this crate, so a field renamed here is
+//! renamed everywhere:
+//! - [`api`]: the signaling service's HTTP API around matchbox's WebSocket protocol.
+//! - [`peer`]: the peer protocol two clients speak over WebRTC data channels, with its codec.
+//!
+//! Plus the pure logic both clients share: [`transfer`] (sans-IO sender/receiver state machines
+//! with end-to-end flow control) and [`names`] (making a peer's file name safe to write).
+//! Plain types and pure functions only: no I/O, no runtime, no clock.
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod names;
+pub mod peer;
+pub mod transfer;
