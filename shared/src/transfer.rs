@@ -191,11 +191,28 @@ pub struct ChunkSpan {
     pub len: usize,
 }
 
+/// Where a transfer is, on either side.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum SendState {
+enum Phase {
+    /// Offer made or received, no answer yet.
     Offered,
-    Sending,
+    /// Accepted: chunks flow.
+    Active,
+    /// Over, one way or another.
     Done(Outcome),
+}
+
+impl Phase {
+    fn cancelled(by_peer: bool, reason: CancelReason) -> Self {
+        Phase::Done(Outcome::Cancelled { by_peer, reason })
+    }
+
+    fn outcome(self) -> Option<Outcome> {
+        match self {
+            Phase::Done(outcome) => Some(outcome),
+            _ => None,
+        }
+    }
 }
 
 /// The sending side of one transfer.
@@ -206,7 +223,7 @@ pub struct Sender {
     next_seq: u32,
     until: u32,
     persisted: u32,
-    state: SendState,
+    state: Phase,
     meter: RateMeter,
 }
 
@@ -222,7 +239,7 @@ impl Sender {
             next_seq: 0,
             until: 0,
             persisted: 0,
-            state: SendState::Offered,
+            state: Phase::Offered,
             meter: RateMeter::default(),
         })
     }
@@ -239,7 +256,7 @@ impl Sender {
 
     /// The receiver accepted, wanting bytes from `offset` on.
     pub fn on_accept(&mut self, offset: u64, now_ms: u64) -> Result<(), TransferError> {
-        if self.state != SendState::Offered {
+        if self.state != Phase::Offered {
             return Err(TransferError::Unexpected("accept"));
         }
         // A chunk boundary, or the very end (a receiver that already has everything).
@@ -250,14 +267,14 @@ impl Sender {
         self.next_seq = chunk_count(offset);
         self.persisted = self.next_seq;
         self.until = self.until.max(self.next_seq);
-        self.state = SendState::Sending;
+        self.state = Phase::Active;
         self.meter.sample(now_ms, self.done_bytes());
         Ok(())
     }
 
     /// The receiver declined.
     pub fn on_decline(&mut self, reason: DeclineReason) {
-        self.state = SendState::Done(Outcome::Declined(reason));
+        self.state = Phase::Done(Outcome::Declined(reason));
     }
 
     /// New credit from the receiver. Credit never moves backwards or past the end.
@@ -267,7 +284,7 @@ impl Sender {
         until: u32,
         now_ms: u64,
     ) -> Result<(), TransferError> {
-        if matches!(self.state, SendState::Done(_)) {
+        if matches!(self.state, Phase::Done(_)) {
             return Err(TransferError::Unexpected("credit"));
         }
         if until > self.total || persisted > until {
@@ -284,7 +301,7 @@ impl Sender {
 
     /// The next chunk to read and send, if credit allows; advances the cursor.
     pub fn next_chunk(&mut self) -> Option<ChunkSpan> {
-        if self.state != SendState::Sending || self.next_seq >= self.until.min(self.total) {
+        if self.state != Phase::Active || self.next_seq >= self.until.min(self.total) {
             return None;
         }
         let seq = self.next_seq;
@@ -303,30 +320,24 @@ impl Sender {
 
     /// The receiver verified and saved the file.
     pub fn on_complete(&mut self) -> Result<(), TransferError> {
-        if self.state != SendState::Sending || self.next_seq < self.total {
+        if self.state != Phase::Active || self.next_seq < self.total {
             return Err(TransferError::Unexpected(
                 "complete before all chunks were sent",
             ));
         }
         self.persisted = self.total;
-        self.state = SendState::Done(Outcome::Completed);
+        self.state = Phase::Done(Outcome::Completed);
         Ok(())
     }
 
     /// The peer cancelled.
     pub fn on_cancel(&mut self, reason: CancelReason) {
-        self.state = SendState::Done(Outcome::Cancelled {
-            by_peer: true,
-            reason,
-        });
+        self.state = Phase::cancelled(true, reason);
     }
 
     /// We cancel (user action, I/O failure, or a protocol error); returns the message for the peer.
     pub fn cancel(&mut self, reason: CancelReason) -> Control {
-        self.state = SendState::Done(Outcome::Cancelled {
-            by_peer: false,
-            reason,
-        });
+        self.state = Phase::cancelled(false, reason);
         Control::Cancel {
             transfer: self.id(),
             reason,
@@ -335,10 +346,7 @@ impl Sender {
 
     /// How it ended, once it has.
     pub fn outcome(&self) -> Option<Outcome> {
-        match self.state {
-            SendState::Done(outcome) => Some(outcome),
-            _ => None,
-        }
+        self.state.outcome()
     }
 
     fn done_bytes(&self) -> u64 {
@@ -347,7 +355,7 @@ impl Sender {
 
     /// Progress as confirmed by the receiver.
     pub fn progress(&self) -> Progress {
-        let done = if self.state == SendState::Done(Outcome::Completed) {
+        let done = if self.state == Phase::Done(Outcome::Completed) {
             self.offer.size
         } else {
             self.done_bytes()
@@ -381,13 +389,6 @@ impl Default for WindowConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ReceiveState {
-    Offered,
-    Receiving,
-    Done(Outcome),
-}
-
 /// Where a resumed transfer picks up: chunks already persisted, and the hash of those bytes.
 #[derive(Debug, Clone)]
 pub struct ResumePoint {
@@ -411,7 +412,7 @@ pub struct Receiver {
     clean_streak: u32,
     last_chunk_ms: Option<u64>,
     hasher: Sha256,
-    state: ReceiveState,
+    state: Phase,
     meter: RateMeter,
 }
 
@@ -433,7 +434,7 @@ impl Receiver {
             clean_streak: 0,
             last_chunk_ms: None,
             hasher: Sha256::new(),
-            state: ReceiveState::Offered,
+            state: Phase::Offered,
             meter: RateMeter::default(),
         })
     }
@@ -461,7 +462,7 @@ impl Receiver {
             self.persisted = chunks;
             self.hasher = point.hasher;
         }
-        self.state = ReceiveState::Receiving;
+        self.state = Phase::Active;
         self.granted = (self.persisted + self.window).min(self.total);
         self.announced = self.granted;
         self.meter.sample(now_ms, self.done_bytes());
@@ -484,7 +485,7 @@ impl Receiver {
 
     /// Checks one arriving chunk and folds it into the hash. The caller persists `data` next.
     pub fn on_chunk(&mut self, seq: u32, data: &[u8], now_ms: u64) -> Result<(), TransferError> {
-        if self.state != ReceiveState::Receiving {
+        if self.state != Phase::Active {
             return Err(TransferError::Unexpected("chunk"));
         }
         if seq >= self.total {
@@ -543,7 +544,7 @@ impl Receiver {
     /// the grant moved enough to be worth a message (a quarter window), when the sender has run
     /// out of credit, or when the grant reaches the end of the file.
     pub fn on_persisted(&mut self, persisted: u32, now_ms: u64) -> Option<Control> {
-        if self.state != ReceiveState::Receiving {
+        if self.state != Phase::Active {
             return None;
         }
         self.persisted = self.persisted.max(persisted.min(self.next_seq));
@@ -567,7 +568,7 @@ impl Receiver {
 
     /// Every chunk has been received and persisted.
     pub fn is_complete(&self) -> bool {
-        self.state == ReceiveState::Receiving && self.persisted == self.total
+        self.state == Phase::Active && self.persisted == self.total
     }
 
     /// Checks the hash once everything is persisted. On success returns `Complete` for the peer;
@@ -578,13 +579,10 @@ impl Receiver {
         }
         let digest: [u8; 32] = self.hasher.clone().finalize().into();
         if digest != self.offer.sha256 {
-            self.state = ReceiveState::Done(Outcome::Cancelled {
-                by_peer: false,
-                reason: CancelReason::HashMismatch,
-            });
+            self.state = Phase::cancelled(false, CancelReason::HashMismatch);
             return Err(TransferError::HashMismatch);
         }
-        self.state = ReceiveState::Done(Outcome::Completed);
+        self.state = Phase::Done(Outcome::Completed);
         Ok(Control::Complete {
             transfer: self.id(),
         })
@@ -592,7 +590,7 @@ impl Receiver {
 
     /// Declines the offer; returns the message for the peer.
     pub fn decline(&mut self, reason: DeclineReason) -> Control {
-        self.state = ReceiveState::Done(Outcome::Declined(reason));
+        self.state = Phase::Done(Outcome::Declined(reason));
         Control::Decline {
             transfer: self.id(),
             reason,
@@ -601,18 +599,12 @@ impl Receiver {
 
     /// The peer cancelled.
     pub fn on_cancel(&mut self, reason: CancelReason) {
-        self.state = ReceiveState::Done(Outcome::Cancelled {
-            by_peer: true,
-            reason,
-        });
+        self.state = Phase::cancelled(true, reason);
     }
 
     /// We cancel; returns the message for the peer.
     pub fn cancel(&mut self, reason: CancelReason) -> Control {
-        self.state = ReceiveState::Done(Outcome::Cancelled {
-            by_peer: false,
-            reason,
-        });
+        self.state = Phase::cancelled(false, reason);
         Control::Cancel {
             transfer: self.id(),
             reason,
@@ -621,10 +613,7 @@ impl Receiver {
 
     /// How it ended, once it has.
     pub fn outcome(&self) -> Option<Outcome> {
-        match self.state {
-            ReceiveState::Done(outcome) => Some(outcome),
-            _ => None,
-        }
+        self.state.outcome()
     }
 
     /// Chunks persisted so far (what a resume would start from).
