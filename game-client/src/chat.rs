@@ -1,0 +1,279 @@
+//! Chat: messages with a delivery state, and a per-room history kept on this device.
+//!
+//! Nothing is queued: a message written while the peer is away is stored as
+//! [`Delivery::NotDelivered`] and shown so. A message is `Sent` once handed to the data channel
+//! and `Delivered` when the peer's receipt comes back. History is saved on every change, so it
+//! survives a restart and a `kill -9` mid-conversation.
+
+use bevy::prelude::*;
+use bevy_pkv::PkvStore;
+use duet_shared::peer::{Control, MAX_CHAT_CHARS};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::identity::{Identity, PeerProfile};
+use crate::net::{ControlReceived, RoomLink, SendControl};
+
+/// Where a message stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Delivery {
+    /// Handed to the connection; no receipt yet.
+    Sent,
+    /// The peer's client stored it.
+    Delivered,
+    /// The peer was not in the room: it was not sent, and will not be.
+    NotDelivered,
+    /// It came from the peer.
+    Received,
+}
+
+/// One line of chat.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatEntry {
+    /// Message id (also the receipt key).
+    pub id: Uuid,
+    /// Author's display name at the time.
+    pub author: String,
+    /// Whether I wrote it.
+    pub mine: bool,
+    /// Author's clock, ms since the epoch.
+    pub sent_ms: u64,
+    /// The text.
+    pub text: String,
+    /// Delivery state.
+    pub delivery: Delivery,
+}
+
+/// The current room's chat history.
+#[derive(Resource, Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatLog {
+    /// Oldest first.
+    pub entries: Vec<ChatEntry>,
+}
+
+/// Send a chat message.
+#[derive(Message, Debug, Clone, PartialEq, Eq)]
+pub struct SendChat(pub String);
+
+/// A chat entry was added or changed state (for the UI and the event log).
+#[derive(Message, Debug, Clone, PartialEq, Eq)]
+pub struct ChatChanged(pub ChatEntry);
+
+/// Chat, receipts and history.
+pub struct ChatPlugin;
+
+impl Plugin for ChatPlugin {
+    fn build(&self, app: &mut App) {
+        app.add_message::<SendChat>()
+            .add_message::<ChatChanged>()
+            .init_resource::<ChatLog>()
+            .add_systems(Startup, load_history)
+            .add_systems(Update, (send_chat, receive_chat).chain());
+    }
+}
+
+/// The chat log together with where it is persisted.
+#[derive(bevy::ecs::system::SystemParam)]
+struct History<'w> {
+    log: ResMut<'w, ChatLog>,
+    pkv: ResMut<'w, PkvStore>,
+    link: Option<Res<'w, RoomLink>>,
+}
+
+impl History<'_> {
+    fn key(&self) -> String {
+        format!(
+            "chat/{}",
+            self.link.as_deref().map(RoomLink::room).unwrap_or("none")
+        )
+    }
+
+    fn load(&mut self) {
+        if let Ok(saved) = self.pkv.get::<ChatLog>(self.key()) {
+            *self.log = saved;
+        }
+    }
+
+    /// Written on every change: redb commits each `set`, so a crash loses nothing said before.
+    fn save(&mut self) {
+        let key = self.key();
+        if let Err(e) = self.pkv.set(key, &*self.log) {
+            eprintln!("duet: could not save chat history: {e}");
+        }
+    }
+}
+
+fn load_history(mut history: History) {
+    history.load();
+}
+
+fn send_chat(
+    mut requests: MessageReader<SendChat>,
+    identity: Res<Identity>,
+    profile: Res<PeerProfile>,
+    mut history: History,
+    mut send: MessageWriter<SendControl>,
+    mut changed: MessageWriter<ChatChanged>,
+) {
+    let mut dirty = false;
+    for SendChat(text) in requests.read() {
+        let text: String = text.chars().take(MAX_CHAT_CHARS).collect();
+        if text.trim().is_empty() {
+            continue;
+        }
+        let present = profile.hello.is_some() && profile.incompatible.is_none();
+        let entry = ChatEntry {
+            id: Uuid::new_v4(),
+            author: identity.name.clone(),
+            mine: true,
+            sent_ms: crate::now_ms(),
+            text,
+            delivery: if present {
+                Delivery::Sent
+            } else {
+                Delivery::NotDelivered
+            },
+        };
+        if present {
+            send.write(SendControl(Control::Chat {
+                id: entry.id,
+                sent_ms: entry.sent_ms,
+                text: entry.text.clone(),
+            }));
+        }
+        changed.write(ChatChanged(entry.clone()));
+        history.log.entries.push(entry);
+        dirty = true;
+    }
+    if dirty {
+        history.save();
+    }
+}
+
+fn receive_chat(
+    mut received: MessageReader<ControlReceived>,
+    profile: Res<PeerProfile>,
+    mut history: History,
+    mut send: MessageWriter<SendControl>,
+    mut changed: MessageWriter<ChatChanged>,
+) {
+    let mut dirty = false;
+    for ControlReceived(message) in received.read() {
+        match message {
+            Control::Chat { id, sent_ms, text } => {
+                // Stored before the receipt goes out: "delivered" means it is on this disk.
+                if !history.log.entries.iter().any(|e| e.id == *id) {
+                    let entry = ChatEntry {
+                        id: *id,
+                        author: profile
+                            .hello
+                            .as_ref()
+                            .map_or_else(|| "Peer".to_owned(), |(_, name)| name.clone()),
+                        mine: false,
+                        sent_ms: *sent_ms,
+                        text: text.clone(),
+                        delivery: Delivery::Received,
+                    };
+                    changed.write(ChatChanged(entry.clone()));
+                    history.log.entries.push(entry);
+                    dirty = true;
+                }
+                send.write(SendControl(Control::ChatReceipt { id: *id }));
+            }
+            Control::ChatReceipt { id } => {
+                if let Some(entry) = history
+                    .log
+                    .entries
+                    .iter_mut()
+                    .find(|e| e.id == *id && e.mine && e.delivery == Delivery::Sent)
+                {
+                    entry.delivery = Delivery::Delivered;
+                    changed.write(ChatChanged(entry.clone()));
+                    dirty = true;
+                }
+            }
+            _ => {}
+        }
+    }
+    if dirty {
+        history.save();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::IdentityPlugin;
+    use crate::net::NetEvent;
+
+    fn app(dir: &std::path::Path) -> App {
+        let mut app = App::new();
+        app.add_plugins(MinimalPlugins)
+            .insert_resource(PkvStore::new_in_dir(dir))
+            .insert_resource(RoomLink::parse("http://h/r/abcdefghijklmnopqrstuv").unwrap())
+            .add_message::<NetEvent>()
+            .add_message::<ControlReceived>()
+            .add_message::<SendControl>()
+            .add_plugins((IdentityPlugin, ChatPlugin));
+        app
+    }
+
+    fn sent(app: &mut App) -> Vec<Control> {
+        app.world_mut()
+            .resource_mut::<Messages<SendControl>>()
+            .drain()
+            .map(|SendControl(c)| c)
+            .collect()
+    }
+
+    /// Two apps wired back to back in memory (logic only; the real transport is tested elsewhere).
+    #[test]
+    fn chat_with_receipts_between_two_apps_and_history_survives_restart() {
+        let (dir_a, dir_b) = (
+            duet_tests::temp_dir("chat-a").unwrap(),
+            duet_tests::temp_dir("chat-b").unwrap(),
+        );
+        let mut a = app(&dir_a);
+        let mut b = app(&dir_b);
+        a.update();
+        b.update();
+        // Alone: not delivered, nothing sent.
+        a.world_mut().write_message(SendChat("anyone?".into()));
+        a.update();
+        assert!(sent(&mut a).is_empty());
+        assert_eq!(
+            a.world().resource::<ChatLog>().entries[0].delivery,
+            Delivery::NotDelivered
+        );
+        // The peers meet.
+        let peer = matchbox_socket::PeerId(Uuid::new_v4());
+        a.world_mut().write_message(NetEvent::PeerJoined(peer));
+        b.world_mut().write_message(NetEvent::PeerJoined(peer));
+        a.update();
+        b.update();
+        let pump = |from: &mut App, to: &mut App| {
+            for message in sent(from) {
+                to.world_mut().write_message(ControlReceived(message));
+            }
+            to.update();
+        };
+        pump(&mut a, &mut b);
+        pump(&mut b, &mut a);
+        a.world_mut().write_message(SendChat("hello B".into()));
+        a.update();
+        pump(&mut a, &mut b); // chat arrives at B, B stores and sends a receipt
+        pump(&mut b, &mut a); // receipt arrives at A
+        let log_a = a.world().resource::<ChatLog>().clone();
+        assert_eq!(log_a.entries.len(), 2);
+        assert_eq!(log_a.entries[1].delivery, Delivery::Delivered);
+        let log_b = b.world().resource::<ChatLog>();
+        assert_eq!(log_b.entries.len(), 1, "the undelivered one was never sent");
+        assert_eq!(log_b.entries[0].text, "hello B");
+        assert_eq!(log_b.entries[0].delivery, Delivery::Received);
+        assert!(log_b.entries[0].author.starts_with("Guest"));
+        drop(a);
+        let mut restarted = app(&dir_a);
+        restarted.update();
+        assert_eq!(*restarted.world().resource::<ChatLog>(), log_a);
+    }
+}

@@ -1,0 +1,164 @@
+//! The headless runner: the client without a window, for tests, benchmarks and scripts.
+//!
+//! Events go to stdout as one JSON object per line (`{"event":"chat",...}`); commands come in on
+//! stdin, one per line: `say TEXT`, `rename NAME`, `history`, `quit`. End of stdin also quits, so
+//! a test that drops its handle never leaves a client behind.
+
+use std::sync::Mutex;
+use std::sync::mpsc::{Receiver, channel};
+
+use bevy::prelude::*;
+use serde_json::json;
+
+use crate::chat::{ChatChanged, ChatLog, Delivery, SendChat};
+use crate::identity::{Identity, IdentityEvent, Rename};
+use crate::net::{NetEvent, SendFailed};
+
+/// Options of the headless runner.
+#[derive(Resource, Debug, Clone, Default)]
+pub struct HeadlessOptions {
+    /// Chat messages to send once the peer has said hello.
+    pub say: Vec<String>,
+}
+
+/// Prints events, takes stdin commands.
+pub struct HeadlessPlugin;
+
+#[derive(Resource)]
+struct Commands(Mutex<Receiver<Option<String>>>);
+
+impl Plugin for HeadlessPlugin {
+    fn build(&self, app: &mut App) {
+        let (tx, rx) = channel();
+        std::thread::spawn(move || {
+            for line in std::io::stdin().lines() {
+                let Ok(line) = line else { break };
+                if tx.send(Some(line)).is_err() {
+                    return;
+                }
+            }
+            let _ = tx.send(None);
+        });
+        app.insert_resource(Commands(Mutex::new(rx)))
+            .init_resource::<HeadlessOptions>()
+            .add_systems(PostStartup, announce)
+            .add_systems(Update, (run_commands, say_when_ready))
+            .add_systems(Last, print_events);
+    }
+}
+
+/// One event line on stdout.
+pub fn emit(value: serde_json::Value) {
+    println!("{value}");
+}
+
+fn announce(identity: Res<Identity>) {
+    emit(json!({"event": "ready", "identity": identity.id, "name": identity.name}));
+}
+
+fn run_commands(
+    commands: Res<Commands>,
+    log: Res<ChatLog>,
+    mut chat: MessageWriter<SendChat>,
+    mut rename: MessageWriter<Rename>,
+    mut exit: MessageWriter<AppExit>,
+) {
+    let Ok(rx) = commands.0.lock() else { return };
+    while let Ok(line) = rx.try_recv() {
+        let Some(line) = line else {
+            exit.write(AppExit::Success);
+            return;
+        };
+        let (verb, rest) = line.split_once(' ').unwrap_or((line.as_str(), ""));
+        match verb {
+            "say" => {
+                chat.write(SendChat(rest.to_owned()));
+            }
+            "rename" => {
+                rename.write(Rename(rest.to_owned()));
+            }
+            "history" => emit(json!({
+                "event": "history",
+                "entries": log.entries.iter().map(|e| json!({
+                    "id": e.id, "mine": e.mine, "author": e.author, "text": e.text,
+                    "state": delivery_name(e.delivery),
+                })).collect::<Vec<_>>(),
+            })),
+            "quit" => {
+                exit.write(AppExit::Success);
+            }
+            "" => {}
+            other => emit(
+                json!({"event": "error", "message": format!("unknown command {other:?}; commands: say TEXT, rename NAME, history, quit")}),
+            ),
+        }
+    }
+}
+
+fn say_when_ready(
+    mut options: ResMut<HeadlessOptions>,
+    mut identity_events: MessageReader<IdentityEvent>,
+    mut chat: MessageWriter<SendChat>,
+) {
+    let greeted = identity_events
+        .read()
+        .any(|e| matches!(e, IdentityEvent::PeerHello { .. }));
+    if greeted {
+        for text in options.say.drain(..) {
+            chat.write(SendChat(text));
+        }
+    }
+}
+
+fn delivery_name(delivery: Delivery) -> &'static str {
+    match delivery {
+        Delivery::Sent => "sent",
+        Delivery::Delivered => "delivered",
+        Delivery::NotDelivered => "not_delivered",
+        Delivery::Received => "received",
+    }
+}
+
+fn print_events(
+    mut net: MessageReader<NetEvent>,
+    mut identity: MessageReader<IdentityEvent>,
+    mut chat: MessageReader<ChatChanged>,
+    mut failed: MessageReader<SendFailed>,
+) {
+    for event in net.read() {
+        emit(match event {
+            NetEvent::Connected(id) => json!({"event": "connected", "peer_id": id.0}),
+            NetEvent::PeerJoined(id) => json!({"event": "peer_joined", "peer_id": id.0}),
+            NetEvent::PeerLeft(id) => json!({"event": "peer_left", "peer_id": id.0}),
+            NetEvent::BadFrame(why) => json!({"event": "bad_frame", "message": why}),
+            NetEvent::SignalingClosed(why) => json!({"event": "signaling_closed", "message": why}),
+        });
+    }
+    for event in identity.read() {
+        emit(match event {
+            IdentityEvent::Renamed(name) => json!({"event": "renamed", "name": name}),
+            IdentityEvent::PeerHello { identity, name } => {
+                json!({"event": "peer_hello", "identity": identity, "name": name})
+            }
+            IdentityEvent::PeerRenamed(name) => json!({"event": "peer_renamed", "name": name}),
+            IdentityEvent::VersionMismatch { theirs } => json!({
+                "event": "version_mismatch",
+                "theirs": theirs,
+                "message": format!("Your peer runs an incompatible version of Duet (protocol {theirs}); update both apps."),
+            }),
+        });
+    }
+    for ChatChanged(entry) in chat.read() {
+        emit(json!({
+            "event": "chat",
+            "id": entry.id,
+            "mine": entry.mine,
+            "author": entry.author,
+            "text": entry.text,
+            "state": delivery_name(entry.delivery),
+        }));
+    }
+    for failure in failed.read() {
+        emit(json!({"event": "send_failed", "message": failure.reason}));
+    }
+}

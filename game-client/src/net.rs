@@ -1,0 +1,294 @@
+//! The connection to the room: a matchbox WebRTC socket with Duet's two reliable channels.
+//!
+//! This plugin owns the socket and nothing else: it reports the peer arriving and leaving, decodes
+//! control frames into [`ControlReceived`] messages, encodes [`SendControl`] messages, and hands
+//! raw data-channel frames to whoever asks. Malformed frames from the peer are reported as
+//! [`NetEvent::BadFrame`] and dropped; they never crash the client.
+
+use bevy::prelude::*;
+use bevy::tasks::IoTaskPool;
+use duet_shared::peer::{CONTROL_CHANNEL, Control, DATA_CHANNEL};
+use matchbox_socket::{PeerId, PeerState, RtcIceServerConfig, WebRtcSocket};
+
+/// Where to connect. Set before the app starts; the socket opens on the first update.
+#[derive(Resource, Debug, Clone)]
+pub struct RoomLink {
+    /// Signaling WebSocket URL without the identity, e.g. `ws://127.0.0.1:8787/signal/{room}`.
+    pub signal_url: String,
+    /// ICE servers (STUN/TURN). Empty means host candidates only.
+    pub ice_servers: Vec<String>,
+}
+
+impl RoomLink {
+    /// Accepts a room link (`http(s)://host/r/{room}`) or a signaling URL (`ws(s)://host/signal/{room}`).
+    pub fn parse(link: &str) -> Result<Self, NetError> {
+        let (scheme, rest) = link
+            .split_once("://")
+            .ok_or_else(|| NetError::BadLink(link.to_owned()))?;
+        let ws = match scheme {
+            "http" | "ws" => "ws",
+            "https" | "wss" => "wss",
+            _ => return Err(NetError::BadLink(link.to_owned())),
+        };
+        let (host, path) = rest
+            .split_once('/')
+            .ok_or_else(|| NetError::BadLink(link.to_owned()))?;
+        let room = path
+            .strip_prefix("r/")
+            .or_else(|| path.strip_prefix("signal/"))
+            .map(|r| r.split(['?', '#', '/']).next().unwrap_or_default())
+            .filter(|r| duet_shared::api::is_valid_room_id(r))
+            .ok_or_else(|| NetError::BadLink(link.to_owned()))?;
+        Ok(Self {
+            signal_url: format!("{ws}://{host}/signal/{room}"),
+            ice_servers: Vec::new(),
+        })
+    }
+
+    /// The room id in the link.
+    pub fn room(&self) -> &str {
+        self.signal_url.rsplit('/').next().unwrap_or_default()
+    }
+}
+
+/// Errors of the network layer.
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    /// The link is not a Duet room link.
+    #[error("not a Duet room link: {0} (expected http://host/r/ROOM)")]
+    BadLink(String),
+    /// Encoding an outgoing message failed (it broke a protocol limit).
+    #[error("cannot send: {0}")]
+    Encode(#[from] duet_shared::peer::DecodeError),
+    /// There is nobody to send to.
+    #[error("your peer is not in the room")]
+    NoPeer,
+}
+
+/// The open socket, once connected to signaling.
+#[derive(Resource)]
+pub struct Socket {
+    socket: WebRtcSocket,
+    /// The one other person in the room, when connected.
+    pub peer: Option<PeerId>,
+}
+
+impl Socket {
+    /// Sends raw bytes on the data channel to the peer.
+    pub fn send_data(&mut self, bytes: Vec<u8>) -> Result<(), NetError> {
+        let peer = self.peer.ok_or(NetError::NoPeer)?;
+        self.socket
+            .channel_mut(DATA_CHANNEL)
+            .try_send(bytes.into(), peer)
+            .map_err(|_| NetError::NoPeer)
+    }
+
+    /// Takes every frame that arrived on the data channel.
+    pub fn receive_data(&mut self) -> Vec<Vec<u8>> {
+        self.socket
+            .channel_mut(DATA_CHANNEL)
+            .receive()
+            .into_iter()
+            .map(|(_, packet)| packet.to_vec())
+            .collect()
+    }
+
+    fn send_control(&mut self, message: &Control) -> Result<(), NetError> {
+        let peer = self.peer.ok_or(NetError::NoPeer)?;
+        let bytes = message.encode()?;
+        self.socket
+            .channel_mut(CONTROL_CHANNEL)
+            .try_send(bytes.into(), peer)
+            .map_err(|_| NetError::NoPeer)
+    }
+}
+
+/// Something happened to the connection.
+#[derive(Message, Debug, Clone, PartialEq)]
+pub enum NetEvent {
+    /// Signaling assigned us a peer id: we are in the room.
+    Connected(PeerId),
+    /// The other person's WebRTC connection is up.
+    PeerJoined(PeerId),
+    /// The other person left (or their connection dropped).
+    PeerLeft(PeerId),
+    /// The peer sent a frame that does not decode; it was dropped.
+    BadFrame(String),
+    /// Signaling refused or closed the connection (room full, banned, unknown room...).
+    SignalingClosed(String),
+}
+
+/// A decoded control message from the peer.
+#[derive(Message, Debug, Clone, PartialEq)]
+pub struct ControlReceived(pub Control);
+
+/// Ask the net layer to send a control message to the peer.
+#[derive(Message, Debug, Clone, PartialEq)]
+pub struct SendControl(pub Control);
+
+/// A control message could not be sent.
+#[derive(Message, Debug, Clone, PartialEq)]
+pub struct SendFailed {
+    /// What we tried to send.
+    pub message: Control,
+    /// Why it failed, in words.
+    pub reason: String,
+}
+
+/// Owns the socket: connect, presence, control channel.
+pub struct NetPlugin;
+
+impl Plugin for NetPlugin {
+    fn build(&self, app: &mut App) {
+        app.add_message::<NetEvent>()
+            .add_message::<ControlReceived>()
+            .add_message::<SendControl>()
+            .add_message::<SendFailed>()
+            .add_systems(
+                PreUpdate,
+                (open_socket, poll_socket)
+                    .chain()
+                    .run_if(resource_exists::<RoomLink>),
+            )
+            .add_systems(PostUpdate, flush_outgoing);
+    }
+}
+
+/// Signaling failure reported by the message loop task.
+#[derive(Resource)]
+struct LoopEnded(std::sync::Mutex<std::sync::mpsc::Receiver<String>>);
+
+fn open_socket(
+    mut commands: Commands,
+    link: Res<RoomLink>,
+    identity: Option<Res<crate::identity::Identity>>,
+    socket: Option<Res<Socket>>,
+) {
+    if socket.is_some() {
+        return;
+    }
+    let Some(identity) = identity else {
+        return;
+    };
+    let url = format!("{}?identity={}", link.signal_url, identity.id);
+    let mut builder = WebRtcSocket::builder(url)
+        .ice_server(RtcIceServerConfig {
+            urls: link.ice_servers.clone(),
+            username: None,
+            credential: None,
+        })
+        .reconnect_attempts(Some(3));
+    // Fixed order on both sides: matchbox pre-negotiates channels by index.
+    builder = builder.add_reliable_channel().add_reliable_channel();
+    let (socket, message_loop) = builder.build();
+    let (tx, rx) = std::sync::mpsc::channel();
+    IoTaskPool::get()
+        .spawn(async move {
+            let reason = match message_loop.await {
+                Ok(()) => "signaling connection closed".to_owned(),
+                Err(e) => format!("signaling failed: {e}"),
+            };
+            let _ = tx.send(reason);
+        })
+        .detach();
+    commands.insert_resource(LoopEnded(std::sync::Mutex::new(rx)));
+    commands.insert_resource(Socket { socket, peer: None });
+}
+
+fn poll_socket(
+    socket: Option<ResMut<Socket>>,
+    ended: Option<Res<LoopEnded>>,
+    mut events: MessageWriter<NetEvent>,
+    mut received: MessageWriter<ControlReceived>,
+    mut announced_id: Local<bool>,
+) {
+    let Some(mut socket) = socket else {
+        return;
+    };
+    if !*announced_id && let Some(id) = socket.socket.id() {
+        *announced_id = true;
+        events.write(NetEvent::Connected(id));
+    }
+    let Ok(changes) = socket.socket.try_update_peers() else {
+        return;
+    };
+    for (peer, state) in changes {
+        match state {
+            PeerState::Connected => {
+                socket.peer = Some(peer);
+                events.write(NetEvent::PeerJoined(peer));
+            }
+            PeerState::Disconnected => {
+                if socket.peer == Some(peer) {
+                    socket.peer = None;
+                }
+                events.write(NetEvent::PeerLeft(peer));
+            }
+        }
+    }
+    for (_, packet) in socket.socket.channel_mut(CONTROL_CHANNEL).receive() {
+        match Control::decode(&packet) {
+            Ok(message) => {
+                received.write(ControlReceived(message));
+            }
+            Err(e) => {
+                events.write(NetEvent::BadFrame(e.to_string()));
+            }
+        }
+    }
+    if let Some(ended) = ended
+        && let Ok(rx) = ended.0.lock()
+        && let Ok(reason) = rx.try_recv()
+    {
+        events.write(NetEvent::SignalingClosed(reason));
+    }
+}
+
+fn flush_outgoing(
+    socket: Option<ResMut<Socket>>,
+    mut outgoing: MessageReader<SendControl>,
+    mut failed: MessageWriter<SendFailed>,
+) {
+    let mut socket = socket;
+    for SendControl(message) in outgoing.read() {
+        let result = match socket.as_mut() {
+            Some(socket) => socket.send_control(message),
+            None => Err(NetError::NoPeer),
+        };
+        if let Err(e) = result {
+            failed.write(SendFailed {
+                message: message.clone(),
+                reason: e.to_string(),
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn room_links_become_signaling_urls() {
+        let room = "abcdefghijklmnopqrstuv";
+        let link = RoomLink::parse(&format!("http://127.0.0.1:8787/r/{room}")).unwrap();
+        assert_eq!(
+            link.signal_url,
+            format!("ws://127.0.0.1:8787/signal/{room}")
+        );
+        assert_eq!(link.room(), room);
+        let link = RoomLink::parse(&format!("https://duet.example/r/{room}?x#y")).unwrap();
+        assert_eq!(link.signal_url, format!("wss://duet.example/signal/{room}"));
+        let link = RoomLink::parse(&format!("ws://h:1/signal/{room}")).unwrap();
+        assert_eq!(link.signal_url, format!("ws://h:1/signal/{room}"));
+        for bad in [
+            "",
+            "nonsense",
+            "ftp://h/r/abc",
+            "http://h/r/short",
+            "http://h/x/abcdefghijklmnopqrstuv",
+        ] {
+            assert!(RoomLink::parse(bad).is_err(), "{bad}");
+        }
+    }
+}
