@@ -1,7 +1,7 @@
 //! The headless runner: the client without a window, for tests, benchmarks and scripts.
 //!
 //! Events go to stdout as one JSON object per line (`{"event":"chat",...}`); commands come in on
-//! stdin, one per line: `say TEXT`, `rename NAME`, `history`, `quit`. End of stdin also quits, so
+//! stdin, one per line: `say TEXT`, `send PATH`, `rename NAME`, `history`, `quit`. End of stdin also quits, so
 //! a test that drops its handle never leaves a client behind.
 
 use std::sync::Mutex;
@@ -13,12 +13,15 @@ use serde_json::json;
 use crate::chat::{ChatChanged, ChatLog, Delivery, SendChat};
 use crate::identity::{Identity, IdentityEvent, Rename};
 use crate::net::{NetEvent, SendFailed};
+use crate::transfer::{Direction, SendFile, TransferEvent};
 
 /// Options of the headless runner.
 #[derive(Resource, Debug, Clone, Default)]
 pub struct HeadlessOptions {
     /// Chat messages to send once the peer has said hello.
     pub say: Vec<String>,
+    /// Files to send once the peer has said hello.
+    pub send: Vec<std::path::PathBuf>,
 }
 
 /// Prints events, takes stdin commands.
@@ -60,6 +63,7 @@ fn run_commands(
     commands: Res<Commands>,
     log: Res<ChatLog>,
     mut chat: MessageWriter<SendChat>,
+    mut files: MessageWriter<SendFile>,
     mut rename: MessageWriter<Rename>,
     mut exit: MessageWriter<AppExit>,
 ) {
@@ -77,6 +81,9 @@ fn run_commands(
             "rename" => {
                 rename.write(Rename(rest.to_owned()));
             }
+            "send" => {
+                files.write(SendFile(rest.into()));
+            }
             "history" => emit(json!({
                 "event": "history",
                 "entries": log.entries.iter().map(|e| json!({
@@ -89,7 +96,7 @@ fn run_commands(
             }
             "" => {}
             other => emit(
-                json!({"event": "error", "message": format!("unknown command {other:?}; commands: say TEXT, rename NAME, history, quit")}),
+                json!({"event": "error", "message": format!("unknown command {other:?}; commands: say TEXT, send PATH, rename NAME, history, quit")}),
             ),
         }
     }
@@ -99,6 +106,7 @@ fn say_when_ready(
     mut options: ResMut<HeadlessOptions>,
     mut identity_events: MessageReader<IdentityEvent>,
     mut chat: MessageWriter<SendChat>,
+    mut files: MessageWriter<SendFile>,
 ) {
     let greeted = identity_events
         .read()
@@ -106,6 +114,9 @@ fn say_when_ready(
     if greeted {
         for text in options.say.drain(..) {
             chat.write(SendChat(text));
+        }
+        for path in options.send.drain(..) {
+            files.write(SendFile(path));
         }
     }
 }
@@ -124,6 +135,7 @@ fn print_events(
     mut identity: MessageReader<IdentityEvent>,
     mut chat: MessageReader<ChatChanged>,
     mut failed: MessageReader<SendFailed>,
+    mut transfers: MessageReader<TransferEvent>,
 ) {
     for event in net.read() {
         emit(match event {
@@ -160,5 +172,48 @@ fn print_events(
     }
     for failure in failed.read() {
         emit(json!({"event": "send_failed", "message": failure.reason}));
+    }
+    let dir = |d: &Direction| match d {
+        Direction::Outgoing => "out",
+        Direction::Incoming => "in",
+    };
+    for event in transfers.read() {
+        emit(match event {
+            TransferEvent::Started {
+                id,
+                direction,
+                name,
+                size,
+                resumed_from,
+            } => json!({
+                "event": "transfer_started", "id": id.to_string(), "dir": dir(direction),
+                "name": name, "size": size, "resumed_from": resumed_from,
+            }),
+            TransferEvent::Progress {
+                id,
+                direction,
+                progress,
+            } => json!({
+                "event": "transfer_progress", "id": id.to_string(), "dir": dir(direction),
+                "done": progress.done, "total": progress.total,
+                "bytes_per_sec": progress.bytes_per_sec, "eta_secs": progress.eta_secs,
+            }),
+            TransferEvent::Completed {
+                id,
+                direction,
+                location,
+            } => json!({
+                "event": "transfer_completed", "id": id.to_string(), "dir": dir(direction),
+                "location": location,
+            }),
+            TransferEvent::Failed {
+                id,
+                direction,
+                reason,
+            } => json!({
+                "event": "transfer_failed", "id": id.to_string(), "dir": dir(direction),
+                "message": reason,
+            }),
+        });
     }
 }

@@ -5,6 +5,8 @@
 //! - [`net`]: the WebRTC socket (matchbox) to the room, presence of the peer, and the peer
 //!   protocol's control channel turned into Bevy messages.
 //! - [`chat`]: chat messages with delivery state and a per-room history that survives restarts.
+//! - [`storage`]: the blob store received files go to (a folder natively; IndexedDB later).
+//! - [`transfer`]: streaming file transfer with end-to-end flow control, resume and verification.
 //! - [`headless`]: a runner that prints machine-readable events and takes commands on stdin, used
 //!   by tests and benchmarks (the windowed client arrives with the desktop issue).
 //!
@@ -16,6 +18,8 @@ pub mod chat;
 pub mod headless;
 pub mod identity;
 pub mod net;
+pub mod storage;
+pub mod transfer;
 
 use bevy::prelude::*;
 
@@ -28,6 +32,7 @@ impl PluginGroup for DuetCorePlugins {
             .add(identity::IdentityPlugin)
             .add(net::NetPlugin)
             .add(chat::ChatPlugin)
+            .add(transfer::TransferPlugin)
     }
 }
 

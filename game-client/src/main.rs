@@ -9,27 +9,34 @@ use bevy::prelude::*;
 use bevy_pkv::PkvStore;
 use duet_client::headless::{HeadlessOptions, HeadlessPlugin, emit};
 use duet_client::net::RoomLink;
+use duet_client::storage::FolderStore;
+use duet_client::transfer::Store;
 
 const USAGE: &str =
     "usage: duet-client --headless --room LINK [--name NAME] [--say TEXT]... [--data-dir DIR]
   --room LINK     a room link (http://host/r/ROOM) or signaling URL (ws://host/signal/ROOM)
   --name NAME     set the display name before joining
   --say TEXT      send TEXT once the peer has said hello (repeatable)
-  --data-dir DIR  where identity, history and files live (default: the platform data dir;
+  --send FILE     send FILE once the peer has said hello (repeatable)
+  --data-dir DIR  where identity and history live (default: the platform data dir;
                   env DUET_DATA_DIR)
-Events are printed as JSON lines; stdin takes `say TEXT`, `rename NAME`, `quit`.";
+  --downloads DIR where received files go (default: DATA_DIR/downloads; env DUET_DOWNLOADS)
+Events are printed as JSON lines; stdin takes `say TEXT`, `send PATH`, `rename NAME`, `history`, `quit`.";
 
 struct Args {
     room: RoomLink,
     name: Option<String>,
     say: Vec<String>,
+    send: Vec<PathBuf>,
     data_dir: PathBuf,
+    downloads: PathBuf,
 }
 
 fn parse() -> Result<Args, String> {
     let mut args = std::env::args().skip(1);
     let (mut room, mut name, mut say, mut data_dir, mut headless) =
         (None, None, vec![], None, false);
+    let (mut send, mut downloads) = (vec![], None);
     while let Some(flag) = args.next() {
         let mut value = || args.next().ok_or(format!("{flag} needs a value"));
         match flag.as_str() {
@@ -38,6 +45,8 @@ fn parse() -> Result<Args, String> {
             "--name" => name = Some(value()?),
             "--say" => say.push(value()?),
             "--data-dir" => data_dir = Some(PathBuf::from(value()?)),
+            "--send" => send.push(PathBuf::from(value()?)),
+            "--downloads" => downloads = Some(PathBuf::from(value()?)),
             "--help" | "-h" => return Err(String::new()),
             other => return Err(format!("unknown argument {other}")),
         }
@@ -52,11 +61,16 @@ fn parse() -> Result<Args, String> {
                 .map(|d| d.data_dir().to_path_buf())
         })
         .ok_or("no data directory: pass --data-dir")?;
+    let downloads = downloads
+        .or_else(|| std::env::var_os("DUET_DOWNLOADS").map(PathBuf::from))
+        .unwrap_or_else(|| data_dir.join("downloads"));
     Ok(Args {
         room: room.ok_or("--room is required")?,
         name,
         say,
+        send,
         data_dir,
+        downloads,
     })
 }
 
@@ -78,11 +92,24 @@ fn main() -> AppExit {
         );
         return AppExit::from_code(1);
     }
+    let store = match FolderStore::new(&args.downloads) {
+        Ok(store) => store,
+        Err(e) => {
+            emit(
+                serde_json::json!({"event": "error", "message": format!("cannot use {} for downloads: {e}", args.downloads.display())}),
+            );
+            return AppExit::from_code(1);
+        }
+    };
     let mut app = App::new();
     app.add_plugins(MinimalPlugins.set(ScheduleRunnerPlugin::run_loop(Duration::from_millis(2))))
         .insert_resource(PkvStore::new_in_dir(&store_dir))
         .insert_resource(args.room)
-        .insert_resource(HeadlessOptions { say: args.say })
+        .insert_resource(HeadlessOptions {
+            say: args.say,
+            send: args.send,
+        })
+        .insert_resource(Store(Box::new(store)))
         .add_plugins(duet_client::DuetCorePlugins)
         .add_plugins(HeadlessPlugin);
     if let Some(name) = args.name {

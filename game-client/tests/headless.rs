@@ -172,3 +172,133 @@ fn two_headless_clients_meet_chat_rename_and_keep_history() {
     });
     a.expect("peer_hello", |e| is(e, "peer_hello") && e["name"] == "Bob");
 }
+
+/// A deterministic pseudo-random file (xorshift), written in 1 MiB blocks.
+fn make_file(path: &Path, size: usize) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut file = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let mut hasher = Sha256::new();
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let mut block = vec![0u8; 1 << 20];
+    let mut left = size;
+    while left > 0 {
+        for word in block.chunks_mut(8) {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            word.copy_from_slice(&state.to_le_bytes()[..word.len()]);
+        }
+        let n = left.min(block.len());
+        file.write_all(&block[..n]).unwrap();
+        hasher.update(&block[..n]);
+        left -= n;
+    }
+    file.flush().unwrap();
+    hasher.finalize().into()
+}
+
+fn sha256_of(path: &Path) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    let mut file = std::fs::File::open(path).unwrap();
+    std::io::copy(&mut file, &mut hasher).unwrap();
+    hasher.finalize().into()
+}
+
+fn visible_files(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n != ".duet-partial")
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_200_mib_file_survives_a_killed_sender_and_resumes() {
+    assert_loopback_only();
+    let wrangler = Wrangler::shared();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let room = runtime.block_on(wrangler.api().create_room()).unwrap().room;
+    let link = format!("{}/r/{room}", wrangler.base);
+    let work = temp_dir("transfer").unwrap();
+    let (dir_a, dir_b) = (work.join("a"), work.join("b"));
+    let source = work.join("big file.bin");
+    let size = 200 * 1024 * 1024;
+    let digest = make_file(&source, size);
+    let downloads = dir_b.join("downloads");
+
+    let mut a = Client::start(&link, &dir_a, "Ada");
+    let mut b = Client::start(&link, &dir_b, "Bob");
+    a.expect("peer_hello", |e| is(e, "peer_hello"));
+    b.expect("peer_hello", |e| is(e, "peer_hello"));
+
+    let started = Instant::now();
+    a.command(&format!("send {}", source.display()));
+    let offered = b.expect("incoming transfer", |e| {
+        is(e, "transfer_started") && e["dir"] == "in"
+    });
+    assert_eq!(offered["size"], size as u64);
+    assert_eq!(offered["name"], "big file.bin");
+    assert_eq!(offered["resumed_from"], 0);
+    // Progress shows on both sides; kill the sender past the middle.
+    a.expect("sender progress", |e| {
+        is(e, "transfer_progress") && e["dir"] == "out" && e["done"].as_u64() > Some(0)
+    });
+    let half = b.expect("receiver at 50%", |e| {
+        is(e, "transfer_progress")
+            && e["dir"] == "in"
+            && e["done"].as_u64().unwrap() * 2 >= size as u64
+    });
+    println!("50% after {:?} ({} bytes)", started.elapsed(), half["done"]);
+    a.kill9();
+    let failed = b.expect("receiver failure", |e| is(e, "transfer_failed"));
+    assert!(
+        failed["message"].as_str().unwrap().contains("left"),
+        "{failed}"
+    );
+    assert!(
+        visible_files(&downloads).is_empty(),
+        "nothing partial may be visible: {:?}",
+        visible_files(&downloads)
+    );
+
+    // The sender comes back and sends the same file again: it resumes, not from zero.
+    let mut a = Client::start(&link, &dir_a, "Ada");
+    a.expect("peer_hello", |e| is(e, "peer_hello"));
+    let resumed_at = Instant::now();
+    a.command(&format!("send {}", source.display()));
+    let resumed = b.expect("resumed transfer", |e| {
+        is(e, "transfer_started") && e["dir"] == "in"
+    });
+    let from = resumed["resumed_from"].as_u64().unwrap();
+    assert!(
+        from * 2 >= size as u64 - (1 << 20),
+        "resumed from {from}, expected about half"
+    );
+    let done = b.expect("receiver completion", |e| {
+        is(e, "transfer_completed") && e["dir"] == "in"
+    });
+    a.expect("sender completion", |e| {
+        is(e, "transfer_completed") && e["dir"] == "out"
+    });
+    let rest = size as u64 - from;
+    let secs = resumed_at.elapsed().as_secs_f64();
+    println!(
+        "resumed {rest} bytes in {secs:.2} s = {:.1} MB/s",
+        rest as f64 / secs / 1e6
+    );
+    let saved = PathBuf::from(done["location"].as_str().unwrap());
+    assert_eq!(saved, downloads.join("big file.bin"));
+    assert_eq!(std::fs::metadata(&saved).unwrap().len(), size as u64);
+    assert_eq!(
+        sha256_of(&saved),
+        digest,
+        "SHA-256 of the saved file matches the source"
+    );
+    assert_eq!(visible_files(&downloads), vec!["big file.bin".to_owned()]);
+    std::fs::remove_file(&source).unwrap();
+}

@@ -1,0 +1,394 @@
+//! Where received files go: a blob store behind one trait, native folder today, IndexedDB later.
+//!
+//! The trait is a queue, not a set of blocking calls, so that an asynchronous backend (IndexedDB
+//! in the browser) fits it unchanged: the transfer plugin submits operations, and learns later what
+//! is done by polling. Writes are chunk-sized; nothing ever holds a whole file in memory.
+//!
+//! Native layout: files land in the downloads folder under their sanitized, de-duplicated name;
+//! while incomplete they live in `.duet-partial/{sha256}-{size}.part` inside it, so a transfer
+//! interrupted by a disconnect resumes from the bytes already on disk when the same file is
+//! offered again. Only after the SHA-256 matches is the part renamed (atomically) into view.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use duet_shared::names::{sanitize_file_name, unique_file_name};
+use duet_shared::peer::{CHUNK_BYTES, TransferId};
+use sha2::{Digest, Sha256};
+
+/// Identifies a partial file across reconnects: the same bytes, offered again, resume.
+pub fn part_key(sha256: &[u8; 32], size: u64) -> String {
+    let hex: String = sha256.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{hex}-{size}")
+}
+
+/// What the transfer plugin asks of the store.
+#[derive(Debug)]
+pub enum StoreOp {
+    /// Prepare to receive `size` bytes for `transfer`; reuse a partial file with `key` if any.
+    Open {
+        /// The transfer.
+        transfer: TransferId,
+        /// Resume key ([`part_key`]).
+        key: String,
+        /// File size.
+        size: u64,
+    },
+    /// Write chunk `seq` (chunks arrive in order).
+    Write {
+        /// The transfer.
+        transfer: TransferId,
+        /// Chunk number.
+        seq: u32,
+        /// Chunk bytes.
+        data: Vec<u8>,
+    },
+    /// All chunks written and verified: make the file visible as (a unique variant of) `name`.
+    Finish {
+        /// The transfer.
+        transfer: TransferId,
+        /// The sender's name for the file (sanitized here).
+        name: String,
+    },
+    /// Forget this transfer; delete its partial file if `delete`, else keep it for a resume.
+    Close {
+        /// The transfer.
+        transfer: TransferId,
+        /// Whether to delete the partial bytes (hash mismatch, declined) or keep them (disconnect).
+        delete: bool,
+    },
+}
+
+/// What the store reports back.
+#[derive(Debug)]
+pub enum StoreDone {
+    /// Ready; `existing_chunks` whole chunks are already stored, hashed into `hasher`.
+    Opened {
+        /// The transfer.
+        transfer: TransferId,
+        /// Chunks already on disk from an earlier attempt.
+        existing_chunks: u32,
+        /// SHA-256 state over exactly those bytes.
+        hasher: Sha256,
+    },
+    /// Every chunk below `chunks` is durably written.
+    Persisted {
+        /// The transfer.
+        transfer: TransferId,
+        /// Chunk count persisted.
+        chunks: u32,
+    },
+    /// The file is in place.
+    Finished {
+        /// The transfer.
+        transfer: TransferId,
+        /// Where it is (a path natively, a key in the browser).
+        location: String,
+    },
+    /// Something failed; the transfer must end.
+    Failed {
+        /// The transfer.
+        transfer: TransferId,
+        /// Why.
+        error: StoreError,
+    },
+}
+
+/// Storage failures, in words a user can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Disk or quota full.
+    #[error("not enough space to save the file")]
+    NoSpace,
+    /// Any other I/O failure.
+    #[error("cannot save the file: {0}")]
+    Io(String),
+    /// An operation for a transfer that was never opened.
+    #[error("no open file for this transfer")]
+    NotOpen,
+}
+
+impl From<std::io::Error> for StoreError {
+    fn from(e: std::io::Error) -> Self {
+        // ENOSPC / EDQUOT
+        if matches!(e.raw_os_error(), Some(28) | Some(122)) {
+            StoreError::NoSpace
+        } else {
+            StoreError::Io(e.to_string())
+        }
+    }
+}
+
+/// A place to put received files.
+pub trait BlobStore: Send + Sync + 'static {
+    /// Queues an operation.
+    fn submit(&mut self, op: StoreOp);
+    /// Takes what completed since the last poll.
+    fn poll(&mut self) -> Vec<StoreDone>;
+}
+
+struct Part {
+    file: File,
+    path: PathBuf,
+    written: u32,
+}
+
+/// Received files in a folder on disk. Operations complete synchronously; results queue for
+/// [`BlobStore::poll`].
+pub struct FolderStore {
+    dir: PathBuf,
+    parts: HashMap<TransferId, Part>,
+    done: Vec<StoreDone>,
+}
+
+impl FolderStore {
+    /// A store writing into `dir` (created if missing).
+    pub fn new(dir: impl Into<PathBuf>) -> std::io::Result<Self> {
+        let dir = dir.into();
+        std::fs::create_dir_all(dir.join(".duet-partial"))?;
+        Ok(Self {
+            dir,
+            parts: HashMap::new(),
+            done: Vec::new(),
+        })
+    }
+
+    /// The downloads folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn open(&mut self, key: &str, size: u64) -> Result<(Part, u32, Sha256), StoreError> {
+        let path = self.dir.join(".duet-partial").join(format!("{key}.part"));
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)?;
+        // Keep only whole chunks (a crash may have left half of one), and never more than the size.
+        let on_disk = file.metadata()?.len().min(size);
+        let chunks = (on_disk / CHUNK_BYTES as u64) as u32;
+        let keep = u64::from(chunks) * CHUNK_BYTES as u64;
+        file.set_len(keep)?;
+        let mut hasher = Sha256::new();
+        file.seek(SeekFrom::Start(0))?;
+        let mut buf = vec![0u8; 1 << 20];
+        let mut left = keep;
+        while left > 0 {
+            let want = left.min(buf.len() as u64) as usize;
+            let n = file.read(&mut buf[..want])?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            left -= n as u64;
+        }
+        file.seek(SeekFrom::Start(keep))?;
+        Ok((
+            Part {
+                file,
+                path,
+                written: chunks,
+            },
+            chunks,
+            hasher,
+        ))
+    }
+
+    fn finish(&mut self, transfer: TransferId, name: &str) -> Result<String, StoreError> {
+        let part = self.parts.remove(&transfer).ok_or(StoreError::NotOpen)?;
+        part.file.sync_all()?;
+        drop(part.file);
+        let safe = sanitize_file_name(name);
+        let dir = self.dir.clone();
+        let unique = unique_file_name(&safe, |candidate| dir.join(candidate).exists());
+        let target = self.dir.join(unique);
+        std::fs::rename(&part.path, &target)?;
+        Ok(target.display().to_string())
+    }
+}
+
+impl BlobStore for FolderStore {
+    fn submit(&mut self, op: StoreOp) {
+        let result = match op {
+            StoreOp::Open {
+                transfer,
+                key,
+                size,
+            } => match self.open(&key, size) {
+                Ok((part, existing_chunks, hasher)) => {
+                    self.parts.insert(transfer, part);
+                    StoreDone::Opened {
+                        transfer,
+                        existing_chunks,
+                        hasher,
+                    }
+                }
+                Err(error) => StoreDone::Failed { transfer, error },
+            },
+            StoreOp::Write {
+                transfer,
+                seq,
+                data,
+            } => match self.parts.get_mut(&transfer) {
+                None => StoreDone::Failed {
+                    transfer,
+                    error: StoreError::NotOpen,
+                },
+                Some(part) => match part.file.write_all(&data) {
+                    Ok(()) => {
+                        part.written = seq + 1;
+                        StoreDone::Persisted {
+                            transfer,
+                            chunks: part.written,
+                        }
+                    }
+                    Err(e) => StoreDone::Failed {
+                        transfer,
+                        error: e.into(),
+                    },
+                },
+            },
+            StoreOp::Finish { transfer, name } => match self.finish(transfer, &name) {
+                Ok(location) => StoreDone::Finished { transfer, location },
+                Err(error) => StoreDone::Failed { transfer, error },
+            },
+            StoreOp::Close { transfer, delete } => {
+                if let Some(part) = self.parts.remove(&transfer)
+                    && delete
+                {
+                    drop(part.file);
+                    let _ = std::fs::remove_file(&part.path);
+                }
+                return;
+            }
+        };
+        // Consecutive Persisted reports for one transfer collapse into the latest.
+        if let StoreDone::Persisted { transfer, chunks } = &result
+            && let Some(StoreDone::Persisted {
+                transfer: last_transfer,
+                chunks: last,
+            }) = self.done.last_mut()
+            && last_transfer == transfer
+        {
+            *last = *chunks;
+            return;
+        }
+        self.done.push(result);
+    }
+
+    fn poll(&mut self) -> Vec<StoreDone> {
+        std::mem::take(&mut self.done)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open(store: &mut FolderStore, t: u64, key: &str, size: u64) -> u32 {
+        store.submit(StoreOp::Open {
+            transfer: TransferId(t),
+            key: key.into(),
+            size,
+        });
+        match store.poll().pop() {
+            Some(StoreDone::Opened {
+                existing_chunks, ..
+            }) => existing_chunks,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn parts_resume_from_whole_chunks_and_finish_under_a_unique_safe_name() {
+        let dir = duet_tests::temp_dir("store").unwrap();
+        let mut store = FolderStore::new(&dir).unwrap();
+        let size = 3 * CHUNK_BYTES as u64 + 5;
+        assert_eq!(open(&mut store, 1, "k", size), 0);
+        for seq in 0..2 {
+            store.submit(StoreOp::Write {
+                transfer: TransferId(1),
+                seq,
+                data: vec![seq as u8; CHUNK_BYTES],
+            });
+        }
+        assert!(matches!(
+            store.poll().as_slice(),
+            [StoreDone::Persisted { chunks: 2, .. }]
+        ));
+        // Disconnect: keep the part. Simulate a torn write of half a chunk.
+        store.submit(StoreOp::Close {
+            transfer: TransferId(1),
+            delete: false,
+        });
+        let part = dir.join(".duet-partial/k.part");
+        let mut f = OpenOptions::new().append(true).open(&part).unwrap();
+        f.write_all(&[9; 100]).unwrap();
+        drop(f);
+        assert_eq!(
+            open(&mut store, 2, "k", size),
+            2,
+            "resumes after 2 whole chunks"
+        );
+        store.submit(StoreOp::Write {
+            transfer: TransferId(2),
+            seq: 2,
+            data: vec![2; CHUNK_BYTES],
+        });
+        store.submit(StoreOp::Write {
+            transfer: TransferId(2),
+            seq: 3,
+            data: vec![3; 5],
+        });
+        std::fs::write(dir.join("evil.txt"), b"already here").unwrap();
+        store.submit(StoreOp::Finish {
+            transfer: TransferId(2),
+            name: "../../evil.txt".into(),
+        });
+        let done = store.poll();
+        let Some(StoreDone::Finished { location, .. }) = done.last() else {
+            panic!("{done:?}")
+        };
+        assert_eq!(Path::new(location), dir.join("evil (1).txt"));
+        let bytes = std::fs::read(location).unwrap();
+        assert_eq!(bytes.len() as u64, size);
+        assert_eq!(&bytes[2 * CHUNK_BYTES..2 * CHUNK_BYTES + 3], &[2, 2, 2]);
+        assert!(!part.exists(), "the part was renamed into place");
+        assert_eq!(
+            std::fs::read(dir.join("evil.txt")).unwrap(),
+            b"already here"
+        );
+    }
+
+    #[test]
+    fn discarded_parts_leave_nothing() {
+        let dir = duet_tests::temp_dir("store-discard").unwrap();
+        let mut store = FolderStore::new(&dir).unwrap();
+        open(&mut store, 1, "bad", 10);
+        store.submit(StoreOp::Write {
+            transfer: TransferId(1),
+            seq: 0,
+            data: vec![1; 10],
+        });
+        store.submit(StoreOp::Close {
+            transfer: TransferId(1),
+            delete: true,
+        });
+        let visible: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name() != ".duet-partial")
+            .collect();
+        assert!(visible.is_empty());
+        assert_eq!(
+            std::fs::read_dir(dir.join(".duet-partial"))
+                .unwrap()
+                .count(),
+            0
+        );
+    }
+}
