@@ -259,6 +259,12 @@ impl Control {
     }
 }
 
+/// Encodes without checking limits. For tests that play a hostile peer; real senders use
+/// [`Control::encode`].
+pub fn encode_unchecked(message: &Control) -> Vec<u8> {
+    postcard::to_allocvec(message).unwrap_or_default()
+}
+
 impl<'a> Chunk<'a> {
     /// Encodes into `out` (cleared first), reusing its allocation: the data path allocates nothing
     /// per chunk once warm.

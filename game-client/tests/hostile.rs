@@ -1,0 +1,378 @@
+//! A peer that speaks Duet's protocol badly on purpose, over real WebRTC through `wrangler dev`,
+//! against a headless `duet-client`. Every bad input must end in a clear `transfer_failed` (or be
+//! ignored), never crash the client, and never leave anything visible in the downloads folder.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::time::{Duration, Instant};
+
+use duet_shared::peer::{
+    CHUNK_BYTES, CONTROL_CHANNEL, Chunk, Control, DATA_CHANNEL, FileOffer, MAX_FILE_BYTES,
+    PROTOCOL_VERSION, TransferId,
+};
+use duet_tests::{Wrangler, assert_loopback_only, temp_dir};
+use matchbox_socket::{PeerId, PeerState, RtcIceServerConfig, WebRtcSocket};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+struct Client {
+    child: Child,
+    _stdin: ChildStdin,
+    events: Receiver<Value>,
+}
+
+impl Client {
+    fn start(link: &str, data_dir: &Path) -> Client {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_duet-client"))
+            .args([
+                "--headless",
+                "--room",
+                link,
+                "--name",
+                "Victim",
+                "--data-dir",
+            ])
+            .arg(data_dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, events) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str::<Value>(&line)
+                    && tx.send(v).is_err()
+                {
+                    return;
+                }
+            }
+        });
+        let stdin = child.stdin.take().unwrap();
+        Client {
+            child,
+            _stdin: stdin,
+            events,
+        }
+    }
+
+    fn expect(&self, what: &str, want: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match self
+                .events
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            {
+                Ok(e) if want(&e) => return e,
+                Ok(_) => {}
+                Err(RecvTimeoutError::Timeout) => panic!("no {what} in 30 s"),
+                Err(RecvTimeoutError::Disconnected) => panic!("client exited before {what}"),
+            }
+        }
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The evil peer: a raw matchbox socket with Duet's two channels.
+struct Evil {
+    socket: WebRtcSocket,
+    peer: PeerId,
+}
+
+impl Evil {
+    async fn join(url: &str) -> Evil {
+        let (mut socket, message_loop) = WebRtcSocket::builder(url)
+            .ice_server(RtcIceServerConfig {
+                urls: vec![],
+                username: None,
+                credential: None,
+            })
+            .add_reliable_channel()
+            .add_reliable_channel()
+            .build();
+        tokio::spawn(message_loop);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            assert!(Instant::now() < deadline, "evil peer never connected");
+            for (peer, state) in socket.update_peers() {
+                if state == PeerState::Connected {
+                    return Evil { socket, peer };
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    fn control(&mut self, message: &Control) {
+        // Encoded without validation: a hostile peer does not respect our limits.
+        let bytes = postcard_raw(message);
+        self.socket
+            .channel_mut(CONTROL_CHANNEL)
+            .send(bytes.into(), self.peer);
+    }
+
+    fn raw(&mut self, channel: usize, bytes: Vec<u8>) {
+        self.socket
+            .channel_mut(channel)
+            .send(bytes.into(), self.peer);
+    }
+
+    fn chunk(&mut self, transfer: u64, seq: u32, data: &[u8]) {
+        let mut frame = Vec::new();
+        Chunk {
+            transfer: TransferId(transfer),
+            seq,
+            data,
+        }
+        .encode_into(&mut frame)
+        .unwrap();
+        self.raw(DATA_CHANNEL, frame);
+    }
+
+    /// Waits for the victim's control message matching `want`.
+    async fn expect(&mut self, what: &str, want: impl Fn(&Control) -> bool) -> Control {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            assert!(Instant::now() < deadline, "no {what} from the client");
+            for (_, packet) in self.socket.channel_mut(CONTROL_CHANNEL).receive() {
+                if let Ok(message) = Control::decode(&packet)
+                    && want(&message)
+                {
+                    return message;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+fn postcard_raw(message: &Control) -> Vec<u8> {
+    // The same codec without the limit checks (Control::encode refuses over-limit messages).
+    duet_shared::peer::encode_unchecked(message)
+}
+
+fn offer(id: u64, name: &str, data: &[u8], size: u64) -> FileOffer {
+    FileOffer {
+        transfer: TransferId(id),
+        name: name.into(),
+        size,
+        mime: "application/octet-stream".into(),
+        sha256: Sha256::digest(data).into(),
+    }
+}
+
+fn visible(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|it| {
+            it.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n != ".duet-partial")
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn is(e: &Value, kind: &str) -> bool {
+    e["event"] == kind
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hostile_peer_gets_clear_errors_and_leaves_nothing_behind() {
+    assert_loopback_only();
+    let wrangler = Wrangler::shared();
+    let room = wrangler.api().create_room().await.unwrap().room;
+    let link = format!("{}/r/{room}", wrangler.base);
+    let dir = temp_dir("hostile").unwrap();
+    let downloads = dir.join("downloads");
+    let client = Client::start(&link, &dir);
+    let mut evil = Evil::join(&wrangler.signal_url(&room, Uuid::new_v4())).await;
+    evil.control(&Control::Hello {
+        version: PROTOCOL_VERSION,
+        identity: Uuid::new_v4(),
+        name: "Mallory".into(),
+    });
+    client.expect("hello", |e| is(e, "peer_hello") && e["name"] == "Mallory");
+
+    // 1. Garbage on both channels: reported, ignored, client alive.
+    evil.raw(CONTROL_CHANNEL, vec![0xff, 0xfe, 0xfd]);
+    client.expect("bad frame", |e| is(e, "bad_frame"));
+    evil.raw(DATA_CHANNEL, vec![1, 2, 3]);
+    client.expect("bad chunk", |e| {
+        is(e, "transfer_failed") && e["message"].as_str().unwrap().contains("broken")
+    });
+
+    // 2. Over 200 MiB: declined before anything is stored.
+    evil.control(&Control::Offer(offer(
+        1,
+        "huge.bin",
+        b"",
+        MAX_FILE_BYTES + 1,
+    )));
+    evil.expect("decline", |m| {
+        matches!(
+            m,
+            Control::Decline {
+                transfer: TransferId(1),
+                ..
+            }
+        )
+    })
+    .await;
+    client.expect("too large", |e| {
+        is(e, "transfer_failed") && e["message"].as_str().unwrap().contains("200 MiB")
+    });
+
+    // 3. Chunks for a transfer that does not exist.
+    evil.chunk(999, 0, &[0; 10]);
+    client.expect("unknown transfer", |e| {
+        is(e, "transfer_failed") && e["message"].as_str().unwrap().contains("not running")
+    });
+
+    // 4. Lies about the size: offers 10 bytes, sends a full chunk.
+    let small = [7u8; 10];
+    evil.control(&Control::Offer(offer(2, "liar.txt", &small, 10)));
+    evil.expect("accept", |m| {
+        matches!(
+            m,
+            Control::Accept {
+                transfer: TransferId(2),
+                ..
+            }
+        )
+    })
+    .await;
+    evil.chunk(2, 0, &[7u8; CHUNK_BYTES]);
+    client.expect("size lie", |e| {
+        is(e, "transfer_failed") && e["message"].as_str().unwrap().contains("lied")
+    });
+
+    // 5. Sequence out of range, then duplicates.
+    let two = vec![5u8; 2 * CHUNK_BYTES];
+    evil.control(&Control::Offer(offer(
+        3,
+        "range.bin",
+        &two,
+        two.len() as u64,
+    )));
+    evil.expect("accept", |m| {
+        matches!(
+            m,
+            Control::Accept {
+                transfer: TransferId(3),
+                ..
+            }
+        )
+    })
+    .await;
+    evil.chunk(3, 7, &two[..CHUNK_BYTES]);
+    client.expect("out of range", |e| {
+        is(e, "transfer_failed") && e["message"].as_str().unwrap().contains("past the end")
+    });
+    evil.control(&Control::Offer(offer(4, "dup.bin", &two, two.len() as u64)));
+    evil.expect("accept", |m| {
+        matches!(
+            m,
+            Control::Accept {
+                transfer: TransferId(4),
+                ..
+            }
+        )
+    })
+    .await;
+    evil.chunk(4, 0, &two[..CHUNK_BYTES]);
+    evil.chunk(4, 0, &two[..CHUNK_BYTES]);
+    client.expect("duplicate", |e| {
+        is(e, "transfer_failed") && e["message"].as_str().unwrap().contains("twice")
+    });
+
+    // 6. Hash mismatch: all bytes arrive, but they are not the offered file.
+    let claimed = b"the real content";
+    let mut bad = offer(5, "../../../etc/passwd", claimed, claimed.len() as u64);
+    bad.sha256[0] ^= 0xff;
+    evil.control(&Control::Offer(bad));
+    evil.expect("accept", |m| {
+        matches!(
+            m,
+            Control::Accept {
+                transfer: TransferId(5),
+                ..
+            }
+        )
+    })
+    .await;
+    evil.chunk(5, 0, claimed);
+    evil.expect("cancel", |m| {
+        matches!(
+            m,
+            Control::Cancel {
+                transfer: TransferId(5),
+                ..
+            }
+        )
+    })
+    .await;
+    client.expect("hash mismatch", |e| {
+        is(e, "transfer_failed") && e["message"].as_str().unwrap().contains("SHA-256")
+    });
+
+    // 7. Protocol version mismatch is named.
+    evil.control(&Control::Hello {
+        version: PROTOCOL_VERSION + 1,
+        identity: Uuid::new_v4(),
+        name: "Future".into(),
+    });
+    client.expect("version mismatch", |e| is(e, "version_mismatch"));
+
+    // Nothing partial became visible, and nothing was written outside the downloads folder.
+    assert!(visible(&downloads).is_empty(), "{:?}", visible(&downloads));
+    assert!(!dir.join("etc").exists() && !Path::new("/etc/passwd.duet").exists());
+
+    // 8. After all that, an honest file with a path-traversing name lands safely inside.
+    evil.control(&Control::Hello {
+        version: PROTOCOL_VERSION,
+        identity: Uuid::new_v4(),
+        name: "Mallory".into(),
+    });
+    let honest = b"finally, real bytes";
+    evil.control(&Control::Offer(offer(
+        6,
+        "..\\..\\evil\u{0}name.txt",
+        honest,
+        honest.len() as u64,
+    )));
+    evil.expect("accept", |m| {
+        matches!(
+            m,
+            Control::Accept {
+                transfer: TransferId(6),
+                ..
+            }
+        )
+    })
+    .await;
+    evil.chunk(6, 0, honest);
+    evil.expect("complete", |m| {
+        matches!(
+            m,
+            Control::Complete {
+                transfer: TransferId(6)
+            }
+        )
+    })
+    .await;
+    let done = client.expect("completed", |e| is(e, "transfer_completed"));
+    let location = Path::new(done["location"].as_str().unwrap());
+    assert_eq!(location.parent().unwrap(), downloads);
+    assert_eq!(location.file_name().unwrap(), "evil_name.txt");
+    assert_eq!(std::fs::read(location).unwrap(), honest);
+    let _ = std::io::stdout().flush();
+}
