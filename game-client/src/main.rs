@@ -102,16 +102,37 @@ fn main() -> AppExit {
         }
     };
     let mut app = App::new();
-    app.add_plugins(MinimalPlugins.set(ScheduleRunnerPlugin::run_loop(Duration::from_millis(2))))
-        .insert_resource(PkvStore::new_in_dir(&store_dir))
-        .insert_resource(args.room)
-        .insert_resource(HeadlessOptions {
-            say: args.say,
-            send: args.send,
-        })
-        .insert_resource(Store(Box::new(store)))
-        .add_plugins(duet_client::DuetCorePlugins)
-        .add_plugins(HeadlessPlugin);
+    // Chunks are pumped and credit granted once per update, so the tick bounds the credit round
+    // trip. DUET_TICK_US overrides it for measurements.
+    let tick_us = std::env::var("DUET_TICK_US")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(500);
+    app.add_plugins(
+        MinimalPlugins.set(ScheduleRunnerPlugin::run_loop(Duration::from_micros(
+            tick_us,
+        ))),
+    )
+    .insert_resource(PkvStore::new_in_dir(&store_dir))
+    .insert_resource(args.room)
+    .insert_resource(HeadlessOptions {
+        say: args.say,
+        send: args.send,
+    })
+    .insert_resource(Store(Box::new(store)))
+    .add_plugins(duet_client::DuetCorePlugins)
+    .add_plugins(HeadlessPlugin);
+    // Tuning knob for measurements: DUET_WINDOW=initial,max (chunks of 16 KiB).
+    if let Ok(spec) = std::env::var("DUET_WINDOW")
+        && let Some((initial, max)) = spec.split_once(',')
+        && let (Ok(initial), Ok(max)) = (initial.parse(), max.parse())
+    {
+        let mut transfers = app
+            .world_mut()
+            .resource_mut::<duet_client::transfer::Transfers>();
+        transfers.window.initial = initial;
+        transfers.window.max = max;
+    }
     if let Some(name) = args.name {
         app.world_mut()
             .write_message(duet_client::identity::Rename(name));
