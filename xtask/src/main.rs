@@ -22,7 +22,7 @@ const USAGE: &str =
     "usage: cargo xtask <dev | test [-- TEST ARGS] | bench NAME | build-worker | setup>
   dev           install missing tools, build, serve Duet on http://127.0.0.1:8787
   test          install missing tools, build, run every test
-  bench NAME    run a benchmark (signaling) and write target/bench/NAME.json
+  bench NAME    run a benchmark (signaling, transfer) and write target/bench/NAME.json
   build-worker  rebuild the worker's wasm if its sources changed
   setup         only install missing tools";
 
@@ -247,6 +247,28 @@ fn bench(root: &Path, args: &[String]) -> Result<()> {
             cmd.current_dir(root).env("DUET_PREBUILT", "1");
             run(&mut cmd)
         }
-        _ => bail!("unknown benchmark {name:?}; available: signaling"),
+        "transfer" => {
+            tools::ensure_all(root)?;
+            build_worker(root, false)?;
+            // The dev profile optimises dependencies: benches share the tests' build.
+            run(Command::new(tools::cargo()).current_dir(root).args([
+                "build",
+                "-p",
+                "duet-client",
+                "-p",
+                "duet-tests",
+                "--bin",
+                "duet-client",
+                "--bin",
+                "bench-transfer",
+            ]))?;
+            std::fs::create_dir_all(root.join("target/bench"))?;
+            let binary = tools::target_dir(root).join("debug/bench-transfer");
+            let passthrough: Vec<OsString> = args[1..].iter().map(OsString::from).collect();
+            let mut cmd = in_loopback_namespace(&binary, &passthrough);
+            cmd.current_dir(root).env("DUET_PREBUILT", "1");
+            run(&mut cmd)
+        }
+        _ => bail!("unknown benchmark {name:?}; available: signaling, transfer"),
     }
 }

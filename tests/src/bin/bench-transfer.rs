@@ -1,0 +1,466 @@
+//! `cargo xtask bench transfer`: a 200 MiB file native -> native over real WebRTC, three runs, with
+//! two references measured in the same run:
+//! - `duet`: two `duet-client --headless` processes through `wrangler dev` (the product path:
+//!   hashing, offer, credit-based flow control, disk writes, verification);
+//! - `tcp`: the same bytes over loopback TCP between two processes (16 KiB reads, written to disk
+//!   on the far side);
+//! - `stock_matchbox`: two stock `matchbox_socket` peers (separate processes, stock signaling)
+//!   pushing 16 KiB chunks with no flow control at all.
+//!
+//! Writes `target/bench/transfer.json` as `{"duet": T, "tcp": T, "stock_matchbox": T}` with
+//! `T = {"runs", "median_mb_s", "connect_s", "sender_rss_growth_mib", "receiver_rss_growth_mib"}`
+//! (MB = 10^6 bytes; medians over runs). Uses the dev-profile binaries the tests use (dependencies
+//! are optimised in that profile), so benchmarks and tests share one build.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, channel};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use duet_tests::{Wrangler, WranglerOptions, repo_root, temp_dir};
+use serde::Serialize;
+use serde_json::Value;
+
+const SIZE: usize = 200 * 1024 * 1024;
+const CHUNK: usize = 16 * 1024;
+
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+struct Sample {
+    mb_s: f64,
+    connect_s: f64,
+    sender_rss_growth_mib: f64,
+    receiver_rss_growth_mib: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct Summary {
+    runs: usize,
+    median_mb_s: f64,
+    connect_s: f64,
+    sender_rss_growth_mib: f64,
+    receiver_rss_growth_mib: f64,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn summarize(samples: &[Sample]) -> Summary {
+    Summary {
+        runs: samples.len(),
+        median_mb_s: median(samples.iter().map(|s| s.mb_s).collect()),
+        connect_s: median(samples.iter().map(|s| s.connect_s).collect()),
+        sender_rss_growth_mib: median(samples.iter().map(|s| s.sender_rss_growth_mib).collect()),
+        receiver_rss_growth_mib: median(
+            samples.iter().map(|s| s.receiver_rss_growth_mib).collect(),
+        ),
+    }
+}
+
+/// Resident set size of a process, in bytes.
+fn rss(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .unwrap_or(0)
+        * 1024
+}
+
+/// Samples the peak RSS of `pid` every 20 ms until dropped.
+struct PeakRss {
+    peak: Arc<AtomicU64>,
+    stop: Arc<AtomicU64>,
+    baseline: u64,
+}
+
+impl PeakRss {
+    fn watch(pid: u32) -> Self {
+        let baseline = rss(pid);
+        let peak = Arc::new(AtomicU64::new(baseline));
+        let stop = Arc::new(AtomicU64::new(0));
+        let (p, s) = (Arc::clone(&peak), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            while s.load(Ordering::Relaxed) == 0 {
+                p.fetch_max(rss(pid), Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        Self {
+            peak,
+            stop,
+            baseline,
+        }
+    }
+
+    fn growth_mib(&self) -> f64 {
+        self.stop.store(1, Ordering::Relaxed);
+        self.peak
+            .load(Ordering::Relaxed)
+            .saturating_sub(self.baseline) as f64
+            / (1024.0 * 1024.0)
+    }
+}
+
+fn make_file(path: &Path) -> Result<()> {
+    let mut file = std::io::BufWriter::new(std::fs::File::create(path)?);
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    let mut block = vec![0u8; 1 << 20];
+    for _ in 0..SIZE / block.len() {
+        for word in block.chunks_mut(8) {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            word.copy_from_slice(&state.to_le_bytes());
+        }
+        file.write_all(&block)?;
+    }
+    file.flush()?;
+    Ok(())
+}
+
+/// A headless client with its event stream.
+struct Client {
+    child: Child,
+    events: Receiver<Value>,
+}
+
+impl Client {
+    fn start(binary: &Path, link: &str, dir: &Path, name: &str) -> Result<Client> {
+        let mut child = Command::new(binary)
+            .args(["--headless", "--room", link, "--name", name, "--data-dir"])
+            .arg(dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .context("start duet-client (build it: cargo build -p duet-client)")?;
+        let stdout = child.stdout.take().context("stdout")?;
+        let (tx, events) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str::<Value>(&line)
+                    && tx.send(v).is_err()
+                {
+                    return;
+                }
+            }
+        });
+        Ok(Client { child, events })
+    }
+
+    fn command(&mut self, line: &str) -> Result<()> {
+        let stdin = self.child.stdin.as_mut().context("stdin")?;
+        writeln!(stdin, "{line}")?;
+        Ok(stdin.flush()?)
+    }
+
+    fn wait_for(&self, kind: &str, limit: Duration) -> Result<Value> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let event = self
+                .events
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .with_context(|| format!("no {kind} event"))?;
+            if event["event"] == kind {
+                return Ok(event);
+            }
+            if event["event"] == "transfer_failed" {
+                bail!("transfer failed: {event}");
+            }
+        }
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn duet_run(wrangler: &Wrangler, binary: &Path, source: &Path) -> Result<Sample> {
+    let runtime = tokio::runtime::Runtime::new()?;
+    let room = runtime.block_on(wrangler.api().create_room())?.room;
+    let link = format!("{}/r/{room}", wrangler.base);
+    let work = temp_dir("bench-transfer")?;
+    let started = Instant::now();
+    let mut a = Client::start(binary, &link, &work.join("a"), "sender")?;
+    let b = Client::start(binary, &link, &work.join("b"), "receiver")?;
+    a.wait_for("peer_hello", Duration::from_secs(60))?;
+    b.wait_for("peer_hello", Duration::from_secs(60))?;
+    let connect_s = started.elapsed().as_secs_f64();
+    let (rss_a, rss_b) = (PeakRss::watch(a.child.id()), PeakRss::watch(b.child.id()));
+    let sent_at = Instant::now();
+    a.command(&format!("send {}", source.display()))?;
+    b.wait_for("transfer_completed", Duration::from_secs(600))?;
+    let secs = sent_at.elapsed().as_secs_f64();
+    let sample = Sample {
+        mb_s: SIZE as f64 / secs / 1e6,
+        connect_s,
+        sender_rss_growth_mib: rss_a.growth_mib(),
+        receiver_rss_growth_mib: rss_b.growth_mib(),
+    };
+    drop((a, b));
+    let _ = std::fs::remove_dir_all(work);
+    Ok(sample)
+}
+
+/// Child mode: TCP receiver. Binds, prints its port, writes everything it receives to `dest`,
+/// prints `done`.
+fn tcp_receive(dest: &str) -> Result<()> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    println!("{}", listener.local_addr()?.port());
+    let (mut stream, _) = listener.accept()?;
+    let mut out = std::fs::File::create(dest)?;
+    let mut buf = vec![0u8; CHUNK];
+    loop {
+        let n = stream.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        out.write_all(&buf[..n])?;
+    }
+    println!("done");
+    Ok(())
+}
+
+/// Child mode: TCP sender. Connects, prints `connected`, waits for a line on stdin, sends the file
+/// in 16 KiB reads.
+fn tcp_send(port: &str, source: &str) -> Result<()> {
+    let mut stream = TcpStream::connect(format!("127.0.0.1:{port}"))?;
+    println!("connected");
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    let mut file = std::fs::File::open(source)?;
+    let mut buf = vec![0u8; CHUNK];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            return Ok(());
+        }
+        stream.write_all(&buf[..n])?;
+    }
+}
+
+/// Lines of a child's stdout, readable with a timeout.
+fn lines_of(child: &mut Child) -> Result<Receiver<String>> {
+    let stdout = child.stdout.take().context("stdout")?;
+    let (tx, rx) = channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    Ok(rx)
+}
+
+fn tcp_run(exe: &Path, source: &Path) -> Result<Sample> {
+    let work = temp_dir("bench-tcp")?;
+    let dest = work.join("received.bin");
+    let started = Instant::now();
+    let mut receiver = Command::new(exe)
+        .arg("--tcp-receive")
+        .arg(&dest)
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let receiver_out = lines_of(&mut receiver)?;
+    let port = receiver_out.recv_timeout(Duration::from_secs(10))?;
+    let mut sender = Command::new(exe)
+        .args(["--tcp-send", &port])
+        .arg(source)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let sender_out = lines_of(&mut sender)?;
+    sender_out.recv_timeout(Duration::from_secs(10))?;
+    let connect_s = started.elapsed().as_secs_f64();
+    let (rss_s, rss_r) = (PeakRss::watch(sender.id()), PeakRss::watch(receiver.id()));
+    let sent_at = Instant::now();
+    writeln!(sender.stdin.as_mut().context("stdin")?, "go")?;
+    let done = receiver_out.recv_timeout(Duration::from_secs(120));
+    let secs = sent_at.elapsed().as_secs_f64();
+    let sample = Sample {
+        mb_s: SIZE as f64 / secs / 1e6,
+        connect_s,
+        sender_rss_growth_mib: rss_s.growth_mib(),
+        receiver_rss_growth_mib: rss_r.growth_mib(),
+    };
+    let _ = (sender.wait(), receiver.wait());
+    let received = std::fs::metadata(&dest).map(|m| m.len()).unwrap_or(0);
+    let _ = std::fs::remove_dir_all(work);
+    match done {
+        Ok(line) if line == "done" && received == SIZE as u64 => Ok(sample),
+        other => bail!("tcp receiver did not finish ({received} bytes): {other:?}"),
+    }
+}
+
+/// Child mode: a stock matchbox peer. `send` pushes the file with no flow control; `receive`
+/// counts bytes and prints `done` when all arrived.
+fn stock_peer(role: &str, url: &str, source: Option<&str>) -> Result<()> {
+    use matchbox_socket::{PeerState, RtcIceServerConfig, WebRtcSocket};
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async move {
+        let (mut socket, message_loop) = WebRtcSocket::builder(url)
+            .ice_server(RtcIceServerConfig {
+                urls: vec![],
+                username: None,
+                credential: None,
+            })
+            .add_reliable_channel()
+            .build();
+        tokio::spawn(message_loop);
+        let peer = loop {
+            if let Some((peer, _)) = socket
+                .update_peers()
+                .into_iter()
+                .find(|(_, s)| *s == PeerState::Connected)
+            {
+                break peer;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        };
+        println!("connected");
+        if role == "send" {
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line)?;
+            let mut file = std::fs::File::open(source.context("source")?)?;
+            let mut buf = vec![0u8; CHUNK];
+            loop {
+                let n = file.read(&mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                socket.channel_mut(0).send(buf[..n].to_vec().into(), peer);
+            }
+            // Keep the socket alive until the parent kills us.
+            loop {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                let _ = socket.update_peers();
+            }
+        } else {
+            let mut received = 0usize;
+            while received < SIZE {
+                for (_, packet) in socket.channel_mut(0).receive() {
+                    received += packet.len();
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            println!("done");
+            Ok(())
+        }
+    })
+}
+
+fn stock_run(exe: &Path, source: &Path) -> Result<Sample> {
+    let runtime = tokio::runtime::Runtime::new()?;
+    let base = runtime.block_on(duet_tests::stock_matchbox());
+    let url = format!("{base}/room");
+    let started = Instant::now();
+    let spawn = |role: &str| {
+        Command::new(exe)
+            .args(["--stock-peer", role, &url])
+            .arg(source)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+    };
+    let mut sender = spawn("send")?;
+    let mut receiver = spawn("receive")?;
+    let sender_out = lines_of(&mut sender)?;
+    let receiver_out = lines_of(&mut receiver)?;
+    sender_out
+        .recv_timeout(Duration::from_secs(60))
+        .context("sender never connected")?;
+    receiver_out
+        .recv_timeout(Duration::from_secs(60))
+        .context("receiver never connected")?;
+    let connect_s = started.elapsed().as_secs_f64();
+    let (rss_s, rss_r) = (PeakRss::watch(sender.id()), PeakRss::watch(receiver.id()));
+    let sent_at = Instant::now();
+    writeln!(sender.stdin.as_mut().context("stdin")?, "go")?;
+    // No flow control: webrtc-rs may stall for a long time; give up after 5 minutes.
+    let done = receiver_out.recv_timeout(Duration::from_secs(300));
+    let secs = sent_at.elapsed().as_secs_f64();
+    let sample = Sample {
+        mb_s: SIZE as f64 / secs / 1e6,
+        connect_s,
+        sender_rss_growth_mib: rss_s.growth_mib(),
+        receiver_rss_growth_mib: rss_r.growth_mib(),
+    };
+    let _ = sender.kill();
+    let _ = receiver.kill();
+    let _ = (sender.wait(), receiver.wait());
+    drop(runtime);
+    match done {
+        Ok(line) if line == "done" => Ok(sample),
+        other => bail!("stock receiver did not finish: {other:?}"),
+    }
+}
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    match args.get(1).map(String::as_str) {
+        Some("--stock-peer") => {
+            return stock_peer(&args[2], &args[3], args.get(4).map(String::as_str));
+        }
+        Some("--tcp-receive") => return tcp_receive(&args[2]),
+        Some("--tcp-send") => return tcp_send(&args[2], &args[3]),
+        _ => {}
+    }
+    let runs: usize = args
+        .iter()
+        .position(|a| a == "--runs")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    let exe = std::env::current_exe()?;
+    let client = exe.parent().context("binary dir")?.join("duet-client");
+    let work = temp_dir("bench-source")?;
+    let source = work.join("source.bin");
+    make_file(&source)?;
+    let wrangler = Wrangler::start(WranglerOptions::default())?;
+    let (mut duet, mut tcp, mut stock) = (Vec::new(), Vec::new(), Vec::new());
+    for run in 1..=runs {
+        let d = duet_run(&wrangler, &client, &source)?;
+        println!("run {run} duet: {d:?}");
+        duet.push(d);
+        let t = tcp_run(&exe, &source)?;
+        println!("run {run} tcp: {t:?}");
+        tcp.push(t);
+        match stock_run(&exe, &source) {
+            Ok(s) => {
+                println!("run {run} stock_matchbox: {s:?}");
+                stock.push(s);
+            }
+            Err(e) => println!("run {run} stock_matchbox failed: {e:#}"),
+        }
+    }
+    let mut report = serde_json::json!({
+        "duet": summarize(&duet),
+        "tcp": summarize(&tcp),
+    });
+    report["stock_matchbox"] = if stock.is_empty() {
+        serde_json::json!({"runs": 0, "error": "no stock run completed"})
+    } else {
+        serde_json::to_value(summarize(&stock))?
+    };
+    let out: PathBuf = repo_root().join("target/bench/transfer.json");
+    std::fs::create_dir_all(out.parent().context("dir")?)?;
+    let text = serde_json::to_string_pretty(&report)?;
+    std::fs::write(&out, &text)?;
+    println!("{text}\nwritten to {}", out.display());
+    let _ = std::fs::remove_dir_all(work);
+    Ok(())
+}
