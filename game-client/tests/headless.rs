@@ -302,3 +302,35 @@ fn a_200_mib_file_survives_a_killed_sender_and_resumes() {
     assert_eq!(visible_files(&downloads), vec!["big file.bin".to_owned()]);
     std::fs::remove_file(&source).unwrap();
 }
+
+#[test]
+fn the_sender_sees_the_transfer_fail_when_the_receiver_leaves() {
+    assert_loopback_only();
+    let wrangler = Wrangler::shared();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let room = runtime.block_on(wrangler.api().create_room()).unwrap().room;
+    let link = format!("{}/r/{room}", wrangler.base);
+    let work = temp_dir("transfer-receiver-leaves").unwrap();
+    let source = work.join("clip.bin");
+    make_file(&source, 64 * 1024 * 1024);
+    let mut a = Client::start(&link, &work.join("a"), "Ada");
+    let mut b = Client::start(&link, &work.join("b"), "Bob");
+    a.expect("peer_hello", |e| is(e, "peer_hello"));
+    b.expect("peer_hello", |e| is(e, "peer_hello"));
+    a.command(&format!("send {}", source.display()));
+    b.expect("some progress", |e| {
+        is(e, "transfer_progress") && e["dir"] == "in" && e["done"].as_u64() > Some(4 << 20)
+    });
+    b.kill9();
+    let failed = a.expect("sender failure", |e| {
+        is(e, "transfer_failed") && e["dir"] == "out"
+    });
+    assert!(
+        failed["message"].as_str().unwrap().contains("left"),
+        "{failed}"
+    );
+    // Nothing is stuck: a chat written now is honestly not delivered.
+    a.command("say still there?");
+    let chat = a.expect("chat", |e| is(e, "chat") && e["text"] == "still there?");
+    assert_eq!(chat["state"], "not_delivered");
+}
