@@ -425,20 +425,38 @@ fn main() -> Result<()> {
         .and_then(|i| args.get(i + 1))
         .and_then(|v| v.parse().ok())
         .unwrap_or(3);
+    // `--only duet|tcp|stock` measures one path (diagnostics; the report then lacks the others).
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1))
+        .cloned();
+    let wants = |name: &str| only.as_deref().is_none_or(|o| o == name);
     let exe = std::env::current_exe()?;
     let client = exe.parent().context("binary dir")?.join("duet-client");
     let work = temp_dir("bench-source")?;
     let source = work.join("source.bin");
     make_file(&source)?;
-    let wrangler = Wrangler::start(WranglerOptions::default())?;
+    let wrangler = if wants("duet") {
+        Some(Wrangler::start(WranglerOptions::default())?)
+    } else {
+        None
+    };
     let (mut duet, mut tcp, mut stock) = (Vec::new(), Vec::new(), Vec::new());
     for run in 1..=runs {
-        let d = duet_run(&wrangler, &client, &source)?;
-        println!("run {run} duet: {d:?}");
-        duet.push(d);
-        let t = tcp_run(&exe, &source)?;
-        println!("run {run} tcp: {t:?}");
-        tcp.push(t);
+        if let Some(wrangler) = &wrangler {
+            let d = duet_run(wrangler, &client, &source)?;
+            println!("run {run} duet: {d:?}");
+            duet.push(d);
+        }
+        if wants("tcp") {
+            let t = tcp_run(&exe, &source)?;
+            println!("run {run} tcp: {t:?}");
+            tcp.push(t);
+        }
+        if !wants("stock") {
+            continue;
+        }
         match stock_run(&exe, &source) {
             Ok(s) => {
                 println!("run {run} stock_matchbox: {s:?}");
@@ -446,6 +464,11 @@ fn main() -> Result<()> {
             }
             Err(e) => println!("run {run} stock_matchbox failed: {e:#}"),
         }
+    }
+    if only.is_some() {
+        // A partial run never overwrites the full report.
+        println!("partial run (--only): report not written");
+        return Ok(());
     }
     let mut report = serde_json::json!({
         "duet": summarize(&duet),
