@@ -83,13 +83,13 @@ impl Socket {
             .map_err(|_| NetError::NoPeer)
     }
 
-    /// Takes every frame that arrived on the data channel.
-    pub fn receive_data(&mut self) -> Vec<Vec<u8>> {
+    /// Takes every frame that arrived on the data channel (as received: no copy).
+    pub fn receive_data(&mut self) -> Vec<matchbox_socket::Packet> {
         self.socket
             .channel_mut(DATA_CHANNEL)
             .receive()
             .into_iter()
-            .map(|(_, packet)| packet.to_vec())
+            .map(|(_, packet)| packet)
             .collect()
     }
 
@@ -245,11 +245,10 @@ fn poll_socket(
 }
 
 fn flush_outgoing(
-    socket: Option<ResMut<Socket>>,
+    mut socket: Option<ResMut<Socket>>,
     mut outgoing: MessageReader<SendControl>,
     mut failed: MessageWriter<SendFailed>,
 ) {
-    let mut socket = socket;
     for SendControl(message) in outgoing.read() {
         let result = match socket.as_mut() {
             Some(socket) => socket.send_control(message),

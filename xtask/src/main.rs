@@ -226,32 +226,43 @@ fn test(root: &Path, extra: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// Builds `cargo_args`, then runs `binary` (under the target dir) in the loopback namespace with the
+/// remaining command-line arguments.
+fn run_bench(root: &Path, cargo_args: &[&str], binary: &str, args: &[String]) -> Result<()> {
+    tools::ensure_all(root)?;
+    build_worker(root, false)?;
+    run(Command::new(tools::cargo())
+        .current_dir(root)
+        .args(cargo_args))?;
+    std::fs::create_dir_all(root.join("target/bench"))?;
+    let binary = tools::target_dir(root).join(binary);
+    let passthrough: Vec<OsString> = args.iter().map(OsString::from).collect();
+    let mut cmd = in_loopback_namespace(&binary, &passthrough);
+    cmd.current_dir(root).env("DUET_PREBUILT", "1");
+    run(&mut cmd)
+}
+
 fn bench(root: &Path, args: &[String]) -> Result<()> {
     let name = args.first().map(String::as_str).unwrap_or("");
+    let rest = args.get(1..).unwrap_or_default();
     match name {
-        "signaling" => {
-            tools::ensure_all(root)?;
-            build_worker(root, false)?;
-            run(Command::new(tools::cargo()).current_dir(root).args([
+        "signaling" => run_bench(
+            root,
+            &[
                 "build",
                 "--release",
                 "-p",
                 "duet-tests",
                 "--bin",
                 "bench-signaling",
-            ]))?;
-            std::fs::create_dir_all(root.join("target/bench"))?;
-            let binary = tools::target_dir(root).join("release/bench-signaling");
-            let passthrough: Vec<OsString> = args[1..].iter().map(OsString::from).collect();
-            let mut cmd = in_loopback_namespace(&binary, &passthrough);
-            cmd.current_dir(root).env("DUET_PREBUILT", "1");
-            run(&mut cmd)
-        }
-        "transfer" => {
-            tools::ensure_all(root)?;
-            build_worker(root, false)?;
-            // The dev profile optimises dependencies: benches share the tests' build.
-            run(Command::new(tools::cargo()).current_dir(root).args([
+            ],
+            "release/bench-signaling",
+            rest,
+        ),
+        // The dev profile optimises dependencies: this bench shares the tests' build.
+        "transfer" => run_bench(
+            root,
+            &[
                 "build",
                 "-p",
                 "duet-client",
@@ -261,14 +272,10 @@ fn bench(root: &Path, args: &[String]) -> Result<()> {
                 "duet-client",
                 "--bin",
                 "bench-transfer",
-            ]))?;
-            std::fs::create_dir_all(root.join("target/bench"))?;
-            let binary = tools::target_dir(root).join("debug/bench-transfer");
-            let passthrough: Vec<OsString> = args[1..].iter().map(OsString::from).collect();
-            let mut cmd = in_loopback_namespace(&binary, &passthrough);
-            cmd.current_dir(root).env("DUET_PREBUILT", "1");
-            run(&mut cmd)
-        }
+            ],
+            "debug/bench-transfer",
+            rest,
+        ),
         _ => bail!("unknown benchmark {name:?}; available: signaling, transfer"),
     }
 }
