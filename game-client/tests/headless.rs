@@ -2,97 +2,34 @@
 //! namespace: hello and names both ways, chat with receipts, rename, presence, "not delivered"
 //! while the peer is away, and history and identity surviving a `kill -9`.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::time::{Duration, Instant};
 
-use duet_tests::{Wrangler, assert_loopback_only, temp_dir};
+use duet_tests::{HeadlessClient, Wrangler, assert_loopback_only, temp_dir};
 use serde_json::Value;
 
-/// A running `duet-client --headless`, killed on drop.
-struct Client {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    events: Receiver<Value>,
-    name: &'static str,
-}
+/// The harness's headless client, with this file's 45 s patience and panics for failures.
+struct Client(HeadlessClient);
 
 impl Client {
     fn start(room_link: &str, data_dir: &Path, name: &'static str) -> Client {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_duet-client"))
-            .args([
-                "--headless",
-                "--room",
-                room_link,
-                "--name",
-                name,
-                "--data-dir",
-            ])
-            .arg(data_dir)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start duet-client");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, events) = channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { return };
-                match serde_json::from_str::<Value>(&line) {
-                    Ok(value) => {
-                        if tx.send(value).is_err() {
-                            return;
-                        }
-                    }
-                    Err(_) => eprintln!("non-JSON output: {line}"),
-                }
-            }
-        });
-        let stdin = child.stdin.take();
-        Client {
-            child,
-            stdin,
-            events,
-            name,
-        }
+        let binary = Path::new(env!("CARGO_BIN_EXE_duet-client"));
+        Client(HeadlessClient::start(binary, room_link, data_dir, name).expect("start duet-client"))
     }
 
     fn command(&mut self, line: &str) {
-        let stdin = self.stdin.as_mut().unwrap();
-        writeln!(stdin, "{line}").unwrap();
-        stdin.flush().unwrap();
+        self.0.command(line).unwrap();
     }
 
-    /// Waits for an event matching `want`, skipping others (printed for diagnosis).
     fn expect(&mut self, what: &str, want: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(45);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.events.recv_timeout(left) {
-                Ok(event) if want(&event) => return event,
-                Ok(event) => eprintln!("[{}] {event}", self.name),
-                Err(RecvTimeoutError::Timeout) => panic!("[{}] no {what} in 45 s", self.name),
-                Err(RecvTimeoutError::Disconnected) => {
-                    panic!("[{}] exited before {what}", self.name)
-                }
-            }
-        }
+        self.0
+            .wait(what, Duration::from_secs(45), want)
+            .unwrap_or_else(|e| panic!("{e:#}"))
     }
 
-    fn kill9(mut self) {
-        let _ = self.child.kill(); // SIGKILL
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Client {
-    fn drop(&mut self) {
-        drop(self.stdin.take());
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    fn kill9(self) {
+        self.0.kill9();
     }
 }
 

@@ -2,83 +2,33 @@
 //! against a headless `duet-client`. Every bad input must end in a clear `transfer_failed` (or be
 //! ignored), never crash the client, and never leave anything visible in the downloads folder.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::Path;
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::time::{Duration, Instant};
 
 use duet_shared::peer::{
     CHUNK_BYTES, CONTROL_CHANNEL, Chunk, Control, DATA_CHANNEL, FileOffer, MAX_FILE_BYTES,
     PROTOCOL_VERSION, TransferId,
 };
-use duet_tests::{Wrangler, assert_loopback_only, temp_dir};
-use matchbox_socket::{PeerId, PeerState, RtcIceServerConfig, WebRtcSocket};
+use duet_tests::{HeadlessClient, Wrangler, assert_loopback_only, loopback_ice, temp_dir};
+use matchbox_socket::{PeerId, PeerState, WebRtcSocket};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-struct Client {
-    child: Child,
-    _stdin: ChildStdin,
-    events: Receiver<Value>,
-}
+/// The harness's headless client, with 30 s patience and panics for failures.
+struct Client(HeadlessClient);
 
 impl Client {
     fn start(link: &str, data_dir: &Path) -> Client {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_duet-client"))
-            .args([
-                "--headless",
-                "--room",
-                link,
-                "--name",
-                "Victim",
-                "--data-dir",
-            ])
-            .arg(data_dir)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, events) = channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Ok(v) = serde_json::from_str::<Value>(&line)
-                    && tx.send(v).is_err()
-                {
-                    return;
-                }
-            }
-        });
-        let stdin = child.stdin.take().unwrap();
-        Client {
-            child,
-            _stdin: stdin,
-            events,
-        }
+        let binary = Path::new(env!("CARGO_BIN_EXE_duet-client"));
+        Client(HeadlessClient::start(binary, link, data_dir, "Victim").expect("start duet-client"))
     }
 
-    fn expect(&self, what: &str, want: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            match self
-                .events
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            {
-                Ok(e) if want(&e) => return e,
-                Ok(_) => {}
-                Err(RecvTimeoutError::Timeout) => panic!("no {what} in 30 s"),
-                Err(RecvTimeoutError::Disconnected) => panic!("client exited before {what}"),
-            }
-        }
-    }
-}
-
-impl Drop for Client {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    fn expect(&mut self, what: &str, want: impl Fn(&Value) -> bool) -> Value {
+        self.0
+            .wait(what, Duration::from_secs(30), want)
+            .unwrap_or_else(|e| panic!("{e:#}"))
     }
 }
 
@@ -91,11 +41,7 @@ struct Evil {
 impl Evil {
     async fn join(url: &str) -> Evil {
         let (mut socket, message_loop) = WebRtcSocket::builder(url)
-            .ice_server(RtcIceServerConfig {
-                urls: vec![],
-                username: None,
-                credential: None,
-            })
+            .ice_server(loopback_ice())
             .add_reliable_channel()
             .add_reliable_channel()
             .build();
@@ -193,7 +139,7 @@ async fn a_hostile_peer_gets_clear_errors_and_leaves_nothing_behind() {
     let link = format!("{}/r/{room}", wrangler.base);
     let dir = temp_dir("hostile").unwrap();
     let downloads = dir.join("downloads");
-    let client = Client::start(&link, &dir);
+    let mut client = Client::start(&link, &dir);
     let mut evil = Evil::join(&wrangler.signal_url(&room, Uuid::new_v4())).await;
     evil.control(&Control::Hello {
         version: PROTOCOL_VERSION,

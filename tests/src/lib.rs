@@ -556,3 +556,106 @@ pub fn assert_loopback_only() {
         "WebRTC tests must run in an lo-only network namespace: use `cargo xtask test`"
     );
 }
+
+/// ICE configuration with no servers: host candidates only, never the public STUN defaults.
+pub fn loopback_ice() -> matchbox_socket::RtcIceServerConfig {
+    matchbox_socket::RtcIceServerConfig {
+        urls: vec![],
+        username: None,
+        credential: None,
+    }
+}
+
+/// A running `duet-client --headless`: JSON events in, stdin commands out. Killed on drop.
+pub struct HeadlessClient {
+    child: std::process::Child,
+    stdin: Option<std::process::ChildStdin>,
+    events: std::sync::mpsc::Receiver<serde_json::Value>,
+    /// Label used in diagnostics.
+    pub label: String,
+}
+
+impl HeadlessClient {
+    /// Starts `binary --headless --room LINK --name NAME --data-dir DIR`.
+    pub fn start(binary: &Path, link: &str, data_dir: &Path, name: &str) -> Result<Self> {
+        let mut child = Command::new(binary)
+            .args(["--headless", "--room", link, "--name", name, "--data-dir"])
+            .arg(data_dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .with_context(|| format!("start {}", binary.display()))?;
+        let stdout = child.stdout.take().context("stdout")?;
+        let (tx, events) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
+                let Ok(line) = line else { return };
+                match serde_json::from_str::<serde_json::Value>(&line) {
+                    Ok(value) => {
+                        if tx.send(value).is_err() {
+                            return;
+                        }
+                    }
+                    Err(_) => eprintln!("non-JSON output: {line}"),
+                }
+            }
+        });
+        let stdin = child.stdin.take();
+        Ok(Self {
+            child,
+            stdin,
+            events,
+            label: name.to_owned(),
+        })
+    }
+
+    /// The process id (for RSS sampling).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends one stdin command line.
+    pub fn command(&mut self, line: &str) -> Result<()> {
+        let stdin = self.stdin.as_mut().context("stdin closed")?;
+        writeln!(stdin, "{line}")?;
+        Ok(stdin.flush()?)
+    }
+
+    /// The next event matching `want` within `limit`; others are skipped (printed to stderr).
+    pub fn wait(
+        &mut self,
+        what: &str,
+        limit: Duration,
+        want: impl Fn(&serde_json::Value) -> bool,
+    ) -> Result<serde_json::Value> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.events.recv_timeout(left) {
+                Ok(event) if want(&event) => return Ok(event),
+                Ok(event) => eprintln!("[{}] {event}", self.label),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    bail!("[{}] no {what} in {limit:?}", self.label)
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    bail!("[{}] exited before {what}", self.label)
+                }
+            }
+        }
+    }
+
+    /// `kill -9`, then reap.
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for HeadlessClient {
+    fn drop(&mut self) {
+        drop(self.stdin.take());
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

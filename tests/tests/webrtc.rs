@@ -4,18 +4,14 @@
 
 use std::time::{Duration, Instant};
 
-use duet_tests::{Wrangler, assert_loopback_only};
-use matchbox_socket::{PeerId, PeerState, RtcIceServerConfig, WebRtcSocket};
+use duet_tests::{Wrangler, assert_loopback_only, loopback_ice};
+use matchbox_socket::{PeerId, PeerState, WebRtcSocket};
 use uuid::Uuid;
 
 fn socket(url: &str) -> WebRtcSocket {
     let (socket, message_loop) = WebRtcSocket::builder(url)
         // Never the default public STUN servers: loopback only.
-        .ice_server(RtcIceServerConfig {
-            urls: vec![],
-            username: None,
-            credential: None,
-        })
+        .ice_server(loopback_ice())
         .add_reliable_channel()
         .build();
     tokio::spawn(async move {

@@ -22,7 +22,7 @@ use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use duet_tests::{Wrangler, WranglerOptions, repo_root, temp_dir};
+use duet_tests::{HeadlessClient, Wrangler, WranglerOptions, repo_root, temp_dir};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -129,63 +129,15 @@ fn make_file(path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// A headless client with its event stream.
-struct Client {
-    child: Child,
-    events: Receiver<Value>,
-}
-
-impl Client {
-    fn start(binary: &Path, link: &str, dir: &Path, name: &str) -> Result<Client> {
-        let mut child = Command::new(binary)
-            .args(["--headless", "--room", link, "--name", name, "--data-dir"])
-            .arg(dir)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .context("start duet-client (build it: cargo build -p duet-client)")?;
-        let stdout = child.stdout.take().context("stdout")?;
-        let (tx, events) = channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Ok(v) = serde_json::from_str::<Value>(&line)
-                    && tx.send(v).is_err()
-                {
-                    return;
-                }
-            }
-        });
-        Ok(Client { child, events })
+/// Waits for `kind` from a headless client; a `transfer_failed` on the way fails the run.
+fn wait_for(client: &mut HeadlessClient, kind: &str, limit: Duration) -> Result<Value> {
+    let event = client.wait(kind, limit, |e| {
+        e["event"] == kind || e["event"] == "transfer_failed"
+    })?;
+    if event["event"] == "transfer_failed" {
+        bail!("transfer failed: {event}");
     }
-
-    fn command(&mut self, line: &str) -> Result<()> {
-        let stdin = self.child.stdin.as_mut().context("stdin")?;
-        writeln!(stdin, "{line}")?;
-        Ok(stdin.flush()?)
-    }
-
-    fn wait_for(&self, kind: &str, limit: Duration) -> Result<Value> {
-        let deadline = Instant::now() + limit;
-        loop {
-            let event = self
-                .events
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                .with_context(|| format!("no {kind} event"))?;
-            if event["event"] == kind {
-                return Ok(event);
-            }
-            if event["event"] == "transfer_failed" {
-                bail!("transfer failed: {event}");
-            }
-        }
-    }
-}
-
-impl Drop for Client {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    Ok(event)
 }
 
 fn duet_run(wrangler: &Wrangler, binary: &Path, source: &Path) -> Result<Sample> {
@@ -194,15 +146,15 @@ fn duet_run(wrangler: &Wrangler, binary: &Path, source: &Path) -> Result<Sample>
     let link = format!("{}/r/{room}", wrangler.base);
     let work = temp_dir("bench-transfer")?;
     let started = Instant::now();
-    let mut a = Client::start(binary, &link, &work.join("a"), "sender")?;
-    let b = Client::start(binary, &link, &work.join("b"), "receiver")?;
-    a.wait_for("peer_hello", Duration::from_secs(60))?;
-    b.wait_for("peer_hello", Duration::from_secs(60))?;
+    let mut a = HeadlessClient::start(binary, &link, &work.join("a"), "sender")?;
+    let mut b = HeadlessClient::start(binary, &link, &work.join("b"), "receiver")?;
+    wait_for(&mut a, "peer_hello", Duration::from_secs(60))?;
+    wait_for(&mut b, "peer_hello", Duration::from_secs(60))?;
     let connect_s = started.elapsed().as_secs_f64();
-    let (rss_a, rss_b) = (PeakRss::watch(a.child.id()), PeakRss::watch(b.child.id()));
+    let (rss_a, rss_b) = (PeakRss::watch(a.pid()), PeakRss::watch(b.pid()));
     let sent_at = Instant::now();
     a.command(&format!("send {}", source.display()))?;
-    b.wait_for("transfer_completed", Duration::from_secs(600))?;
+    wait_for(&mut b, "transfer_completed", Duration::from_secs(600))?;
     let secs = sent_at.elapsed().as_secs_f64();
     let sample = Sample {
         mb_s: SIZE as f64 / secs / 1e6,
@@ -309,15 +261,11 @@ fn tcp_run(exe: &Path, source: &Path) -> Result<Sample> {
 /// Child mode: a stock matchbox peer. `send` pushes the file with no flow control; `receive`
 /// counts bytes and prints `done` when all arrived.
 fn stock_peer(role: &str, url: &str, source: Option<&str>) -> Result<()> {
-    use matchbox_socket::{PeerState, RtcIceServerConfig, WebRtcSocket};
+    use matchbox_socket::{PeerState, WebRtcSocket};
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
         let (mut socket, message_loop) = WebRtcSocket::builder(url)
-            .ice_server(RtcIceServerConfig {
-                urls: vec![],
-                username: None,
-                credential: None,
-            })
+            .ice_server(duet_tests::loopback_ice())
             .add_reliable_channel()
             .build();
         tokio::spawn(message_loop);
