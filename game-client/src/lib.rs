@@ -7,6 +7,7 @@
 //! - [`chat`]: chat messages with delivery state and a per-room history that survives restarts.
 //! - [`storage`]: the blob store received files go to (a folder natively; IndexedDB later).
 //! - [`transfer`]: streaming file transfer with end-to-end flow control, resume and verification.
+//! - [`platform`]: the one place where desktop and browser differ.
 //! - [`headless`]: a runner that prints machine-readable events and takes commands on stdin, used
 //!   by tests and benchmarks (the windowed client arrives with the desktop issue).
 //!
@@ -18,6 +19,7 @@ pub mod chat;
 pub mod headless;
 pub mod identity;
 pub mod net;
+pub mod platform;
 pub mod storage;
 pub mod transfer;
 

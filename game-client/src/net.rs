@@ -170,6 +170,7 @@ fn open_socket(
     let Some(identity) = identity else {
         return;
     };
+    crate::platform::prepare_network();
     let url = format!("{}?identity={}", link.signal_url, identity.id);
     let mut builder = WebRtcSocket::builder(url)
         .ice_server(RtcIceServerConfig {

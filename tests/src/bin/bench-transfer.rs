@@ -5,7 +5,10 @@
 //! - `tcp`: the same bytes over loopback TCP between two processes (16 KiB reads, written to disk
 //!   on the far side);
 //! - `stock_matchbox`: two stock `matchbox_socket` peers (separate processes, stock signaling)
-//!   pushing 16 KiB chunks with no flow control at all.
+//!   pushing 16 KiB chunks with no flow control at all;
+//! - `webrtc_ceiling` (extra): what the WebRTC transport itself can carry here - matchbox in a
+//!   tight async loop with 16 chunks in flight acknowledged one by one and 4 MiB UDP buffers,
+//!   no disk, no hashing, no frame loop. `duet_vs_ceiling` is Duet's median over its median.
 //!
 //! Writes `target/bench/transfer.json` as `{"duet": T, "tcp": T, "stock_matchbox": T}` with
 //! `T = {"runs", "median_mb_s", "connect_s", "sender_rss_growth_mib", "receiver_rss_growth_mib"}`
@@ -258,10 +261,27 @@ fn tcp_run(exe: &Path, source: &Path) -> Result<Sample> {
     }
 }
 
-/// Child mode: a stock matchbox peer. `send` pushes the file with no flow control; `receive`
-/// counts bytes and prints `done` when all arrived.
-fn stock_peer(role: &str, url: &str, source: Option<&str>) -> Result<()> {
+/// How a matchbox reference peer behaves.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Flavor {
+    /// Stock matchbox as an app would use it naively: push everything, no flow control.
+    Stock,
+    /// The transport's ceiling: matchbox in a tight async loop (no frame loop, no disk writes,
+    /// no hashing), `CEILING_WINDOW` chunks in flight acknowledged one by one, and the same 4 MiB
+    /// UDP buffers the Duet client asks for.
+    Ceiling,
+}
+
+const CEILING_WINDOW: u64 = 16;
+
+/// Child mode: a matchbox peer. `send` pushes the file; `receive` counts bytes and prints `done`
+/// when all arrived.
+fn stock_peer(flavor: Flavor, role: &str, url: &str, source: Option<&str>) -> Result<()> {
+    use futures::StreamExt;
     use matchbox_socket::{PeerState, WebRtcSocket};
+    if flavor == Flavor::Ceiling {
+        matchbox_socket::set_udp_buffer_size(duet_client_udp_buffer());
+    }
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
         let (mut socket, message_loop) = WebRtcSocket::builder(url)
@@ -285,6 +305,31 @@ fn stock_peer(role: &str, url: &str, source: Option<&str>) -> Result<()> {
             std::io::stdin().read_line(&mut line)?;
             let mut file = std::fs::File::open(source.context("source")?)?;
             let mut buf = vec![0u8; CHUNK];
+            if flavor == Flavor::Ceiling {
+                let mut channel = socket.take_channel(0).map_err(|e| anyhow::anyhow!("{e}"))?;
+                let (mut sent, mut acked) = (0u64, 0u64);
+                loop {
+                    while sent - acked < CEILING_WINDOW {
+                        let n = file.read(&mut buf)?;
+                        if n == 0 {
+                            break;
+                        }
+                        channel.send(buf[..n].to_vec().into(), peer);
+                        sent += 1;
+                    }
+                    if sent == acked {
+                        break;
+                    }
+                    let (_, ack) = channel.next().await.context("receiver gone")?;
+                    acked = u64::from_le_bytes(ack[..8].try_into()?);
+                }
+                // Keep the channel (and socket) alive until the parent kills us.
+                loop {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    let _ = socket.update_peers();
+                    let _ = channel.receive();
+                }
+            }
             loop {
                 let n = file.read(&mut buf)?;
                 if n == 0 {
@@ -299,6 +344,18 @@ fn stock_peer(role: &str, url: &str, source: Option<&str>) -> Result<()> {
             }
         } else {
             let mut received = 0usize;
+            if flavor == Flavor::Ceiling {
+                let mut channel = socket.take_channel(0).map_err(|e| anyhow::anyhow!("{e}"))?;
+                let mut count = 0u64;
+                while received < SIZE {
+                    let (_, chunk) = channel.next().await.context("sender gone")?;
+                    received += chunk.len();
+                    count += 1;
+                    channel.send(count.to_le_bytes().to_vec().into(), peer);
+                }
+                println!("done");
+                return Ok(());
+            }
             while received < SIZE {
                 for (_, packet) in socket.channel_mut(0).receive() {
                     received += packet.len();
@@ -311,14 +368,22 @@ fn stock_peer(role: &str, url: &str, source: Option<&str>) -> Result<()> {
     })
 }
 
-fn stock_run(exe: &Path, source: &Path) -> Result<Sample> {
+fn stock_run(flavor: Flavor, exe: &Path, source: &Path) -> Result<Sample> {
     let runtime = tokio::runtime::Runtime::new()?;
     let base = runtime.block_on(duet_tests::stock_matchbox());
     let url = format!("{base}/room");
     let started = Instant::now();
     let spawn = |role: &str| {
         Command::new(exe)
-            .args(["--stock-peer", role, &url])
+            .args([
+                if flavor == Flavor::Stock {
+                    "--stock-peer"
+                } else {
+                    "--ceiling-peer"
+                },
+                role,
+                &url,
+            ])
             .arg(source)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -360,8 +425,13 @@ fn stock_run(exe: &Path, source: &Path) -> Result<Sample> {
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
-        Some("--stock-peer") => {
-            return stock_peer(&args[2], &args[3], args.get(4).map(String::as_str));
+        Some(mode @ ("--stock-peer" | "--ceiling-peer")) => {
+            let flavor = if mode == "--stock-peer" {
+                Flavor::Stock
+            } else {
+                Flavor::Ceiling
+            };
+            return stock_peer(flavor, &args[2], &args[3], args.get(4).map(String::as_str));
         }
         Some("--tcp-receive") => return tcp_receive(&args[2]),
         Some("--tcp-send") => return tcp_send(&args[2], &args[3]),
@@ -373,7 +443,7 @@ fn main() -> Result<()> {
         .and_then(|i| args.get(i + 1))
         .and_then(|v| v.parse().ok())
         .unwrap_or(3);
-    // `--only duet|tcp|stock` measures one path (diagnostics; the report then lacks the others).
+    // `--only duet|tcp|stock|ceiling` measures one path (diagnostics; the report then lacks the others).
     let only = args
         .iter()
         .position(|a| a == "--only")
@@ -390,7 +460,8 @@ fn main() -> Result<()> {
     } else {
         None
     };
-    let (mut duet, mut tcp, mut stock) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut duet, mut tcp, mut stock, mut ceiling) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for run in 1..=runs {
         if let Some(wrangler) = &wrangler {
             let d = duet_run(wrangler, &client, &source)?;
@@ -402,10 +473,15 @@ fn main() -> Result<()> {
             println!("run {run} tcp: {t:?}");
             tcp.push(t);
         }
+        if wants("ceiling") {
+            let c = stock_run(Flavor::Ceiling, &exe, &source)?;
+            println!("run {run} webrtc_ceiling: {c:?}");
+            ceiling.push(c);
+        }
         if !wants("stock") {
             continue;
         }
-        match stock_run(&exe, &source) {
+        match stock_run(Flavor::Stock, &exe, &source) {
             Ok(s) => {
                 println!("run {run} stock_matchbox: {s:?}");
                 stock.push(s);
@@ -418,9 +494,13 @@ fn main() -> Result<()> {
         println!("partial run (--only): report not written");
         return Ok(());
     }
+    let duet_summary = summarize(&duet);
+    let ceiling_summary = summarize(&ceiling);
     let mut report = serde_json::json!({
-        "duet": summarize(&duet),
+        "duet": duet_summary,
         "tcp": summarize(&tcp),
+        "webrtc_ceiling": ceiling_summary,
+        "duet_vs_ceiling": duet_summary.median_mb_s / ceiling_summary.median_mb_s,
     });
     report["stock_matchbox"] = if stock.is_empty() {
         serde_json::json!({"runs": 0, "error": "no stock run completed"})
@@ -434,4 +514,10 @@ fn main() -> Result<()> {
     println!("{text}\nwritten to {}", out.display());
     let _ = std::fs::remove_dir_all(work);
     Ok(())
+}
+
+/// The UDP buffer size the Duet client asks for (`duet_client::platform::UDP_BUFFER_BYTES`; this
+/// crate does not link the client).
+fn duet_client_udp_buffer() -> usize {
+    4 << 20
 }
