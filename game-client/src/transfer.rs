@@ -14,6 +14,7 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::PathBuf;
 
 use bevy::prelude::*;
+use bevy::tasks::{AsyncComputeTaskPool, Task};
 use duet_shared::peer::{
     CancelReason, Chunk, Control, DeclineReason, FileOffer, MAX_FILE_BYTES, TransferId,
 };
@@ -93,6 +94,13 @@ struct Outgoing {
     frame: Vec<u8>,
 }
 
+/// A file being hashed before it is offered.
+struct Preparing {
+    id: TransferId,
+    path: PathBuf,
+    task: Task<std::io::Result<([u8; 32], u64)>>,
+}
+
 struct Incoming {
     machine: Receiver,
     name: String,
@@ -104,6 +112,7 @@ struct Incoming {
 pub struct Transfers {
     outgoing: HashMap<TransferId, Outgoing>,
     incoming: HashMap<TransferId, Incoming>,
+    preparing: Vec<Preparing>,
     /// Flow-control tuning for incoming transfers.
     pub window: WindowConfig,
     last_progress_ms: u64,
@@ -112,7 +121,7 @@ pub struct Transfers {
 impl Transfers {
     /// Transfers currently running.
     pub fn active(&self) -> usize {
-        self.outgoing.len() + self.incoming.len()
+        self.outgoing.len() + self.incoming.len() + self.preparing.len()
     }
 }
 
@@ -128,6 +137,7 @@ impl Plugin for TransferPlugin {
                 Update,
                 (
                     start_sends,
+                    offer_prepared,
                     handle_control,
                     receive_chunks,
                     drain_store,
@@ -179,11 +189,12 @@ fn mime_for(path: &std::path::Path) -> String {
     .to_owned()
 }
 
+/// Validates a send request and starts hashing the file on a background task: hashing 200 MiB
+/// takes long enough to freeze a window if done in a frame.
 fn start_sends(
     mut requests: MessageReader<SendFile>,
     mut transfers: ResMut<Transfers>,
     socket: Option<Res<Socket>>,
-    mut send: MessageWriter<SendControl>,
     mut events: MessageWriter<TransferEvent>,
 ) {
     for SendFile(path) in requests.read() {
@@ -199,7 +210,66 @@ fn start_sends(
             ));
             continue;
         }
-        let (sha256, size) = match hash_file(path) {
+        // Refuse what is too large before spending time hashing it.
+        match std::fs::metadata(path) {
+            Ok(meta) if meta.len() > MAX_FILE_BYTES => {
+                events.write(fail(too_large(path, meta.len())));
+                continue;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                events.write(fail(format!("Cannot read {}: {e}", path.display())));
+                continue;
+            }
+        }
+        let hashed = path.clone();
+        let task = AsyncComputeTaskPool::get().spawn(async move { hash_file(&hashed) });
+        transfers.preparing.push(Preparing {
+            id,
+            path: path.clone(),
+            task,
+        });
+    }
+}
+
+fn too_large(path: &std::path::Path, size: u64) -> String {
+    format!(
+        "{} is {:.1} MB; Duet sends files up to 200 MiB.",
+        path.display(),
+        size as f64 / 1e6
+    )
+}
+
+/// Offers the files whose hash is ready.
+fn offer_prepared(
+    mut transfers: ResMut<Transfers>,
+    socket: Option<Res<Socket>>,
+    mut send: MessageWriter<SendControl>,
+    mut events: MessageWriter<TransferEvent>,
+) {
+    let mut ready = Vec::new();
+    transfers.preparing.retain_mut(|p| {
+        match bevy::tasks::block_on(bevy::tasks::poll_once(&mut p.task)) {
+            Some(result) => {
+                ready.push((p.id, p.path.clone(), result));
+                false
+            }
+            None => true,
+        }
+    });
+    for (id, path, hashed) in ready {
+        let fail = |reason: String| TransferEvent::Failed {
+            id,
+            direction: Direction::Outgoing,
+            reason,
+        };
+        if socket.as_ref().and_then(|s| s.peer).is_none() {
+            events.write(fail(
+                "Your peer left the room, so the file was not sent.".into(),
+            ));
+            continue;
+        }
+        let (sha256, size) = match hashed {
             Ok(v) => v,
             Err(e) => {
                 events.write(fail(format!("Cannot read {}: {e}", path.display())));
@@ -207,11 +277,7 @@ fn start_sends(
             }
         };
         if size > MAX_FILE_BYTES {
-            events.write(fail(format!(
-                "{} is {:.1} MB; Duet sends files up to 200 MiB.",
-                path.display(),
-                size as f64 / 1e6
-            )));
+            events.write(fail(too_large(&path, size)));
             continue;
         }
         let name = path
@@ -222,10 +288,10 @@ fn start_sends(
             transfer: id,
             name: name.clone(),
             size,
-            mime: mime_for(path),
+            mime: mime_for(&path),
             sha256,
         };
-        let (machine, source) = match (Sender::new(offer), File::open(path)) {
+        let (machine, source) = match (Sender::new(offer), File::open(&path)) {
             (Ok(m), Ok(f)) => (m, f),
             (Err(e), _) => {
                 events.write(fail(e.to_string()));
@@ -249,7 +315,7 @@ fn start_sends(
             Outgoing {
                 machine,
                 source,
-                path: path.clone(),
+                path,
                 scratch: Vec::new(),
                 frame: Vec::new(),
             },
@@ -384,7 +450,7 @@ fn handle_control(
                 events.write(TransferEvent::Failed {
                     id: *transfer,
                     direction: Direction::Outgoing,
-                    reason: format!("Your peer's app declined the file ({reason:?})."),
+                    reason: format!("Your peer's app declined the file: {reason}."),
                 });
             }
             Control::Cancel { transfer, reason } => {
@@ -392,7 +458,7 @@ fn handle_control(
                     events.write(TransferEvent::Failed {
                         id: *transfer,
                         direction: Direction::Outgoing,
-                        reason: format!("Your peer cancelled the transfer ({reason:?})."),
+                        reason: format!("Your peer ended the transfer: {reason}."),
                     });
                 }
                 if transfers.incoming.contains_key(transfer) {
@@ -401,7 +467,7 @@ fn handle_control(
                         &mut transfers,
                         &mut store,
                         *transfer,
-                        &format!("Your peer cancelled the transfer ({reason:?})."),
+                        &format!("Your peer ended the transfer: {reason}."),
                         delete,
                         &mut events,
                     );

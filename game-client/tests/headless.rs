@@ -271,3 +271,95 @@ fn the_sender_sees_the_transfer_fail_when_the_receiver_leaves() {
     let chat = a.expect("chat", |e| is(e, "chat") && e["text"] == "still there?");
     assert_eq!(chat["state"], "not_delivered");
 }
+
+#[test]
+fn a_full_disk_fails_the_transfer_on_both_sides_and_leaves_nothing() {
+    assert_loopback_only();
+    let wrangler = Wrangler::shared();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let room = runtime.block_on(wrangler.api().create_room()).unwrap().room;
+    let link = format!("{}/r/{room}", wrangler.base);
+    let work = temp_dir("disk-full").unwrap();
+    let source = work.join("too big for the disk.bin");
+    make_file(&source, 8 * 1024 * 1024);
+    let (dir_a, dir_b) = (work.join("a"), work.join("b"));
+    let downloads = dir_b.join("downloads");
+    std::fs::create_dir_all(&downloads).unwrap();
+    // The receiver's downloads folder is a 2 MiB tmpfs in a private mount namespace: writes fail
+    // with ENOSPC exactly as on a full disk, and nothing outside the test sees the mount.
+    let mount = format!(
+        "mount -t tmpfs -o size=2m duet-full '{}' && exec \"$@\"",
+        downloads.display()
+    );
+    let binary = Path::new(env!("CARGO_BIN_EXE_duet-client"));
+    let mut b = Client(
+        HeadlessClient::start_wrapped(
+            &["unshare", "-m", "sh", "-c", &mount, "sh"],
+            binary,
+            &link,
+            &dir_b,
+            "Bob",
+        )
+        .expect("start the receiver on a small disk"),
+    );
+    let mut a = Client::start(&link, &dir_a, "Ada");
+    a.expect("peer_hello", |e| is(e, "peer_hello"));
+    b.expect("peer_hello", |e| is(e, "peer_hello"));
+    a.command(&format!("send {}", source.display()));
+    let failed = b.expect("receiver failure", |e| {
+        is(e, "transfer_failed") && e["dir"] == "in"
+    });
+    assert!(
+        failed["message"]
+            .as_str()
+            .unwrap()
+            .contains("not enough space"),
+        "{failed}"
+    );
+    let failed = a.expect("sender failure", |e| {
+        is(e, "transfer_failed") && e["dir"] == "out"
+    });
+    assert!(
+        failed["message"]
+            .as_str()
+            .unwrap()
+            .contains("disk or storage quota is full"),
+        "{failed}"
+    );
+    // Nothing partial is visible and the partial bytes were freed. The mount is private, so look
+    // through the receiver's own view of it.
+    let in_receivers_view = |args: &[&str]| {
+        let out = std::process::Command::new("nsenter")
+            .args(["-t", &b.0.pid().to_string(), "-m"])
+            .args(args)
+            .arg(&downloads)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert!(
+        in_receivers_view(&["df", "-k"]).contains("duet-full"),
+        "tmpfs not mounted"
+    );
+    let visible: Vec<String> = in_receivers_view(&["ls", "-A"])
+        .lines()
+        .filter(|name| !name.starts_with('.'))
+        .map(str::to_owned)
+        .collect();
+    assert!(visible.is_empty(), "partial file visible: {visible:?}");
+    let used_kib: u64 = in_receivers_view(&["du", "-sk"])
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    assert!(
+        used_kib < 64,
+        "partial bytes left on the full disk: {used_kib} KiB"
+    );
+    // The room still works: chat goes through both ways.
+    a.command("say sorry, your disk is full");
+    b.expect("chat", |e| {
+        is(e, "chat") && e["text"] == "sorry, your disk is full"
+    });
+}

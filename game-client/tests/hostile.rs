@@ -3,7 +3,7 @@
 //! ignored), never crash the client, and never leave anything visible in the downloads folder.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use duet_shared::peer::{
@@ -320,5 +320,41 @@ async fn a_hostile_peer_gets_clear_errors_and_leaves_nothing_behind() {
     assert_eq!(location.parent().unwrap(), downloads);
     assert_eq!(location.file_name().unwrap(), "evil_name.txt");
     assert_eq!(std::fs::read(location).unwrap(), honest);
+
+    // 9. A 10,000-character name (multi-byte, with a path in it) is shortened to a file name the
+    //    disk accepts, keeps its extension, lands inside; the same name again is de-duplicated.
+    let long = format!("../{}.txt", "é".repeat(4_000) + &"x".repeat(5_993));
+    assert_eq!(long.chars().count(), 10_000);
+    let mut saved = Vec::new();
+    for id in [7u64, 8] {
+        evil.control(&Control::Offer(offer(
+            id,
+            &long,
+            honest,
+            honest.len() as u64,
+        )));
+        evil.expect(
+            "accept",
+            |m| matches!(m, Control::Accept { transfer, .. } if transfer.0 == id),
+        )
+        .await;
+        evil.chunk(id, 0, honest);
+        evil.expect(
+            "complete",
+            |m| matches!(m, Control::Complete { transfer } if transfer.0 == id),
+        )
+        .await;
+        let done = client.expect("completed", |e| is(e, "transfer_completed"));
+        let location = PathBuf::from(done["location"].as_str().unwrap());
+        assert_eq!(location.parent().unwrap(), downloads);
+        let name = location.file_name().unwrap().to_str().unwrap().to_owned();
+        assert!(name.len() <= 200 && name.ends_with(".txt"), "{name}");
+        assert_eq!(std::fs::read(&location).unwrap(), honest);
+        saved.push(name);
+    }
+    assert_ne!(
+        saved[0], saved[1],
+        "the second copy must not overwrite the first"
+    );
     let _ = std::io::stdout().flush();
 }

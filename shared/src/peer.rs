@@ -85,6 +85,31 @@ pub enum CancelReason {
     NoSpace,
 }
 
+impl std::fmt::Display for DeclineReason {
+    /// Completes "Your peer's app declined the file: ...", for the person who sent it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Refused => "they said no",
+            Self::TooLarge => "it is larger than 200 MB",
+            Self::NoSpace => "their disk or storage quota is full",
+            Self::Invalid => "the offer was not valid",
+        })
+    }
+}
+
+impl std::fmt::Display for CancelReason {
+    /// Completes "The transfer was cancelled: ...", for the person on the other side.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::User => "they cancelled it",
+            Self::HashMismatch => "the received bytes did not match the file's checksum",
+            Self::ProtocolViolation => "the other app broke the transfer protocol",
+            Self::Io => "reading or writing the file failed",
+            Self::NoSpace => "the receiving disk or storage quota is full",
+        })
+    }
+}
+
 /// Everything on the control channel.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Control {

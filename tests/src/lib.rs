@@ -578,7 +578,27 @@ pub struct HeadlessClient {
 impl HeadlessClient {
     /// Starts `binary --headless --room LINK --name NAME --data-dir DIR`.
     pub fn start(binary: &Path, link: &str, data_dir: &Path, name: &str) -> Result<Self> {
-        let mut child = Command::new(binary)
+        Self::start_wrapped(&[], binary, link, data_dir, name)
+    }
+
+    /// Like [`start`](Self::start), run through `wrapper` (a program and its arguments that end
+    /// by executing the rest of the command line, e.g. `unshare -m sh -c '...; exec "$@"' sh`).
+    pub fn start_wrapped(
+        wrapper: &[&str],
+        binary: &Path,
+        link: &str,
+        data_dir: &Path,
+        name: &str,
+    ) -> Result<Self> {
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(binary);
+                command
+            }
+            None => Command::new(binary),
+        };
+        let mut child = command
             .args(["--headless", "--room", link, "--name", name, "--data-dir"])
             .arg(data_dir)
             .stdin(Stdio::piped())
