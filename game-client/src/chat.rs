@@ -67,8 +67,16 @@ impl Plugin for ChatPlugin {
         app.add_message::<SendChat>()
             .add_message::<ChatChanged>()
             .init_resource::<ChatLog>()
-            .add_systems(Startup, load_history)
-            .add_systems(Update, (send_chat, receive_chat).chain());
+            .add_systems(
+                Update,
+                (
+                    // Each room has its own history: (re)load it whenever the room changes.
+                    load_history.run_if(resource_exists_and_changed::<RoomLink>),
+                    send_chat,
+                    receive_chat,
+                )
+                    .chain(),
+            );
     }
 }
 
@@ -104,6 +112,7 @@ impl History<'_> {
 }
 
 fn load_history(mut history: History) {
+    history.log.entries.clear();
     history.load();
 }
 

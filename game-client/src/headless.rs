@@ -27,6 +27,15 @@ pub struct HeadlessOptions {
 /// Prints events, takes stdin commands.
 pub struct HeadlessPlugin;
 
+/// A stdin line this plugin does not know, handed on when [`AcceptExtraCommands`] is set (the
+/// windowed client's automation adds `drop`, `screenshot`...).
+#[derive(Message, Debug, Clone, PartialEq, Eq)]
+pub struct ExtraCommand(pub String);
+
+/// Whether unknown stdin lines become [`ExtraCommand`]s instead of errors.
+#[derive(Resource, Debug, Clone, Copy, Default)]
+pub struct AcceptExtraCommands(pub bool);
+
 #[derive(Resource)]
 struct Commands(Mutex<Receiver<Option<String>>>);
 
@@ -44,6 +53,8 @@ impl Plugin for HeadlessPlugin {
         });
         app.insert_resource(Commands(Mutex::new(rx)))
             .init_resource::<HeadlessOptions>()
+            .init_resource::<AcceptExtraCommands>()
+            .add_message::<ExtraCommand>()
             .add_systems(PostStartup, announce)
             .add_systems(Update, (run_commands, say_when_ready))
             .add_systems(Last, print_events);
@@ -66,6 +77,8 @@ fn run_commands(
     mut files: MessageWriter<SendFile>,
     mut rename: MessageWriter<Rename>,
     mut exit: MessageWriter<AppExit>,
+    extra: Res<AcceptExtraCommands>,
+    mut more: MessageWriter<ExtraCommand>,
 ) {
     let Ok(rx) = commands.0.lock() else { return };
     while let Ok(line) = rx.try_recv() {
@@ -95,6 +108,9 @@ fn run_commands(
                 exit.write(AppExit::Success);
             }
             "" => {}
+            _ if extra.0 => {
+                more.write(ExtraCommand(line.clone()));
+            }
             other => emit(
                 json!({"event": "error", "message": format!("unknown command {other:?}; commands: say TEXT, send PATH, rename NAME, history, quit")}),
             ),

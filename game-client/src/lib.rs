@@ -1,4 +1,4 @@
-//! Duet's client, as Bevy plugins that run headless.
+//! Duet's client, as Bevy plugins: a headless core plus room logic and a presentation layer.
 //!
 //! Map of the crate (one plugin per concern, each testable with `MinimalPlugins`):
 //! - [`identity`]: who I am (UUID + display name), created on first start and kept in `bevy_pkv`.
@@ -8,20 +8,29 @@
 //! - [`storage`]: the blob store received files go to (a folder natively; IndexedDB later).
 //! - [`transfer`]: streaming file transfer with end-to-end flow control, resume and verification.
 //! - [`platform`]: the one place where desktop and browser differ.
+//! - [`config`]: server URL and STUN/TURN servers from `assets/config.ron`.
+//! - [`api`]: the worker's HTTP API (create a room, kick, ban) as messages.
+//! - [`room`]: room logic for the windowed client: screens, presence, avatars and bubbles as
+//!   entities, drop-zone hit tests, the transfer list, received files, moderation rights.
+//! - [`ui`]: presentation only (window, 2D room, egui panels); headless runs do not add it.
 //! - [`headless`]: a runner that prints machine-readable events and takes commands on stdin, used
-//!   by tests and benchmarks (the windowed client arrives with the desktop issue).
+//!   by tests and benchmarks (and, with `--automation`, by the windowed client's tests).
 //!
 //! Nothing here assumes a window. No offline delivery: a chat sent while the peer is away is
 //! stored as not delivered and shown so; nothing is queued for later.
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod chat;
+pub mod config;
 pub mod headless;
 pub mod identity;
 pub mod net;
 pub mod platform;
+pub mod room;
 pub mod storage;
 pub mod transfer;
+pub mod ui;
 
 use bevy::prelude::*;
 

@@ -1,5 +1,5 @@
-//! `duet-client`: Duet's client binary. For now it runs headless (`--headless`); the windowed room
-//! arrives with the desktop issue.
+//! `duet-client`: Duet's client binary. Without flags it opens the window (lobby, then the room);
+//! `--headless` runs the same client without a window for tests, benchmarks and scripts.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -7,75 +7,125 @@ use std::time::Duration;
 use bevy::app::ScheduleRunnerPlugin;
 use bevy::prelude::*;
 use bevy_pkv::PkvStore;
+use duet_client::config::ClientConfig;
 use duet_client::headless::{HeadlessOptions, HeadlessPlugin, emit};
 use duet_client::net::RoomLink;
 use duet_client::storage::FolderStore;
 use duet_client::transfer::Store;
 
-const USAGE: &str =
-    "usage: duet-client --headless --room LINK [--name NAME] [--say TEXT]... [--data-dir DIR]
-  --room LINK     a room link (http://host/r/ROOM) or signaling URL (ws://host/signal/ROOM)
-  --name NAME     set the display name before joining
-  --say TEXT      send TEXT once the peer has said hello (repeatable)
-  --send FILE     send FILE once the peer has said hello (repeatable)
+const USAGE: &str = "usage: duet-client [--room LINK] [--name NAME] [--server URL] [--config FILE]
+                   [--data-dir DIR] [--downloads DIR] [--automation]
+       duet-client --headless --room LINK [--name NAME] [--say TEXT]... [--send FILE]...
+  --room LINK     a room link (http://host/r/ROOM) or signaling URL (ws://host/signal/ROOM);
+                  the window opens straight into it
+  --name NAME     set the display name first
+  --server URL    the Duet server (overrides the configuration; default http://127.0.0.1:8787)
+  --config FILE   configuration in RON (default: assets/config.ron; env DUET_CONFIG)
   --data-dir DIR  where identity and history live (default: the platform data dir;
                   env DUET_DATA_DIR)
   --downloads DIR where received files go (default: DATA_DIR/downloads; env DUET_DOWNLOADS)
-Events are printed as JSON lines; stdin takes `say TEXT`, `send PATH`, `rename NAME`, `history`, `quit`.";
+  --automation    windowed, plus JSON events on stdout and test commands on stdin
+  --headless      no window: JSON events on stdout; stdin takes `say TEXT`, `send PATH`,
+                  `rename NAME`, `history`, `quit`
+  --say TEXT      (headless) send TEXT once the peer has said hello (repeatable)
+  --send FILE     (headless) send FILE once the peer has said hello (repeatable)";
 
 struct Args {
-    room: RoomLink,
+    headless: bool,
+    automation: bool,
+    room: Option<RoomLink>,
     name: Option<String>,
     say: Vec<String>,
     send: Vec<PathBuf>,
     data_dir: PathBuf,
     downloads: PathBuf,
+    config: ClientConfig,
 }
 
 fn parse() -> Result<Args, String> {
     let mut args = std::env::args().skip(1);
     let (mut room, mut name, mut say, mut data_dir, mut headless) =
         (None, None, vec![], None, false);
-    let (mut send, mut downloads) = (vec![], None);
+    let (mut send, mut downloads, mut server, mut config_file, mut automation) =
+        (vec![], None, None, None, false);
     while let Some(flag) = args.next() {
         let mut value = || args.next().ok_or(format!("{flag} needs a value"));
         match flag.as_str() {
             "--headless" => headless = true,
+            "--automation" => automation = true,
             "--room" => room = Some(RoomLink::parse(&value()?).map_err(|e| e.to_string())?),
             "--name" => name = Some(value()?),
             "--say" => say.push(value()?),
             "--data-dir" => data_dir = Some(PathBuf::from(value()?)),
             "--send" => send.push(PathBuf::from(value()?)),
             "--downloads" => downloads = Some(PathBuf::from(value()?)),
+            "--server" => server = Some(value()?),
+            "--config" => config_file = Some(PathBuf::from(value()?)),
             "--help" | "-h" => return Err(String::new()),
             other => return Err(format!("unknown argument {other}")),
         }
     }
-    if !headless {
-        return Err("the windowed client is not built yet; run with --headless".into());
+    if headless && room.is_none() {
+        return Err("--headless needs --room".into());
     }
     let data_dir = data_dir
         .or_else(|| std::env::var_os("DUET_DATA_DIR").map(PathBuf::from))
-        .or_else(|| {
-            directories::ProjectDirs::from("app", "Duet", "Duet")
-                .map(|d| d.data_dir().to_path_buf())
-        })
+        .or_else(duet_client::platform::default_data_dir)
         .ok_or("no data directory: pass --data-dir")?;
     let downloads = downloads
         .or_else(|| std::env::var_os("DUET_DOWNLOADS").map(PathBuf::from))
         .unwrap_or_else(|| data_dir.join("downloads"));
+    let mut config = load_config(config_file)?;
+    if let Some(server) = server {
+        config = ClientConfig { server, ..config }
+            .validated()
+            .map_err(|e| e.to_string())?;
+    }
     Ok(Args {
-        room: room.ok_or("--room is required")?,
+        headless,
+        automation,
+        room,
         name,
         say,
         send,
         data_dir,
         downloads,
+        config,
     })
 }
 
+/// `--config`, else `DUET_CONFIG`, else `assets/config.ron` beside the binary or in the source
+/// tree, else the built-in defaults (which match `cargo xtask dev`).
+fn load_config(explicit: Option<PathBuf>) -> Result<ClientConfig, String> {
+    let explicit = explicit.or_else(|| std::env::var_os("DUET_CONFIG").map(PathBuf::from));
+    let candidates: Vec<PathBuf> = match explicit {
+        Some(path) => vec![path],
+        None => [
+            std::env::current_exe()
+                .ok()
+                .and_then(|exe| exe.parent().map(|dir| dir.join("assets/config.ron"))),
+            Some(PathBuf::from(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../assets/config.ron"
+            ))),
+        ]
+        .into_iter()
+        .flatten()
+        .filter(|p| p.exists())
+        .collect(),
+    };
+    match candidates.first() {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            ClientConfig::from_ron(&text, &path.display().to_string()).map_err(|e| e.to_string())
+        }
+        None => Ok(ClientConfig::default()),
+    }
+}
+
 fn main() -> AppExit {
-    let args = match parse() {
+    let mut args = match parse() {
         Ok(args) => args,
         Err(message) => {
             if !message.is_empty() {
@@ -92,6 +142,24 @@ fn main() -> AppExit {
         );
         return AppExit::from_code(1);
     }
+    // One client per data directory: the key-value store cannot be shared, and two people on one
+    // machine need two identities anyway. Held until the process exits.
+    let lock = match std::fs::File::create(args.data_dir.join("duet.lock")) {
+        Ok(file) => file,
+        Err(e) => {
+            eprintln!("duet-client: cannot use {}: {e}", args.data_dir.display());
+            return AppExit::from_code(1);
+        }
+    };
+    if lock.try_lock().is_err() {
+        let message = format!(
+            "another Duet client is already using {}; to run a second one (a second person), give it its own folder with --data-dir",
+            args.data_dir.display()
+        );
+        emit(serde_json::json!({"event": "error", "message": message}));
+        eprintln!("duet-client: {message}");
+        return AppExit::from_code(1);
+    }
     let store = match FolderStore::new(&args.downloads) {
         Ok(store) => store,
         Err(e) => {
@@ -102,26 +170,58 @@ fn main() -> AppExit {
         }
     };
     let mut app = App::new();
-    // Chunks are pumped and credit granted once per update, so the tick bounds the credit round
-    // trip. DUET_TICK_US overrides it for measurements.
-    let tick_us = std::env::var("DUET_TICK_US")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(500);
-    app.add_plugins(
-        MinimalPlugins.set(ScheduleRunnerPlugin::run_loop(Duration::from_micros(
-            tick_us,
-        ))),
-    )
-    .insert_resource(PkvStore::new_in_dir(&store_dir))
-    .insert_resource(args.room)
-    .insert_resource(HeadlessOptions {
-        say: args.say,
-        send: args.send,
-    })
-    .insert_resource(Store(Box::new(store)))
-    .add_plugins(duet_client::DuetCorePlugins)
-    .add_plugins(HeadlessPlugin);
+    if args.headless {
+        // Chunks are pumped and credit granted once per update, so the tick bounds the credit
+        // round trip. DUET_TICK_US overrides it for measurements.
+        let tick_us = std::env::var("DUET_TICK_US")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(500);
+        app.add_plugins(MinimalPlugins.set(ScheduleRunnerPlugin::run_loop(
+            Duration::from_micros(tick_us),
+        )))
+        .insert_resource(HeadlessOptions {
+            say: args.say,
+            send: args.send,
+        });
+        if let Some(mut room) = args.room.take() {
+            room.ice_servers = args.config.ice_servers.clone();
+            app.insert_resource(room);
+        }
+    } else {
+        app.add_plugins(DefaultPlugins.set(WindowPlugin {
+            primary_window: Some(Window {
+                title: "Duet".into(),
+                resolution: bevy::window::WindowResolution::new(1280, 720),
+                ..default()
+            }),
+            ..default()
+        }));
+    }
+    app.insert_resource(PkvStore::new_in_dir(&store_dir))
+        .insert_resource(Store(Box::new(store)))
+        .insert_resource(args.config)
+        .add_plugins(duet_client::DuetCorePlugins);
+    if args.headless {
+        app.add_plugins(HeadlessPlugin);
+    } else {
+        app.add_plugins((
+            duet_client::api::ApiPlugin,
+            duet_client::room::RoomPlugin,
+            duet_client::ui::PresentationPlugin,
+        ));
+        if args.automation {
+            app.add_plugins(duet_client::ui::AutomationPlugin);
+        }
+        if let Some(room) = args.room.take() {
+            let link = room
+                .signal_url
+                .replacen("/signal/", "/r/", 1)
+                .replacen("ws", "http", 1);
+            app.world_mut()
+                .write_message(duet_client::room::JoinRoom(link));
+        }
+    }
     // Tuning knob for measurements: DUET_WINDOW=initial,max (chunks of 16 KiB).
     if let Ok(spec) = std::env::var("DUET_WINDOW")
         && let Some((initial, max)) = spec.split_once(',')
@@ -137,5 +237,7 @@ fn main() -> AppExit {
         app.world_mut()
             .write_message(duet_client::identity::Rename(name));
     }
-    app.run()
+    let exit = app.run();
+    drop(lock);
+    exit
 }

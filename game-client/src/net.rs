@@ -16,7 +16,7 @@ pub struct RoomLink {
     /// Signaling WebSocket URL without the identity, e.g. `ws://127.0.0.1:8787/signal/{room}`.
     pub signal_url: String,
     /// ICE servers (STUN/TURN). Empty means host candidates only.
-    pub ice_servers: Vec<String>,
+    pub ice_servers: Vec<crate::config::IceServer>,
 }
 
 impl RoomLink {
@@ -71,6 +71,7 @@ pub struct Socket {
     socket: WebRtcSocket,
     /// The one other person in the room, when connected.
     pub peer: Option<PeerId>,
+    announced_id: bool,
 }
 
 impl Socket {
@@ -150,7 +151,7 @@ impl Plugin for NetPlugin {
                     .chain()
                     .run_if(resource_exists::<RoomLink>),
             )
-            .add_systems(PostUpdate, flush_outgoing);
+            .add_systems(PostUpdate, (flush_outgoing, close_when_left).chain());
     }
 }
 
@@ -173,16 +174,12 @@ fn open_socket(
     crate::platform::prepare_network();
     let url = format!("{}?identity={}", link.signal_url, identity.id);
     let mut builder = WebRtcSocket::builder(url)
-        .ice_server(RtcIceServerConfig {
-            urls: link.ice_servers.clone(),
-            username: None,
-            credential: None,
-        })
+        .ice_server(ice_config(&link.ice_servers))
         .reconnect_attempts(Some(3));
     // Fixed order on both sides: matchbox pre-negotiates channels by index.
     builder = builder.add_reliable_channel().add_reliable_channel();
     let (socket, message_loop) = builder.build();
-    let (tx, rx) = std::sync::mpsc::channel();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
     IoTaskPool::get()
         .spawn(async move {
             let reason = match message_loop.await {
@@ -193,7 +190,21 @@ fn open_socket(
         })
         .detach();
     commands.insert_resource(LoopEnded(std::sync::Mutex::new(rx)));
-    commands.insert_resource(Socket { socket, peer: None });
+    commands.insert_resource(Socket {
+        socket,
+        peer: None,
+        announced_id: false,
+    });
+}
+
+/// matchbox takes one ICE server entry: all URLs, with the first credentials given (a TURN
+/// deployment normally has one user for all of its URLs).
+fn ice_config(servers: &[crate::config::IceServer]) -> RtcIceServerConfig {
+    RtcIceServerConfig {
+        urls: servers.iter().flat_map(|s| s.urls.clone()).collect(),
+        username: servers.iter().find_map(|s| s.username.clone()),
+        credential: servers.iter().find_map(|s| s.credential.clone()),
+    }
 }
 
 fn poll_socket(
@@ -201,13 +212,12 @@ fn poll_socket(
     ended: Option<Res<LoopEnded>>,
     mut events: MessageWriter<NetEvent>,
     mut received: MessageWriter<ControlReceived>,
-    mut announced_id: Local<bool>,
 ) {
     let Some(mut socket) = socket else {
         return;
     };
-    if !*announced_id && let Some(id) = socket.socket.id() {
-        *announced_id = true;
+    if !socket.announced_id && let Some(id) = socket.socket.id() {
+        socket.announced_id = true;
         events.write(NetEvent::Connected(id));
     }
     let Ok(changes) = socket.socket.try_update_peers() else {
@@ -241,7 +251,38 @@ fn poll_socket(
         && let Ok(rx) = ended.0.lock()
         && let Ok(reason) = rx.try_recv()
     {
-        events.write(NetEvent::SignalingClosed(reason));
+        events.write(NetEvent::SignalingClosed(explain_signaling_failure(&reason)));
+    }
+}
+
+/// Leaving the room (the link resource removed) closes the socket: dropping it ends matchbox's
+/// message loop, which closes the signaling WebSocket and the peer connection.
+fn close_when_left(mut commands: Commands, link: Option<Res<RoomLink>>, socket: Option<Res<Socket>>) {
+    if link.is_none() && socket.is_some() {
+        commands.remove_resource::<Socket>();
+        commands.remove_resource::<LoopEnded>();
+    }
+}
+
+/// Turns matchbox's signaling error text into a sentence for the person using the app. The
+/// worker refuses before the WebSocket upgrade with an HTTP status (see the README's API table),
+/// which tungstenite reports as `HTTP error: 409 Conflict` and so on.
+pub fn explain_signaling_failure(reason: &str) -> String {
+    let has = |needle: &str| reason.contains(needle);
+    if has("HTTP error: 409") {
+        "This room already has two people in it. Only two fit in a Duet room.".into()
+    } else if has("HTTP error: 403") {
+        "You cannot join this room: its creator has banned you.".into()
+    } else if has("HTTP error: 404") {
+        "This room does not exist. It may have expired after a day without visitors.".into()
+    } else if has("HTTP error") {
+        format!("The Duet server refused to let you in ({reason}).")
+    } else if has("Connection refused") || has("IO error") || has("dns") || has("resolve") {
+        "Cannot reach the Duet server. Check your connection (or that `cargo xtask dev` is running).".into()
+    } else if has("closed") || has("exhausted") {
+        "You are no longer connected to the room (the server closed the connection; the room's creator may have removed you).".into()
+    } else {
+        format!("The connection to the room failed: {reason}")
     }
 }
 
@@ -267,6 +308,18 @@ fn flush_outgoing(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn signaling_failures_become_sentences() {
+        let full = explain_signaling_failure("signaling failed: failed to establish initial connection: socket failure communicating with signaling server: HTTP error: 409 Conflict");
+        assert!(full.contains("two people"), "{full}");
+        assert!(explain_signaling_failure("HTTP error: 403 Forbidden").contains("banned"));
+        assert!(explain_signaling_failure("HTTP error: 404 Not Found").contains("does not exist"));
+        assert!(
+            explain_signaling_failure("IO error: Connection refused (os error 111)")
+                .contains("Cannot reach")
+        );
+    }
 
     #[test]
     fn room_links_become_signaling_urls() {

@@ -16,12 +16,34 @@ mod imp {
     pub fn prepare_network() {
         matchbox_socket::set_udp_buffer_size(UDP_BUFFER_BYTES);
     }
+
+    /// Shows a folder in the desktop's file manager (best effort: nothing happens without one).
+    pub fn open_folder(dir: &std::path::Path) {
+        let opener = if cfg!(target_os = "macos") {
+            "open"
+        } else if cfg!(target_os = "windows") {
+            "explorer"
+        } else {
+            "xdg-open"
+        };
+        if let Err(e) = std::process::Command::new(opener).arg(dir).spawn() {
+            eprintln!("duet: cannot open {}: {e}", dir.display());
+        }
+    }
+
+    /// Where identity, history and downloads live unless a flag says otherwise.
+    pub fn default_data_dir() -> Option<std::path::PathBuf> {
+        directories::ProjectDirs::from("app", "Duet", "Duet").map(|d| d.data_dir().to_path_buf())
+    }
 }
 
 #[cfg(target_arch = "wasm32")]
 mod imp {
     /// The browser sizes its own sockets.
     pub fn prepare_network() {}
+
+    /// Files live in IndexedDB in the browser; there is no folder to show.
+    pub fn open_folder(_dir: &std::path::Path) {}
 }
 
 pub use imp::*;

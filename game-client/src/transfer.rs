@@ -32,6 +32,11 @@ pub struct Store(pub Box<dyn BlobStore>);
 #[derive(Message, Debug, Clone, PartialEq, Eq)]
 pub struct SendFile(pub PathBuf);
 
+/// Stop a running transfer (either direction). The receiver keeps what it has, so sending the
+/// same file again resumes.
+#[derive(Message, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CancelTransfer(pub TransferId);
+
 /// Which way a transfer goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Direction {
@@ -131,12 +136,14 @@ pub struct TransferPlugin;
 impl Plugin for TransferPlugin {
     fn build(&self, app: &mut App) {
         app.add_message::<SendFile>()
+            .add_message::<CancelTransfer>()
             .add_message::<TransferEvent>()
             .init_resource::<Transfers>()
             .add_systems(
                 Update,
                 (
                     start_sends,
+                    cancel_transfers,
                     offer_prepared,
                     handle_control,
                     receive_chunks,
@@ -228,6 +235,41 @@ fn start_sends(
             id,
             path: path.clone(),
             task,
+        });
+    }
+}
+
+fn cancel_transfers(
+    mut asks: MessageReader<CancelTransfer>,
+    mut transfers: ResMut<Transfers>,
+    mut store: ResMut<Store>,
+    mut send: MessageWriter<SendControl>,
+    mut events: MessageWriter<TransferEvent>,
+) {
+    for CancelTransfer(id) in asks.read() {
+        let preparing = transfers.preparing.len();
+        transfers.preparing.retain(|p| p.id != *id);
+        let was_preparing = transfers.preparing.len() != preparing;
+        if let Some(mut out) = transfers.outgoing.remove(id) {
+            send.write(SendControl(out.machine.cancel(CancelReason::User)));
+        } else if let Some(incoming) = transfers.incoming.get_mut(id) {
+            send.write(SendControl(incoming.machine.cancel(CancelReason::User)));
+            fail_incoming(
+                &mut transfers,
+                &mut store,
+                *id,
+                "You cancelled the transfer. If it is sent again, it resumes where it stopped.",
+                false,
+                &mut events,
+            );
+            continue;
+        } else if !was_preparing {
+            continue;
+        }
+        events.write(TransferEvent::Failed {
+            id: *id,
+            direction: Direction::Outgoing,
+            reason: "You cancelled the transfer.".into(),
         });
     }
 }

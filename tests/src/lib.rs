@@ -590,6 +590,29 @@ impl HeadlessClient {
         data_dir: &Path,
         name: &str,
     ) -> Result<Self> {
+        Self::spawn(wrapper, binary, "--headless", link, data_dir, name)
+    }
+
+    /// The windowed client with `--automation` (same events and commands, plus `layout`,
+    /// `drop X Y PATH`, `screenshot PATH`), run through `wrapper` (e.g. `env DISPLAY=:90`).
+    pub fn start_windowed(
+        wrapper: &[&str],
+        binary: &Path,
+        link: &str,
+        data_dir: &Path,
+        name: &str,
+    ) -> Result<Self> {
+        Self::spawn(wrapper, binary, "--automation", link, data_dir, name)
+    }
+
+    fn spawn(
+        wrapper: &[&str],
+        binary: &Path,
+        mode: &str,
+        link: &str,
+        data_dir: &Path,
+        name: &str,
+    ) -> Result<Self> {
         let mut command = match wrapper.split_first() {
             Some((program, args)) => {
                 let mut command = Command::new(program);
@@ -599,7 +622,7 @@ impl HeadlessClient {
             None => Command::new(binary),
         };
         let mut child = command
-            .args(["--headless", "--room", link, "--name", name, "--data-dir"])
+            .args([mode, "--room", link, "--name", name, "--data-dir"])
             .arg(data_dir)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

@@ -156,7 +156,7 @@ pub(crate) fn in_loopback_namespace(program: &Path, args: &[OsString]) -> Comman
     cmd
 }
 
-fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
         .output()
@@ -203,6 +203,7 @@ fn build_test_binaries(root: &Path) -> Result<Vec<PathBuf>> {
 
 fn test(root: &Path, extra: &[String]) -> Result<()> {
     tools::ensure_all(root)?;
+    tools::ensure_desktop_test_packages()?;
     build_worker(root, false)?;
     let binaries = build_test_binaries(root)?;
     let mut failed = Vec::new();

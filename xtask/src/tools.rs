@@ -62,6 +62,53 @@ pub fn ensure_all(root: &Path) -> Result<()> {
     ensure_npm(root)
 }
 
+/// Debian packages the desktop-client test needs: an X server without a screen (Xvfb), Mesa's
+/// software Vulkan/GL (llvmpipe), the X libraries winit loads at run time, and xdotool to type
+/// into the window like a person. The build itself needs none of them.
+const DESKTOP_TEST_PACKAGES: &[&str] = &[
+    "xvfb",
+    "xdotool",
+    "mesa-vulkan-drivers",
+    "libvulkan1",
+    "libgl1-mesa-dri",
+    "libegl1",
+    "libxkbcommon-x11-0",
+    "libxcursor1",
+    "libxi6",
+    "libxrandr2",
+];
+
+/// Installs [`DESKTOP_TEST_PACKAGES`] with apt when any is missing (needs root, as in CI).
+pub fn ensure_desktop_test_packages() -> Result<()> {
+    let missing: Vec<&str> = DESKTOP_TEST_PACKAGES
+        .iter()
+        .copied()
+        .filter(|package| {
+            !Command::new("dpkg-query")
+                .args(["-W", "-f=${Status}", package])
+                .output()
+                .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+        })
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    println!("installing Debian packages for the desktop test: {}", missing.join(" "));
+    if !crate::is_root() {
+        anyhow::bail!(
+            "the desktop test needs these Debian packages: sudo apt-get install -y {}",
+            missing.join(" ")
+        );
+    }
+    run(Command::new("apt-get")
+        .args(["update", "-qq"])
+        .env("DEBIAN_FRONTEND", "noninteractive"))?;
+    run(Command::new("apt-get")
+        .args(["install", "-y", "-qq", "--no-install-recommends"])
+        .args(&missing)
+        .env("DEBIAN_FRONTEND", "noninteractive"))
+}
+
 fn ensure_wasm_target() -> Result<()> {
     let installed = Command::new("rustup")
         .args(["target", "list", "--installed"])

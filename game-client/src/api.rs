@@ -1,0 +1,197 @@
+//! Calls to the Duet worker's HTTP API: create a room, kick or ban the peer.
+//!
+//! Requests go out as [`ApiCall`] messages and answers come back as [`ApiReply`] messages, so the
+//! rest of the client never blocks on the network. `ehttp` runs the request on its own thread
+//! natively and through `fetch` in the browser; answers cross back through a channel.
+
+use std::sync::Mutex;
+use std::sync::mpsc::{Receiver, Sender, channel};
+
+use bevy::prelude::*;
+use duet_shared::api::{ApiError, CreatedRoom, PeerTarget};
+use matchbox_socket::PeerId;
+
+use crate::config::ClientConfig;
+
+/// What to ask the server.
+#[derive(Message, Debug, Clone, PartialEq)]
+pub enum ApiCall {
+    /// `POST /api/rooms`.
+    CreateRoom,
+    /// `POST /api/rooms/{room}/kick` or `/ban` with the owner key.
+    Moderate {
+        /// Room id.
+        room: String,
+        /// The owner key kept when the room was created.
+        owner_key: String,
+        /// The peer's signaling id.
+        peer: PeerId,
+        /// Kick or ban.
+        action: Moderation,
+    },
+}
+
+/// A moderation action (room owner only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Moderation {
+    /// Remove the peer; they may come back.
+    Kick,
+    /// Remove the peer and keep them (identity and address) out of this room.
+    Ban,
+}
+
+impl Moderation {
+    fn path(self) -> &'static str {
+        match self {
+            Self::Kick => "kick",
+            Self::Ban => "ban",
+        }
+    }
+}
+
+/// What the server answered.
+#[derive(Message, Debug, Clone, PartialEq)]
+pub enum ApiReply {
+    /// A new room and its owner key.
+    RoomCreated(CreatedRoom),
+    /// The moderation action happened.
+    Moderated(Moderation),
+    /// The call failed; `message` is a sentence for the user.
+    Failed {
+        /// Which call.
+        call: ApiCall,
+        /// What went wrong, in words.
+        message: String,
+    },
+}
+
+/// Channel the HTTP threads answer through.
+#[derive(Resource)]
+struct Inbox {
+    tx: Sender<ApiReply>,
+    rx: Mutex<Receiver<ApiReply>>,
+}
+
+/// Sends [`ApiCall`]s and delivers [`ApiReply`]s.
+pub struct ApiPlugin;
+
+impl Plugin for ApiPlugin {
+    fn build(&self, app: &mut App) {
+        let (tx, rx) = channel();
+        app.add_message::<ApiCall>()
+            .add_message::<ApiReply>()
+            .init_resource::<ClientConfig>()
+            .insert_resource(Inbox {
+                tx,
+                rx: Mutex::new(rx),
+            })
+            .add_systems(PreUpdate, deliver_replies)
+            .add_systems(PostUpdate, send_calls);
+    }
+}
+
+fn send_calls(mut calls: MessageReader<ApiCall>, config: Res<ClientConfig>, inbox: Res<Inbox>) {
+    for call in calls.read() {
+        let request = match call {
+            ApiCall::CreateRoom => {
+                ehttp::Request::post(format!("{}/api/rooms", config.server), Vec::new())
+            }
+            ApiCall::Moderate {
+                room,
+                owner_key,
+                peer,
+                action,
+            } => {
+                let body = serde_json::to_vec(&PeerTarget { peer: *peer }).unwrap_or_default();
+                let mut request = ehttp::Request::post(
+                    format!("{}/api/rooms/{room}/{}", config.server, action.path()),
+                    body,
+                );
+                request.headers.insert("Content-Type", "application/json");
+                request
+                    .headers
+                    .insert("Authorization", format!("Bearer {owner_key}"));
+                request
+            }
+        };
+        let tx = inbox.tx.clone();
+        let call = call.clone();
+        ehttp::fetch(request, move |result| {
+            let _ = tx.send(interpret(call, result));
+        });
+    }
+}
+
+/// Maps an HTTP outcome to a reply; pure, so it is unit-tested without a server.
+fn interpret(call: ApiCall, result: ehttp::Result<ehttp::Response>) -> ApiReply {
+    let fail = |message: String| ApiReply::Failed {
+        call: call.clone(),
+        message,
+    };
+    let response = match result {
+        Ok(response) => response,
+        Err(e) => {
+            return fail(format!(
+                "Cannot reach the Duet server ({e}). Check your connection."
+            ));
+        }
+    };
+    if !response.ok {
+        let message = serde_json::from_slice::<ApiError>(&response.bytes)
+            .map(|e| e.message)
+            .unwrap_or_else(|_| format!("The server answered {}.", response.status));
+        return fail(message);
+    }
+    match &call {
+        ApiCall::CreateRoom => match serde_json::from_slice::<CreatedRoom>(&response.bytes) {
+            Ok(created) => ApiReply::RoomCreated(created),
+            Err(e) => fail(format!("The server's answer was not understood: {e}")),
+        },
+        ApiCall::Moderate { action, .. } => ApiReply::Moderated(*action),
+    }
+}
+
+fn deliver_replies(inbox: Res<Inbox>, mut replies: MessageWriter<ApiReply>) {
+    let Ok(rx) = inbox.rx.lock() else { return };
+    while let Ok(reply) = rx.try_recv() {
+        replies.write(reply);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn response(status: u16, body: &str) -> ehttp::Result<ehttp::Response> {
+        Ok(ehttp::Response {
+            url: "http://h/api/rooms".into(),
+            ok: (200..300).contains(&status),
+            status,
+            status_text: String::new(),
+            headers: Default::default(),
+            bytes: body.as_bytes().to_vec(),
+        })
+    }
+
+    #[test]
+    fn replies_are_parsed_and_failures_are_sentences() {
+        let created = interpret(
+            ApiCall::CreateRoom,
+            response(201, r#"{"room":"r","owner_key":"k"}"#),
+        );
+        assert_eq!(
+            created,
+            ApiReply::RoomCreated(CreatedRoom {
+                room: "r".into(),
+                owner_key: "k".into()
+            })
+        );
+        let refused = interpret(
+            ApiCall::CreateRoom,
+            response(401, r#"{"error":"unauthorized","message":"Wrong owner key."}"#),
+        );
+        assert!(matches!(refused, ApiReply::Failed { message, .. } if message == "Wrong owner key."));
+        let down = interpret(ApiCall::CreateRoom, Err("connection refused".into()));
+        assert!(matches!(down, ApiReply::Failed { message, .. } if message.starts_with("Cannot reach")));
+    }
+}

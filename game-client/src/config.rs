@@ -1,0 +1,104 @@
+//! The client's configuration: which Duet server to talk to and which STUN/TURN servers to use.
+//!
+//! Read from `assets/config.ron` (RON) so a deployment changes a file, not the code; command-line
+//! flags override it. Missing or broken files are reported in words and fall back to defaults
+//! that work with `cargo xtask dev`.
+
+use bevy::prelude::*;
+use serde::{Deserialize, Serialize};
+
+/// One STUN or TURN server (TURN needs the credentials).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct IceServer {
+    /// `stun:host:port` or `turn:host:port` URLs.
+    pub urls: Vec<String>,
+    /// TURN user name.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// TURN password.
+    #[serde(default)]
+    pub credential: Option<String>,
+}
+
+/// The whole configuration.
+#[derive(Resource, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientConfig {
+    /// Base URL of the Duet worker, e.g. `http://127.0.0.1:8787`.
+    pub server: String,
+    /// ICE servers for every connection.
+    #[serde(default)]
+    pub ice_servers: Vec<IceServer>,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        Self {
+            server: "http://127.0.0.1:8787".into(),
+            ice_servers: Vec::new(),
+        }
+    }
+}
+
+/// Why the configuration could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file is not valid RON for [`ClientConfig`].
+    #[error("{path} is not a valid Duet configuration: {message}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// What the parser said.
+        message: String,
+    },
+    /// The server URL is not http(s).
+    #[error("the server must be an http:// or https:// URL, not {0:?}")]
+    BadServer(String),
+}
+
+impl ClientConfig {
+    /// Parses RON text; `path` only names the source in errors.
+    pub fn from_ron(text: &str, path: &str) -> Result<Self, ConfigError> {
+        let config: Self = ron::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        config.validated()
+    }
+
+    /// Trims a trailing slash and checks the scheme.
+    pub fn validated(mut self) -> Result<Self, ConfigError> {
+        self.server = self.server.trim_end_matches('/').to_owned();
+        if !(self.server.starts_with("http://") || self.server.starts_with("https://")) {
+            return Err(ConfigError::BadServer(self.server));
+        }
+        Ok(self)
+    }
+
+    /// The shareable link of a room on this server.
+    pub fn room_link(&self, room: &str) -> String {
+        format!("{}/r/{room}", self.server)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_config_parses_and_errors_are_sentences() {
+        let shipped = include_str!("../../assets/config.ron");
+        let config = ClientConfig::from_ron(shipped, "assets/config.ron").unwrap();
+        assert_eq!(config.server, "http://127.0.0.1:8787");
+        let turn = r#"(server: "https://duet.example/", ice_servers: [
+            (urls: ["turn:t.example:3478"], username: Some("u"), credential: Some("p")),
+        ])"#;
+        let config = ClientConfig::from_ron(turn, "x").unwrap();
+        assert_eq!(config.server, "https://duet.example");
+        assert_eq!(config.ice_servers[0].credential.as_deref(), Some("p"));
+        assert_eq!(config.room_link("abc"), "https://duet.example/r/abc");
+        let err = ClientConfig::from_ron("(server: 3)", "bad.ron").unwrap_err();
+        assert!(err.to_string().starts_with("bad.ron is not a valid"), "{err}");
+        let err = ClientConfig::from_ron(r#"(server: "ftp://x")"#, "x").unwrap_err();
+        assert!(matches!(err, ConfigError::BadServer(_)));
+    }
+}

@@ -1,0 +1,143 @@
+//! Automation for end-to-end tests of the windowed client (`--automation`): the headless
+//! runner's JSON events and stdin commands, plus
+//! - `layout`: prints where the avatars and the chat input are on screen (logical pixels);
+//! - `drop X Y PATH`: a file drag enters the window, the cursor moves to (X, Y), the file is
+//!   dropped there — the same window events a real drag-and-drop produces, through the same code;
+//! - `screenshot PATH`: saves the window's next frame as a PNG.
+//!
+//! It only feeds input and reports state; the behaviour tested is the product's.
+
+use std::path::PathBuf;
+
+use bevy::prelude::*;
+use bevy::render::view::screenshot::{Screenshot, ScreenshotCaptured, save_to_disk};
+use bevy::window::{FileDragAndDrop, PrimaryWindow};
+use serde_json::json;
+
+use super::panels::PanelState;
+use super::scene::RoomCamera;
+use crate::headless::{AcceptExtraCommands, ExtraCommand, HeadlessPlugin, emit};
+use crate::room::{MY_SPOT, Notices, PEER_SPOT, Screen};
+
+/// Test automation on top of the windowed client.
+pub struct AutomationPlugin;
+
+#[derive(Resource, Default)]
+struct PendingDrop(Option<(PathBuf, Vec2, u32)>);
+
+impl Plugin for AutomationPlugin {
+    fn build(&self, app: &mut App) {
+        app.add_plugins(HeadlessPlugin)
+            .insert_resource(AcceptExtraCommands(true))
+            .init_resource::<PendingDrop>()
+            .add_systems(Update, (commands, finish_drop, report_notices))
+            .add_systems(OnEnter(Screen::Room), |room: Option<Res<crate::room::CurrentRoom>>| {
+                emit(json!({"event": "screen", "screen": "room", "link": room.map(|r| r.link.clone())}));
+            })
+            .add_systems(OnEnter(Screen::Lobby), || {
+                emit(json!({"event": "screen", "screen": "lobby"}));
+            });
+    }
+}
+
+fn commands(
+    mut lines: MessageReader<ExtraCommand>,
+    mut commands: Commands,
+    mut windows: Query<(Entity, &mut Window), With<PrimaryWindow>>,
+    camera: Query<(&Camera, &GlobalTransform), With<RoomCamera>>,
+    panel: Res<PanelState>,
+    mut drags: MessageWriter<FileDragAndDrop>,
+    mut pending: ResMut<PendingDrop>,
+) {
+    for ExtraCommand(line) in lines.read() {
+        let mut words = line.splitn(4, ' ');
+        match (words.next(), words.next(), words.next(), words.next()) {
+            (Some("layout"), ..) => {
+                let screen = |p: Vec2| {
+                    camera
+                        .single()
+                        .ok()
+                        .and_then(|(c, t)| c.world_to_viewport(t, p.extend(0.0)).ok())
+                        .map(|v| [v.x, v.y])
+                };
+                let size = windows
+                    .single()
+                    .map(|(_, w)| [w.width(), w.height()])
+                    .ok();
+                emit(json!({
+                    "event": "layout",
+                    "window": size,
+                    "me": screen(MY_SPOT),
+                    "peer": screen(PEER_SPOT),
+                    "chat_input": panel.chat_input.map(|r| [r.center().x, r.center().y]),
+                }));
+            }
+            (Some("drop"), Some(x), Some(y), Some(path)) => {
+                let (Ok(x), Ok(y)) = (x.parse::<f32>(), y.parse::<f32>()) else {
+                    emit(json!({"event": "error", "message": "usage: drop X Y PATH"}));
+                    continue;
+                };
+                let Ok((window_entity, mut window)) = windows.single_mut() else {
+                    continue;
+                };
+                let at = Vec2::new(x, y);
+                window.set_cursor_position(Some(at));
+                drags.write(FileDragAndDrop::HoveredFile {
+                    window: window_entity,
+                    path_buf: PathBuf::from(path),
+                });
+                pending.0 = Some((PathBuf::from(path), at, 3));
+            }
+            (Some("screenshot"), Some(path), ..) => {
+                let path = PathBuf::from(path);
+                let reported = path.clone();
+                commands
+                    .spawn(Screenshot::primary_window())
+                    .observe(save_to_disk(path))
+                    .observe(move |_: On<ScreenshotCaptured>| {
+                        emit(json!({"event": "screenshot", "path": reported}));
+                    });
+            }
+            _ => emit(json!({
+                "event": "error",
+                "message": format!("unknown command {line:?}; also: layout, drop X Y PATH, screenshot PATH"),
+            })),
+        }
+    }
+}
+
+/// Drops a few frames after the drag entered, like a person would, so the drop zone shows.
+fn finish_drop(
+    mut pending: ResMut<PendingDrop>,
+    mut windows: Query<(Entity, &mut Window), With<PrimaryWindow>>,
+    mut drags: MessageWriter<FileDragAndDrop>,
+) {
+    let Some((path, at, frames)) = pending.0.as_mut() else {
+        return;
+    };
+    let Ok((entity, mut window)) = windows.single_mut() else {
+        return;
+    };
+    window.set_cursor_position(Some(*at));
+    if *frames > 0 {
+        *frames -= 1;
+        return;
+    }
+    drags.write(FileDragAndDrop::DroppedFile {
+        window: entity,
+        path_buf: path.clone(),
+    });
+    emit(json!({"event": "dropped", "at": [at.x, at.y]}));
+    pending.0 = None;
+}
+
+fn report_notices(notices: Res<Notices>, mut seen: Local<usize>) {
+    if !notices.is_changed() {
+        return;
+    }
+    let new = notices.posted.saturating_sub(*seen).min(notices.items.len());
+    for (text, _) in &notices.items[notices.items.len() - new..] {
+        emit(json!({"event": "notice", "message": text}));
+    }
+    *seen = notices.posted;
+}

@@ -1,0 +1,104 @@
+//! Window input turned into room messages: file drags and drops (with where the cursor is, in
+//! world space), and a right click on the peer's avatar opening its menu. Also sets the window
+//! icon once the native window exists.
+
+use bevy::prelude::*;
+use bevy::window::{FileDragAndDrop, PrimaryWindow};
+
+use super::panels::PanelState;
+use super::scene::RoomCamera;
+use crate::room::{FileDropped, FileHover, Screen, Who, avatar_at};
+
+pub(super) fn plugin(app: &mut App) {
+    app.add_systems(
+        PreUpdate,
+        (file_drags, avatar_menu).run_if(in_state(Screen::Room)),
+    )
+    .add_systems(Update, set_window_icon);
+}
+
+/// The cursor in world coordinates, if it is over the window.
+fn cursor_world(
+    window: &Window,
+    camera: &Query<(&Camera, &GlobalTransform), With<RoomCamera>>,
+) -> Option<Vec2> {
+    let cursor = window.cursor_position()?;
+    let (camera, transform) = camera.single().ok()?;
+    camera.viewport_to_world_2d(transform, cursor).ok()
+}
+
+fn file_drags(
+    mut drags: MessageReader<FileDragAndDrop>,
+    windows: Query<&Window, With<PrimaryWindow>>,
+    camera: Query<(&Camera, &GlobalTransform), With<RoomCamera>>,
+    mut hover: MessageWriter<FileHover>,
+    mut dropped: MessageWriter<FileDropped>,
+    mut dragging: Local<bool>,
+) {
+    let Ok(window) = windows.single() else { return };
+    let at = cursor_world(window, &camera);
+    for drag in drags.read() {
+        match drag {
+            FileDragAndDrop::HoveredFile { .. } => {
+                *dragging = true;
+                hover.write(FileHover { active: true, at });
+            }
+            FileDragAndDrop::HoveredFileCanceled { .. } => {
+                *dragging = false;
+                hover.write(FileHover { active: false, at });
+            }
+            FileDragAndDrop::DroppedFile { path_buf, .. } => {
+                *dragging = false;
+                dropped.write(FileDropped {
+                    path: path_buf.clone(),
+                    at,
+                });
+            }
+        }
+    }
+    if *dragging {
+        // Keep the drop zone following the cursor while the drag lasts.
+        hover.write(FileHover { active: true, at });
+    }
+}
+
+fn avatar_menu(
+    buttons: Res<ButtonInput<MouseButton>>,
+    windows: Query<&Window, With<PrimaryWindow>>,
+    camera: Query<(&Camera, &GlobalTransform), With<RoomCamera>>,
+    mut state: ResMut<PanelState>,
+) {
+    // The avatars stand in the room area, never under a panel: a hit is a hit.
+    if !buttons.just_pressed(MouseButton::Right) {
+        return;
+    }
+    let Ok(window) = windows.single() else { return };
+    if cursor_world(window, &camera).and_then(avatar_at) == Some(Who::Peer) {
+        state.avatar_menu = window
+            .cursor_position()
+            .map(|p| bevy_egui::egui::pos2(p.x, p.y));
+    }
+}
+
+/// Gives the window the app's mark (drawn in code, see [`super::theme::icon_rgba`]).
+fn set_window_icon(
+    _main_thread: bevy::ecs::system::NonSendMarker,
+    windows: Query<Entity, With<PrimaryWindow>>,
+    mut done: Local<bool>,
+) {
+    if *done {
+        return;
+    }
+    let Ok(entity) = windows.single() else { return };
+    bevy::winit::WINIT_WINDOWS.with_borrow(|winit_windows| {
+        let Some(window) = winit_windows.get_window(entity) else {
+            return;
+        };
+        let size = 64;
+        if let Ok(icon) = winit::window::Icon::from_rgba(super::theme::icon_rgba(size), size, size)
+        {
+            window.set_window_icon(Some(icon));
+        }
+        *done = true;
+    });
+}

@@ -1,0 +1,538 @@
+//! The egui parts: the lobby, and in the room the top bar, the side panel (transfers, received
+//! files, chat) and the status line.
+
+use bevy::prelude::*;
+use bevy::tasks::{IoTaskPool, Task};
+use bevy_egui::{EguiContexts, EguiPrimaryContextPass, egui};
+
+use super::PANEL_WIDTH;
+use super::theme::{ecolor, palette};
+use crate::api::Moderation;
+use crate::chat::{ChatLog, Delivery, SendChat};
+use crate::identity::{Identity, Rename};
+use crate::room::{
+    CreateRoom, CurrentRoom, JoinRoom, LeaveRoom, Moderate, Notices, Presence, ReceivedFiles,
+    RecentRooms, RowState, Screen, TransferList,
+};
+use crate::transfer::{CancelTransfer, Direction, SendFile};
+
+/// How many chat lines are laid out at first; older ones load on demand, so a history of
+/// thousands of messages costs the same per frame as a short one.
+const CHAT_PAGE: usize = 200;
+
+/// Text the user is typing, and other egui-side state.
+#[derive(Resource, Default)]
+pub struct PanelState {
+    /// The chat input.
+    pub draft: String,
+    /// The lobby's room-link field.
+    pub link: String,
+    /// The rename field.
+    pub name: String,
+    /// How many of the newest chat lines are shown.
+    pub shown: usize,
+    /// Where the chat input is on screen (logical pixels), for automation.
+    pub chat_input: Option<egui::Rect>,
+    /// Open avatar menu, at this screen position.
+    pub avatar_menu: Option<egui::Pos2>,
+    /// The "link copied" hint until this time (seconds).
+    pub copied_until: f64,
+}
+
+/// Native dialogs run off the frame; their answers arrive here.
+#[derive(Resource, Default)]
+struct Dialogs(Vec<Task<DialogDone>>);
+
+enum DialogDone {
+    Send(Option<std::path::PathBuf>),
+    SaveAs {
+        from: String,
+        to: Option<std::path::PathBuf>,
+    },
+}
+
+pub(super) fn plugin(app: &mut App) {
+    app.init_resource::<PanelState>()
+        .init_resource::<Dialogs>()
+        .add_systems(
+            EguiPrimaryContextPass,
+            (
+                lobby.run_if(in_state(Screen::Lobby)),
+                room.run_if(in_state(Screen::Room)),
+            ),
+        )
+        .add_systems(Update, finish_dialogs);
+}
+
+fn human_bytes(n: f64) -> String {
+    if n >= 1e9 {
+        format!("{:.2} GB", n / 1e9)
+    } else if n >= 1e6 {
+        format!("{:.1} MB", n / 1e6)
+    } else if n >= 1e3 {
+        format!("{:.0} kB", n / 1e3)
+    } else {
+        format!("{n:.0} B")
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn lobby(
+    mut contexts: EguiContexts,
+    mut state: ResMut<PanelState>,
+    identity: Option<Res<Identity>>,
+    recent: Option<Res<RecentRooms>>,
+    notices: Res<Notices>,
+    mut create: MessageWriter<CreateRoom>,
+    mut join: MessageWriter<JoinRoom>,
+    mut rename: MessageWriter<Rename>,
+) -> Result {
+    let ctx = contexts.ctx_mut()?;
+    let Some(identity) = identity else {
+        return Ok(());
+    };
+    let mut root = root_ui(ctx);
+    if state.name.is_empty() {
+        state.name = identity.name.clone();
+    }
+    egui::CentralPanel::default()
+        .frame(egui::Frame::NONE.fill(ecolor(palette::NIGHT)))
+        .show(&mut root, |ui| {
+            ui.vertical_centered(|ui| {
+                ui.add_space(56.0);
+                ui.label(
+                    egui::RichText::new("Duet")
+                        .size(54.0)
+                        .family(egui::FontFamily::Name("bold".into()))
+                        .color(ecolor(palette::ACCENT)),
+                );
+                ui.label(
+                    egui::RichText::new(
+                        "A room for two. Chat and files go straight between you — no accounts, no server in the middle.",
+                    )
+                    .color(ecolor(palette::MUTED)),
+                );
+                ui.add_space(28.0);
+                egui::Frame::new()
+                    .fill(ecolor(palette::PANEL))
+                    .corner_radius(14)
+                    .inner_margin(24)
+                    .show(ui, |ui| {
+                        ui.set_width(460.0);
+                        ui.horizontal(|ui| {
+                            ui.label("Your name");
+                            let field = ui.add(
+                                egui::TextEdit::singleline(&mut state.name)
+                                    .desired_width(220.0)
+                                    .char_limit(duet_shared::peer::MAX_DISPLAY_NAME_CHARS),
+                            );
+                            let enter = field.lost_focus()
+                                && ui.input(|i| i.key_pressed(egui::Key::Enter));
+                            let changed = state.name.trim() != identity.name;
+                            if (ui.add_enabled(changed, egui::Button::new("Save")).clicked()
+                                || enter)
+                                && changed
+                            {
+                                rename.write(Rename(state.name.clone()));
+                            }
+                        });
+                        ui.add_space(14.0);
+                        let big = egui::Button::new(
+                            egui::RichText::new("Create a room").size(18.0).color(ecolor(palette::NIGHT)),
+                        )
+                        .fill(ecolor(palette::ACCENT))
+                        .min_size(egui::vec2(460.0, 44.0));
+                        if ui.add(big).clicked() {
+                            create.write(CreateRoom);
+                        }
+                        ui.add_space(14.0);
+                        ui.label(egui::RichText::new("or join one with its link").color(ecolor(palette::MUTED)));
+                        ui.horizontal(|ui| {
+                            let field = ui.add(
+                                egui::TextEdit::singleline(&mut state.link)
+                                    .hint_text("http://127.0.0.1:8787/r/…")
+                                    .desired_width(350.0),
+                            );
+                            let enter = field.lost_focus()
+                                && ui.input(|i| i.key_pressed(egui::Key::Enter));
+                            if ui.button("Join").clicked() || (enter && !state.link.is_empty()) {
+                                join.write(JoinRoom(state.link.trim().to_owned()));
+                            }
+                        });
+                        if let Some(recent) = recent.as_ref().filter(|r| !r.rooms.is_empty()) {
+                            ui.add_space(14.0);
+                            ui.label(egui::RichText::new("Recent rooms").color(ecolor(palette::MUTED)));
+                            for room in &recent.rooms {
+                                ui.horizontal(|ui| {
+                                    ui.monospace(&room.room);
+                                    if room.owner_key.is_some() {
+                                        ui.label(
+                                            egui::RichText::new("yours")
+                                                .small()
+                                                .color(ecolor(palette::ACCENT)),
+                                        );
+                                    }
+                                    ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                                        if ui.button("Open").clicked() {
+                                            join.write(JoinRoom(room.link.clone()));
+                                        }
+                                    });
+                                });
+                            }
+                        }
+                    });
+                if let Some(notice) = notices.latest(12_000) {
+                    ui.add_space(16.0);
+                    ui.label(egui::RichText::new(notice).color(ecolor(palette::BAD)));
+                }
+            });
+        });
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn room(
+    mut contexts: EguiContexts,
+    mut state: ResMut<PanelState>,
+    mut dialogs: ResMut<Dialogs>,
+    identity: Option<Res<Identity>>,
+    current: Option<Res<CurrentRoom>>,
+    presence: Res<Presence>,
+    chat: Res<ChatLog>,
+    transfers: Res<TransferList>,
+    received: Res<ReceivedFiles>,
+    notices: Res<Notices>,
+    time: Res<Time>,
+    mut out: (
+        MessageWriter<SendChat>,
+        MessageWriter<LeaveRoom>,
+        MessageWriter<CancelTransfer>,
+        MessageWriter<Moderate>,
+        MessageWriter<Rename>,
+    ),
+) -> Result {
+    let ctx = contexts.ctx_mut()?;
+    let (Some(identity), Some(current)) = (identity, current) else {
+        return Ok(());
+    };
+    let (send_chat, leave, cancel, moderate, rename) = &mut out;
+    let mut root = root_ui(ctx);
+    let now = time.elapsed_secs_f64();
+
+    egui::Panel::top("top")
+        .exact_size(52.0)
+        .frame(egui::Frame::new().fill(ecolor(palette::PANEL)).inner_margin(egui::Margin::symmetric(16, 10)))
+        .show(&mut root, |ui| {
+            ui.horizontal_centered(|ui| {
+                ui.label(
+                    egui::RichText::new("Duet")
+                        .size(22.0)
+                        .family(egui::FontFamily::Name("bold".into()))
+                        .color(ecolor(palette::ACCENT)),
+                );
+                ui.add_space(12.0);
+                ui.label(egui::RichText::new(&current.link).monospace().color(ecolor(palette::MUTED)));
+                if ui.button("Copy link").clicked() {
+                    ctx_copy(ui, &current.link);
+                    state.copied_until = now + 2.0;
+                }
+                if state.copied_until > now {
+                    ui.label(egui::RichText::new("Copied").color(ecolor(palette::GOOD)));
+                }
+                ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                    if ui.button("Leave").clicked() {
+                        leave.write(LeaveRoom);
+                    }
+                    if current.is_owner() {
+                        ui.label(egui::RichText::new("your room").small().color(ecolor(palette::ACCENT)));
+                    }
+                    if state.name.is_empty() {
+                        state.name = identity.name.clone();
+                    }
+                    let field = ui.add(
+                        egui::TextEdit::singleline(&mut state.name)
+                            .desired_width(140.0)
+                            .char_limit(duet_shared::peer::MAX_DISPLAY_NAME_CHARS),
+                    );
+                    if field.lost_focus() && state.name.trim() != identity.name {
+                        rename.write(Rename(state.name.clone()));
+                    }
+                    ui.label(egui::RichText::new("you are").color(ecolor(palette::MUTED)));
+                });
+            });
+        });
+
+    egui::Panel::bottom("status")
+        .exact_size(36.0)
+        .frame(egui::Frame::new().fill(ecolor(palette::PANEL)).inner_margin(egui::Margin::symmetric(16, 8)))
+        .show(&mut root, |ui| {
+            let (text, tint) = match notices.latest(8_000) {
+                Some(notice) => (notice.to_owned(), palette::ACCENT),
+                None => (presence.status(), palette::MUTED),
+            };
+            ui.label(egui::RichText::new(text).color(ecolor(tint)));
+        });
+
+    egui::Panel::right("side")
+        .exact_size(PANEL_WIDTH)
+        .resizable(false)
+        .frame(egui::Frame::new().fill(ecolor(palette::PANEL)).inner_margin(14))
+        .show(&mut root, |ui| {
+            let peer_here = presence.peer_name().is_some();
+            ui.horizontal(|ui| {
+                ui.heading("Files");
+                ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                    if ui
+                        .add_enabled(peer_here, egui::Button::new("Send a file…"))
+                        .on_disabled_hover_text("Your peer is not in the room.")
+                        .clicked()
+                    {
+                        dialogs.0.push(IoTaskPool::get().spawn(async {
+                            let picked = rfd::AsyncFileDialog::new()
+                                .set_title("Send a file to your peer")
+                                .pick_file()
+                                .await;
+                            DialogDone::Send(picked.map(|f| f.path().to_path_buf()))
+                        }));
+                    }
+                });
+            });
+            if transfers.rows.is_empty() && received.files.is_empty() {
+                ui.label(
+                    egui::RichText::new("Drag a file onto your peer's avatar to send it.")
+                        .color(ecolor(palette::MUTED)),
+                );
+            }
+            egui::ScrollArea::vertical()
+                .id_salt("files")
+                .max_height(230.0)
+                .show(ui, |ui| {
+                    for row in transfers.rows.iter().rev() {
+                        egui::Frame::new()
+                            .fill(ecolor(palette::RAISED))
+                            .corner_radius(8)
+                            .inner_margin(8)
+                            .show(ui, |ui| {
+                                ui.set_width(ui.available_width());
+                                let arrow = if row.direction == Direction::Outgoing { "↑" } else { "↓" };
+                                ui.horizontal(|ui| {
+                                    ui.label(format!("{arrow} {}", row.name));
+                                    if row.state == RowState::Running {
+                                        ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                                            if ui.small_button("Cancel").clicked() {
+                                                cancel.write(CancelTransfer(row.id));
+                                            }
+                                        });
+                                    }
+                                });
+                                match &row.state {
+                                    RowState::Running => {
+                                        ui.add(
+                                            egui::ProgressBar::new(row.fraction())
+                                                .fill(ecolor(palette::ACCENT))
+                                                .desired_height(8.0),
+                                        );
+                                        let eta = row
+                                            .eta
+                                            .map(|s| format!(", {s:.0} s left"))
+                                            .unwrap_or_default();
+                                        ui.label(
+                                            egui::RichText::new(format!(
+                                                "{} of {} · {}/s{eta}",
+                                                human_bytes(row.done as f64),
+                                                human_bytes(row.size as f64),
+                                                human_bytes(row.rate)
+                                            ))
+                                            .small()
+                                            .color(ecolor(palette::MUTED)),
+                                        );
+                                    }
+                                    RowState::Done(_) => {
+                                        ui.label(
+                                            egui::RichText::new(format!("{} · done, checksum verified", human_bytes(row.size as f64)))
+                                                .small()
+                                                .color(ecolor(palette::GOOD)),
+                                        );
+                                    }
+                                    RowState::Failed(why) => {
+                                        ui.label(egui::RichText::new(why).small().color(ecolor(palette::BAD)));
+                                    }
+                                }
+                            });
+                    }
+                    if !received.files.is_empty() {
+                        ui.label(egui::RichText::new("Received").color(ecolor(palette::MUTED)));
+                    }
+                    for file in received.files.iter().rev().take(50) {
+                        ui.horizontal(|ui| {
+                            ui.label(format!("{} · {}", file.name, human_bytes(file.size as f64)))
+                                .on_hover_text(format!("from {} · {}", file.from, file.location));
+                            ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                                if ui.small_button("Save as…").clicked() {
+                                    let from = file.location.clone();
+                                    let name = file.name.clone();
+                                    dialogs.0.push(IoTaskPool::get().spawn(async move {
+                                        let to = rfd::AsyncFileDialog::new()
+                                            .set_file_name(&name)
+                                            .save_file()
+                                            .await
+                                            .map(|f| f.path().to_path_buf());
+                                        DialogDone::SaveAs { from, to }
+                                    }));
+                                }
+                                if ui.small_button("Open folder").clicked()
+                                    && let Some(dir) = std::path::Path::new(&file.location).parent()
+                                {
+                                    crate::platform::open_folder(dir);
+                                }
+                            });
+                        });
+                    }
+                });
+            ui.separator();
+            ui.heading("Chat");
+            let input_height = 44.0;
+            let total = chat.entries.len();
+            if state.shown == 0 {
+                state.shown = CHAT_PAGE;
+            }
+            egui::ScrollArea::vertical()
+                .id_salt("chat")
+                .stick_to_bottom(true)
+                .auto_shrink([false, false])
+                .max_height(ui.available_height() - input_height)
+                .show(ui, |ui| {
+                    if total > state.shown && ui.small_button(format!("Show earlier messages ({} more)", total - state.shown)).clicked() {
+                        state.shown += CHAT_PAGE;
+                    }
+                    if total == 0 {
+                        ui.label(
+                            egui::RichText::new("No messages yet. Say hello!").color(ecolor(palette::MUTED)),
+                        );
+                    }
+                    for entry in chat.entries.iter().skip(total.saturating_sub(state.shown)) {
+                        let (tick, tint) = match entry.delivery {
+                            Delivery::Sent => ("✔ sent", palette::MUTED),
+                            Delivery::Delivered => ("✔✔ delivered", palette::GOOD),
+                            Delivery::NotDelivered => ("not delivered — your peer was away", palette::BAD),
+                            Delivery::Received => ("", palette::MUTED),
+                        };
+                        let align = if entry.mine { egui::Align::Max } else { egui::Align::Min };
+                        ui.with_layout(egui::Layout::top_down(align), |ui| {
+                            egui::Frame::new()
+                                .fill(if entry.mine {
+                                    ecolor(palette::ACCENT).gamma_multiply(0.22)
+                                } else {
+                                    ecolor(palette::RAISED)
+                                })
+                                .corner_radius(10)
+                                .inner_margin(egui::Margin::symmetric(10, 6))
+                                .show(ui, |ui| {
+                                    ui.set_max_width(PANEL_WIDTH - 80.0);
+                                    if !entry.mine {
+                                        ui.label(egui::RichText::new(&entry.author).small().color(ecolor(palette::ACCENT)));
+                                    }
+                                    ui.label(&entry.text);
+                                    if !tick.is_empty() {
+                                        ui.label(egui::RichText::new(tick).small().color(ecolor(tint)));
+                                    }
+                                });
+                        });
+                    }
+                });
+            ui.horizontal(|ui| {
+                let field = ui.add(
+                    egui::TextEdit::singleline(&mut state.draft)
+                        .id_salt("chat-input")
+                        .hint_text(if peer_here { "Write a message" } else { "Your peer is away: messages will not be delivered" })
+                        .char_limit(duet_shared::peer::MAX_CHAT_CHARS)
+                        .desired_width(PANEL_WIDTH - 100.0),
+                );
+                state.chat_input = Some(field.rect);
+                let enter = field.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+                if (ui.button("Send").clicked() || enter) && !state.draft.trim().is_empty() {
+                    send_chat.write(SendChat(std::mem::take(&mut state.draft)));
+                    field.request_focus();
+                }
+            });
+        });
+
+    // The peer avatar's context menu (opened by a right click on it).
+    if let Some(at) = state.avatar_menu {
+        let mut close = false;
+        egui::Area::new(egui::Id::new("avatar-menu"))
+            .fixed_pos(at)
+            .order(egui::Order::Foreground)
+            .show(ctx, |ui| {
+                egui::Frame::popup(ui.style()).show(ui, |ui| {
+                    let name = presence.peer_name().unwrap_or("your peer").to_owned();
+                    if current.is_owner() {
+                        if ui.button(format!("Kick {name}")).clicked() {
+                            moderate.write(Moderate(Moderation::Kick));
+                            close = true;
+                        }
+                        if ui.button(format!("Ban {name}")).clicked() {
+                            moderate.write(Moderate(Moderation::Ban));
+                            close = true;
+                        }
+                    } else {
+                        ui.label(
+                            egui::RichText::new("Only the room's creator can remove people.")
+                                .color(ecolor(palette::MUTED)),
+                        );
+                    }
+                    if ui.button("Close").clicked() {
+                        close = true;
+                    }
+                });
+            });
+        if close || ctx.input(|i| i.key_pressed(egui::Key::Escape)) {
+            state.avatar_menu = None;
+        }
+    }
+    Ok(())
+}
+
+/// The screen-wide Ui the panels are laid out in (egui 0.36 lays panels out inside a Ui).
+fn root_ui(ctx: &egui::Context) -> egui::Ui {
+    egui::Ui::new(
+        ctx.clone(),
+        egui::Id::new("duet-root"),
+        egui::UiBuilder::new()
+            .layer_id(egui::LayerId::background())
+            .max_rect(ctx.viewport_rect()),
+    )
+}
+
+fn ctx_copy(ui: &egui::Ui, text: &str) {
+    ui.ctx().copy_text(text.to_owned());
+}
+
+fn finish_dialogs(
+    mut dialogs: ResMut<Dialogs>,
+    mut send: MessageWriter<SendFile>,
+    mut notices: ResMut<Notices>,
+) {
+    let mut done = Vec::new();
+    dialogs.0.retain_mut(|task| {
+        match bevy::tasks::block_on(bevy::tasks::poll_once(task)) {
+            Some(result) => {
+                done.push(result);
+                false
+            }
+            None => true,
+        }
+    });
+    for result in done {
+        match result {
+            DialogDone::Send(Some(path)) => {
+                send.write(SendFile(path));
+            }
+            DialogDone::SaveAs { from, to: Some(to) } => match std::fs::copy(&from, &to) {
+                Ok(_) => notices.post(format!("Saved a copy as {}.", to.display())),
+                Err(e) => notices.post(format!("Could not save {}: {e}", to.display())),
+            },
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,399 @@
+//! The room as a small 2D space: a floor, two avatars with names and status, speech bubbles,
+//! progress rings, flying file bits, and the drop zone that lights up while a file is dragged.
+
+use bevy::prelude::*;
+use bevy::text::TextLayoutInfo;
+
+use super::PANEL_WIDTH;
+use super::theme::{Fonts, color, palette};
+use crate::identity::Identity;
+use crate::room::{
+    AVATAR_RADIUS, Avatar, Bubble, DropZone, MY_SPOT, PEER_SPOT, Presence, Screen, Seat,
+    TransferList, Who, identity_colour,
+};
+use crate::transfer::Direction;
+
+/// Marks the one camera.
+#[derive(Component)]
+pub struct RoomCamera;
+
+#[derive(Component)]
+struct NameLabel(Who);
+
+#[derive(Component)]
+struct StatusLabel(Who);
+
+#[derive(Component)]
+struct Initials(Who);
+
+#[derive(Component)]
+struct Disc(Who);
+
+#[derive(Component)]
+struct BubbleBack;
+
+#[derive(Component)]
+struct EmptySeat;
+
+pub(super) fn plugin(app: &mut App) {
+    app.add_systems(Startup, camera)
+        .add_systems(OnEnter(Screen::Room), floor)
+        .add_observer(dress_avatar)
+        .add_observer(dress_bubble)
+        .add_systems(
+            Update,
+            (
+                label_avatars,
+                empty_seat,
+                place_bubbles,
+                draw_rings_and_zone,
+            )
+                .run_if(in_state(Screen::Room)),
+        );
+}
+
+fn camera(mut commands: Commands) {
+    // The side panel covers the right of the window: shift the view so the room's origin sits in
+    // the middle of what is left.
+    commands.spawn((
+        Camera2d,
+        RoomCamera,
+        Transform::from_xyz(PANEL_WIDTH / 2.0, 0.0, 0.0),
+    ));
+}
+
+fn floor(
+    mut commands: Commands,
+    mut meshes: ResMut<Assets<Mesh>>,
+    mut materials: ResMut<Assets<ColorMaterial>>,
+    fonts: Res<Fonts>,
+) {
+    commands.spawn((
+        Mesh2d(meshes.add(Ellipse::new(360.0, 190.0))),
+        MeshMaterial2d(materials.add(color(palette::FLOOR))),
+        Transform::from_xyz(0.0, -30.0, -10.0),
+        DespawnOnExit(Screen::Room),
+    ));
+    commands.spawn((
+        EmptySeat,
+        Text2d::new("Waiting for your peer…"),
+        TextFont {
+            font: fonts.regular.clone().into(),
+            font_size: 17.0.into(),
+            ..default()
+        },
+        TextColor(color(palette::MUTED)),
+        Transform::from_translation(PEER_SPOT.extend(1.0)),
+        DespawnOnExit(Screen::Room),
+    ));
+}
+
+fn dress_avatar(
+    add: On<Add, Avatar>,
+    avatars: Query<&Avatar>,
+    mut commands: Commands,
+    mut meshes: ResMut<Assets<Mesh>>,
+    mut materials: ResMut<Assets<ColorMaterial>>,
+    fonts: Option<Res<Fonts>>,
+) {
+    let Ok(Avatar(who)) = avatars.get(add.entity) else {
+        return;
+    };
+    let Some(fonts) = fonts else { return };
+    let who = *who;
+    let text = |font: &Handle<Font>, size: f32, rgb| {
+        (
+            TextFont {
+                font: font.clone().into(),
+                font_size: size.into(),
+                ..default()
+            },
+            TextColor(color(rgb)),
+        )
+    };
+    commands.entity(add.entity).insert((
+        Visibility::default(),
+        children![
+            (
+                Disc(who),
+                Mesh2d(meshes.add(Circle::new(AVATAR_RADIUS))),
+                MeshMaterial2d(materials.add(color(palette::MUTED))),
+                Transform::from_xyz(0.0, 0.0, 0.0),
+            ),
+            (
+                Initials(who),
+                Text2d::new(""),
+                text(&fonts.bold, 40.0, palette::NIGHT),
+                Transform::from_xyz(0.0, 0.0, 1.0),
+            ),
+            (
+                NameLabel(who),
+                Text2d::new(""),
+                text(&fonts.bold, 20.0, palette::TEXT),
+                Transform::from_xyz(0.0, -AVATAR_RADIUS - 24.0, 1.0),
+            ),
+            (
+                StatusLabel(who),
+                Text2d::new(""),
+                text(&fonts.regular, 14.0, palette::MUTED),
+                Transform::from_xyz(0.0, -AVATAR_RADIUS - 48.0, 1.0),
+            ),
+        ],
+    ));
+}
+
+fn initials(name: &str) -> String {
+    let mut letters: String = name
+        .split_whitespace()
+        .filter_map(|w| w.chars().next())
+        .take(2)
+        .collect();
+    if letters.is_empty() {
+        letters.push('?');
+    }
+    letters.to_uppercase()
+}
+
+#[allow(clippy::type_complexity)]
+fn label_avatars(
+    identity: Option<Res<Identity>>,
+    presence: Res<Presence>,
+    zone: Res<DropZone>,
+    transfers: Res<TransferList>,
+    mut texts: ParamSet<(
+        Query<(&NameLabel, &mut Text2d)>,
+        Query<(&StatusLabel, &mut Text2d)>,
+        Query<(&Initials, &mut Text2d)>,
+    )>,
+    discs: Query<(&Disc, &MeshMaterial2d<ColorMaterial>)>,
+    mut materials: ResMut<Assets<ColorMaterial>>,
+) {
+    let Some(identity) = identity else { return };
+    let peer = match &presence.seat {
+        Seat::Here { name, identity } => Some((name.clone(), *identity)),
+        _ => None,
+    };
+    let name_of = |who: Who| match who {
+        Who::Me => format!("{} (you)", identity.name),
+        Who::Peer => peer.as_ref().map(|p| p.0.clone()).unwrap_or_default(),
+    };
+    for (label, mut text) in &mut texts.p0() {
+        let want = name_of(label.0);
+        if text.0 != want {
+            text.0 = want;
+        }
+    }
+    let status = |who: Who| -> String {
+        let running = |d| transfers.running(d).map(|f| (f * 100.0).round() as u32);
+        match who {
+            Who::Me => match running(Direction::Outgoing) {
+                Some(p) => format!("sending… {p}%"),
+                None => match presence.link {
+                    crate::room::Link::InRoom => "here".into(),
+                    crate::room::Link::Connecting => "connecting…".into(),
+                    crate::room::Link::Failed(_) => "disconnected".into(),
+                },
+            },
+            Who::Peer if zone.over_peer => "drop to send".into(),
+            Who::Peer if zone.dragging => "drop the file here".into(),
+            Who::Peer => match running(Direction::Incoming) {
+                Some(p) => format!("sending you a file… {p}%"),
+                None => match running(Direction::Outgoing) {
+                    Some(p) => format!("receiving… {p}%"),
+                    None => "here".into(),
+                },
+            },
+        }
+    };
+    for (label, mut text) in &mut texts.p1() {
+        let want = status(label.0);
+        if text.0 != want {
+            text.0 = want;
+        }
+    }
+    for (label, mut text) in &mut texts.p2() {
+        let full = match label.0 {
+            Who::Me => identity.name.clone(),
+            Who::Peer => peer.as_ref().map(|p| p.0.clone()).unwrap_or_default(),
+        };
+        let want = initials(&full);
+        if text.0 != want {
+            text.0 = want;
+        }
+    }
+    for (disc, material) in &discs {
+        let want = match disc.0 {
+            Who::Me => identity_colour(&identity.id),
+            Who::Peer => peer
+                .as_ref()
+                .map(|p| identity_colour(&p.1))
+                .unwrap_or(color(palette::MUTED)),
+        };
+        if let Some(mut m) = materials.get_mut(&material.0)
+            && m.color != want
+        {
+            m.color = want;
+        }
+    }
+}
+
+fn empty_seat(
+    avatars: Query<&Avatar>,
+    mut seat: Query<&mut Visibility, With<EmptySeat>>,
+    mut gizmos: Gizmos,
+    time: Res<Time>,
+) {
+    let peer_here = avatars.iter().any(|a| a.0 == Who::Peer);
+    for mut visibility in &mut seat {
+        *visibility = if peer_here {
+            Visibility::Hidden
+        } else {
+            Visibility::Visible
+        };
+    }
+    if !peer_here {
+        // A slowly breathing outline where the peer will stand.
+        let breath = 0.5 + 0.5 * (time.elapsed_secs() * 1.6).sin();
+        gizmos
+            .circle_2d(
+                Isometry2d::from_translation(PEER_SPOT),
+                AVATAR_RADIUS + breath * 4.0,
+                color(palette::MUTED).with_alpha(0.35 + 0.3 * breath),
+            )
+            .resolution(64);
+    }
+}
+
+fn dress_bubble(
+    add: On<Add, Bubble>,
+    bubbles: Query<&Bubble>,
+    mut commands: Commands,
+    fonts: Option<Res<Fonts>>,
+) {
+    let (Ok(bubble), Some(fonts)) = (bubbles.get(add.entity), fonts) else {
+        return;
+    };
+    commands.entity(add.entity).insert((
+        Text2d::new(bubble.text.clone()),
+        TextFont {
+            font: fonts.regular.clone().into(),
+            font_size: 16.0.into(),
+            ..default()
+        },
+        TextColor(color(palette::NIGHT)),
+        bevy::text::TextBounds::new_horizontal(240.0),
+        Transform::from_xyz(0.0, 0.0, 5.0),
+        children![(
+            BubbleBack,
+            Sprite::from_color(color(palette::TEXT), Vec2::ONE),
+            Transform::from_xyz(0.0, 0.0, -0.5),
+        )],
+    ));
+}
+
+/// Stacks bubbles over their avatar (newest lowest), sizes their backgrounds to the text, fades.
+fn place_bubbles(
+    mut bubbles: Query<(
+        &Bubble,
+        &mut Transform,
+        &mut TextColor,
+        &TextLayoutInfo,
+        &Children,
+    )>,
+    mut backs: Query<&mut Sprite, With<BubbleBack>>,
+) {
+    let mut stacks: [Vec<(f32, Entity)>; 2] = [Vec::new(), Vec::new()];
+    let mut entries = Vec::new();
+    for (bubble, _, _, layout, children) in &bubbles {
+        let slot = if bubble.who == Who::Me { 0 } else { 1 };
+        stacks[slot].push((bubble.age, children[0]));
+        entries.push((bubble.age, slot, layout.size));
+    }
+    let mut heights = [0.0f32; 2];
+    let mut order: Vec<_> = bubbles.iter_mut().collect();
+    order.sort_by(|a, b| a.0.age.total_cmp(&b.0.age));
+    for (bubble, mut transform, mut text_color, layout, children) in order {
+        let slot = if bubble.who == Who::Me { 0 } else { 1 };
+        let spot = if bubble.who == Who::Me { MY_SPOT } else { PEER_SPOT };
+        let size = layout.size;
+        let y = spot.y + AVATAR_RADIUS + 26.0 + heights[slot] + size.y / 2.0;
+        heights[slot] += size.y + 22.0;
+        // Rise in over the first 0.2 s.
+        let rise = (1.0 - (bubble.age / 0.2).min(1.0)) * -12.0;
+        transform.translation = Vec3::new(spot.x, y + rise, 5.0);
+        let alpha = bubble.alpha();
+        text_color.0 = color(palette::NIGHT).with_alpha(alpha);
+        if let Some(back) = children.first()
+            && let Ok(mut sprite) = backs.get_mut(*back)
+        {
+            sprite.custom_size = Some(size + Vec2::new(22.0, 14.0));
+            sprite.color = color(palette::TEXT).with_alpha(alpha * 0.95);
+        }
+    }
+    let _ = (stacks, entries);
+}
+
+fn draw_rings_and_zone(
+    mut gizmos: Gizmos,
+    zone: Res<DropZone>,
+    transfers: Res<TransferList>,
+    avatars: Query<&Avatar>,
+    time: Res<Time>,
+) {
+    let t = time.elapsed_secs();
+    let peer_here = avatars.iter().any(|a| a.0 == Who::Peer);
+    let accent = color(palette::ACCENT);
+    // Progress rings: the transfer's share done, clockwise from the top, on both avatars.
+    let ring = |gizmos: &mut Gizmos, spot: Vec2, fraction: f32, tint: Color| {
+        let r = AVATAR_RADIUS + 9.0;
+        gizmos
+            .circle_2d(Isometry2d::from_translation(spot), r, tint.with_alpha(0.18))
+            .resolution(96);
+        if fraction > 0.0 {
+            let angle = std::f32::consts::TAU * fraction;
+            gizmos
+                .arc_2d(
+                    Isometry2d::new(spot, Rot2::radians(-angle)),
+                    angle,
+                    r,
+                    tint,
+                )
+                .resolution(96);
+        }
+    };
+    let outgoing = transfers.running(Direction::Outgoing);
+    let incoming = transfers.running(Direction::Incoming);
+    if let Some(f) = outgoing.or(incoming) {
+        ring(&mut gizmos, MY_SPOT, f, accent);
+        if peer_here {
+            ring(&mut gizmos, PEER_SPOT, f, accent);
+            // Bits flying from sender to receiver.
+            let (from, to) = if outgoing.is_some() {
+                (MY_SPOT, PEER_SPOT)
+            } else {
+                (PEER_SPOT, MY_SPOT)
+            };
+            for i in 0..5 {
+                let phase = ((t * 0.9) + i as f32 / 5.0).fract();
+                let start = from + (to - from).normalize() * (AVATAR_RADIUS + 16.0);
+                let end = to - (to - from).normalize() * (AVATAR_RADIUS + 16.0);
+                let p = start.lerp(end, phase) + Vec2::Y * (phase * std::f32::consts::PI).sin() * 26.0;
+                gizmos.circle_2d(Isometry2d::from_translation(p), 4.0, accent);
+            }
+        }
+    }
+    if zone.dragging && peer_here {
+        let pulse = 0.5 + 0.5 * (t * 5.0).sin();
+        let (r, tint) = if zone.over_peer {
+            (AVATAR_RADIUS + 18.0, accent)
+        } else {
+            (AVATAR_RADIUS + 14.0 + pulse * 6.0, accent.with_alpha(0.5 + 0.4 * pulse))
+        };
+        gizmos
+            .circle_2d(Isometry2d::from_translation(PEER_SPOT), r, tint)
+            .resolution(96);
+        gizmos
+            .circle_2d(Isometry2d::from_translation(PEER_SPOT), r + 3.0, tint)
+            .resolution(96);
+    }
+}

@@ -1,0 +1,190 @@
+//! The windowed client, end to end: two desktop clients (each on its own Xvfb screen, rendered by
+//! Mesa's software Vulkan) in one room through `wrangler dev`, in an `lo`-only namespace. Ada
+//! types a chat message with real X keyboard events (xdotool) into the egui input; it arrives at
+//! Bob. Ada drops a file onto Bob's avatar (drag-and-drop window events injected at the avatar's
+//! screen position); it arrives intact. Screenshots of both windows go to `target/screenshots/`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use duet_tests::{HeadlessClient, Wrangler, assert_loopback_only, repo_root, temp_dir};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+/// An X server on a display of its own; killed on drop.
+struct Xvfb {
+    display: String,
+    child: Child,
+}
+
+impl Xvfb {
+    fn start() -> Xvfb {
+        // A display number unlikely to be taken; the namespace has its own abstract sockets.
+        let number = 90 + (std::process::id() % 400) * 2;
+        for n in [number, number + 1, number + 401] {
+            let display = format!(":{n}");
+            let mut child = Command::new("Xvfb")
+                .args([&display, "-screen", "0", "1280x720x24", "-nolisten", "tcp"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("Xvfb (cargo xtask test installs it)");
+            // Ready when xdotool can talk to it.
+            for _ in 0..50 {
+                std::thread::sleep(Duration::from_millis(100));
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                let ok = Command::new("xdotool")
+                    .arg("getmouselocation")
+                    .env("DISPLAY", &display)
+                    .output()
+                    .is_ok_and(|o| o.status.success());
+                if ok {
+                    return Xvfb { display, child };
+                }
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!("no Xvfb display could be started");
+    }
+
+    fn xdotool(&self, args: &[&str]) {
+        let out = Command::new("xdotool")
+            .args(args)
+            .env("DISPLAY", &self.display)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "xdotool {args:?}: {out:?}");
+    }
+}
+
+impl Drop for Xvfb {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Desktop {
+    client: HeadlessClient,
+    x: Xvfb,
+}
+
+impl Desktop {
+    fn start(link: &str, dir: &Path, name: &str) -> Desktop {
+        let x = Xvfb::start();
+        let runtime = dir.join("xdg-runtime");
+        std::fs::create_dir_all(&runtime).unwrap();
+        let wrapper = [
+            "env",
+            &format!("DISPLAY={}", x.display),
+            &format!("XDG_RUNTIME_DIR={}", runtime.display()),
+        ];
+        let binary = Path::new(env!("CARGO_BIN_EXE_duet-client"));
+        let wrapper: Vec<&str> = wrapper.iter().map(|s| s.as_ref()).collect();
+        let client = HeadlessClient::start_windowed(&wrapper, binary, link, dir, name)
+            .expect("start the desktop client");
+        Desktop { client, x }
+    }
+
+    fn expect(&mut self, what: &str, want: impl Fn(&Value) -> bool) -> Value {
+        self.client
+            .wait(what, Duration::from_secs(90), want)
+            .unwrap_or_else(|e| panic!("{e:#}"))
+    }
+
+    fn layout(&mut self) -> Value {
+        self.client.command("layout").unwrap();
+        self.expect("layout", |e| is(e, "layout"))
+    }
+
+    fn screenshot(&mut self, path: &Path) {
+        let _ = std::fs::remove_file(path);
+        self.client
+            .command(&format!("screenshot {}", path.display()))
+            .unwrap();
+        self.expect("screenshot", |e| is(e, "screenshot"));
+        // The observer saving the file runs before the one reporting it.
+        let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        assert!(size > 10_000, "{} is {size} bytes", path.display());
+    }
+}
+
+fn is(event: &Value, kind: &str) -> bool {
+    event["event"] == kind
+}
+
+fn point(layout: &Value, key: &str) -> (f64, f64) {
+    let p = &layout[key];
+    (p[0].as_f64().unwrap(), p[1].as_f64().unwrap())
+}
+
+#[test]
+fn two_desktop_clients_chat_and_drop_a_file_on_the_avatar() {
+    assert_loopback_only();
+    let wrangler = Wrangler::shared();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let room = runtime.block_on(wrangler.api().create_room()).unwrap().room;
+    let link = format!("{}/r/{room}", wrangler.base);
+    let work = temp_dir("desktop").unwrap();
+    let shots: PathBuf = repo_root().join("target/screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+
+    let mut ada = Desktop::start(&link, &work.join("ada"), "Ada");
+    let mut bob = Desktop::start(&link, &work.join("bob"), "Bob");
+    ada.expect("room screen", |e| is(e, "screen") && e["screen"] == "room");
+    ada.expect("Bob's hello", |e| is(e, "peer_hello") && e["name"] == "Bob");
+    bob.expect("Ada's hello", |e| is(e, "peer_hello") && e["name"] == "Ada");
+
+    // Chat with real keyboard events: click into the input, type, press Enter.
+    let layout = ada.layout();
+    let (x, y) = point(&layout, "chat_input");
+    let (x, y) = (format!("{x:.0}"), format!("{y:.0}"));
+    ada.x.xdotool(&["mousemove", &x, &y, "click", "1"]);
+    std::thread::sleep(Duration::from_millis(300));
+    ada.x.xdotool(&["type", "--delay", "30", "Hello Bob, catch!"]);
+    ada.x.xdotool(&["key", "Return"]);
+    bob.expect("the typed message", |e| {
+        is(e, "chat") && e["text"] == "Hello Bob, catch!" && e["mine"] == false
+    });
+    ada.expect("delivered", |e| {
+        is(e, "chat") && e["text"] == "Hello Bob, catch!" && e["state"] == "delivered"
+    });
+
+    // Drop a file onto Bob's avatar as it appears on Ada's screen.
+    let source = work.join("holiday photos.bin");
+    let bytes: Vec<u8> = (0..6 * 1024 * 1024u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(&source, &bytes).unwrap();
+    let (px, py) = point(&layout, "peer");
+    // A drop beside the avatar is not a send.
+    ada.client
+        .command(&format!("drop {:.0} {:.0} {}", px, py + 170.0, source.display()))
+        .unwrap();
+    ada.expect("hint", |e| {
+        is(e, "notice") && e["message"] == "Drop the file on Bob's avatar to send it."
+    });
+    ada.client
+        .command(&format!("drop {px:.0} {py:.0} {}", source.display()))
+        .unwrap();
+    ada.expect("sending", |e| is(e, "transfer_started") && e["dir"] == "out");
+    let done = bob.expect("received", |e| {
+        is(e, "transfer_completed") && e["dir"] == "in"
+    });
+    ada.expect("sent", |e| is(e, "transfer_completed") && e["dir"] == "out");
+    let saved = PathBuf::from(done["location"].as_str().unwrap());
+    assert_eq!(saved.file_name().unwrap(), "holiday photos.bin");
+    let got = std::fs::read(&saved).unwrap();
+    assert_eq!(Sha256::digest(&got), Sha256::digest(&bytes));
+
+    // Bob answers so both windows show a conversation, then both windows are captured.
+    bob.client.command("say Got it, thanks Ada!").unwrap();
+    ada.expect("answer", |e| is(e, "chat") && e["text"] == "Got it, thanks Ada!");
+    std::thread::sleep(Duration::from_millis(500));
+    ada.screenshot(&shots.join("ada.png"));
+    bob.screenshot(&shots.join("bob.png"));
+}
