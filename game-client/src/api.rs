@@ -188,10 +188,17 @@ mod tests {
         );
         let refused = interpret(
             ApiCall::CreateRoom,
-            response(401, r#"{"error":"unauthorized","message":"Wrong owner key."}"#),
+            response(
+                401,
+                r#"{"error":"unauthorized","message":"Wrong owner key."}"#,
+            ),
         );
-        assert!(matches!(refused, ApiReply::Failed { message, .. } if message == "Wrong owner key."));
+        assert!(
+            matches!(refused, ApiReply::Failed { message, .. } if message == "Wrong owner key.")
+        );
         let down = interpret(ApiCall::CreateRoom, Err("connection refused".into()));
-        assert!(matches!(down, ApiReply::Failed { message, .. } if message.starts_with("Cannot reach")));
+        assert!(
+            matches!(down, ApiReply::Failed { message, .. } if message.starts_with("Cannot reach"))
+        );
     }
 }

@@ -67,16 +67,13 @@ impl Plugin for ChatPlugin {
         app.add_message::<SendChat>()
             .add_message::<ChatChanged>()
             .init_resource::<ChatLog>()
+            // Each room has its own history: (re)load it whenever the room changes, before
+            // anything in the frame reads or writes it.
             .add_systems(
-                Update,
-                (
-                    // Each room has its own history: (re)load it whenever the room changes.
-                    load_history.run_if(resource_exists_and_changed::<RoomLink>),
-                    send_chat,
-                    receive_chat,
-                )
-                    .chain(),
-            );
+                PreUpdate,
+                load_history.run_if(resource_exists_and_changed::<RoomLink>),
+            )
+            .add_systems(Update, (send_chat, receive_chat).chain());
     }
 }
 

@@ -97,7 +97,10 @@ mod tests {
         assert_eq!(config.ice_servers[0].credential.as_deref(), Some("p"));
         assert_eq!(config.room_link("abc"), "https://duet.example/r/abc");
         let err = ClientConfig::from_ron("(server: 3)", "bad.ron").unwrap_err();
-        assert!(err.to_string().starts_with("bad.ron is not a valid"), "{err}");
+        assert!(
+            err.to_string().starts_with("bad.ron is not a valid"),
+            "{err}"
+        );
         let err = ClientConfig::from_ron(r#"(server: "ftp://x")"#, "x").unwrap_err();
         assert!(matches!(err, ConfigError::BadServer(_)));
     }

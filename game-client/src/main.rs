@@ -177,9 +177,11 @@ fn main() -> AppExit {
             .ok()
             .and_then(|v| v.parse().ok())
             .unwrap_or(500);
-        app.add_plugins(MinimalPlugins.set(ScheduleRunnerPlugin::run_loop(
-            Duration::from_micros(tick_us),
-        )))
+        app.add_plugins(
+            MinimalPlugins.set(ScheduleRunnerPlugin::run_loop(Duration::from_micros(
+                tick_us,
+            ))),
+        )
         .insert_resource(HeadlessOptions {
             say: args.say,
             send: args.send,

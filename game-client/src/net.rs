@@ -216,7 +216,9 @@ fn poll_socket(
     let Some(mut socket) = socket else {
         return;
     };
-    if !socket.announced_id && let Some(id) = socket.socket.id() {
+    if !socket.announced_id
+        && let Some(id) = socket.socket.id()
+    {
         socket.announced_id = true;
         events.write(NetEvent::Connected(id));
     }
@@ -251,13 +253,19 @@ fn poll_socket(
         && let Ok(rx) = ended.0.lock()
         && let Ok(reason) = rx.try_recv()
     {
-        events.write(NetEvent::SignalingClosed(explain_signaling_failure(&reason)));
+        events.write(NetEvent::SignalingClosed(explain_signaling_failure(
+            &reason,
+        )));
     }
 }
 
 /// Leaving the room (the link resource removed) closes the socket: dropping it ends matchbox's
 /// message loop, which closes the signaling WebSocket and the peer connection.
-fn close_when_left(mut commands: Commands, link: Option<Res<RoomLink>>, socket: Option<Res<Socket>>) {
+fn close_when_left(
+    mut commands: Commands,
+    link: Option<Res<RoomLink>>,
+    socket: Option<Res<Socket>>,
+) {
     if link.is_none() && socket.is_some() {
         commands.remove_resource::<Socket>();
         commands.remove_resource::<LoopEnded>();
@@ -311,7 +319,9 @@ mod tests {
 
     #[test]
     fn signaling_failures_become_sentences() {
-        let full = explain_signaling_failure("signaling failed: failed to establish initial connection: socket failure communicating with signaling server: HTTP error: 409 Conflict");
+        let full = explain_signaling_failure(
+            "signaling failed: failed to establish initial connection: socket failure communicating with signaling server: HTTP error: 409 Conflict",
+        );
         assert!(full.contains("two people"), "{full}");
         assert!(explain_signaling_failure("HTTP error: 403 Forbidden").contains("banned"));
         assert!(explain_signaling_failure("HTTP error: 404 Not Found").contains("does not exist"));

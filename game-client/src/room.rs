@@ -16,8 +16,8 @@ use crate::chat::{ChatChanged, ChatLog};
 use crate::config::ClientConfig;
 use crate::identity::{IdentityEvent, PeerProfile};
 use crate::net::{NetEvent, RoomLink};
-use matchbox_socket::PeerId;
 use crate::transfer::{Direction, SendFile, TransferEvent};
+use matchbox_socket::PeerId;
 
 /// Radius of an avatar, in world units (pixels at zoom 1).
 pub const AVATAR_RADIUS: f32 = 64.0;
@@ -136,7 +136,9 @@ impl Presence {
             (_, Seat::Arriving) => "Your peer is connecting…".into(),
             (_, Seat::Here { name, .. }) => format!("{name} is here."),
             (_, Seat::Left { name }) => {
-                format!("{name} left. Nothing you send now is delivered; share the link to bring them back.")
+                format!(
+                    "{name} left. Nothing you send now is delivered; share the link to bring them back."
+                )
             }
         }
     }
@@ -432,9 +434,8 @@ fn api_replies(
                 );
                 join.write(JoinRoom(link));
             }
-            ApiReply::Moderated(Moderation::Kick) => {
-                notices.post("Your peer was removed from the room. They can come back with the link.")
-            }
+            ApiReply::Moderated(Moderation::Kick) => notices
+                .post("Your peer was removed from the room. They can come back with the link."),
             ApiReply::Moderated(Moderation::Ban) => {
                 notices.post("Your peer was banned: they cannot come back to this room.")
             }
@@ -507,7 +508,10 @@ fn join_room(
     commands.insert_resource(Presence::default());
     commands.insert_resource(TransferList::default());
     commands.insert_resource(PeerProfile::default());
-    commands.spawn((Avatar(Who::Me), Transform::from_translation(MY_SPOT.extend(0.0))));
+    commands.spawn((
+        Avatar(Who::Me),
+        Transform::from_translation(MY_SPOT.extend(0.0)),
+    ));
     next.set(Screen::Room);
 }
 
@@ -568,7 +572,9 @@ fn presence(
                 notices.post(why.clone());
                 presence.link = Link::Failed(why.clone());
             }
-            NetEvent::BadFrame(why) => notices.post(format!("Your peer's app sent something broken ({why}); it was ignored.")),
+            NetEvent::BadFrame(why) => notices.post(format!(
+                "Your peer's app sent something broken ({why}); it was ignored."
+            )),
         }
     }
     for event in identities.read() {
@@ -795,7 +801,9 @@ mod tests {
     fn room_app(dir: &std::path::Path) -> App {
         let mut app = App::new();
         app.add_plugins((MinimalPlugins, StatesPlugin))
-            .insert_resource(TimeUpdateStrategy::ManualDuration(Duration::from_millis(250)))
+            .insert_resource(TimeUpdateStrategy::ManualDuration(Duration::from_millis(
+                250,
+            )))
             .insert_resource(PkvStore::new_in_dir(dir))
             .insert_resource(ClientConfig::default())
             .add_message::<NetEvent>()
@@ -856,7 +864,10 @@ mod tests {
     fn avatars_spawn_and_despawn_with_presence() {
         let dir = tempdir("presence");
         let mut app = room_app(&dir);
-        assert_eq!(*app.world().resource::<State<Screen>>().get(), Screen::Lobby);
+        assert_eq!(
+            *app.world().resource::<State<Screen>>().get(),
+            Screen::Lobby
+        );
         app.world_mut().write_message(JoinRoom(LINK.into()));
         app.update();
         app.update();
@@ -865,11 +876,21 @@ mod tests {
         let room = app.world().resource::<CurrentRoom>().clone();
         assert_eq!(room.room, "abcdefghijklmnopqrstuv");
         assert!(!room.is_owner());
-        assert!(app.world().resource::<Presence>().status().contains("Connecting"));
+        assert!(
+            app.world()
+                .resource::<Presence>()
+                .status()
+                .contains("Connecting")
+        );
         app.world_mut()
             .write_message(NetEvent::Connected(PeerId(uuid::Uuid::new_v4())));
         app.update();
-        assert!(app.world().resource::<Presence>().status().contains("share this link"));
+        assert!(
+            app.world()
+                .resource::<Presence>()
+                .status()
+                .contains("share this link")
+        );
 
         peer_arrives(&mut app, "Bob");
         assert_eq!(avatars(&mut app), vec![Who::Me, Who::Peer]);
@@ -895,7 +916,10 @@ mod tests {
         app.world_mut().write_message(LeaveRoom);
         app.update();
         app.update();
-        assert_eq!(*app.world().resource::<State<Screen>>().get(), Screen::Lobby);
+        assert_eq!(
+            *app.world().resource::<State<Screen>>().get(),
+            Screen::Lobby
+        );
         assert!(avatars(&mut app).is_empty());
         assert!(!app.world().contains_resource::<RoomLink>());
         // The room is remembered for the lobby's list.
@@ -908,8 +932,14 @@ mod tests {
     #[test]
     fn drop_zone_hit_tests_and_drops() {
         assert_eq!(avatar_at(PEER_SPOT), Some(Who::Peer));
-        assert_eq!(avatar_at(PEER_SPOT + Vec2::new(AVATAR_RADIUS, 0.0)), Some(Who::Peer));
-        assert_eq!(avatar_at(PEER_SPOT + Vec2::new(0.0, AVATAR_RADIUS + 40.0)), None);
+        assert_eq!(
+            avatar_at(PEER_SPOT + Vec2::new(AVATAR_RADIUS, 0.0)),
+            Some(Who::Peer)
+        );
+        assert_eq!(
+            avatar_at(PEER_SPOT + Vec2::new(0.0, AVATAR_RADIUS + 40.0)),
+            None
+        );
         assert_eq!(avatar_at(MY_SPOT + Vec2::new(-30.0, 30.0)), Some(Who::Me));
         assert_eq!(avatar_at(Vec2::ZERO), None);
 
@@ -954,7 +984,10 @@ mod tests {
         });
         app.update();
         assert!(drain::<SendFile>(&mut app).is_empty());
-        assert_eq!(latest_notice(&app), "Drop the file on Bob's avatar to send it.");
+        assert_eq!(
+            latest_notice(&app),
+            "Drop the file on Bob's avatar to send it."
+        );
         assert!(!app.world().resource::<DropZone>().dragging);
         // Dropped on the peer: sent.
         app.world_mut().write_message(FileDropped {
@@ -1003,7 +1036,11 @@ mod tests {
         app.world_mut()
             .write_message(ChatChanged(entry("hi Ada", false, Delivery::Received)));
         app.update();
-        assert!(bubbles(&mut app).iter().any(|b| b.0 == Who::Peer && b.1 == "hi Ada"));
+        assert!(
+            bubbles(&mut app)
+                .iter()
+                .any(|b| b.0 == Who::Peer && b.1 == "hi Ada")
+        );
         // Full opacity first, fading at the end, gone after BUBBLE_SECS (0.25 s per update: the
         // most virtual time advances per frame).
         let b = Bubble {
@@ -1012,7 +1049,14 @@ mod tests {
             age: 1.0,
         };
         assert_eq!(b.alpha(), 1.0);
-        assert!(Bubble { age: BUBBLE_SECS - 0.5, ..b.clone() }.alpha() < 0.5);
+        assert!(
+            Bubble {
+                age: BUBBLE_SECS - 0.5,
+                ..b.clone()
+            }
+            .alpha()
+                < 0.5
+        );
         for _ in 0..26 {
             app.update();
         }
@@ -1020,14 +1064,21 @@ mod tests {
         // A burst keeps at most MAX_BUBBLES per avatar, newest kept; long text is shortened.
         let long = "x".repeat(500);
         for i in 0..5 {
-            let text = if i == 4 { long.clone() } else { format!("m{i}") };
+            let text = if i == 4 {
+                long.clone()
+            } else {
+                format!("m{i}")
+            };
             app.world_mut()
                 .write_message(ChatChanged(entry(&text, true, Delivery::Sent)));
             app.update();
         }
         let now = bubbles(&mut app);
         assert_eq!(now.len(), MAX_BUBBLES, "{now:?}");
-        assert!(now.iter().any(|b| b.1.chars().count() == 141 && b.1.ends_with('…')));
+        assert!(
+            now.iter()
+                .any(|b| b.1.chars().count() == 141 && b.1.ends_with('…'))
+        );
         assert!(!now.iter().any(|b| b.1 == "m0" || b.1 == "m1"));
     }
 
@@ -1078,8 +1129,9 @@ mod tests {
         // The key survives a restart (recent rooms are saved).
         drop(app);
         let mut app = room_app(&dir);
-        app.world_mut()
-            .write_message(JoinRoom("http://127.0.0.1:8787/r/zyxwvutsrqponmlkjihgfe".into()));
+        app.world_mut().write_message(JoinRoom(
+            "http://127.0.0.1:8787/r/zyxwvutsrqponmlkjihgfe".into(),
+        ));
         app.update();
         assert!(app.world().resource::<CurrentRoom>().is_owner());
     }
@@ -1132,9 +1184,15 @@ mod tests {
         });
         app.update();
         let list = app.world().resource::<TransferList>().clone();
-        assert_eq!(list.rows[0].state, RowState::Done("/downloads/song (1).ogg".into()));
+        assert_eq!(
+            list.rows[0].state,
+            RowState::Done("/downloads/song (1).ogg".into())
+        );
         assert_eq!(list.running(Direction::Incoming), None);
-        assert_eq!(latest_notice(&app), "Your peer left before the file was complete.");
+        assert_eq!(
+            latest_notice(&app),
+            "Your peer left before the file was complete."
+        );
         let received = app.world().resource::<ReceivedFiles>().clone();
         assert_eq!(received.files.len(), 1);
         assert_eq!(received.files[0].name, "song (1).ogg");

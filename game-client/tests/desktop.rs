@@ -107,8 +107,15 @@ impl Desktop {
             .command(&format!("screenshot {}", path.display()))
             .unwrap();
         self.expect("screenshot", |e| is(e, "screenshot"));
-        // The observer saving the file runs before the one reporting it.
-        let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        // The PNG is written right after the capture is reported.
+        let mut size = 0;
+        for _ in 0..100 {
+            size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+            if size > 10_000 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
         assert!(size > 10_000, "{} is {size} bytes", path.display());
     }
 }
@@ -143,10 +150,20 @@ fn two_desktop_clients_chat_and_drop_a_file_on_the_avatar() {
     let layout = ada.layout();
     let (x, y) = point(&layout, "chat_input");
     let (x, y) = (format!("{x:.0}"), format!("{y:.0}"));
+    // No window manager on Xvfb: give the window the keyboard focus as one would.
+    ada.x
+        .xdotool(&["search", "--name", "Duet", "windowfocus", "--sync"]);
     ada.x.xdotool(&["mousemove", &x, &y, "click", "1"]);
     std::thread::sleep(Duration::from_millis(300));
-    ada.x.xdotool(&["type", "--delay", "30", "Hello Bob, catch!"]);
+    ada.x
+        .xdotool(&["type", "--delay", "30", "Hello Bob, catch!"]);
     ada.x.xdotool(&["key", "Return"]);
+    if std::env::var_os("DUET_DESKTOP_DEBUG").is_some() {
+        std::thread::sleep(Duration::from_millis(1500));
+        ada.screenshot(&shots.join("debug-ada-typed.png"));
+        ada.x.xdotool(&["getmouselocation"]);
+        eprintln!("layout {layout}");
+    }
     bob.expect("the typed message", |e| {
         is(e, "chat") && e["text"] == "Hello Bob, catch!" && e["mine"] == false
     });
@@ -156,14 +173,20 @@ fn two_desktop_clients_chat_and_drop_a_file_on_the_avatar() {
 
     // Drop a file onto Bob's avatar as it appears on Ada's screen.
     let source = work.join("holiday photos.bin");
-    let bytes: Vec<u8> = (0..6 * 1024 * 1024u32)
+    // 200 MB, the largest file Duet sends, so the screenshots show a real transfer in flight.
+    let bytes: Vec<u8> = (0..200 * 1024 * 1024u32)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
         .collect();
     std::fs::write(&source, &bytes).unwrap();
     let (px, py) = point(&layout, "peer");
     // A drop beside the avatar is not a send.
     ada.client
-        .command(&format!("drop {:.0} {:.0} {}", px, py + 170.0, source.display()))
+        .command(&format!(
+            "drop {:.0} {:.0} {}",
+            px,
+            py + 170.0,
+            source.display()
+        ))
         .unwrap();
     ada.expect("hint", |e| {
         is(e, "notice") && e["message"] == "Drop the file on Bob's avatar to send it."
@@ -171,10 +194,25 @@ fn two_desktop_clients_chat_and_drop_a_file_on_the_avatar() {
     ada.client
         .command(&format!("drop {px:.0} {py:.0} {}", source.display()))
         .unwrap();
-    ada.expect("sending", |e| is(e, "transfer_started") && e["dir"] == "out");
+    ada.expect("sending", |e| {
+        is(e, "transfer_started") && e["dir"] == "out"
+    });
+    // Progress shows on both sides while it flows: capture both windows mid-transfer.
+    bob.expect("a third received", |e| {
+        is(e, "transfer_progress")
+            && e["dir"] == "in"
+            && e["done"].as_u64().unwrap() * 3 > e["total"].as_u64().unwrap()
+    });
+    ada.screenshot(&shots.join("ada-sending.png"));
+    bob.screenshot(&shots.join("bob-receiving.png"));
+    let started = std::time::Instant::now();
     let done = bob.expect("received", |e| {
         is(e, "transfer_completed") && e["dir"] == "in"
     });
+    println!(
+        "rest of the 200 MiB arrived {:?} after the screenshots",
+        started.elapsed()
+    );
     ada.expect("sent", |e| is(e, "transfer_completed") && e["dir"] == "out");
     let saved = PathBuf::from(done["location"].as_str().unwrap());
     assert_eq!(saved.file_name().unwrap(), "holiday photos.bin");
@@ -183,7 +221,9 @@ fn two_desktop_clients_chat_and_drop_a_file_on_the_avatar() {
 
     // Bob answers so both windows show a conversation, then both windows are captured.
     bob.client.command("say Got it, thanks Ada!").unwrap();
-    ada.expect("answer", |e| is(e, "chat") && e["text"] == "Got it, thanks Ada!");
+    ada.expect("answer", |e| {
+        is(e, "chat") && e["text"] == "Got it, thanks Ada!"
+    });
     std::thread::sleep(Duration::from_millis(500));
     ada.screenshot(&shots.join("ada.png"));
     bob.screenshot(&shots.join("bob.png"));

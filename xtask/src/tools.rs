@@ -93,7 +93,10 @@ pub fn ensure_desktop_test_packages() -> Result<()> {
     if missing.is_empty() {
         return Ok(());
     }
-    println!("installing Debian packages for the desktop test: {}", missing.join(" "));
+    println!(
+        "installing Debian packages for the desktop test: {}",
+        missing.join(" ")
+    );
     if !crate::is_root() {
         anyhow::bail!(
             "the desktop test needs these Debian packages: sudo apt-get install -y {}",

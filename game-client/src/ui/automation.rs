@@ -60,10 +60,7 @@ fn commands(
                         .and_then(|(c, t)| c.world_to_viewport(t, p.extend(0.0)).ok())
                         .map(|v| [v.x, v.y])
                 };
-                let size = windows
-                    .single()
-                    .map(|(_, w)| [w.width(), w.height()])
-                    .ok();
+                let size = windows.single().map(|(_, w)| [w.width(), w.height()]).ok();
                 emit(json!({
                     "event": "layout",
                     "window": size,
@@ -135,7 +132,10 @@ fn report_notices(notices: Res<Notices>, mut seen: Local<usize>) {
     if !notices.is_changed() {
         return;
     }
-    let new = notices.posted.saturating_sub(*seen).min(notices.items.len());
+    let new = notices
+        .posted
+        .saturating_sub(*seen)
+        .min(notices.items.len());
     for (text, _) in &notices.items[notices.items.len() - new..] {
         emit(json!({"event": "notice", "message": text}));
     }

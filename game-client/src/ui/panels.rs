@@ -59,7 +59,8 @@ pub(super) fn plugin(app: &mut App) {
             (
                 lobby.run_if(in_state(Screen::Lobby)),
                 room.run_if(in_state(Screen::Room)),
-            ),
+            )
+                .run_if(resource_exists::<super::theme::Styled>),
         )
         .add_systems(Update, finish_dialogs);
 }
@@ -221,7 +222,11 @@ fn room(
 
     egui::Panel::top("top")
         .exact_size(52.0)
-        .frame(egui::Frame::new().fill(ecolor(palette::PANEL)).inner_margin(egui::Margin::symmetric(16, 10)))
+        .frame(
+            egui::Frame::new()
+                .fill(ecolor(palette::PANEL))
+                .inner_margin(egui::Margin::symmetric(16, 10)),
+        )
         .show(&mut root, |ui| {
             ui.horizontal_centered(|ui| {
                 ui.label(
@@ -231,7 +236,11 @@ fn room(
                         .color(ecolor(palette::ACCENT)),
                 );
                 ui.add_space(12.0);
-                ui.label(egui::RichText::new(&current.link).monospace().color(ecolor(palette::MUTED)));
+                ui.label(
+                    egui::RichText::new(&current.link)
+                        .monospace()
+                        .color(ecolor(palette::MUTED)),
+                );
                 if ui.button("Copy link").clicked() {
                     ctx_copy(ui, &current.link);
                     state.copied_until = now + 2.0;
@@ -244,7 +253,11 @@ fn room(
                         leave.write(LeaveRoom);
                     }
                     if current.is_owner() {
-                        ui.label(egui::RichText::new("your room").small().color(ecolor(palette::ACCENT)));
+                        ui.label(
+                            egui::RichText::new("your room")
+                                .small()
+                                .color(ecolor(palette::ACCENT)),
+                        );
                     }
                     if state.name.is_empty() {
                         state.name = identity.name.clone();
@@ -264,7 +277,11 @@ fn room(
 
     egui::Panel::bottom("status")
         .exact_size(36.0)
-        .frame(egui::Frame::new().fill(ecolor(palette::PANEL)).inner_margin(egui::Margin::symmetric(16, 8)))
+        .frame(
+            egui::Frame::new()
+                .fill(ecolor(palette::PANEL))
+                .inner_margin(egui::Margin::symmetric(16, 8)),
+        )
         .show(&mut root, |ui| {
             let (text, tint) = match notices.latest(8_000) {
                 Some(notice) => (notice.to_owned(), palette::ACCENT),
@@ -276,7 +293,11 @@ fn room(
     egui::Panel::right("side")
         .exact_size(PANEL_WIDTH)
         .resizable(false)
-        .frame(egui::Frame::new().fill(ecolor(palette::PANEL)).inner_margin(14))
+        .frame(
+            egui::Frame::new()
+                .fill(ecolor(palette::PANEL))
+                .inner_margin(14),
+        )
         .show(&mut root, |ui| {
             let peer_here = presence.peer_name().is_some();
             ui.horizontal(|ui| {
@@ -314,15 +335,22 @@ fn room(
                             .inner_margin(8)
                             .show(ui, |ui| {
                                 ui.set_width(ui.available_width());
-                                let arrow = if row.direction == Direction::Outgoing { "↑" } else { "↓" };
+                                let arrow = if row.direction == Direction::Outgoing {
+                                    "↑"
+                                } else {
+                                    "↓"
+                                };
                                 ui.horizontal(|ui| {
                                     ui.label(format!("{arrow} {}", row.name));
                                     if row.state == RowState::Running {
-                                        ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
-                                            if ui.small_button("Cancel").clicked() {
-                                                cancel.write(CancelTransfer(row.id));
-                                            }
-                                        });
+                                        ui.with_layout(
+                                            egui::Layout::right_to_left(egui::Align::Center),
+                                            |ui| {
+                                                if ui.small_button("Cancel").clicked() {
+                                                    cancel.write(CancelTransfer(row.id));
+                                                }
+                                            },
+                                        );
                                     }
                                 });
                                 match &row.state {
@@ -349,13 +377,20 @@ fn room(
                                     }
                                     RowState::Done(_) => {
                                         ui.label(
-                                            egui::RichText::new(format!("{} · done, checksum verified", human_bytes(row.size as f64)))
-                                                .small()
-                                                .color(ecolor(palette::GOOD)),
+                                            egui::RichText::new(format!(
+                                                "{} · done, checksum verified",
+                                                human_bytes(row.size as f64)
+                                            ))
+                                            .small()
+                                            .color(ecolor(palette::GOOD)),
                                         );
                                     }
                                     RowState::Failed(why) => {
-                                        ui.label(egui::RichText::new(why).small().color(ecolor(palette::BAD)));
+                                        ui.label(
+                                            egui::RichText::new(why)
+                                                .small()
+                                                .color(ecolor(palette::BAD)),
+                                        );
                                     }
                                 }
                             });
@@ -364,28 +399,40 @@ fn room(
                         ui.label(egui::RichText::new("Received").color(ecolor(palette::MUTED)));
                     }
                     for file in received.files.iter().rev().take(50) {
+                        ui.add(
+                            egui::Label::new(format!(
+                                "↓ {} · {} · from {}",
+                                file.name,
+                                human_bytes(file.size as f64),
+                                file.from
+                            ))
+                            .truncate(),
+                        )
+                        .on_hover_text(&file.location);
                         ui.horizontal(|ui| {
-                            ui.label(format!("{} · {}", file.name, human_bytes(file.size as f64)))
-                                .on_hover_text(format!("from {} · {}", file.from, file.location));
-                            ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
-                                if ui.small_button("Save as…").clicked() {
-                                    let from = file.location.clone();
-                                    let name = file.name.clone();
-                                    dialogs.0.push(IoTaskPool::get().spawn(async move {
-                                        let to = rfd::AsyncFileDialog::new()
-                                            .set_file_name(&name)
-                                            .save_file()
-                                            .await
-                                            .map(|f| f.path().to_path_buf());
-                                        DialogDone::SaveAs { from, to }
-                                    }));
-                                }
-                                if ui.small_button("Open folder").clicked()
-                                    && let Some(dir) = std::path::Path::new(&file.location).parent()
-                                {
-                                    crate::platform::open_folder(dir);
-                                }
-                            });
+                            ui.with_layout(
+                                egui::Layout::right_to_left(egui::Align::Center),
+                                |ui| {
+                                    if ui.small_button("Save as…").clicked() {
+                                        let from = file.location.clone();
+                                        let name = file.name.clone();
+                                        dialogs.0.push(IoTaskPool::get().spawn(async move {
+                                            let to = rfd::AsyncFileDialog::new()
+                                                .set_file_name(&name)
+                                                .save_file()
+                                                .await
+                                                .map(|f| f.path().to_path_buf());
+                                            DialogDone::SaveAs { from, to }
+                                        }));
+                                    }
+                                    if ui.small_button("Open folder").clicked()
+                                        && let Some(dir) =
+                                            std::path::Path::new(&file.location).parent()
+                                    {
+                                        crate::platform::open_folder(dir);
+                                    }
+                                },
+                            );
                         });
                     }
                 });
@@ -402,22 +449,36 @@ fn room(
                 .auto_shrink([false, false])
                 .max_height(ui.available_height() - input_height)
                 .show(ui, |ui| {
-                    if total > state.shown && ui.small_button(format!("Show earlier messages ({} more)", total - state.shown)).clicked() {
+                    if total > state.shown
+                        && ui
+                            .small_button(format!(
+                                "Show earlier messages ({} more)",
+                                total - state.shown
+                            ))
+                            .clicked()
+                    {
                         state.shown += CHAT_PAGE;
                     }
                     if total == 0 {
                         ui.label(
-                            egui::RichText::new("No messages yet. Say hello!").color(ecolor(palette::MUTED)),
+                            egui::RichText::new("No messages yet. Say hello!")
+                                .color(ecolor(palette::MUTED)),
                         );
                     }
                     for entry in chat.entries.iter().skip(total.saturating_sub(state.shown)) {
                         let (tick, tint) = match entry.delivery {
                             Delivery::Sent => ("✔ sent", palette::MUTED),
                             Delivery::Delivered => ("✔✔ delivered", palette::GOOD),
-                            Delivery::NotDelivered => ("not delivered — your peer was away", palette::BAD),
+                            Delivery::NotDelivered => {
+                                ("not delivered — your peer was away", palette::BAD)
+                            }
                             Delivery::Received => ("", palette::MUTED),
                         };
-                        let align = if entry.mine { egui::Align::Max } else { egui::Align::Min };
+                        let align = if entry.mine {
+                            egui::Align::Max
+                        } else {
+                            egui::Align::Min
+                        };
                         ui.with_layout(egui::Layout::top_down(align), |ui| {
                             egui::Frame::new()
                                 .fill(if entry.mine {
@@ -430,11 +491,17 @@ fn room(
                                 .show(ui, |ui| {
                                     ui.set_max_width(PANEL_WIDTH - 80.0);
                                     if !entry.mine {
-                                        ui.label(egui::RichText::new(&entry.author).small().color(ecolor(palette::ACCENT)));
+                                        ui.label(
+                                            egui::RichText::new(&entry.author)
+                                                .small()
+                                                .color(ecolor(palette::ACCENT)),
+                                        );
                                     }
                                     ui.label(&entry.text);
                                     if !tick.is_empty() {
-                                        ui.label(egui::RichText::new(tick).small().color(ecolor(tint)));
+                                        ui.label(
+                                            egui::RichText::new(tick).small().color(ecolor(tint)),
+                                        );
                                     }
                                 });
                         });
@@ -444,7 +511,11 @@ fn room(
                 let field = ui.add(
                     egui::TextEdit::singleline(&mut state.draft)
                         .id_salt("chat-input")
-                        .hint_text(if peer_here { "Write a message" } else { "Your peer is away: messages will not be delivered" })
+                        .hint_text(if peer_here {
+                            "Write a message"
+                        } else {
+                            "Your peer is away: messages will not be delivered"
+                        })
                         .char_limit(duet_shared::peer::MAX_CHAT_CHARS)
                         .desired_width(PANEL_WIDTH - 100.0),
                 );
@@ -514,15 +585,15 @@ fn finish_dialogs(
     mut notices: ResMut<Notices>,
 ) {
     let mut done = Vec::new();
-    dialogs.0.retain_mut(|task| {
-        match bevy::tasks::block_on(bevy::tasks::poll_once(task)) {
+    dialogs.0.retain_mut(
+        |task| match bevy::tasks::block_on(bevy::tasks::poll_once(task)) {
             Some(result) => {
                 done.push(result);
                 false
             }
             None => true,
-        }
-    });
+        },
+    );
     for result in done {
         match result {
             DialogDone::Send(Some(path)) => {

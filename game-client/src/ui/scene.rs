@@ -52,7 +52,10 @@ pub(super) fn plugin(app: &mut App) {
         );
 }
 
-fn camera(mut commands: Commands) {
+fn camera(mut commands: Commands, mut gizmos: ResMut<GizmoConfigStore>) {
+    // Rings and outlines read as parts of the room, not as debug lines.
+    let (config, _) = gizmos.config_mut::<DefaultGizmoConfigGroup>();
+    config.line.width = 5.0;
     // The side panel covers the right of the window: shift the view so the room's origin sits in
     // the middle of what is left.
     commands.spawn((
@@ -186,9 +189,10 @@ fn label_avatars(
     let status = |who: Who| -> String {
         let running = |d| transfers.running(d).map(|f| (f * 100.0).round() as u32);
         match who {
-            Who::Me => match running(Direction::Outgoing) {
-                Some(p) => format!("sending… {p}%"),
-                None => match presence.link {
+            Who::Me => match (running(Direction::Outgoing), running(Direction::Incoming)) {
+                (Some(p), _) => format!("sending… {p}%"),
+                (None, Some(p)) => format!("receiving… {p}%"),
+                (None, None) => match presence.link {
                     crate::room::Link::InRoom => "here".into(),
                     crate::room::Link::Connecting => "connecting…".into(),
                     crate::room::Link::Failed(_) => "disconnected".into(),
@@ -282,6 +286,7 @@ fn dress_bubble(
         },
         TextColor(color(palette::NIGHT)),
         bevy::text::TextBounds::new_horizontal(240.0),
+        TextLayout::justify(Justify::Center),
         Transform::from_xyz(0.0, 0.0, 5.0),
         children![(
             BubbleBack,
@@ -314,7 +319,11 @@ fn place_bubbles(
     order.sort_by(|a, b| a.0.age.total_cmp(&b.0.age));
     for (bubble, mut transform, mut text_color, layout, children) in order {
         let slot = if bubble.who == Who::Me { 0 } else { 1 };
-        let spot = if bubble.who == Who::Me { MY_SPOT } else { PEER_SPOT };
+        let spot = if bubble.who == Who::Me {
+            MY_SPOT
+        } else {
+            PEER_SPOT
+        };
         let size = layout.size;
         let y = spot.y + AVATAR_RADIUS + 26.0 + heights[slot] + size.y / 2.0;
         heights[slot] += size.y + 22.0;
@@ -352,12 +361,7 @@ fn draw_rings_and_zone(
         if fraction > 0.0 {
             let angle = std::f32::consts::TAU * fraction;
             gizmos
-                .arc_2d(
-                    Isometry2d::new(spot, Rot2::radians(-angle)),
-                    angle,
-                    r,
-                    tint,
-                )
+                .arc_2d(Isometry2d::new(spot, Rot2::radians(-angle)), angle, r, tint)
                 .resolution(96);
         }
     };
@@ -377,7 +381,8 @@ fn draw_rings_and_zone(
                 let phase = ((t * 0.9) + i as f32 / 5.0).fract();
                 let start = from + (to - from).normalize() * (AVATAR_RADIUS + 16.0);
                 let end = to - (to - from).normalize() * (AVATAR_RADIUS + 16.0);
-                let p = start.lerp(end, phase) + Vec2::Y * (phase * std::f32::consts::PI).sin() * 26.0;
+                let p =
+                    start.lerp(end, phase) + Vec2::Y * (phase * std::f32::consts::PI).sin() * 26.0;
                 gizmos.circle_2d(Isometry2d::from_translation(p), 4.0, accent);
             }
         }
@@ -387,7 +392,10 @@ fn draw_rings_and_zone(
         let (r, tint) = if zone.over_peer {
             (AVATAR_RADIUS + 18.0, accent)
         } else {
-            (AVATAR_RADIUS + 14.0 + pulse * 6.0, accent.with_alpha(0.5 + 0.4 * pulse))
+            (
+                AVATAR_RADIUS + 14.0 + pulse * 6.0,
+                accent.with_alpha(0.5 + 0.4 * pulse),
+            )
         };
         gizmos
             .circle_2d(Isometry2d::from_translation(PEER_SPOT), r, tint)

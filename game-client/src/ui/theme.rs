@@ -58,8 +58,13 @@ pub(super) fn plugin(app: &mut App) {
         .add_systems(EguiPrimaryContextPass, style_egui);
 }
 
+/// Present once egui has our fonts: they bind at the start of the next pass, so panels that name
+/// the bold family wait for this.
+#[derive(Resource)]
+pub struct Styled;
+
 /// Applies fonts and colours to egui once.
-fn style_egui(mut contexts: EguiContexts, mut done: Local<bool>) -> Result {
+fn style_egui(mut contexts: EguiContexts, mut commands: Commands, mut done: Local<bool>) -> Result {
     if *done {
         return Ok(());
     }
@@ -86,11 +91,23 @@ fn style_egui(mut contexts: EguiContexts, mut done: Local<bool>) -> Result {
     let mut style = (*ctx.style_of(egui::Theme::Dark)).clone();
     use egui::{FontFamily, FontId, TextStyle};
     style.text_styles = [
-        (TextStyle::Heading, FontId::new(24.0, FontFamily::Name("bold".into()))),
+        (
+            TextStyle::Heading,
+            FontId::new(24.0, FontFamily::Name("bold".into())),
+        ),
         (TextStyle::Body, FontId::new(15.0, FontFamily::Proportional)),
-        (TextStyle::Button, FontId::new(15.0, FontFamily::Proportional)),
-        (TextStyle::Small, FontId::new(12.5, FontFamily::Proportional)),
-        (TextStyle::Monospace, FontId::new(13.5, FontFamily::Monospace)),
+        (
+            TextStyle::Button,
+            FontId::new(15.0, FontFamily::Proportional),
+        ),
+        (
+            TextStyle::Small,
+            FontId::new(12.5, FontFamily::Proportional),
+        ),
+        (
+            TextStyle::Monospace,
+            FontId::new(13.5, FontFamily::Monospace),
+        ),
     ]
     .into();
     style.spacing.item_spacing = egui::vec2(8.0, 8.0);
@@ -121,6 +138,7 @@ fn style_egui(mut contexts: EguiContexts, mut done: Local<bool>) -> Result {
     ctx.set_theme(egui::ThemePreference::Dark);
     ctx.set_style_of(egui::Theme::Dark, style);
     *done = true;
+    commands.insert_resource(Styled);
     Ok(())
 }
 
