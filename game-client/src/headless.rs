@@ -70,6 +70,7 @@ fn announce(identity: Res<Identity>) {
     emit(json!({"event": "ready", "identity": identity.id, "name": identity.name}));
 }
 
+#[allow(clippy::too_many_arguments)]
 fn run_commands(
     commands: Res<Commands>,
     log: Res<ChatLog>,

@@ -54,3 +54,19 @@ pub fn now_ms() -> u64 {
         .map(|d| d.as_millis() as u64)
         .unwrap_or_default()
 }
+
+/// Removes the finished tasks from `tasks` and returns their results, without blocking: used
+/// for work that must not stall a frame (hashing a file, a native file dialog).
+pub fn take_finished<T>(tasks: &mut Vec<bevy::tasks::Task<T>>) -> Vec<T> {
+    let mut done = Vec::new();
+    tasks.retain_mut(
+        |task| match bevy::tasks::block_on(bevy::tasks::poll_once(task)) {
+            Some(result) => {
+                done.push(result);
+                false
+            }
+            None => true,
+        },
+    );
+    done
+}

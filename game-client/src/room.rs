@@ -165,6 +165,9 @@ pub enum Who {
 #[derive(Component, Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Avatar(pub Who);
 
+/// Entities that belong to the room on screen (cleared when the room changes).
+type RoomEntity = Or<(With<Avatar>, With<Bubble>)>;
+
 /// A speech bubble over an avatar.
 #[derive(Component, Debug, Clone, PartialEq)]
 pub struct Bubble {
@@ -466,7 +469,7 @@ fn join_room(
     mut pkv: ResMut<PkvStore>,
     mut notices: ResMut<Notices>,
     mut next: ResMut<NextState<Screen>>,
-    avatars: Query<Entity, Or<(With<Avatar>, With<Bubble>)>>,
+    avatars: Query<Entity, RoomEntity>,
 ) {
     let Some(JoinRoom(link)) = joins.read().last() else {
         return;
@@ -520,7 +523,7 @@ fn leave_room(
     mut leaves: MessageReader<LeaveRoom>,
     mut next: ResMut<NextState<Screen>>,
     mut chat: ResMut<ChatLog>,
-    avatars: Query<Entity, Or<(With<Avatar>, With<Bubble>)>>,
+    avatars: Query<Entity, RoomEntity>,
 ) {
     if leaves.read().count() == 0 {
         return;

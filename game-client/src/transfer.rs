@@ -99,12 +99,8 @@ struct Outgoing {
     frame: Vec<u8>,
 }
 
-/// A file being hashed before it is offered.
-struct Preparing {
-    id: TransferId,
-    path: PathBuf,
-    task: Task<std::io::Result<([u8; 32], u64)>>,
-}
+/// A file being hashed before it is offered: yields its id, path and (hash, size).
+type Preparing = Task<(TransferId, PathBuf, std::io::Result<([u8; 32], u64)>)>;
 
 struct Incoming {
     machine: Receiver,
@@ -118,6 +114,8 @@ pub struct Transfers {
     outgoing: HashMap<TransferId, Outgoing>,
     incoming: HashMap<TransferId, Incoming>,
     preparing: Vec<Preparing>,
+    /// Transfers still being hashed (a cancelled one is removed and its hash ignored).
+    preparing_ids: std::collections::HashSet<TransferId>,
     /// Flow-control tuning for incoming transfers.
     pub window: WindowConfig,
     last_progress_ms: u64,
@@ -126,7 +124,7 @@ pub struct Transfers {
 impl Transfers {
     /// Transfers currently running.
     pub fn active(&self) -> usize {
-        self.outgoing.len() + self.incoming.len() + self.preparing.len()
+        self.outgoing.len() + self.incoming.len() + self.preparing_ids.len()
     }
 }
 
@@ -229,13 +227,13 @@ fn start_sends(
                 continue;
             }
         }
-        let hashed = path.clone();
-        let task = AsyncComputeTaskPool::get().spawn(async move { hash_file(&hashed) });
-        transfers.preparing.push(Preparing {
-            id,
-            path: path.clone(),
-            task,
+        let path = path.clone();
+        let task = AsyncComputeTaskPool::get().spawn(async move {
+            let hashed = hash_file(&path);
+            (id, path, hashed)
         });
+        transfers.preparing.push(task);
+        transfers.preparing_ids.insert(id);
     }
 }
 
@@ -247,9 +245,7 @@ fn cancel_transfers(
     mut events: MessageWriter<TransferEvent>,
 ) {
     for CancelTransfer(id) in asks.read() {
-        let preparing = transfers.preparing.len();
-        transfers.preparing.retain(|p| p.id != *id);
-        let was_preparing = transfers.preparing.len() != preparing;
+        let was_preparing = transfers.preparing_ids.remove(id);
         if let Some(mut out) = transfers.outgoing.remove(id) {
             send.write(SendControl(out.machine.cancel(CancelReason::User)));
         } else if let Some(incoming) = transfers.incoming.get_mut(id) {
@@ -289,17 +285,11 @@ fn offer_prepared(
     mut send: MessageWriter<SendControl>,
     mut events: MessageWriter<TransferEvent>,
 ) {
-    let mut ready = Vec::new();
-    transfers.preparing.retain_mut(|p| {
-        match bevy::tasks::block_on(bevy::tasks::poll_once(&mut p.task)) {
-            Some(result) => {
-                ready.push((p.id, p.path.clone(), result));
-                false
-            }
-            None => true,
-        }
-    });
+    let ready = crate::take_finished(&mut transfers.preparing);
     for (id, path, hashed) in ready {
+        if !transfers.preparing_ids.remove(&id) {
+            continue; // cancelled while hashing
+        }
         let fail = |reason: String| TransferEvent::Failed {
             id,
             direction: Direction::Outgoing,

@@ -191,6 +191,15 @@ fn lobby(
     Ok(())
 }
 
+/// Everything the room screen can ask for.
+type RoomOutputs<'w> = (
+    MessageWriter<'w, SendChat>,
+    MessageWriter<'w, LeaveRoom>,
+    MessageWriter<'w, CancelTransfer>,
+    MessageWriter<'w, Moderate>,
+    MessageWriter<'w, Rename>,
+);
+
 #[allow(clippy::too_many_arguments)]
 fn room(
     mut contexts: EguiContexts,
@@ -204,13 +213,7 @@ fn room(
     received: Res<ReceivedFiles>,
     notices: Res<Notices>,
     time: Res<Time>,
-    mut out: (
-        MessageWriter<SendChat>,
-        MessageWriter<LeaveRoom>,
-        MessageWriter<CancelTransfer>,
-        MessageWriter<Moderate>,
-        MessageWriter<Rename>,
-    ),
+    mut out: RoomOutputs,
 ) -> Result {
     let ctx = contexts.ctx_mut()?;
     let (Some(identity), Some(current)) = (identity, current) else {

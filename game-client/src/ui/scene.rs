@@ -307,13 +307,6 @@ fn place_bubbles(
     )>,
     mut backs: Query<&mut Sprite, With<BubbleBack>>,
 ) {
-    let mut stacks: [Vec<(f32, Entity)>; 2] = [Vec::new(), Vec::new()];
-    let mut entries = Vec::new();
-    for (bubble, _, _, layout, children) in &bubbles {
-        let slot = if bubble.who == Who::Me { 0 } else { 1 };
-        stacks[slot].push((bubble.age, children[0]));
-        entries.push((bubble.age, slot, layout.size));
-    }
     let mut heights = [0.0f32; 2];
     let mut order: Vec<_> = bubbles.iter_mut().collect();
     order.sort_by(|a, b| a.0.age.total_cmp(&b.0.age));
@@ -339,7 +332,6 @@ fn place_bubbles(
             sprite.color = color(palette::TEXT).with_alpha(alpha * 0.95);
         }
     }
-    let _ = (stacks, entries);
 }
 
 fn draw_rings_and_zone(
