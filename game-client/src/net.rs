@@ -184,7 +184,13 @@ fn open_socket(
         .spawn(async move {
             let reason = match message_loop.await {
                 Ok(()) => "signaling connection closed".to_owned(),
-                Err(e) => format!("signaling failed: {e}"),
+                // The inner error carries the HTTP status the worker refused with.
+                Err(matchbox_socket::Error::ConnectionFailed(inner)) => {
+                    format!("signaling failed: {inner}")
+                }
+                Err(matchbox_socket::Error::Disconnected(inner)) => {
+                    format!("signaling connection closed: {inner}")
+                }
             };
             let _ = tx.send(reason);
         })
@@ -222,6 +228,14 @@ fn poll_socket(
         socket.announced_id = true;
         events.write(NetEvent::Connected(id));
     }
+    // Checked first: once the loop has ended, the socket's channels are closed and
+    // `try_update_peers` fails, so this would never be reached below it.
+    if let Some(ended) = ended
+        && let Ok(rx) = ended.0.lock()
+        && let Ok(reason) = rx.try_recv()
+    {
+        events.write(NetEvent::SignalingClosed(explain_signaling_failure(&reason)));
+    }
     let Ok(changes) = socket.socket.try_update_peers() else {
         return;
     };
@@ -248,14 +262,6 @@ fn poll_socket(
                 events.write(NetEvent::BadFrame(e.to_string()));
             }
         }
-    }
-    if let Some(ended) = ended
-        && let Ok(rx) = ended.0.lock()
-        && let Ok(reason) = rx.try_recv()
-    {
-        events.write(NetEvent::SignalingClosed(explain_signaling_failure(
-            &reason,
-        )));
     }
 }
 

@@ -363,3 +363,34 @@ fn a_full_disk_fails_the_transfer_on_both_sides_and_leaves_nothing() {
         is(e, "chat") && e["text"] == "sorry, your disk is full"
     });
 }
+
+#[test]
+fn a_third_person_is_refused_with_a_sentence() {
+    assert_loopback_only();
+    let wrangler = Wrangler::shared();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let room = runtime.block_on(wrangler.api().create_room()).unwrap().room;
+    let link = format!("{}/r/{room}", wrangler.base);
+    let work = temp_dir("third-person").unwrap();
+    let mut a = Client::start(&link, &work.join("a"), "Ada");
+    let mut b = Client::start(&link, &work.join("b"), "Bob");
+    a.expect("peer_hello", |e| is(e, "peer_hello"));
+    b.expect("peer_hello", |e| is(e, "peer_hello"));
+    let mut c = Client::start(&link, &work.join("c"), "Cleo");
+    let refused = c.expect("refusal", |e| is(e, "signaling_closed"));
+    assert_eq!(
+        refused["message"],
+        "This room already has two people in it. Only two fit in a Duet room."
+    );
+    // The two inside are undisturbed.
+    a.command("say still just us");
+    b.expect("chat", |e| is(e, "chat") && e["text"] == "still just us");
+    // An unknown room is named as such.
+    let missing = format!("{}/r/{}", wrangler.base, "A".repeat(22));
+    let mut d = Client::start(&missing, &work.join("d"), "Dan");
+    let refused = d.expect("refusal", |e| is(e, "signaling_closed"));
+    assert!(
+        refused["message"].as_str().unwrap().starts_with("This room does not exist"),
+        "{refused}"
+    );
+}
