@@ -19,7 +19,8 @@ const USAGE: &str = "usage: duet-client [--room LINK] [--name NAME] [--server UR
   --room LINK     a room link (http://host/r/ROOM) or signaling URL (ws://host/signal/ROOM);
                   the window opens straight into it
   --name NAME     set the display name first
-  --server URL    the Duet server (overrides the configuration; default http://127.0.0.1:8787)
+  --server URL    the Duet server (overrides the configuration; env DUET_SERVER;
+                  default http://127.0.0.1:8787)
   --config FILE   configuration in RON (default: assets/config.ron; env DUET_CONFIG)
   --data-dir DIR  where identity and history live (default: the platform data dir;
                   env DUET_DATA_DIR)
@@ -76,7 +77,7 @@ fn parse() -> Result<Args, String> {
         .or_else(|| std::env::var_os("DUET_DOWNLOADS").map(PathBuf::from))
         .unwrap_or_else(|| data_dir.join("downloads"));
     let mut config = load_config(config_file)?;
-    if let Some(server) = server {
+    if let Some(server) = server.or_else(|| std::env::var("DUET_SERVER").ok()) {
         config = ClientConfig { server, ..config }
             .validated()
             .map_err(|e| e.to_string())?;

@@ -234,7 +234,9 @@ fn poll_socket(
         && let Ok(rx) = ended.0.lock()
         && let Ok(reason) = rx.try_recv()
     {
-        events.write(NetEvent::SignalingClosed(explain_signaling_failure(&reason)));
+        events.write(NetEvent::SignalingClosed(explain_signaling_failure(
+            &reason,
+        )));
     }
     let Ok(changes) = socket.socket.try_update_peers() else {
         return;

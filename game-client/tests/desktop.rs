@@ -74,7 +74,7 @@ struct Desktop {
 }
 
 impl Desktop {
-    fn start(link: &str, dir: &Path, name: &str) -> Desktop {
+    fn start(server: &str, link: &str, dir: &Path, name: &str) -> Desktop {
         let x = Xvfb::start();
         let runtime = dir.join("xdg-runtime");
         std::fs::create_dir_all(&runtime).unwrap();
@@ -82,6 +82,7 @@ impl Desktop {
             "env",
             &format!("DISPLAY={}", x.display),
             &format!("XDG_RUNTIME_DIR={}", runtime.display()),
+            &format!("DUET_SERVER={server}"),
         ];
         let binary = Path::new(env!("CARGO_BIN_EXE_duet-client"));
         let wrapper: Vec<&str> = wrapper.iter().map(|s| s.as_ref()).collect();
@@ -133,16 +134,28 @@ fn point(layout: &Value, key: &str) -> (f64, f64) {
 fn two_desktop_clients_chat_and_drop_a_file_on_the_avatar() {
     assert_loopback_only();
     let wrangler = Wrangler::shared();
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let room = runtime.block_on(wrangler.api().create_room()).unwrap().room;
-    let link = format!("{}/r/{room}", wrangler.base);
     let work = temp_dir("desktop").unwrap();
     let shots: PathBuf = repo_root().join("target/screenshots");
     std::fs::create_dir_all(&shots).unwrap();
 
-    let mut ada = Desktop::start(&link, &work.join("ada"), "Ada");
-    let mut bob = Desktop::start(&link, &work.join("bob"), "Bob");
-    ada.expect("room screen", |e| is(e, "screen") && e["screen"] == "room");
+    // Ada starts in the lobby and clicks "Create a room"; Bob opens the link she gets.
+    let mut ada = Desktop::start(&wrangler.base, "", &work.join("ada"), "Ada");
+    ada.expect("lobby", |e| is(e, "screen") && e["screen"] == "lobby");
+    std::thread::sleep(Duration::from_millis(500));
+    ada.screenshot(&shots.join("ada-lobby.png"));
+    let lobby = ada.layout();
+    let (x, y) = point(&lobby, "create_button");
+    ada.x.xdotool(&[
+        "mousemove",
+        &format!("{x:.0}"),
+        &format!("{y:.0}"),
+        "click",
+        "1",
+    ]);
+    let entered = ada.expect("room screen", |e| is(e, "screen") && e["screen"] == "room");
+    let link = entered["link"].as_str().unwrap().to_owned();
+    assert!(link.starts_with(&format!("{}/r/", wrangler.base)), "{link}");
+    let mut bob = Desktop::start(&wrangler.base, &link, &work.join("bob"), "Bob");
     ada.expect("Bob's hello", |e| is(e, "peer_hello") && e["name"] == "Bob");
     bob.expect("Ada's hello", |e| is(e, "peer_hello") && e["name"] == "Ada");
 

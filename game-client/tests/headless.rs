@@ -390,7 +390,10 @@ fn a_third_person_is_refused_with_a_sentence() {
     let mut d = Client::start(&missing, &work.join("d"), "Dan");
     let refused = d.expect("refusal", |e| is(e, "signaling_closed"));
     assert!(
-        refused["message"].as_str().unwrap().starts_with("This room does not exist"),
+        refused["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("This room does not exist"),
         "{refused}"
     );
 }

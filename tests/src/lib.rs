@@ -595,6 +595,7 @@ impl HeadlessClient {
 
     /// The windowed client with `--automation` (same events and commands, plus `layout`,
     /// `drop X Y PATH`, `screenshot PATH`), run through `wrapper` (e.g. `env DISPLAY=:90`).
+    /// An empty `link` opens the lobby.
     pub fn start_windowed(
         wrapper: &[&str],
         binary: &Path,
@@ -622,7 +623,13 @@ impl HeadlessClient {
             None => Command::new(binary),
         };
         let mut child = command
-            .args([mode, "--room", link, "--name", name, "--data-dir"])
+            .arg(mode)
+            .args(if link.is_empty() {
+                vec![]
+            } else {
+                vec!["--room", link]
+            })
+            .args(["--name", name, "--data-dir"])
             .arg(data_dir)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

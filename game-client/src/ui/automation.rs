@@ -67,6 +67,7 @@ fn commands(
                     "me": screen(MY_SPOT),
                     "peer": screen(PEER_SPOT),
                     "chat_input": panel.chat_input.map(|r| [r.center().x, r.center().y]),
+                    "create_button": panel.create_button.map(|r| [r.center().x, r.center().y]),
                 }));
             }
             (Some("drop"), Some(x), Some(y), Some(path)) => {

@@ -33,6 +33,8 @@ pub struct PanelState {
     pub shown: usize,
     /// Where the chat input is on screen (logical pixels), for automation.
     pub chat_input: Option<egui::Rect>,
+    /// Where the lobby's "Create a room" button is, for automation.
+    pub create_button: Option<egui::Rect>,
     /// Open avatar menu, at this screen position.
     pub avatar_menu: Option<egui::Pos2>,
     /// The "link copied" hint until this time (seconds).
@@ -143,7 +145,9 @@ fn lobby(
                         )
                         .fill(ecolor(palette::ACCENT))
                         .min_size(egui::vec2(460.0, 44.0));
-                        if ui.add(big).clicked() {
+                        let button = ui.add(big);
+                        state.create_button = Some(button.rect);
+                        if button.clicked() {
                             create.write(CreateRoom);
                         }
                         ui.add_space(14.0);
