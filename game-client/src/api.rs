@@ -114,6 +114,11 @@ fn send_calls(mut calls: MessageReader<ApiCall>, config: Res<ClientConfig>, inbo
                 request
             }
         };
+        // The answers are tiny, and the worker's empty 204s come back marked gzip through
+        // wrangler: the native HTTP client then fails decoding an empty gzip stream ("unexpected
+        // end of file", seen when kicking). Ask for no compression.
+        let mut request = request;
+        request.headers.insert("Accept-Encoding", "identity");
         let tx = inbox.tx.clone();
         let call = call.clone();
         ehttp::fetch(request, move |result| {

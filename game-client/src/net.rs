@@ -86,10 +86,12 @@ impl Socket {
 
     /// Takes every frame that arrived on the data channel (as received: no copy).
     pub fn receive_data(&mut self) -> Vec<matchbox_socket::Packet> {
+        let current = self.peer;
         self.socket
             .channel_mut(DATA_CHANNEL)
             .receive()
             .into_iter()
+            .filter(|(from, _)| Some(*from) == current)
             .map(|(_, packet)| packet)
             .collect()
     }
@@ -119,6 +121,12 @@ pub enum NetEvent {
     SignalingClosed(String),
 }
 
+/// Close every peer connection and join the room again with a fresh socket. Used after the
+/// owner removes the peer: the server drops them from signaling, but an open WebRTC connection
+/// would otherwise live on (matchbox keeps peer connections when signaling goes away).
+#[derive(Message, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RebuildSocket;
+
 /// A decoded control message from the peer.
 #[derive(Message, Debug, Clone, PartialEq)]
 pub struct ControlReceived(pub Control);
@@ -145,13 +153,17 @@ impl Plugin for NetPlugin {
             .add_message::<ControlReceived>()
             .add_message::<SendControl>()
             .add_message::<SendFailed>()
+            .add_message::<RebuildSocket>()
             .add_systems(
                 PreUpdate,
                 (open_socket, poll_socket)
                     .chain()
                     .run_if(resource_exists::<RoomLink>),
             )
-            .add_systems(PostUpdate, (flush_outgoing, close_when_left).chain());
+            .add_systems(
+                PostUpdate,
+                (flush_outgoing, close_when_left, rebuild_socket).chain(),
+            );
     }
 }
 
@@ -255,7 +267,12 @@ fn poll_socket(
             }
         }
     }
-    for (_, packet) in socket.socket.channel_mut(CONTROL_CHANNEL).receive() {
+    let current = socket.peer;
+    for (from, packet) in socket.socket.channel_mut(CONTROL_CHANNEL).receive() {
+        // Only the person in the room speaks: a removed peer's lingering connection is ignored.
+        if Some(from) != current {
+            continue;
+        }
         match Control::decode(&packet) {
             Ok(message) => {
                 received.write(ControlReceived(message));
@@ -275,6 +292,14 @@ fn close_when_left(
     socket: Option<Res<Socket>>,
 ) {
     if link.is_none() && socket.is_some() {
+        commands.remove_resource::<Socket>();
+        commands.remove_resource::<LoopEnded>();
+    }
+}
+
+fn rebuild_socket(mut commands: Commands, mut asks: MessageReader<RebuildSocket>) {
+    if asks.read().count() > 0 {
+        // `open_socket` opens a new one on the next frame, as the room link is still there.
         commands.remove_resource::<Socket>();
         commands.remove_resource::<LoopEnded>();
     }

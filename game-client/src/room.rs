@@ -15,7 +15,7 @@ use crate::api::{ApiCall, ApiReply, Moderation};
 use crate::chat::{ChatChanged, ChatLog};
 use crate::config::ClientConfig;
 use crate::identity::{IdentityEvent, PeerProfile};
-use crate::net::{NetEvent, RoomLink};
+use crate::net::{NetEvent, RebuildSocket, RoomLink};
 use crate::transfer::{Direction, SendFile, TransferEvent};
 use matchbox_socket::PeerId;
 
@@ -360,10 +360,23 @@ pub fn avatar_at(point: Vec2) -> Option<Who> {
     }
 }
 
-/// A stable, pleasant colour for an identity (hue from its bytes).
-pub fn identity_colour(identity: &uuid::Uuid) -> Color {
+/// The hue (degrees) an identity is drawn in, from its bytes: stable across sessions.
+pub fn identity_hue(identity: &uuid::Uuid) -> f32 {
     let bytes = identity.as_bytes();
-    let hue = (u16::from_le_bytes([bytes[0], bytes[1]]) % 360) as f32;
+    (u16::from_le_bytes([bytes[0], bytes[1]]) % 360) as f32
+}
+
+/// A stable, pleasant colour for an identity.
+pub fn identity_colour(identity: &uuid::Uuid) -> Color {
+    Color::hsl(identity_hue(identity), 0.55, 0.58)
+}
+
+/// The peer's colour as I see it: their own, unless it is too close to mine to tell the two
+/// avatars apart, then turned a third of the way round the colour wheel.
+pub fn peer_colour(mine: &uuid::Uuid, theirs: &uuid::Uuid) -> Color {
+    let (a, b) = (identity_hue(mine), identity_hue(theirs));
+    let gap = (a - b).abs().min(360.0 - (a - b).abs());
+    let hue = if gap < 50.0 { (b + 120.0) % 360.0 } else { b };
     Color::hsl(hue, 0.55, 0.58)
 }
 
@@ -420,6 +433,7 @@ fn api_replies(
     mut pkv: ResMut<PkvStore>,
     mut join: MessageWriter<JoinRoom>,
     mut notices: ResMut<Notices>,
+    mut rebuild: MessageWriter<RebuildSocket>,
 ) {
     for reply in replies.read() {
         match reply {
@@ -437,10 +451,15 @@ fn api_replies(
                 );
                 join.write(JoinRoom(link));
             }
-            ApiReply::Moderated(Moderation::Kick) => notices
-                .post("Your peer was removed from the room. They can come back with the link."),
-            ApiReply::Moderated(Moderation::Ban) => {
-                notices.post("Your peer was banned: they cannot come back to this room.")
+            ApiReply::Moderated(action) => {
+                notices.post(match action {
+                    Moderation::Kick => {
+                        "Your peer was removed from the room. They can come back with the link."
+                    }
+                    Moderation::Ban => "Your peer was banned: they cannot come back to this room.",
+                });
+                // Cut the direct connection too (the server only ends their signaling).
+                rebuild.write(RebuildSocket);
             }
             ApiReply::Failed { message, .. } => notices.post(message.clone()),
         }
@@ -816,6 +835,7 @@ mod tests {
             .add_message::<SendFile>()
             .add_message::<ApiCall>()
             .add_message::<ApiReply>()
+            .add_message::<RebuildSocket>()
             .add_plugins((
                 crate::identity::IdentityPlugin,
                 crate::chat::ChatPlugin,
@@ -930,6 +950,19 @@ mod tests {
             app.world().resource::<RecentRooms>().rooms[0].room,
             "abcdefghijklmnopqrstuv"
         );
+    }
+
+    #[test]
+    fn the_two_avatars_never_share_a_colour() {
+        let hue = |c: Color| Hsla::from(c).hue;
+        for _ in 0..500 {
+            let (a, b) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+            let (mine, theirs) = (hue(identity_colour(&a)), hue(peer_colour(&a, &b)));
+            let gap = (mine - theirs).abs().min(360.0 - (mine - theirs).abs());
+            assert!(gap >= 49.9, "{mine} vs {theirs}");
+        }
+        let a = uuid::Uuid::new_v4();
+        assert_eq!(identity_colour(&a), identity_colour(&a), "stable");
     }
 
     #[test]

@@ -240,4 +240,55 @@ fn two_desktop_clients_chat_and_drop_a_file_on_the_avatar() {
     std::thread::sleep(Duration::from_millis(500));
     ada.screenshot(&shots.join("ada.png"));
     bob.screenshot(&shots.join("bob.png"));
+
+    // Ada created the room, so she may remove Bob: right click on his avatar, then "Kick Bob".
+    let (px, py) = (format!("{px:.0}"), format!("{py:.0}"));
+    ada.x.xdotool(&["mousemove", &px, &py, "click", "3"]);
+    std::thread::sleep(Duration::from_millis(500));
+    let menu = ada.layout();
+    let (kx, ky) = point(&menu, "kick_button");
+    ada.screenshot(&shots.join("ada-menu.png"));
+    ada.x.xdotool(&[
+        "mousemove",
+        &format!("{kx:.0}"),
+        &format!("{ky:.0}"),
+        "click",
+        "1",
+    ]);
+    // The server drops Bob (Ada sees him leave) and confirms the kick, in either order.
+    let mut seen = (false, false);
+    while seen != (true, true) {
+        let event = ada.expect("kick confirmed and Bob gone", |e| {
+            is(e, "peer_left")
+                || (is(e, "notice")
+                    && e["message"]
+                        .as_str()
+                        .unwrap()
+                        .starts_with("Your peer was removed"))
+        });
+        if is(&event, "peer_left") {
+            seen.0 = true;
+        } else {
+            seen.1 = true;
+        }
+    }
+    // Ada's client also cut the direct connection: Bob sees her go and is told, in words, that
+    // he is out (in either order).
+    let mut told = (false, false);
+    while told != (true, true) {
+        let event = bob.expect("connection cut and Bob told", |e| {
+            is(e, "peer_left")
+                || (is(e, "signaling_closed")
+                    && e["message"]
+                        .as_str()
+                        .unwrap()
+                        .starts_with("You are no longer connected to the room"))
+        });
+        if is(&event, "peer_left") {
+            told.0 = true;
+        } else {
+            told.1 = true;
+        }
+    }
+    ada.screenshot(&shots.join("ada-after-kick.png"));
 }

@@ -68,6 +68,7 @@ fn commands(
                     "peer": screen(PEER_SPOT),
                     "chat_input": panel.chat_input.map(|r| [r.center().x, r.center().y]),
                     "create_button": panel.create_button.map(|r| [r.center().x, r.center().y]),
+                    "kick_button": panel.kick_button.map(|r| [r.center().x, r.center().y]),
                 }));
             }
             (Some("drop"), Some(x), Some(y), Some(path)) => {

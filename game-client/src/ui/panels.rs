@@ -35,6 +35,8 @@ pub struct PanelState {
     pub chat_input: Option<egui::Rect>,
     /// Where the lobby's "Create a room" button is, for automation.
     pub create_button: Option<egui::Rect>,
+    /// Where the avatar menu's "Kick" button is while the menu is open, for automation.
+    pub kick_button: Option<egui::Rect>,
     /// Open avatar menu, at this screen position.
     pub avatar_menu: Option<egui::Pos2>,
     /// The "link copied" hint until this time (seconds).
@@ -545,7 +547,9 @@ fn room(
                 egui::Frame::popup(ui.style()).show(ui, |ui| {
                     let name = presence.peer_name().unwrap_or("your peer").to_owned();
                     if current.is_owner() {
-                        if ui.button(format!("Kick {name}")).clicked() {
+                        let kick = ui.button(format!("Kick {name}"));
+                        state.kick_button = Some(kick.rect);
+                        if kick.clicked() {
                             moderate.write(Moderate(Moderation::Kick));
                             close = true;
                         }
@@ -566,6 +570,7 @@ fn room(
             });
         if close || ctx.input(|i| i.key_pressed(egui::Key::Escape)) {
             state.avatar_menu = None;
+            state.kick_button = None;
         }
     }
     Ok(())

@@ -9,7 +9,7 @@ use super::theme::{Fonts, color, palette};
 use crate::identity::Identity;
 use crate::room::{
     AVATAR_RADIUS, Avatar, Bubble, DropZone, MY_SPOT, PEER_SPOT, Presence, Screen, Seat,
-    TransferList, Who, identity_colour,
+    TransferList, Who, identity_colour, peer_colour,
 };
 use crate::transfer::Direction;
 
@@ -230,7 +230,7 @@ fn label_avatars(
             Who::Me => identity_colour(&identity.id),
             Who::Peer => peer
                 .as_ref()
-                .map(|p| identity_colour(&p.1))
+                .map(|p| peer_colour(&identity.id, &p.1))
                 .unwrap_or(color(palette::MUTED)),
         };
         if let Some(mut m) = materials.get_mut(&material.0)
