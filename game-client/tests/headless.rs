@@ -397,3 +397,56 @@ fn a_third_person_is_refused_with_a_sentence() {
         "{refused}"
     );
 }
+
+#[test]
+fn a_banned_person_is_told_so_when_they_come_back() {
+    assert_loopback_only();
+    let wrangler = Wrangler::shared();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let api = wrangler.api();
+    let created = runtime.block_on(api.create_room()).unwrap();
+    let link = format!("{}/r/{}", wrangler.base, created.room);
+    let work = temp_dir("banned").unwrap();
+    let mut a = Client::start(&link, &work.join("a"), "Ada");
+    let mut b = Client::start(&link, &work.join("b"), "Bob");
+    let bob_id = b.expect("connected", |e| is(e, "connected"))["peer_id"]
+        .as_str()
+        .unwrap()
+        .parse::<uuid::Uuid>()
+        .unwrap();
+    a.expect("peer_hello", |e| is(e, "peer_hello"));
+    b.expect("peer_hello", |e| is(e, "peer_hello"));
+    let reply = runtime
+        .block_on(api.moderate(
+            &created.room,
+            "ban",
+            &created.owner_key,
+            matchbox_socket::PeerId(bob_id),
+        ))
+        .unwrap();
+    assert_eq!(reply.status, 204, "{reply:?}");
+    b.kill9();
+    let mut b = Client::start(&link, &work.join("b"), "Bob");
+    let refused = b.expect("refusal", |e| is(e, "signaling_closed"));
+    assert_eq!(
+        refused["message"],
+        "You cannot join this room: its creator has banned you."
+    );
+}
+
+#[test]
+fn an_unreachable_server_is_named() {
+    assert_loopback_only();
+    let work = temp_dir("unreachable").unwrap();
+    // Port 9 on loopback: nothing listens there in the test namespace.
+    let link = format!("http://127.0.0.1:9/r/{}", "A".repeat(22));
+    let mut c = Client::start(&link, &work.join("c"), "Cleo");
+    let refused = c.expect("refusal", |e| is(e, "signaling_closed"));
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Cannot reach the Duet server"),
+        "{refused}"
+    );
+}
