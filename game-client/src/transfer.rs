@@ -733,14 +733,18 @@ fn report_progress(mut transfers: ResMut<Transfers>, mut events: MessageWriter<T
     }
 }
 
+/// The peer leaving, or me leaving the room (the socket closed), ends every running transfer.
 fn fail_on_disconnect(
     mut net: MessageReader<NetEvent>,
+    socket: Option<Res<Socket>>,
     mut transfers: ResMut<Transfers>,
     mut store: ResMut<Store>,
     mut events: MessageWriter<TransferEvent>,
 ) {
     let left = net.read().any(|e| matches!(e, NetEvent::PeerLeft(_)));
-    if !left {
+    let gone =
+        socket.is_none() && (!transfers.outgoing.is_empty() || !transfers.incoming.is_empty());
+    if !left && !gone {
         return;
     }
     for (id, _) in transfers.outgoing.drain() {
