@@ -6,7 +6,6 @@
 //! [`NetEvent::BadFrame`] and dropped; they never crash the client.
 
 use bevy::prelude::*;
-use bevy::tasks::IoTaskPool;
 use duet_shared::peer::{CONTROL_CHANNEL, Control, DATA_CHANNEL};
 use matchbox_socket::{PeerId, PeerState, RtcIceServerConfig, WebRtcSocket};
 
@@ -192,21 +191,19 @@ fn open_socket(
     builder = builder.add_reliable_channel().add_reliable_channel();
     let (socket, message_loop) = builder.build();
     let (tx, rx) = std::sync::mpsc::channel::<String>();
-    IoTaskPool::get()
-        .spawn(async move {
-            let reason = match message_loop.await {
-                Ok(()) => "signaling connection closed".to_owned(),
-                // The inner error carries the HTTP status the worker refused with.
-                Err(matchbox_socket::Error::ConnectionFailed(inner)) => {
-                    format!("signaling failed: {inner}")
-                }
-                Err(matchbox_socket::Error::Disconnected(inner)) => {
-                    format!("signaling connection closed: {inner}")
-                }
-            };
-            let _ = tx.send(reason);
-        })
-        .detach();
+    crate::platform::spawn_message_loop(async move {
+        let reason = match message_loop.await {
+            Ok(()) => "signaling connection closed".to_owned(),
+            // The inner error carries the HTTP status the worker refused with.
+            Err(matchbox_socket::Error::ConnectionFailed(inner)) => {
+                format!("signaling failed: {inner}")
+            }
+            Err(matchbox_socket::Error::Disconnected(inner)) => {
+                format!("signaling connection closed: {inner}")
+            }
+        };
+        let _ = tx.send(reason);
+    });
     commands.insert_resource(LoopEnded(std::sync::Mutex::new(rx)));
     commands.insert_resource(Socket {
         socket,

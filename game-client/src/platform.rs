@@ -17,6 +17,17 @@ mod imp {
         matchbox_socket::set_udp_buffer_size(UDP_BUFFER_BYTES);
     }
 
+    /// Runs matchbox's message loop (it moves every data-channel message) on a thread of its
+    /// own, so it never waits behind other work on Bevy's shared task pools.
+    pub fn spawn_message_loop(future: impl std::future::Future<Output = ()> + Send + 'static) {
+        let spawned = std::thread::Builder::new()
+            .name("duet-matchbox".into())
+            .spawn(move || futures::executor::block_on(future));
+        if let Err(e) = spawned {
+            eprintln!("duet: cannot start the network thread: {e}");
+        }
+    }
+
     /// Shows a folder in the desktop's file manager (best effort: nothing happens without one).
     pub fn open_folder(dir: &std::path::Path) {
         let opener = if cfg!(target_os = "macos") {
@@ -41,6 +52,11 @@ mod imp {
 mod imp {
     /// The browser sizes its own sockets.
     pub fn prepare_network() {}
+
+    /// The browser has one thread: the loop runs on its event loop.
+    pub fn spawn_message_loop(future: impl std::future::Future<Output = ()> + 'static) {
+        bevy::tasks::IoTaskPool::get().spawn_local(future).detach();
+    }
 
     /// Files live in IndexedDB in the browser; there is no folder to show.
     pub fn open_folder(_dir: &std::path::Path) {}
