@@ -161,6 +161,24 @@ pub enum Who {
     Peer,
 }
 
+impl Who {
+    /// Where this person's avatar stands.
+    pub fn spot(self) -> Vec2 {
+        match self {
+            Who::Me => MY_SPOT,
+            Who::Peer => PEER_SPOT,
+        }
+    }
+
+    /// The avatar entity's components, standing on its spot.
+    fn avatar(self) -> (Avatar, Transform) {
+        (
+            Avatar(self),
+            Transform::from_translation(self.spot().extend(0.0)),
+        )
+    }
+}
+
 /// An avatar standing in the room.
 #[derive(Component, Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Avatar(pub Who);
@@ -351,13 +369,9 @@ pub struct Moderate(pub Moderation);
 pub fn avatar_at(point: Vec2) -> Option<Who> {
     // A little slack around the disc makes dropping forgiving.
     let reach = AVATAR_RADIUS + 12.0;
-    if point.distance(PEER_SPOT) <= reach {
-        Some(Who::Peer)
-    } else if point.distance(MY_SPOT) <= reach {
-        Some(Who::Me)
-    } else {
-        None
-    }
+    [Who::Peer, Who::Me]
+        .into_iter()
+        .find(|who| point.distance(who.spot()) <= reach)
 }
 
 /// The hue (degrees) an identity is drawn in, from its bytes: stable across sessions.
@@ -530,10 +544,7 @@ fn join_room(
     commands.insert_resource(Presence::default());
     commands.insert_resource(TransferList::default());
     commands.insert_resource(PeerProfile::default());
-    commands.spawn((
-        Avatar(Who::Me),
-        Transform::from_translation(MY_SPOT.extend(0.0)),
-    ));
+    commands.spawn(Who::Me.avatar());
     next.set(Screen::Room);
 }
 
@@ -607,10 +618,7 @@ fn presence(
                     identity: *identity,
                 };
                 if !spawned {
-                    commands.spawn((
-                        Avatar(Who::Peer),
-                        Transform::from_translation(PEER_SPOT.extend(0.0)),
-                    ));
+                    commands.spawn(Who::Peer.avatar());
                     spawned = true;
                 }
             }

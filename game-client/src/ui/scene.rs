@@ -312,11 +312,7 @@ fn place_bubbles(
     order.sort_by(|a, b| a.0.age.total_cmp(&b.0.age));
     for (bubble, mut transform, mut text_color, layout, children) in order {
         let slot = if bubble.who == Who::Me { 0 } else { 1 };
-        let spot = if bubble.who == Who::Me {
-            MY_SPOT
-        } else {
-            PEER_SPOT
-        };
+        let spot = bubble.who.spot();
         let size = layout.size;
         let y = spot.y + AVATAR_RADIUS + 26.0 + heights[slot] + size.y / 2.0;
         heights[slot] += size.y + 22.0;
