@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use std::sync::mpsc::{Receiver, Sender, channel};
 
 use bevy::prelude::*;
-use duet_shared::api::{ApiError, CreatedRoom, PeerTarget};
+use duet_shared::api::{ApiError, CreatedRoom, PeerTarget, RoomInfo};
 use matchbox_socket::PeerId;
 
 use crate::config::ClientConfig;
@@ -28,6 +28,12 @@ pub enum ApiCall {
         peer: PeerId,
         /// Kick or ban.
         action: Moderation,
+    },
+    /// `GET /api/rooms/{room}`: how many are in it (used to explain a refused join where the
+    /// platform hides the refusal's HTTP status, as browsers do for WebSockets).
+    RoomInfo {
+        /// Room id.
+        room: String,
     },
 }
 
@@ -56,6 +62,8 @@ pub enum ApiReply {
     RoomCreated(CreatedRoom),
     /// The moderation action happened.
     Moderated(Moderation),
+    /// Who is in a room.
+    RoomInfo(RoomInfo),
     /// The call failed; `message` is a sentence for the user.
     Failed {
         /// Which call.
@@ -113,6 +121,9 @@ fn send_calls(mut calls: MessageReader<ApiCall>, config: Res<ClientConfig>, inbo
                     .insert("Authorization", format!("Bearer {owner_key}"));
                 request
             }
+            ApiCall::RoomInfo { room } => {
+                ehttp::Request::get(format!("{}/api/rooms/{room}", config.server))
+            }
         };
         // The answers are tiny, and the worker's empty 204s come back marked gzip through
         // wrangler: the native HTTP client then fails decoding an empty gzip stream ("unexpected
@@ -153,6 +164,10 @@ fn interpret(call: ApiCall, result: ehttp::Result<ehttp::Response>) -> ApiReply 
             Err(e) => fail(format!("The server's answer was not understood: {e}")),
         },
         ApiCall::Moderate { action, .. } => ApiReply::Moderated(*action),
+        ApiCall::RoomInfo { .. } => match serde_json::from_slice::<RoomInfo>(&response.bytes) {
+            Ok(info) => ApiReply::RoomInfo(info),
+            Err(e) => fail(format!("The server's answer was not understood: {e}")),
+        },
     }
 }
 
@@ -201,6 +216,11 @@ mod tests {
         assert!(
             matches!(refused, ApiReply::Failed { message, .. } if message == "Wrong owner key.")
         );
+        let info = interpret(
+            ApiCall::RoomInfo { room: "r".into() },
+            response(200, r#"{"room":"r","peers":2,"capacity":2}"#),
+        );
+        assert!(matches!(info, ApiReply::RoomInfo(i) if i.peers == 2 && i.capacity == 2));
         let down = interpret(ApiCall::CreateRoom, Err("connection refused".into()));
         assert!(
             matches!(down, ApiReply::Failed { message, .. } if message.starts_with("Cannot reach"))

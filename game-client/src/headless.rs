@@ -5,7 +5,7 @@
 //! a test that drops its handle never leaves a client behind.
 
 use std::sync::Mutex;
-use std::sync::mpsc::{Receiver, channel};
+use std::sync::mpsc::Receiver;
 
 use bevy::prelude::*;
 use serde_json::json;
@@ -41,17 +41,7 @@ struct Commands(Mutex<Receiver<Option<String>>>);
 
 impl Plugin for HeadlessPlugin {
     fn build(&self, app: &mut App) {
-        let (tx, rx) = channel();
-        std::thread::spawn(move || {
-            for line in std::io::stdin().lines() {
-                let Ok(line) = line else { break };
-                if tx.send(Some(line)).is_err() {
-                    return;
-                }
-            }
-            let _ = tx.send(None);
-        });
-        app.insert_resource(Commands(Mutex::new(rx)))
+        app.insert_resource(Commands(Mutex::new(crate::platform::command_lines())))
             .init_resource::<HeadlessOptions>()
             .init_resource::<AcceptExtraCommands>()
             .add_message::<ExtraCommand>()
@@ -61,9 +51,9 @@ impl Plugin for HeadlessPlugin {
     }
 }
 
-/// One event line on stdout.
+/// One event line (on stdout; in the browser, on the console for the page's test driver).
 pub fn emit(value: serde_json::Value) {
-    println!("{value}");
+    crate::platform::emit_line(&value.to_string());
 }
 
 fn announce(identity: Res<Identity>) {

@@ -47,10 +47,23 @@ impl PluginGroup for DuetCorePlugins {
     }
 }
 
+/// Adds the windowed client on top of [`DuetCorePlugins`]: the API, room logic and presentation,
+/// and with `automation` the test hooks. `join` opens a room link straight away. Both
+/// platforms' entry points build the window the same way through this.
+pub fn add_windowed_client(app: &mut App, automation: bool, join: Option<String>) {
+    app.add_plugins((api::ApiPlugin, room::RoomPlugin, ui::PresentationPlugin));
+    if automation {
+        app.add_plugins(ui::AutomationPlugin);
+    }
+    if let Some(link) = join {
+        app.world_mut().write_message(room::JoinRoom(link));
+    }
+}
+
 /// Milliseconds since the Unix epoch (chat timestamps).
 pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
+    web_time::SystemTime::now()
+        .duration_since(web_time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or_default()
 }

@@ -302,6 +302,15 @@ fn rebuild_socket(mut commands: Commands, mut asks: MessageReader<RebuildSocket>
     }
 }
 
+/// How a failure without a known cause starts. Browsers hide why a WebSocket was refused, so
+/// the room logic then asks the server about the room to say it properly.
+pub const UNEXPLAINED: &str = "The connection to the room failed:";
+
+/// The sentence for a server that cannot be reached (as opposed to one that refused): the room
+/// logic retries after it, and only after it.
+pub const UNREACHABLE: &str =
+    "Cannot reach the Duet server. Check your connection (or that `cargo xtask dev` is running).";
+
 /// Turns matchbox's signaling error text into a sentence for the person using the app. The
 /// worker refuses before the WebSocket upgrade with an HTTP status (see the README's API table),
 /// which tungstenite reports as `HTTP error: 409 Conflict` and so on.
@@ -315,12 +324,18 @@ pub fn explain_signaling_failure(reason: &str) -> String {
         "This room does not exist. It may have expired after a day without visitors.".into()
     } else if has("HTTP error") {
         format!("The Duet server refused to let you in ({reason}).")
-    } else if has("Connection refused") || has("IO error") || has("dns") || has("resolve") {
-        "Cannot reach the Duet server. Check your connection (or that `cargo xtask dev` is running).".into()
+    } else if has("Connection refused")
+        || has("IO error")
+        || has("dns")
+        || has("resolve")
+        // The server vanished without closing the WebSocket (a crash, a restart, a lost network).
+        || has("without closing handshake")
+    {
+        UNREACHABLE.into()
     } else if has("closed") || has("exhausted") {
         "You are no longer connected to the room (the server closed the connection; the room's creator may have removed you).".into()
     } else {
-        format!("The connection to the room failed: {reason}")
+        format!("{UNEXPLAINED} {reason}")
     }
 }
 

@@ -89,6 +89,13 @@ pub enum Link {
     Connecting,
     /// In the room (signaling gave me an id).
     InRoom,
+    /// The server could not be reached (it went away, or the network did); trying again.
+    Reconnecting {
+        /// Attempts so far (the wait grows with them).
+        attempt: u32,
+        /// When the next attempt starts (ms since the epoch); `None` once it has started.
+        retry_at_ms: Option<u64>,
+    },
     /// The server refused or dropped us; the sentence says why.
     Failed(String),
 }
@@ -132,6 +139,9 @@ impl Presence {
         match (&self.link, &self.seat) {
             (Link::Failed(why), _) => why.clone(),
             (Link::Connecting, _) => "Connecting to the room…".into(),
+            (Link::Reconnecting { attempt, .. }, _) => format!(
+                "Lost the connection to the Duet server; reconnecting (attempt {attempt})… Nothing is delivered until it is back."
+            ),
             (_, Seat::Empty) => "Waiting for your peer — share this link.".into(),
             (_, Seat::Arriving) => "Your peer is connecting…".into(),
             (_, Seat::Here { name, .. }) => format!("{name} is here."),
@@ -411,6 +421,13 @@ impl Plugin for RoomPlugin {
             .init_resource::<TransferList>()
             .init_resource::<Notices>()
             .add_systems(Startup, load_saved)
+            // The browser's address bar follows the screen, so a reload lands in the same place.
+            .add_systems(OnEnter(Screen::Room), |room: Option<Res<CurrentRoom>>| {
+                crate::platform::show_room_link(room.as_deref().map(|r| r.link.as_str()));
+            })
+            .add_systems(OnEnter(Screen::Lobby), || {
+                crate::platform::show_room_link(None)
+            })
             .add_systems(
                 Update,
                 (
@@ -419,6 +436,7 @@ impl Plugin for RoomPlugin {
                     join_room,
                     leave_room,
                     presence,
+                    retry_connection,
                     bubbles,
                     drops,
                     transfers,
@@ -440,6 +458,7 @@ fn create_room(mut asks: MessageReader<CreateRoom>, mut calls: MessageWriter<Api
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn api_replies(
     mut replies: MessageReader<ApiReply>,
     config: Res<ClientConfig>,
@@ -448,6 +467,7 @@ fn api_replies(
     mut join: MessageWriter<JoinRoom>,
     mut notices: ResMut<Notices>,
     mut rebuild: MessageWriter<RebuildSocket>,
+    mut presence: ResMut<Presence>,
 ) {
     for reply in replies.read() {
         match reply {
@@ -474,6 +494,21 @@ fn api_replies(
                 });
                 // Cut the direct connection too (the server only ends their signaling).
                 rebuild.write(RebuildSocket);
+            }
+            ApiReply::RoomInfo(info) => {
+                // Only asked after an unexplained refusal (see `presence`).
+                if info.peers >= info.capacity {
+                    let full = crate::net::explain_signaling_failure("HTTP error: 409");
+                    notices.post(full.clone());
+                    presence.link = Link::Failed(full);
+                }
+            }
+            ApiReply::Failed {
+                call: ApiCall::RoomInfo { .. },
+                message,
+            } => {
+                notices.post(message.clone());
+                presence.link = Link::Failed(message.clone());
             }
             ApiReply::Failed { message, .. } => notices.post(message.clone()),
         }
@@ -568,6 +603,7 @@ fn leave_room(
     next.set(Screen::Lobby);
 }
 
+#[allow(clippy::too_many_arguments)]
 fn presence(
     mut commands: Commands,
     mut net: MessageReader<NetEvent>,
@@ -575,7 +611,10 @@ fn presence(
     mut presence: ResMut<Presence>,
     mut notices: ResMut<Notices>,
     avatars: Query<(Entity, &Avatar)>,
+    room: Option<Res<CurrentRoom>>,
+    mut calls: MessageWriter<ApiCall>,
 ) {
+    let in_room = room.is_some();
     let peer_avatar = avatars
         .iter()
         .find(|(_, a)| a.0 == Who::Peer)
@@ -583,7 +622,12 @@ fn presence(
     let mut spawned = peer_avatar.is_some();
     for event in net.read() {
         match event {
-            NetEvent::Connected(_) => presence.link = Link::InRoom,
+            NetEvent::Connected(_) => {
+                if matches!(presence.link, Link::Reconnecting { .. }) {
+                    notices.post("Connected to the room again.");
+                }
+                presence.link = Link::InRoom;
+            }
             NetEvent::PeerJoined(id) => {
                 presence.seat = Seat::Arriving;
                 presence.peer_id = Some(*id);
@@ -601,9 +645,29 @@ fn presence(
                 }
                 spawned = false;
             }
+            NetEvent::SignalingClosed(why) if why == crate::net::UNREACHABLE && in_room => {
+                let attempt = match presence.link {
+                    Link::Reconnecting { attempt, .. } => attempt + 1,
+                    _ => {
+                        notices.post(why.clone());
+                        1
+                    }
+                };
+                presence.link = Link::Reconnecting {
+                    attempt,
+                    retry_at_ms: Some(crate::now_ms() + retry_delay_ms(attempt)),
+                };
+            }
             NetEvent::SignalingClosed(why) => {
                 notices.post(why.clone());
                 presence.link = Link::Failed(why.clone());
+                if why.starts_with(crate::net::UNEXPLAINED)
+                    && let Some(room) = room.as_deref()
+                {
+                    calls.write(ApiCall::RoomInfo {
+                        room: room.room.clone(),
+                    });
+                }
             }
             NetEvent::BadFrame(why) => notices.post(format!(
                 "Your peer's app sent something broken ({why}); it was ignored."
@@ -634,6 +698,22 @@ fn presence(
             )),
             IdentityEvent::Renamed(_) => {}
         }
+    }
+}
+
+/// Wait before reconnect attempt `attempt` (1, 2, 4, 8, then every 15 s): quick after a blip,
+/// gentle on a server that is down.
+pub fn retry_delay_ms(attempt: u32) -> u64 {
+    (1000u64 << attempt.saturating_sub(1).min(4)).min(15_000)
+}
+
+/// Starts the next attempt when its time comes: a fresh socket to the same room.
+fn retry_connection(mut presence: ResMut<Presence>, mut rebuild: MessageWriter<RebuildSocket>) {
+    if let Link::Reconnecting { retry_at_ms, .. } = &mut presence.link
+        && retry_at_ms.is_some_and(|at| crate::now_ms() >= at)
+    {
+        *retry_at_ms = None;
+        rebuild.write(RebuildSocket);
     }
 }
 
@@ -889,6 +969,121 @@ mod tests {
             .last()
             .map(|n| n.0.clone())
             .unwrap_or_default()
+    }
+
+    #[test]
+    fn a_refusal_without_a_status_is_explained_by_asking_about_the_room() {
+        let dir = tempdir("unexplained");
+        let mut app = room_app(&dir);
+        app.world_mut().write_message(JoinRoom(LINK.into()));
+        app.update();
+        app.update();
+        drain::<ApiCall>(&mut app);
+        // What a browser reports when the worker refuses the WebSocket (the 409 is hidden).
+        app.world_mut().write_message(NetEvent::SignalingClosed(
+            crate::net::explain_signaling_failure(
+                "Failed to connect to the server. CloseEvent { code: 1006 }",
+            ),
+        ));
+        app.update();
+        assert_eq!(
+            drain::<ApiCall>(&mut app),
+            vec![ApiCall::RoomInfo {
+                room: "abcdefghijklmnopqrstuv".into()
+            }]
+        );
+        app.world_mut()
+            .write_message(ApiReply::RoomInfo(duet_shared::api::RoomInfo {
+                room: "abcdefghijklmnopqrstuv".into(),
+                peers: 2,
+                capacity: 2,
+            }));
+        app.update();
+        let status = app.world().resource::<Presence>().status();
+        assert!(status.contains("already has two people"), "{status}");
+        assert_eq!(latest_notice(&app), status);
+        // A refusal whose cause is known asks nothing.
+        app.world_mut().write_message(NetEvent::SignalingClosed(
+            crate::net::explain_signaling_failure("HTTP error: 403"),
+        ));
+        app.update();
+        assert!(drain::<ApiCall>(&mut app).is_empty());
+    }
+
+    #[test]
+    fn an_unreachable_server_is_retried_with_growing_waits_but_a_refusal_is_not() {
+        let dir = tempdir("reconnect");
+        let mut app = room_app(&dir);
+        app.world_mut().write_message(JoinRoom(LINK.into()));
+        app.update();
+        app.update();
+        let me = PeerId(uuid::Uuid::new_v4());
+        app.world_mut().write_message(NetEvent::Connected(me));
+        app.update();
+        drain::<RebuildSocket>(&mut app);
+
+        // The server goes away: reconnecting, shown in words, and a fresh socket after 1 s.
+        app.world_mut()
+            .write_message(NetEvent::SignalingClosed(crate::net::UNREACHABLE.into()));
+        app.update();
+        let presence = app.world().resource::<Presence>().clone();
+        assert!(
+            matches!(
+                presence.link,
+                Link::Reconnecting {
+                    attempt: 1,
+                    retry_at_ms: Some(_)
+                }
+            ),
+            "{presence:?}"
+        );
+        assert!(presence.status().contains("reconnecting (attempt 1)"));
+        assert!(
+            drain::<RebuildSocket>(&mut app).is_empty(),
+            "not before the wait"
+        );
+        std::thread::sleep(Duration::from_millis(1100));
+        app.update();
+        assert_eq!(drain::<RebuildSocket>(&mut app).len(), 1);
+        app.update();
+        assert!(
+            drain::<RebuildSocket>(&mut app).is_empty(),
+            "one socket per attempt"
+        );
+
+        // Still down: the second attempt waits longer (2 s).
+        app.world_mut()
+            .write_message(NetEvent::SignalingClosed(crate::net::UNREACHABLE.into()));
+        app.update();
+        let Link::Reconnecting {
+            attempt: 2,
+            retry_at_ms: Some(at),
+        } = app.world().resource::<Presence>().link
+        else {
+            panic!("{:?}", app.world().resource::<Presence>().link)
+        };
+        assert!(at >= crate::now_ms() + 1500, "waits about 2 s");
+        assert_eq!(retry_delay_ms(3), 4000);
+        assert_eq!(retry_delay_ms(30), 15_000);
+
+        // Back: in the room again, said so.
+        app.world_mut().write_message(NetEvent::Connected(me));
+        app.update();
+        assert_eq!(app.world().resource::<Presence>().link, Link::InRoom);
+        assert_eq!(latest_notice(&app), "Connected to the room again.");
+
+        // A refusal (here: the room is full) is final: no retry.
+        app.world_mut().write_message(NetEvent::SignalingClosed(
+            crate::net::explain_signaling_failure("HTTP error: 409"),
+        ));
+        app.update();
+        assert!(matches!(
+            app.world().resource::<Presence>().link,
+            Link::Failed(_)
+        ));
+        std::thread::sleep(Duration::from_millis(1100));
+        app.update();
+        assert!(drain::<RebuildSocket>(&mut app).is_empty());
     }
 
     #[test]

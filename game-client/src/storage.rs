@@ -97,7 +97,7 @@ pub enum StoreDone {
 }
 
 /// Storage failures, in words a user can act on.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// Disk or quota full.
     #[error("not enough space to save the file")]
@@ -199,14 +199,18 @@ impl FolderStore {
     }
 
     fn finish(&mut self, transfer: TransferId, name: &str) -> Result<String, StoreError> {
-        let part = self.parts.remove(&transfer).ok_or(StoreError::NotOpen)?;
-        part.file.sync_all()?;
-        drop(part.file);
+        let Part { file, path, .. } = self.parts.remove(&transfer).ok_or(StoreError::NotOpen)?;
+        file.sync_all()?;
+        // Closed before the rename (some platforms refuse to move an open file).
+        let part_path = {
+            let _closed = file;
+            path
+        };
         let safe = sanitize_file_name(name);
         let dir = self.dir.clone();
         let unique = unique_file_name(&safe, |candidate| dir.join(candidate).exists());
         let target = self.dir.join(unique);
-        std::fs::rename(&part.path, &target)?;
+        std::fs::rename(&part_path, &target)?;
         Ok(target.display().to_string())
     }
 }
@@ -257,11 +261,14 @@ impl BlobStore for FolderStore {
                 Err(error) => StoreDone::Failed { transfer, error },
             },
             StoreOp::Close { transfer, delete } => {
-                if let Some(part) = self.parts.remove(&transfer)
+                if let Some(Part { file, path, .. }) = self.parts.remove(&transfer)
                     && delete
                 {
-                    drop(part.file);
-                    let _ = std::fs::remove_file(&part.path);
+                    {
+                        // Closed before the delete (some platforms refuse to delete an open file).
+                        let _closed = file;
+                    }
+                    let _ = std::fs::remove_file(&path);
                 }
                 return;
             }

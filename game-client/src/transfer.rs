@@ -8,20 +8,18 @@
 //! input (oversized offers, lies about size, unknown transfers, bad sequence numbers, hash
 //! mismatches) ends the transfer with a clear error and never leaves a visible partial file.
 
-use std::collections::HashMap;
-use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
+use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 
 use bevy::prelude::*;
-use bevy::tasks::{AsyncComputeTaskPool, Task};
+use bevy::tasks::Task;
 use duet_shared::peer::{
     CancelReason, Chunk, Control, DeclineReason, FileOffer, MAX_FILE_BYTES, TransferId,
 };
 use duet_shared::transfer::{Progress, Receiver, ResumePoint, Sender, TransferError, WindowConfig};
-use sha2::{Digest, Sha256};
 
 use crate::net::{ControlReceived, NetEvent, SendControl, Socket};
+use crate::platform::{FileReader, ReadPoll};
 use crate::storage::{BlobStore, StoreDone, StoreOp, part_key};
 
 /// The store received files go to.
@@ -93,14 +91,21 @@ pub enum TransferEvent {
 
 struct Outgoing {
     machine: Sender,
-    source: File,
+    source: FileReader,
     path: PathBuf,
+    /// Chunks the machine released but whose bytes are still being read (the web reads
+    /// asynchronously); sent in order as they become ready.
+    waiting: VecDeque<duet_shared::transfer::ChunkSpan>,
     scratch: Vec<u8>,
     frame: Vec<u8>,
 }
 
-/// A file being hashed before it is offered: yields its id, path and (hash, size).
-type Preparing = Task<(TransferId, PathBuf, std::io::Result<([u8; 32], u64)>)>;
+/// A file being hashed before it is offered, with its id and path.
+struct Preparing {
+    id: TransferId,
+    path: PathBuf,
+    hash: Task<std::io::Result<([u8; 32], u64)>>,
+}
 
 struct Incoming {
     machine: Receiver,
@@ -109,7 +114,7 @@ struct Incoming {
 }
 
 /// Transfers in flight.
-#[derive(Resource, Default)]
+#[derive(Resource)]
 pub struct Transfers {
     outgoing: HashMap<TransferId, Outgoing>,
     incoming: HashMap<TransferId, Incoming>,
@@ -119,6 +124,19 @@ pub struct Transfers {
     /// Flow-control tuning for incoming transfers.
     pub window: WindowConfig,
     last_progress_ms: u64,
+}
+
+impl Default for Transfers {
+    fn default() -> Self {
+        Self {
+            outgoing: HashMap::new(),
+            incoming: HashMap::new(),
+            preparing: Vec::new(),
+            preparing_ids: Default::default(),
+            window: crate::platform::transfer_window(),
+            last_progress_ms: 0,
+        }
+    }
 }
 
 impl Transfers {
@@ -158,22 +176,6 @@ impl Plugin for TransferPlugin {
 
 fn now_ms() -> u64 {
     crate::now_ms()
-}
-
-fn hash_file(path: &PathBuf) -> std::io::Result<([u8; 32], u64)> {
-    let mut file = File::open(path)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut size = 0u64;
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        size += n as u64;
-    }
-    Ok((hasher.finalize().into(), size))
 }
 
 fn mime_for(path: &std::path::Path) -> String {
@@ -216,9 +218,9 @@ fn start_sends(
             continue;
         }
         // Refuse what is too large before spending time hashing it.
-        match std::fs::metadata(path) {
-            Ok(meta) if meta.len() > MAX_FILE_BYTES => {
-                events.write(fail(too_large(path, meta.len())));
+        match crate::platform::file_size(path) {
+            Ok(size) if size > MAX_FILE_BYTES => {
+                events.write(fail(too_large(path, size)));
                 continue;
             }
             Ok(_) => {}
@@ -227,12 +229,11 @@ fn start_sends(
                 continue;
             }
         }
-        let path = path.clone();
-        let task = AsyncComputeTaskPool::get().spawn(async move {
-            let hashed = hash_file(&path);
-            (id, path, hashed)
+        transfers.preparing.push(Preparing {
+            id,
+            path: path.clone(),
+            hash: crate::platform::hash_file(path.clone()),
         });
-        transfers.preparing.push(task);
         transfers.preparing_ids.insert(id);
     }
 }
@@ -285,7 +286,16 @@ fn offer_prepared(
     mut send: MessageWriter<SendControl>,
     mut events: MessageWriter<TransferEvent>,
 ) {
-    let ready = crate::take_finished(&mut transfers.preparing);
+    let mut ready = Vec::new();
+    transfers.preparing.retain_mut(|p| {
+        match bevy::tasks::block_on(bevy::tasks::poll_once(&mut p.hash)) {
+            Some(hashed) => {
+                ready.push((p.id, std::mem::take(&mut p.path), hashed));
+                false
+            }
+            None => true,
+        }
+    });
     for (id, path, hashed) in ready {
         if !transfers.preparing_ids.remove(&id) {
             continue; // cancelled while hashing
@@ -323,7 +333,7 @@ fn offer_prepared(
             mime: mime_for(&path),
             sha256,
         };
-        let (machine, source) = match (Sender::new(offer), File::open(&path)) {
+        let (machine, source) = match (Sender::new(offer), FileReader::open(&path)) {
             (Ok(m), Ok(f)) => (m, f),
             (Err(e), _) => {
                 events.write(fail(e.to_string()));
@@ -348,6 +358,7 @@ fn offer_prepared(
                 machine,
                 source,
                 path,
+                waiting: VecDeque::new(),
                 scratch: Vec::new(),
                 frame: Vec::new(),
             },
@@ -462,11 +473,19 @@ fn handle_control(
             Control::Complete { transfer } => {
                 if let Some(mut out) = transfers.outgoing.remove(transfer) {
                     let event = match out.machine.on_complete() {
-                        Ok(()) => TransferEvent::Completed {
-                            id: *transfer,
-                            direction: Direction::Outgoing,
-                            location: out.path.display().to_string(),
-                        },
+                        Ok(()) => {
+                            // The last progress report (throttled) may predate the end.
+                            events.write(TransferEvent::Progress {
+                                id: *transfer,
+                                direction: Direction::Outgoing,
+                                progress: out.machine.progress(),
+                            });
+                            TransferEvent::Completed {
+                                id: *transfer,
+                                direction: Direction::Outgoing,
+                                location: out.path.display().to_string(),
+                            }
+                        }
                         Err(e) => TransferEvent::Failed {
                             id: *transfer,
                             direction: Direction::Outgoing,
@@ -604,7 +623,14 @@ fn drain_store(
                 }
             }
             StoreDone::Finished { transfer, location } => {
-                transfers.incoming.remove(&transfer);
+                if let Some(incoming) = transfers.incoming.remove(&transfer) {
+                    // The last progress report (throttled) may predate the end.
+                    events.write(TransferEvent::Progress {
+                        id: transfer,
+                        direction: Direction::Incoming,
+                        progress: incoming.machine.progress(),
+                    });
+                }
                 events.write(TransferEvent::Completed {
                     id: transfer,
                     direction: Direction::Incoming,
@@ -675,15 +701,20 @@ fn pump_sends(
     let mut failed = Vec::new();
     for (id, out) in transfers.outgoing.iter_mut() {
         while let Some(span) = out.machine.next_chunk() {
+            out.waiting.push_back(span);
+        }
+        while let Some(span) = out.waiting.front().copied() {
             out.scratch.resize(span.len, 0);
-            let read = out
-                .source
-                .seek(SeekFrom::Start(span.offset))
-                .and_then(|_| out.source.read_exact(&mut out.scratch));
-            if let Err(e) = read {
-                send.write(SendControl(out.machine.cancel(CancelReason::Io)));
-                failed.push((*id, format!("Cannot read {}: {e}", out.path.display())));
-                break;
+            match out.source.read(span.offset, &mut out.scratch) {
+                ReadPoll::Ready => {
+                    out.waiting.pop_front();
+                }
+                ReadPoll::Pending => break,
+                ReadPoll::Failed(e) => {
+                    send.write(SendControl(out.machine.cancel(CancelReason::Io)));
+                    failed.push((*id, format!("Cannot read {}: {e}", out.path.display())));
+                    break;
+                }
             }
             let chunk = Chunk {
                 transfer: *id,

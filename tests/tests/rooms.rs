@@ -484,11 +484,12 @@ async fn unknown_routes_and_methods_say_what_exists() {
     let reply = api.get("/api/rooms").await.unwrap();
     assert_eq!(reply.status, 405);
     assert!(reply.error().message.contains("POST /api/rooms"));
-    // Room links serve the app page; the landing page is served at /.
+    // Room links and / both serve the app's page: the canvas the wasm client draws into.
     let room = api.create_room().await.unwrap().room;
     let page = api.get(&format!("/r/{room}")).await.unwrap();
     assert_eq!(page.status, 200);
     assert!(page.body.contains("<title>Duet"), "{}", page.body);
+    assert!(page.body.contains(r#"<canvas id="duet""#), "{}", page.body);
     let home = api.get("/").await.unwrap();
-    assert!(home.body.contains("Create a room"));
+    assert_eq!(home.body, page.body);
 }

@@ -5,6 +5,7 @@
 //!   namespace, so WebRTC peers and servers only ever talk over loopback).
 //! - `cargo xtask bench NAME`: run a benchmark, writing `target/bench/NAME.json`.
 //! - `cargo xtask build-worker`: rebuild the Worker if its sources changed (wrangler's build hook).
+//! - `cargo xtask build-web`: rebuild the browser client into `web/pkg/` if its sources changed.
 //!
 //! Every install step checks first and does nothing when the tool is already there, so once set up
 //! all of this runs with no network.
@@ -19,11 +20,12 @@ use anyhow::{Context, Result, bail};
 mod tools;
 
 const USAGE: &str =
-    "usage: cargo xtask <dev | test [-- TEST ARGS] | bench NAME | build-worker | setup>
+    "usage: cargo xtask <dev | test [-- TEST ARGS] | bench NAME | build-worker | build-web | setup>
   dev           install missing tools, build, serve Duet on http://127.0.0.1:8787
   test          install missing tools, build, run every test
   bench NAME    run a benchmark (signaling, transfer) and write target/bench/NAME.json
   build-worker  rebuild the worker's wasm if its sources changed
+  build-web     rebuild the browser client (web/pkg) if its sources changed
   setup         only install missing tools";
 
 fn main() -> Result<()> {
@@ -37,6 +39,7 @@ fn main() -> Result<()> {
         "test" => test(&root, &rest),
         "bench" => bench(&root, &rest),
         "build-worker" => build_worker(&root, false),
+        "build-web" => build_web(&root, false),
         "setup" => tools::ensure_all(&root),
         _ => {
             eprintln!("{USAGE}");
@@ -110,6 +113,71 @@ fn build_worker(root: &Path, force: bool) -> Result<()> {
     run(&mut cmd).context("building the worker (worker-build)")
 }
 
+/// Builds the browser client into `web/pkg/` (served by the Worker as static assets) unless it is
+/// newer than every input: the wasm in the `web` profile, wasm-bindgen's JS glue, then wasm-opt.
+fn build_web(root: &Path, force: bool) -> Result<()> {
+    let pkg = root.join("web/pkg");
+    let output = pkg.join("duet-client_bg.wasm");
+    let inputs = [
+        root.join("game-client/src"),
+        root.join("game-client/Cargo.toml"),
+        root.join("shared/src"),
+        root.join("shared/Cargo.toml"),
+        root.join("vendor"),
+        root.join("assets"),
+        root.join("Cargo.lock"),
+    ];
+    let fresh = std::fs::metadata(&output)
+        .and_then(|m| m.modified())
+        .is_ok_and(|built| built > newest_mtime(&inputs));
+    if fresh && !force {
+        return Ok(());
+    }
+    println!("building the web client (wasm, profile `web`)");
+    run(Command::new(tools::cargo()).current_dir(root).args([
+        "build",
+        "-p",
+        "duet-client",
+        "--bin",
+        "duet-client",
+        "--target",
+        "wasm32-unknown-unknown",
+        "--profile",
+        "web",
+    ]))
+    .context("building the web client")?;
+    let wasm = tools::target_dir(root).join("wasm32-unknown-unknown/web/duet-client.wasm");
+    let staging = tools::target_dir(root).join("web-pkg");
+    let _ = std::fs::remove_dir_all(&staging);
+    run(Command::new(tools::cargo_bin("wasm-bindgen"))
+        .args(["--target", "web", "--no-typescript", "--out-dir"])
+        .arg(&staging)
+        .arg(&wasm))
+    .context("wasm-bindgen for the web client")?;
+    let bound = staging.join("duet-client_bg.wasm");
+    run(Command::new(root.join(tools::WASM_OPT))
+        .args([
+            "-Os",
+            "--enable-bulk-memory",
+            "--enable-nontrapping-float-to-int",
+        ])
+        .args([
+            "--enable-sign-ext",
+            "--enable-mutable-globals",
+            "--enable-reference-types",
+        ])
+        .arg(&bound)
+        .arg("-o")
+        .arg(&bound))
+    .context("wasm-opt for the web client")?;
+    // Swap in the new build only when it is complete, so a served page never sees half of one.
+    let _ = std::fs::remove_dir_all(&pkg);
+    std::fs::rename(&staging, &pkg).context("moving the web build into web/pkg")?;
+    let size = std::fs::metadata(&output)?.len();
+    println!("web client: {:.1} MiB wasm", size as f64 / (1 << 20) as f64);
+    Ok(())
+}
+
 /// The environment that keeps wrangler quiet and local: no metrics, no error reports, no fetches
 /// of Cloudflare's request metadata.
 pub(crate) fn wrangler_env(cmd: &mut Command) -> &mut Command {
@@ -122,6 +190,7 @@ pub(crate) fn wrangler_env(cmd: &mut Command) -> &mut Command {
 fn dev(root: &Path) -> Result<()> {
     tools::ensure_all(root)?;
     build_worker(root, false)?;
+    build_web(root, false)?;
     println!("Duet: http://127.0.0.1:8787  (Ctrl+C stops)");
     let mut cmd = Command::new(root.join(tools::WRANGLER));
     wrangler_env(&mut cmd).args([
@@ -203,8 +272,9 @@ fn build_test_binaries(root: &Path) -> Result<Vec<PathBuf>> {
 
 fn test(root: &Path, extra: &[String]) -> Result<()> {
     tools::ensure_all(root)?;
-    tools::ensure_desktop_test_packages()?;
+    tools::ensure_test_packages()?;
     build_worker(root, false)?;
+    build_web(root, false)?;
     let binaries = build_test_binaries(root)?;
     let mut failed = Vec::new();
     for binary in &binaries {

@@ -21,6 +21,10 @@ const WRANGLER_VERSION: &str = "4.86.0";
 pub const WRANGLER: &str = "node_modules/.bin/wrangler";
 /// esbuild from wrangler's own install; worker-build would otherwise fetch one.
 pub const ESBUILD: &str = "node_modules/@esbuild/linux-x64/bin/esbuild";
+/// binaryen's wasm-opt from npm (Debian's is too old for the wasm features Rust emits).
+pub const WASM_OPT: &str = "node_modules/.bin/wasm-opt";
+/// playwright-core, which the browser tests use to drive Debian's Chromium.
+const PLAYWRIGHT: &str = "node_modules/playwright-core/package.json";
 
 /// The cargo driving this xtask (so toolchain overrides carry through).
 pub fn cargo() -> PathBuf {
@@ -62,10 +66,12 @@ pub fn ensure_all(root: &Path) -> Result<()> {
     ensure_npm(root)
 }
 
-/// Debian packages the desktop-client test needs: an X server without a screen (Xvfb), Mesa's
-/// software Vulkan/GL (llvmpipe), the X libraries winit loads at run time, and xdotool to type
-/// into the window like a person. The build itself needs none of them.
-const DESKTOP_TEST_PACKAGES: &[&str] = &[
+/// Debian packages the client tests need: an X server without a screen (Xvfb), Mesa's software
+/// Vulkan/GL (llvmpipe), the X libraries winit loads at run time, xdotool to type into the
+/// window like a person, and Chromium for the browser tests (driven by playwright-core, never a
+/// downloaded browser). The build itself needs none of them.
+const TEST_PACKAGES: &[&str] = &[
+    "chromium",
     "xvfb",
     "xdotool",
     "mesa-vulkan-drivers",
@@ -78,9 +84,9 @@ const DESKTOP_TEST_PACKAGES: &[&str] = &[
     "libxrandr2",
 ];
 
-/// Installs [`DESKTOP_TEST_PACKAGES`] with apt when any is missing (needs root, as in CI).
-pub fn ensure_desktop_test_packages() -> Result<()> {
-    let missing: Vec<&str> = DESKTOP_TEST_PACKAGES
+/// Installs [`TEST_PACKAGES`] with apt when any is missing (needs root, as in CI).
+pub fn ensure_test_packages() -> Result<()> {
+    let missing: Vec<&str> = TEST_PACKAGES
         .iter()
         .copied()
         .filter(|package| {
@@ -94,12 +100,12 @@ pub fn ensure_desktop_test_packages() -> Result<()> {
         return Ok(());
     }
     println!(
-        "installing Debian packages for the desktop test: {}",
+        "installing Debian packages for the client tests: {}",
         missing.join(" ")
     );
     if !crate::is_root() {
         anyhow::bail!(
-            "the desktop test needs these Debian packages: sudo apt-get install -y {}",
+            "the client tests need these Debian packages: sudo apt-get install -y {}",
             missing.join(" ")
         );
     }
@@ -141,10 +147,13 @@ fn ensure_npm(root: &Path) -> Result<()> {
     let manifest = root.join("node_modules/wrangler/package.json");
     let current = std::fs::read_to_string(&manifest).unwrap_or_default();
     let pinned = format!("\"version\": \"{WRANGLER_VERSION}\"");
-    if current.contains(&pinned) && root.join(WRANGLER).exists() && root.join(ESBUILD).exists() {
+    let present = [WRANGLER, ESBUILD, WASM_OPT, PLAYWRIGHT]
+        .iter()
+        .all(|path| root.join(path).exists());
+    if current.contains(&pinned) && present {
         return Ok(());
     }
-    println!("installing npm packages (wrangler {WRANGLER_VERSION})");
+    println!("installing npm packages (wrangler {WRANGLER_VERSION}, binaryen, playwright-core)");
     run(Command::new("npm")
         .current_dir(root)
         .args(["ci", "--no-audit", "--no-fund"]))

@@ -17,7 +17,7 @@ use serde_json::json;
 use super::panels::PanelState;
 use super::scene::RoomCamera;
 use crate::headless::{AcceptExtraCommands, ExtraCommand, HeadlessPlugin, emit};
-use crate::room::{MY_SPOT, Notices, PEER_SPOT, Screen};
+use crate::room::{MY_SPOT, Notices, PEER_SPOT, ReceivedFiles, Screen};
 
 /// Test automation on top of the windowed client.
 pub struct AutomationPlugin;
@@ -30,9 +30,20 @@ impl Plugin for AutomationPlugin {
         app.add_plugins(HeadlessPlugin)
             .insert_resource(AcceptExtraCommands(true))
             .init_resource::<PendingDrop>()
-            .add_systems(Update, (commands, finish_drop, report_notices))
+            .init_resource::<ReportLayoutChanges>()
+            .add_systems(
+                Update,
+                (commands, finish_drop, report_notices, report_layout),
+            )
             .add_systems(OnEnter(Screen::Room), |room: Option<Res<crate::room::CurrentRoom>>| {
                 emit(json!({"event": "screen", "screen": "room", "link": room.map(|r| r.link.clone())}));
+            })
+            .add_systems(PostStartup, |received: Option<Res<ReceivedFiles>>| {
+                let names: Vec<&str> = received
+                    .iter()
+                    .flat_map(|r| r.files.iter().map(|f| f.name.as_str()))
+                    .collect();
+                emit(json!({"event": "received_files", "names": names}));
             })
             .add_systems(OnEnter(Screen::Lobby), || {
                 emit(json!({"event": "screen", "screen": "lobby"}));
@@ -53,23 +64,8 @@ fn commands(
         let mut words = line.splitn(4, ' ');
         match (words.next(), words.next(), words.next(), words.next()) {
             (Some("layout"), ..) => {
-                let screen = |p: Vec2| {
-                    camera
-                        .single()
-                        .ok()
-                        .and_then(|(c, t)| c.world_to_viewport(t, p.extend(0.0)).ok())
-                        .map(|v| [v.x, v.y])
-                };
-                let size = windows.single().map(|(_, w)| [w.width(), w.height()]).ok();
-                emit(json!({
-                    "event": "layout",
-                    "window": size,
-                    "me": screen(MY_SPOT),
-                    "peer": screen(PEER_SPOT),
-                    "chat_input": panel.chat_input.map(|r| [r.center().x, r.center().y]),
-                    "create_button": panel.create_button.map(|r| [r.center().x, r.center().y]),
-                    "kick_button": panel.kick_button.map(|r| [r.center().x, r.center().y]),
-                }));
+                let window = windows.single().ok().map(|(_, w)| w);
+                emit(layout(window, &camera, &panel));
             }
             (Some("drop"), Some(x), Some(y), Some(path)) => {
                 let (Ok(x), Ok(y)) = (x.parse::<f32>(), y.parse::<f32>()) else {
@@ -102,6 +98,63 @@ fn commands(
                 "message": format!("unknown command {line:?}; also: layout, drop X Y PATH, screenshot PATH"),
             })),
         }
+    }
+}
+
+/// Where the avatars and the controls tests click are, in logical window pixels.
+fn layout(
+    window: Option<&Window>,
+    camera: &Query<(&Camera, &GlobalTransform), With<RoomCamera>>,
+    panel: &PanelState,
+) -> serde_json::Value {
+    let screen = |p: Vec2| {
+        camera
+            .single()
+            .ok()
+            .and_then(|(c, t)| c.world_to_viewport(t, p.extend(0.0)).ok())
+            .map(|v| [v.x, v.y])
+    };
+    let center = |r: Option<bevy_egui::egui::Rect>| r.map(|r| [r.center().x, r.center().y]);
+    json!({
+        "event": "layout",
+        "window": window.map(|w| [w.width(), w.height()]),
+        "me": screen(MY_SPOT),
+        "peer": screen(PEER_SPOT),
+        "chat_input": center(panel.chat_input),
+        "chat_focused": panel.chat_focused,
+        "create_button": center(panel.create_button),
+        "kick_button": center(panel.kick_button),
+        "file_button": center(panel.file_button),
+    })
+}
+
+/// Whether the layout is reported by itself whenever it changes (for a page under test, which
+/// has no stdin to ask with); otherwise only the `layout` command reports it.
+#[derive(Resource, Debug, Clone, Copy, Default)]
+pub struct ReportLayoutChanges(pub bool);
+
+/// Reports a changed layout once it has held still for a few frames (egui places a new popup
+/// over two passes; a test must not click where it was for one frame).
+fn report_layout(
+    enabled: Res<ReportLayoutChanges>,
+    windows: Query<&Window, With<PrimaryWindow>>,
+    camera: Query<(&Camera, &GlobalTransform), With<RoomCamera>>,
+    panel: Res<PanelState>,
+    mut seen: Local<(String, u32, String)>,
+) {
+    if !enabled.0 {
+        return;
+    }
+    let now = layout(windows.single().ok(), &camera, &panel).to_string();
+    let (candidate, frames, reported) = &mut *seen;
+    if now != *candidate {
+        *candidate = now;
+        *frames = 0;
+    } else if *frames < 3 {
+        *frames += 1;
+    } else if *candidate != *reported {
+        crate::platform::emit_line(candidate);
+        *reported = candidate.clone();
     }
 }
 

@@ -7,12 +7,13 @@ use bevy::window::{FileDragAndDrop, PrimaryWindow};
 
 use super::panels::PanelState;
 use super::scene::RoomCamera;
+use crate::platform::FileDragKind;
 use crate::room::{FileDropped, FileHover, Screen, Who, avatar_at};
 
 pub(super) fn plugin(app: &mut App) {
     app.add_systems(
         PreUpdate,
-        (file_drags, avatar_menu).run_if(in_state(Screen::Room)),
+        (file_drags, platform_file_drags, avatar_menu).run_if(in_state(Screen::Room)),
     )
     .add_systems(Update, set_window_icon);
 }
@@ -62,6 +63,33 @@ fn file_drags(
     }
 }
 
+/// File drags the window system does not report (the browser's DOM drags), taken from the
+/// platform layer with their position and fed into the same room messages.
+fn platform_file_drags(
+    camera: Query<(&Camera, &GlobalTransform), With<RoomCamera>>,
+    mut hover: MessageWriter<FileHover>,
+    mut dropped: MessageWriter<FileDropped>,
+) {
+    for drag in crate::platform::take_file_drags() {
+        let at = camera
+            .single()
+            .ok()
+            .and_then(|(camera, transform)| camera.viewport_to_world_2d(transform, drag.at).ok());
+        match drag.kind {
+            FileDragKind::Hover => {
+                hover.write(FileHover { active: true, at });
+            }
+            FileDragKind::Leave => {
+                hover.write(FileHover { active: false, at });
+            }
+            FileDragKind::Drop(path) => {
+                hover.write(FileHover { active: false, at });
+                dropped.write(FileDropped { path, at });
+            }
+        }
+    }
+}
+
 fn avatar_menu(
     buttons: Res<ButtonInput<MouseButton>>,
     windows: Query<&Window, With<PrimaryWindow>>,
@@ -80,7 +108,8 @@ fn avatar_menu(
     }
 }
 
-/// Gives the window the app's mark (drawn in code, see [`super::theme::icon_rgba`]).
+/// Gives the window the app's mark (drawn in code, see [`super::theme::icon_rgba`]), once the
+/// native window exists.
 fn set_window_icon(
     _main_thread: bevy::ecs::system::NonSendMarker,
     windows: Query<Entity, With<PrimaryWindow>>,
@@ -90,15 +119,5 @@ fn set_window_icon(
         return;
     }
     let Ok(entity) = windows.single() else { return };
-    bevy::winit::WINIT_WINDOWS.with_borrow(|winit_windows| {
-        let Some(window) = winit_windows.get_window(entity) else {
-            return;
-        };
-        let size = 64;
-        if let Ok(icon) = winit::window::Icon::from_rgba(super::theme::icon_rgba(size), size, size)
-        {
-            window.set_window_icon(Some(icon));
-        }
-        *done = true;
-    });
+    *done = crate::platform::set_window_icon(entity, super::theme::icon_rgba);
 }

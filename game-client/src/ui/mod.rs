@@ -12,7 +12,7 @@ pub mod theme;
 
 use bevy::prelude::*;
 
-pub use automation::AutomationPlugin;
+pub use automation::{AutomationPlugin, ReportLayoutChanges};
 
 /// Width of the side panel (chat, transfers) in logical pixels; the room is centred in the rest.
 pub const PANEL_WIDTH: f32 = 380.0;

@@ -2,7 +2,7 @@
 //! files, chat) and the status line.
 
 use bevy::prelude::*;
-use bevy::tasks::{IoTaskPool, Task};
+use bevy::tasks::Task;
 use bevy_egui::{EguiContexts, EguiPrimaryContextPass, egui};
 
 use super::PANEL_WIDTH;
@@ -33,26 +33,27 @@ pub struct PanelState {
     pub shown: usize,
     /// Where the chat input is on screen (logical pixels), for automation.
     pub chat_input: Option<egui::Rect>,
+    /// Whether the chat input has the keyboard, for automation (type only once it has).
+    pub chat_focused: bool,
     /// Where the lobby's "Create a room" button is, for automation.
     pub create_button: Option<egui::Rect>,
     /// Where the avatar menu's "Kick" button is while the menu is open, for automation.
     pub kick_button: Option<egui::Rect>,
+    /// Where the newest received file's first action button ("Save as…", "Download") is, for
+    /// automation.
+    pub file_button: Option<egui::Rect>,
     /// Open avatar menu, at this screen position.
     pub avatar_menu: Option<egui::Pos2>,
     /// The "link copied" hint until this time (seconds).
     pub copied_until: f64,
 }
 
-/// Native dialogs run off the frame; their answers arrive here.
+/// File dialogs run off the frame; their answers arrive here: files picked to send, and
+/// sentences from file actions (a saved copy) for the notices.
 #[derive(Resource, Default)]
-struct Dialogs(Vec<Task<DialogDone>>);
-
-enum DialogDone {
-    Send(Option<std::path::PathBuf>),
-    SaveAs {
-        from: String,
-        to: Option<std::path::PathBuf>,
-    },
+struct Dialogs {
+    picks: Vec<Task<Option<std::path::PathBuf>>>,
+    actions: Vec<Task<Option<String>>>,
 }
 
 pub(super) fn plugin(app: &mut App) {
@@ -317,13 +318,7 @@ fn room(
                         .on_disabled_hover_text("Your peer is not in the room.")
                         .clicked()
                     {
-                        dialogs.0.push(IoTaskPool::get().spawn(async {
-                            let picked = rfd::AsyncFileDialog::new()
-                                .set_title("Send a file to your peer")
-                                .pick_file()
-                                .await;
-                            DialogDone::Send(picked.map(|f| f.path().to_path_buf()))
-                        }));
+                        dialogs.picks.push(crate::platform::pick_file());
                     }
                 });
             });
@@ -407,6 +402,7 @@ fn room(
                     if !received.files.is_empty() {
                         ui.label(egui::RichText::new("Received").color(ecolor(palette::MUTED)));
                     }
+                    state.file_button = None;
                     for file in received.files.iter().rev().take(50) {
                         ui.add(
                             egui::Label::new(format!(
@@ -422,23 +418,22 @@ fn room(
                             ui.with_layout(
                                 egui::Layout::right_to_left(egui::Align::Center),
                                 |ui| {
-                                    if ui.small_button("Save as…").clicked() {
-                                        let from = file.location.clone();
-                                        let name = file.name.clone();
-                                        dialogs.0.push(IoTaskPool::get().spawn(async move {
-                                            let to = rfd::AsyncFileDialog::new()
-                                                .set_file_name(&name)
-                                                .save_file()
-                                                .await
-                                                .map(|f| f.path().to_path_buf());
-                                            DialogDone::SaveAs { from, to }
-                                        }));
-                                    }
-                                    if ui.small_button("Open folder").clicked()
-                                        && let Some(dir) =
-                                            std::path::Path::new(&file.location).parent()
-                                    {
-                                        crate::platform::open_folder(dir);
+                                    for &action in crate::platform::FILE_ACTIONS.iter().rev() {
+                                        let button = ui.small_button(action.label());
+                                        if action == crate::platform::FILE_ACTIONS[0]
+                                            && state.file_button.is_none()
+                                        {
+                                            state.file_button = Some(button.rect);
+                                        }
+                                        if button.clicked()
+                                            && let Some(task) = crate::platform::file_action(
+                                                action,
+                                                &file.location,
+                                                &file.name,
+                                            )
+                                        {
+                                            dialogs.actions.push(task);
+                                        }
                                     }
                                 },
                             );
@@ -529,6 +524,7 @@ fn room(
                         .desired_width(PANEL_WIDTH - 100.0),
                 );
                 state.chat_input = Some(field.rect);
+                state.chat_focused = field.has_focus();
                 let enter = field.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
                 if (ui.button("Send").clicked() || enter) && !state.draft.trim().is_empty() {
                     send_chat.write(SendChat(std::mem::take(&mut state.draft)));
@@ -596,26 +592,16 @@ fn finish_dialogs(
     mut send: MessageWriter<SendFile>,
     mut notices: ResMut<Notices>,
 ) {
-    let mut done = Vec::new();
-    dialogs.0.retain_mut(
-        |task| match bevy::tasks::block_on(bevy::tasks::poll_once(task)) {
-            Some(result) => {
-                done.push(result);
-                false
-            }
-            None => true,
-        },
-    );
-    for result in done {
-        match result {
-            DialogDone::Send(Some(path)) => {
-                send.write(SendFile(path));
-            }
-            DialogDone::SaveAs { from, to: Some(to) } => match std::fs::copy(&from, &to) {
-                Ok(_) => notices.post(format!("Saved a copy as {}.", to.display())),
-                Err(e) => notices.post(format!("Could not save {}: {e}", to.display())),
-            },
-            _ => {}
-        }
+    for path in crate::take_finished(&mut dialogs.picks)
+        .into_iter()
+        .flatten()
+    {
+        send.write(SendFile(path));
+    }
+    for sentence in crate::take_finished(&mut dialogs.actions)
+        .into_iter()
+        .flatten()
+    {
+        notices.post(sentence);
     }
 }

@@ -60,6 +60,7 @@ fn camera(mut commands: Commands, mut gizmos: ResMut<GizmoConfigStore>) {
     // the middle of what is left.
     commands.spawn((
         Camera2d,
+        crate::platform::MSAA,
         RoomCamera,
         Transform::from_xyz(PANEL_WIDTH / 2.0, 0.0, 0.0),
     ));
@@ -195,6 +196,7 @@ fn label_avatars(
                 (None, None) => match presence.link {
                     crate::room::Link::InRoom => "here".into(),
                     crate::room::Link::Connecting => "connecting…".into(),
+                    crate::room::Link::Reconnecting { .. } => "reconnecting…".into(),
                     crate::room::Link::Failed(_) => "disconnected".into(),
                 },
             },

@@ -55,7 +55,11 @@ pub(super) fn plugin(app: &mut App) {
     let bold = fonts.add(Font::from_bytes(FONT_BOLD.to_vec()));
     app.insert_resource(Fonts { regular, bold })
         .insert_resource(ClearColor(color(palette::NIGHT)))
-        .add_systems(EguiPrimaryContextPass, style_egui);
+        .add_systems(EguiPrimaryContextPass, style_egui)
+        .add_systems(
+            Last,
+            (|| crate::platform::app_ready()).run_if(resource_added::<Styled>),
+        );
 }
 
 /// Present once egui has our fonts: they bind at the start of the next pass, so panels that name

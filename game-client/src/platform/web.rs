@@ -1,0 +1,378 @@
+//! The browser side of [`super`]: DOM drag and drop, files read by `File.slice`, received files
+//! in IndexedDB ([`idb`]), downloads through Blob URLs, automation events on the console, and
+//! the page's entry point.
+
+mod entry;
+mod idb;
+
+use std::cell::RefCell;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::{Arc, Mutex};
+
+use bevy::math::Vec2;
+use bevy::tasks::{IoTaskPool, Task};
+use duet_shared::transfer::WindowConfig;
+use sha2::{Digest, Sha256};
+use wasm_bindgen::JsCast;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::JsFuture;
+
+pub use entry::main;
+pub use idb::IdbStore;
+
+use super::{FileAction, FileDrag, FileDragKind, ReadPoll};
+
+/// How much of a file one `File.slice` read fetches: large enough that the promise per read
+/// costs nothing next to the bytes, small enough to keep a sender's memory flat.
+const READ_BLOCK: u64 = 1 << 20;
+
+/// Prefix of the paths that name files the person dropped or picked in this page.
+const FILE_PREFIX: &str = "/browser-file/";
+
+thread_local! {
+    /// Files handed to the page, by index; a path names one (see [`register_file`]).
+    static FILES: RefCell<Vec<web_sys::File>> = const { RefCell::new(Vec::new()) };
+    /// File drags seen by the DOM listeners since the last frame.
+    static DRAGS: RefCell<Vec<FileDrag>> = const { RefCell::new(Vec::new()) };
+    /// Keeps the automation channel open: the page has no stdin.
+    static COMMANDS: RefCell<Option<Sender<Option<String>>>> = const { RefCell::new(None) };
+}
+
+/// No multisampling in the browser: a tab without a GPU (software WebGL) spends most of its frame
+/// on it, and in the browser the frame rate paces the transfers.
+pub const MSAA: bevy::render::view::Msaa = bevy::render::view::Msaa::Off;
+
+/// The receiver's flow-control window in a browser: credit goes back once per frame, and a tab
+/// may draw only a few frames a second (software WebGL, a busy machine), so it grants more per
+/// round trip (up to 4 MiB; Chromium's send queue holds 16 MiB) and only calls a gap of 2 s a
+/// stall, not the frame gaps themselves.
+pub fn transfer_window() -> WindowConfig {
+    WindowConfig {
+        initial: 64,
+        min: 16,
+        max: 256,
+        stall_ms: 2000,
+    }
+}
+
+/// The browser sizes its own sockets.
+pub fn prepare_network() {}
+
+/// The browser has one thread: the loop runs on its event loop.
+pub fn spawn_message_loop(future: impl std::future::Future<Output = ()> + 'static) {
+    IoTaskPool::get().spawn_local(future).detach();
+}
+
+/// Files live in IndexedDB in the browser; there is no folder to show.
+pub fn open_folder(_dir: &Path) {}
+
+/// One automation event on the console, prefixed so a test driver can pick it out.
+pub fn emit_line(line: &str) {
+    web_sys::console::log_1(&JsValue::from_str(&format!("duet-event {line}")));
+}
+
+/// The page takes no commands from outside: tests drive it with real input events.
+pub fn command_lines() -> Receiver<Option<String>> {
+    let (tx, rx) = channel();
+    COMMANDS.with_borrow_mut(|keep| *keep = Some(tx));
+    rx
+}
+
+/// Keeps a `File` the person handed to the page and names it by a path.
+pub fn register_file(file: web_sys::File) -> PathBuf {
+    let name = file.name().replace('/', "_");
+    let index = FILES.with_borrow_mut(|files| {
+        files.push(file);
+        files.len() - 1
+    });
+    PathBuf::from(format!("{FILE_PREFIX}{index}/{name}"))
+}
+
+fn file_for(path: &Path) -> std::io::Result<web_sys::File> {
+    let index = path
+        .to_str()
+        .and_then(|p| p.strip_prefix(FILE_PREFIX))
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|n| n.parse::<usize>().ok());
+    index
+        .and_then(|i| FILES.with_borrow(|files| files.get(i).cloned()))
+        .ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "the file is no longer available to this page",
+            )
+        })
+}
+
+fn js_text(value: &JsValue) -> String {
+    value
+        .dyn_ref::<js_sys::Error>()
+        .map(|e| String::from(e.message()))
+        .or_else(|| value.as_string())
+        .unwrap_or_else(|| format!("{value:?}"))
+}
+
+/// Reads `[start, end)` of a file through `File.slice` (one promise, no whole-file buffer).
+async fn read_slice(file: &web_sys::File, start: u64, end: u64) -> Result<Vec<u8>, String> {
+    let blob = file
+        .slice_with_f64_and_f64(start as f64, end as f64)
+        .map_err(|e| js_text(&e))?;
+    let buffer = JsFuture::from(blob.array_buffer())
+        .await
+        .map_err(|e| js_text(&e))?;
+    Ok(js_sys::Uint8Array::new(&buffer).to_vec())
+}
+
+/// Size of a dropped or picked file.
+pub fn file_size(path: &Path) -> std::io::Result<u64> {
+    Ok(file_for(path)?.size() as u64)
+}
+
+/// SHA-256 and size of a dropped or picked file, read slice by slice on the event loop.
+pub fn hash_file(path: PathBuf) -> Task<std::io::Result<([u8; 32], u64)>> {
+    IoTaskPool::get().spawn(async move {
+        let file = file_for(&path)?;
+        let size = file.size() as u64;
+        let mut hasher = Sha256::new();
+        let mut at = 0;
+        while at < size {
+            let end = (at + 4 * READ_BLOCK).min(size);
+            let bytes = read_slice(&file, at, end)
+                .await
+                .map_err(std::io::Error::other)?;
+            hasher.update(&bytes);
+            at = end;
+        }
+        Ok((hasher.finalize().into(), size))
+    })
+}
+
+type Slot = Arc<Mutex<Option<Result<Vec<u8>, String>>>>;
+
+/// Reads pieces of a file being sent: one block (1 MiB) at a time through `File.slice`, the
+/// next block fetched while the current one is sent.
+pub struct FileReader {
+    path: PathBuf,
+    size: u64,
+    block: Option<(u64, Vec<u8>)>,
+    fetch: Option<(u64, Slot)>,
+}
+
+impl FileReader {
+    /// Prepares to read a dropped or picked file.
+    pub fn open(path: &Path) -> std::io::Result<Self> {
+        let size = file_for(path)?.size() as u64;
+        Ok(Self {
+            path: path.to_path_buf(),
+            size,
+            block: None,
+            fetch: None,
+        })
+    }
+
+    fn start_fetch(&mut self, at: u64) {
+        let slot: Slot = Arc::default();
+        let end = (at + READ_BLOCK).min(self.size);
+        let (path, filled) = (self.path.clone(), slot.clone());
+        wasm_bindgen_futures::spawn_local(async move {
+            let result = match file_for(&path) {
+                Ok(file) => read_slice(&file, at, end).await,
+                Err(e) => Err(e.to_string()),
+            };
+            if let Ok(mut slot) = filled.lock() {
+                *slot = Some(result);
+            }
+        });
+        self.fetch = Some((at, slot));
+    }
+
+    /// Fills `buf` with the bytes at `offset`, or says to ask again when they are read.
+    pub fn read(&mut self, offset: u64, buf: &mut [u8]) -> ReadPoll {
+        let end = offset + buf.len() as u64;
+        loop {
+            if let Some((start, data)) = &self.block
+                && offset >= *start
+                && end <= start + data.len() as u64
+            {
+                let from = (offset - start) as usize;
+                buf.copy_from_slice(&data[from..from + buf.len()]);
+                let block_end = start + data.len() as u64;
+                if self.fetch.is_none() && block_end < self.size {
+                    self.start_fetch(block_end);
+                }
+                return ReadPoll::Ready;
+            }
+            let Some((at, slot)) = &self.fetch else {
+                self.start_fetch(offset);
+                return ReadPoll::Pending;
+            };
+            let landed = slot.lock().ok().and_then(|mut s| s.take());
+            match landed {
+                None => return ReadPoll::Pending,
+                Some(Err(e)) => return ReadPoll::Failed(e),
+                Some(Ok(data)) => {
+                    // If this block does not hold `offset` (a jump), the next turn fetches it.
+                    self.block = Some((*at, data));
+                    self.fetch = None;
+                }
+            }
+        }
+    }
+}
+
+/// The file drags the DOM listeners saw since the last call.
+pub fn take_file_drags() -> Vec<FileDrag> {
+    DRAGS.with_borrow_mut(std::mem::take)
+}
+
+/// Listens for file drags on the canvas (winit does not report them on the web) and queues
+/// them, with the pointer in canvas pixels, for [`take_file_drags`].
+fn listen_for_file_drags(canvas: &web_sys::HtmlCanvasElement) {
+    let target = canvas.clone();
+    let at = move |event: &web_sys::DragEvent| {
+        let rect = target.get_bounding_client_rect();
+        Vec2::new(
+            event.client_x() as f32 - rect.left() as f32,
+            event.client_y() as f32 - rect.top() as f32,
+        )
+    };
+    let over_at = at.clone();
+    let over = Closure::<dyn FnMut(web_sys::DragEvent)>::new(move |event: web_sys::DragEvent| {
+        // Without this the browser would open the file instead of letting the page take it.
+        event.prevent_default();
+        let at = over_at(&event);
+        DRAGS.with_borrow_mut(|drags| {
+            drags.push(FileDrag {
+                kind: FileDragKind::Hover,
+                at,
+            })
+        });
+    });
+    let leave_at = at.clone();
+    let leave = Closure::<dyn FnMut(web_sys::DragEvent)>::new(move |event: web_sys::DragEvent| {
+        let at = leave_at(&event);
+        DRAGS.with_borrow_mut(|drags| {
+            drags.push(FileDrag {
+                kind: FileDragKind::Leave,
+                at,
+            })
+        });
+    });
+    let drop = Closure::<dyn FnMut(web_sys::DragEvent)>::new(move |event: web_sys::DragEvent| {
+        event.prevent_default();
+        let position = at(&event);
+        let file = event
+            .data_transfer()
+            .and_then(|d| d.files())
+            .and_then(|files| files.get(0));
+        let kind = match file {
+            Some(file) => FileDragKind::Drop(register_file(file)),
+            None => FileDragKind::Leave,
+        };
+        DRAGS.with_borrow_mut(|drags| drags.push(FileDrag { kind, at: position }));
+    });
+    for (name, listener) in [("dragover", &over), ("dragleave", &leave), ("drop", &drop)] {
+        let _ = canvas.add_event_listener_with_callback(name, listener.as_ref().unchecked_ref());
+    }
+    // The listeners live as long as the page.
+    over.forget();
+    leave.forget();
+    drop.forget();
+}
+
+/// What the received-files list offers in the browser.
+pub const FILE_ACTIONS: &[FileAction] = &[FileAction::Download];
+
+/// Hands a received file (by its name in IndexedDB) to the browser's downloads. The task yields
+/// a sentence if that failed.
+pub fn file_action(
+    _action: FileAction,
+    location: &str,
+    _name: &str,
+) -> Option<Task<Option<String>>> {
+    let name = location.to_owned();
+    Some(IoTaskPool::get().spawn(async move {
+        idb::download(&name)
+            .await
+            .err()
+            .map(|e| format!("Could not download {name}: {e}"))
+    }))
+}
+
+/// Asks for a file to send through the browser's file chooser; `None` if cancelled.
+pub fn pick_file() -> Task<Option<PathBuf>> {
+    let (tx, rx) = futures::channel::oneshot::channel::<Option<PathBuf>>();
+    let picked = (|| {
+        let document = web_sys::window()?.document()?;
+        let input: web_sys::HtmlInputElement =
+            document.create_element("input").ok()?.dyn_into().ok()?;
+        input.set_type("file");
+        let tx = std::rc::Rc::new(RefCell::new(Some(tx)));
+        let (chosen, cancelled) = (tx.clone(), tx);
+        let source = input.clone();
+        let change = Closure::<dyn FnMut()>::new(move || {
+            let file = source.files().and_then(|f| f.get(0)).map(register_file);
+            if let Some(tx) = chosen.borrow_mut().take() {
+                let _ = tx.send(file);
+            }
+        });
+        let cancel = Closure::<dyn FnMut()>::new(move || {
+            if let Some(tx) = cancelled.borrow_mut().take() {
+                let _ = tx.send(None);
+            }
+        });
+        input.set_onchange(Some(change.as_ref().unchecked_ref()));
+        let _ = input.add_event_listener_with_callback("cancel", cancel.as_ref().unchecked_ref());
+        change.forget();
+        cancel.forget();
+        input.click();
+        Some(())
+    })();
+    IoTaskPool::get().spawn(async move {
+        picked?;
+        rx.await.ok().flatten()
+    })
+}
+
+/// Puts the room's link (or the lobby's) in the address bar, so a reload or a shared URL lands
+/// in the same place.
+pub fn show_room_link(link: Option<&str>) {
+    let Some(window) = web_sys::window() else {
+        return;
+    };
+    let location = window.location();
+    let path = link
+        .and_then(|l| l.find("/r/").map(|i| l[i..].to_owned()))
+        .unwrap_or_else(|| "/".to_owned());
+    if location.pathname().ok().as_deref() == Some(path.as_str()) {
+        return;
+    }
+    // Keep the query (`?automation` for tests).
+    let url = format!("{path}{}", location.search().unwrap_or_default());
+    if let Ok(history) = window.history() {
+        let _ = history.replace_state_with_url(&JsValue::NULL, "", Some(&url));
+    }
+}
+
+/// The first styled frame is on screen: hide the page's loading text and note the time (the
+/// browser benchmark reads `duetFirstFrameMs`).
+pub fn app_ready() {
+    let Some(window) = web_sys::window() else {
+        return;
+    };
+    let now = window.performance().map(|p| p.now()).unwrap_or_default();
+    let _ = js_sys::Reflect::set(&window, &"duetFirstFrameMs".into(), &now.into());
+    if let Some(status) = window
+        .document()
+        .and_then(|d| d.get_element_by_id("status"))
+    {
+        let _ = status.set_attribute("hidden", "");
+    }
+    emit_line(&serde_json::json!({"event": "first_frame", "ms": now}).to_string());
+}
+
+/// The page's tab shows the site's icon; a canvas has none of its own.
+pub fn set_window_icon(_entity: bevy::ecs::entity::Entity, _rgba: fn(u32) -> Vec<u8>) -> bool {
+    true
+}

@@ -1,0 +1,68 @@
+//! The page's entry point: the same windowed client as the desktop, drawn into the page's
+//! `<canvas id="duet">`, talking to the server that served the page.
+//!
+//! - The room comes from the address (`/r/{room}`); the server is the page's own origin, so one
+//!   Worker serves the app and the signaling, locally and deployed.
+//! - STUN/TURN servers come from `assets/config.ron`, built in.
+//! - Identity, names and chat history live in `localStorage` (bevy_pkv); received files in
+//!   IndexedDB ([`super::IdbStore`]).
+//! - `?automation` adds the test hooks: state as `duet-event {json}` console lines.
+
+use bevy::prelude::*;
+use bevy_pkv::PkvStore;
+use wasm_bindgen::JsCast;
+
+use crate::config::ClientConfig;
+use crate::transfer::Store;
+
+/// The configuration shipped with the app (the same file the desktop reads).
+const BUILT_IN_CONFIG: &str = include_str!("../../../../assets/config.ron");
+
+/// Builds and starts the app in the page.
+pub fn main() -> AppExit {
+    let Some(window) = web_sys::window() else {
+        return AppExit::error();
+    };
+    let location = window.location();
+    let origin = location.origin().unwrap_or_default();
+    let path = location.pathname().unwrap_or_default();
+    let automation = location
+        .search()
+        .is_ok_and(|query| query.contains("automation"));
+    let config = ClientConfig::from_ron(BUILT_IN_CONFIG, "assets/config.ron").unwrap_or_default();
+    let config = ClientConfig {
+        server: origin.clone(),
+        ..config
+    };
+    if let Some(canvas) = window
+        .document()
+        .and_then(|d| d.get_element_by_id("duet"))
+        .and_then(|e| e.dyn_into::<web_sys::HtmlCanvasElement>().ok())
+    {
+        super::listen_for_file_drags(&canvas);
+    }
+    let join = path
+        .strip_prefix("/r/")
+        .filter(|room| !room.is_empty())
+        .map(|room| format!("{origin}/r/{room}"));
+
+    let mut app = App::new();
+    app.add_plugins(DefaultPlugins.set(WindowPlugin {
+        primary_window: Some(Window {
+            title: "Duet".into(),
+            canvas: Some("#duet".into()),
+            fit_canvas_to_parent: true,
+            // Let the browser keep its own keys (reload, devtools); egui still gets the text.
+            prevent_default_event_handling: false,
+            ..default()
+        }),
+        ..default()
+    }))
+    .insert_resource(PkvStore::new("Duet", "Duet"))
+    .insert_resource(Store(Box::new(super::IdbStore::new())))
+    .insert_resource(config)
+    .add_plugins(crate::DuetCorePlugins);
+    crate::add_windowed_client(&mut app, automation, join);
+    app.insert_resource(crate::ui::ReportLayoutChanges(automation));
+    app.run()
+}

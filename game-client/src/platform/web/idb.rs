@@ -1,0 +1,424 @@
+//! Received files in IndexedDB: the browser's [`BlobStore`].
+//!
+//! Two object stores in the database `duet`:
+//! - `chunks`: the bytes, as Blobs keyed `[part key, first chunk number]`. Whatever chunks
+//!   arrived since the last write go into one record in one transaction, so a 200 MiB file is a
+//!   few hundred records, never one whole-file buffer. Chunks stay under their part key (see
+//!   [`crate::storage::part_key`]) until the file is complete, which is what makes a resume
+//!   possible after a disconnect or a reload.
+//! - `files`: the received files people see, keyed by their (unique, sanitized) name, pointing
+//!   at their part key. A file appears here only after its SHA-256 matched.
+//!
+//! IndexedDB objects cannot leave the page's thread, so the store is a task on the event loop
+//! that owns the database; the Bevy side talks to it through a channel.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use duet_shared::names::{sanitize_file_name, unique_file_name};
+use duet_shared::peer::{CHUNK_BYTES, TransferId};
+use futures::StreamExt;
+use futures::channel::mpsc::{UnboundedReceiver, UnboundedSender, unbounded};
+use js_sys::{Array, Object, Reflect, Uint8Array};
+use rexie::{KeyRange, ObjectStore, Rexie, TransactionMode};
+use sha2::{Digest, Sha256};
+use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen_futures::JsFuture;
+
+use crate::storage::{BlobStore, StoreDone, StoreError, StoreOp};
+
+const DATABASE: &str = "duet";
+const CHUNKS: &str = "chunks";
+const FILES: &str = "files";
+
+/// Opens (creating on first use) Duet's database.
+async fn open_database() -> Result<Rexie, StoreError> {
+    Rexie::builder(DATABASE)
+        .version(1)
+        .add_object_store(ObjectStore::new(CHUNKS))
+        .add_object_store(ObjectStore::new(FILES))
+        .build()
+        .await
+        .map_err(store_error)
+}
+
+/// The whole error chain: rexie's own message alone is just "idb error".
+fn error_text(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        text = format!("{text}: {inner}");
+        source = inner.source();
+    }
+    text
+}
+
+fn store_error(e: impl std::error::Error) -> StoreError {
+    let text = error_text(&e);
+    if text.contains("Quota") || text.contains("quota") {
+        StoreError::NoSpace
+    } else {
+        StoreError::Io(text)
+    }
+}
+
+fn js_error(value: JsValue) -> StoreError {
+    let text = super::js_text(&value);
+    if text.contains("Quota") || text.contains("quota") {
+        StoreError::NoSpace
+    } else {
+        StoreError::Io(text)
+    }
+}
+
+/// Every chunk record of one part, in order.
+fn part_range(key: &str) -> Result<KeyRange, StoreError> {
+    let lower = Array::of2(&JsValue::from_str(key), &JsValue::from_f64(0.0));
+    let upper = Array::of2(
+        &JsValue::from_str(key),
+        &JsValue::from_f64(f64::from(u32::MAX)),
+    );
+    KeyRange::bound(&lower, &upper, None, None).map_err(store_error)
+}
+
+async fn part_blobs(db: &Rexie, key: &str) -> Result<Vec<web_sys::Blob>, StoreError> {
+    let tx = db
+        .transaction(&[CHUNKS], TransactionMode::ReadOnly)
+        .map_err(store_error)?;
+    let store = tx.store(CHUNKS).map_err(store_error)?;
+    let values = store
+        .get_all(Some(part_range(key)?), None)
+        .await
+        .map_err(store_error)?;
+    Ok(values
+        .into_iter()
+        .filter_map(|v| v.dyn_into::<web_sys::Blob>().ok())
+        .collect())
+}
+
+async fn delete_part(db: &Rexie, key: &str) -> Result<(), StoreError> {
+    let tx = db
+        .transaction(&[CHUNKS], TransactionMode::ReadWrite)
+        .map_err(store_error)?;
+    let store = tx.store(CHUNKS).map_err(store_error)?;
+    store
+        .delete(part_range(key)?.into())
+        .await
+        .map_err(store_error)?;
+    tx.done().await.map_err(store_error)?;
+    Ok(())
+}
+
+/// The browser's blob store: a front for the task that owns the database.
+pub struct IdbStore {
+    ops: UnboundedSender<StoreOp>,
+    done: Arc<Mutex<Vec<StoreDone>>>,
+}
+
+impl IdbStore {
+    /// Starts the store's task (the database opens in the background).
+    pub fn new() -> Self {
+        let (ops, queue) = unbounded();
+        let done: Arc<Mutex<Vec<StoreDone>>> = Arc::default();
+        wasm_bindgen_futures::spawn_local(run(queue, done.clone()));
+        Self { ops, done }
+    }
+}
+
+impl Default for IdbStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl BlobStore for IdbStore {
+    fn submit(&mut self, op: StoreOp) {
+        if let Err(e) = self.ops.unbounded_send(op) {
+            let transfer = match e.into_inner() {
+                StoreOp::Open { transfer, .. }
+                | StoreOp::Write { transfer, .. }
+                | StoreOp::Finish { transfer, .. }
+                | StoreOp::Close { transfer, .. } => transfer,
+            };
+            self.push(StoreDone::Failed {
+                transfer,
+                error: StoreError::Io("the browser storage task stopped".into()),
+            });
+        }
+    }
+
+    fn poll(&mut self) -> Vec<StoreDone> {
+        self.done
+            .lock()
+            .map(|mut done| std::mem::take(&mut *done))
+            .unwrap_or_default()
+    }
+}
+
+impl IdbStore {
+    fn push(&self, done: StoreDone) {
+        if let Ok(mut all) = self.done.lock() {
+            all.push(done);
+        }
+    }
+}
+
+/// An open incoming file: where its chunks go.
+struct Part {
+    key: String,
+}
+
+/// Chunks received since the last write, for one transfer: `first` and the ones after it.
+struct Run {
+    first: u32,
+    chunks: Vec<Vec<u8>>,
+}
+
+struct Task {
+    db: Result<Rexie, StoreError>,
+    parts: HashMap<TransferId, Part>,
+    runs: Vec<(TransferId, Run)>,
+    done: Arc<Mutex<Vec<StoreDone>>>,
+}
+
+async fn run(mut queue: UnboundedReceiver<StoreOp>, done: Arc<Mutex<Vec<StoreDone>>>) {
+    let mut task = Task {
+        db: open_database().await,
+        parts: HashMap::new(),
+        runs: Vec::new(),
+        done,
+    };
+    while let Some(first) = queue.next().await {
+        // Take everything queued now: consecutive chunks become one record.
+        let mut batch = vec![first];
+        while let Ok(op) = queue.try_recv() {
+            batch.push(op);
+        }
+        for op in batch {
+            match op {
+                StoreOp::Write {
+                    transfer,
+                    seq,
+                    data,
+                } => task.queue_write(transfer, seq, data),
+                other => {
+                    task.flush().await;
+                    task.handle(other).await;
+                }
+            }
+        }
+        task.flush().await;
+    }
+}
+
+impl Task {
+    fn report(&self, done: StoreDone) {
+        if let Ok(mut all) = self.done.lock() {
+            all.push(done);
+        }
+    }
+
+    fn queue_write(&mut self, transfer: TransferId, seq: u32, data: Vec<u8>) {
+        if let Some((_, run)) = self.runs.iter_mut().find(|(t, _)| *t == transfer)
+            && run.first + run.chunks.len() as u32 == seq
+        {
+            run.chunks.push(data);
+            return;
+        }
+        self.runs.push((
+            transfer,
+            Run {
+                first: seq,
+                chunks: vec![data],
+            },
+        ));
+    }
+
+    /// Writes the queued runs, one Blob record each, in one transaction.
+    async fn flush(&mut self) {
+        if self.runs.is_empty() {
+            return;
+        }
+        let runs = std::mem::take(&mut self.runs);
+        let result = self.write_runs(&runs).await;
+        for (transfer, run) in runs {
+            self.report(match &result {
+                Ok(()) => StoreDone::Persisted {
+                    transfer,
+                    chunks: run.first + run.chunks.len() as u32,
+                },
+                Err(e) => StoreDone::Failed {
+                    transfer,
+                    error: e.clone(),
+                },
+            });
+        }
+    }
+
+    async fn write_runs(&self, runs: &[(TransferId, Run)]) -> Result<(), StoreError> {
+        let db = self
+            .db
+            .as_ref()
+            .map_err(|e| StoreError::Io(e.to_string()))?;
+        let tx = db
+            .transaction(&[CHUNKS], TransactionMode::ReadWrite)
+            .map_err(store_error)?;
+        let store = tx.store(CHUNKS).map_err(store_error)?;
+        for (transfer, run) in runs {
+            let part = self.parts.get(transfer).ok_or(StoreError::NotOpen)?;
+            let pieces = Array::new();
+            for chunk in &run.chunks {
+                pieces.push(&Uint8Array::from(chunk.as_slice()));
+            }
+            let blob = web_sys::Blob::new_with_u8_array_sequence(&pieces).map_err(js_error)?;
+            let key = Array::of2(
+                &JsValue::from_str(&part.key),
+                &JsValue::from_f64(f64::from(run.first)),
+            );
+            store.put(&blob, Some(&key)).await.map_err(store_error)?;
+        }
+        let result = tx.done().await.map_err(store_error)?;
+        if result.is_committed() {
+            Ok(())
+        } else {
+            // An aborted write transaction is, in practice, the quota.
+            Err(StoreError::NoSpace)
+        }
+    }
+
+    async fn handle(&mut self, op: StoreOp) {
+        match op {
+            StoreOp::Open {
+                transfer,
+                key,
+                size,
+            } => {
+                let done = match self.open(&key, size).await {
+                    Ok((existing_chunks, hasher)) => {
+                        self.parts.insert(transfer, Part { key });
+                        StoreDone::Opened {
+                            transfer,
+                            existing_chunks,
+                            hasher,
+                        }
+                    }
+                    Err(error) => StoreDone::Failed { transfer, error },
+                };
+                self.report(done);
+            }
+            StoreOp::Finish { transfer, name } => {
+                let done = match self.finish(transfer, &name).await {
+                    Ok(location) => StoreDone::Finished { transfer, location },
+                    Err(error) => StoreDone::Failed { transfer, error },
+                };
+                self.report(done);
+            }
+            StoreOp::Close { transfer, delete } => {
+                if let Some(part) = self.parts.remove(&transfer)
+                    && delete
+                    && let Ok(db) = &self.db
+                {
+                    let _ = delete_part(db, &part.key).await;
+                }
+            }
+            StoreOp::Write { .. } => {}
+        }
+    }
+
+    /// Finds what an earlier attempt stored under `key`: whole chunks only, hashed.
+    async fn open(&self, key: &str, size: u64) -> Result<(u32, Sha256), StoreError> {
+        let db = self
+            .db
+            .as_ref()
+            .map_err(|e| StoreError::Io(e.to_string()))?;
+        let blobs = part_blobs(db, key).await?;
+        let stored: u64 = blobs.iter().map(|b| b.size() as u64).sum();
+        let chunks = (stored.min(size) / CHUNK_BYTES as u64) as u32;
+        let keep = u64::from(chunks) * CHUNK_BYTES as u64;
+        let mut hasher = Sha256::new();
+        if stored != keep {
+            // Records always hold whole chunks; anything else is not worth trusting.
+            delete_part(db, key).await?;
+            return Ok((0, hasher));
+        }
+        for blob in blobs {
+            let buffer = JsFuture::from(blob.array_buffer())
+                .await
+                .map_err(js_error)?;
+            hasher.update(Uint8Array::new(&buffer).to_vec());
+        }
+        Ok((chunks, hasher))
+    }
+
+    /// Lists the verified file under a unique, safe name; its chunks stay where they are.
+    async fn finish(&mut self, transfer: TransferId, name: &str) -> Result<String, StoreError> {
+        let part = self.parts.remove(&transfer).ok_or(StoreError::NotOpen)?;
+        let db = self
+            .db
+            .as_ref()
+            .map_err(|e| StoreError::Io(e.to_string()))?;
+        let tx = db
+            .transaction(&[FILES], TransactionMode::ReadWrite)
+            .map_err(store_error)?;
+        let files = tx.store(FILES).map_err(store_error)?;
+        let taken: Vec<String> = files
+            .get_all_keys(None, None)
+            .await
+            .map_err(store_error)?
+            .into_iter()
+            .filter_map(|k| k.as_string())
+            .collect();
+        let unique = unique_file_name(&sanitize_file_name(name), |candidate| {
+            taken.iter().any(|t| t == candidate)
+        });
+        let record = Object::new();
+        let _ = Reflect::set(&record, &"part".into(), &JsValue::from_str(&part.key));
+        let _ = Reflect::set(&record, &"name".into(), &JsValue::from_str(&unique));
+        files
+            .put(&record, Some(&JsValue::from_str(&unique)))
+            .await
+            .map_err(store_error)?;
+        tx.done().await.map_err(store_error)?;
+        Ok(unique)
+    }
+}
+
+/// Saves a received file through the browser's downloads: its chunk Blobs joined into one Blob
+/// (the browser keeps them on disk; nothing is copied into the page), behind a Blob URL.
+pub async fn download(name: &str) -> Result<(), StoreError> {
+    let db = open_database().await?;
+    let tx = db
+        .transaction(&[FILES], TransactionMode::ReadOnly)
+        .map_err(store_error)?;
+    let record = tx
+        .store(FILES)
+        .map_err(store_error)?
+        .get(JsValue::from_str(name))
+        .await
+        .map_err(store_error)?
+        .ok_or_else(|| StoreError::Io("it is no longer in this browser's storage".into()))?;
+    let key = Reflect::get(&record, &"part".into())
+        .ok()
+        .and_then(|k| k.as_string())
+        .ok_or(StoreError::NotOpen)?;
+    let pieces: Array = part_blobs(&db, &key).await?.into_iter().collect();
+    let blob = web_sys::Blob::new_with_blob_sequence(&pieces).map_err(js_error)?;
+    let url = web_sys::Url::create_object_url_with_blob(&blob).map_err(js_error)?;
+    let anchor: web_sys::HtmlAnchorElement = web_sys::window()
+        .and_then(|w| w.document())
+        .and_then(|d| d.create_element("a").ok())
+        .and_then(|a| a.dyn_into().ok())
+        .ok_or_else(|| StoreError::Io("no document".into()))?;
+    anchor.set_href(&url);
+    anchor.set_download(name);
+    anchor.click();
+    // The download has its own reference to the Blob once started.
+    let revoke = wasm_bindgen::closure::Closure::once_into_js(move || {
+        let _ = web_sys::Url::revoke_object_url(&url);
+    });
+    if let Some(window) = web_sys::window() {
+        let _ = window
+            .set_timeout_with_callback_and_timeout_and_arguments_0(revoke.unchecked_ref(), 60_000);
+    }
+    Ok(())
+}

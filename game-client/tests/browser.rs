@@ -1,0 +1,188 @@
+//! The web client end to end, in Debian's Chromium driven by playwright-core (scripts in
+//! `tests/e2e/`), served by local `wrangler dev` (the same Worker serves the wasm app and the
+//! signaling), everything in an `lo`-only network namespace.
+//!
+//! The scripts only feed real input (mouse clicks, key presses, DOM drag-and-drop events with a
+//! `DataTransfer`) and read the app's `duet-event` console lines and IndexedDB; the checks here
+//! are on what they report. Screenshots go to `target/e2e/`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use duet_tests::{HeadlessClient, Wrangler, assert_loopback_only, repo_root, temp_dir};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+fn node(script: &str, args: &[String]) -> Command {
+    let root = repo_root();
+    assert!(
+        root.join("web/pkg/duet-client_bg.wasm").exists(),
+        "the web client is not built: run `cargo xtask test` (or `cargo xtask build-web`)"
+    );
+    let mut cmd = Command::new("node");
+    cmd.arg(root.join("tests/e2e").join(script))
+        .args(args)
+        .current_dir(&root);
+    cmd
+}
+
+/// Runs `tests/e2e/{script}` with `args`; returns its `RESULT` object, failing with its output if
+/// the script failed.
+fn scenario(script: &str, args: &[String]) -> Value {
+    let output = node(script, args)
+        .output()
+        .expect("node (cargo xtask test installs the npm packages)");
+    result_of(script, output)
+}
+
+fn result_of(script: &str, output: std::process::Output) -> Value {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let result = stdout
+        .lines()
+        .rev()
+        .find_map(|line| line.strip_prefix("RESULT "))
+        .and_then(|json| serde_json::from_str::<Value>(json).ok());
+    match result {
+        Some(result) if output.status.success() => result,
+        _ => panic!("{script} failed ({}):\n{stdout}\n{stderr}", output.status),
+    }
+}
+
+fn e2e_dir() -> PathBuf {
+    repo_root().join("target/e2e")
+}
+
+#[test]
+fn two_browsers_chat_send_a_file_keep_it_across_a_reload_and_refuse_a_third() {
+    assert_loopback_only();
+    let wrangler = Wrangler::shared();
+    let r = scenario(
+        "pair.mjs",
+        &[wrangler.base.clone(), e2e_dir().display().to_string()],
+    );
+    eprintln!("{}", serde_json::to_string_pretty(&r).unwrap());
+
+    assert!(
+        r["link"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("{}/r/", wrangler.base)),
+        "{r}"
+    );
+    assert_eq!(
+        r["chat_received"],
+        "Hello Bob, this is Ada typing in a browser."
+    );
+    assert_eq!(r["chat_state"], "delivered");
+
+    // The 20 MiB file: progress reached the end on both sides, IndexedDB holds exactly its bytes
+    // (in many records, never one whole-file write), and it survives a reload and downloads intact.
+    let sent = r["sent_sha256"].as_str().unwrap();
+    assert_eq!(sent.len(), 64);
+    assert_eq!(r["progress_out"], 1.0, "{r}");
+    assert_eq!(r["progress_in"], 1.0, "{r}");
+    assert!(r["progress_events_in"].as_u64().unwrap() >= 2, "{r}");
+    assert_eq!(r["stored"]["size"], 20 * 1024 * 1024);
+    assert_eq!(r["stored"]["sha256"], sent);
+    assert!(r["stored"]["records"].as_u64().unwrap() > 1, "{r}");
+    assert_eq!(r["stored_name"], "holiday-video.bin");
+    let listed = r["listed_after_reload"].as_array().unwrap();
+    assert!(listed.iter().any(|n| n == "holiday-video.bin"), "{r}");
+    assert_eq!(r["download_name"], "holiday-video.bin");
+    assert_eq!(r["download_sha256"], sent);
+
+    let refusal = r["third_person"].as_str().unwrap();
+    assert!(refusal.contains("already has two people"), "{refusal}");
+
+    for shot in [
+        "ada.png",
+        "bob.png",
+        "carol-refused.png",
+        "bob-after-reload.png",
+    ] {
+        let size = std::fs::metadata(e2e_dir().join(shot)).map(|m| m.len());
+        assert!(size.as_ref().is_ok_and(|s| *s > 10_000), "{shot}: {size:?}");
+    }
+}
+
+#[test]
+fn a_native_client_and_a_browser_exchange_chat_and_files_both_ways() {
+    assert_loopback_only();
+    let wrangler = Wrangler::shared();
+    let room = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(wrangler.api().create_room())
+        .unwrap()
+        .room;
+    let link = format!("{}/r/{room}", wrangler.base);
+    let work = temp_dir("interop").unwrap();
+    let file = work.join("from-the-desktop.bin");
+    let bytes: Vec<u8> = (0..5 * 1024 * 1024u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(&file, &bytes).unwrap();
+    let sha = hex(&Sha256::digest(&bytes));
+    let text = "Hello from the desktop client!";
+
+    let browser = node(
+        "interop.mjs",
+        &[
+            link.clone(),
+            e2e_dir().display().to_string(),
+            text.to_owned(),
+            sha.clone(),
+        ],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let binary = Path::new(env!("CARGO_BIN_EXE_duet-client"));
+    let mut native =
+        HeadlessClient::start(binary, &link, &work.join("native"), "Dex").expect("native client");
+    let limit = Duration::from_secs(120);
+    let hello = native
+        .wait("the browser's hello", limit, |e| e["event"] == "peer_hello")
+        .unwrap();
+    native.command(&format!("say {text}")).unwrap();
+    native
+        .wait("the browser's chat", limit, |e| {
+            e["event"] == "chat" && e["text"] == "Hi from the browser!"
+        })
+        .unwrap();
+    native.command(&format!("send {}", file.display())).unwrap();
+    native
+        .wait("the sent file", Duration::from_secs(180), |e| {
+            e["event"] == "transfer_completed" && e["dir"] == "out"
+        })
+        .unwrap();
+    let received = native
+        .wait("the browser's file", Duration::from_secs(180), |e| {
+            e["event"] == "transfer_completed" && e["dir"] == "in"
+        })
+        .unwrap();
+    let r = result_of("interop.mjs", browser.wait_with_output().unwrap());
+    eprintln!("{}", serde_json::to_string_pretty(&r).unwrap());
+
+    assert!(hello["name"].is_string(), "{hello}");
+    assert_eq!(r["chat_received"], text);
+    assert_eq!(r["peer_name"], "Dex");
+    assert_eq!(
+        r["received"]["sha256"], sha,
+        "the browser stored the desktop's bytes"
+    );
+    assert_eq!(r["received"]["size"], bytes.len());
+    let got = std::fs::read(received["location"].as_str().unwrap()).unwrap();
+    assert_eq!(got.len(), 5 * 1024 * 1024);
+    assert_eq!(
+        r["sent_sha256"].as_str().unwrap(),
+        hex(&Sha256::digest(&got)),
+        "the desktop saved the browser's bytes"
+    );
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

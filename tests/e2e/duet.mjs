@@ -1,0 +1,206 @@
+// Helpers for driving Duet's web client in Debian's Chromium with playwright-core.
+//
+// The app reports its state as `duet-event {json}` console lines when the page is opened with
+// `?automation`; everything the tests do to it is a real input event (mouse, keyboard, a DOM
+// drag and drop with a DataTransfer), never a call into the app.
+import { chromium } from "playwright-core";
+import { createHash } from "node:crypto";
+import { mkdirSync } from "node:fs";
+
+// Flags from ../shared/RECIPES.md: headless WebGL2 through SwiftShader, WebRTC on loopback (the
+// browser runs in an lo-only network namespace), no background traffic.
+export const CHROMIUM_FLAGS = [
+  "--headless",
+  "--no-sandbox",
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+  "--enable-unsafe-swiftshader",
+  "--use-angle=swiftshader",
+  "--allow-loopback-in-peer-connection",
+  "--use-fake-ui-for-media-stream",
+  "--use-fake-device-for-media-stream",
+];
+
+export async function launch() {
+  return chromium.launch({
+    executablePath: process.env.DUET_CHROMIUM || "/usr/bin/chromium",
+    headless: true,
+    args: CHROMIUM_FLAGS,
+  });
+}
+
+export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+export function sha256Hex(bytes) {
+  return createHash("sha256").update(bytes).digest("hex");
+}
+
+/** One person: a browser context (its own storage) with one page, and the events it printed. */
+export class Person {
+  constructor(name, context, page) {
+    this.name = name;
+    this.context = context;
+    this.page = page;
+    this.events = [];
+    this.waiters = new Set();
+    this.errors = [];
+    page.on("console", (message) => {
+      const text = message.text();
+      if (text.startsWith("duet-event ")) {
+        let event;
+        try {
+          event = JSON.parse(text.slice("duet-event ".length));
+        } catch {
+          return;
+        }
+        event.at_ms = Date.now();
+        this.events.push(event);
+        for (const waiter of [...this.waiters]) waiter();
+      } else if (message.type() === "error") {
+        this.errors.push(text);
+      }
+    });
+    page.on("pageerror", (error) => this.errors.push(String(error)));
+  }
+
+  static async open(browser, name, url) {
+    const context = await browser.newContext({
+      viewport: { width: 1280, height: 720 },
+      acceptDownloads: true,
+    });
+    await context.grantPermissions(["camera", "microphone"]);
+    const page = await context.newPage();
+    const person = new Person(name, context, page);
+    await page.goto(url);
+    return person;
+  }
+
+  /** Waits for an event matching `test` (among all seen since `since`, an index). */
+  async waitFor(what, test, { timeout = 60_000, since = 0 } = {}) {
+    const find = () => this.events.slice(since).find(test);
+    const found = find();
+    if (found) return found;
+    return new Promise((resolve, reject) => {
+      const check = () => {
+        const hit = find();
+        if (hit) {
+          clearTimeout(timer);
+          this.waiters.delete(check);
+          resolve(hit);
+        }
+      };
+      const timer = setTimeout(() => {
+        this.waiters.delete(check);
+        const recent = this.events.slice(-8).map((e) => JSON.stringify(e)).join("\n  ");
+        const errors = this.errors.slice(-5).join("\n  ");
+        reject(new Error(`${this.name}: no ${what} within ${timeout} ms; last events:\n  ${recent}\n errors:\n  ${errors}`));
+      }, timeout);
+      this.waiters.add(check);
+    });
+  }
+
+  /** The newest event of this kind. */
+  latest(kind) {
+    return [...this.events].reverse().find((e) => e.event === kind);
+  }
+
+  /** The newest layout report where `key` is on screen. */
+  async spot(key, options) {
+    const layout = await this.waitFor(`layout with ${key}`, (e) => e.event === "layout" && e[key], options);
+    const last = [...this.events].reverse().find((e) => e.event === "layout" && e[key]);
+    return (last || layout)[key];
+  }
+
+  async click(key) {
+    const [x, y] = await this.spot(key);
+    await this.page.mouse.click(x, y);
+  }
+
+  /** Types like a person: focus the chat input with a click, then key presses and Enter. */
+  async say(text) {
+    await this.click("chat_input");
+    // Key presses before egui has given the input the keyboard would be lost.
+    for (let waited = 0; !this.latest("layout")?.chat_focused; waited += 50) {
+      if (waited > 20_000) throw new Error(`${this.name}: the chat input never took the keyboard`);
+      await sleep(50);
+    }
+    await this.page.keyboard.type(text, { delay: 15 });
+    await this.page.keyboard.press("Enter");
+  }
+
+  /**
+   * Makes a file of `size` random bytes in the page and drags it onto the canvas at (x, y):
+   * dragenter, a few dragovers (the drop zone lights up), then drop, as a DataTransfer carrying a
+   * File. Returns the file's SHA-256 (hex).
+   */
+  async dropNewFile(name, size, [x, y]) {
+    return this.page.evaluate(
+      async ({ name, size, x, y }) => {
+        const bytes = new Uint8Array(size);
+        for (let at = 0; at < size; at += 65536) crypto.getRandomValues(bytes.subarray(at, at + 65536));
+        const file = new File([bytes], name, { type: "application/octet-stream" });
+        const transfer = new DataTransfer();
+        transfer.items.add(file);
+        const canvas = document.getElementById("duet");
+        const rect = canvas.getBoundingClientRect();
+        const init = {
+          bubbles: true,
+          cancelable: true,
+          clientX: rect.left + x,
+          clientY: rect.top + y,
+          dataTransfer: transfer,
+        };
+        canvas.dispatchEvent(new DragEvent("dragenter", init));
+        for (let i = 0; i < 6; i++) {
+          canvas.dispatchEvent(new DragEvent("dragover", init));
+          await new Promise((resolve) => setTimeout(resolve, 50));
+        }
+        canvas.dispatchEvent(new DragEvent("drop", init));
+        const digest = await crypto.subtle.digest("SHA-256", bytes);
+        return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
+      },
+      { name, size, x, y },
+    );
+  }
+
+  /** SHA-256 and size of a received file as IndexedDB holds it (database `duet`). */
+  async storedFile(name) {
+    return this.page.evaluate(async (name) => {
+      const db = await new Promise((resolve, reject) => {
+        const open = indexedDB.open("duet");
+        open.onsuccess = () => resolve(open.result);
+        open.onerror = () => reject(open.error);
+      });
+      const request = (store, call) =>
+        new Promise((resolve, reject) => {
+          const r = call(db.transaction(store).objectStore(store));
+          r.onsuccess = () => resolve(r.result);
+          r.onerror = () => reject(r.error);
+        });
+      const record = await request("files", (s) => s.get(name));
+      if (!record) return null;
+      const range = IDBKeyRange.bound([record.part, 0], [record.part, 4294967295]);
+      const blobs = await request("chunks", (s) => s.getAll(range));
+      const whole = new Blob(blobs);
+      const digest = await crypto.subtle.digest("SHA-256", await whole.arrayBuffer());
+      db.close();
+      return {
+        size: whole.size,
+        records: blobs.length,
+        sha256: [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join(""),
+      };
+    }, name);
+  }
+
+  async screenshot(dir, file) {
+    mkdirSync(dir, { recursive: true });
+    await this.page.screenshot({ path: `${dir}/${file}` });
+  }
+
+  async close() {
+    await this.context.close();
+  }
+}

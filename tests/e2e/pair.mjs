@@ -1,0 +1,78 @@
+// Two people in the browser: Ada creates a room, Bob opens the link; they chat (real key
+// presses into the egui input), Ada drops a 20 MiB file onto Bob's avatar, Bob's IndexedDB holds
+// exactly those bytes, Bob reloads and still has the file and downloads it; a third person opening
+// the link is told the room is full. Prints `RESULT {json}` for the Rust test to check.
+//
+// usage: node tests/e2e/pair.mjs BASE_URL OUT_DIR
+import { readFileSync } from "node:fs";
+import { Person, launch, sha256Hex, sleep } from "./duet.mjs";
+
+const [base, out] = process.argv.slice(2);
+const FILE = "holiday-video.bin";
+const SIZE = 20 * 1024 * 1024;
+const result = {};
+
+const browser = await launch();
+try {
+  const ada = await Person.open(browser, "Ada", `${base}/?automation`);
+  const first = await ada.waitFor("first frame", (e) => e.event === "first_frame");
+  result.first_frame_ms = first.ms;
+  await ada.click("create_button");
+  const entered = await ada.waitFor("the room", (e) => e.event === "screen" && e.screen === "room");
+  result.link = entered.link;
+
+  const bob = await Person.open(browser, "Bob", `${entered.link}?automation`);
+  await ada.waitFor("Bob's hello", (e) => e.event === "peer_hello");
+  await bob.waitFor("Ada's hello", (e) => e.event === "peer_hello");
+
+  const text = "Hello Bob, this is Ada typing in a browser.";
+  await ada.say(text);
+  const heard = await bob.waitFor("Ada's chat", (e) => e.event === "chat" && !e.mine);
+  result.chat_received = heard.text;
+  const delivered = await ada.waitFor("a delivered receipt", (e) => e.event === "chat" && e.mine && e.state === "delivered");
+  result.chat_state = delivered.state;
+
+  const peerSpot = await ada.spot("peer");
+  const started = Date.now();
+  result.sent_sha256 = await ada.dropNewFile(FILE, SIZE, peerSpot);
+  const out_done = await ada.waitFor("the sent file", (e) => e.event === "transfer_completed" && e.dir === "out", { timeout: 180_000 });
+  const in_done = await bob.waitFor("the received file", (e) => e.event === "transfer_completed" && e.dir === "in", { timeout: 180_000 });
+  result.transfer_secs = (Date.now() - started) / 1000;
+  const progress = (person, dir) =>
+    Math.max(0, ...person.events.filter((e) => e.event === "transfer_progress" && e.dir === dir).map((e) => e.done / e.total));
+  result.progress_out = progress(ada, "out");
+  result.progress_in = progress(bob, "in");
+  result.progress_events_in = bob.events.filter((e) => e.event === "transfer_progress" && e.dir === "in").length;
+  result.stored_name = in_done.location;
+  result.stored = await bob.storedFile(in_done.location);
+  result.out_location = out_done.location;
+
+  await sleep(500);
+  await ada.screenshot(out, "ada.png");
+  await bob.screenshot(out, "bob.png");
+
+  const carol = await Person.open(browser, "Carol", `${entered.link}?automation`);
+  const refused = await carol.waitFor("a refusal", (e) => e.event === "notice" && /already has two people/.test(e.message));
+  result.third_person = refused.message;
+  await sleep(300);
+  await carol.screenshot(out, "carol-refused.png");
+  await carol.close();
+
+  // Reload Bob: the file is still listed (from localStorage + IndexedDB) and downloads.
+  const before = bob.events.length;
+  result.bob_url = bob.page.url();
+  await bob.page.reload();
+  const listed = await bob.waitFor("the received list after reload", (e) => e.event === "received_files", { since: before });
+  result.listed_after_reload = listed.names;
+  await bob.waitFor("the room after reload", (e) => e.event === "screen" && e.screen === "room", { since: before });
+  await bob.spot("file_button", { since: before });
+  const [download] = await Promise.all([bob.page.waitForEvent("download", { timeout: 60_000 }), bob.click("file_button")]);
+  result.download_name = download.suggestedFilename();
+  result.download_sha256 = sha256Hex(readFileSync(await download.path()));
+  await sleep(300);
+  await bob.screenshot(out, "bob-after-reload.png");
+  result.errors = { ada: ada.errors, bob: bob.errors };
+} finally {
+  console.log(`RESULT ${JSON.stringify(result)}`);
+  await browser.close();
+}
