@@ -50,6 +50,15 @@ fn result_of(script: &str, output: std::process::Output) -> Value {
     }
 }
 
+/// One browser test at a time: each runs several Chromium pages drawing with software WebGL,
+/// which on two cores is all the machine has.
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 fn e2e_dir() -> PathBuf {
     repo_root().join("target/e2e")
 }
@@ -57,6 +66,7 @@ fn e2e_dir() -> PathBuf {
 #[test]
 fn two_browsers_chat_send_a_file_keep_it_across_a_reload_and_refuse_a_third() {
     assert_loopback_only();
+    let _serial = one_at_a_time();
     let wrangler = Wrangler::shared();
     let r = scenario(
         "pair.mjs",
@@ -110,6 +120,7 @@ fn two_browsers_chat_send_a_file_keep_it_across_a_reload_and_refuse_a_third() {
 #[test]
 fn a_native_client_and_a_browser_exchange_chat_and_files_both_ways() {
     assert_loopback_only();
+    let _serial = one_at_a_time();
     let wrangler = Wrangler::shared();
     let room = tokio::runtime::Runtime::new()
         .unwrap()
@@ -142,28 +153,32 @@ fn a_native_client_and_a_browser_exchange_chat_and_files_both_ways() {
     let binary = Path::new(env!("CARGO_BIN_EXE_duet-client"));
     let mut native =
         HeadlessClient::start(binary, &link, &work.join("native"), "Dex").expect("native client");
-    let limit = Duration::from_secs(120);
-    let hello = native
-        .wait("the browser's hello", limit, |e| e["event"] == "peer_hello")
-        .unwrap();
-    native.command(&format!("say {text}")).unwrap();
-    native
-        .wait("the browser's chat", limit, |e| {
+    let native_side = (|| {
+        let limit = Duration::from_secs(120);
+        let hello = native.wait("the browser's hello", limit, |e| e["event"] == "peer_hello")?;
+        native.command(&format!("say {text}"))?;
+        native.wait("the browser's chat", limit, |e| {
             e["event"] == "chat" && e["text"] == "Hi from the browser!"
-        })
-        .unwrap();
-    native.command(&format!("send {}", file.display())).unwrap();
-    native
-        .wait("the sent file", Duration::from_secs(180), |e| {
+        })?;
+        native.command(&format!("send {}", file.display()))?;
+        native.wait("the sent file", Duration::from_secs(180), |e| {
             e["event"] == "transfer_completed" && e["dir"] == "out"
-        })
-        .unwrap();
-    let received = native
-        .wait("the browser's file", Duration::from_secs(180), |e| {
+        })?;
+        let received = native.wait("the browser's file", Duration::from_secs(180), |e| {
             e["event"] == "transfer_completed" && e["dir"] == "in"
-        })
-        .unwrap();
-    let r = result_of("interop.mjs", browser.wait_with_output().unwrap());
+        })?;
+        anyhow::Ok((hello, received))
+    })();
+    let output = browser.wait_with_output().unwrap();
+    let (hello, received) = match native_side {
+        Ok(events) => events,
+        Err(e) => panic!(
+            "{e:#}\nthe browser side said:\n{}\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ),
+    };
+    let r = result_of("interop.mjs", output);
     eprintln!("{}", serde_json::to_string_pretty(&r).unwrap());
 
     assert!(hello["name"].is_string(), "{hello}");
