@@ -89,6 +89,13 @@ fn newest_mtime(paths: &[PathBuf]) -> SystemTime {
     newest
 }
 
+/// Whether `output` exists and is newer than every file under `inputs`.
+fn up_to_date(output: &Path, inputs: &[PathBuf]) -> bool {
+    std::fs::metadata(output)
+        .and_then(|m| m.modified())
+        .is_ok_and(|built| built > newest_mtime(inputs))
+}
+
 /// Builds the worker with `worker-build` unless its output is newer than every input.
 fn build_worker(root: &Path, force: bool) -> Result<()> {
     let output = root.join("worker/build/index_bg.wasm");
@@ -99,10 +106,7 @@ fn build_worker(root: &Path, force: bool) -> Result<()> {
         root.join("shared/Cargo.toml"),
         root.join("Cargo.lock"),
     ];
-    let fresh = std::fs::metadata(&output)
-        .and_then(|m| m.modified())
-        .is_ok_and(|built| built > newest_mtime(&inputs));
-    if fresh && !force {
+    if up_to_date(&output, &inputs) && !force {
         return Ok(());
     }
     let mut cmd = Command::new(tools::cargo_bin("worker-build"));
@@ -127,10 +131,7 @@ fn build_web(root: &Path, force: bool) -> Result<()> {
         root.join("assets"),
         root.join("Cargo.lock"),
     ];
-    let fresh = std::fs::metadata(&output)
-        .and_then(|m| m.modified())
-        .is_ok_and(|built| built > newest_mtime(&inputs));
-    if fresh && !force {
+    if up_to_date(&output, &inputs) && !force {
         return Ok(());
     }
     println!("building the web client (wasm, profile `web`)");
