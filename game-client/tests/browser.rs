@@ -82,6 +82,10 @@ fn two_browsers_chat_send_a_file_keep_it_across_a_reload_and_refuse_a_third() {
         "{r}"
     );
     assert_eq!(
+        r["copied"], r["link"],
+        "Copy link put the room's link on the clipboard"
+    );
+    assert_eq!(
         r["chat_received"],
         "Hello Bob, this is Ada typing in a browser."
     );

@@ -21,6 +21,12 @@ try {
   const entered = await ada.waitFor("the room", (e) => e.event === "screen" && e.screen === "room");
   result.link = entered.link;
 
+  // "Copy link" puts the room's link on the clipboard (the page may read it back: permission granted).
+  await ada.context.grantPermissions(["clipboard-read", "clipboard-write"]);
+  await ada.click("copy_button");
+  await sleep(500);
+  result.copied = await ada.page.evaluate(() => navigator.clipboard.readText());
+
   const bob = await Person.open(browser, "Bob", `${entered.link}?automation`);
   await ada.waitFor("Bob's hello", (e) => e.event === "peer_hello");
   await bob.waitFor("Ada's hello", (e) => e.event === "peer_hello");

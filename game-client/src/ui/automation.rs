@@ -124,6 +124,7 @@ fn layout(
         "chat_focused": panel.chat_focused,
         "create_button": center(panel.create_button),
         "kick_button": center(panel.kick_button),
+        "copy_button": center(panel.copy_button),
         "file_button": center(panel.file_button),
     })
 }

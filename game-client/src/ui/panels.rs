@@ -35,6 +35,8 @@ pub struct PanelState {
     pub chat_input: Option<egui::Rect>,
     /// Whether the chat input has the keyboard, for automation (type only once it has).
     pub chat_focused: bool,
+    /// Where the room's "Copy link" button is, for automation.
+    pub copy_button: Option<egui::Rect>,
     /// Where the lobby's "Create a room" button is, for automation.
     pub create_button: Option<egui::Rect>,
     /// Where the avatar menu's "Kick" button is while the menu is open, for automation.
@@ -251,7 +253,9 @@ fn room(
                         .monospace()
                         .color(ecolor(palette::MUTED)),
                 );
-                if ui.button("Copy link").clicked() {
+                let copy = ui.button("Copy link");
+                state.copy_button = Some(copy.rect);
+                if copy.clicked() {
                     ctx_copy(ui, &current.link);
                     state.copied_until = now + 2.0;
                 }

@@ -245,19 +245,22 @@ fn label_avatars(
 
 fn empty_seat(
     avatars: Query<&Avatar>,
+    presence: Res<Presence>,
     mut seat: Query<&mut Visibility, With<EmptySeat>>,
     mut gizmos: Gizmos,
     time: Res<Time>,
 ) {
-    let peer_here = avatars.iter().any(|a| a.0 == Who::Peer);
+    // Nobody is coming while I am refused or cut off: no waiting seat then.
+    let waiting = !avatars.iter().any(|a| a.0 == Who::Peer)
+        && !matches!(presence.link, crate::room::Link::Failed(_));
     for mut visibility in &mut seat {
-        *visibility = if peer_here {
-            Visibility::Hidden
-        } else {
+        *visibility = if waiting {
             Visibility::Visible
+        } else {
+            Visibility::Hidden
         };
     }
-    if !peer_here {
+    if waiting {
         // A slowly breathing outline where the peer will stand.
         let breath = 0.5 + 0.5 * (time.elapsed_secs() * 1.6).sin();
         gizmos
