@@ -71,15 +71,25 @@ pub fn now_ms() -> u64 {
 /// Removes the finished tasks from `tasks` and returns their results, without blocking: used
 /// for work that must not stall a frame (hashing a file, a native file dialog).
 pub fn take_finished<T>(tasks: &mut Vec<bevy::tasks::Task<T>>) -> Vec<T> {
+    take_finished_with(tasks, |task| task)
+        .into_iter()
+        .map(|(_, result)| result)
+        .collect()
+}
+
+/// [`take_finished`] for items that carry a task among other fields (`task` picks it out): the
+/// finished items are removed and returned with their results.
+pub fn take_finished_with<E, T>(
+    items: &mut Vec<E>,
+    mut task: impl FnMut(&mut E) -> &mut bevy::tasks::Task<T>,
+) -> Vec<(E, T)> {
     let mut done = Vec::new();
-    tasks.retain_mut(
-        |task| match bevy::tasks::block_on(bevy::tasks::poll_once(task)) {
-            Some(result) => {
-                done.push(result);
-                false
-            }
-            None => true,
-        },
-    );
+    let mut i = 0;
+    while i < items.len() {
+        match bevy::tasks::block_on(bevy::tasks::poll_once(task(&mut items[i]))) {
+            Some(result) => done.push((items.remove(i), result)),
+            None => i += 1,
+        }
+    }
     done
 }

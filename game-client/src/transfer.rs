@@ -286,17 +286,8 @@ fn offer_prepared(
     mut send: MessageWriter<SendControl>,
     mut events: MessageWriter<TransferEvent>,
 ) {
-    let mut ready = Vec::new();
-    transfers.preparing.retain_mut(|p| {
-        match bevy::tasks::block_on(bevy::tasks::poll_once(&mut p.hash)) {
-            Some(hashed) => {
-                ready.push((p.id, std::mem::take(&mut p.path), hashed));
-                false
-            }
-            None => true,
-        }
-    });
-    for (id, path, hashed) in ready {
+    let ready = crate::take_finished_with(&mut transfers.preparing, |p| &mut p.hash);
+    for (Preparing { id, path, .. }, hashed) in ready {
         if !transfers.preparing_ids.remove(&id) {
             continue; // cancelled while hashing
         }
