@@ -140,10 +140,13 @@ impl BlobStore for IdbStore {
                 | StoreOp::Finish { transfer, .. }
                 | StoreOp::Close { transfer, .. } => transfer,
             };
-            self.push(StoreDone::Failed {
-                transfer,
-                error: StoreError::Io("the browser storage task stopped".into()),
-            });
+            report(
+                &self.done,
+                StoreDone::Failed {
+                    transfer,
+                    error: StoreError::Io("the browser storage task stopped".into()),
+                },
+            );
         }
     }
 
@@ -155,11 +158,10 @@ impl BlobStore for IdbStore {
     }
 }
 
-impl IdbStore {
-    fn push(&self, done: StoreDone) {
-        if let Ok(mut all) = self.done.lock() {
-            all.push(done);
-        }
+/// Results waiting for [`BlobStore::poll`], shared by the store and its task.
+fn report(results: &Mutex<Vec<StoreDone>>, done: StoreDone) {
+    if let Ok(mut all) = results.lock() {
+        all.push(done);
     }
 }
 
@@ -213,9 +215,7 @@ async fn run(mut queue: UnboundedReceiver<StoreOp>, done: Arc<Mutex<Vec<StoreDon
 
 impl Task {
     fn report(&self, done: StoreDone) {
-        if let Ok(mut all) = self.done.lock() {
-            all.push(done);
-        }
+        report(&self.done, done);
     }
 
     fn queue_write(&mut self, transfer: TransferId, seq: u32, data: Vec<u8>) {
