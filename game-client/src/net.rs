@@ -68,40 +68,190 @@ pub enum NetError {
 #[derive(Resource)]
 pub struct Socket {
     socket: WebRtcSocket,
-    /// The one other person in the room, when connected.
-    pub peer: Option<PeerId>,
+    /// Both channels to the peer.
+    pub wire: Wire,
     announced_id: bool,
 }
 
 impl Socket {
+    /// The one other person in the room, when connected.
+    pub fn peer(&self) -> Option<PeerId> {
+        self.wire.lock().peer
+    }
+}
+
+/// Duet's two channels to the peer, shared: the frame loop reads and writes them, and in the
+/// browser so does the transfer pump that runs between frames (file data must not wait for the
+/// next drawn frame, and a hidden tab draws none). The mutex is never held across an await.
+#[derive(Clone)]
+pub struct Wire(std::sync::Arc<std::sync::Mutex<WireState>>);
+
+impl Wire {
+    /// The channels' state, locked (a poisoned lock is taken over: the state stays consistent
+    /// because every method leaves it so).
+    pub fn lock(&self) -> std::sync::MutexGuard<'_, WireState> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// How many frames may arrive before the app has seen the peer connect (a hello, an offer
+/// and a credit window's worth of chunks fit easily).
+const EARLY_FRAMES: usize = 4096;
+
+type PacketTx = futures::channel::mpsc::UnboundedSender<(PeerId, matchbox_socket::Packet)>;
+type PacketRx = futures::channel::mpsc::UnboundedReceiver<(PeerId, matchbox_socket::Packet)>;
+
+/// See [`Wire`]. Arrivals are sorted as they are pulled: control messages for the app (hello,
+/// chat...), control messages for transfers, and file data.
+pub struct WireState {
+    peer: Option<PeerId>,
+    control_tx: PacketTx,
+    data_tx: PacketTx,
+    control_rx: PacketRx,
+    data_rx: PacketRx,
+    for_app: std::collections::VecDeque<Result<Control, String>>,
+    for_transfers: std::collections::VecDeque<Control>,
+    data: std::collections::VecDeque<matchbox_socket::Packet>,
+    early: Vec<(PeerId, usize, matchbox_socket::Packet)>,
+}
+
+impl WireState {
+    /// The one other person in the room, when connected.
+    pub fn peer(&self) -> Option<PeerId> {
+        self.peer
+    }
+
     /// Sends raw bytes on the data channel to the peer.
     pub fn send_data(&mut self, bytes: Vec<u8>) -> Result<(), NetError> {
         let peer = self.peer.ok_or(NetError::NoPeer)?;
-        self.socket
-            .channel_mut(DATA_CHANNEL)
-            .try_send(bytes.into(), peer)
+        self.data_tx
+            .unbounded_send((peer, bytes.into()))
             .map_err(|_| NetError::NoPeer)
     }
 
-    /// Takes every frame that arrived on the data channel (as received: no copy).
-    pub fn receive_data(&mut self) -> Vec<matchbox_socket::Packet> {
-        let current = self.peer;
-        self.socket
-            .channel_mut(DATA_CHANNEL)
-            .receive()
-            .into_iter()
-            .filter(|(from, _)| Some(*from) == current)
-            .map(|(_, packet)| packet)
-            .collect()
-    }
-
-    fn send_control(&mut self, message: &Control) -> Result<(), NetError> {
+    /// Sends a control message to the peer.
+    pub fn send_control(&mut self, message: &Control) -> Result<(), NetError> {
         let peer = self.peer.ok_or(NetError::NoPeer)?;
         let bytes = message.encode()?;
-        self.socket
-            .channel_mut(CONTROL_CHANNEL)
-            .try_send(bytes.into(), peer)
+        self.control_tx
+            .unbounded_send((peer, bytes.into()))
             .map_err(|_| NetError::NoPeer)
+    }
+
+    /// Takes what arrived for file transfers: control messages, then data frames (as received:
+    /// no copy).
+    pub fn take_transfer_arrivals(&mut self) -> (Vec<Control>, Vec<matchbox_socket::Packet>) {
+        self.pull();
+        (
+            self.for_transfers.drain(..).collect(),
+            self.data.drain(..).collect(),
+        )
+    }
+
+    fn take_app_arrivals(&mut self) -> Vec<Result<Control, String>> {
+        self.pull();
+        self.for_app.drain(..).collect()
+    }
+
+    /// Moves everything that arrived into the queues, without waiting.
+    fn pull(&mut self) {
+        while let Ok((from, packet)) = self.control_rx.try_recv() {
+            self.sort_control(from, packet);
+        }
+        while let Ok((from, packet)) = self.data_rx.try_recv() {
+            self.sort_data(from, packet);
+        }
+    }
+
+    /// Pulls arrivals, registering `cx` to be woken by the next one. `Ready(true)`: something
+    /// arrived; `Ready(false)`: the connection is gone (both channels closed).
+    pub fn poll_arrivals(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<bool> {
+        use futures::StreamExt;
+        use std::task::Poll;
+        let mut arrived = false;
+        let mut open = 2;
+        loop {
+            match self.control_rx.poll_next_unpin(cx) {
+                Poll::Ready(Some((from, packet))) => {
+                    self.sort_control(from, packet);
+                    arrived = true;
+                }
+                Poll::Ready(None) => {
+                    open -= 1;
+                    break;
+                }
+                Poll::Pending => break,
+            }
+        }
+        loop {
+            match self.data_rx.poll_next_unpin(cx) {
+                Poll::Ready(Some((from, packet))) => {
+                    self.sort_data(from, packet);
+                    arrived = true;
+                }
+                Poll::Ready(None) => {
+                    open -= 1;
+                    break;
+                }
+                Poll::Pending => break,
+            }
+        }
+        if arrived {
+            Poll::Ready(true)
+        } else if open == 0 {
+            Poll::Ready(false)
+        } else {
+            Poll::Pending
+        }
+    }
+
+    /// The peer's connection is up (or gone, with `None`). What arrived from them before the
+    /// app saw them connect (the pump may pull first) is sorted now.
+    fn set_peer(&mut self, peer: Option<PeerId>) {
+        self.peer = peer;
+        for (from, channel, packet) in std::mem::take(&mut self.early) {
+            if channel == CONTROL_CHANNEL {
+                self.sort_control(from, packet);
+            } else {
+                self.sort_data(from, packet);
+            }
+        }
+    }
+
+    /// Whether a frame from `from` counts now; frames that arrive before the app has seen
+    /// any peer connect wait in `early`.
+    fn admit(&mut self, from: PeerId, channel: usize, packet: &matchbox_socket::Packet) -> bool {
+        match self.peer {
+            // Only the person in the room speaks: a removed peer's lingering connection is
+            // ignored.
+            Some(peer) => peer == from,
+            None => {
+                // Bounded: a lingering connection of someone removed cannot fill memory.
+                if self.early.len() < EARLY_FRAMES {
+                    self.early.push((from, channel, packet.clone()));
+                }
+                false
+            }
+        }
+    }
+
+    fn sort_control(&mut self, from: PeerId, packet: matchbox_socket::Packet) {
+        if !self.admit(from, CONTROL_CHANNEL, &packet) {
+            return;
+        }
+        match Control::decode(&packet) {
+            Ok(message) if message.is_transfer() => self.for_transfers.push_back(message),
+            Ok(message) => self.for_app.push_back(Ok(message)),
+            Err(e) => self.for_app.push_back(Err(e.to_string())),
+        }
+    }
+
+    fn sort_data(&mut self, from: PeerId, packet: matchbox_socket::Packet) {
+        if self.admit(from, DATA_CHANNEL, &packet) {
+            self.data.push_back(packet);
+        }
     }
 }
 
@@ -189,7 +339,25 @@ fn open_socket(
         .reconnect_attempts(Some(3));
     // Fixed order on both sides: matchbox pre-negotiates channels by index.
     builder = builder.add_reliable_channel().add_reliable_channel();
-    let (socket, message_loop) = builder.build();
+    let (mut socket, message_loop) = builder.build();
+    let (Ok(control), Ok(data)) = (
+        socket.take_channel(CONTROL_CHANNEL),
+        socket.take_channel(DATA_CHANNEL),
+    ) else {
+        unreachable!("the builder above added both channels");
+    };
+    let ((control_tx, control_rx), (data_tx, data_rx)) = (control.split(), data.split());
+    let wire = Wire(std::sync::Arc::new(std::sync::Mutex::new(WireState {
+        peer: None,
+        control_tx,
+        data_tx,
+        control_rx,
+        data_rx,
+        for_app: Default::default(),
+        for_transfers: Default::default(),
+        data: Default::default(),
+        early: Vec::new(),
+    })));
     let (tx, rx) = std::sync::mpsc::channel::<String>();
     crate::platform::spawn_message_loop(async move {
         let reason = match message_loop.await {
@@ -207,7 +375,7 @@ fn open_socket(
     commands.insert_resource(LoopEnded(std::sync::Mutex::new(rx)));
     commands.insert_resource(Socket {
         socket,
-        peer: None,
+        wire,
         announced_id: false,
     });
 }
@@ -250,32 +418,28 @@ fn poll_socket(
     let Ok(changes) = socket.socket.try_update_peers() else {
         return;
     };
+    let mut wire = socket.wire.lock();
     for (peer, state) in changes {
         match state {
             PeerState::Connected => {
-                socket.peer = Some(peer);
+                wire.set_peer(Some(peer));
                 events.write(NetEvent::PeerJoined(peer));
             }
             PeerState::Disconnected => {
-                if socket.peer == Some(peer) {
-                    socket.peer = None;
+                if wire.peer == Some(peer) {
+                    wire.set_peer(None);
                 }
                 events.write(NetEvent::PeerLeft(peer));
             }
         }
     }
-    let current = socket.peer;
-    for (from, packet) in socket.socket.channel_mut(CONTROL_CHANNEL).receive() {
-        // Only the person in the room speaks: a removed peer's lingering connection is ignored.
-        if Some(from) != current {
-            continue;
-        }
-        match Control::decode(&packet) {
+    for arrival in wire.take_app_arrivals() {
+        match arrival {
             Ok(message) => {
                 received.write(ControlReceived(message));
             }
             Err(e) => {
-                events.write(NetEvent::BadFrame(e.to_string()));
+                events.write(NetEvent::BadFrame(e));
             }
         }
     }
@@ -346,7 +510,7 @@ fn flush_outgoing(
 ) {
     for SendControl(message) in outgoing.read() {
         let result = match socket.as_mut() {
-            Some(socket) => socket.send_control(message),
+            Some(socket) => socket.wire.lock().send_control(message),
             None => Err(NetError::NoPeer),
         };
         if let Err(e) = result {

@@ -14,11 +14,14 @@ use std::path::PathBuf;
 use bevy::prelude::*;
 use bevy::tasks::Task;
 use duet_shared::peer::{
-    CancelReason, Chunk, Control, DeclineReason, FileOffer, MAX_FILE_BYTES, TransferId,
+    CHUNKS_PER_FRAME, CancelReason, Chunk, Control, DeclineReason, FileOffer, MAX_FILE_BYTES,
+    TransferId,
 };
 use duet_shared::transfer::{Progress, Receiver, ResumePoint, Sender, TransferError, WindowConfig};
 
-use crate::net::{ControlReceived, NetEvent, SendControl, Socket};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::net::{NetEvent, Socket, Wire, WireState};
 use crate::platform::{FileReader, ReadPoll};
 use crate::storage::{BlobStore, StoreDone, StoreOp, part_key};
 
@@ -113,9 +116,11 @@ struct Incoming {
     opened: bool,
 }
 
-/// Transfers in flight.
-#[derive(Resource)]
-pub struct Transfers {
+/// The transfer engine: every transfer in flight, the store received files go to, and what
+/// happened since the app last looked. It is not a set of systems because it must also run
+/// between frames (see [`pump_between_frames`]); the plugin's systems and that pump both call
+/// [`Engine::pump`] on it.
+pub struct Engine {
     outgoing: HashMap<TransferId, Outgoing>,
     incoming: HashMap<TransferId, Incoming>,
     preparing: Vec<Preparing>,
@@ -124,9 +129,14 @@ pub struct Transfers {
     /// Flow-control tuning for incoming transfers.
     pub window: WindowConfig,
     last_progress_ms: u64,
+    store: Option<Box<dyn BlobStore>>,
+    /// Control messages for the peer, sent at the end of the next pump.
+    controls: Vec<Control>,
+    /// Events for the app, turned into [`TransferEvent`] messages by the next frame.
+    events: Vec<TransferEvent>,
 }
 
-impl Default for Transfers {
+impl Default for Engine {
     fn default() -> Self {
         Self {
             outgoing: HashMap::new(),
@@ -135,14 +145,23 @@ impl Default for Transfers {
             preparing_ids: Default::default(),
             window: crate::platform::transfer_window(),
             last_progress_ms: 0,
+            store: None,
+            controls: Vec::new(),
+            events: Vec::new(),
         }
     }
 }
 
+/// The engine, shared by the frame loop and the pump between frames.
+#[derive(Resource, Clone, Default)]
+pub struct Transfers(Arc<Mutex<Engine>>);
+
 impl Transfers {
-    /// Transfers currently running.
-    pub fn active(&self) -> usize {
-        self.outgoing.len() + self.incoming.len() + self.preparing_ids.len()
+    /// The engine, locked (never held across an await; a poisoned lock is taken over).
+    pub fn lock(&self) -> MutexGuard<'_, Engine> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -155,22 +174,7 @@ impl Plugin for TransferPlugin {
             .add_message::<CancelTransfer>()
             .add_message::<TransferEvent>()
             .init_resource::<Transfers>()
-            .add_systems(
-                Update,
-                (
-                    start_sends,
-                    cancel_transfers,
-                    offer_prepared,
-                    handle_control,
-                    receive_chunks,
-                    drain_store,
-                    pump_sends,
-                    report_progress,
-                    fail_on_disconnect,
-                )
-                    .chain()
-                    .run_if(resource_exists::<Store>),
-            );
+            .add_systems(Update, (adopt_store, start_pump, drive).chain());
     }
 }
 
@@ -196,78 +200,95 @@ fn mime_for(path: &std::path::Path) -> String {
     .to_owned()
 }
 
-/// Validates a send request and starts hashing the file on a background task: hashing 200 MiB
-/// takes long enough to freeze a window if done in a frame.
-fn start_sends(
-    mut requests: MessageReader<SendFile>,
-    mut transfers: ResMut<Transfers>,
-    socket: Option<Res<Socket>>,
-    mut events: MessageWriter<TransferEvent>,
-) {
-    for SendFile(path) in requests.read() {
-        let id = TransferId(rand_id());
-        let fail = |reason: String| TransferEvent::Failed {
-            id,
-            direction: Direction::Outgoing,
-            reason,
-        };
-        if socket.as_ref().and_then(|s| s.peer).is_none() {
-            events.write(fail(
-                "Your peer is not in the room, so the file was not sent.".into(),
-            ));
-            continue;
-        }
-        // Refuse what is too large before spending time hashing it.
-        match crate::platform::file_size(path) {
-            Ok(size) if size > MAX_FILE_BYTES => {
-                events.write(fail(too_large(path, size)));
-                continue;
-            }
-            Ok(_) => {}
-            Err(e) => {
-                events.write(fail(format!("Cannot read {}: {e}", path.display())));
-                continue;
-            }
-        }
-        transfers.preparing.push(Preparing {
-            id,
-            path: path.clone(),
-            hash: crate::platform::hash_file(path.clone()),
-        });
-        transfers.preparing_ids.insert(id);
+/// Moves the [`Store`] the entry point inserted into the engine.
+fn adopt_store(world: &mut World) {
+    if let Some(Store(store)) = world.remove_resource::<Store>() {
+        world.resource::<Transfers>().lock().store = Some(store);
     }
 }
 
-fn cancel_transfers(
-    mut asks: MessageReader<CancelTransfer>,
-    mut transfers: ResMut<Transfers>,
-    mut store: ResMut<Store>,
-    mut send: MessageWriter<SendControl>,
+/// Where the platform wants it (the browser), runs the engine between frames for each new
+/// connection to the room.
+fn start_pump(socket: Option<Res<Socket>>, transfers: Res<Transfers>) {
+    if crate::platform::PUMP_BETWEEN_FRAMES
+        && let Some(socket) = socket
+        && socket.is_added()
+    {
+        crate::platform::spawn_message_loop(pump_between_frames(
+            transfers.clone(),
+            socket.wire.clone(),
+        ));
+    }
+}
+
+/// One frame's turn: requests from the app, the peer leaving, then [`Engine::pump`], and the
+/// engine's events out as messages.
+fn drive(
+    transfers: Res<Transfers>,
+    socket: Option<Res<Socket>>,
+    mut requests: MessageReader<SendFile>,
+    mut cancels: MessageReader<CancelTransfer>,
+    mut net: MessageReader<NetEvent>,
     mut events: MessageWriter<TransferEvent>,
 ) {
-    for CancelTransfer(id) in asks.read() {
-        let was_preparing = transfers.preparing_ids.remove(id);
-        if let Some(mut out) = transfers.outgoing.remove(id) {
-            send.write(SendControl(out.machine.cancel(CancelReason::User)));
-        } else if let Some(incoming) = transfers.incoming.get_mut(id) {
-            send.write(SendControl(incoming.machine.cancel(CancelReason::User)));
-            fail_incoming(
-                &mut transfers,
-                &mut store,
-                *id,
-                "You cancelled the transfer. If it is sent again, it resumes where it stopped.",
-                false,
-                &mut events,
-            );
-            continue;
-        } else if !was_preparing {
-            continue;
+    let mut engine = transfers.lock();
+    if engine.store.is_none() {
+        return;
+    }
+    let wire = socket.as_ref().map(|s| s.wire.clone());
+    let peer_present = wire.as_ref().is_some_and(|w| w.lock().peer().is_some());
+    for SendFile(path) in requests.read() {
+        engine.start_send(path, peer_present);
+    }
+    for CancelTransfer(id) in cancels.read() {
+        engine.cancel(*id);
+    }
+    // The peer leaving, or me leaving the room (the socket closed), ends every running transfer.
+    let left = net.read().any(|e| matches!(e, NetEvent::PeerLeft(_)));
+    if left || (wire.is_none() && engine.running() > 0) {
+        engine.fail_all();
+    }
+    let mut guard = wire.as_ref().map(|w| w.lock());
+    engine.pump(guard.as_deref_mut());
+    drop(guard);
+    events.write_batch(engine.events.drain(..));
+}
+
+/// The engine's wake-up between frames: the web's store and file reads call [`wake_pump`]
+/// when they finish, as arrivals on the wire do through its channels.
+static PUMP_WAKER: futures::task::AtomicWaker = futures::task::AtomicWaker::new();
+static PUMP_WOKEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Something the engine waits for is ready (a store write committed, a file read finished):
+/// run [`pump_between_frames`] now rather than at the next frame.
+pub fn wake_pump() {
+    PUMP_WOKEN.store(true, std::sync::atomic::Ordering::SeqCst);
+    PUMP_WAKER.wake();
+}
+
+/// Runs [`Engine::pump`] whenever data or a control message arrives, or [`wake_pump`] is
+/// called, until the connection closes. In the browser this is what keeps a transfer moving
+/// at the speed of the network rather than of drawn frames (and in a hidden tab, which draws
+/// none).
+pub async fn pump_between_frames(transfers: Transfers, wire: Wire) {
+    use std::task::Poll;
+    loop {
+        let open = futures::future::poll_fn(|cx| {
+            PUMP_WAKER.register(cx.waker());
+            let woken = PUMP_WOKEN.swap(false, std::sync::atomic::Ordering::SeqCst);
+            match wire.lock().poll_arrivals(cx) {
+                Poll::Pending if woken => Poll::Ready(true),
+                other => other,
+            }
+        })
+        .await;
+        if !open {
+            return;
         }
-        events.write(TransferEvent::Failed {
-            id: *id,
-            direction: Direction::Outgoing,
-            reason: "You cancelled the transfer.".into(),
-        });
+        let mut engine = transfers.lock();
+        if engine.store.is_some() {
+            engine.pump(Some(&mut wire.lock()));
+        }
     }
 }
 
@@ -279,133 +300,227 @@ fn too_large(path: &std::path::Path, size: u64) -> String {
     )
 }
 
-/// Offers the files whose hash is ready.
-fn offer_prepared(
-    mut transfers: ResMut<Transfers>,
-    socket: Option<Res<Socket>>,
-    mut send: MessageWriter<SendControl>,
-    mut events: MessageWriter<TransferEvent>,
-) {
-    let ready = crate::take_finished_with(&mut transfers.preparing, |p| &mut p.hash);
-    for (Preparing { id, path, .. }, hashed) in ready {
-        if !transfers.preparing_ids.remove(&id) {
-            continue; // cancelled while hashing
-        }
-        let fail = |reason: String| TransferEvent::Failed {
-            id,
-            direction: Direction::Outgoing,
-            reason,
-        };
-        if socket.as_ref().and_then(|s| s.peer).is_none() {
-            events.write(fail(
-                "Your peer left the room, so the file was not sent.".into(),
-            ));
-            continue;
-        }
-        let (sha256, size) = match hashed {
-            Ok(v) => v,
-            Err(e) => {
-                events.write(fail(format!("Cannot read {}: {e}", path.display())));
-                continue;
-            }
-        };
-        if size > MAX_FILE_BYTES {
-            events.write(fail(too_large(&path, size)));
-            continue;
-        }
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "file".into());
-        let offer = FileOffer {
-            transfer: id,
-            name: name.clone(),
-            size,
-            mime: mime_for(&path),
-            sha256,
-        };
-        let (machine, source) = match (Sender::new(offer), FileReader::open(&path)) {
-            (Ok(m), Ok(f)) => (m, f),
-            (Err(e), _) => {
-                events.write(fail(e.to_string()));
-                continue;
-            }
-            (_, Err(e)) => {
-                events.write(fail(format!("Cannot read {}: {e}", path.display())));
-                continue;
-            }
-        };
-        send.write(SendControl(machine.offer()));
-        events.write(TransferEvent::Started {
-            id,
-            direction: Direction::Outgoing,
-            name,
-            size,
-            resumed_from: 0,
-        });
-        transfers.outgoing.insert(
-            id,
-            Outgoing {
-                machine,
-                source,
-                path,
-                waiting: VecDeque::new(),
-                scratch: Vec::new(),
-                frame: Vec::new(),
-            },
-        );
-    }
-}
-
 fn rand_id() -> u64 {
     let bytes = uuid::Uuid::new_v4().into_bytes();
     u64::from_le_bytes(bytes[..8].try_into().unwrap_or_default())
 }
 
-fn fail_incoming(
-    transfers: &mut Transfers,
-    store: &mut Store,
-    id: TransferId,
-    error: &str,
-    delete: bool,
-    events: &mut MessageWriter<TransferEvent>,
-) {
-    if transfers.incoming.remove(&id).is_some() {
-        store.0.submit(StoreOp::Close {
-            transfer: id,
-            delete,
-        });
-    }
-    events.write(TransferEvent::Failed {
+fn failed_out(id: TransferId, reason: impl Into<String>) -> TransferEvent {
+    TransferEvent::Failed {
         id,
-        direction: Direction::Incoming,
-        reason: error.to_owned(),
-    });
+        direction: Direction::Outgoing,
+        reason: reason.into(),
+    }
 }
 
-fn handle_control(
-    mut received: MessageReader<ControlReceived>,
-    mut transfers: ResMut<Transfers>,
-    mut store: ResMut<Store>,
-    mut send: MessageWriter<SendControl>,
-    mut events: MessageWriter<TransferEvent>,
-) {
-    let now = now_ms();
-    for ControlReceived(message) in received.read() {
+impl Engine {
+    /// Transfers currently running (including files still being hashed).
+    pub fn running(&self) -> usize {
+        self.outgoing.len() + self.incoming.len() + self.preparing_ids.len()
+    }
+
+    fn store(&mut self) -> &mut dyn BlobStore {
+        self.store
+            .as_deref_mut()
+            .expect("the engine runs only once it has a store")
+    }
+
+    /// One turn of everything that does not wait for the app: what arrived, the store's
+    /// results, hashes that finished, chunks to send, progress. Ends by sending the control
+    /// messages this produced.
+    pub fn pump(&mut self, mut wire: Option<&mut WireState>) {
+        let now = now_ms();
+        if let Some(wire) = wire.as_deref_mut() {
+            let (controls, frames) = wire.take_transfer_arrivals();
+            for message in controls {
+                self.on_control(message, now);
+            }
+            for frame in frames {
+                self.on_data(&frame, now);
+            }
+        }
+        self.drain_store(now);
+        self.offer_prepared(wire.as_ref().is_some_and(|w| w.peer().is_some()));
+        if let Some(wire) = wire.as_deref_mut() {
+            self.pump_sends(wire);
+        }
+        self.report_progress(now);
+        let controls = std::mem::take(&mut self.controls);
+        if let Some(wire) = wire {
+            for message in &controls {
+                // A control that cannot go out means the peer is gone: the disconnect fails
+                // the transfer on both sides.
+                let _ = wire.send_control(message);
+            }
+        }
+    }
+
+    /// Validates a send request and starts hashing the file on a background task: hashing
+    /// 200 MiB takes long enough to freeze a window if done in a frame.
+    fn start_send(&mut self, path: &std::path::Path, peer_present: bool) {
+        let id = TransferId(rand_id());
+        if !peer_present {
+            self.events.push(failed_out(
+                id,
+                "Your peer is not in the room, so the file was not sent.",
+            ));
+            return;
+        }
+        // Refuse what is too large before spending time hashing it.
+        match crate::platform::file_size(path) {
+            Ok(size) if size > MAX_FILE_BYTES => {
+                self.events.push(failed_out(id, too_large(path, size)));
+                return;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                self.events.push(failed_out(
+                    id,
+                    format!("Cannot read {}: {e}", path.display()),
+                ));
+                return;
+            }
+        }
+        self.preparing.push(Preparing {
+            id,
+            path: path.to_path_buf(),
+            hash: crate::platform::hash_file(path.to_path_buf()),
+        });
+        self.preparing_ids.insert(id);
+    }
+
+    fn cancel(&mut self, id: TransferId) {
+        let was_preparing = self.preparing_ids.remove(&id);
+        if let Some(mut out) = self.outgoing.remove(&id) {
+            self.controls.push(out.machine.cancel(CancelReason::User));
+        } else if let Some(incoming) = self.incoming.get_mut(&id) {
+            self.controls
+                .push(incoming.machine.cancel(CancelReason::User));
+            self.fail_incoming(
+                id,
+                "You cancelled the transfer. If it is sent again, it resumes where it stopped.",
+                false,
+            );
+            return;
+        } else if !was_preparing {
+            return;
+        }
+        self.events
+            .push(failed_out(id, "You cancelled the transfer."));
+    }
+
+    /// Offers the files whose hash is ready.
+    fn offer_prepared(&mut self, peer_present: bool) {
+        let ready = crate::take_finished_with(&mut self.preparing, |p| &mut p.hash);
+        for (Preparing { id, path, .. }, hashed) in ready {
+            if !self.preparing_ids.remove(&id) {
+                continue; // cancelled while hashing
+            }
+            if !peer_present {
+                self.events.push(failed_out(
+                    id,
+                    "Your peer left the room, so the file was not sent.",
+                ));
+                continue;
+            }
+            let (sha256, size) = match hashed {
+                Ok(v) => v,
+                Err(e) => {
+                    self.events.push(failed_out(
+                        id,
+                        format!("Cannot read {}: {e}", path.display()),
+                    ));
+                    continue;
+                }
+            };
+            if size > MAX_FILE_BYTES {
+                self.events.push(failed_out(id, too_large(&path, size)));
+                continue;
+            }
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "file".into());
+            let offer = FileOffer {
+                transfer: id,
+                name: name.clone(),
+                size,
+                mime: mime_for(&path),
+                sha256,
+            };
+            let (machine, source) = match (Sender::new(offer), FileReader::open(&path)) {
+                (Ok(m), Ok(f)) => (m, f),
+                (Err(e), _) => {
+                    self.events.push(failed_out(id, e.to_string()));
+                    continue;
+                }
+                (_, Err(e)) => {
+                    self.events.push(failed_out(
+                        id,
+                        format!("Cannot read {}: {e}", path.display()),
+                    ));
+                    continue;
+                }
+            };
+            self.controls.push(machine.offer());
+            self.events.push(TransferEvent::Started {
+                id,
+                direction: Direction::Outgoing,
+                name,
+                size,
+                resumed_from: 0,
+            });
+            self.outgoing.insert(
+                id,
+                Outgoing {
+                    machine,
+                    source,
+                    path,
+                    waiting: VecDeque::new(),
+                    scratch: Vec::new(),
+                    frame: Vec::new(),
+                },
+            );
+        }
+    }
+
+    fn fail_incoming(&mut self, id: TransferId, error: &str, delete: bool) {
+        if self.incoming.remove(&id).is_some() {
+            self.store().submit(StoreOp::Close {
+                transfer: id,
+                delete,
+            });
+        }
+        self.events.push(TransferEvent::Failed {
+            id,
+            direction: Direction::Incoming,
+            reason: error.to_owned(),
+        });
+    }
+
+    /// Ends an outgoing transfer after `e`, telling the peer why.
+    fn fail_outgoing(&mut self, id: TransferId, e: TransferError) {
+        if let Some(mut out) = self.outgoing.remove(&id) {
+            self.controls.push(out.machine.cancel(e.cancel_reason()));
+        }
+        self.events.push(failed_out(id, e.to_string()));
+    }
+
+    fn on_control(&mut self, message: Control, now: u64) {
         match message {
             Control::Offer(offer) => {
                 let id = offer.transfer;
-                if transfers.incoming.contains_key(&id) {
-                    continue;
+                if self.incoming.contains_key(&id) {
+                    return;
                 }
-                match Receiver::new(offer.clone(), transfers.window) {
+                match Receiver::new(offer.clone(), self.window) {
                     Ok(machine) => {
-                        store.0.submit(StoreOp::Open {
+                        self.store().submit(StoreOp::Open {
                             transfer: id,
                             key: part_key(&offer.sha256, offer.size),
                             size: offer.size,
                         });
-                        transfers.incoming.insert(
+                        self.incoming.insert(
                             id,
                             Incoming {
                                 machine,
@@ -415,14 +530,14 @@ fn handle_control(
                         );
                     }
                     Err(e) => {
-                        send.write(SendControl(Control::Decline {
+                        self.controls.push(Control::Decline {
                             transfer: id,
                             reason: match e {
                                 TransferError::TooLarge { .. } => DeclineReason::TooLarge,
                                 _ => DeclineReason::Invalid,
                             },
-                        }));
-                        events.write(TransferEvent::Failed {
+                        });
+                        self.events.push(TransferEvent::Failed {
                             id,
                             direction: Direction::Incoming,
                             reason: format!("Your peer offered a file Duet cannot take: {e}."),
@@ -431,17 +546,10 @@ fn handle_control(
                 }
             }
             Control::Accept { transfer, offset } => {
-                if let Some(out) = transfers.outgoing.get_mut(transfer)
-                    && let Err(e) = out.machine.on_accept(*offset, now)
+                if let Some(out) = self.outgoing.get_mut(&transfer)
+                    && let Err(e) = out.machine.on_accept(offset, now)
                 {
-                    let cancel = out.machine.cancel(e.cancel_reason());
-                    send.write(SendControl(cancel));
-                    transfers.outgoing.remove(transfer);
-                    events.write(TransferEvent::Failed {
-                        id: *transfer,
-                        direction: Direction::Outgoing,
-                        reason: e.to_string(),
-                    });
+                    self.fail_outgoing(transfer, e);
                 }
             }
             Control::Credit {
@@ -449,343 +557,281 @@ fn handle_control(
                 persisted,
                 until,
             } => {
-                if let Some(out) = transfers.outgoing.get_mut(transfer)
-                    && let Err(e) = out.machine.on_credit(*persisted, *until, now)
+                if let Some(out) = self.outgoing.get_mut(&transfer)
+                    && let Err(e) = out.machine.on_credit(persisted, until, now)
                 {
-                    send.write(SendControl(out.machine.cancel(e.cancel_reason())));
-                    transfers.outgoing.remove(transfer);
-                    events.write(TransferEvent::Failed {
-                        id: *transfer,
-                        direction: Direction::Outgoing,
-                        reason: e.to_string(),
-                    });
+                    self.fail_outgoing(transfer, e);
                 }
             }
             Control::Complete { transfer } => {
-                if let Some(mut out) = transfers.outgoing.remove(transfer) {
+                if let Some(mut out) = self.outgoing.remove(&transfer) {
                     let event = match out.machine.on_complete() {
                         Ok(()) => {
                             // The last progress report (throttled) may predate the end.
-                            events.write(TransferEvent::Progress {
-                                id: *transfer,
+                            self.events.push(TransferEvent::Progress {
+                                id: transfer,
                                 direction: Direction::Outgoing,
                                 progress: out.machine.progress(),
                             });
                             TransferEvent::Completed {
-                                id: *transfer,
+                                id: transfer,
                                 direction: Direction::Outgoing,
                                 location: out.path.display().to_string(),
                             }
                         }
-                        Err(e) => TransferEvent::Failed {
-                            id: *transfer,
-                            direction: Direction::Outgoing,
-                            reason: e.to_string(),
-                        },
+                        Err(e) => failed_out(transfer, e.to_string()),
                     };
-                    events.write(event);
+                    self.events.push(event);
                 }
             }
-            Control::Decline { transfer, reason }
-                if transfers.outgoing.remove(transfer).is_some() =>
-            {
-                events.write(TransferEvent::Failed {
-                    id: *transfer,
-                    direction: Direction::Outgoing,
-                    reason: format!("Your peer's app declined the file: {reason}."),
-                });
+            Control::Decline { transfer, reason } if self.outgoing.remove(&transfer).is_some() => {
+                self.events.push(failed_out(
+                    transfer,
+                    format!("Your peer's app declined the file: {reason}."),
+                ));
             }
             Control::Cancel { transfer, reason } => {
-                if transfers.outgoing.remove(transfer).is_some() {
-                    events.write(TransferEvent::Failed {
-                        id: *transfer,
-                        direction: Direction::Outgoing,
-                        reason: format!("Your peer ended the transfer: {reason}."),
-                    });
+                if self.outgoing.remove(&transfer).is_some() {
+                    self.events.push(failed_out(
+                        transfer,
+                        format!("Your peer ended the transfer: {reason}."),
+                    ));
                 }
-                if transfers.incoming.contains_key(transfer) {
-                    let delete = *reason != CancelReason::User;
-                    fail_incoming(
-                        &mut transfers,
-                        &mut store,
-                        *transfer,
+                if self.incoming.contains_key(&transfer) {
+                    let delete = reason != CancelReason::User;
+                    self.fail_incoming(
+                        transfer,
                         &format!("Your peer ended the transfer: {reason}."),
                         delete,
-                        &mut events,
                     );
                 }
             }
             _ => {}
         }
     }
-}
 
-fn receive_chunks(
-    socket: Option<ResMut<Socket>>,
-    mut transfers: ResMut<Transfers>,
-    mut store: ResMut<Store>,
-    mut send: MessageWriter<SendControl>,
-    mut events: MessageWriter<TransferEvent>,
-) {
-    let Some(mut socket) = socket else { return };
-    let now = now_ms();
-    for frame in socket.receive_data() {
-        let chunk = match Chunk::decode(&frame) {
-            Ok(chunk) => chunk,
-            Err(e) => {
-                events.write(TransferEvent::Failed {
-                    id: TransferId(0),
-                    direction: Direction::Incoming,
-                    reason: format!("Your peer sent a broken file chunk ({e}); it was ignored."),
-                });
-                continue;
+    fn on_data(&mut self, frame: &[u8], now: u64) {
+        match Chunk::decode_frame(frame) {
+            Ok(chunks) => {
+                for chunk in chunks {
+                    self.on_chunk(chunk, now);
+                }
             }
-        };
+            Err(e) => self.events.push(TransferEvent::Failed {
+                id: TransferId(0),
+                direction: Direction::Incoming,
+                reason: format!("Your peer sent a broken file chunk ({e}); it was ignored."),
+            }),
+        }
+    }
+
+    fn on_chunk(&mut self, chunk: Chunk<'_>, now: u64) {
         let id = chunk.transfer;
-        let Some(incoming) = transfers.incoming.get_mut(&id) else {
+        let Some(incoming) = self.incoming.get_mut(&id) else {
             // Chunks for a transfer we do not have: never stored anywhere.
-            events.write(TransferEvent::Failed {
+            self.events.push(TransferEvent::Failed {
                 id,
                 direction: Direction::Incoming,
                 reason: "Your peer sent data for a transfer that is not running; it was ignored."
                     .into(),
             });
-            continue;
+            return;
         };
         match incoming.machine.on_chunk(chunk.seq, chunk.data, now) {
-            Ok(()) => store.0.submit(StoreOp::Write {
+            Ok(()) => self.store().submit(StoreOp::Write {
                 transfer: id,
                 seq: chunk.seq,
                 data: chunk.data.to_vec(),
             }),
             Err(e) => {
-                send.write(SendControl(incoming.machine.cancel(e.cancel_reason())));
-                fail_incoming(
-                    &mut transfers,
-                    &mut store,
-                    id,
-                    &e.to_string(),
-                    true,
-                    &mut events,
-                );
+                let cancel = incoming.machine.cancel(e.cancel_reason());
+                self.controls.push(cancel);
+                self.fail_incoming(id, &e.to_string(), true);
             }
         }
     }
-}
 
-fn drain_store(
-    mut transfers: ResMut<Transfers>,
-    mut store: ResMut<Store>,
-    mut send: MessageWriter<SendControl>,
-    mut events: MessageWriter<TransferEvent>,
-) {
-    let now = now_ms();
-    for done in store.0.poll() {
-        match done {
-            StoreDone::Opened {
-                transfer,
-                existing_chunks,
-                hasher,
-            } => {
-                if let Some(incoming) = transfers.incoming.get_mut(&transfer) {
-                    incoming.opened = true;
-                    let resume = (existing_chunks > 0).then_some(ResumePoint {
-                        chunks: existing_chunks,
-                        hasher,
-                    });
-                    for message in incoming.machine.accept(resume, now) {
-                        send.write(SendControl(message));
-                    }
-                    let offer = incoming.machine.offer();
-                    events.write(TransferEvent::Started {
-                        id: transfer,
-                        direction: Direction::Incoming,
-                        name: incoming.name.clone(),
-                        size: offer.size,
-                        resumed_from: incoming.machine.progress().done,
-                    });
-                }
-            }
-            StoreDone::Persisted { transfer, chunks } => {
-                if let Some(incoming) = transfers.incoming.get_mut(&transfer)
-                    && let Some(credit) = incoming.machine.on_persisted(chunks, now)
-                {
-                    send.write(SendControl(credit));
-                }
-            }
-            StoreDone::Finished { transfer, location } => {
-                if let Some(incoming) = transfers.incoming.remove(&transfer) {
-                    // The last progress report (throttled) may predate the end.
-                    events.write(TransferEvent::Progress {
-                        id: transfer,
-                        direction: Direction::Incoming,
-                        progress: incoming.machine.progress(),
-                    });
-                }
-                events.write(TransferEvent::Completed {
-                    id: transfer,
-                    direction: Direction::Incoming,
-                    location,
-                });
-            }
-            StoreDone::Failed { transfer, error } => {
-                if let Some(incoming) = transfers.incoming.get_mut(&transfer) {
-                    let reason = match error {
-                        crate::storage::StoreError::NoSpace => CancelReason::NoSpace,
-                        _ => CancelReason::Io,
-                    };
-                    send.write(SendControl(incoming.machine.cancel(reason)));
-                }
-                fail_incoming(
-                    &mut transfers,
-                    &mut store,
+    fn drain_store(&mut self, now: u64) {
+        for done in self.store().poll() {
+            match done {
+                StoreDone::Opened {
                     transfer,
-                    &error.to_string(),
-                    true,
-                    &mut events,
-                );
-            }
-        }
-    }
-    // Verify what is complete.
-    let complete: Vec<TransferId> = transfers
-        .incoming
-        .iter()
-        .filter(|(_, t)| t.opened && t.machine.is_complete())
-        .map(|(id, _)| *id)
-        .collect();
-    for id in complete {
-        let Some(incoming) = transfers.incoming.get_mut(&id) else {
-            continue;
-        };
-        match incoming.machine.verify() {
-            Ok(message) => {
-                send.write(SendControl(message));
-                let name = incoming.name.clone();
-                store.0.submit(StoreOp::Finish { transfer: id, name });
-            }
-            Err(e) => {
-                send.write(SendControl(Control::Cancel {
-                    transfer: id,
-                    reason: CancelReason::HashMismatch,
-                }));
-                fail_incoming(
-                    &mut transfers,
-                    &mut store,
-                    id,
-                    &e.to_string(),
-                    true,
-                    &mut events,
-                );
-            }
-        }
-    }
-}
-
-fn pump_sends(
-    socket: Option<ResMut<Socket>>,
-    mut transfers: ResMut<Transfers>,
-    mut send: MessageWriter<SendControl>,
-    mut events: MessageWriter<TransferEvent>,
-) {
-    let Some(mut socket) = socket else { return };
-    let mut failed = Vec::new();
-    for (id, out) in transfers.outgoing.iter_mut() {
-        while let Some(span) = out.machine.next_chunk() {
-            out.waiting.push_back(span);
-        }
-        while let Some(span) = out.waiting.front().copied() {
-            out.scratch.resize(span.len, 0);
-            match out.source.read(span.offset, &mut out.scratch) {
-                ReadPoll::Ready => {
-                    out.waiting.pop_front();
+                    existing_chunks,
+                    hasher,
+                } => {
+                    if let Some(incoming) = self.incoming.get_mut(&transfer) {
+                        incoming.opened = true;
+                        let resume = (existing_chunks > 0).then_some(ResumePoint {
+                            chunks: existing_chunks,
+                            hasher,
+                        });
+                        self.controls.extend(incoming.machine.accept(resume, now));
+                        let offer = incoming.machine.offer();
+                        self.events.push(TransferEvent::Started {
+                            id: transfer,
+                            direction: Direction::Incoming,
+                            name: incoming.name.clone(),
+                            size: offer.size,
+                            resumed_from: incoming.machine.progress().done,
+                        });
+                    }
                 }
-                ReadPoll::Pending => break,
-                ReadPoll::Failed(e) => {
-                    send.write(SendControl(out.machine.cancel(CancelReason::Io)));
-                    failed.push((*id, format!("Cannot read {}: {e}", out.path.display())));
+                StoreDone::Persisted { transfer, chunks } => {
+                    if let Some(incoming) = self.incoming.get_mut(&transfer)
+                        && let Some(credit) = incoming.machine.on_persisted(chunks, now)
+                    {
+                        self.controls.push(credit);
+                    }
+                }
+                StoreDone::Finished { transfer, location } => {
+                    if let Some(incoming) = self.incoming.remove(&transfer) {
+                        // The last progress report (throttled) may predate the end.
+                        self.events.push(TransferEvent::Progress {
+                            id: transfer,
+                            direction: Direction::Incoming,
+                            progress: incoming.machine.progress(),
+                        });
+                    }
+                    self.events.push(TransferEvent::Completed {
+                        id: transfer,
+                        direction: Direction::Incoming,
+                        location,
+                    });
+                }
+                StoreDone::Failed { transfer, error } => {
+                    if let Some(incoming) = self.incoming.get_mut(&transfer) {
+                        let reason = match error {
+                            crate::storage::StoreError::NoSpace => CancelReason::NoSpace,
+                            _ => CancelReason::Io,
+                        };
+                        let cancel = incoming.machine.cancel(reason);
+                        self.controls.push(cancel);
+                    }
+                    self.fail_incoming(transfer, &error.to_string(), true);
+                }
+            }
+        }
+        // Verify what is complete.
+        let complete: Vec<TransferId> = self
+            .incoming
+            .iter()
+            .filter(|(_, t)| t.opened && t.machine.is_complete())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in complete {
+            let Some(incoming) = self.incoming.get_mut(&id) else {
+                continue;
+            };
+            match incoming.machine.verify() {
+                Ok(message) => {
+                    self.controls.push(message);
+                    let name = incoming.name.clone();
+                    self.store().submit(StoreOp::Finish { transfer: id, name });
+                }
+                Err(e) => {
+                    self.controls.push(Control::Cancel {
+                        transfer: id,
+                        reason: CancelReason::HashMismatch,
+                    });
+                    self.fail_incoming(id, &e.to_string(), true);
+                }
+            }
+        }
+    }
+
+    fn pump_sends(&mut self, wire: &mut WireState) {
+        let mut failed = Vec::new();
+        for (id, out) in self.outgoing.iter_mut() {
+            while let Some(span) = out.machine.next_chunk() {
+                out.waiting.push_back(span);
+            }
+            // Up to CHUNKS_PER_FRAME chunks share one data-channel message.
+            let mut in_frame = 0;
+            out.frame.clear();
+            while let Some(span) = out.waiting.front().copied() {
+                out.scratch.resize(span.len, 0);
+                match out.source.read(span.offset, &mut out.scratch) {
+                    ReadPoll::Ready => {
+                        out.waiting.pop_front();
+                    }
+                    ReadPoll::Pending => break,
+                    ReadPoll::Failed(e) => {
+                        self.controls.push(out.machine.cancel(CancelReason::Io));
+                        failed.push((*id, format!("Cannot read {}: {e}", out.path.display())));
+                        in_frame = 0;
+                        break;
+                    }
+                }
+                let chunk = Chunk {
+                    transfer: *id,
+                    seq: span.seq,
+                    data: &out.scratch,
+                };
+                if chunk.append_to(&mut out.frame).is_err() {
+                    failed.push((*id, "A chunk of the file could not be encoded.".to_owned()));
+                    in_frame = 0;
                     break;
                 }
+                in_frame += 1;
+                if in_frame == CHUNKS_PER_FRAME {
+                    // The frame buffer moves into the packet (matchbox owns what it sends).
+                    if wire.send_data(std::mem::take(&mut out.frame)).is_err() {
+                        failed.push((*id, "The connection to your peer was lost.".to_owned()));
+                        in_frame = 0;
+                        break;
+                    }
+                    in_frame = 0;
+                }
             }
-            let chunk = Chunk {
-                transfer: *id,
-                seq: span.seq,
-                data: &out.scratch,
-            };
-            // The frame buffer moves into the packet (matchbox owns what it sends); no copy.
-            if chunk.encode_into(&mut out.frame).is_err()
-                || socket.send_data(std::mem::take(&mut out.frame)).is_err()
-            {
+            if in_frame > 0 && wire.send_data(std::mem::take(&mut out.frame)).is_err() {
                 failed.push((*id, "The connection to your peer was lost.".to_owned()));
-                break;
             }
         }
+        for (id, reason) in failed {
+            self.outgoing.remove(&id);
+            self.events.push(failed_out(id, reason));
+        }
     }
-    for (id, reason) in failed {
-        transfers.outgoing.remove(&id);
-        events.write(TransferEvent::Failed {
-            id,
-            direction: Direction::Outgoing,
-            reason,
-        });
-    }
-}
 
-fn report_progress(mut transfers: ResMut<Transfers>, mut events: MessageWriter<TransferEvent>) {
-    let now = now_ms();
-    if now < transfers.last_progress_ms + 250 {
-        return;
-    }
-    transfers.last_progress_ms = now;
-    for (id, out) in &transfers.outgoing {
-        events.write(TransferEvent::Progress {
-            id: *id,
-            direction: Direction::Outgoing,
-            progress: out.machine.progress(),
-        });
-    }
-    for (id, incoming) in &transfers.incoming {
-        if incoming.opened {
-            events.write(TransferEvent::Progress {
+    fn report_progress(&mut self, now: u64) {
+        if now < self.last_progress_ms + 250 {
+            return;
+        }
+        self.last_progress_ms = now;
+        for (id, out) in &self.outgoing {
+            self.events.push(TransferEvent::Progress {
                 id: *id,
-                direction: Direction::Incoming,
-                progress: incoming.machine.progress(),
+                direction: Direction::Outgoing,
+                progress: out.machine.progress(),
             });
         }
+        for (id, incoming) in &self.incoming {
+            if incoming.opened {
+                self.events.push(TransferEvent::Progress {
+                    id: *id,
+                    direction: Direction::Incoming,
+                    progress: incoming.machine.progress(),
+                });
+            }
+        }
     }
-}
 
-/// The peer leaving, or me leaving the room (the socket closed), ends every running transfer.
-fn fail_on_disconnect(
-    mut net: MessageReader<NetEvent>,
-    socket: Option<Res<Socket>>,
-    mut transfers: ResMut<Transfers>,
-    mut store: ResMut<Store>,
-    mut events: MessageWriter<TransferEvent>,
-) {
-    let left = net.read().any(|e| matches!(e, NetEvent::PeerLeft(_)));
-    let gone =
-        socket.is_none() && (!transfers.outgoing.is_empty() || !transfers.incoming.is_empty());
-    if !left && !gone {
-        return;
-    }
-    for (id, _) in transfers.outgoing.drain() {
-        events.write(TransferEvent::Failed {
-            id,
-            direction: Direction::Outgoing,
-            reason: "Your peer left before the file was complete.".into(),
-        });
-    }
-    let incoming: Vec<TransferId> = transfers.incoming.keys().copied().collect();
-    for id in incoming {
-        // Keep the partial bytes: the same file offered again resumes from them.
-        fail_incoming(
-            &mut transfers,
-            &mut store,
-            id,
-            "Your peer left before the file was complete; it will resume if they send it again.",
-            false,
-            &mut events,
-        );
+    /// The peer left (or I did): every running transfer fails; the receiver keeps its partial
+    /// bytes, so the same file offered again resumes from them.
+    fn fail_all(&mut self) {
+        for (id, _) in self.outgoing.drain() {
+            self.events.push(failed_out(
+                id,
+                "Your peer left before the file was complete.",
+            ));
+        }
+        let incoming: Vec<TransferId> = self.incoming.keys().copied().collect();
+        for id in incoming {
+            self.fail_incoming(
+                id,
+                "Your peer left before the file was complete; it will resume if they send it again.",
+                false,
+            );
+        }
     }
 }

@@ -23,7 +23,7 @@ const USAGE: &str =
     "usage: cargo xtask <dev | test [-- TEST ARGS] | bench NAME | build-worker | build-web | setup>
   dev           install missing tools, build, serve Duet on http://127.0.0.1:8787
   test          install missing tools, build, run every test
-  bench NAME    run a benchmark (signaling, transfer) and write target/bench/NAME.json
+  bench NAME    run a benchmark (signaling, transfer, browser) and write target/bench/NAME.json
   build-worker  rebuild the worker's wasm if its sources changed
   build-web     rebuild the browser client (web/pkg) if its sources changed
   setup         only install missing tools";
@@ -105,6 +105,8 @@ fn build_worker(root: &Path, force: bool) -> Result<()> {
         root.join("shared/src"),
         root.join("shared/Cargo.toml"),
         root.join("Cargo.lock"),
+        // The `web` profile lives in the workspace manifest.
+        root.join("Cargo.toml"),
     ];
     if up_to_date(&output, &inputs) && !force {
         return Ok(());
@@ -130,6 +132,8 @@ fn build_web(root: &Path, force: bool) -> Result<()> {
         root.join("vendor"),
         root.join("assets"),
         root.join("Cargo.lock"),
+        // The `web` profile lives in the workspace manifest.
+        root.join("Cargo.toml"),
     ];
     if up_to_date(&output, &inputs) && !force {
         return Ok(());
@@ -348,6 +352,17 @@ fn bench(root: &Path, args: &[String]) -> Result<()> {
             "debug/bench-transfer",
             rest,
         ),
-        _ => bail!("unknown benchmark {name:?}; available: signaling, transfer"),
+        "browser" => {
+            tools::ensure_all(root)?;
+            tools::ensure_test_packages()?;
+            build_web(root, false)?;
+            run_bench(
+                root,
+                &["build", "-p", "duet-tests", "--bin", "bench-browser"],
+                "debug/bench-browser",
+                rest,
+            )
+        }
+        _ => bail!("unknown benchmark {name:?}; available: signaling, transfer, browser"),
     }
 }

@@ -37,6 +37,9 @@ pub fn prepare_network() {
     matchbox_socket::set_udp_buffer_size(UDP_BUFFER_BYTES);
 }
 
+/// The desktop's frame loop runs transfers; nothing runs between frames.
+pub const PUMP_BETWEEN_FRAMES: bool = false;
+
 /// Runs matchbox's message loop (it moves every data-channel message) on a thread of its
 /// own, so it never waits behind other work on Bevy's shared task pools.
 pub fn spawn_message_loop(future: impl std::future::Future<Output = ()> + Send + 'static) {

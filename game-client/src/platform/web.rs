@@ -56,6 +56,10 @@ pub fn transfer_window() -> WindowConfig {
     }
 }
 
+/// The browser runs transfers between frames too: a frame can take 50 ms under software
+/// rendering, and a hidden tab draws none.
+pub const PUMP_BETWEEN_FRAMES: bool = true;
+
 /// The browser sizes its own sockets.
 pub fn prepare_network() {}
 
@@ -183,6 +187,7 @@ impl FileReader {
             if let Ok(mut slot) = filled.lock() {
                 *slot = Some(result);
             }
+            crate::transfer::wake_pump();
         });
         self.fetch = Some((at, slot));
     }

@@ -13,6 +13,7 @@ pub mod theme;
 use bevy::prelude::*;
 
 pub use automation::{AutomationPlugin, ReportLayoutChanges};
+pub use scene::FramePacing;
 
 /// Width of the side panel (chat, transfers) in logical pixels; the room is centred in the rest.
 pub const PANEL_WIDTH: f32 = 380.0;

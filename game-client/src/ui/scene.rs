@@ -49,7 +49,62 @@ pub(super) fn plugin(app: &mut App) {
                 draw_rings_and_zone,
             )
                 .run_if(in_state(Screen::Room)),
-        );
+        )
+        .add_systems(Last, pace_frames.run_if(resource_exists::<FramePacing>));
+}
+
+/// Draws only as often as what is on screen changes, where the platform asks for it (the
+/// browser: under software WebGL one frame of this scene costs ~100 ms of the GPU process's
+/// CPU, so drawing an idle lobby continuously took 1.85 cores of 2): a frame every
+/// [`FramePacing::busy`] while a file moves (the transfer runs between frames and keeps the
+/// CPU), every [`FramePacing::moving`] while something on screen moves (a bubble fading, the
+/// waiting seat breathing, a drag over the window), every [`FramePacing::still`] otherwise; and
+/// at once on input. egui's own redraw requests are dropped: it asks after nearly every frame
+/// (a blinking cursor, a scheduled repaint), which would mean drawing continuously again; its
+/// next frame comes with the clock or the input.
+#[allow(clippy::too_many_arguments)]
+fn pace_frames(
+    pacing: Res<FramePacing>,
+    transfers: Res<crate::transfer::Transfers>,
+    seat: Query<&Visibility, With<EmptySeat>>,
+    bubbles: Query<(), With<Bubble>>,
+    zone: Res<DropZone>,
+    screen: Res<State<Screen>>,
+    settings: Option<ResMut<bevy::winit::WinitSettings>>,
+    mut redraws: ResMut<Messages<bevy::window::RequestRedraw>>,
+) {
+    use bevy::winit::UpdateMode;
+    redraws.clear();
+    let Some(mut settings) = settings else {
+        return;
+    };
+    let in_room = *screen.get() == Screen::Room;
+    let moving = in_room
+        && (seat.iter().any(|v| *v == Visibility::Visible) || !bubbles.is_empty() || zone.dragging);
+    let wait = if transfers.lock().running() > 0 {
+        pacing.busy
+    } else if moving {
+        pacing.moving
+    } else {
+        pacing.still
+    };
+    let mode = UpdateMode::reactive(wait);
+    if settings.focused_mode != mode {
+        settings.focused_mode = mode;
+        settings.unfocused_mode = mode;
+    }
+}
+
+/// How often to draw, by what is on screen (see `pace_frames`). Inserted by the platforms
+/// that want it; without it the app draws continuously.
+#[derive(Resource, Debug, Clone, Copy)]
+pub struct FramePacing {
+    /// While a file moves.
+    pub busy: std::time::Duration,
+    /// While something on screen moves.
+    pub moving: std::time::Duration,
+    /// While nothing moves.
+    pub still: std::time::Duration,
 }
 
 fn camera(mut commands: Commands, mut gizmos: ResMut<GizmoConfigStore>) {

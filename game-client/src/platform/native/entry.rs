@@ -221,9 +221,10 @@ pub fn main() -> AppExit {
         && let Some((initial, max)) = spec.split_once(',')
         && let (Ok(initial), Ok(max)) = (initial.parse(), max.parse())
     {
-        let mut transfers = app.world_mut().resource_mut::<crate::transfer::Transfers>();
-        transfers.window.initial = initial;
-        transfers.window.max = max;
+        let transfers = app.world().resource::<crate::transfer::Transfers>();
+        let mut engine = transfers.lock();
+        engine.window.initial = initial;
+        engine.window.max = max;
     }
     if let Some(name) = args.name {
         app.world_mut().write_message(crate::identity::Rename(name));

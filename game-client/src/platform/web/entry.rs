@@ -63,6 +63,13 @@ pub fn main() -> AppExit {
     .insert_resource(config)
     .add_plugins(crate::DuetCorePlugins);
     crate::add_windowed_client(&mut app, automation, join);
-    app.insert_resource(crate::ui::ReportLayoutChanges(automation));
+    app.insert_resource(crate::ui::ReportLayoutChanges(automation))
+        // A browser may draw with software WebGL (no GPU): draw only as often as the picture
+        // changes, and leave transfers the CPU.
+        .insert_resource(crate::ui::FramePacing {
+            busy: std::time::Duration::from_millis(100),
+            moving: std::time::Duration::from_millis(33),
+            still: std::time::Duration::from_millis(250),
+        });
     app.run()
 }

@@ -1,7 +1,7 @@
 //! Received files in IndexedDB: the browser's [`BlobStore`].
 //!
 //! Two object stores in the database `duet`:
-//! - `chunks`: the bytes, as Blobs keyed `[part key, first chunk number]`. Whatever chunks
+//! - `chunks`: the bytes, as byte arrays keyed `[part key, first chunk number]`. Whatever chunks
 //!   arrived since the last write go into one record in one transaction, so a 200 MiB file is a
 //!   few hundred records, never one whole-file buffer. Chunks stay under their part key (see
 //!   [`crate::storage::part_key`]) until the file is complete, which is what makes a resume
@@ -81,7 +81,42 @@ fn part_range(key: &str) -> Result<KeyRange, StoreError> {
     KeyRange::bound(&lower, &upper, None, None).map_err(store_error)
 }
 
-async fn part_blobs(db: &Rexie, key: &str) -> Result<Vec<web_sys::Blob>, StoreError> {
+/// One stored record: the bytes of consecutive chunks. Written as a `Uint8Array`; Blobs
+/// (what earlier versions wrote) are read too.
+enum Record {
+    Bytes(Uint8Array),
+    Blob(web_sys::Blob),
+}
+
+impl Record {
+    fn len(&self) -> u64 {
+        match self {
+            Record::Bytes(bytes) => u64::from(bytes.byte_length()),
+            Record::Blob(blob) => blob.size() as u64,
+        }
+    }
+
+    fn value(&self) -> &JsValue {
+        match self {
+            Record::Bytes(bytes) => bytes,
+            Record::Blob(blob) => blob,
+        }
+    }
+
+    async fn bytes(&self) -> Result<Vec<u8>, StoreError> {
+        match self {
+            Record::Bytes(bytes) => Ok(bytes.to_vec()),
+            Record::Blob(blob) => {
+                let buffer = JsFuture::from(blob.array_buffer())
+                    .await
+                    .map_err(js_error)?;
+                Ok(Uint8Array::new(&buffer).to_vec())
+            }
+        }
+    }
+}
+
+async fn part_records(db: &Rexie, key: &str) -> Result<Vec<Record>, StoreError> {
     let tx = db
         .transaction(&[CHUNKS], TransactionMode::ReadOnly)
         .map_err(store_error)?;
@@ -92,7 +127,15 @@ async fn part_blobs(db: &Rexie, key: &str) -> Result<Vec<web_sys::Blob>, StoreEr
         .map_err(store_error)?;
     Ok(values
         .into_iter()
-        .filter_map(|v| v.dyn_into::<web_sys::Blob>().ok())
+        .filter_map(|v| {
+            if v.is_instance_of::<web_sys::Blob>() {
+                v.dyn_into().ok().map(Record::Blob)
+            } else if v.is_instance_of::<js_sys::ArrayBuffer>() {
+                Some(Record::Bytes(Uint8Array::new(&v)))
+            } else {
+                v.dyn_into().ok().map(Record::Bytes)
+            }
+        })
         .collect())
 }
 
@@ -163,6 +206,7 @@ fn report(results: &Mutex<Vec<StoreDone>>, done: StoreDone) {
     if let Ok(mut all) = results.lock() {
         all.push(done);
     }
+    crate::transfer::wake_pump();
 }
 
 /// An open incoming file: where its chunks go.
@@ -266,16 +310,23 @@ impl Task {
         let store = tx.store(CHUNKS).map_err(store_error)?;
         for (transfer, run) in runs {
             let part = self.parts.get(transfer).ok_or(StoreError::NotOpen)?;
-            let pieces = Array::new();
+            // Bytes, not a Blob: a Blob's data stays in the browser process's memory until the
+            // page's garbage collector drops the Blob object (measured: +426 MiB for 200 MiB
+            // written), while a byte array is handed over with the write and freed after it
+            // (+4 MiB), and writes faster.
+            let total: usize = run.chunks.iter().map(Vec::len).sum();
+            let bytes = Uint8Array::new_with_length(total as u32);
+            let mut at = 0u32;
             for chunk in &run.chunks {
-                pieces.push(&Uint8Array::from(chunk.as_slice()));
+                let end = at + chunk.len() as u32;
+                bytes.subarray(at, end).copy_from(chunk);
+                at = end;
             }
-            let blob = web_sys::Blob::new_with_u8_array_sequence(&pieces).map_err(js_error)?;
             let key = Array::of2(
                 &JsValue::from_str(&part.key),
                 &JsValue::from_f64(f64::from(run.first)),
             );
-            store.put(&blob, Some(&key)).await.map_err(store_error)?;
+            store.put(&bytes, Some(&key)).await.map_err(store_error)?;
         }
         let result = tx.done().await.map_err(store_error)?;
         if result.is_committed() {
@@ -331,8 +382,8 @@ impl Task {
             .db
             .as_ref()
             .map_err(|e| StoreError::Io(e.to_string()))?;
-        let blobs = part_blobs(db, key).await?;
-        let stored: u64 = blobs.iter().map(|b| b.size() as u64).sum();
+        let records = part_records(db, key).await?;
+        let stored: u64 = records.iter().map(Record::len).sum();
         let chunks = (stored.min(size) / CHUNK_BYTES as u64) as u32;
         let keep = u64::from(chunks) * CHUNK_BYTES as u64;
         let mut hasher = Sha256::new();
@@ -341,11 +392,8 @@ impl Task {
             delete_part(db, key).await?;
             return Ok((0, hasher));
         }
-        for blob in blobs {
-            let buffer = JsFuture::from(blob.array_buffer())
-                .await
-                .map_err(js_error)?;
-            hasher.update(Uint8Array::new(&buffer).to_vec());
+        for record in records {
+            hasher.update(record.bytes().await?);
         }
         Ok((chunks, hasher))
     }
@@ -383,8 +431,8 @@ impl Task {
     }
 }
 
-/// Saves a received file through the browser's downloads: its chunk Blobs joined into one Blob
-/// (the browser keeps them on disk; nothing is copied into the page), behind a Blob URL.
+/// Saves a received file through the browser's downloads: its records joined into one Blob
+/// behind a Blob URL (revoked a minute after the download starts).
 pub async fn download(name: &str) -> Result<(), StoreError> {
     let db = open_database().await?;
     let tx = db
@@ -401,8 +449,11 @@ pub async fn download(name: &str) -> Result<(), StoreError> {
         .ok()
         .and_then(|k| k.as_string())
         .ok_or(StoreError::NotOpen)?;
-    let pieces: Array = part_blobs(&db, &key).await?.into_iter().collect();
-    let blob = web_sys::Blob::new_with_blob_sequence(&pieces).map_err(js_error)?;
+    let pieces = Array::new();
+    for record in part_records(&db, &key).await? {
+        pieces.push(record.value());
+    }
+    let blob = web_sys::Blob::new_with_buffer_source_sequence(&pieces).map_err(js_error)?;
     let url = web_sys::Url::create_object_url_with_blob(&blob).map_err(js_error)?;
     let anchor: web_sys::HtmlAnchorElement = web_sys::window()
         .and_then(|w| w.document())

@@ -1,0 +1,366 @@
+// `cargo xtask bench browser`: 200 MiB browser → browser with Duet's wasm client, and in the same
+// run the plain-JS reference page (tests/bench/reference.html). Each person gets their own
+// Chromium (so a tab's memory is its browser's processes, nothing shared with the other side);
+// memory is the peak growth of that browser's process tree (RSS summed over the browser,
+// renderer, GPU and utility processes, sampled every 100 ms) during the transfer.
+//
+// The sent file is a real file on disk, handed to the page through a file input (as a person
+// picking it would), so neither side starts with the file in memory. Duet's sender gets it by a
+// DOM drop on the peer's avatar, exactly like the e2e test.
+//
+// Prints `RESULT {json}`; the Rust wrapper writes target/bench/browser.json.
+//
+// usage: node tests/bench/browser.mjs BASE_URL WORK_DIR [RUNS]
+import { chromium } from "playwright-core";
+import { createHash, randomBytes } from "node:crypto";
+import { openSync, writeSync, closeSync, readFileSync, readdirSync } from "node:fs";
+import { gzipSync } from "node:zlib";
+import { CHROMIUM_FLAGS, Person, sleep } from "../e2e/duet.mjs";
+
+const [base, work, runsArg] = process.argv.slice(2);
+const RUNS = Number(runsArg || 1);
+const SIZE = 200 * 1024 * 1024;
+const MIB = 1024 * 1024;
+const root = new URL("../../", import.meta.url).pathname;
+
+function makeFile(path) {
+  const hash = createHash("sha256");
+  const fd = openSync(path, "w");
+  for (let at = 0; at < SIZE; at += MIB) {
+    const block = randomBytes(MIB);
+    hash.update(block);
+    writeSync(fd, block);
+  }
+  closeSync(fd);
+  return hash.digest("hex");
+}
+
+// --- process memory -------------------------------------------------------------------------
+
+function processTable() {
+  const table = [];
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      table.push({ pid: Number(entry), ppid });
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return table;
+}
+
+function rssKib(pid) {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, "utf8");
+    return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] || 0);
+  } catch {
+    return 0;
+  }
+}
+
+/** The pid of the browser whose command line carries `--duet-bench-tag=TAG`. */
+function browserPid(tag) {
+  for (const { pid } of processTable()) {
+    try {
+      const cmdline = readFileSync(`/proc/${pid}/cmdline`, "utf8");
+      if (cmdline.includes(`--duet-bench-tag=${tag}`)) return pid;
+    } catch {
+      // gone meanwhile
+    }
+  }
+  throw new Error(`no browser process tagged ${tag}`);
+}
+
+/** RSS (MiB) of the browser process and all its descendants, by process type (browser,
+ * renderer, gpu-process, utility, zygote...) and in total. */
+function treeRss(root) {
+  const table = processTable();
+  const tree = new Set([root]);
+  for (let grew = true; grew; ) {
+    grew = false;
+    for (const { pid, ppid } of table) {
+      if (tree.has(ppid) && !tree.has(pid)) {
+        tree.add(pid);
+        grew = true;
+      }
+    }
+  }
+  const byType = { total: 0 };
+  for (const pid of tree) {
+    let type = "browser";
+    try {
+      type = /--type=([a-z-]+)/.exec(readFileSync(`/proc/${pid}/cmdline`, "utf8"))?.[1] || "browser";
+    } catch {
+      continue;
+    }
+    const mib = rssKib(pid) / 1024;
+    byType[type] = (byType[type] || 0) + mib;
+    byType.total += mib;
+  }
+  return byType;
+}
+
+/** CPU seconds (user + system) used so far by the browser's process tree, by process type. */
+function treeCpu(root) {
+  const table = processTable();
+  const tree = new Set([root]);
+  for (let grew = true; grew; ) {
+    grew = false;
+    for (const { pid, ppid } of table) {
+      if (tree.has(ppid) && !tree.has(pid)) {
+        tree.add(pid);
+        grew = true;
+      }
+    }
+  }
+  const byType = {};
+  for (const pid of tree) {
+    try {
+      const type = /--type=([a-z-]+)/.exec(readFileSync(`/proc/${pid}/cmdline`, "utf8"))?.[1] || "browser";
+      const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      // utime and stime are fields 14 and 15 of /proc/PID/stat, in clock ticks (100 per second).
+      byType[type] = (byType[type] || 0) + (Number(fields[11]) + Number(fields[12])) / 100;
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return byType;
+}
+
+/** Samples the trees of `pids` every 100 ms; `stop()` returns each one's peak growth in MiB,
+ * in total and per process type (each type's own peak). */
+function watchMemory(pids) {
+  const cpuBefore = pids.map(treeCpu);
+  const baseline = pids.map(treeRss);
+  const peak = baseline.map((b) => ({ ...b }));
+  const sample = () =>
+    pids.forEach((pid, i) => {
+      for (const [type, mib] of Object.entries(treeRss(pid))) peak[i][type] = Math.max(peak[i][type] || 0, mib);
+    });
+  const timer = setInterval(sample, 100);
+  return () => {
+    clearInterval(timer);
+    sample();
+    return peak.map((p, i) => {
+      const growth = {};
+      for (const type of Object.keys(p)) growth[type] = +(p[type] - (baseline[i][type] || 0)).toFixed(1);
+      const cpu = treeCpu(pids[i]);
+      growth.cpu_secs = {};
+      for (const type of Object.keys(cpu)) growth.cpu_secs[type] = +(cpu[type] - (cpuBefore[i][type] || 0)).toFixed(1);
+      return growth;
+    });
+  };
+}
+
+let launched = 0;
+async function launchTagged() {
+  const tag = `${process.pid}-${launched++}`;
+  const browser = await chromium.launch({
+    executablePath: process.env.DUET_CHROMIUM || "/usr/bin/chromium",
+    headless: true,
+    args: [...CHROMIUM_FLAGS, `--duet-bench-tag=${tag}`],
+  });
+  return { browser, pid: browserPid(tag) };
+}
+
+/** Puts the file at `path` into a file input of the page (creating one if the page has none)
+ * and returns a handle to the `File`: disk-backed, as when a person picks it. */
+async function pickFile(page, path) {
+  await page.evaluate(() => {
+    if (document.getElementById("file")) return;
+    const input = Object.assign(document.createElement("input"), { type: "file", id: "file" });
+    input.style.display = "none";
+    document.body.appendChild(input);
+  });
+  await page.setInputFiles("#file", path);
+}
+
+// --- Duet -----------------------------------------------------------------------------------
+
+async function duetRun(path, sha256) {
+  const a = await launchTagged();
+  const b = await launchTagged();
+  try {
+    const ada = await Person.open(a.browser, "Ada", `${base}/?automation`);
+    const first = await ada.waitFor("first frame", (e) => e.event === "first_frame");
+    await ada.click("create_button");
+    const entered = await ada.waitFor("the room", (e) => e.event === "screen" && e.screen === "room");
+    const bob = await Person.open(b.browser, "Bob", `${entered.link}?automation`);
+    await ada.waitFor("Bob's hello", (e) => e.event === "peer_hello");
+    await bob.waitFor("Ada's hello", (e) => e.event === "peer_hello");
+    const connected = bob.events.find((e) => e.event === "connected");
+    const joined = bob.events.find((e) => e.event === "peer_joined");
+    const channelOpenMs = joined.at_ms - connected.at_ms;
+
+    await pickFile(ada.page, path);
+    const [x, y] = await ada.spot("peer");
+    await sleep(2000);
+    // Frames drawn during the transfer: winit asks for each one with requestAnimationFrame.
+    for (const page of [ada.page, bob.page]) {
+      await page.evaluate(() => {
+        window.duetFrames = 0;
+        const raf = window.requestAnimationFrame.bind(window);
+        window.requestAnimationFrame = (callback) => raf((t) => (window.duetFrames++, callback(t)));
+      });
+    }
+    const stop = watchMemory([a.pid, b.pid]);
+    const started = Date.now();
+    await ada.page.evaluate(
+      async ({ x, y }) => {
+        const transfer = new DataTransfer();
+        transfer.items.add(document.getElementById("file").files[0]);
+        const canvas = document.getElementById("duet");
+        const rect = canvas.getBoundingClientRect();
+        const init = { bubbles: true, cancelable: true, clientX: rect.left + x, clientY: rect.top + y, dataTransfer: transfer };
+        canvas.dispatchEvent(new DragEvent("dragenter", init));
+        for (let i = 0; i < 4; i++) {
+          canvas.dispatchEvent(new DragEvent("dragover", init));
+          await new Promise((resolve) => setTimeout(resolve, 50));
+        }
+        canvas.dispatchEvent(new DragEvent("drop", init));
+      },
+      { x, y },
+    );
+    const done = await bob.waitFor("the received file", (e) => e.event === "transfer_completed" && e.dir === "in", { timeout: 900_000 });
+    const secs = (done.at_ms - started) / 1000;
+    const offered = ada.events.find((e) => e.event === "transfer_started" && e.dir === "out");
+    const [senderMemory, receiverMemory] = stop();
+    const fps = async (page) => (await page.evaluate(() => window.duetFrames)) / secs;
+    const frames_per_sec = { sender: await fps(ada.page), receiver: await fps(bob.page) };
+    await ada.waitFor("the sent file", (e) => e.event === "transfer_completed" && e.dir === "out", { timeout: 60_000 });
+    const stored = await bob.storedFile(done.location);
+    if (!stored || stored.sha256 !== sha256 || stored.size !== SIZE) {
+      throw new Error(`Duet stored ${JSON.stringify(stored)}, expected ${SIZE} bytes with SHA-256 ${sha256}`);
+    }
+    const rates = bob.events.filter((e) => e.event === "transfer_progress" && e.dir === "in").length;
+    return {
+      secs,
+      mib_s: SIZE / MIB / secs,
+      channel_open_ms: channelOpenMs,
+      sender_growth_mib: senderMemory.total,
+      receiver_growth_mib: receiverMemory.total,
+      sender_memory_by_process: senderMemory,
+      receiver_memory_by_process: receiverMemory,
+      first_frame_ms: first.ms,
+      // Drop to offer: the sender hashes the file first.
+      hash_secs: (offered.at_ms - started) / 1000,
+      progress_events: rates,
+      frames_per_sec,
+      errors: [...ada.errors, ...bob.errors].slice(0, 5),
+    };
+  } finally {
+    await a.browser.close();
+    await b.browser.close();
+  }
+}
+
+// --- reference ------------------------------------------------------------------------------
+
+async function referencePage(browser) {
+  const context = await browser.newContext();
+  await context.grantPermissions(["camera", "microphone"]);
+  const page = await context.newPage();
+  const html = readFileSync(`${root}tests/bench/reference.html`, "utf8");
+  // Any same-origin URL that is not the app will do (the page talks to the worker's signaling);
+  // intercepting a request with page.route would also break the page's WebSockets.
+  await page.goto(`${base}/api/rooms/bench-reference`);
+  await page.setContent(html);
+  return page;
+}
+
+async function referenceRun(path, sha256) {
+  const a = await launchTagged();
+  const b = await launchTagged();
+  try {
+    const created = await (await fetch(`${base}/api/rooms`, { method: "POST" })).json();
+    const signal = (who) => `${base.replace(/^http/, "ws")}/signal/${created.room}?identity=${who}`;
+    const sender = await referencePage(a.browser);
+    const receiver = await referencePage(b.browser);
+    const senderOpen = sender.evaluate((url) => window.join(url), signal(crypto.randomUUID()));
+    await sleep(300);
+    const channelOpenMs = await receiver.evaluate((url) => window.join(url), signal(crypto.randomUUID()));
+    await senderOpen;
+    await pickFile(sender, path);
+    await receiver.evaluate(() => {
+      window.receiving = window.receiveFile();
+    });
+    await sleep(2000);
+    const stop = watchMemory([a.pid, b.pid]);
+    const started = Date.now();
+    await Promise.all([sender.evaluate(() => window.sendFile()), receiver.evaluate(() => window.receiving)]);
+    const secs = (Date.now() - started) / 1000;
+    const [senderMemory, receiverMemory] = stop();
+    const got = await receiver.evaluate(async () => {
+      const digest = await crypto.subtle.digest("SHA-256", await window.received.arrayBuffer());
+      return {
+        size: window.received.size,
+        sha256: [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join(""),
+      };
+    });
+    if (got.size !== SIZE || got.sha256 !== sha256) {
+      throw new Error(`the reference received ${JSON.stringify(got)}, expected ${SIZE} bytes with SHA-256 ${sha256}`);
+    }
+    return {
+      secs,
+      mib_s: SIZE / MIB / secs,
+      channel_open_ms: channelOpenMs,
+      sender_growth_mib: senderMemory.total,
+      receiver_growth_mib: receiverMemory.total,
+      sender_memory_by_process: senderMemory,
+      receiver_memory_by_process: receiverMemory,
+    };
+  } finally {
+    await a.browser.close();
+    await b.browser.close();
+  }
+}
+
+// --- the run --------------------------------------------------------------------------------
+
+const median = (values) => {
+  const sorted = [...values].sort((x, y) => x - y);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+};
+
+function summary(runs) {
+  return {
+    runs: runs.length,
+    mib_s: median(runs.map((r) => r.mib_s)),
+    // Per tab: the larger of the two sides' growth.
+    memory_growth_mib: median(runs.map((r) => Math.max(r.sender_growth_mib, r.receiver_growth_mib))),
+    channel_open_ms: median(runs.map((r) => r.channel_open_ms)),
+    sender_growth_mib: median(runs.map((r) => r.sender_growth_mib)),
+    receiver_growth_mib: median(runs.map((r) => r.receiver_growth_mib)),
+  };
+}
+
+const path = `${work}/bench-200mib.bin`;
+const sha256 = makeFile(path);
+const duet = [];
+const reference = [];
+for (let run = 0; run < RUNS; run++) {
+  // Alternate the order so neither always runs on a warmer machine.
+  const order = run % 2 === 0 ? ["reference", "duet"] : ["duet", "reference"];
+  for (const which of order) {
+    if (process.env.DUET_BENCH_ONLY && process.env.DUET_BENCH_ONLY !== which) continue;
+    const r = which === "duet" ? await duetRun(path, sha256) : await referenceRun(path, sha256);
+    console.error(`${which} run ${run + 1}: ${JSON.stringify(r)}`);
+    (which === "duet" ? duet : reference).push(r);
+  }
+}
+const wasm = readFileSync(`${root}web/pkg/duet-client_bg.wasm`);
+const result = {
+  duet: summary(duet),
+  reference: summary(reference),
+  first_frame_ms: median(duet.map((r) => r.first_frame_ms)),
+  wasm_gzip_mib: gzipSync(wasm, { level: 9 }).length / MIB,
+  wasm_raw_mib: wasm.length / MIB,
+  runs: { duet, reference },
+};
+result.ratio = result.duet.mib_s / result.reference.mib_s;
+console.log(`RESULT ${JSON.stringify(result)}`);

@@ -1,0 +1,78 @@
+//! `cargo xtask bench browser`: 200 MiB browser -> browser with Duet's wasm client, and in the
+//! same run the plain-JS reference page that implements the seed design (16 KiB chunks, pause
+//! while `bufferedAmount` > 1 MiB, resume on `bufferedamountlow`), both in Debian's Chromium
+//! through local `wrangler dev`, each person in a Chromium of their own (see
+//! `tests/bench/browser.mjs`, which drives the pages and measures).
+//!
+//! Writes `target/bench/browser.json` as `{"duet": S, "reference": S, "ratio", "first_frame_ms",
+//! "wasm_gzip_mib"}` with `S = {"mib_s", "memory_growth_mib", "channel_open_ms", ...}` (MiB =
+//! 2^20 bytes; medians over runs; memory is the larger side's peak growth of its browser's
+//! processes during the transfer) plus every run's details under `runs`.
+//!
+//! Usage: `cargo xtask bench browser [-- --runs N]` (default 3).
+
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use duet_tests::{Wrangler, WranglerOptions, repo_root, temp_dir};
+use serde_json::Value;
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let runs: usize = args
+        .iter()
+        .position(|a| a == "--runs")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    let root = repo_root();
+    if !root.join("web/pkg/duet-client_bg.wasm").exists() {
+        bail!("the web client is not built: run `cargo xtask build-web`");
+    }
+    let wrangler = Wrangler::start(WranglerOptions::default())?;
+    let work = temp_dir("bench-browser")?;
+    let output = Command::new("node")
+        .arg(root.join("tests/bench/browser.mjs"))
+        .arg(&wrangler.base)
+        .arg(&work)
+        .arg(runs.to_string())
+        .current_dir(&root)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("node (cargo xtask bench installs the npm packages)")?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let result: Value = stdout
+        .lines()
+        .rev()
+        .find_map(|line| line.strip_prefix("RESULT "))
+        .and_then(|json| serde_json::from_str(json).ok())
+        .with_context(|| {
+            format!(
+                "the browser benchmark failed ({}):\n{stdout}",
+                output.status
+            )
+        })?;
+    let _ = std::fs::remove_dir_all(&work);
+    let path = root.join("target/bench/browser.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&result)?)?;
+    let get = |pointer: &str| {
+        result
+            .pointer(pointer)
+            .and_then(Value::as_f64)
+            .unwrap_or(f64::NAN)
+    };
+    println!(
+        "duet {:.1} MiB/s (memory +{:.0} MiB, channel {:.0} ms) | reference {:.1} MiB/s (memory +{:.0} MiB, channel {:.0} ms) | ratio {:.2} | first frame {:.0} ms | wasm gzip {:.2} MiB",
+        get("/duet/mib_s"),
+        get("/duet/memory_growth_mib"),
+        get("/duet/channel_open_ms"),
+        get("/reference/mib_s"),
+        get("/reference/memory_growth_mib"),
+        get("/reference/channel_open_ms"),
+        get("/ratio"),
+        get("/first_frame_ms"),
+        get("/wasm_gzip_mib"),
+    );
+    println!("wrote {}", path.display());
+    Ok(())
+}
