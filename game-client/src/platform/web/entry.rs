@@ -64,12 +64,59 @@ pub fn main() -> AppExit {
     .add_plugins(crate::DuetCorePlugins);
     crate::add_windowed_client(&mut app, automation, join);
     app.insert_resource(crate::ui::ReportLayoutChanges(automation))
-        // A browser may draw with software WebGL (no GPU): draw only as often as the picture
-        // changes, and leave transfers the CPU.
-        .insert_resource(crate::ui::FramePacing {
-            busy: std::time::Duration::from_millis(100),
-            moving: std::time::Duration::from_millis(33),
-            still: std::time::Duration::from_millis(250),
-        });
+        .insert_resource(frame_pacing(software_webgl()));
     app.run()
+}
+
+/// How often to draw (see `ui::FramePacing`): only as often as the picture changes, and
+/// sparingly when WebGL runs on the CPU, where one frame of the room costs ~100 ms of CPU
+/// (SwiftShader, 2 cores) and every frame drawn during a transfer is taken from it.
+fn frame_pacing(software: bool) -> crate::ui::FramePacing {
+    let ms = std::time::Duration::from_millis;
+    if software {
+        crate::ui::FramePacing {
+            busy: ms(250),
+            moving: ms(66),
+            still: ms(250),
+        }
+    } else {
+        crate::ui::FramePacing {
+            busy: ms(33),
+            moving: ms(16),
+            still: ms(250),
+        }
+    }
+}
+
+/// Whether the browser's WebGL draws without a GPU (SwiftShader, llvmpipe...), from the
+/// renderer string a throwaway WebGL2 context reports.
+fn software_webgl() -> bool {
+    use js_sys::{Function, Reflect};
+    use wasm_bindgen::JsValue;
+    /// `UNMASKED_RENDERER_WEBGL` of the `WEBGL_debug_renderer_info` extension.
+    const UNMASKED_RENDERER: f64 = 37_446.0;
+    let call = |target: &JsValue, method: &str, arg: &JsValue| -> Option<JsValue> {
+        let f: Function = Reflect::get(target, &method.into()).ok()?.dyn_into().ok()?;
+        f.call1(target, arg).ok()
+    };
+    let renderer = (|| {
+        let canvas = web_sys::window()?.document()?.create_element("canvas").ok()?;
+        let gl = call(&canvas, "getContext", &"webgl2".into())?;
+        if gl.is_null() {
+            return None;
+        }
+        call(&gl, "getExtension", &"WEBGL_debug_renderer_info".into())?;
+        call(&gl, "getParameter", &UNMASKED_RENDERER.into())?.as_string()
+    })()
+    .unwrap_or_default()
+    .to_ascii_lowercase();
+    let software = ["swiftshader", "llvmpipe", "software", "basic render"]
+        .iter()
+        .any(|name| renderer.contains(name));
+    if software {
+        web_sys::console::info_1(
+            &format!("Duet: WebGL draws without a GPU ({renderer}); drawing sparingly").into(),
+        );
+    }
+    software
 }
