@@ -96,6 +96,23 @@ impl Wire {
     }
 }
 
+/// Everything `rx` has ready now (registering `cx` for the next), and whether it is still open.
+fn drain_ready(
+    rx: &mut PacketRx,
+    cx: &mut std::task::Context<'_>,
+) -> (Vec<(PeerId, matchbox_socket::Packet)>, bool) {
+    use futures::StreamExt;
+    use std::task::Poll;
+    let mut ready = Vec::new();
+    loop {
+        match rx.poll_next_unpin(cx) {
+            Poll::Ready(Some(item)) => ready.push(item),
+            Poll::Ready(None) => return (ready, false),
+            Poll::Pending => return (ready, true),
+        }
+    }
+}
+
 /// How many frames may arrive before the app has seen the peer connect (a hello, an offer
 /// and a credit window's worth of chunks fit easily).
 const EARLY_FRAMES: usize = 4096;
@@ -168,39 +185,19 @@ impl WireState {
     /// Pulls arrivals, registering `cx` to be woken by the next one. `Ready(true)`: something
     /// arrived; `Ready(false)`: the connection is gone (both channels closed).
     pub fn poll_arrivals(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<bool> {
-        use futures::StreamExt;
         use std::task::Poll;
-        let mut arrived = false;
-        let mut open = 2;
-        loop {
-            match self.control_rx.poll_next_unpin(cx) {
-                Poll::Ready(Some((from, packet))) => {
-                    self.sort_control(from, packet);
-                    arrived = true;
-                }
-                Poll::Ready(None) => {
-                    open -= 1;
-                    break;
-                }
-                Poll::Pending => break,
-            }
+        let (control, control_open) = drain_ready(&mut self.control_rx, cx);
+        let (data, data_open) = drain_ready(&mut self.data_rx, cx);
+        let arrived = !control.is_empty() || !data.is_empty();
+        for (from, packet) in control {
+            self.sort_control(from, packet);
         }
-        loop {
-            match self.data_rx.poll_next_unpin(cx) {
-                Poll::Ready(Some((from, packet))) => {
-                    self.sort_data(from, packet);
-                    arrived = true;
-                }
-                Poll::Ready(None) => {
-                    open -= 1;
-                    break;
-                }
-                Poll::Pending => break,
-            }
+        for (from, packet) in data {
+            self.sort_data(from, packet);
         }
         if arrived {
             Poll::Ready(true)
-        } else if open == 0 {
+        } else if !control_open && !data_open {
             Poll::Ready(false)
         } else {
             Poll::Pending

@@ -74,9 +74,8 @@ function browserPid(tag) {
   throw new Error(`no browser process tagged ${tag}`);
 }
 
-/** RSS (MiB) of the browser process and all its descendants, by process type (browser,
- * renderer, gpu-process, utility, zygote...) and in total. */
-function treeRss(root) {
+/** The browser process and all its descendants. */
+function processTree(root) {
   const table = processTable();
   const tree = new Set([root]);
   for (let grew = true; grew; ) {
@@ -88,6 +87,13 @@ function treeRss(root) {
       }
     }
   }
+  return tree;
+}
+
+/** RSS (MiB) of the browser process and all its descendants, by process type (browser,
+ * renderer, gpu-process, utility, zygote...) and in total. */
+function treeRss(root) {
+  const tree = processTree(root);
   const byType = { total: 0 };
   for (const pid of tree) {
     let type = "browser";
@@ -105,17 +111,7 @@ function treeRss(root) {
 
 /** CPU seconds (user + system) used so far by the browser's process tree, by process type. */
 function treeCpu(root) {
-  const table = processTable();
-  const tree = new Set([root]);
-  for (let grew = true; grew; ) {
-    grew = false;
-    for (const { pid, ppid } of table) {
-      if (tree.has(ppid) && !tree.has(pid)) {
-        tree.add(pid);
-        grew = true;
-      }
-    }
-  }
+  const tree = processTree(root);
   const byType = {};
   for (const pid of tree) {
     try {
@@ -179,6 +175,18 @@ async function pickFile(page, path) {
   await page.setInputFiles("#file", path);
 }
 
+/** What both runs report: speed, channel open time, and each side's memory. */
+function measured(secs, channelOpenMs, senderMemory, receiverMemory) {
+  return {
+    mib_s: SIZE / MIB / secs,
+    channel_open_ms: channelOpenMs,
+    sender_growth_mib: senderMemory.total,
+    receiver_growth_mib: receiverMemory.total,
+    sender_memory_by_process: senderMemory,
+    receiver_memory_by_process: receiverMemory,
+  };
+}
+
 // --- Duet -----------------------------------------------------------------------------------
 
 async function duetRun(path, sha256) {
@@ -239,12 +247,7 @@ async function duetRun(path, sha256) {
     const rates = bob.events.filter((e) => e.event === "transfer_progress" && e.dir === "in").length;
     return {
       secs,
-      mib_s: SIZE / MIB / secs,
-      channel_open_ms: channelOpenMs,
-      sender_growth_mib: senderMemory.total,
-      receiver_growth_mib: receiverMemory.total,
-      sender_memory_by_process: senderMemory,
-      receiver_memory_by_process: receiverMemory,
+      ...measured(secs, channelOpenMs, senderMemory, receiverMemory),
       first_frame_ms: first.ms,
       // Drop to offer: the sender hashes the file first.
       hash_secs: (offered.at_ms - started) / 1000,
@@ -306,12 +309,7 @@ async function referenceRun(path, sha256) {
     }
     return {
       secs,
-      mib_s: SIZE / MIB / secs,
-      channel_open_ms: channelOpenMs,
-      sender_growth_mib: senderMemory.total,
-      receiver_growth_mib: receiverMemory.total,
-      sender_memory_by_process: senderMemory,
-      receiver_memory_by_process: receiverMemory,
+      ...measured(secs, channelOpenMs, senderMemory, receiverMemory),
     };
   } finally {
     await a.browser.close();

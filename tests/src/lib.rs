@@ -709,3 +709,11 @@ impl Drop for HeadlessClient {
         let _ = self.child.wait();
     }
 }
+
+/// The value after `flag` on the command line, parsed (benchmarks' `--runs N` and the like).
+pub fn flag_value<T: std::str::FromStr>(args: &[String], flag: &str) -> Option<T> {
+    args.iter()
+        .position(|a| a == flag)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+}

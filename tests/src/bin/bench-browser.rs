@@ -19,12 +19,7 @@ use serde_json::Value;
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let runs: usize = args
-        .iter()
-        .position(|a| a == "--runs")
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(3);
+    let runs: usize = duet_tests::flag_value(&args, "--runs").unwrap_or(3);
     let root = repo_root();
     if !root.join("web/pkg/duet-client_bg.wasm").exists() {
         bail!("the web client is not built: run `cargo xtask build-web`");

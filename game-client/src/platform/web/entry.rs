@@ -100,7 +100,10 @@ fn software_webgl() -> bool {
         f.call1(target, arg).ok()
     };
     let renderer = (|| {
-        let canvas = web_sys::window()?.document()?.create_element("canvas").ok()?;
+        let canvas = web_sys::window()?
+            .document()?
+            .create_element("canvas")
+            .ok()?;
         let gl = call(&canvas, "getContext", &"webgl2".into())?;
         if gl.is_null() {
             return None;
