@@ -60,6 +60,14 @@ pub fn add_windowed_client(app: &mut App, automation: bool, join: Option<String>
     }
 }
 
+/// Locks state shared by the frame loop and the browser's between-frames pump. A poisoned lock
+/// is taken over: every holder leaves the state consistent between statements.
+pub fn lock_shared<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// Milliseconds since the Unix epoch (chat timestamps).
 pub fn now_ms() -> u64 {
     web_time::SystemTime::now()

@@ -90,9 +90,7 @@ impl Wire {
     /// The channels' state, locked (a poisoned lock is taken over: the state stays consistent
     /// because every method leaves it so).
     pub fn lock(&self) -> std::sync::MutexGuard<'_, WireState> {
-        self.0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::lock_shared(&self.0)
     }
 }
 

@@ -159,9 +159,7 @@ pub struct Transfers(Arc<Mutex<Engine>>);
 impl Transfers {
     /// The engine, locked (never held across an await; a poisoned lock is taken over).
     pub fn lock(&self) -> MutexGuard<'_, Engine> {
-        self.0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::lock_shared(&self.0)
     }
 }
 
