@@ -121,6 +121,10 @@ fn greet_peer(
             NetEvent::PeerJoined(_) => {
                 *profile = PeerProfile::default();
                 send.write(SendControl(hello(&identity)));
+                // What this side's WebRTC stack takes; the wire layer reads the peer's.
+                send.write(SendControl(Control::Frames {
+                    chunks: crate::platform::FRAME_CHUNKS as u8,
+                }));
             }
             NetEvent::PeerLeft(_) => *profile = PeerProfile::default(),
             _ => {}
@@ -235,10 +239,13 @@ mod tests {
             .collect();
         assert!(matches!(
             sent.as_slice(),
-            [SendControl(Control::Hello {
-                version: PROTOCOL_VERSION,
-                ..
-            })]
+            [
+                SendControl(Control::Hello {
+                    version: PROTOCOL_VERSION,
+                    ..
+                }),
+                SendControl(Control::Frames { .. })
+            ]
         ));
         app.world_mut()
             .write_message(ControlReceived(Control::Hello {

@@ -6,7 +6,9 @@
 //! [`NetEvent::BadFrame`] and dropped; they never crash the client.
 
 use bevy::prelude::*;
-use duet_shared::peer::{CONTROL_CHANNEL, Control, DATA_CHANNEL};
+use duet_shared::peer::{
+    CHUNKS_PER_FRAME, CONTROL_CHANNEL, Control, DATA_CHANNEL, MAX_FRAME_CHUNKS,
+};
 use matchbox_socket::{PeerId, PeerState, RtcIceServerConfig, WebRtcSocket};
 
 /// Where to connect. Set before the app starts; the socket opens on the first update.
@@ -130,12 +132,19 @@ pub struct WireState {
     for_transfers: std::collections::VecDeque<Control>,
     data: std::collections::VecDeque<matchbox_socket::Packet>,
     early: Vec<(PeerId, usize, matchbox_socket::Packet)>,
+    /// Most chunks the peer takes per data frame (its `Frames` message).
+    peer_frame_chunks: usize,
 }
 
 impl WireState {
     /// The one other person in the room, when connected.
     pub fn peer(&self) -> Option<PeerId> {
         self.peer
+    }
+
+    /// How many chunks one data frame to the peer may carry: what both stacks take.
+    pub fn frame_chunks(&self) -> usize {
+        self.peer_frame_chunks.min(crate::platform::FRAME_CHUNKS)
     }
 
     /// Sends raw bytes on the data channel to the peer.
@@ -206,6 +215,7 @@ impl WireState {
     /// app saw them connect (the pump may pull first) is sorted now.
     fn set_peer(&mut self, peer: Option<PeerId>) {
         self.peer = peer;
+        self.peer_frame_chunks = CHUNKS_PER_FRAME;
         for (from, channel, packet) in std::mem::take(&mut self.early) {
             if channel == CONTROL_CHANNEL {
                 self.sort_control(from, packet);
@@ -237,6 +247,10 @@ impl WireState {
             return;
         }
         match Control::decode(&packet) {
+            Ok(Control::Frames { chunks }) => {
+                self.peer_frame_chunks =
+                    usize::from(chunks).clamp(CHUNKS_PER_FRAME, MAX_FRAME_CHUNKS);
+            }
             Ok(message) if message.is_transfer() => self.for_transfers.push_back(message),
             Ok(message) => self.for_app.push_back(Ok(message)),
             Err(e) => self.for_app.push_back(Err(e.to_string())),
@@ -352,6 +366,7 @@ fn open_socket(
         for_transfers: Default::default(),
         data: Default::default(),
         early: Vec::new(),
+        peer_frame_chunks: CHUNKS_PER_FRAME,
     })));
     let (tx, rx) = std::sync::mpsc::channel::<String>();
     crate::platform::spawn_message_loop(async move {

@@ -14,8 +14,7 @@ use std::path::PathBuf;
 use bevy::prelude::*;
 use bevy::tasks::Task;
 use duet_shared::peer::{
-    CHUNKS_PER_FRAME, CancelReason, Chunk, Control, DeclineReason, FileOffer, MAX_FILE_BYTES,
-    TransferId,
+    CancelReason, Chunk, Control, DeclineReason, FileOffer, MAX_FILE_BYTES, TransferId,
 };
 use duet_shared::transfer::{Progress, Receiver, ResumePoint, Sender, TransferError, WindowConfig};
 
@@ -739,11 +738,12 @@ impl Engine {
 
     fn pump_sends(&mut self, wire: &mut WireState) {
         let mut failed = Vec::new();
+        let per_frame = wire.frame_chunks();
         for (id, out) in self.outgoing.iter_mut() {
             while let Some(span) = out.machine.next_chunk() {
                 out.waiting.push_back(span);
             }
-            // Up to CHUNKS_PER_FRAME chunks share one data-channel message.
+            // Up to `per_frame` chunks share one data-channel message.
             let mut in_frame = 0;
             out.frame.clear();
             while let Some(span) = out.waiting.front().copied() {
@@ -771,7 +771,7 @@ impl Engine {
                     break;
                 }
                 in_frame += 1;
-                if in_frame == CHUNKS_PER_FRAME {
+                if in_frame == per_frame {
                     // The frame buffer moves into the packet (matchbox owns what it sends).
                     if wire.send_data(std::mem::take(&mut out.frame)).is_err() {
                         failed.push((*id, "The connection to your peer was lost.".to_owned()));

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 /// Bumped on any incompatible change; peers with different versions refuse each other politely.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 /// Channel index for control and chat.
 pub const CONTROL_CHANNEL: usize = 0;
 /// Channel index for file chunks.
@@ -29,13 +29,18 @@ pub const MAX_FILE_BYTES: u64 = 200 * 1024 * 1024;
 pub const CHUNK_BYTES: usize = 16 * 1024;
 /// Largest encoded control frame. Below matchbox's native 65,536-byte message limit.
 pub const MAX_CONTROL_FRAME: usize = 60 * 1024;
-/// Largest encoded data frame: a chunk plus its header.
-pub const MAX_DATA_FRAME: usize = CHUNKS_PER_FRAME * (CHUNK_BYTES + 32);
-/// Chunks a data frame may carry, back to back. Each data-channel message has a fixed cost
-/// (in browsers it dominates: 16 KiB messages move about half of what 64 KiB ones do), so
-/// several chunks share one; three keep a frame (at most 49,248 bytes) under webrtc-rs's
-/// 65,536-byte message limit.
+/// Largest encoded data frame: [`MAX_FRAME_CHUNKS`] chunks plus their headers.
+pub const MAX_DATA_FRAME: usize = MAX_FRAME_CHUNKS * (CHUNK_BYTES + 32);
+/// Chunks a data frame may carry, back to back, when the receiver has not said it takes more
+/// (see [`Control::Hello`]). Each data-channel message has a fixed cost (in browsers it
+/// dominates: 16 KiB messages move about half of what 64 KiB ones do), so several chunks share
+/// one; three keep a frame (at most 49,248 bytes) under webrtc-rs's 65,536-byte message limit,
+/// which every stack takes.
 pub const CHUNKS_PER_FRAME: usize = 3;
+/// Most chunks any data frame carries: fifteen (at most 246,240 bytes) fit the 262,144-byte
+/// messages browsers take from each other, where a 256 KiB message moves about 1.3x what a
+/// 64 KiB one does and 2x a 16 KiB one (measured in Chromium on loopback).
+pub const MAX_FRAME_CHUNKS: usize = 15;
 
 /// Identifies one file transfer between two peers; chosen at random by the sender.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -183,6 +188,15 @@ pub enum Control {
         transfer: TransferId,
         /// Why.
         reason: CancelReason,
+    },
+    /// Sent right after `Hello`: the most chunks per data frame the sender's WebRTC stack
+    /// receives (its largest message), from [`CHUNKS_PER_FRAME`] to [`MAX_FRAME_CHUNKS`]. The
+    /// peer sends frames no larger; until this arrives it sends [`CHUNKS_PER_FRAME`]. A message
+    /// of its own, after the others, so a peer on an older version still reads the `Hello` and
+    /// shows the version mismatch.
+    Frames {
+        /// Chunks per frame.
+        chunks: u8,
     },
 }
 
@@ -345,9 +359,9 @@ impl<'a> Chunk<'a> {
                 max: MAX_DATA_FRAME,
             });
         }
-        let mut chunks = Vec::with_capacity(CHUNKS_PER_FRAME);
+        let mut chunks = Vec::with_capacity(MAX_FRAME_CHUNKS);
         while !bytes.is_empty() {
-            if chunks.len() == CHUNKS_PER_FRAME {
+            if chunks.len() == MAX_FRAME_CHUNKS {
                 return Err(DecodeError::Invalid("more chunks in a frame than allowed"));
             }
             let (chunk, rest): (Chunk<'a>, _) = postcard::take_from_bytes(bytes)
@@ -399,6 +413,9 @@ mod tests {
                 version: PROTOCOL_VERSION,
                 identity: Uuid::from_u128(7),
                 name: "Ada".into(),
+            },
+            Control::Frames {
+                chunks: MAX_FRAME_CHUNKS as u8,
             },
             Control::Rename {
                 name: "Ada L.".into(),
@@ -467,9 +484,23 @@ mod tests {
     }
 
     #[test]
-    fn frames_carry_up_to_three_full_chunks_under_the_native_message_limit() {
+    fn frames_carry_up_to_fifteen_full_chunks_under_the_browser_message_limit() {
         let data = vec![0x5a; CHUNK_BYTES];
-        let chunks: Vec<Chunk> = (0..CHUNKS_PER_FRAME as u32)
+        // The default frame fits every stack's 64 KiB messages.
+        let three: Vec<Chunk> = (0..CHUNKS_PER_FRAME as u32)
+            .map(|seq| Chunk {
+                transfer: TransferId(u64::MAX),
+                seq: u32::MAX - seq,
+                data: &data,
+            })
+            .collect();
+        let mut frame = Vec::new();
+        for chunk in &three {
+            chunk.append_to(&mut frame).unwrap();
+        }
+        assert!(frame.len() <= 65_536);
+        assert_eq!(Chunk::decode_frame(&frame).unwrap(), three);
+        let chunks: Vec<Chunk> = (0..MAX_FRAME_CHUNKS as u32)
             .map(|seq| Chunk {
                 transfer: TransferId(u64::MAX),
                 seq: u32::MAX - seq,
@@ -480,16 +511,22 @@ mod tests {
         for chunk in &chunks {
             chunk.append_to(&mut frame).unwrap();
         }
-        assert!(frame.len() <= MAX_DATA_FRAME && frame.len() <= 65_536);
+        assert!(frame.len() <= MAX_DATA_FRAME && frame.len() <= 262_144);
         assert_eq!(Chunk::decode_frame(&frame).unwrap(), chunks);
         // A single-chunk frame is a frame too.
         let mut one = Vec::new();
         chunks[0].encode_into(&mut one).unwrap();
         assert_eq!(Chunk::decode_frame(&one).unwrap(), chunks[..1]);
         // One chunk too many, an empty frame and a cut-off chunk are refused.
-        let mut four = frame.clone();
-        chunks[0].append_to(&mut four).unwrap();
-        assert!(Chunk::decode_frame(&four).is_err());
+        let mut sixteen = frame.clone();
+        let small = Chunk {
+            transfer: TransferId(1),
+            seq: 0,
+            data: &data[..1],
+        };
+        small.append_to(&mut sixteen).unwrap();
+        assert!(sixteen.len() <= MAX_DATA_FRAME);
+        assert!(Chunk::decode_frame(&sixteen).is_err());
         assert!(Chunk::decode_frame(&[]).is_err());
         assert!(Chunk::decode_frame(&frame[..frame.len() - 1]).is_err());
     }
@@ -559,7 +596,7 @@ mod tests {
         }
 
         #[test]
-        fn corrupting_valid_frames_never_panics(index in 0usize..10, flip in any::<(usize, u8)>(), cut in any::<usize>()) {
+        fn corrupting_valid_frames_never_panics(index in 0usize..11, flip in any::<(usize, u8)>(), cut in any::<usize>()) {
             let mut bytes = samples()[index].encode().unwrap();
             let at = flip.0 % bytes.len();
             bytes[at] ^= flip.1;

@@ -13,9 +13,9 @@
 // usage: node tests/bench/browser.mjs BASE_URL WORK_DIR [RUNS]
 import { chromium } from "playwright-core";
 import { createHash, randomBytes } from "node:crypto";
-import { openSync, writeSync, closeSync, readFileSync, readdirSync } from "node:fs";
+import { openSync, writeSync, closeSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import { gzipSync } from "node:zlib";
-import { CHROMIUM_FLAGS, Person, sleep } from "../e2e/duet.mjs";
+import { CHROMIUM_FLAGS, CONTEXT_OPTIONS, Person, sleep } from "../e2e/duet.mjs";
 
 const [base, work, runsArg] = process.argv.slice(2);
 const RUNS = Number(runsArg || 1);
@@ -153,14 +153,24 @@ function watchMemory(pids) {
 }
 
 let launched = 0;
+/** One person's own Chromium with a fresh on-disk profile, as a person's browser has: in
+ * Playwright's default (incognito) contexts IndexedDB lives in the browser process's memory,
+ * so 200 MiB received would count as 200 MiB of memory (measured, 200 MiB written: +228 MiB
+ * in an incognito context, +2 MiB with a profile on disk). */
 async function launchTagged() {
   const tag = `${process.pid}-${launched++}`;
-  const browser = await chromium.launch({
+  const profile = `${work}/profile-${tag}`;
+  const context = await chromium.launchPersistentContext(profile, {
+    ...CONTEXT_OPTIONS,
     executablePath: process.env.DUET_CHROMIUM || "/usr/bin/chromium",
     headless: true,
     args: [...CHROMIUM_FLAGS, `--duet-bench-tag=${tag}`],
   });
-  return { browser, pid: browserPid(tag) };
+  const close = async () => {
+    await context.close();
+    rmSync(profile, { recursive: true, force: true });
+  };
+  return { context, pid: browserPid(tag), close };
 }
 
 /** Puts the file at `path` into a file input of the page (creating one if the page has none)
@@ -193,11 +203,11 @@ async function duetRun(path, sha256) {
   const a = await launchTagged();
   const b = await launchTagged();
   try {
-    const ada = await Person.open(a.browser, "Ada", `${base}/?automation`);
+    const ada = await Person.inContext(a.context, "Ada", `${base}/?automation`);
     const first = await ada.waitFor("first frame", (e) => e.event === "first_frame");
     await ada.click("create_button");
     const entered = await ada.waitFor("the room", (e) => e.event === "screen" && e.screen === "room");
-    const bob = await Person.open(b.browser, "Bob", `${entered.link}?automation`);
+    const bob = await Person.inContext(b.context, "Bob", `${entered.link}?automation`);
     await ada.waitFor("Bob's hello", (e) => e.event === "peer_hello");
     await bob.waitFor("Ada's hello", (e) => e.event === "peer_hello");
     const connected = bob.events.find((e) => e.event === "connected");
@@ -256,17 +266,16 @@ async function duetRun(path, sha256) {
       errors: [...ada.errors, ...bob.errors].slice(0, 5),
     };
   } finally {
-    await a.browser.close();
-    await b.browser.close();
+    await a.close();
+    await b.close();
   }
 }
 
 // --- reference ------------------------------------------------------------------------------
 
-async function referencePage(browser) {
-  const context = await browser.newContext();
+async function referencePage(context) {
   await context.grantPermissions(["camera", "microphone"]);
-  const page = await context.newPage();
+  const page = context.pages()[0] || (await context.newPage());
   const html = readFileSync(`${root}tests/bench/reference.html`, "utf8");
   // Any same-origin URL that is not the app will do (the page talks to the worker's signaling);
   // intercepting a request with page.route would also break the page's WebSockets.
@@ -281,8 +290,8 @@ async function referenceRun(path, sha256) {
   try {
     const created = await (await fetch(`${base}/api/rooms`, { method: "POST" })).json();
     const signal = (who) => `${base.replace(/^http/, "ws")}/signal/${created.room}?identity=${who}`;
-    const sender = await referencePage(a.browser);
-    const receiver = await referencePage(b.browser);
+    const sender = await referencePage(a.context);
+    const receiver = await referencePage(b.context);
     const senderOpen = sender.evaluate((url) => window.join(url), signal(crypto.randomUUID()));
     await sleep(300);
     const channelOpenMs = await receiver.evaluate((url) => window.join(url), signal(crypto.randomUUID()));
@@ -312,8 +321,8 @@ async function referenceRun(path, sha256) {
       ...measured(secs, channelOpenMs, senderMemory, receiverMemory),
     };
   } finally {
-    await a.browser.close();
-    await b.browser.close();
+    await a.close();
+    await b.close();
   }
 }
 

@@ -32,6 +32,12 @@ export async function launch() {
   });
 }
 
+/** What each person's browser context looks like. */
+export const CONTEXT_OPTIONS = {
+  viewport: { width: 1280, height: 720 },
+  acceptDownloads: true,
+};
+
 export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 export function sha256Hex(bytes) {
@@ -67,12 +73,13 @@ export class Person {
   }
 
   static async open(browser, name, url) {
-    const context = await browser.newContext({
-      viewport: { width: 1280, height: 720 },
-      acceptDownloads: true,
-    });
+    return Person.inContext(await browser.newContext(CONTEXT_OPTIONS), name, url);
+  }
+
+  /** One person in an existing context (e.g. a persistent profile, see `launchPersistentContext`). */
+  static async inContext(context, name, url) {
     await context.grantPermissions(["camera", "microphone"]);
-    const page = await context.newPage();
+    const page = context.pages()[0] || (await context.newPage());
     const person = new Person(name, context, page);
     await page.goto(url);
     return person;

@@ -27,6 +27,10 @@ pub const UDP_BUFFER_BYTES: usize = 4 << 20;
 /// Multisampling for the room's camera: smooth circle edges on a desktop GPU.
 pub const MSAA: bevy::render::view::Msaa = bevy::render::view::Msaa::Sample4;
 
+/// Most chunks per data frame this side's WebRTC stack takes: webrtc-rs refuses messages over
+/// 65,536 bytes, so the protocol's default.
+pub const FRAME_CHUNKS: usize = duet_shared::peer::CHUNKS_PER_FRAME;
+
 /// The receiver's flow-control window: see [`WindowConfig::default`]'s measurements.
 pub fn transfer_window() -> WindowConfig {
     WindowConfig::default()

@@ -43,10 +43,15 @@ thread_local! {
 /// on it, and in the browser the frame rate paces the transfers.
 pub const MSAA: bevy::render::view::Msaa = bevy::render::view::Msaa::Off;
 
-/// The receiver's flow-control window in a browser: credit goes back once per frame, and a tab
-/// may draw only a few frames a second (software WebGL, a busy machine), so it grants more per
+/// Most chunks per data frame a browser takes: browsers send and receive 256 KiB messages
+/// (Chromium's and Firefox's SDP say `max-message-size` ≥ 262,144), and one 240 KiB message
+/// costs a browser about what one 64 KiB message does.
+pub const FRAME_CHUNKS: usize = duet_shared::peer::MAX_FRAME_CHUNKS;
+
+/// The receiver's flow-control window in a browser: credit goes back as IndexedDB commits,
+/// and a tab may be busy for a while (software WebGL, a busy machine), so it grants more per
 /// round trip (up to 4 MiB; Chromium's send queue holds 16 MiB) and only calls a gap of 2 s a
-/// stall, not the frame gaps themselves.
+/// stall.
 pub fn transfer_window() -> WindowConfig {
     WindowConfig {
         initial: 64,
