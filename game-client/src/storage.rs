@@ -100,7 +100,7 @@ pub enum StoreDone {
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// Disk or quota full.
-    #[error("not enough space to save the file")]
+    #[error("There is not enough space left on this device to save the file.")]
     NoSpace,
     /// Any other I/O failure.
     #[error("cannot save the file: {0}")]

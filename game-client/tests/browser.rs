@@ -110,11 +110,25 @@ fn two_browsers_chat_send_a_file_keep_it_across_a_reload_and_refuse_a_third() {
     let refusal = r["third_person"].as_str().unwrap();
     assert!(refusal.contains("already has two people"), "{refusal}");
 
+    // Sent through the file chooser: stored whole.
+    assert_eq!(r["picked_location"], "notes.bin", "{r}");
+    assert_eq!(r["picked_stored"]["size"], 300 * 1024, "{r}");
+    assert_eq!(r["picked_stored"]["sha256"], r["picked_sha256"], "{r}");
+
+    // A full quota: both sides told in words, nothing kept.
+    let quota_in = r["quota_in"].as_str().unwrap_or_default();
+    assert!(quota_in.contains("not enough space left"), "{r}");
+    let quota_out = r["quota_out"].as_str().unwrap_or_default();
+    assert!(quota_out.contains("quota is full"), "{r}");
+    assert_eq!(r["quota_completed"], false, "{r}");
+    assert!(r["quota_stored"].is_null(), "{r}");
+
     for shot in [
         "ada.png",
         "bob.png",
         "carol-refused.png",
         "bob-after-reload.png",
+        "dan-quota-full.png",
     ] {
         let size = std::fs::metadata(e2e_dir().join(shot)).map(|m| m.len());
         assert!(size.as_ref().is_ok_and(|s| *s > 10_000), "{shot}: {size:?}");

@@ -1,11 +1,15 @@
 // Two people in the browser: Ada creates a room, Bob opens the link; they chat (real key
 // presses into the egui input), Ada drops a 20 MiB file onto Bob's avatar, Bob's IndexedDB holds
 // exactly those bytes, Bob reloads and still has the file and downloads it; a third person opening
-// the link is told the room is full. Prints `RESULT {json}` for the Rust test to check.
+// the link is told the room is full. Then Bob sends a file back through "Send a file…" and the
+// browser's file chooser, and, after Ada leaves, one that does not fit the storage quota of Dan who
+// takes her place (set small through the DevTools protocol): both sides are told in words and nothing partial is listed. Prints
+// `RESULT {json}` for the Rust test to check.
 //
 // usage: node tests/e2e/pair.mjs BASE_URL OUT_DIR
+import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
-import { Person, launch, sha256Hex, sleep } from "./duet.mjs";
+import { CONTEXT_OPTIONS, Person, launch, sha256Hex, sleep } from "./duet.mjs";
 
 const [base, out] = process.argv.slice(2);
 const FILE = "holiday-video.bin";
@@ -77,7 +81,40 @@ try {
   result.download_sha256 = sha256Hex(readFileSync(await download.path()));
   await sleep(300);
   await bob.screenshot(out, "bob-after-reload.png");
-  result.errors = { ada: ada.errors, bob: bob.errors };
+
+  // The file chooser: Bob presses "Send a file…" and picks a file.
+  const picked = randomBytes(300 * 1024);
+  result.picked_sha256 = sha256Hex(picked);
+  await bob.spot("send_button", { since: before });
+  const [chooser] = await Promise.all([bob.page.waitForEvent("filechooser", { timeout: 30_000 }), bob.click("send_button")]);
+  await chooser.setFiles({ name: "notes.bin", mimeType: "application/octet-stream", buffer: picked });
+  const back = await ada.waitFor("the picked file", (e) => e.event === "transfer_completed" && e.dir === "in", { timeout: 60_000 });
+  result.picked_location = back.location;
+  result.picked_stored = await ada.storedFile(back.location);
+
+  // A full storage quota: Ada leaves and Dan takes her place with a browser whose storage for
+  // this site holds 2 MiB (set before the page first touches storage: Chromium reads the quota
+  // once); Bob drops 6 MiB onto him.
+  await ada.close();
+  await bob.waitFor("Ada leaving", (e) => e.event === "peer_left", { since: before });
+  const danContext = await browser.newContext(CONTEXT_OPTIONS);
+  const danPage = await danContext.newPage();
+  const cdp = await danContext.newCDPSession(danPage);
+  await cdp.send("Storage.overrideQuotaForOrigin", { origin: new URL(base).origin, quotaSize: 2 * 1024 * 1024 });
+  const bobBefore = bob.events.length;
+  const dan = await Person.inContext(danContext, "Dan", `${entered.link}?automation`);
+  await bob.waitFor("Dan's hello", (e) => e.event === "peer_hello", { since: bobBefore });
+  await dan.waitFor("Bob's hello", (e) => e.event === "peer_hello");
+  await bob.dropNewFile("too-big-for-the-quota.bin", 6 * 1024 * 1024, await bob.spot("peer"));
+  const failedIn = await dan.waitFor("the quota failure", (e) => e.event === "transfer_failed" && e.dir === "in", { timeout: 60_000 });
+  const failedOut = await bob.waitFor("the sender's failure", (e) => e.event === "transfer_failed" && e.dir === "out", { since: bobBefore, timeout: 60_000 });
+  result.quota_in = failedIn.message;
+  result.quota_out = failedOut.message;
+  result.quota_completed = dan.events.some((e) => e.event === "transfer_completed");
+  result.quota_stored = await dan.storedFile("too-big-for-the-quota.bin");
+  await sleep(1000);
+  await dan.screenshot(out, "dan-quota-full.png");
+  result.errors = { ada: ada.errors, bob: bob.errors, dan: dan.errors };
 } finally {
   console.log(`RESULT ${JSON.stringify(result)}`);
   await browser.close();

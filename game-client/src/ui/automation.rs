@@ -126,6 +126,7 @@ fn layout(
         "kick_button": center(panel.kick_button),
         "copy_button": center(panel.copy_button),
         "file_button": center(panel.file_button),
+        "send_button": center(panel.send_button),
     })
 }
 

@@ -44,6 +44,8 @@ pub struct PanelState {
     /// Where the newest received file's first action button ("Save as…", "Download") is, for
     /// automation.
     pub file_button: Option<egui::Rect>,
+    /// Where the "Send a file…" button is while it can be pressed, for automation.
+    pub send_button: Option<egui::Rect>,
     /// Open avatar menu, at this screen position.
     pub avatar_menu: Option<egui::Pos2>,
     /// The "link copied" hint until this time (seconds).
@@ -317,11 +319,11 @@ fn room(
             ui.horizontal(|ui| {
                 ui.heading("Files");
                 ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
-                    if ui
+                    let send = ui
                         .add_enabled(peer_here, egui::Button::new("Send a file…"))
-                        .on_disabled_hover_text("Your peer is not in the room.")
-                        .clicked()
-                    {
+                        .on_disabled_hover_text("Your peer is not in the room.");
+                    state.send_button = peer_here.then_some(send.rect);
+                    if send.clicked() {
                         dialogs.picks.push(crate::platform::pick_file());
                     }
                 });
