@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use duet_tests::{HeadlessClient, Wrangler, assert_loopback_only, temp_dir};
+use duet_tests::{HeadlessClient, Wrangler, WranglerOptions, assert_loopback_only, temp_dir};
 use serde_json::Value;
 
 /// The harness's headless client, with this file's 45 s patience and panics for failures.
@@ -449,4 +449,70 @@ fn an_unreachable_server_is_named() {
             .starts_with("Cannot reach the Duet server"),
         "{refused}"
     );
+}
+
+#[test]
+fn the_room_outlives_a_server_restart() {
+    assert_loopback_only();
+    let state = temp_dir("restart-state").unwrap();
+    let options = WranglerOptions {
+        persist_to: Some(state),
+        port: Some(duet_tests::free_port()),
+        ..Default::default()
+    };
+    let wrangler = Wrangler::start(options.clone()).unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let room = runtime.block_on(wrangler.api().create_room()).unwrap().room;
+    let link = format!("{}/r/{room}", wrangler.base);
+    let (dir_a, dir_b) = (
+        temp_dir("restart-a").unwrap(),
+        temp_dir("restart-b").unwrap(),
+    );
+    let mut a = Client::start(&link, &dir_a, "Ada");
+    let mut b = Client::start(&link, &dir_b, "Bob");
+    a.expect("peer_hello", |e| is(e, "peer_hello"));
+    b.expect("peer_hello", |e| is(e, "peer_hello"));
+
+    // The server goes away (the whole wrangler/workerd process group is killed). The two are
+    // already connected directly, so the room goes on: chat still arrives, with its receipt.
+    drop(wrangler);
+    std::thread::sleep(Duration::from_secs(2));
+    a.command("say the server is gone, we are not");
+    let got = b.expect("chat without a server", |e| {
+        is(e, "chat") && e["mine"] == false
+    });
+    assert_eq!(got["text"], "the server is gone, we are not");
+    a.expect("delivered", |e| {
+        is(e, "chat") && e["state"] == "delivered" && e["id"] == got["id"]
+    });
+
+    // The same server comes back on the same address with the same storage. Bob quits; Ada,
+    // alone with a dead signaling connection, is told in words.
+    let _wrangler = Wrangler::start(options).unwrap();
+    b.command("quit");
+    // (Her socket ends once no peer is left; the leave itself may be reported before or after.)
+    let lost = a.expect("signaling lost", |e| is(e, "signaling_closed"));
+    assert!(
+        lost["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("Cannot reach the Duet server"),
+        "{lost}"
+    );
+
+    // Both come back (this headless client does not retry by itself; the windowed client's
+    // retries are tested in `room`): the room survived the restart, they meet through the new
+    // server process, and chat is delivered.
+    a.command("quit");
+    std::thread::sleep(Duration::from_millis(500));
+    let mut a = Client::start(&link, &dir_a, "Ada");
+    let mut b = Client::start(&link, &dir_b, "Bob");
+    a.expect("peer_hello again", |e| is(e, "peer_hello"));
+    b.expect("peer_hello again", |e| is(e, "peer_hello"));
+    a.command("say back after the restart");
+    let got = b.expect("chat", |e| is(e, "chat") && e["mine"] == false);
+    assert_eq!(got["text"], "back after the restart");
+    a.expect("delivered", |e| {
+        is(e, "chat") && e["state"] == "delivered" && e["id"] == got["id"]
+    });
 }

@@ -483,34 +483,30 @@ mod tests {
         assert_eq!(Chunk::decode(&out).unwrap(), chunk);
     }
 
-    #[test]
-    fn frames_carry_up_to_fifteen_full_chunks_under_the_browser_message_limit() {
-        let data = vec![0x5a; CHUNK_BYTES];
-        // The default frame fits every stack's 64 KiB messages.
-        let three: Vec<Chunk> = (0..CHUNKS_PER_FRAME as u32)
+    /// `count` full chunks with the largest ids, and the frame that carries them.
+    fn full_frame(data: &[u8], count: usize) -> (Vec<Chunk<'_>>, Vec<u8>) {
+        let chunks: Vec<Chunk> = (0..count as u32)
             .map(|seq| Chunk {
                 transfer: TransferId(u64::MAX),
                 seq: u32::MAX - seq,
-                data: &data,
-            })
-            .collect();
-        let mut frame = Vec::new();
-        for chunk in &three {
-            chunk.append_to(&mut frame).unwrap();
-        }
-        assert!(frame.len() <= 65_536);
-        assert_eq!(Chunk::decode_frame(&frame).unwrap(), three);
-        let chunks: Vec<Chunk> = (0..MAX_FRAME_CHUNKS as u32)
-            .map(|seq| Chunk {
-                transfer: TransferId(u64::MAX),
-                seq: u32::MAX - seq,
-                data: &data,
+                data,
             })
             .collect();
         let mut frame = Vec::new();
         for chunk in &chunks {
             chunk.append_to(&mut frame).unwrap();
         }
+        (chunks, frame)
+    }
+
+    #[test]
+    fn frames_carry_up_to_fifteen_full_chunks_under_the_browser_message_limit() {
+        let data = vec![0x5a; CHUNK_BYTES];
+        // The default frame fits every stack's 64 KiB messages.
+        let (three, frame) = full_frame(&data, CHUNKS_PER_FRAME);
+        assert!(frame.len() <= 65_536);
+        assert_eq!(Chunk::decode_frame(&frame).unwrap(), three);
+        let (chunks, frame) = full_frame(&data, MAX_FRAME_CHUNKS);
         assert!(frame.len() <= MAX_DATA_FRAME && frame.len() <= 262_144);
         assert_eq!(Chunk::decode_frame(&frame).unwrap(), chunks);
         // A single-chunk frame is a frame too.

@@ -48,6 +48,8 @@ pub struct WranglerOptions {
     pub persist_to: Option<PathBuf>,
     /// `--var NAME:VALUE` overrides (e.g. a short idle TTL).
     pub vars: Vec<(String, String)>,
+    /// The port to serve on (a restarted server keeps its address); a free one when `None`.
+    pub port: Option<u16>,
 }
 
 /// A running `wrangler dev`, stopped (whole process group) when dropped — or when the test process
@@ -66,7 +68,7 @@ impl Wrangler {
     /// Starts `wrangler dev` and waits until the worker answers (up to 90 s).
     pub fn start(options: WranglerOptions) -> Result<Self> {
         let root = repo_root();
-        let port = free_port();
+        let port = options.port.unwrap_or_else(free_port);
         let inspector = free_port();
         let persist_to = match options.persist_to {
             Some(dir) => dir,
