@@ -40,7 +40,7 @@ thread_local! {
 }
 
 /// No multisampling in the browser: a tab without a GPU (software WebGL) spends most of its frame
-/// on it, and in the browser the frame rate paces the transfers.
+/// on it, and every frame's CPU is taken from the transfers running between frames.
 pub const MSAA: bevy::render::view::Msaa = bevy::render::view::Msaa::Off;
 
 /// Most chunks per data frame a browser takes: browsers send and receive 256 KiB messages

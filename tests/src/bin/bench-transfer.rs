@@ -440,11 +440,7 @@ fn main() -> Result<()> {
     }
     let runs: usize = duet_tests::flag_value(&args, "--runs").unwrap_or(3);
     // `--only duet|tcp|stock|ceiling` measures one path (diagnostics; the report then lacks the others).
-    let only = args
-        .iter()
-        .position(|a| a == "--only")
-        .and_then(|i| args.get(i + 1))
-        .cloned();
+    let only: Option<String> = duet_tests::flag_value(&args, "--only");
     let wants = |name: &str| only.as_deref().is_none_or(|o| o == name);
     let exe = std::env::current_exe()?;
     let client = exe.parent().context("binary dir")?.join("duet-client");
