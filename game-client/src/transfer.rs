@@ -206,14 +206,25 @@ fn adopt_store(world: &mut World) {
 
 /// Where the platform wants it (the browser), runs the engine between frames for each new
 /// connection to the room.
-fn start_pump(socket: Option<Res<Socket>>, transfers: Res<Transfers>) {
+fn start_pump(
+    socket: Option<Res<Socket>>,
+    transfers: Res<Transfers>,
+    event_loop: Option<Res<bevy::winit::EventLoopProxyWrapper>>,
+) {
     if crate::platform::PUMP_BETWEEN_FRAMES
         && let Some(socket) = socket
         && socket.is_added()
     {
+        let proxy = event_loop.map(|p| (**p).clone());
+        let redraw = move || {
+            if let Some(proxy) = &proxy {
+                let _ = proxy.send_event(bevy::winit::WinitUserEvent::WakeUp);
+            }
+        };
         crate::platform::spawn_message_loop(pump_between_frames(
             transfers.clone(),
             socket.wire.clone(),
+            redraw,
         ));
     }
 }
@@ -266,9 +277,12 @@ pub fn wake_pump() {
 /// Runs [`Engine::pump`] whenever data or a control message arrives, or [`wake_pump`] is
 /// called, until the connection closes. In the browser this is what keeps a transfer moving
 /// at the speed of the network rather than of drawn frames (and in a hidden tab, which draws
-/// none).
-pub async fn pump_between_frames(transfers: Transfers, wire: Wire) {
+/// none). When a turn produces news other than progress (an offer went out, a file arrived, a
+/// transfer failed) it calls `redraw`, so the person sees it now rather than at the next paced
+/// frame, which can be a second away while a file moves.
+pub async fn pump_between_frames(transfers: Transfers, wire: Wire, redraw: impl Fn()) {
     use std::task::Poll;
+    let mut news_seen = 0;
     loop {
         let open = futures::future::poll_fn(|cx| {
             PUMP_WAKER.register(cx.waker());
@@ -286,6 +300,16 @@ pub async fn pump_between_frames(transfers: Transfers, wire: Wire) {
         if engine.store.is_some() {
             engine.pump(Some(&mut wire.lock()));
         }
+        let news = engine
+            .events
+            .iter()
+            .filter(|e| !matches!(e, TransferEvent::Progress { .. }))
+            .count();
+        // The frame drains the events; only news that arrived since then asks for a frame.
+        if news > news_seen {
+            redraw();
+        }
+        news_seen = news;
     }
 }
 

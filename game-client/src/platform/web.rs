@@ -153,6 +153,8 @@ pub fn hash_file(path: PathBuf) -> Task<std::io::Result<([u8; 32], u64)>> {
             hasher.update(&bytes);
             at = end;
         }
+        // The offer goes out on the engine's next turn: now, not at the next frame.
+        crate::transfer::wake_pump();
         Ok((hasher.finalize().into(), size))
     })
 }
