@@ -282,7 +282,6 @@ pub fn wake_pump() {
 /// frame, which can be a second away while a file moves.
 pub async fn pump_between_frames(transfers: Transfers, wire: Wire, redraw: impl Fn()) {
     use std::task::Poll;
-    let mut news_seen = 0;
     loop {
         let open = futures::future::poll_fn(|cx| {
             PUMP_WAKER.register(cx.waker());
@@ -298,18 +297,13 @@ pub async fn pump_between_frames(transfers: Transfers, wire: Wire, redraw: impl 
         }
         let mut engine = transfers.lock();
         if engine.store.is_some() {
+            // Frames drain the events, so only what this turn added counts as news.
+            let before = engine.news();
             engine.pump(Some(&mut wire.lock()));
+            if engine.news() > before {
+                redraw();
+            }
         }
-        let news = engine
-            .events
-            .iter()
-            .filter(|e| !matches!(e, TransferEvent::Progress { .. }))
-            .count();
-        // The frame drains the events; only news that arrived since then asks for a frame.
-        if news > news_seen {
-            redraw();
-        }
-        news_seen = news;
     }
 }
 
@@ -335,6 +329,14 @@ fn failed_out(id: TransferId, reason: impl Into<String>) -> TransferEvent {
 }
 
 impl Engine {
+    /// Events waiting for the next frame that are more than progress.
+    fn news(&self) -> usize {
+        self.events
+            .iter()
+            .filter(|e| !matches!(e, TransferEvent::Progress { .. }))
+            .count()
+    }
+
     /// Transfers currently running (including files still being hashed).
     pub fn running(&self) -> usize {
         self.outgoing.len() + self.incoming.len() + self.preparing_ids.len()
