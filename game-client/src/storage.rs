@@ -5,7 +5,7 @@
 //! is done by polling. Writes are chunk-sized; nothing ever holds a whole file in memory.
 //!
 //! Native layout: files land in the downloads folder under their sanitized, de-duplicated name;
-//! while incomplete they live in `.duet-partial/{sha256}-{size}.part` inside it, so a transfer
+//! while incomplete they live in `.duet-partial/{resume key}-{size}.part` inside it, so a transfer
 //! interrupted by a disconnect resumes from the bytes already on disk when the same file is
 //! offered again. Only after the SHA-256 matches is the part renamed (atomically) into view.
 
@@ -18,9 +18,10 @@ use duet_shared::names::{sanitize_file_name, unique_file_name};
 use duet_shared::peer::{CHUNK_BYTES, TransferId};
 use sha2::{Digest, Sha256};
 
-/// Identifies a partial file across reconnects: the same bytes, offered again, resume.
-pub fn part_key(sha256: &[u8; 32], size: u64) -> String {
-    let hex: String = sha256.iter().map(|b| format!("{b:02x}")).collect();
+/// Identifies a partial file across reconnects: the same file, offered again (with the same
+/// [`duet_shared::peer::FileOffer::resume_key`]), resumes.
+pub fn part_key(resume_key: &[u8; 32], size: u64) -> String {
+    let hex: String = resume_key.iter().map(|b| format!("{b:02x}")).collect();
     format!("{hex}-{size}")
 }
 

@@ -91,22 +91,21 @@ pub enum TransferEvent {
     },
 }
 
+/// A file's SHA-256 and size, being computed.
+type HashTask = Task<std::io::Result<([u8; 32], u64)>>;
+
 struct Outgoing {
     machine: Sender,
     source: FileReader,
     path: PathBuf,
+    /// The file's SHA-256 being computed beside the sending (a separate read of the file);
+    /// `None` once it is done and the `Digest` went out.
+    hash: Option<HashTask>,
     /// Chunks the machine released but whose bytes are still being read (the web reads
     /// asynchronously); sent in order as they become ready.
     waiting: VecDeque<duet_shared::transfer::ChunkSpan>,
     scratch: Vec<u8>,
     frame: Vec<u8>,
-}
-
-/// A file being hashed before it is offered, with its id and path.
-struct Preparing {
-    id: TransferId,
-    path: PathBuf,
-    hash: Task<std::io::Result<([u8; 32], u64)>>,
 }
 
 struct Incoming {
@@ -122,9 +121,6 @@ struct Incoming {
 pub struct Engine {
     outgoing: HashMap<TransferId, Outgoing>,
     incoming: HashMap<TransferId, Incoming>,
-    preparing: Vec<Preparing>,
-    /// Transfers still being hashed (a cancelled one is removed and its hash ignored).
-    preparing_ids: std::collections::HashSet<TransferId>,
     /// Flow-control tuning for incoming transfers.
     pub window: WindowConfig,
     last_progress_ms: u64,
@@ -140,8 +136,6 @@ impl Default for Engine {
         Self {
             outgoing: HashMap::new(),
             incoming: HashMap::new(),
-            preparing: Vec::new(),
-            preparing_ids: Default::default(),
             window: crate::platform::transfer_window(),
             last_progress_ms: 0,
             store: None,
@@ -315,6 +309,20 @@ fn too_large(path: &std::path::Path, size: u64) -> String {
     )
 }
 
+/// The key a partial file is kept under on the receiver's side ([`FileOffer::resume_key`]):
+/// the same file (by the platform's fingerprint: path and modification time, or a browser
+/// file's name and date) at the same size gives the same key, so sending it again resumes.
+/// A file changed in place under the same fingerprint fails the final hash check and starts
+/// over; nothing wrong is ever shown as received.
+fn resume_key(fingerprint: &str, size: u64) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut key = Sha256::new();
+    key.update(b"duet resume key v1\0");
+    key.update(size.to_le_bytes());
+    key.update(fingerprint.as_bytes());
+    key.finalize().into()
+}
+
 fn rand_id() -> u64 {
     let bytes = uuid::Uuid::new_v4().into_bytes();
     u64::from_le_bytes(bytes[..8].try_into().unwrap_or_default())
@@ -339,7 +347,7 @@ impl Engine {
 
     /// Transfers currently running (including files still being hashed).
     pub fn running(&self) -> usize {
-        self.outgoing.len() + self.incoming.len() + self.preparing_ids.len()
+        self.outgoing.len() + self.incoming.len()
     }
 
     fn store(&mut self) -> &mut dyn BlobStore {
@@ -363,7 +371,7 @@ impl Engine {
             }
         }
         self.drain_store(now);
-        self.offer_prepared(wire.as_ref().is_some_and(|w| w.peer().is_some()));
+        self.send_digests();
         if let Some(wire) = wire.as_deref_mut() {
             self.pump_sends(wire);
         }
@@ -378,8 +386,9 @@ impl Engine {
         }
     }
 
-    /// Validates a send request and starts hashing the file on a background task: hashing
-    /// 200 MiB takes long enough to freeze a window if done in a frame.
+    /// Offers a file at once and starts sending when the peer accepts; its SHA-256 is computed
+    /// on a background task meanwhile (200 MiB takes a second or more, which would otherwise
+    /// delay the first byte and freeze a frame) and follows as a `Digest`.
     fn start_send(&mut self, path: &std::path::Path, peer_present: bool) {
         let id = TransferId(rand_id());
         if !peer_present {
@@ -389,33 +398,60 @@ impl Engine {
             ));
             return;
         }
-        // Refuse what is too large before spending time hashing it.
-        match crate::platform::file_size(path) {
-            Ok(size) if size > MAX_FILE_BYTES => {
-                self.events.push(failed_out(id, too_large(path, size)));
-                return;
-            }
-            Ok(_) => {}
-            Err(e) => {
-                self.events.push(failed_out(
-                    id,
-                    format!("Cannot read {}: {e}", path.display()),
-                ));
-                return;
-            }
+        let cannot_read = |e: std::io::Error| format!("Cannot read {}: {e}", path.display());
+        let opened = crate::platform::file_size(path)
+            .and_then(|size| Ok((size, crate::platform::file_fingerprint(path)?)))
+            .and_then(|found| Ok((found, FileReader::open(path)?)));
+        let ((size, fingerprint), source) = match opened {
+            Ok(v) => v,
+            Err(e) => return self.events.push(failed_out(id, cannot_read(e))),
+        };
+        // Refuse what is too large before anything goes out.
+        if size > MAX_FILE_BYTES {
+            return self.events.push(failed_out(id, too_large(path, size)));
         }
-        self.preparing.push(Preparing {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "file".into());
+        let offer = FileOffer {
+            transfer: id,
+            name: name.clone(),
+            size,
+            mime: mime_for(path),
+            resume_key: resume_key(&fingerprint, size),
+        };
+        let machine = match Sender::new(offer) {
+            Ok(m) => m,
+            Err(e) => return self.events.push(failed_out(id, e.to_string())),
+        };
+        self.controls.push(machine.offer());
+        self.events.push(TransferEvent::Started {
             id,
-            path: path.to_path_buf(),
-            hash: crate::platform::hash_file(path.to_path_buf()),
+            direction: Direction::Outgoing,
+            name,
+            size,
+            resumed_from: 0,
         });
-        self.preparing_ids.insert(id);
+        self.outgoing.insert(
+            id,
+            Outgoing {
+                machine,
+                source,
+                path: path.to_path_buf(),
+                hash: Some(crate::platform::hash_file(path.to_path_buf())),
+                waiting: VecDeque::new(),
+                scratch: Vec::new(),
+                frame: Vec::new(),
+            },
+        );
     }
 
     fn cancel(&mut self, id: TransferId) {
-        let was_preparing = self.preparing_ids.remove(&id);
         if let Some(mut out) = self.outgoing.remove(&id) {
             self.controls.push(out.machine.cancel(CancelReason::User));
+            self.events
+                .push(failed_out(id, "You cancelled the transfer."));
         } else if let Some(incoming) = self.incoming.get_mut(&id) {
             self.controls
                 .push(incoming.machine.cancel(CancelReason::User));
@@ -424,86 +460,40 @@ impl Engine {
                 "You cancelled the transfer. If it is sent again, it resumes where it stopped.",
                 false,
             );
-            return;
-        } else if !was_preparing {
-            return;
         }
-        self.events
-            .push(failed_out(id, "You cancelled the transfer."));
     }
 
-    /// Offers the files whose hash is ready.
-    fn offer_prepared(&mut self, peer_present: bool) {
-        let ready = crate::take_finished_with(&mut self.preparing, |p| &mut p.hash);
-        for (Preparing { id, path, .. }, hashed) in ready {
-            if !self.preparing_ids.remove(&id) {
-                continue; // cancelled while hashing
-            }
-            if !peer_present {
-                self.events.push(failed_out(
-                    id,
-                    "Your peer left the room, so the file was not sent.",
-                ));
+    /// Sends the digest of each outgoing file whose hash is ready; a file that could not be
+    /// read, or changed size meanwhile, ends its transfer.
+    fn send_digests(&mut self) {
+        let mut failed = Vec::new();
+        for (id, out) in self.outgoing.iter_mut() {
+            let Some(task) = out.hash.as_mut() else {
                 continue;
-            }
-            let (sha256, size) = match hashed {
-                Ok(v) => v,
-                Err(e) => {
-                    self.events.push(failed_out(
-                        id,
-                        format!("Cannot read {}: {e}", path.display()),
-                    ));
-                    continue;
-                }
             };
-            if size > MAX_FILE_BYTES {
-                self.events.push(failed_out(id, too_large(&path, size)));
+            let Some(hashed) = bevy::tasks::block_on(bevy::tasks::poll_once(task)) else {
                 continue;
+            };
+            out.hash = None;
+            match hashed {
+                Ok((sha256, size)) if size == out.machine.size() => {
+                    self.controls.push(Control::Digest {
+                        transfer: *id,
+                        sha256,
+                    });
+                }
+                Ok(_) => failed.push((
+                    *id,
+                    format!("{} changed while it was being sent.", out.path.display()),
+                )),
+                Err(e) => failed.push((*id, format!("Cannot read {}: {e}", out.path.display()))),
             }
-            let name = path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_else(|| "file".into());
-            let offer = FileOffer {
-                transfer: id,
-                name: name.clone(),
-                size,
-                mime: mime_for(&path),
-                sha256,
-            };
-            let (machine, source) = match (Sender::new(offer), FileReader::open(&path)) {
-                (Ok(m), Ok(f)) => (m, f),
-                (Err(e), _) => {
-                    self.events.push(failed_out(id, e.to_string()));
-                    continue;
-                }
-                (_, Err(e)) => {
-                    self.events.push(failed_out(
-                        id,
-                        format!("Cannot read {}: {e}", path.display()),
-                    ));
-                    continue;
-                }
-            };
-            self.controls.push(machine.offer());
-            self.events.push(TransferEvent::Started {
-                id,
-                direction: Direction::Outgoing,
-                name,
-                size,
-                resumed_from: 0,
-            });
-            self.outgoing.insert(
-                id,
-                Outgoing {
-                    machine,
-                    source,
-                    path,
-                    waiting: VecDeque::new(),
-                    scratch: Vec::new(),
-                    frame: Vec::new(),
-                },
-            );
+        }
+        for (id, reason) in failed {
+            if let Some(mut out) = self.outgoing.remove(&id) {
+                self.controls.push(out.machine.cancel(CancelReason::Io));
+            }
+            self.events.push(failed_out(id, reason));
         }
     }
 
@@ -540,7 +530,7 @@ impl Engine {
                     Ok(machine) => {
                         self.store().submit(StoreOp::Open {
                             transfer: id,
-                            key: part_key(&offer.sha256, offer.size),
+                            key: part_key(&offer.resume_key, offer.size),
                             size: offer.size,
                         });
                         self.incoming.insert(
@@ -584,6 +574,15 @@ impl Engine {
                     && let Err(e) = out.machine.on_credit(persisted, until, now)
                 {
                     self.fail_outgoing(transfer, e);
+                }
+            }
+            Control::Digest { transfer, sha256 } => {
+                if let Some(incoming) = self.incoming.get_mut(&transfer)
+                    && let Err(e) = incoming.machine.on_digest(sha256)
+                {
+                    let cancel = incoming.machine.cancel(CancelReason::ProtocolViolation);
+                    self.controls.push(cancel);
+                    self.fail_incoming(transfer, &e.to_string(), true);
                 }
             }
             Control::Complete { transfer } => {

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use duet_shared::peer::{
-    CHUNK_BYTES, CONTROL_CHANNEL, Chunk, Control, DATA_CHANNEL, FileOffer, MAX_FILE_BYTES,
-    PROTOCOL_VERSION, TransferId,
+    CHUNK_BYTES, CONTROL_CHANNEL, CancelReason, Chunk, Control, DATA_CHANNEL, FileOffer,
+    MAX_FILE_BYTES, PROTOCOL_VERSION, TransferId,
 };
 use duet_tests::{HeadlessClient, Wrangler, assert_loopback_only, loopback_ice, temp_dir};
 use matchbox_socket::{PeerId, PeerState, WebRtcSocket};
@@ -106,12 +106,19 @@ fn postcard_raw(message: &Control) -> Vec<u8> {
     duet_shared::peer::encode_unchecked(message)
 }
 
-fn offer(id: u64, name: &str, data: &[u8], size: u64) -> FileOffer {
+fn offer(id: u64, name: &str, size: u64) -> FileOffer {
     FileOffer {
         transfer: TransferId(id),
         name: name.into(),
         size,
         mime: "application/octet-stream".into(),
+        resume_key: Sha256::digest(id.to_le_bytes()).into(),
+    }
+}
+
+fn digest(id: u64, data: &[u8]) -> Control {
+    Control::Digest {
+        transfer: TransferId(id),
         sha256: Sha256::digest(data).into(),
     }
 }
@@ -157,12 +164,7 @@ async fn a_hostile_peer_gets_clear_errors_and_leaves_nothing_behind() {
     });
 
     // 2. Over 200 MiB: declined before anything is stored.
-    evil.control(&Control::Offer(offer(
-        1,
-        "huge.bin",
-        b"",
-        MAX_FILE_BYTES + 1,
-    )));
+    evil.control(&Control::Offer(offer(1, "huge.bin", MAX_FILE_BYTES + 1)));
     evil.expect("decline", |m| {
         matches!(
             m,
@@ -184,8 +186,7 @@ async fn a_hostile_peer_gets_clear_errors_and_leaves_nothing_behind() {
     });
 
     // 4. Lies about the size: offers 10 bytes, sends a full chunk.
-    let small = [7u8; 10];
-    evil.control(&Control::Offer(offer(2, "liar.txt", &small, 10)));
+    evil.control(&Control::Offer(offer(2, "liar.txt", 10)));
     evil.expect("accept", |m| {
         matches!(
             m,
@@ -203,12 +204,7 @@ async fn a_hostile_peer_gets_clear_errors_and_leaves_nothing_behind() {
 
     // 5. Sequence out of range, then duplicates.
     let two = vec![5u8; 2 * CHUNK_BYTES];
-    evil.control(&Control::Offer(offer(
-        3,
-        "range.bin",
-        &two,
-        two.len() as u64,
-    )));
+    evil.control(&Control::Offer(offer(3, "range.bin", two.len() as u64)));
     evil.expect("accept", |m| {
         matches!(
             m,
@@ -223,7 +219,7 @@ async fn a_hostile_peer_gets_clear_errors_and_leaves_nothing_behind() {
     client.expect("out of range", |e| {
         is(e, "transfer_failed") && e["message"].as_str().unwrap().contains("past the end")
     });
-    evil.control(&Control::Offer(offer(4, "dup.bin", &two, two.len() as u64)));
+    evil.control(&Control::Offer(offer(4, "dup.bin", two.len() as u64)));
     evil.expect("accept", |m| {
         matches!(
             m,
@@ -242,9 +238,12 @@ async fn a_hostile_peer_gets_clear_errors_and_leaves_nothing_behind() {
 
     // 6. Hash mismatch: all bytes arrive, but they are not the offered file.
     let claimed = b"the real content";
-    let mut bad = offer(5, "../../../etc/passwd", claimed, claimed.len() as u64);
-    bad.sha256[0] ^= 0xff;
-    evil.control(&Control::Offer(bad));
+    evil.control(&Control::Offer(offer(
+        5,
+        "../../../etc/passwd",
+        claimed.len() as u64,
+    )));
+    evil.control(&digest(5, b"something else entirely"));
     evil.expect("accept", |m| {
         matches!(
             m,
@@ -270,6 +269,28 @@ async fn a_hostile_peer_gets_clear_errors_and_leaves_nothing_behind() {
         is(e, "transfer_failed") && e["message"].as_str().unwrap().contains("SHA-256")
     });
 
+    // 6b. Two different digests for one file: the second is a lie, the transfer ends.
+    evil.control(&Control::Offer(offer(
+        10,
+        "twice.txt",
+        claimed.len() as u64,
+    )));
+    evil.control(&digest(10, claimed));
+    evil.control(&digest(10, b"no, this one"));
+    evil.expect("cancel", |m| {
+        matches!(
+            m,
+            Control::Cancel {
+                transfer: TransferId(10),
+                reason: CancelReason::ProtocolViolation,
+            }
+        )
+    })
+    .await;
+    client.expect("second digest", |e| {
+        is(e, "transfer_failed") && e["message"].as_str().unwrap().contains("unexpected digest")
+    });
+
     // 7. Protocol version mismatch is named.
     evil.control(&Control::Hello {
         version: PROTOCOL_VERSION + 1,
@@ -292,9 +313,9 @@ async fn a_hostile_peer_gets_clear_errors_and_leaves_nothing_behind() {
     evil.control(&Control::Offer(offer(
         6,
         "..\\..\\evil\u{0}name.txt",
-        honest,
         honest.len() as u64,
     )));
+    evil.control(&digest(6, honest));
     evil.expect("accept", |m| {
         matches!(
             m,
@@ -327,12 +348,8 @@ async fn a_hostile_peer_gets_clear_errors_and_leaves_nothing_behind() {
     assert_eq!(long.chars().count(), 10_000);
     let mut saved = Vec::new();
     for id in [7u64, 8] {
-        evil.control(&Control::Offer(offer(
-            id,
-            &long,
-            honest,
-            honest.len() as u64,
-        )));
+        evil.control(&Control::Offer(offer(id, &long, honest.len() as u64)));
+        evil.control(&digest(id, honest));
         evil.expect(
             "accept",
             |m| matches!(m, Control::Accept { transfer, .. } if transfer.0 == id),

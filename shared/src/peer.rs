@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 /// Bumped on any incompatible change; peers with different versions refuse each other politely.
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 /// Channel index for control and chat.
 pub const CONTROL_CHANNEL: usize = 0;
 /// Channel index for file chunks.
@@ -63,8 +63,11 @@ pub struct FileOffer {
     pub size: u64,
     /// Media type, e.g. `image/png`; informational.
     pub mime: String,
-    /// SHA-256 of the whole file; the receiver verifies it before showing the file.
-    pub sha256: [u8; 32],
+    /// Names the file for resuming, chosen by the sender (the same file offered again gets the
+    /// same key): the receiver keeps a partial file under it, so an interrupted transfer picks
+    /// up where it stopped. Not the file's hash: that would make the sender read the whole file
+    /// before the first byte moves; the hash follows in [`Control::Digest`].
+    pub resume_key: [u8; 32],
 }
 
 /// Why a receiver declined an offer.
@@ -177,6 +180,15 @@ pub enum Control {
         /// Exclusive upper bound on sequence numbers the sender may send.
         until: u32,
     },
+    /// The SHA-256 of the whole offered file, sent once the sender has hashed it (while the
+    /// chunks already flow). The receiver verifies the received bytes against it before it
+    /// shows the file, and finishes only once it has arrived.
+    Digest {
+        /// The transfer.
+        transfer: TransferId,
+        /// SHA-256 of the file.
+        sha256: [u8; 32],
+    },
     /// The receiver verified the hash and saved the file.
     Complete {
         /// The transfer.
@@ -202,7 +214,7 @@ pub enum Control {
 
 impl Control {
     /// Whether the message belongs to a file transfer (offer, accept, decline, credit,
-    /// complete, cancel) rather than to the people (hello, rename, chat, receipts): the client
+    /// digest, complete, cancel) rather than to the people (hello, rename, chat, receipts): the client
     /// routes the two kinds to different places.
     pub fn is_transfer(&self) -> bool {
         matches!(
@@ -211,6 +223,7 @@ impl Control {
                 | Control::Accept { .. }
                 | Control::Decline { .. }
                 | Control::Credit { .. }
+                | Control::Digest { .. }
                 | Control::Complete { .. }
                 | Control::Cancel { .. }
         )
@@ -433,7 +446,7 @@ mod tests {
                 name: "photo.png".into(),
                 size: 123_456,
                 mime: "image/png".into(),
-                sha256: [3; 32],
+                resume_key: [3; 32],
             }),
             Control::Accept {
                 transfer,
@@ -447,6 +460,10 @@ mod tests {
                 transfer,
                 persisted: 10,
                 until: 18,
+            },
+            Control::Digest {
+                transfer,
+                sha256: [4; 32],
             },
             Control::Complete { transfer },
             Control::Cancel {

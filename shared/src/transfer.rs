@@ -249,6 +249,11 @@ impl Sender {
         self.offer.transfer
     }
 
+    /// The offered size in bytes (the sender checks its file's hash was taken over as many).
+    pub fn size(&self) -> u64 {
+        self.offer.size
+    }
+
     /// The offer message to send first.
     pub fn offer(&self) -> Control {
         Control::Offer(self.offer.clone())
@@ -418,6 +423,8 @@ pub struct Receiver {
     clean_streak: u32,
     last_chunk_ms: Option<u64>,
     hasher: Sha256,
+    /// The file's SHA-256, once the sender's `Digest` arrived.
+    digest: Option<[u8; 32]>,
     state: Phase,
     meter: RateMeter,
 }
@@ -440,6 +447,7 @@ impl Receiver {
             clean_streak: 0,
             last_chunk_ms: None,
             hasher: Sha256::new(),
+            digest: None,
             state: Phase::Offered,
             meter: RateMeter::default(),
         })
@@ -572,19 +580,30 @@ impl Receiver {
         }
     }
 
-    /// Every chunk has been received and persisted.
+    /// The sender's hash of the whole file. It may come at any time after the offer (the
+    /// sender hashes while it sends); a second, different one is a protocol violation.
+    pub fn on_digest(&mut self, sha256: [u8; 32]) -> Result<(), TransferError> {
+        if matches!(self.state, Phase::Done(_)) || self.digest.is_some_and(|d| d != sha256) {
+            return Err(TransferError::Unexpected("digest"));
+        }
+        self.digest = Some(sha256);
+        Ok(())
+    }
+
+    /// Every chunk has been received and persisted, and the sender's digest is here to check
+    /// them against.
     pub fn is_complete(&self) -> bool {
-        self.state == Phase::Active && self.persisted == self.total
+        self.state == Phase::Active && self.persisted == self.total && self.digest.is_some()
     }
 
     /// Checks the hash once everything is persisted. On success returns `Complete` for the peer;
     /// the caller then makes the file visible. On mismatch the caller deletes the partial file.
     pub fn verify(&mut self) -> Result<Control, TransferError> {
-        if !self.is_complete() {
+        let Some(expected) = self.digest.filter(|_| self.is_complete()) else {
             return Err(TransferError::Unexpected("verify before the last chunk"));
-        }
+        };
         let digest: [u8; 32] = self.hasher.clone().finalize().into();
-        if digest != self.offer.sha256 {
+        if digest != expected {
             self.state = Phase::cancelled(false, CancelReason::HashMismatch);
             return Err(TransferError::HashMismatch);
         }
@@ -653,8 +672,12 @@ mod tests {
             name: "f.bin".into(),
             size: data.len() as u64,
             mime: "application/octet-stream".into(),
-            sha256: Sha256::digest(data).into(),
+            resume_key: [7; 32],
         }
+    }
+
+    fn digest_of(data: &[u8]) -> [u8; 32] {
+        Sha256::digest(data).into()
     }
 
     /// Drives both machines against each other in memory, persisting instantly; returns the bytes
@@ -674,6 +697,7 @@ mod tests {
         let offer = offer_for(data);
         let mut sender = Sender::new(offer.clone()).unwrap();
         let mut receiver = Receiver::new(offer, config).unwrap();
+        receiver.on_digest(digest_of(data)).unwrap();
         let resume = (resume_chunks > 0).then(|| {
             let end = (resume_chunks as usize * CHUNK_BYTES).min(data.len());
             let mut hasher = Sha256::new();
@@ -775,8 +799,36 @@ mod tests {
         let offer = offer_for(&data);
         let mut receiver = Receiver::new(offer, WindowConfig::default()).unwrap();
         receiver.accept(None, 0);
+        // Nothing to receive, but nothing to check it against either until the digest comes.
+        assert!(!receiver.is_complete());
+        assert!(receiver.verify().is_err());
+        receiver.on_digest(digest_of(&data)).unwrap();
         assert!(receiver.is_complete());
         assert!(receiver.verify().is_ok());
+    }
+
+    #[test]
+    fn the_digest_may_come_before_or_after_the_chunks_but_only_one() {
+        let data = file(2 * CHUNK_BYTES + 5);
+        let mut r = Receiver::new(offer_for(&data), WindowConfig::default()).unwrap();
+        r.accept(None, 0);
+        for seq in 0..3u32 {
+            let start = seq as usize * CHUNK_BYTES;
+            let end = (start + CHUNK_BYTES).min(data.len());
+            r.on_chunk(seq, &data[start..end], 0).unwrap();
+        }
+        r.on_persisted(3, 0);
+        // Every byte is in, but without the digest the file is not finished.
+        assert!(!r.is_complete());
+        r.on_digest(digest_of(&data)).unwrap();
+        // Repeating the same digest is harmless; a different one is a lie.
+        r.on_digest(digest_of(&data)).unwrap();
+        assert_eq!(
+            r.on_digest([0; 32]),
+            Err(TransferError::Unexpected("digest"))
+        );
+        assert!(r.is_complete());
+        assert!(r.verify().is_ok());
     }
 
     #[test]
@@ -864,9 +916,10 @@ mod tests {
     #[test]
     fn hash_mismatch_is_detected() {
         let data = file(3 * CHUNK_BYTES);
-        let mut offer = offer_for(&data);
-        offer.sha256[0] ^= 1;
-        let mut r = Receiver::new(offer, WindowConfig::default()).unwrap();
+        let mut r = Receiver::new(offer_for(&data), WindowConfig::default()).unwrap();
+        let mut wrong = digest_of(&data);
+        wrong[0] ^= 1;
+        r.on_digest(wrong).unwrap();
         r.accept(None, 0);
         for seq in 0..3u32 {
             r.on_chunk(seq, &data[seq as usize * CHUNK_BYTES..][..CHUNK_BYTES], 0)

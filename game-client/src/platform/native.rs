@@ -99,6 +99,17 @@ pub fn file_size(path: &Path) -> std::io::Result<u64> {
     std::fs::metadata(path).map(|m| m.len())
 }
 
+/// What names this file for resuming a transfer of it: its absolute path and when it was last
+/// modified (a new version of the file gets a new fingerprint).
+pub fn file_fingerprint(path: &Path) -> std::io::Result<String> {
+    let modified = std::fs::metadata(path)?
+        .modified()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let path = std::fs::canonicalize(path)?;
+    Ok(format!("{}\0{}", path.display(), modified.as_nanos()))
+}
+
 /// SHA-256 and size of a local file, computed off the frame (200 MiB takes seconds).
 pub fn hash_file(path: PathBuf) -> Task<std::io::Result<([u8; 32], u64)>> {
     AsyncComputeTaskPool::get().spawn(async move {

@@ -138,6 +138,14 @@ pub fn file_size(path: &Path) -> std::io::Result<u64> {
     Ok(file_for(path)?.size() as u64)
 }
 
+/// What names a dropped or picked file for resuming a transfer of it: its name and the date
+/// the browser gives for its last change (the page sees no paths), so dropping the same file
+/// again resumes.
+pub fn file_fingerprint(path: &Path) -> std::io::Result<String> {
+    let file = file_for(path)?;
+    Ok(format!("{}\0{}", file.name(), file.last_modified()))
+}
+
 /// SHA-256 and size of a dropped or picked file, read slice by slice on the event loop.
 pub fn hash_file(path: PathBuf) -> Task<std::io::Result<([u8; 32], u64)>> {
     IoTaskPool::get().spawn(async move {
@@ -146,14 +154,14 @@ pub fn hash_file(path: PathBuf) -> Task<std::io::Result<([u8; 32], u64)>> {
         let mut hasher = Sha256::new();
         let mut at = 0;
         while at < size {
-            let end = (at + 4 * READ_BLOCK).min(size);
+            let end = (at + READ_BLOCK).min(size);
             let bytes = read_slice(&file, at, end)
                 .await
                 .map_err(std::io::Error::other)?;
             hasher.update(&bytes);
             at = end;
         }
-        // The offer goes out on the engine's next turn: now, not at the next frame.
+        // The digest goes out on the engine's next turn: now, not at the next frame.
         crate::transfer::wake_pump();
         Ok((hasher.finalize().into(), size))
     })
