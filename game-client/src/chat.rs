@@ -3,7 +3,9 @@
 //! Nothing is queued: a message written while the peer is away is stored as
 //! [`Delivery::NotDelivered`] and shown so. A message is `Sent` once handed to the data channel
 //! and `Delivered` when the peer's receipt comes back. History is saved on every change, so it
-//! survives a restart and a `kill -9` mid-conversation.
+//! survives a restart and a `kill -9` mid-conversation. It is stored in blocks of
+//! [`HISTORY_BLOCK`] messages, and a change rewrites only the blocks it touched (in practice the
+//! last one), so a message costs the same to save in a history of ten thousand as in one of ten.
 
 use bevy::prelude::*;
 use bevy_pkv::PkvStore;
@@ -44,6 +46,9 @@ pub struct ChatEntry {
     pub delivery: Delivery,
 }
 
+/// Messages per stored block of history (see the module doc).
+pub const HISTORY_BLOCK: usize = 256;
+
 /// The current room's chat history.
 #[derive(Resource, Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChatLog {
@@ -67,6 +72,7 @@ impl Plugin for ChatPlugin {
         app.add_message::<SendChat>()
             .add_message::<ChatChanged>()
             .init_resource::<ChatLog>()
+            .init_resource::<Unsaved>()
             // Each room has its own history: (re)load it whenever the room changes, before
             // anything in the frame reads or writes it.
             .add_systems(
@@ -77,10 +83,16 @@ impl Plugin for ChatPlugin {
     }
 }
 
-/// The chat log together with where it is persisted.
+/// The oldest entry of [`ChatLog`] changed since the last save, if any.
+#[derive(Resource, Default)]
+struct Unsaved(Option<usize>);
+
+/// The chat log together with where it is persisted: under `chat/{room}/n` the number of
+/// messages, under `chat/{room}/{b}` block `b` of [`HISTORY_BLOCK`] messages.
 #[derive(bevy::ecs::system::SystemParam)]
 struct History<'w> {
     log: ResMut<'w, ChatLog>,
+    unsaved: ResMut<'w, Unsaved>,
     pkv: ResMut<'w, PkvStore>,
     link: Option<Res<'w, RoomLink>>,
 }
@@ -93,16 +105,52 @@ impl History<'_> {
         )
     }
 
+    /// Notes that entry `index` was added or changed.
+    fn touch(&mut self, index: usize) {
+        self.unsaved.0 = Some(self.unsaved.0.map_or(index, |at| at.min(index)));
+    }
+
     fn load(&mut self) {
-        if let Ok(saved) = self.pkv.get::<ChatLog>(self.key()) {
+        let key = self.key();
+        if let Ok(count) = self.pkv.get::<u64>(format!("{key}/n")) {
+            let count = count as usize;
+            let mut entries = Vec::with_capacity(count);
+            for block in 0..count.div_ceil(HISTORY_BLOCK) {
+                match self.pkv.get::<Vec<ChatEntry>>(format!("{key}/{block}")) {
+                    Ok(part) => entries.extend(part),
+                    Err(e) => eprintln!("duet: part of the chat history is unreadable: {e}"),
+                }
+            }
+            entries.truncate(count);
+            self.log.entries = entries;
+        } else if let Ok(saved) = self.pkv.get::<ChatLog>(&key) {
+            // A history saved whole, by an earlier version: store it in blocks from now on.
             *self.log = saved;
+            if !self.log.entries.is_empty() {
+                self.touch(0);
+                self.save();
+            }
+            let _ = self.pkv.remove(&key);
         }
     }
 
     /// Written on every change: redb commits each `set`, so a crash loses nothing said before.
+    /// The blocks go first and the count last, so a crash in between leaves the history as it
+    /// was before the change.
     fn save(&mut self) {
+        let Some(from) = self.unsaved.0.take() else {
+            return;
+        };
         let key = self.key();
-        if let Err(e) = self.pkv.set(key, &*self.log) {
+        let entries = &self.log.entries;
+        let mut result = Ok(());
+        for block in from / HISTORY_BLOCK..entries.len().div_ceil(HISTORY_BLOCK) {
+            let part =
+                &entries[block * HISTORY_BLOCK..entries.len().min((block + 1) * HISTORY_BLOCK)];
+            result = result.and(self.pkv.set(format!("{key}/{block}"), &part));
+        }
+        let result = result.and(self.pkv.set(format!("{key}/n"), &(entries.len() as u64)));
+        if let Err(e) = result {
             eprintln!("duet: could not save chat history: {e}");
         }
     }
@@ -110,6 +158,7 @@ impl History<'_> {
 
 fn load_history(mut history: History) {
     history.log.entries.clear();
+    history.unsaved.0 = None;
     history.load();
 }
 
@@ -121,7 +170,6 @@ fn send_chat(
     mut send: MessageWriter<SendControl>,
     mut changed: MessageWriter<ChatChanged>,
 ) {
-    let mut dirty = false;
     for SendChat(text) in requests.read() {
         let text: String = text.chars().take(MAX_CHAT_CHARS).collect();
         if text.trim().is_empty() {
@@ -149,11 +197,10 @@ fn send_chat(
         }
         changed.write(ChatChanged(entry.clone()));
         history.log.entries.push(entry);
-        dirty = true;
+        let last = history.log.entries.len() - 1;
+        history.touch(last);
     }
-    if dirty {
-        history.save();
-    }
+    history.save();
 }
 
 fn receive_chat(
@@ -163,7 +210,6 @@ fn receive_chat(
     mut send: MessageWriter<SendControl>,
     mut changed: MessageWriter<ChatChanged>,
 ) {
-    let mut dirty = false;
     for ControlReceived(message) in received.read() {
         match message {
             Control::Chat { id, sent_ms, text } => {
@@ -182,28 +228,29 @@ fn receive_chat(
                     };
                     changed.write(ChatChanged(entry.clone()));
                     history.log.entries.push(entry);
-                    dirty = true;
+                    let last = history.log.entries.len() - 1;
+                    history.touch(last);
                 }
                 send.write(SendControl(Control::ChatReceipt { id: *id }));
             }
             Control::ChatReceipt { id } => {
-                if let Some(entry) = history
+                // Receipts come for recent messages: look from the newest back.
+                if let Some(index) = history
                     .log
                     .entries
-                    .iter_mut()
-                    .find(|e| e.id == *id && e.mine && e.delivery == Delivery::Sent)
+                    .iter()
+                    .rposition(|e| e.id == *id && e.mine && e.delivery == Delivery::Sent)
                 {
+                    let entry = &mut history.log.entries[index];
                     entry.delivery = Delivery::Delivered;
                     changed.write(ChatChanged(entry.clone()));
-                    dirty = true;
+                    history.touch(index);
                 }
             }
             _ => {}
         }
     }
-    if dirty {
-        history.save();
-    }
+    history.save();
 }
 
 #[cfg(test)]
@@ -281,5 +328,65 @@ mod tests {
         let mut restarted = app(&dir_a);
         restarted.update();
         assert_eq!(*restarted.world().resource::<ChatLog>(), log_a);
+    }
+
+    /// A long history is stored in blocks: everything (including a receipt for a message in the
+    /// first block) survives a restart, and a history saved whole by an earlier version is
+    /// read and moved to blocks.
+    #[test]
+    fn a_long_history_is_kept_in_blocks_and_an_old_one_is_migrated() {
+        let dir = duet_tests::temp_dir("chat-blocks").unwrap();
+        let mut a = app(&dir);
+        a.update();
+        let peer = matchbox_socket::PeerId(Uuid::new_v4());
+        a.world_mut().write_message(NetEvent::PeerJoined(peer));
+        a.world_mut().write_message(ControlReceived(Control::Hello {
+            version: duet_shared::peer::PROTOCOL_VERSION,
+            identity: Uuid::new_v4(),
+            name: "Bob".into(),
+        }));
+        a.update();
+        let count = 2 * HISTORY_BLOCK + 17;
+        for i in 0..count {
+            a.world_mut()
+                .write_message(SendChat(format!("message {i}")));
+            a.update();
+        }
+        let first = a.world().resource::<ChatLog>().entries[0].id;
+        assert_eq!(
+            a.world().resource::<ChatLog>().entries[0].delivery,
+            Delivery::Sent
+        );
+        a.world_mut()
+            .write_message(ControlReceived(Control::ChatReceipt { id: first }));
+        a.update();
+        let log = a.world().resource::<ChatLog>().clone();
+        assert_eq!(log.entries.len(), count);
+        assert_eq!(log.entries[0].delivery, Delivery::Delivered);
+        drop(a);
+        let mut restarted = app(&dir);
+        restarted.update();
+        assert_eq!(*restarted.world().resource::<ChatLog>(), log);
+        drop(restarted);
+
+        // The format before blocks: the whole log under `chat/{room}`.
+        let old = duet_tests::temp_dir("chat-old").unwrap();
+        let mut store = PkvStore::new_in_dir(&old);
+        store.set("chat/abcdefghijklmnopqrstuv", &log).unwrap();
+        drop(store);
+        let mut upgraded = app(&old);
+        upgraded.update();
+        assert_eq!(*upgraded.world().resource::<ChatLog>(), log);
+        drop(upgraded);
+        let store = PkvStore::new_in_dir(&old);
+        assert!(store.get::<ChatLog>("chat/abcdefghijklmnopqrstuv").is_err());
+        assert_eq!(
+            store.get::<u64>("chat/abcdefghijklmnopqrstuv/n").unwrap(),
+            count as u64
+        );
+        drop(store);
+        let mut again = app(&old);
+        again.update();
+        assert_eq!(*again.world().resource::<ChatLog>(), log);
     }
 }

@@ -363,6 +363,14 @@ fn bench(root: &Path, args: &[String]) -> Result<()> {
                 rest,
             )
         }
-        _ => bail!("unknown benchmark {name:?}; available: signaling, transfer, browser"),
+        // No network: the chat panel and the history store, in one process.
+        "chat" => run(Command::new(tools::cargo()).current_dir(root).args([
+            "run",
+            "-p",
+            "duet-client",
+            "--example",
+            "bench-chat",
+        ])),
+        _ => bail!("unknown benchmark {name:?}; available: signaling, transfer, browser, chat"),
     }
 }

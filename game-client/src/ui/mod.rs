@@ -13,6 +13,7 @@ pub mod theme;
 use bevy::prelude::*;
 
 pub use automation::{AutomationPlugin, ReportLayoutChanges};
+pub use panels::chat_lines;
 pub use scene::FramePacing;
 
 /// Width of the side panel (chat, transfers) in logical pixels; the room is centred in the rest.

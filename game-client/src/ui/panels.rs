@@ -8,7 +8,7 @@ use bevy_egui::{EguiContexts, EguiPrimaryContextPass, egui};
 use super::PANEL_WIDTH;
 use super::theme::{ecolor, palette};
 use crate::api::Moderation;
-use crate::chat::{ChatLog, Delivery, SendChat};
+use crate::chat::{ChatEntry, ChatLog, Delivery, SendChat};
 use crate::identity::{Identity, Rename};
 use crate::room::{
     CreateRoom, CurrentRoom, JoinRoom, LeaveRoom, Moderate, Notices, Presence, ReceivedFiles,
@@ -449,74 +449,12 @@ fn room(
             ui.separator();
             ui.heading("Chat");
             let input_height = 44.0;
-            let total = chat.entries.len();
-            if state.shown == 0 {
-                state.shown = CHAT_PAGE;
-            }
             egui::ScrollArea::vertical()
                 .id_salt("chat")
                 .stick_to_bottom(true)
                 .auto_shrink([false, false])
                 .max_height(ui.available_height() - input_height)
-                .show(ui, |ui| {
-                    if total > state.shown
-                        && ui
-                            .small_button(format!(
-                                "Show earlier messages ({} more)",
-                                total - state.shown
-                            ))
-                            .clicked()
-                    {
-                        state.shown += CHAT_PAGE;
-                    }
-                    if total == 0 {
-                        ui.label(
-                            egui::RichText::new("No messages yet. Say hello!")
-                                .color(ecolor(palette::MUTED)),
-                        );
-                    }
-                    for entry in chat.entries.iter().skip(total.saturating_sub(state.shown)) {
-                        let (tick, tint) = match entry.delivery {
-                            Delivery::Sent => ("✔ sent", palette::MUTED),
-                            Delivery::Delivered => ("✔✔ delivered", palette::GOOD),
-                            Delivery::NotDelivered => {
-                                ("not delivered — your peer was away", palette::BAD)
-                            }
-                            Delivery::Received => ("", palette::MUTED),
-                        };
-                        let align = if entry.mine {
-                            egui::Align::Max
-                        } else {
-                            egui::Align::Min
-                        };
-                        ui.with_layout(egui::Layout::top_down(align), |ui| {
-                            egui::Frame::new()
-                                .fill(if entry.mine {
-                                    ecolor(palette::ACCENT).gamma_multiply(0.22)
-                                } else {
-                                    ecolor(palette::RAISED)
-                                })
-                                .corner_radius(10)
-                                .inner_margin(egui::Margin::symmetric(10, 6))
-                                .show(ui, |ui| {
-                                    ui.set_max_width(PANEL_WIDTH - 80.0);
-                                    if !entry.mine {
-                                        ui.label(
-                                            egui::RichText::new(&entry.author)
-                                                .small()
-                                                .color(ecolor(palette::ACCENT)),
-                                        );
-                                    }
-                                    ui.label(&entry.text);
-                                    if !tick.is_empty() {
-                                        ui.label(
-                                            egui::RichText::new(tick).small().color(ecolor(tint)),
-                                        );
-                                    }
-                                });
-                        });
-                    }
-                });
+                .show(ui, |ui| chat_lines(ui, &chat.entries, &mut state.shown));
             ui.horizontal(|ui| {
                 let field = ui.add(
                     egui::TextEdit::singleline(&mut state.draft)
@@ -579,6 +517,61 @@ fn room(
 }
 
 /// The screen-wide Ui the panels are laid out in (egui 0.36 lays panels out inside a Ui).
+/// The newest `*shown` (at least [`CHAT_PAGE`]) chat lines, oldest first, under a button that
+/// shows a page more:
+/// however long the history, a frame lays out at most what was asked for.
+pub fn chat_lines(ui: &mut egui::Ui, entries: &[ChatEntry], shown: &mut usize) {
+    let total = entries.len();
+    *shown = (*shown).max(CHAT_PAGE);
+    if total > *shown
+        && ui
+            .small_button(format!("Show earlier messages ({} more)", total - *shown))
+            .clicked()
+    {
+        *shown += CHAT_PAGE;
+    }
+    if total == 0 {
+        ui.label(egui::RichText::new("No messages yet. Say hello!").color(ecolor(palette::MUTED)));
+    }
+    for entry in entries.iter().skip(total.saturating_sub(*shown)) {
+        let (tick, tint) = match entry.delivery {
+            Delivery::Sent => ("✔ sent", palette::MUTED),
+            Delivery::Delivered => ("✔✔ delivered", palette::GOOD),
+            Delivery::NotDelivered => ("not delivered — your peer was away", palette::BAD),
+            Delivery::Received => ("", palette::MUTED),
+        };
+        let align = if entry.mine {
+            egui::Align::Max
+        } else {
+            egui::Align::Min
+        };
+        ui.with_layout(egui::Layout::top_down(align), |ui| {
+            egui::Frame::new()
+                .fill(if entry.mine {
+                    ecolor(palette::ACCENT).gamma_multiply(0.22)
+                } else {
+                    ecolor(palette::RAISED)
+                })
+                .corner_radius(10)
+                .inner_margin(egui::Margin::symmetric(10, 6))
+                .show(ui, |ui| {
+                    ui.set_max_width(PANEL_WIDTH - 80.0);
+                    if !entry.mine {
+                        ui.label(
+                            egui::RichText::new(&entry.author)
+                                .small()
+                                .color(ecolor(palette::ACCENT)),
+                        );
+                    }
+                    ui.label(&entry.text);
+                    if !tick.is_empty() {
+                        ui.label(egui::RichText::new(tick).small().color(ecolor(tint)));
+                    }
+                });
+        });
+    }
+}
+
 fn root_ui(ctx: &egui::Context) -> egui::Ui {
     egui::Ui::new(
         ctx.clone(),
@@ -609,5 +602,67 @@ fn finish_dialogs(
         .flatten()
     {
         notices.post(sentence);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn history(len: usize) -> Vec<ChatEntry> {
+        (0..len)
+            .map(|i| ChatEntry {
+                id: uuid::Uuid::from_u128(i as u128),
+                author: "Bob".into(),
+                mine: i % 3 == 0,
+                sent_ms: i as u64,
+                text: format!("message number {i}, long enough to wrap onto a second line"),
+                delivery: if i % 3 == 0 {
+                    Delivery::Delivered
+                } else {
+                    Delivery::Received
+                },
+            })
+            .collect()
+    }
+
+    /// Height of what one frame of the chat list laid out, in a panel-sized scroll area (the
+    /// part in view is drawn; all of it is measured and laid out).
+    fn laid_out(entries: &[ChatEntry], shown: &mut usize) -> f32 {
+        let ctx = egui::Context::default();
+        let input = || egui::RawInput {
+            screen_rect: Some(egui::Rect::from_min_size(
+                egui::Pos2::ZERO,
+                egui::vec2(PANEL_WIDTH, 700.0),
+            )),
+            ..Default::default()
+        };
+        let mut height = 0.0;
+        for _ in 0..2 {
+            let output = ctx.run_ui(input(), |ui| {
+                height = egui::ScrollArea::vertical()
+                    .stick_to_bottom(true)
+                    .show(ui, |ui| chat_lines(ui, entries, shown))
+                    .content_size
+                    .y;
+            });
+            output.drop_without_applying_deltas();
+        }
+        height
+    }
+
+    #[test]
+    fn a_frame_lays_out_one_page_of_chat_however_long_the_history() {
+        let (short, long) = (history(CHAT_PAGE + 50), history(20_000));
+        let mut shown = CHAT_PAGE;
+        let page = laid_out(&short, &mut shown);
+        // Every shown line takes room (each is at least a line of text high)...
+        assert!(page > 20.0 * CHAT_PAGE as f32, "{page} px");
+        // ...and a history a hundred times longer lays out exactly as much.
+        assert_eq!(laid_out(&long, &mut shown), page);
+        // Two pages once the person asks for earlier messages: more, but not everything.
+        let mut two = 2 * CHAT_PAGE;
+        let more = laid_out(&long, &mut two);
+        assert!(more > 1.9 * page && more < 2.1 * page, "{more} vs {page}");
     }
 }
