@@ -74,15 +74,25 @@ struct Desktop {
 }
 
 impl Desktop {
-    fn start(server: &str, link: &str, dir: &Path, name: &str) -> Desktop {
+    /// A windowed client on its own X display; programs in `tools` (if any) come first on its
+    /// `PATH`.
+    fn start(server: &str, link: &str, dir: &Path, name: &str, tools: Option<&Path>) -> Desktop {
         let x = Xvfb::start();
         let runtime = dir.join("xdg-runtime");
         std::fs::create_dir_all(&runtime).unwrap();
+        let path = std::env::var("PATH").unwrap_or_default();
+        let path = match tools {
+            Some(tools) => format!("PATH={}:{path}", tools.display()),
+            None => format!("PATH={path}"),
+        };
         let wrapper = [
             "env",
             &format!("DISPLAY={}", x.display),
             &format!("XDG_RUNTIME_DIR={}", runtime.display()),
             &format!("DUET_SERVER={server}"),
+            // No desktop session here: the file dialog falls back to zenity (see `tools`).
+            "DBUS_SESSION_BUS_ADDRESS=disabled:",
+            &path,
         ];
         let binary = Path::new(env!("CARGO_BIN_EXE_duet-client"));
         let wrapper: Vec<&str> = wrapper.iter().map(|s| s.as_ref()).collect();
@@ -139,7 +149,7 @@ fn two_desktop_clients_chat_and_drop_a_file_on_the_avatar() {
     std::fs::create_dir_all(&shots).unwrap();
 
     // Ada starts in the lobby and clicks "Create a room"; Bob opens the link she gets.
-    let mut ada = Desktop::start(&wrangler.base, "", &work.join("ada"), "Ada");
+    let mut ada = Desktop::start(&wrangler.base, "", &work.join("ada"), "Ada", None);
     ada.expect("lobby", |e| is(e, "screen") && e["screen"] == "lobby");
     std::thread::sleep(Duration::from_millis(500));
     ada.screenshot(&shots.join("ada-lobby.png"));
@@ -155,7 +165,34 @@ fn two_desktop_clients_chat_and_drop_a_file_on_the_avatar() {
     let entered = ada.expect("room screen", |e| is(e, "screen") && e["screen"] == "room");
     let link = entered["link"].as_str().unwrap().to_owned();
     assert!(link.starts_with(&format!("{}/r/", wrangler.base)), "{link}");
-    let mut bob = Desktop::start(&wrangler.base, &link, &work.join("bob"), "Bob");
+    // Bob's desktop answers his file dialog and his file manager with two stand-ins that note
+    // what they were asked: `zenity` (rfd's dialog when no desktop portal runs) answers "save
+    // here" with a path, `xdg-open` just records the folder.
+    let tools = work.join("tools");
+    std::fs::create_dir_all(&tools).unwrap();
+    for (name, script) in [
+        (
+            "zenity",
+            "#!/bin/sh\nprintf '%s\\n' \"$@\" > \"$0.args\"\ncat \"$0.answer\"\n",
+        ),
+        (
+            "xdg-open",
+            "#!/bin/sh\nprintf '%s\\n' \"$@\" > \"$0.args\"\n",
+        ),
+    ] {
+        let path = tools.join(name);
+        std::fs::write(&path, script).unwrap();
+        let mut permissions = std::fs::metadata(&path).unwrap().permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o755);
+        std::fs::set_permissions(&path, permissions).unwrap();
+    }
+    let mut bob = Desktop::start(
+        &wrangler.base,
+        &link,
+        &work.join("bob"),
+        "Bob",
+        Some(&tools),
+    );
     ada.expect("Bob's hello", |e| is(e, "peer_hello") && e["name"] == "Bob");
     bob.expect("Ada's hello", |e| is(e, "peer_hello") && e["name"] == "Ada");
 
@@ -240,6 +277,55 @@ fn two_desktop_clients_chat_and_drop_a_file_on_the_avatar() {
     std::thread::sleep(Duration::from_millis(500));
     ada.screenshot(&shots.join("ada.png"));
     bob.screenshot(&shots.join("bob.png"));
+
+    // Bob keeps a copy elsewhere with "Save as…", then shows his downloads with "Open folder":
+    // real clicks on the buttons of the file in his list.
+    let copy = work.join("elsewhere/holiday copy.bin");
+    std::fs::create_dir_all(copy.parent().unwrap()).unwrap();
+    std::fs::write(tools.join("zenity.answer"), format!("{}\n", copy.display())).unwrap();
+    bob.x
+        .xdotool(&["search", "--name", "Duet", "windowfocus", "--sync"]);
+    let actions = bob.layout()["file_actions"].clone();
+    let click = |bob: &mut Desktop, label: &str| {
+        let at = &actions[label];
+        let (x, y) = (at[0].as_f64().unwrap(), at[1].as_f64().unwrap());
+        let (x, y) = (format!("{x:.0}"), format!("{y:.0}"));
+        bob.x.xdotool(&["mousemove", &x, &y, "click", "1"]);
+    };
+    click(&mut bob, "Save as…");
+    let saved_note = bob.expect("saved a copy", |e| {
+        is(e, "notice")
+            && e["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("Saved a copy as")
+    });
+    assert!(
+        saved_note["message"]
+            .as_str()
+            .unwrap()
+            .contains("holiday copy.bin"),
+        "{saved_note}"
+    );
+    let asked = std::fs::read_to_string(tools.join("zenity.args")).unwrap();
+    assert!(
+        asked.contains("--save") && asked.contains("holiday photos.bin"),
+        "the dialog was asked: {asked}"
+    );
+    assert_eq!(
+        Sha256::digest(std::fs::read(&copy).unwrap()),
+        Sha256::digest(&bytes)
+    );
+    click(&mut bob, "Open folder");
+    let mut opened = String::new();
+    for _ in 0..100 {
+        opened = std::fs::read_to_string(tools.join("xdg-open.args")).unwrap_or_default();
+        if !opened.is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(Path::new(opened.trim()), saved.parent().unwrap());
 
     // Ada created the room, so she may remove Bob: right click on his avatar, then "Kick Bob".
     let (px, py) = (format!("{px:.0}"), format!("{py:.0}"));

@@ -126,6 +126,11 @@ fn layout(
         "kick_button": center(panel.kick_button),
         "copy_button": center(panel.copy_button),
         "file_button": center(panel.file_button),
+        "file_actions": panel
+            .file_actions
+            .iter()
+            .map(|(label, rect)| (label.to_string(), json!(center(Some(*rect)))))
+            .collect::<serde_json::Map<_, _>>(),
         "send_button": center(panel.send_button),
     })
 }

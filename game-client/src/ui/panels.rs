@@ -44,6 +44,8 @@ pub struct PanelState {
     /// Where the newest received file's first action button ("Save as…", "Download") is, for
     /// automation.
     pub file_button: Option<egui::Rect>,
+    /// Where each of the newest received file's action buttons is, by label, for automation.
+    pub file_actions: Vec<(&'static str, egui::Rect)>,
     /// Where the "Send a file…" button is while it can be pressed, for automation.
     pub send_button: Option<egui::Rect>,
     /// Open avatar menu, at this screen position.
@@ -409,6 +411,7 @@ fn room(
                         ui.label(egui::RichText::new("Received").color(ecolor(palette::MUTED)));
                     }
                     state.file_button = None;
+                    state.file_actions.clear();
                     for file in received.files.iter().rev().take(50) {
                         ui.add(
                             egui::Label::new(format!(
@@ -426,6 +429,12 @@ fn room(
                                 |ui| {
                                     for &action in crate::platform::FILE_ACTIONS.iter().rev() {
                                         let button = ui.small_button(action.label());
+                                        // The list is newest first: its first row's buttons.
+                                        if state.file_actions.len()
+                                            < crate::platform::FILE_ACTIONS.len()
+                                        {
+                                            state.file_actions.push((action.label(), button.rect));
+                                        }
                                         if action == crate::platform::FILE_ACTIONS[0]
                                             && state.file_button.is_none()
                                         {
