@@ -378,3 +378,57 @@ fn two_desktop_clients_chat_and_drop_a_file_on_the_avatar() {
     }
     ada.screenshot(&shots.join("ada-after-kick.png"));
 }
+
+/// The windowed client retries by itself: Ada is alone in her room when the server dies; she
+/// is told in words (the status line counts the attempts), her client keeps trying, and once
+/// the same server is back she is in the room again without doing anything, so Bob, arriving
+/// later, meets her. Screenshot: `target/screenshots/ada-reconnecting.png`.
+#[test]
+fn a_windowed_client_reconnects_by_itself_after_a_server_restart() {
+    assert_loopback_only();
+    let options = duet_tests::WranglerOptions {
+        persist_to: Some(temp_dir("desktop-restart-state").unwrap()),
+        port: Some(duet_tests::free_port()),
+        ..Default::default()
+    };
+    let wrangler = Wrangler::start(options.clone()).unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let room = runtime.block_on(wrangler.api().create_room()).unwrap().room;
+    let link = format!("{}/r/{room}", wrangler.base);
+    let work = temp_dir("desktop-restart").unwrap();
+    let shots: PathBuf = repo_root().join("target/screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+
+    let mut ada = Desktop::start(&wrangler.base, &link, &work.join("ada"), "Ada", None);
+    ada.expect("connected", |e| is(e, "connected"));
+
+    // The server goes away: Ada is told, and her client tries again, more than once.
+    drop(wrangler);
+    ada.expect("told", |e| {
+        is(e, "notice")
+            && e["message"]
+                .as_str()
+                .unwrap()
+                .contains("Cannot reach the Duet server")
+    });
+    for attempt in 1..=2 {
+        ada.expect(&format!("failed attempt {attempt}"), |e| {
+            is(e, "signaling_closed")
+        });
+    }
+    ada.screenshot(&shots.join("ada-reconnecting.png"));
+
+    // The same server comes back; nobody touches Ada's window.
+    let wrangler = Wrangler::start(options).unwrap();
+    ada.expect("back", |e| {
+        is(e, "notice") && e["message"] == "Connected to the room again."
+    });
+    let binary = Path::new(env!("CARGO_BIN_EXE_duet-client"));
+    let mut bob = HeadlessClient::start(binary, &link, &work.join("bob"), "Bob").unwrap();
+    ada.expect("Bob's hello", |e| is(e, "peer_hello") && e["name"] == "Bob");
+    bob.command("say glad you kept trying").unwrap();
+    ada.expect("Bob's message", |e| {
+        is(e, "chat") && e["text"] == "glad you kept trying" && e["mine"] == false
+    });
+    drop(wrangler);
+}

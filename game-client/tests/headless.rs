@@ -501,7 +501,7 @@ fn the_room_outlives_a_server_restart() {
     );
 
     // Both come back (this headless client does not retry by itself; the windowed client's
-    // retries are tested in `room`): the room survived the restart, they meet through the new
+    // retries are tested in `room` and `desktop.rs`): the room survived the restart, they meet through the new
     // server process, and chat is delivered.
     a.command("quit");
     std::thread::sleep(Duration::from_millis(500));
