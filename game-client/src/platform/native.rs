@@ -155,6 +155,9 @@ impl FileReader {
     }
 }
 
+/// The desktop's window system reports its own input to the frame loop; nothing to wake.
+pub fn set_frame_waker(_wake: impl Fn() + Send + Sync + 'static) {}
+
 /// The desktop's window system reports file drags itself (winit); nothing extra to take.
 pub fn take_file_drags() -> Vec<FileDrag> {
     Vec::new()

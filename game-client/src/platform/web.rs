@@ -35,6 +35,8 @@ thread_local! {
     static FILES: RefCell<Vec<web_sys::File>> = const { RefCell::new(Vec::new()) };
     /// File drags seen by the DOM listeners since the last frame.
     static DRAGS: RefCell<Vec<FileDrag>> = const { RefCell::new(Vec::new()) };
+    /// Draws a frame now (see [`set_frame_waker`]).
+    static FRAME_WAKER: RefCell<Option<Box<dyn Fn()>>> = const { RefCell::new(None) };
     /// Keeps the automation channel open: the page has no stdin.
     static COMMANDS: RefCell<Option<Sender<Option<String>>>> = const { RefCell::new(None) };
 }
@@ -326,6 +328,20 @@ impl FileReader {
     }
 }
 
+/// How to draw a frame at once: DOM drags and file picks are not window events, so without
+/// this they would wait for the next paced frame (up to a second).
+pub fn set_frame_waker(wake: impl Fn() + Send + Sync + 'static) {
+    FRAME_WAKER.with_borrow_mut(|waker| *waker = Some(Box::new(wake)));
+}
+
+fn wake_frame() {
+    FRAME_WAKER.with_borrow(|waker| {
+        if let Some(wake) = waker {
+            wake();
+        }
+    });
+}
+
 /// The file drags the DOM listeners saw since the last call.
 pub fn take_file_drags() -> Vec<FileDrag> {
     DRAGS.with_borrow_mut(std::mem::take)
@@ -347,12 +363,18 @@ fn listen_for_file_drags(canvas: &web_sys::HtmlCanvasElement) {
         // Without this the browser would open the file instead of letting the page take it.
         event.prevent_default();
         let at = over_at(&event);
-        DRAGS.with_borrow_mut(|drags| {
+        let first = DRAGS.with_borrow_mut(|drags| {
             drags.push(FileDrag {
                 kind: FileDragKind::Hover,
                 at,
-            })
+            });
+            drags.len() == 1
         });
+        // The first hover since the last frame shows the drop zone now; the frames that follow
+        // come at the pace of something moving.
+        if first {
+            wake_frame();
+        }
     });
     let leave_at = at.clone();
     let leave = Closure::<dyn FnMut(web_sys::DragEvent)>::new(move |event: web_sys::DragEvent| {
@@ -363,6 +385,7 @@ fn listen_for_file_drags(canvas: &web_sys::HtmlCanvasElement) {
                 at,
             })
         });
+        wake_frame();
     });
     let drop = Closure::<dyn FnMut(web_sys::DragEvent)>::new(move |event: web_sys::DragEvent| {
         event.prevent_default();
@@ -376,6 +399,7 @@ fn listen_for_file_drags(canvas: &web_sys::HtmlCanvasElement) {
             None => FileDragKind::Leave,
         };
         DRAGS.with_borrow_mut(|drags| drags.push(FileDrag { kind, at: position }));
+        wake_frame();
     });
     for (name, listener) in [("dragover", &over), ("dragleave", &leave), ("drop", &drop)] {
         let _ = canvas.add_event_listener_with_callback(name, listener.as_ref().unchecked_ref());
@@ -421,6 +445,7 @@ pub fn pick_file() -> Task<Option<PathBuf>> {
             if let Some(tx) = chosen.borrow_mut().take() {
                 let _ = tx.send(file);
             }
+            wake_frame();
         });
         let cancel = Closure::<dyn FnMut()>::new(move || {
             if let Some(tx) = cancelled.borrow_mut().take() {

@@ -36,7 +36,7 @@ struct BubbleBack;
 struct EmptySeat;
 
 pub(super) fn plugin(app: &mut App) {
-    app.add_systems(Startup, camera)
+    app.add_systems(Startup, (camera, wake_on_platform_input))
         .add_systems(OnEnter(Screen::Room), floor)
         .add_observer(dress_avatar)
         .add_observer(dress_bubble)
@@ -105,6 +105,17 @@ pub struct FramePacing {
     pub moving: std::time::Duration,
     /// While nothing moves.
     pub still: std::time::Duration,
+}
+
+/// Input the window system does not see (the browser's DOM file drags and drops, a file
+/// chosen in its file picker) draws a frame at once too, instead of at the next paced frame up
+/// to a second later: a dropped file starts moving, and the drop zone lights up, right away.
+fn wake_on_platform_input(event_loop: Option<Res<bevy::winit::EventLoopProxyWrapper>>) {
+    if let Some(proxy) = event_loop.map(|p| (**p).clone()) {
+        crate::platform::set_frame_waker(move || {
+            let _ = proxy.send_event(bevy::winit::WinitUserEvent::WakeUp);
+        });
+    }
 }
 
 fn camera(mut commands: Commands, mut gizmos: ResMut<GizmoConfigStore>) {
