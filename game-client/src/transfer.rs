@@ -292,9 +292,12 @@ pub async fn pump_between_frames(transfers: Transfers, wire: Wire, redraw: impl 
         let mut engine = transfers.lock();
         if engine.store.is_some() {
             // Frames drain the events, so only what this turn added counts as news.
-            let before = engine.news();
+            let before = engine.events.len();
             engine.pump(Some(&mut wire.lock()));
-            if engine.news() > before {
+            let news = engine.events[before..]
+                .iter()
+                .any(|e| !matches!(e, TransferEvent::Progress { .. }));
+            if news {
                 redraw();
             }
         }
@@ -337,15 +340,7 @@ fn failed_out(id: TransferId, reason: impl Into<String>) -> TransferEvent {
 }
 
 impl Engine {
-    /// Events waiting for the next frame that are more than progress.
-    fn news(&self) -> usize {
-        self.events
-            .iter()
-            .filter(|e| !matches!(e, TransferEvent::Progress { .. }))
-            .count()
-    }
-
-    /// Transfers currently running (including files still being hashed).
+    /// Transfers currently running, either way.
     pub fn running(&self) -> usize {
         self.outgoing.len() + self.incoming.len()
     }

@@ -156,8 +156,7 @@ pub fn hash_file(path: PathBuf) -> Task<std::io::Result<([u8; 32], u64)>> {
         let mut hasher = Sha256::new();
         let mut stream = ByteStream::open(&file, 0);
         let mut block = Vec::new();
-        let mut at = 0;
-        while at < size {
+        while stream.at < size {
             stream
                 .read(READ_BLOCK as u32, &mut block)
                 .await
@@ -166,7 +165,6 @@ pub fn hash_file(path: PathBuf) -> Task<std::io::Result<([u8; 32], u64)>> {
                 return Err(std::io::Error::other("the file ended early"));
             }
             hasher.update(&block);
-            at += block.len() as u64;
         }
         // The digest goes out on the engine's next turn: now, not at the next frame.
         crate::transfer::wake_pump();
