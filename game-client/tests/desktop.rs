@@ -4,6 +4,7 @@
 //! Bob. Ada drops a file onto Bob's avatar (drag-and-drop window events injected at the avatar's
 //! screen position); it arrives intact. Screenshots of both windows go to `target/screenshots/`.
 
+use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -19,36 +20,36 @@ struct Xvfb {
 }
 
 impl Xvfb {
+    /// Xvfb picks a free display number itself (`-displayfd`) and prints it once it accepts
+    /// clients: no guessing, so tests running in parallel threads never share a screen.
     fn start() -> Xvfb {
-        // A display number unlikely to be taken; the namespace has its own abstract sockets.
-        let number = 90 + (std::process::id() % 400) * 2;
-        for n in [number, number + 1, number + 401] {
-            let display = format!(":{n}");
-            let mut child = Command::new("Xvfb")
-                .args([&display, "-screen", "0", "1280x720x24", "-nolisten", "tcp"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("Xvfb (cargo xtask test installs it)");
-            // Ready when xdotool can talk to it.
-            for _ in 0..50 {
-                std::thread::sleep(Duration::from_millis(100));
-                if let Ok(Some(_)) = child.try_wait() {
-                    break;
-                }
-                let ok = Command::new("xdotool")
-                    .arg("getmouselocation")
-                    .env("DISPLAY", &display)
-                    .output()
-                    .is_ok_and(|o| o.status.success());
-                if ok {
-                    return Xvfb { display, child };
-                }
-            }
-            let _ = child.kill();
-            let _ = child.wait();
+        let mut child = Command::new("Xvfb")
+            .args([
+                "-displayfd",
+                "1",
+                "-screen",
+                "0",
+                "1280x720x24",
+                "-nolisten",
+                "tcp",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("Xvfb (cargo xtask test installs it)");
+        let mut line = String::new();
+        let stdout = child.stdout.take().expect("piped stdout");
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read Xvfb's display number");
+        let number: u32 = line
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("Xvfb did not start (it printed {line:?})"));
+        Xvfb {
+            display: format!(":{number}"),
+            child,
         }
-        panic!("no Xvfb display could be started");
     }
 
     fn xdotool(&self, args: &[&str]) {

@@ -12,7 +12,7 @@ use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -33,12 +33,23 @@ pub fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// A free TCP port on 127.0.0.1 (bound and released; good enough for test servers).
+/// A free TCP port on 127.0.0.1 (bound and released; good enough for test servers). Never the
+/// same port twice in one test process: tests run in parallel threads, and two servers handed the
+/// same just-released port would collide (the loser's `wrangler dev` exits while the winner
+/// answers its readiness probe).
 pub fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
+    static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free loopback port");
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// Options for a `wrangler dev` instance.
@@ -106,6 +117,9 @@ impl Wrangler {
             quoted.join(" "),
             log.display()
         );
+        if TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_ok() {
+            bail!("port {port} is already taken; wrangler dev would not get it");
+        }
         let supervisor = Command::new("setsid")
             .args(["sh", "-c", &script])
             .current_dir(&root)
@@ -133,6 +147,12 @@ impl Wrangler {
         let started = Instant::now();
         let addr = self.base.trim_start_matches("http://").to_owned();
         while started.elapsed() < limit {
+            // Someone else's server on our port would answer the probe below: make sure ours
+            // did not give up.
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            if log.contains("ERROR") {
+                bail!("wrangler dev failed to start; its log:\n{log}");
+            }
             if let Ok(mut stream) = TcpStream::connect(&addr) {
                 let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
                 let request = "GET /api/rooms/AAAAAAAAAAAAAAAAAAAAAA HTTP/1.1\r\nHost: x\r\n\
