@@ -251,7 +251,10 @@ impl WireState {
                 self.peer_frame_chunks =
                     usize::from(chunks).clamp(CHUNKS_PER_FRAME, MAX_FRAME_CHUNKS);
             }
-            Ok(message) if message.is_transfer() => self.for_transfers.push_back(message),
+            Ok(message) if message.is_transfer() => {
+                debug!("control from the peer: {message:?}");
+                self.for_transfers.push_back(message)
+            }
             Ok(message) => self.for_app.push_back(Ok(message)),
             Err(e) => self.for_app.push_back(Err(e.to_string())),
         }

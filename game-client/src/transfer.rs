@@ -129,6 +129,10 @@ pub struct Engine {
     controls: Vec<Control>,
     /// Events for the app, turned into [`TransferEvent`] messages by the next frame.
     events: Vec<TransferEvent>,
+    /// Fault injection for tests (`DUET_FAULT_DROP_GRANT=N`): from the Nth grant on, every
+    /// grant this engine sends is dropped, as lost messages would be, until it repeats one
+    /// (see [`Receiver::repeat_credit`]). `Some(0)`: dropping now.
+    drop_grant: Option<u32>,
 }
 
 impl Default for Engine {
@@ -141,6 +145,9 @@ impl Default for Engine {
             store: None,
             controls: Vec::new(),
             events: Vec::new(),
+            drop_grant: std::env::var("DUET_FAULT_DROP_GRANT")
+                .ok()
+                .and_then(|n| n.parse().ok()),
         }
     }
 }
@@ -304,6 +311,9 @@ pub async fn pump_between_frames(transfers: Transfers, wire: Wire, redraw: impl 
     }
 }
 
+/// How long a receiver waits for chunks it granted before it sends the grant again.
+const GRANT_REPEAT_MS: u64 = 2_000;
+
 fn too_large(path: &std::path::Path, size: u64) -> String {
     format!(
         "{} is {:.1} MB; Duet sends files up to 200 MiB.",
@@ -366,6 +376,7 @@ impl Engine {
             }
         }
         self.drain_store(now);
+        self.repeat_idle_grants(now);
         self.send_digests();
         if let Some(wire) = wire.as_deref_mut() {
             self.pump_sends(wire);
@@ -374,6 +385,16 @@ impl Engine {
         let controls = std::mem::take(&mut self.controls);
         if let Some(wire) = wire {
             for message in &controls {
+                if let Control::Credit { .. } = message
+                    && let Some(n) = self.drop_grant.as_mut()
+                {
+                    *n = n.saturating_sub(1);
+                    if *n == 0 {
+                        warn!("fault injection: dropping {message:?}");
+                        continue;
+                    }
+                }
+                debug!("control to the peer: {message:?}");
                 // A control that cannot go out means the peer is gone: the disconnect fails
                 // the transfer on both sides.
                 let _ = wire.send_control(message);
@@ -664,6 +685,24 @@ impl Engine {
                 let cancel = incoming.machine.cancel(e.cancel_reason());
                 self.controls.push(cancel);
                 self.fail_incoming(id, &e.to_string(), true);
+            }
+        }
+    }
+
+    /// Grants again what the sender has not used for [`GRANT_REPEAT_MS`] (see
+    /// [`Receiver::repeat_credit`]): a lost grant would otherwise hold the transfer still
+    /// for good.
+    fn repeat_idle_grants(&mut self, now: u64) {
+        for (id, incoming) in &mut self.incoming {
+            if let Some(credit) = incoming.machine.repeat_credit(now, GRANT_REPEAT_MS) {
+                if self.drop_grant == Some(0) {
+                    self.drop_grant = None;
+                }
+                warn!(
+                    "transfer {id:?}: no chunk for {GRANT_REPEAT_MS} ms although granted; \
+                     granting again ({credit:?})"
+                );
+                self.controls.push(credit);
             }
         }
     }

@@ -240,6 +240,52 @@ fn a_200_mib_file_survives_a_killed_sender_and_resumes() {
     std::fs::remove_file(&source).unwrap();
 }
 
+/// Grants that never reach the sender (from the third on, the receiver's engine drops them, as
+/// lost messages would be) stall the transfer only until the receiver, waiting 2 s for chunks
+/// it allowed, grants again.
+#[test]
+fn a_lost_grant_costs_a_pause_not_the_transfer() {
+    assert_loopback_only();
+    let wrangler = Wrangler::shared();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let room = runtime.block_on(wrangler.api().create_room()).unwrap().room;
+    let link = format!("{}/r/{room}", wrangler.base);
+    let work = temp_dir("transfer-lost-grant").unwrap();
+    let source = work.join("lost grant.bin");
+    let size = 8 * 1024 * 1024;
+    let digest = make_file(&source, size);
+    let binary = Path::new(env!("CARGO_BIN_EXE_duet-client"));
+    let mut a = Client::start(&link, &work.join("a"), "Ada");
+    let mut b = Client(
+        HeadlessClient::start_wrapped(
+            &["env", "DUET_FAULT_DROP_GRANT=3"],
+            binary,
+            &link,
+            &work.join("b"),
+            "Bob",
+        )
+        .expect("start duet-client"),
+    );
+    a.expect("peer_hello", |e| is(e, "peer_hello"));
+    b.expect("peer_hello", |e| is(e, "peer_hello"));
+    let started = Instant::now();
+    a.command(&format!("send {}", source.display()));
+    let done = b.expect("receiver completion", |e| {
+        is(e, "transfer_completed") && e["dir"] == "in"
+    });
+    let secs = started.elapsed().as_secs_f64();
+    println!("8 MiB with lost grants in {secs:.2} s");
+    assert!(
+        secs >= 2.0,
+        "the lost grant must have cost a pause: {secs:.2} s"
+    );
+    a.expect("sender completion", |e| {
+        is(e, "transfer_completed") && e["dir"] == "out"
+    });
+    let saved = PathBuf::from(done["location"].as_str().unwrap());
+    assert_eq!(sha256_of(&saved), digest);
+}
+
 #[test]
 fn the_sender_sees_the_transfer_fail_when_the_receiver_leaves() {
     assert_loopback_only();

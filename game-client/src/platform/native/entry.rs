@@ -179,11 +179,17 @@ pub fn main() -> AppExit {
             .ok()
             .and_then(|v| v.parse().ok())
             .unwrap_or(500);
-        app.add_plugins(
+        app.add_plugins((
             MinimalPlugins.set(ScheduleRunnerPlugin::run_loop(Duration::from_micros(
                 tick_us,
             ))),
-        )
+            // Warnings to stderr (`RUST_LOG` overrides): when a test run stalls, the network
+            // stack's and the transfer engine's complaints are what explains it.
+            bevy::log::LogPlugin {
+                level: bevy::log::Level::WARN,
+                ..Default::default()
+            },
+        ))
         .insert_resource(HeadlessOptions {
             say: args.say,
             send: args.send,
