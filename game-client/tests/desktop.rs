@@ -393,9 +393,7 @@ fn a_windowed_client_reconnects_by_itself_after_a_server_restart() {
         ..Default::default()
     };
     let wrangler = Wrangler::start(options.clone()).unwrap();
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let room = runtime.block_on(wrangler.api().create_room()).unwrap().room;
-    let link = format!("{}/r/{room}", wrangler.base);
+    let link = wrangler.new_room_link().unwrap();
     let work = temp_dir("desktop-restart").unwrap();
     let shots: PathBuf = repo_root().join("target/screenshots");
     std::fs::create_dir_all(&shots).unwrap();

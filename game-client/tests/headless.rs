@@ -41,9 +41,7 @@ fn is(event: &Value, kind: &str) -> bool {
 fn two_headless_clients_meet_chat_rename_and_keep_history() {
     assert_loopback_only();
     let wrangler = Wrangler::shared();
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let room = runtime.block_on(wrangler.api().create_room()).unwrap().room;
-    let link = format!("{}/r/{room}", wrangler.base);
+    let link = wrangler.new_room_link().unwrap();
     let (dir_a, dir_b): (PathBuf, PathBuf) =
         (temp_dir("client-a").unwrap(), temp_dir("client-b").unwrap());
 
@@ -158,9 +156,7 @@ fn visible_files(dir: &Path) -> Vec<String> {
 fn a_200_mib_file_survives_a_killed_sender_and_resumes() {
     assert_loopback_only();
     let wrangler = Wrangler::shared();
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let room = runtime.block_on(wrangler.api().create_room()).unwrap().room;
-    let link = format!("{}/r/{room}", wrangler.base);
+    let link = wrangler.new_room_link().unwrap();
     let work = temp_dir("transfer").unwrap();
     let (dir_a, dir_b) = (work.join("a"), work.join("b"));
     let source = work.join("big file.bin");
@@ -247,9 +243,7 @@ fn a_200_mib_file_survives_a_killed_sender_and_resumes() {
 fn a_lost_grant_costs_a_pause_not_the_transfer() {
     assert_loopback_only();
     let wrangler = Wrangler::shared();
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let room = runtime.block_on(wrangler.api().create_room()).unwrap().room;
-    let link = format!("{}/r/{room}", wrangler.base);
+    let link = wrangler.new_room_link().unwrap();
     let work = temp_dir("transfer-lost-grant").unwrap();
     let source = work.join("lost grant.bin");
     let size = 8 * 1024 * 1024;
@@ -290,9 +284,7 @@ fn a_lost_grant_costs_a_pause_not_the_transfer() {
 fn the_sender_sees_the_transfer_fail_when_the_receiver_leaves() {
     assert_loopback_only();
     let wrangler = Wrangler::shared();
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let room = runtime.block_on(wrangler.api().create_room()).unwrap().room;
-    let link = format!("{}/r/{room}", wrangler.base);
+    let link = wrangler.new_room_link().unwrap();
     let work = temp_dir("transfer-receiver-leaves").unwrap();
     let source = work.join("clip.bin");
     make_file(&source, 64 * 1024 * 1024);
@@ -322,9 +314,7 @@ fn the_sender_sees_the_transfer_fail_when_the_receiver_leaves() {
 fn a_full_disk_fails_the_transfer_on_both_sides_and_leaves_nothing() {
     assert_loopback_only();
     let wrangler = Wrangler::shared();
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let room = runtime.block_on(wrangler.api().create_room()).unwrap().room;
-    let link = format!("{}/r/{room}", wrangler.base);
+    let link = wrangler.new_room_link().unwrap();
     let work = temp_dir("disk-full").unwrap();
     let source = work.join("too big for the disk.bin");
     make_file(&source, 8 * 1024 * 1024);
@@ -414,9 +404,7 @@ fn a_full_disk_fails_the_transfer_on_both_sides_and_leaves_nothing() {
 fn a_third_person_is_refused_with_a_sentence() {
     assert_loopback_only();
     let wrangler = Wrangler::shared();
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let room = runtime.block_on(wrangler.api().create_room()).unwrap().room;
-    let link = format!("{}/r/{room}", wrangler.base);
+    let link = wrangler.new_room_link().unwrap();
     let work = temp_dir("third-person").unwrap();
     let mut a = Client::start(&link, &work.join("a"), "Ada");
     let mut b = Client::start(&link, &work.join("b"), "Bob");
@@ -507,9 +495,7 @@ fn the_room_outlives_a_server_restart() {
         ..Default::default()
     };
     let wrangler = Wrangler::start(options.clone()).unwrap();
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let room = runtime.block_on(wrangler.api().create_room()).unwrap().room;
-    let link = format!("{}/r/{room}", wrangler.base);
+    let link = wrangler.new_room_link().unwrap();
     let (dir_a, dir_b) = (
         temp_dir("restart-a").unwrap(),
         temp_dir("restart-b").unwrap(),

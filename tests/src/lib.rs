@@ -179,6 +179,16 @@ impl Wrangler {
         SHARED.get_or_init(|| Wrangler::start(WranglerOptions::default()).expect("wrangler dev"))
     }
 
+    /// Creates a room through the API and returns its link (`http://…/r/{room}`), blocking:
+    /// for tests that run no async runtime of their own.
+    pub fn new_room_link(&self) -> Result<String> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let room = runtime.block_on(self.api().create_room())?.room;
+        Ok(format!("{}/r/{room}", self.base))
+    }
+
     /// A client for this instance's HTTP API.
     pub fn api(&self) -> Api {
         Api::new(&self.base)
