@@ -129,7 +129,8 @@ pub struct Engine {
     controls: Vec<Control>,
     /// Events for the app, turned into [`TransferEvent`] messages by the next frame.
     events: Vec<TransferEvent>,
-    /// Fault injection for tests (`DUET_FAULT_DROP_GRANT=N`): from the Nth grant on, every
+    /// Fault injection for tests (`DUET_FAULT_DROP_GRANT=N` on the desktop,
+    /// `?fault_drop_grant=N` in a browser): from the Nth grant on, every
     /// grant this engine sends is dropped, as lost messages would be, until it repeats one
     /// (see [`Receiver::repeat_credit`]). `Some(0)`: dropping now.
     drop_grant: Option<u32>,
@@ -145,9 +146,7 @@ impl Default for Engine {
             store: None,
             controls: Vec::new(),
             events: Vec::new(),
-            drop_grant: std::env::var("DUET_FAULT_DROP_GRANT")
-                .ok()
-                .and_then(|n| n.parse().ok()),
+            drop_grant: crate::platform::fault_drop_grant(),
         }
     }
 }
@@ -227,6 +226,7 @@ fn start_pump(
             socket.wire.clone(),
             redraw,
         ));
+        crate::platform::keep_pump_ticking();
     }
 }
 

@@ -135,6 +135,9 @@ fn two_browsers_chat_send_a_file_keep_it_across_a_reload_and_refuse_a_third() {
     }
 }
 
+/// A native headless client and a browser exchange a chat and a 5 MiB file both ways. The
+/// browser receives with lost grants (`fault_drop_grant=3`): its transfer must pause, grant
+/// again, and finish intact.
 #[test]
 fn a_native_client_and_a_browser_exchange_chat_and_files_both_ways() {
     assert_loopback_only();
@@ -207,6 +210,10 @@ fn a_native_client_and_a_browser_exchange_chat_and_files_both_ways() {
         "the browser stored the desktop's bytes"
     );
     assert_eq!(r["received"]["size"], bytes.len());
+    assert_eq!(
+        r["grant_repeated"], true,
+        "the browser lost its grants on purpose and must have granted again"
+    );
     let got = std::fs::read(received["location"].as_str().unwrap()).unwrap();
     assert_eq!(got.len(), 5 * 1024 * 1024);
     assert_eq!(

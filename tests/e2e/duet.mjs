@@ -53,6 +53,8 @@ export class Person {
     this.events = [];
     this.waiters = new Set();
     this.errors = [];
+    // The app's own log lines (Bevy's log on the console), the last 500.
+    this.logs = [];
     page.on("console", (message) => {
       const text = message.text();
       if (text.startsWith("duet-event ")) {
@@ -65,8 +67,10 @@ export class Person {
         event.at_ms = Date.now();
         this.events.push(event);
         for (const waiter of [...this.waiters]) waiter();
-      } else if (message.type() === "error") {
-        this.errors.push(text);
+      } else {
+        if (message.type() === "error") this.errors.push(text);
+        this.logs.push(text);
+        if (this.logs.length > 500) this.logs.shift();
       }
     });
     page.on("pageerror", (error) => this.errors.push(String(error)));

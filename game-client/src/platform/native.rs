@@ -44,6 +44,14 @@ pub fn prepare_network() {
 /// The desktop's frame loop runs transfers; nothing runs between frames.
 pub const PUMP_BETWEEN_FRAMES: bool = false;
 
+/// Fault injection for tests: `DUET_FAULT_DROP_GRANT=N` (see `transfer::Engine::drop_grant`).
+pub fn fault_drop_grant() -> Option<u32> {
+    std::env::var("DUET_FAULT_DROP_GRANT").ok()?.parse().ok()
+}
+
+/// Frames never stop on the desktop, so the engine's clock runs with them.
+pub fn keep_pump_ticking() {}
+
 /// Runs matchbox's message loop (it moves every data-channel message) on a thread of its
 /// own, so it never waits behind other work on Bevy's shared task pools.
 pub fn spawn_message_loop(future: impl std::future::Future<Output = ()> + Send + 'static) {

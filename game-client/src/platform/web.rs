@@ -67,6 +67,37 @@ pub fn transfer_window() -> WindowConfig {
 /// rendering, and a hidden tab draws none.
 pub const PUMP_BETWEEN_FRAMES: bool = true;
 
+/// Runs the between-frames pump once a second even when nothing arrives: a hidden tab draws no
+/// frames, and the engine's clock (a grant repeated after a quiet spell, see
+/// `Receiver::repeat_credit`) would otherwise wait for the next message, which may never come.
+pub fn keep_pump_ticking() {
+    static STARTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if STARTED.swap(true, std::sync::atomic::Ordering::SeqCst) {
+        return;
+    }
+    let tick = Closure::<dyn FnMut()>::new(crate::transfer::wake_pump);
+    if let Some(window) = web_sys::window() {
+        let _ = window.set_interval_with_callback_and_timeout_and_arguments_0(
+            tick.as_ref().unchecked_ref(),
+            1000,
+        );
+    }
+    // For the page's lifetime.
+    tick.forget();
+}
+
+/// Fault injection for tests: `fault_drop_grant=N` in the page's query (see
+/// `transfer::Engine::drop_grant`).
+pub fn fault_drop_grant() -> Option<u32> {
+    let search = web_sys::window()?.location().search().ok()?;
+    search
+        .trim_start_matches('?')
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("fault_drop_grant="))?
+        .parse()
+        .ok()
+}
+
 /// The browser sizes its own sockets.
 pub fn prepare_network() {}
 
