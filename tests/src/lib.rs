@@ -88,6 +88,8 @@ impl Wrangler {
         let logs = root.join("target/test-logs");
         std::fs::create_dir_all(&logs)?;
         let log = logs.join(format!("wrangler-{port}.log"));
+        // An older run's log on this port must not be read as this one's (see `wait_ready`).
+        let _ = std::fs::remove_file(&log);
         let mut args = vec![
             "dev".to_owned(),
             "--ip".into(),
