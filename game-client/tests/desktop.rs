@@ -425,6 +425,11 @@ fn a_windowed_client_reconnects_by_itself_after_a_server_restart() {
     let binary = Path::new(env!("CARGO_BIN_EXE_duet-client"));
     let mut bob = HeadlessClient::start(binary, &link, &work.join("bob"), "Bob").unwrap();
     ada.expect("Bob's hello", |e| is(e, "peer_hello") && e["name"] == "Bob");
+    // Nothing is queued: Bob may only speak once he, too, knows Ada is there.
+    bob.wait("Ada's hello", Duration::from_secs(90), |e| {
+        is(e, "peer_hello") && e["name"] == "Ada"
+    })
+    .unwrap();
     bob.command("say glad you kept trying").unwrap();
     ada.expect("Bob's message", |e| {
         is(e, "chat") && e["text"] == "glad you kept trying" && e["mine"] == false
