@@ -372,6 +372,7 @@ impl Engine {
                 self.on_control(message, now);
             }
             for frame in frames {
+                crate::platform::received_from_peer(frame.len());
                 self.on_data(&frame, now);
             }
         }

@@ -49,6 +49,10 @@ pub fn fault_drop_grant() -> Option<u32> {
     std::env::var("DUET_FAULT_DROP_GRANT").ok()?.parse().ok()
 }
 
+/// Nothing to do on the desktop: received bytes are freed when handled (see the web side for
+/// why the browser needs a nudge).
+pub fn received_from_peer(_bytes: usize) {}
+
 /// Frames never stop on the desktop, so the engine's clock runs with them.
 pub fn keep_pump_ticking() {}
 
