@@ -6,11 +6,12 @@
 //! - [`peer`]: the peer protocol two clients speak over WebRTC data channels, with its codec.
 //!
 //! Plus the pure logic both clients share: [`transfer`] (sans-IO sender/receiver state machines
-//! with end-to-end flow control) and [`names`] (making a peer's file name safe to write).
+//! with end-to-end flow control), [`call`] (the call state machine) and [`names`] (making a peer's file name safe to write).
 //! Plain types and pure functions only: no I/O, no runtime, no clock.
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod call;
 pub mod names;
 pub mod peer;
 pub mod transfer;

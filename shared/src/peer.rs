@@ -11,8 +11,10 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::call::CallSignal;
+
 /// Bumped on any incompatible change; peers with different versions refuse each other politely.
-pub const PROTOCOL_VERSION: u16 = 3;
+pub const PROTOCOL_VERSION: u16 = 4;
 /// Channel index for control and chat.
 pub const CONTROL_CHANNEL: usize = 0;
 /// Channel index for file chunks.
@@ -210,6 +212,9 @@ pub enum Control {
         /// Chunks per frame.
         chunks: u8,
     },
+    /// Call signaling for the media connection (see [`crate::call`]): it rides this channel so
+    /// the signaling server never sees it.
+    Call(CallSignal),
 }
 
 impl Control {
@@ -293,6 +298,7 @@ impl Control {
             Control::Offer(offer) if offer.mime.len() > 255 => {
                 Err(DecodeError::Invalid("media type too long"))
             }
+            Control::Call(signal) => signal.validate().map_err(DecodeError::Invalid),
             _ => Ok(()),
         }
     }
@@ -417,6 +423,7 @@ impl<'a> Chunk<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::call::CallId;
     use proptest::prelude::*;
 
     fn samples() -> Vec<Control> {
@@ -470,6 +477,16 @@ mod tests {
                 transfer,
                 reason: CancelReason::HashMismatch,
             },
+            Control::Call(CallSignal::Offer {
+                call: CallId(9),
+                sdp: "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\n".into(),
+            }),
+            Control::Call(CallSignal::Candidate {
+                call: CallId(9),
+                candidate: "candidate:1 1 udp 2122260223 ::1 50000 typ host".into(),
+                mid: Some("0".into()),
+                mline: Some(0),
+            }),
         ]
     }
 
@@ -582,6 +599,18 @@ mod tests {
             Control::decode(&vec![0u8; MAX_CONTROL_FRAME + 1]),
             Err(DecodeError::TooLarge { .. })
         ));
+
+        // A call's session description is capped well below the frame limit.
+        let huge_sdp = Control::Call(CallSignal::Answer {
+            call: CallId(1),
+            sdp: "a".repeat(crate::call::MAX_SDP_BYTES + 1),
+        });
+        assert!(matches!(huge_sdp.encode(), Err(DecodeError::Invalid(_))));
+        let raw = postcard::to_allocvec(&huge_sdp).unwrap();
+        assert!(matches!(
+            Control::decode(&raw),
+            Err(DecodeError::Invalid(_))
+        ));
     }
 
     #[test]
@@ -609,7 +638,7 @@ mod tests {
         }
 
         #[test]
-        fn corrupting_valid_frames_never_panics(index in 0usize..11, flip in any::<(usize, u8)>(), cut in any::<usize>()) {
+        fn corrupting_valid_frames_never_panics(index in 0usize..13, flip in any::<(usize, u8)>(), cut in any::<usize>()) {
             let mut bytes = samples()[index].encode().unwrap();
             let at = flip.0 % bytes.len();
             bytes[at] ^= flip.1;
