@@ -1,7 +1,8 @@
 //! The headless runner: the client without a window, for tests, benchmarks and scripts.
 //!
 //! Events go to stdout as one JSON object per line (`{"event":"chat",...}`); commands come in on
-//! stdin, one per line: `say TEXT`, `send PATH`, `rename NAME`, `history`, `quit`. End of stdin also quits, so
+//! stdin, one per line: `say TEXT`, `send PATH`, `rename NAME`, `call [video]`, `accept [video]`,
+//! `decline`, `hangup`, `history`, `quit`. End of stdin also quits, so
 //! a test that drops its handle never leaves a client behind.
 
 use std::sync::Mutex;
@@ -10,6 +11,7 @@ use std::sync::mpsc::Receiver;
 use bevy::prelude::*;
 use serde_json::json;
 
+use crate::call::{CallAction, CallChanged};
 use crate::chat::{ChatChanged, ChatLog, Delivery, SendChat};
 use crate::identity::{Identity, IdentityEvent, Rename};
 use crate::net::{NetEvent, SendFailed};
@@ -67,6 +69,7 @@ fn run_commands(
     mut chat: MessageWriter<SendChat>,
     mut files: MessageWriter<SendFile>,
     mut rename: MessageWriter<Rename>,
+    mut calls: MessageWriter<CallAction>,
     mut exit: MessageWriter<AppExit>,
     extra: Res<AcceptExtraCommands>,
     mut more: MessageWriter<ExtraCommand>,
@@ -88,6 +91,22 @@ fn run_commands(
             "send" => {
                 files.write(SendFile(rest.into()));
             }
+            "call" => {
+                calls.write(CallAction::Start {
+                    video: rest == "video",
+                });
+            }
+            "accept" => {
+                calls.write(CallAction::Accept {
+                    video: rest == "video",
+                });
+            }
+            "decline" => {
+                calls.write(CallAction::Decline);
+            }
+            "hangup" => {
+                calls.write(CallAction::HangUp);
+            }
             "history" => emit(json!({
                 "event": "history",
                 "entries": log.entries.iter().map(|e| json!({
@@ -103,7 +122,7 @@ fn run_commands(
                 more.write(ExtraCommand(line.clone()));
             }
             other => emit(
-                json!({"event": "error", "message": format!("unknown command {other:?}; commands: say TEXT, send PATH, rename NAME, history, quit")}),
+                json!({"event": "error", "message": format!("unknown command {other:?}; commands: say TEXT, send PATH, rename NAME, call [video], accept [video], decline, hangup, history, quit")}),
             ),
         }
     }
@@ -128,6 +147,33 @@ fn say_when_ready(
     }
 }
 
+fn call_event(event: &CallChanged) -> serde_json::Value {
+    use duet_shared::call::CallPhase;
+    match event {
+        CallChanged::Phase(phase) => {
+            let (name, call) = match phase {
+                CallPhase::Idle => ("idle", None),
+                CallPhase::Calling { call, .. } => ("calling", Some(call)),
+                CallPhase::Ringing { call, .. } => ("ringing", Some(call)),
+                CallPhase::Connecting { call, .. } => ("connecting", Some(call)),
+                CallPhase::Active { call, .. } => ("active", Some(call)),
+            };
+            let video = match phase {
+                CallPhase::Calling { video, .. } | CallPhase::Ringing { video, .. } => Some(*video),
+                _ => None,
+            };
+            json!({"event": "call", "phase": name, "call": call.map(|c| c.to_string()), "video": video})
+        }
+        CallChanged::Ended(why) => {
+            json!({"event": "call_ended", "reason": format!("{why:?}"), "message": why.to_string()})
+        }
+        CallChanged::PeerMedia { muted, camera } => {
+            json!({"event": "peer_media", "muted": muted, "camera": camera})
+        }
+        CallChanged::Refused(why) => json!({"event": "call_refused", "message": why}),
+    }
+}
+
 fn delivery_name(delivery: Delivery) -> &'static str {
     match delivery {
         Delivery::Sent => "sent",
@@ -143,7 +189,11 @@ fn print_events(
     mut chat: MessageReader<ChatChanged>,
     mut failed: MessageReader<SendFailed>,
     mut transfers: MessageReader<TransferEvent>,
+    mut calls: MessageReader<CallChanged>,
 ) {
+    for event in calls.read() {
+        emit(call_event(event));
+    }
     for event in net.read() {
         emit(match event {
             NetEvent::Connected(id) => json!({"event": "connected", "peer_id": id.0}),

@@ -5,6 +5,8 @@
 //! - [`net`]: the WebRTC socket (matchbox) to the room, presence of the peer, and the peer
 //!   protocol's control channel turned into Bevy messages.
 //! - [`chat`]: chat messages with delivery state and a per-room history that survives restarts.
+//! - [`call`]: voice/video calls: the shared call state machine over the control channel
+//!   (signaling only so far; the media layer is the next step).
 //! - [`storage`]: the blob store received files go to (a folder natively; IndexedDB later).
 //! - [`transfer`]: streaming file transfer with end-to-end flow control, resume and verification.
 //! - [`platform`]: the one place where desktop and browser differ.
@@ -21,6 +23,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod call;
 pub mod chat;
 pub mod config;
 pub mod headless;
@@ -43,6 +46,7 @@ impl PluginGroup for DuetCorePlugins {
             .add(identity::IdentityPlugin)
             .add(net::NetPlugin)
             .add(chat::ChatPlugin)
+            .add(call::CallPlugin)
             .add(transfer::TransferPlugin)
     }
 }

@@ -548,3 +548,57 @@ fn the_room_outlives_a_server_restart() {
         is(e, "chat") && e["state"] == "delivered" && e["id"] == got["id"]
     });
 }
+
+/// Call signaling rides the peers' own control channel: Ada calls, Bob's app rings, Bob
+/// declines and Ada is told; Ada calls again, Bob accepts and both sides start their media
+/// connections; Ada hangs up and Bob is told. (The media connection itself is not built yet, so
+/// the call goes no further than "connecting".)
+#[test]
+fn a_call_rings_is_declined_then_accepted_and_hung_up_over_the_control_channel() {
+    assert_loopback_only();
+    let wrangler = Wrangler::shared();
+    let link = wrangler.new_room_link().unwrap();
+    let (dir_a, dir_b) = (temp_dir("call-a").unwrap(), temp_dir("call-b").unwrap());
+    let mut a = Client::start(&link, &dir_a, "Ada");
+    let mut b = Client::start(&link, &dir_b, "Bob");
+    a.expect("peer_hello", |e| is(e, "peer_hello"));
+    b.expect("peer_hello", |e| is(e, "peer_hello"));
+
+    a.command("call video");
+    let first = a.expect("calling", |e| is(e, "call") && e["phase"] == "calling");
+    let ringing = b.expect("ringing", |e| is(e, "call") && e["phase"] == "ringing");
+    assert_eq!(ringing["call"], first["call"]);
+    assert_eq!(ringing["video"], true);
+    b.command("decline");
+    let declined = a.expect("declined", |e| is(e, "call_ended"));
+    assert_eq!(declined["reason"], "PeerDeclined");
+    assert_eq!(declined["message"], "Your peer declined the call.");
+
+    a.command("call");
+    let calling = a.expect("calling again", |e| {
+        is(e, "call") && e["phase"] == "calling"
+    });
+    let ringing = b.expect("ringing again", |e| {
+        is(e, "call") && e["phase"] == "ringing"
+    });
+    assert_ne!(calling["call"], first["call"], "a new call, a new id");
+    assert_eq!(ringing["call"], calling["call"]);
+    assert_eq!(ringing["video"], false);
+    b.command("accept");
+    b.expect("connecting", |e| {
+        is(e, "call") && e["phase"] == "connecting"
+    });
+    a.expect("connecting", |e| {
+        is(e, "call") && e["phase"] == "connecting"
+    });
+    a.command("hangup");
+    a.expect("ended here", |e| {
+        is(e, "call_ended") && e["reason"] == "HungUp"
+    });
+    let told = b.expect("ended there", |e| is(e, "call_ended"));
+    assert_eq!(told["reason"], "PeerHungUp");
+
+    // Chat still works after the call.
+    a.command("say still here");
+    b.expect("chat", |e| is(e, "chat") && e["text"] == "still here");
+}

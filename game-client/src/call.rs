@@ -1,0 +1,329 @@
+//! Calls in the app: runs the shared call state machine ([`duet_shared::call::Call`]) over the
+//! peer protocol's control channel and turns its effects into messages for the media layer and
+//! the UI.
+//!
+//! Signaling only, so far. The media connection itself (in the browser a second
+//! `RTCPeerConnection` with `getUserMedia`; on the desktop webrtc-rs with `cpal` and Opus) is a
+//! platform media layer that reads [`MediaCommand`]s and answers with [`MediaReport`]s; until
+//! one is plugged in, an accepted call waits in "connecting" and fails after
+//! [`duet_shared::call::CONNECT_MS`] with a sentence saying so, and the windowed client offers
+//! no call button.
+
+use bevy::prelude::*;
+use duet_shared::call::{Call, CallEffect, CallEnd, CallId, CallPhase};
+use duet_shared::peer::Control;
+
+use crate::identity::PeerProfile;
+use crate::net::{ControlReceived, NetEvent, SendControl};
+
+/// What the person does about calls (from the UI or the headless runner).
+#[derive(Message, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallAction {
+    /// Call the peer, camera on or off.
+    Start {
+        /// Start with the camera on.
+        video: bool,
+    },
+    /// Take the ringing call.
+    Accept {
+        /// Answer with the camera on.
+        video: bool,
+    },
+    /// Turn the ringing call down.
+    Decline,
+    /// End the call (or stop ringing).
+    HangUp,
+    /// Mute/unmute, camera on/off.
+    SetMedia {
+        /// Microphone muted.
+        muted: bool,
+        /// Camera on.
+        camera: bool,
+    },
+}
+
+/// What the media layer must do: the machine's effects other than talking to the peer and to
+/// the UI (start or stop media, apply the peer's description or candidate, mute).
+#[derive(Message, Debug, Clone, PartialEq, Eq)]
+pub struct MediaCommand(pub CallEffect);
+
+/// What the media layer reports back.
+#[derive(Message, Debug, Clone, PartialEq, Eq)]
+pub enum MediaReport {
+    /// Our offer (caller) or answer (callee) is ready.
+    LocalDescription {
+        /// The call.
+        call: CallId,
+        /// The SDP.
+        sdp: String,
+    },
+    /// Our media connection found an ICE candidate.
+    LocalCandidate {
+        /// The call.
+        call: CallId,
+        /// The candidate line.
+        candidate: String,
+        /// Media section id.
+        mid: Option<String>,
+        /// Media section index.
+        mline: Option<u16>,
+    },
+    /// Media flows.
+    Connected(CallId),
+    /// No microphone, permission denied, or the connection broke.
+    Failed(CallId, CallEnd),
+}
+
+/// Something the UI and the event log show about the call.
+#[derive(Message, Debug, Clone, PartialEq, Eq)]
+pub enum CallChanged {
+    /// The call entered a new phase.
+    Phase(CallPhase),
+    /// The call ended; the sentence says why.
+    Ended(CallEnd),
+    /// The peer muted/unmuted or turned the camera on/off.
+    PeerMedia {
+        /// Their microphone is muted.
+        muted: bool,
+        /// Their camera is on.
+        camera: bool,
+    },
+    /// An action that could not be taken, in words (nobody to call, nothing ringing...).
+    Refused(String),
+}
+
+/// The call, as this side sees it.
+#[derive(Resource, Debug, Default)]
+pub struct CallState {
+    /// The state machine.
+    pub call: Call,
+    /// The peer's microphone is muted (during a call).
+    pub peer_muted: bool,
+    /// The peer's camera is on (during a call).
+    pub peer_camera: bool,
+}
+
+/// Calls over the control channel.
+pub struct CallPlugin;
+
+impl Plugin for CallPlugin {
+    fn build(&self, app: &mut App) {
+        app.add_message::<CallAction>()
+            .add_message::<MediaCommand>()
+            .add_message::<MediaReport>()
+            .add_message::<CallChanged>()
+            .init_resource::<CallState>()
+            .add_systems(Update, step_calls);
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn step_calls(
+    mut state: ResMut<CallState>,
+    profile: Res<PeerProfile>,
+    mut actions: MessageReader<CallAction>,
+    mut received: MessageReader<ControlReceived>,
+    mut net: MessageReader<NetEvent>,
+    mut reports: MessageReader<MediaReport>,
+    mut send: MessageWriter<SendControl>,
+    mut media: MessageWriter<MediaCommand>,
+    mut changed: MessageWriter<CallChanged>,
+) {
+    let now = crate::now_ms();
+    let before = state.call.phase();
+    let mut effects = Vec::new();
+    for event in net.read() {
+        if let NetEvent::PeerLeft(_) = event {
+            effects.extend(state.call.peer_left(now));
+        }
+    }
+    for ControlReceived(message) in received.read() {
+        if let Control::Call(signal) = message {
+            effects.extend(state.call.on_signal(signal.clone(), now));
+        }
+    }
+    for report in reports.read() {
+        effects.extend(match report.clone() {
+            MediaReport::LocalDescription { call, sdp } => state.call.local_description(call, sdp),
+            MediaReport::LocalCandidate {
+                call,
+                candidate,
+                mid,
+                mline,
+            } => state.call.local_candidate(call, candidate, mid, mline),
+            MediaReport::Connected(call) => state.call.media_connected(call, now),
+            MediaReport::Failed(call, why) => state.call.media_failed(call, why, now),
+        });
+    }
+    for action in actions.read() {
+        let present = profile.hello.is_some() && profile.incompatible.is_none();
+        let result = match *action {
+            CallAction::Start { .. } if !present => {
+                Err("Your peer is not in the room, so there is nobody to call yet.".to_owned())
+            }
+            CallAction::Start { video } => {
+                let id = CallId(uuid::Uuid::new_v4().as_u64_pair().0);
+                state.call.start(id, video, now).map_err(|e| e.to_string())
+            }
+            CallAction::Accept { video } => {
+                state.call.accept(video, now).map_err(|e| e.to_string())
+            }
+            CallAction::Decline => state.call.decline(now).map_err(|e| e.to_string()),
+            CallAction::HangUp => Ok(state.call.hang_up(now)),
+            CallAction::SetMedia { muted, camera } => Ok(state.call.set_media(muted, camera)),
+        };
+        match result {
+            Ok(more) => effects.extend(more),
+            Err(why) => {
+                changed.write(CallChanged::Refused(why));
+            }
+        }
+    }
+    effects.extend(state.call.tick(now));
+
+    if state.call.phase() != before {
+        changed.write(CallChanged::Phase(state.call.phase()));
+    }
+    for effect in effects {
+        match effect {
+            CallEffect::Send(signal) => {
+                send.write(SendControl(Control::Call(signal)));
+            }
+            CallEffect::Ended(why) => {
+                state.peer_muted = false;
+                state.peer_camera = false;
+                changed.write(CallChanged::Ended(why));
+            }
+            CallEffect::PeerMedia { muted, camera } => {
+                state.peer_muted = muted;
+                state.peer_camera = camera;
+                changed.write(CallChanged::PeerMedia { muted, camera });
+            }
+            other => {
+                media.write(MediaCommand(other));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::NetEvent;
+    use matchbox_socket::PeerId;
+
+    fn app() -> App {
+        let mut app = App::new();
+        app.add_plugins(MinimalPlugins)
+            .add_message::<NetEvent>()
+            .add_message::<ControlReceived>()
+            .add_message::<SendControl>()
+            .init_resource::<PeerProfile>()
+            .add_plugins(CallPlugin);
+        app
+    }
+
+    fn drain<M: Message>(app: &mut App) -> Vec<M> {
+        app.world_mut()
+            .resource_mut::<Messages<M>>()
+            .drain()
+            .collect()
+    }
+
+    /// Moves every control message `from` sent to `to`.
+    fn pass(from: &mut App, to: &mut App) {
+        for SendControl(message) in drain::<SendControl>(from) {
+            to.world_mut().write_message(ControlReceived(message));
+        }
+    }
+
+    fn greet(app: &mut App) {
+        app.world_mut().resource_mut::<PeerProfile>().hello =
+            Some((uuid::Uuid::new_v4(), "Peer".into()));
+    }
+
+    /// Two apps back to back in memory (logic only; the real transport is tested in
+    /// `tests/headless.rs`).
+    #[test]
+    fn a_call_rings_connects_through_the_media_layer_and_ends_when_the_peer_leaves() {
+        let (mut ada, mut bob) = (app(), app());
+        // Alone: nobody to call, said in words.
+        ada.world_mut()
+            .write_message(CallAction::Start { video: false });
+        ada.update();
+        assert!(matches!(
+            drain::<CallChanged>(&mut ada)[..],
+            [CallChanged::Refused(ref why)] if why.contains("not in the room")
+        ));
+        greet(&mut ada);
+        greet(&mut bob);
+        ada.world_mut()
+            .write_message(CallAction::Start { video: false });
+        ada.update();
+        pass(&mut ada, &mut bob);
+        bob.update();
+        assert!(matches!(
+            drain::<CallChanged>(&mut bob)[..],
+            [CallChanged::Phase(CallPhase::Ringing { video: false, .. })]
+        ));
+        bob.world_mut()
+            .write_message(CallAction::Accept { video: false });
+        bob.update();
+        // Bob's media layer is told to start, as the answering side.
+        assert!(matches!(
+            drain::<MediaCommand>(&mut bob)[..],
+            [MediaCommand(CallEffect::StartMedia { offerer: false, .. })]
+        ));
+        pass(&mut bob, &mut ada);
+        ada.update();
+        let started = drain::<MediaCommand>(&mut ada);
+        let [
+            MediaCommand(CallEffect::StartMedia {
+                call,
+                offerer: true,
+                ..
+            }),
+        ] = started[..]
+        else {
+            panic!("Ada should start media as the offerer: {started:?}");
+        };
+        // Ada's media layer offers; the offer reaches Bob's media layer.
+        ada.world_mut()
+            .write_message(MediaReport::LocalDescription {
+                call,
+                sdp: "v=0".into(),
+            });
+        ada.update();
+        pass(&mut ada, &mut bob);
+        bob.update();
+        assert!(matches!(
+            drain::<MediaCommand>(&mut bob)[..],
+            [MediaCommand(CallEffect::RemoteDescription {
+                offer: true,
+                ..
+            })]
+        ));
+        ada.world_mut().write_message(MediaReport::Connected(call));
+        ada.update();
+        assert_eq!(
+            ada.world().resource::<CallState>().call.phase(),
+            CallPhase::Active {
+                call,
+                offerer: true
+            }
+        );
+        // Bob leaves: Ada's call ends and her media stops, with the reason.
+        drain::<CallChanged>(&mut ada);
+        ada.world_mut()
+            .write_message(NetEvent::PeerLeft(PeerId(uuid::Uuid::nil())));
+        ada.update();
+        assert!(
+            drain::<MediaCommand>(&mut ada).contains(&MediaCommand(CallEffect::StopMedia { call }))
+        );
+        assert!(drain::<CallChanged>(&mut ada).contains(&CallChanged::Ended(CallEnd::PeerLeft)));
+        assert_eq!(
+            ada.world().resource::<CallState>().call.phase(),
+            CallPhase::Idle
+        );
+    }
+}
