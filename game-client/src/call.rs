@@ -48,7 +48,7 @@ pub enum CallAction {
 pub struct MediaCommand(pub CallEffect);
 
 /// What the media layer reports back.
-#[derive(Message, Debug, Clone, PartialEq, Eq)]
+#[derive(Message, Debug, Clone, PartialEq)]
 pub enum MediaReport {
     /// Our offer (caller) or answer (callee) is ready.
     LocalDescription {
@@ -72,10 +72,39 @@ pub enum MediaReport {
     Connected(CallId),
     /// No microphone, permission denied, or the connection broke.
     Failed(CallId, CallEnd),
+    /// Once a second during a call: what flows and how loud.
+    Stats(CallId, CallStats),
+}
+
+/// What a call's media connection reports about itself (from `getStats()` in the browser).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct CallStats {
+    /// Audio received from the peer, bytes.
+    pub inbound_audio_bytes: u64,
+    /// Audio received from the peer, RTP packets.
+    pub inbound_audio_packets: u64,
+    /// Audio sent, bytes.
+    pub outbound_audio_bytes: u64,
+    /// Video received, bytes.
+    pub inbound_video_bytes: u64,
+    /// Video sent, bytes.
+    pub outbound_video_bytes: u64,
+    /// The peer's audio level, 0..1 (their speaking indicator).
+    pub peer_level: f64,
+    /// Our microphone's level, 0..1.
+    pub my_level: f64,
+    /// Received video frames per second.
+    pub video_fps: f64,
+    /// Round-trip time of the media connection, ms.
+    pub rtt_ms: f64,
+    /// Inbound audio jitter, ms.
+    pub jitter_ms: f64,
+    /// Inbound audio packets lost.
+    pub packets_lost: u64,
 }
 
 /// Something the UI and the event log show about the call.
-#[derive(Message, Debug, Clone, PartialEq, Eq)]
+#[derive(Message, Debug, Clone, PartialEq)]
 pub enum CallChanged {
     /// The call entered a new phase.
     Phase(CallPhase),
@@ -90,6 +119,8 @@ pub enum CallChanged {
     },
     /// An action that could not be taken, in words (nobody to call, nothing ringing...).
     Refused(String),
+    /// The running call's media numbers, once a second.
+    Stats(CallStats),
 }
 
 /// The call, as this side sees it.
@@ -101,6 +132,8 @@ pub struct CallState {
     pub peer_muted: bool,
     /// The peer's camera is on (during a call).
     pub peer_camera: bool,
+    /// The latest media numbers (during a call).
+    pub stats: CallStats,
 }
 
 /// Calls over the control channel.
@@ -113,8 +146,22 @@ impl Plugin for CallPlugin {
             .add_message::<MediaReport>()
             .add_message::<CallChanged>()
             .init_resource::<CallState>()
-            .add_systems(Update, step_calls);
+            .add_systems(Update, (drive_media, step_calls).chain());
     }
+}
+
+/// Hands the machine's media effects to the platform's media layer and brings its reports
+/// back (the desktop has no media layer yet: there the call stays "connecting" until it fails).
+fn drive_media(
+    mut commands: MessageReader<MediaCommand>,
+    mut reports: MessageWriter<MediaReport>,
+    config: Option<Res<crate::config::ClientConfig>>,
+) {
+    let ice = config.map(|c| c.ice_servers.clone()).unwrap_or_default();
+    for MediaCommand(effect) in commands.read() {
+        crate::platform::media_command(effect.clone(), &ice);
+    }
+    reports.write_batch(crate::platform::media_reports());
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -153,6 +200,13 @@ fn step_calls(
             } => state.call.local_candidate(call, candidate, mid, mline),
             MediaReport::Connected(call) => state.call.media_connected(call, now),
             MediaReport::Failed(call, why) => state.call.media_failed(call, why, now),
+            MediaReport::Stats(call, stats) => {
+                if state.call.phase().call() == Some(call) {
+                    state.stats = stats;
+                    changed.write(CallChanged::Stats(stats));
+                }
+                Vec::new()
+            }
         });
     }
     for action in actions.read() {
@@ -192,6 +246,7 @@ fn step_calls(
             CallEffect::Ended(why) => {
                 state.peer_muted = false;
                 state.peer_camera = false;
+                state.stats = CallStats::default();
                 changed.write(CallChanged::Ended(why));
             }
             CallEffect::PeerMedia { muted, camera } => {

@@ -441,9 +441,38 @@ impl Plugin for RoomPlugin {
                     drops,
                     transfers,
                     moderate,
+                    calls,
                 )
                     .chain(),
             );
+    }
+}
+
+/// Call news in the status line (a call coming in, why one ended, why "call" did nothing);
+/// leaving the room hangs up first.
+fn calls(
+    mut news: MessageReader<crate::call::CallChanged>,
+    mut leaving: MessageReader<LeaveRoom>,
+    mut notices: ResMut<Notices>,
+    mut actions: MessageWriter<crate::call::CallAction>,
+    presence: Res<Presence>,
+) {
+    use crate::call::CallChanged;
+    use duet_shared::call::CallPhase;
+    for event in news.read() {
+        match event {
+            CallChanged::Phase(CallPhase::Ringing { video, .. }) => notices.post(format!(
+                "{} is calling you{}. Accept or decline at the top.",
+                presence.peer_name().unwrap_or("Your peer"),
+                if *video { " with video" } else { "" }
+            )),
+            CallChanged::Ended(why) => notices.post(why.to_string()),
+            CallChanged::Refused(why) => notices.post(why.clone()),
+            _ => {}
+        }
+    }
+    if leaving.read().count() > 0 {
+        actions.write(crate::call::CallAction::HangUp);
     }
 }
 
@@ -927,6 +956,7 @@ mod tests {
             .add_plugins((
                 crate::identity::IdentityPlugin,
                 crate::chat::ChatPlugin,
+                crate::call::CallPlugin,
                 RoomPlugin,
             ));
         app.update();
@@ -1084,6 +1114,48 @@ mod tests {
         std::thread::sleep(Duration::from_millis(1100));
         app.update();
         assert!(drain::<RebuildSocket>(&mut app).is_empty());
+    }
+
+    #[test]
+    fn an_incoming_call_is_announced_and_leaving_the_room_declines_it() {
+        use duet_shared::call::{CallId, CallSignal, DeclineReason};
+        use duet_shared::peer::Control;
+        let dir = tempdir("call-notices");
+        let mut app = room_app(&dir);
+        app.world_mut().write_message(JoinRoom(LINK.into()));
+        app.update();
+        peer_arrives(&mut app, "Bob");
+        app.world_mut()
+            .write_message(ControlReceived(Control::Call(CallSignal::Invite {
+                call: CallId(3),
+                video: true,
+            })));
+        app.update();
+        app.update();
+        assert_eq!(
+            latest_notice(&app),
+            "Bob is calling you with video. Accept or decline at the top."
+        );
+        app.world_mut()
+            .resource_mut::<Messages<SendControl>>()
+            .clear();
+        app.world_mut().write_message(LeaveRoom);
+        app.update();
+        app.update();
+        let sent: Vec<Control> = app
+            .world_mut()
+            .resource_mut::<Messages<SendControl>>()
+            .drain()
+            .map(|SendControl(c)| c)
+            .collect();
+        assert!(
+            sent.contains(&Control::Call(CallSignal::Decline {
+                call: CallId(3),
+                reason: DeclineReason::Declined
+            })),
+            "{sent:?}"
+        );
+        assert_eq!(latest_notice(&app), "You declined the call.");
     }
 
     #[test]

@@ -223,6 +223,64 @@ fn a_native_client_and_a_browser_exchange_chat_and_files_both_ways() {
     );
 }
 
+/// A video call between two browsers with Chromium's fake microphone and camera: it rings and
+/// is accepted through the call buttons, audio and video flow both ways (from `getStats()`),
+/// chat and a file still work during it, mute stops Ada's outbound audio, and hanging up ends
+/// the call and its media connection on both sides.
+#[test]
+fn two_browsers_call_each_other_with_audio_and_video() {
+    assert_loopback_only();
+    let _serial = one_at_a_time();
+    let wrangler = Wrangler::shared();
+    let r = scenario(
+        "calls.mjs",
+        &[wrangler.base.clone(), e2e_dir().display().to_string()],
+    );
+    eprintln!("{}", serde_json::to_string_pretty(&r).unwrap());
+
+    assert_eq!(r["ringing_video"], true, "{r}");
+    assert!(
+        r["ringing_notice"]
+            .as_str()
+            .unwrap()
+            .contains("is calling you with video"),
+        "{r}"
+    );
+    for who in ["ada", "bob"] {
+        let m = &r["media"][who];
+        let positive = |key: &str| m[key].as_f64().is_some_and(|v| v > 0.0);
+        assert!(positive("inbound_audio_bytes_growth"), "{who}: {m}");
+        assert!(positive("inbound_audio_packets_growth"), "{who}: {m}");
+        assert!(positive("inbound_video_bytes_growth"), "{who}: {m}");
+        assert!(positive("peer_level"), "{who} hears silence: {m}");
+    }
+    assert_eq!(r["bob_sees_ada_camera"], true, "{r}");
+
+    assert_eq!(r["chat_during_call"], "Can you hear me?");
+    assert_eq!(r["file_stored"]["size"], 2 * 1024 * 1024, "{r}");
+    assert_eq!(r["file_stored"]["sha256"], r["file_sha256"], "{r}");
+
+    assert_eq!(r["bob_sees_mute"], true, "{r}");
+    assert_eq!(r["muted"]["ada_outbound_audio_growth"], 0, "{r}");
+    assert_eq!(r["muted"]["bob_inbound_audio_packets_growth"], 0, "{r}");
+    assert!(
+        r["muted"]["ada_inbound_audio_packets_growth"]
+            .as_u64()
+            .is_some_and(|n| n > 0),
+        "Bob's voice still reaches Ada: {r}"
+    );
+
+    assert_eq!(r["ada_ended"], "HungUp");
+    assert_eq!(r["bob_ended"], "PeerHungUp");
+    assert_eq!(r["bob_ended_message"], "Your peer ended the call.");
+    assert_eq!(r["stats_after_hangup"], serde_json::json!([0, 0]), "{r}");
+    assert_eq!(r["errors"], serde_json::json!([]), "{r}");
+    for shot in ["ada-in-call.png", "bob-in-call.png"] {
+        let size = std::fs::metadata(e2e_dir().join(shot)).map(|m| m.len());
+        assert!(size.as_ref().is_ok_and(|s| *s > 10_000), "{shot}: {size:?}");
+    }
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

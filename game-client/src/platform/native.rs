@@ -53,6 +53,22 @@ pub fn fault_drop_grant() -> Option<u32> {
 /// why the browser needs a nudge).
 pub fn received_from_peer(_bytes: usize) {}
 
+/// The desktop has no call media yet (voice with `cpal` and Opus on webrtc-rs is the next
+/// step): the windowed client offers no call button, and a call accepted here stays
+/// "connecting" until the machine's timeout ends it.
+pub const CALLS_SUPPORTED: bool = false;
+
+/// See [`CALLS_SUPPORTED`]: nothing to drive yet.
+pub fn media_command(_effect: duet_shared::call::CallEffect, _ice: &[crate::config::IceServer]) {}
+
+/// See [`CALLS_SUPPORTED`].
+pub fn media_reports() -> Vec<crate::call::MediaReport> {
+    Vec::new()
+}
+
+/// See [`CALLS_SUPPORTED`].
+pub fn set_peer_video_rect(_rect: Option<(f32, f32, f32)>) {}
+
 /// Frames never stop on the desktop, so the engine's clock runs with them.
 pub fn keep_pump_ticking() {}
 

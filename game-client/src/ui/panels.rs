@@ -8,6 +8,7 @@ use bevy_egui::{EguiContexts, EguiPrimaryContextPass, egui};
 use super::PANEL_WIDTH;
 use super::theme::{ecolor, palette};
 use crate::api::Moderation;
+use crate::call::{CallAction, CallState};
 use crate::chat::{ChatEntry, ChatLog, Delivery, SendChat};
 use crate::identity::{Identity, Rename};
 use crate::room::{
@@ -15,6 +16,7 @@ use crate::room::{
     RecentRooms, RowState, Screen, TransferList,
 };
 use crate::transfer::{CancelTransfer, Direction, SendFile};
+use duet_shared::call::CallPhase;
 
 /// How many chat lines are laid out at first; older ones load on demand, so a history of
 /// thousands of messages costs the same per frame as a short one.
@@ -48,6 +50,9 @@ pub struct PanelState {
     pub file_actions: Vec<(&'static str, egui::Rect)>,
     /// Where the "Send a file…" button is while it can be pressed, for automation.
     pub send_button: Option<egui::Rect>,
+    /// Where each call control is (`call`, `video_call`, `accept`, `accept_video`, `decline`,
+    /// `hangup`, `mute`, `camera`) while shown, for automation.
+    pub call_buttons: Vec<(&'static str, egui::Rect)>,
     /// Open avatar menu, at this screen position.
     pub avatar_menu: Option<egui::Pos2>,
     /// The "link copied" hint until this time (seconds).
@@ -211,6 +216,7 @@ type RoomOutputs<'w> = (
     MessageWriter<'w, CancelTransfer>,
     MessageWriter<'w, Moderate>,
     MessageWriter<'w, Rename>,
+    MessageWriter<'w, CallAction>,
 );
 
 #[allow(clippy::too_many_arguments)]
@@ -226,13 +232,14 @@ fn room(
     received: Res<ReceivedFiles>,
     notices: Res<Notices>,
     time: Res<Time>,
+    call: Res<CallState>,
     mut out: RoomOutputs,
 ) -> Result {
     let ctx = contexts.ctx_mut()?;
     let (Some(identity), Some(current)) = (identity, current) else {
         return Ok(());
     };
-    let (send_chat, leave, cancel, moderate, rename) = &mut out;
+    let (send_chat, leave, cancel, moderate, rename, calls) = &mut out;
     let mut root = root_ui(ctx);
     let now = time.elapsed_secs_f64();
 
@@ -266,6 +273,8 @@ fn room(
                 if state.copied_until > now {
                     ui.label(egui::RichText::new("Copied").color(ecolor(palette::GOOD)));
                 }
+                ui.add_space(16.0);
+                call_bar(ui, &mut state, &call, presence.peer_name(), calls);
                 ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
                     if ui.button("Leave").clicked() {
                         leave.write(LeaveRoom);
@@ -525,10 +534,99 @@ fn room(
     Ok(())
 }
 
-/// The screen-wide Ui the panels are laid out in (egui 0.36 lays panels out inside a Ui).
+/// Call controls in the top bar: call or video call when the peer is here, the incoming-call
+/// prompt, and during a call mute, camera and hang up. Only where the platform has call media.
+fn call_bar(
+    ui: &mut egui::Ui,
+    state: &mut PanelState,
+    call: &CallState,
+    peer: Option<&str>,
+    actions: &mut MessageWriter<CallAction>,
+) {
+    state.call_buttons.clear();
+    if !crate::platform::CALLS_SUPPORTED {
+        return;
+    }
+    let mut button = |ui: &mut egui::Ui, key: &'static str, label: &str| {
+        let response = ui.button(label);
+        state.call_buttons.push((key, response.rect));
+        response.clicked()
+    };
+    let (muted, camera) = (call.call.muted(), call.call.camera());
+    match call.call.phase() {
+        CallPhase::Idle => {
+            if peer.is_some() {
+                if button(ui, "call", "📞 Call") {
+                    actions.write(CallAction::Start { video: false });
+                }
+                if button(ui, "video_call", "Video call") {
+                    actions.write(CallAction::Start { video: true });
+                }
+            }
+        }
+        CallPhase::Calling { .. } => {
+            ui.label(
+                egui::RichText::new(format!("Calling {}…", peer.unwrap_or("your peer")))
+                    .color(ecolor(palette::ACCENT)),
+            );
+            if button(ui, "hangup", "Cancel") {
+                actions.write(CallAction::HangUp);
+            }
+        }
+        CallPhase::Ringing { video, .. } => {
+            let what = if video { "a video call" } else { "a call" };
+            ui.label(
+                egui::RichText::new(format!(
+                    "{} is calling: {what}",
+                    peer.unwrap_or("Your peer")
+                ))
+                .color(ecolor(palette::ACCENT)),
+            );
+            if button(ui, "accept", "Accept") {
+                actions.write(CallAction::Accept { video: false });
+            }
+            if button(ui, "accept_video", "Accept with video") {
+                actions.write(CallAction::Accept { video: true });
+            }
+            if button(ui, "decline", "Decline") {
+                actions.write(CallAction::Decline);
+            }
+        }
+        CallPhase::Connecting { .. } | CallPhase::Active { .. } => {
+            let connecting = matches!(call.call.phase(), CallPhase::Connecting { .. });
+            ui.label(
+                egui::RichText::new(if connecting {
+                    "Connecting the call…"
+                } else {
+                    "In a call"
+                })
+                .color(ecolor(palette::GOOD)),
+            );
+            if button(ui, "mute", if muted { "Unmute" } else { "Mute" }) {
+                actions.write(CallAction::SetMedia {
+                    muted: !muted,
+                    camera,
+                });
+            }
+            if button(
+                ui,
+                "camera",
+                if camera { "Camera off" } else { "Camera on" },
+            ) {
+                actions.write(CallAction::SetMedia {
+                    muted,
+                    camera: !camera,
+                });
+            }
+            if button(ui, "hangup", "Hang up") {
+                actions.write(CallAction::HangUp);
+            }
+        }
+    }
+}
+
 /// The newest `*shown` (at least [`CHAT_PAGE`]) chat lines, oldest first, under a button that
-/// shows a page more:
-/// however long the history, a frame lays out at most what was asked for.
+/// shows a page more: however long the history, a frame lays out at most what was asked for.
 pub fn chat_lines(ui: &mut egui::Ui, entries: &[ChatEntry], shown: &mut usize) {
     let total = entries.len();
     *shown = (*shown).max(CHAT_PAGE);
@@ -581,6 +679,7 @@ pub fn chat_lines(ui: &mut egui::Ui, entries: &[ChatEntry], shown: &mut usize) {
     }
 }
 
+/// The screen-wide Ui the panels are laid out in (egui 0.36 lays panels out inside a Ui).
 fn root_ui(ctx: &egui::Context) -> egui::Ui {
     egui::Ui::new(
         ctx.clone(),

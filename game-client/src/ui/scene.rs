@@ -47,9 +47,13 @@ pub(super) fn plugin(app: &mut App) {
                 empty_seat,
                 place_bubbles,
                 draw_rings_and_zone,
+                draw_call,
             )
                 .run_if(in_state(Screen::Room)),
         )
+        .add_systems(OnExit(Screen::Room), || {
+            crate::platform::set_peer_video_rect(None)
+        })
         .add_systems(Last, pace_frames.run_if(resource_exists::<FramePacing>));
 }
 
@@ -70,6 +74,7 @@ fn pace_frames(
     bubbles: Query<(), With<Bubble>>,
     zone: Res<DropZone>,
     screen: Res<State<Screen>>,
+    call: Res<crate::call::CallState>,
     settings: Option<ResMut<bevy::winit::WinitSettings>>,
     mut redraws: ResMut<Messages<bevy::window::RequestRedraw>>,
 ) {
@@ -79,8 +84,13 @@ fn pace_frames(
         return;
     };
     let in_room = *screen.get() == Screen::Room;
+    // A call shows who speaks and rings while it rings.
+    let calling = call.call.phase() != duet_shared::call::CallPhase::Idle;
     let moving = in_room
-        && (seat.iter().any(|v| *v == Visibility::Visible) || !bubbles.is_empty() || zone.dragging);
+        && (seat.iter().any(|v| *v == Visibility::Visible)
+            || !bubbles.is_empty()
+            || zone.dragging
+            || calling);
     let wait = if transfers.lock().running() > 0 {
         pacing.busy
     } else if moving {
@@ -398,6 +408,82 @@ fn place_bubbles(
             sprite.custom_size = Some(size + Vec2::new(22.0, 14.0));
             sprite.color = color(palette::TEXT).with_alpha(alpha * 0.95);
         }
+    }
+}
+
+/// The call on the avatars: a pulsing ring on the other side while it rings, a steady one on
+/// both during the call, thickened by each side's voice (the speaking indicator); and the
+/// peer's video, when their camera is on, over their avatar.
+fn draw_call(
+    mut gizmos: Gizmos,
+    call: Res<crate::call::CallState>,
+    camera: Query<(&Camera, &GlobalTransform), With<RoomCamera>>,
+    time: Res<Time>,
+    mut video_shown: Local<bool>,
+) {
+    use duet_shared::call::CallPhase;
+    let good = color(palette::GOOD);
+    let ring = |gizmos: &mut Gizmos, spot: Vec2, r: f32, tint: Color| {
+        gizmos
+            .circle_2d(Isometry2d::from_translation(spot), r, tint)
+            .resolution(96);
+    };
+    let pulse = 0.5 + 0.5 * (time.elapsed_secs() * 4.0).sin();
+    match call.call.phase() {
+        CallPhase::Calling { .. } => {
+            ring(
+                &mut gizmos,
+                PEER_SPOT,
+                AVATAR_RADIUS + 22.0 + 6.0 * pulse,
+                good.with_alpha(0.4 + 0.5 * pulse),
+            );
+        }
+        CallPhase::Ringing { .. } => {
+            ring(
+                &mut gizmos,
+                MY_SPOT,
+                AVATAR_RADIUS + 22.0 + 6.0 * pulse,
+                good.with_alpha(0.4 + 0.5 * pulse),
+            );
+        }
+        CallPhase::Connecting { .. } | CallPhase::Active { .. } => {
+            for (spot, level, muted) in [
+                (MY_SPOT, call.stats.my_level, call.call.muted()),
+                (PEER_SPOT, call.stats.peer_level, call.peer_muted),
+            ] {
+                let tint = if muted { color(palette::MUTED) } else { good };
+                ring(
+                    &mut gizmos,
+                    spot,
+                    AVATAR_RADIUS + 22.0,
+                    tint.with_alpha(0.6),
+                );
+                // Audio levels are 0..1 and speech sits around 0.05-0.3: a visible swell.
+                let swell = ((level as f32) * 60.0).min(14.0);
+                if !muted && swell > 1.0 {
+                    ring(
+                        &mut gizmos,
+                        spot,
+                        AVATAR_RADIUS + 22.0 + swell,
+                        good.with_alpha(0.8),
+                    );
+                }
+            }
+        }
+        CallPhase::Idle => {}
+    }
+    let active = matches!(call.call.phase(), CallPhase::Active { .. });
+    let spot = camera.single().ok().and_then(|(c, t)| {
+        let centre = c.world_to_viewport(t, PEER_SPOT.extend(0.0)).ok()?;
+        let edge = c
+            .world_to_viewport(t, (PEER_SPOT + Vec2::X * AVATAR_RADIUS).extend(0.0))
+            .ok()?;
+        Some((centre.x, centre.y, 2.0 * (edge.x - centre.x).abs()))
+    });
+    let show = (active && call.peer_camera).then_some(spot).flatten();
+    if show.is_some() || *video_shown {
+        crate::platform::set_peer_video_rect(show);
+        *video_shown = show.is_some();
     }
 }
 
