@@ -2,15 +2,15 @@
 //! peer protocol's control channel and turns its effects into messages for the media layer and
 //! the UI.
 //!
-//! Signaling only, so far. The media connection itself (in the browser a second
-//! `RTCPeerConnection` with `getUserMedia`; on the desktop webrtc-rs with `cpal` and Opus) is a
-//! platform media layer that reads [`MediaCommand`]s and answers with [`MediaReport`]s; until
-//! one is plugged in, an accepted call waits in "connecting" and fails after
-//! [`duet_shared::call::CONNECT_MS`] with a sentence saying so, and the windowed client offers
-//! no call button.
+//! The media connection itself is the platform's media layer, which reads [`MediaCommand`]s
+//! and answers with [`MediaReport`]s: in the browser a second `RTCPeerConnection` with
+//! `getUserMedia` (`platform/web/media.rs`). The desktop has none yet (voice through `cpal`,
+//! Opus and webrtc-rs is still to come): there `platform::CALLS_SUPPORTED` is false, the window
+//! shows no call buttons, and a call from the peer is declined at once with
+//! [`DeclineReason::Unsupported`], so the caller reads why instead of waiting for an answer.
 
 use bevy::prelude::*;
-use duet_shared::call::{Call, CallEffect, CallEnd, CallId, CallPhase};
+use duet_shared::call::{Call, CallEffect, CallEnd, CallId, CallPhase, DeclineReason};
 use duet_shared::peer::Control;
 
 use crate::identity::PeerProfile;
@@ -136,6 +136,18 @@ pub struct CallState {
     pub stats: CallStats,
 }
 
+/// Whether this app can take part in calls: [`crate::platform::CALLS_SUPPORTED`] (the
+/// browser has call media, the desktop not yet). A resource so logic tests can run the
+/// browser's behaviour natively.
+#[derive(Resource, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallsSupported(pub bool);
+
+impl Default for CallsSupported {
+    fn default() -> Self {
+        Self(crate::platform::CALLS_SUPPORTED)
+    }
+}
+
 /// Calls over the control channel.
 pub struct CallPlugin;
 
@@ -146,6 +158,7 @@ impl Plugin for CallPlugin {
             .add_message::<MediaReport>()
             .add_message::<CallChanged>()
             .init_resource::<CallState>()
+            .init_resource::<CallsSupported>()
             .add_systems(Update, (drive_media, step_calls).chain());
     }
 }
@@ -167,6 +180,7 @@ fn drive_media(
 #[allow(clippy::too_many_arguments)]
 fn step_calls(
     mut state: ResMut<CallState>,
+    supported: Res<CallsSupported>,
     profile: Res<PeerProfile>,
     mut actions: MessageReader<CallAction>,
     mut received: MessageReader<ControlReceived>,
@@ -212,6 +226,10 @@ fn step_calls(
     for action in actions.read() {
         let present = profile.hello.is_some() && profile.incompatible.is_none();
         let result = match *action {
+            CallAction::Start { .. } if !supported.0 => Err(
+                "Calls work in the browser for now: open this room's link in a browser to call."
+                    .to_owned(),
+            ),
             CallAction::Start { .. } if !present => {
                 Err("Your peer is not in the room, so there is nobody to call yet.".to_owned())
             }
@@ -232,6 +250,18 @@ fn step_calls(
                 changed.write(CallChanged::Refused(why));
             }
         }
+    }
+    // An app without call media turns every call down at once, saying why, instead of ringing
+    // with nothing to answer.
+    if !supported.0
+        && let CallPhase::Ringing { .. } = state.call.phase()
+    {
+        effects.extend(
+            state
+                .call
+                .decline_as(DeclineReason::Unsupported, now)
+                .unwrap_or_default(),
+        );
     }
     effects.extend(state.call.tick(now));
 
@@ -274,7 +304,9 @@ mod tests {
             .add_message::<ControlReceived>()
             .add_message::<SendControl>()
             .init_resource::<PeerProfile>()
-            .add_plugins(CallPlugin);
+            .add_plugins(CallPlugin)
+            // The browser's behaviour: these tests are about the logic, not the platform.
+            .insert_resource(CallsSupported(true));
         app
     }
 
@@ -295,6 +327,42 @@ mod tests {
     fn greet(app: &mut App) {
         app.world_mut().resource_mut::<PeerProfile>().hello =
             Some((uuid::Uuid::new_v4(), "Peer".into()));
+    }
+
+    /// The desktop (no call media yet) refuses to call and turns a call down at once, in words
+    /// on both sides.
+    #[test]
+    fn an_app_without_call_media_refuses_and_declines_in_words() {
+        let (mut ada, mut desk) = (app(), app());
+        desk.insert_resource(CallsSupported(false));
+        greet(&mut ada);
+        greet(&mut desk);
+        desk.world_mut()
+            .write_message(CallAction::Start { video: false });
+        desk.update();
+        assert!(matches!(
+            drain::<CallChanged>(&mut desk)[..],
+            [CallChanged::Refused(ref why)] if why.contains("in a browser")
+        ));
+        ada.world_mut()
+            .write_message(CallAction::Start { video: true });
+        ada.update();
+        pass(&mut ada, &mut desk);
+        desk.update();
+        assert!(drain::<CallChanged>(&mut desk).contains(&CallChanged::Ended(CallEnd::CannotCall)));
+        assert!(
+            drain::<MediaCommand>(&mut desk).is_empty(),
+            "no media on the desktop"
+        );
+        pass(&mut desk, &mut ada);
+        ada.update();
+        assert!(
+            drain::<CallChanged>(&mut ada).contains(&CallChanged::Ended(CallEnd::PeerCannotCall))
+        );
+        assert_eq!(
+            ada.world().resource::<CallState>().call.phase(),
+            CallPhase::Idle
+        );
     }
 
     /// Two apps back to back in memory (logic only; the real transport is tested in

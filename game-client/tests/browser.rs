@@ -137,7 +137,8 @@ fn two_browsers_chat_send_a_file_keep_it_across_a_reload_and_refuse_a_third() {
 
 /// A native headless client and a browser exchange a chat and a 5 MiB file both ways. The
 /// browser receives with lost grants (`fault_drop_grant=3`): its transfer must pause, grant
-/// again, and finish intact.
+/// again, and finish intact. The browser also calls, and the desktop app (no call media yet)
+/// declines at once, both sides saying why.
 #[test]
 fn a_native_client_and_a_browser_exchange_chat_and_files_both_ways() {
     assert_loopback_only();
@@ -178,6 +179,10 @@ fn a_native_client_and_a_browser_exchange_chat_and_files_both_ways() {
         let limit = Duration::from_secs(120);
         let hello = native.wait("the browser's hello", limit, |e| e["event"] == "peer_hello")?;
         native.command(&format!("say {text}"))?;
+        let call = native.wait("the browser's call, declined", limit, |e| {
+            e["event"] == "call_ended"
+        })?;
+        anyhow::ensure!(call["reason"] == "CannotCall", "{call}");
         native.wait("the browser's chat", limit, |e| {
             e["event"] == "chat" && e["text"] == "Hi from the browser!"
         })?;
@@ -204,6 +209,14 @@ fn a_native_client_and_a_browser_exchange_chat_and_files_both_ways() {
 
     assert!(hello["name"].is_string(), "{hello}");
     assert_eq!(r["chat_received"], text);
+    assert_eq!(r["call_ended"]["reason"], "PeerCannotCall", "{r}");
+    assert!(
+        r["call_ended"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("cannot take calls"),
+        "{r}"
+    );
     assert_eq!(r["peer_name"], "Dex");
     assert_eq!(
         r["received"]["sha256"], sha,

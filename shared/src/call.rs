@@ -142,8 +142,10 @@ impl CallSignal {
 pub enum DeclineReason {
     /// They pressed "decline".
     Declined,
-    /// They are in a call already (or their app cannot call).
+    /// They are in a call already.
     Busy,
+    /// Their app has no call media (the desktop app, for now).
+    Unsupported,
 }
 
 /// Why a call was ended by one side.
@@ -236,6 +238,10 @@ pub enum CallEnd {
     PeerPermissionDenied,
     /// The media connection failed (either side).
     MediaFailed,
+    /// A call came in, and this app cannot take calls.
+    CannotCall,
+    /// The peer's app cannot take calls.
+    PeerCannotCall,
 }
 
 impl std::fmt::Display for CallEnd {
@@ -256,6 +262,13 @@ impl std::fmt::Display for CallEnd {
             }
             CallEnd::PeerPermissionDenied => "Your peer's browser blocked their microphone.",
             CallEnd::MediaFailed => "The call's connection failed. Try calling again.",
+            CallEnd::CannotCall => {
+                "Your peer tried to call you, but this app cannot take calls yet: open the \
+                 room's link in a browser to talk."
+            }
+            CallEnd::PeerCannotCall => {
+                "Your peer's app cannot take calls yet (calls work between browsers for now)."
+            }
         })
     }
 }
@@ -442,16 +455,26 @@ impl Call {
 
     /// We turn the ringing call down.
     pub fn decline(&mut self, now_ms: u64) -> Result<Vec<CallEffect>, CallError> {
+        self.decline_as(DeclineReason::Declined, now_ms)
+    }
+
+    /// Turns the ringing call down for `reason` (an app without call media declines every call
+    /// as [`DeclineReason::Unsupported`] at once, so the caller is told instead of left ringing).
+    pub fn decline_as(
+        &mut self,
+        reason: DeclineReason,
+        now_ms: u64,
+    ) -> Result<Vec<CallEffect>, CallError> {
         let CallPhase::Ringing { call, .. } = self.phase else {
             return Err(CallError::NotRinging);
         };
         self.enter(CallPhase::Idle, now_ms);
         Ok(vec![
-            CallEffect::Send(CallSignal::Decline {
-                call,
-                reason: DeclineReason::Declined,
+            CallEffect::Send(CallSignal::Decline { call, reason }),
+            CallEffect::Ended(match reason {
+                DeclineReason::Unsupported => CallEnd::CannotCall,
+                _ => CallEnd::Declined,
             }),
-            CallEffect::Ended(CallEnd::Declined),
         ])
     }
 
@@ -656,6 +679,7 @@ impl Call {
                     vec![CallEffect::Ended(match reason {
                         DeclineReason::Declined => CallEnd::PeerDeclined,
                         DeclineReason::Busy => CallEnd::PeerBusy,
+                        DeclineReason::Unsupported => CallEnd::PeerCannotCall,
                     })]
                 }
                 _ => Vec::new(),
@@ -1066,6 +1090,18 @@ mod tests {
         assert!(sent(&left).is_empty(), "nobody to tell");
         assert!(left.contains(&CallEffect::StopMedia { call: id }));
         assert_eq!(ended(&left), Some(CallEnd::PeerLeft));
+    }
+
+    #[test]
+    fn an_app_without_call_media_says_so_at_once() {
+        let (mut ada, mut desk) = (Call::new(), Call::new());
+        deliver(&ada.start(CallId(12), false, 0).unwrap(), &mut desk, 0);
+        let refused = desk.decline_as(DeclineReason::Unsupported, 1).unwrap();
+        assert_eq!(ended(&refused), Some(CallEnd::CannotCall));
+        assert!(CallEnd::CannotCall.to_string().contains("in a browser"));
+        let told = deliver(&refused, &mut ada, 2);
+        assert_eq!(ended(&told), Some(CallEnd::PeerCannotCall));
+        assert_eq!(ada.phase(), CallPhase::Idle);
     }
 
     #[test]

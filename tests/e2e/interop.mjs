@@ -1,5 +1,6 @@
 // A browser and a native client in one room (the Rust test runs the native side): they exchange
-// a chat and a file both ways. Prints `RESULT {json}`.
+// a chat and a file both ways, and the browser's call is declined by the desktop app, which has
+// no call media yet. Prints `RESULT {json}`.
 //
 // usage: node tests/e2e/interop.mjs ROOM_LINK OUT_DIR EXPECTED_TEXT EXPECTED_SHA256
 import { Person, launch, sleep } from "./duet.mjs";
@@ -15,6 +16,11 @@ try {
   result.peer_name = hello.name;
   const heard = await bea.waitFor("the native client's chat", (e) => e.event === "chat" && !e.mine && e.text === expectedText);
   result.chat_received = heard.text;
+  // The desktop app cannot take calls yet: Bea's call is turned down at once, in words.
+  const callButton = await bea.waitFor("the call button", (e) => e.event === "layout" && e.call_buttons?.call);
+  await bea.page.mouse.click(...callButton.call_buttons.call);
+  const refused = await bea.waitFor("the refused call", (e) => e.event === "call_ended");
+  result.call_ended = { reason: refused.reason, message: refused.message };
   await bea.say("Hi from the browser!");
   await bea.waitFor("a delivered receipt", (e) => e.event === "chat" && e.mine && e.state === "delivered");
 

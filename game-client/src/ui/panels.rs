@@ -8,7 +8,7 @@ use bevy_egui::{EguiContexts, EguiPrimaryContextPass, egui};
 use super::PANEL_WIDTH;
 use super::theme::{ecolor, palette};
 use crate::api::Moderation;
-use crate::call::{CallAction, CallState};
+use crate::call::{CallAction, CallState, CallsSupported};
 use crate::chat::{ChatEntry, ChatLog, Delivery, SendChat};
 use crate::identity::{Identity, Rename};
 use crate::room::{
@@ -233,6 +233,7 @@ fn room(
     notices: Res<Notices>,
     time: Res<Time>,
     call: Res<CallState>,
+    supported: Res<CallsSupported>,
     mut out: RoomOutputs,
 ) -> Result {
     let ctx = contexts.ctx_mut()?;
@@ -274,7 +275,14 @@ fn room(
                     ui.label(egui::RichText::new("Copied").color(ecolor(palette::GOOD)));
                 }
                 ui.add_space(16.0);
-                call_bar(ui, &mut state, &call, presence.peer_name(), calls);
+                call_bar(
+                    ui,
+                    &mut state,
+                    &call,
+                    supported.0,
+                    presence.peer_name(),
+                    calls,
+                );
                 ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
                     if ui.button("Leave").clicked() {
                         leave.write(LeaveRoom);
@@ -540,11 +548,12 @@ fn call_bar(
     ui: &mut egui::Ui,
     state: &mut PanelState,
     call: &CallState,
+    supported: bool,
     peer: Option<&str>,
     actions: &mut MessageWriter<CallAction>,
 ) {
     state.call_buttons.clear();
-    if !crate::platform::CALLS_SUPPORTED {
+    if !supported {
         return;
     }
     let mut button = |ui: &mut egui::Ui, key: &'static str, label: &str| {
