@@ -86,7 +86,17 @@ try {
   const picked = randomBytes(300 * 1024);
   result.picked_sha256 = sha256Hex(picked);
   await bob.spot("send_button", { since: before });
-  const [chooser] = await Promise.all([bob.page.waitForEvent("filechooser", { timeout: 30_000 }), bob.click("send_button")]);
+  // Under load a click has (rarely) opened no chooser: a person would click again, so does this,
+  // up to three times, and the result says how many it took.
+  let chooser = null;
+  for (result.chooser_clicks = 1; !chooser; result.chooser_clicks++) {
+    try {
+      [chooser] = await Promise.all([bob.page.waitForEvent("filechooser", { timeout: 10_000 }), bob.click("send_button")]);
+    } catch (e) {
+      if (result.chooser_clicks >= 3) throw e;
+    }
+  }
+  result.chooser_clicks--;
   await chooser.setFiles({ name: "notes.bin", mimeType: "application/octet-stream", buffer: picked });
   const back = await ada.waitFor("the picked file", (e) => e.event === "transfer_completed" && e.dir === "in", { timeout: 60_000 });
   result.picked_location = back.location;

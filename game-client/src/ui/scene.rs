@@ -458,8 +458,9 @@ fn draw_call(
                     AVATAR_RADIUS + 22.0,
                     tint.with_alpha(0.6),
                 );
-                // Audio levels are 0..1 and speech sits around 0.05-0.3: a visible swell.
-                let swell = ((level as f32) * 60.0).min(14.0);
+                // Audio levels are linear amplitude, 0..1: quiet speech is ~0.02, loud ~0.3.
+                // The square root makes both visible (0.02 -> 5.7 px, 0.3 -> 14).
+                let swell = ((level as f32).sqrt() * 40.0).min(14.0);
                 if !muted && swell > 1.0 {
                     ring(
                         &mut gizmos,
