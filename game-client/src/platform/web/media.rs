@@ -292,11 +292,21 @@ async fn start(
     };
     let audio = tracks("audio");
     let camera = tracks("video");
+    // Whatever fails from here on, the devices are released: a failed call never leaves the
+    // microphone or camera open.
+    let release = |local: &MediaStream| {
+        for track in local.get_tracks().iter() {
+            track.unchecked_into::<MediaStreamTrack>().stop();
+        }
+    };
     if audio.is_none() {
+        release(&local);
         return Err(CallEnd::NoMicrophone);
     }
-    let pc = RtcPeerConnection::new_with_configuration(&rtc_configuration(ice))
-        .map_err(|_| CallEnd::MediaFailed)?;
+    let Ok(pc) = RtcPeerConnection::new_with_configuration(&rtc_configuration(ice)) else {
+        release(&local);
+        return Err(CallEnd::MediaFailed);
+    };
 
     let mut handlers: Vec<Closure<dyn FnMut(JsValue)>> = Vec::new();
     let on_candidate = Closure::<dyn FnMut(JsValue)>::new(move |event: JsValue| {
@@ -371,9 +381,10 @@ async fn start(
                 }
             }
         }
-        describe(&media, RtcSdpType::Offer)
-            .await
-            .map_err(|_| CallEnd::MediaFailed)?;
+        if describe(&media, RtcSdpType::Offer).await.is_err() {
+            media.stop();
+            return Err(CallEnd::MediaFailed);
+        }
     }
     Ok(media)
 }
