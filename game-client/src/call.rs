@@ -4,10 +4,11 @@
 //!
 //! The media connection itself is the platform's media layer, which reads [`MediaCommand`]s
 //! and answers with [`MediaReport`]s: in the browser a second `RTCPeerConnection` with
-//! `getUserMedia` (`platform/web/media.rs`). The desktop has none yet (voice through `cpal`,
-//! Opus and webrtc-rs is still to come): there `platform::CALLS_SUPPORTED` is false, the window
-//! shows no call buttons, and a call from the peer is declined at once with
-//! [`DeclineReason::Unsupported`], so the caller reads why instead of waiting for an answer.
+//! `getUserMedia` (`platform/web/media.rs`); on the desktop a second webrtc-rs connection
+//! carrying Opus voice from `cpal` (`platform/native/media.rs`, voice only). An app without
+//! call media ([`CallsSupported`] false) shows no call buttons and declines a call from the
+//! peer at once with [`DeclineReason::Unsupported`], so the caller reads why instead of
+//! waiting for an answer.
 
 use bevy::prelude::*;
 use duet_shared::call::{Call, CallEffect, CallEnd, CallId, CallPhase, DeclineReason};
@@ -99,7 +100,7 @@ pub struct CallStats {
     pub rtt_ms: f64,
     /// Inbound audio jitter, ms.
     pub jitter_ms: f64,
-    /// Inbound audio packets lost.
+    /// Inbound packets lost (audio and video).
     pub packets_lost: u64,
 }
 
@@ -136,9 +137,9 @@ pub struct CallState {
     pub stats: CallStats,
 }
 
-/// Whether this app can take part in calls: [`crate::platform::CALLS_SUPPORTED`] (the
-/// browser has call media, the desktop not yet). A resource so logic tests can run the
-/// browser's behaviour natively.
+/// Whether this app can take part in calls: [`crate::platform::CALLS_SUPPORTED`] (both the
+/// browser and the desktop have call media). A resource so logic tests can run an app
+/// without call media (an older or trimmed build) and check that it declines in words.
 #[derive(Resource, Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CallsSupported(pub bool);
 
@@ -159,12 +160,28 @@ impl Plugin for CallPlugin {
             .add_message::<CallChanged>()
             .init_resource::<CallState>()
             .init_resource::<CallsSupported>()
-            .add_systems(Update, (drive_media, step_calls).chain());
+            .init_resource::<PlatformMedia>()
+            .add_systems(
+                Update,
+                (drive_media.run_if(|m: Res<PlatformMedia>| m.0), step_calls).chain(),
+            );
+    }
+}
+
+/// Whether [`MediaCommand`]s go to the platform's media layer (the app) or stay as messages for
+/// whoever drives the media (logic tests, which play both sides in one process and must not
+/// open devices or share the platform's one report queue).
+#[derive(Resource, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlatformMedia(pub bool);
+
+impl Default for PlatformMedia {
+    fn default() -> Self {
+        Self(true)
     }
 }
 
 /// Hands the machine's media effects to the platform's media layer and brings its reports
-/// back (the desktop has no media layer yet: there the call stays "connecting" until it fails).
+/// back.
 fn drive_media(
     mut commands: MessageReader<MediaCommand>,
     mut reports: MessageWriter<MediaReport>,
@@ -227,7 +244,7 @@ fn step_calls(
         let present = profile.hello.is_some() && profile.incompatible.is_none();
         let result = match *action {
             CallAction::Start { .. } if !supported.0 => Err(
-                "Calls work in the browser for now: open this room's link in a browser to call."
+                "This app cannot make calls: open this room's link in a browser to call."
                     .to_owned(),
             ),
             CallAction::Start { .. } if !present => {
@@ -305,8 +322,9 @@ mod tests {
             .add_message::<SendControl>()
             .init_resource::<PeerProfile>()
             .add_plugins(CallPlugin)
-            // The browser's behaviour: these tests are about the logic, not the platform.
-            .insert_resource(CallsSupported(true));
+            // These tests are about the logic, not the platform: no devices, no connections.
+            .insert_resource(CallsSupported(true))
+            .insert_resource(PlatformMedia(false));
         app
     }
 
@@ -329,8 +347,8 @@ mod tests {
             Some((uuid::Uuid::new_v4(), "Peer".into()));
     }
 
-    /// The desktop (no call media yet) refuses to call and turns a call down at once, in words
-    /// on both sides.
+    /// An app without call media refuses to call and turns a call down at once, in words on
+    /// both sides.
     #[test]
     fn an_app_without_call_media_refuses_and_declines_in_words() {
         let (mut ada, mut desk) = (app(), app());
@@ -352,7 +370,7 @@ mod tests {
         assert!(drain::<CallChanged>(&mut desk).contains(&CallChanged::Ended(CallEnd::CannotCall)));
         assert!(
             drain::<MediaCommand>(&mut desk).is_empty(),
-            "no media on the desktop"
+            "no media without call media"
         );
         pass(&mut desk, &mut ada);
         ada.update();

@@ -2,7 +2,7 @@
 //!
 //! Events go to stdout as one JSON object per line (`{"event":"chat",...}`); commands come in on
 //! stdin, one per line: `say TEXT`, `send PATH`, `rename NAME`, `call [video]`, `accept [video]`,
-//! `decline`, `hangup`, `history`, `quit`. End of stdin also quits, so
+//! `decline`, `hangup`, `mute`, `unmute`, `history`, `quit`. End of stdin also quits, so
 //! a test that drops its handle never leaves a client behind.
 
 use std::sync::Mutex;
@@ -11,7 +11,7 @@ use std::sync::mpsc::Receiver;
 use bevy::prelude::*;
 use serde_json::json;
 
-use crate::call::{CallAction, CallChanged};
+use crate::call::{CallAction, CallChanged, CallState};
 use crate::chat::{ChatChanged, ChatLog, Delivery, SendChat};
 use crate::identity::{Identity, IdentityEvent, Rename};
 use crate::net::{NetEvent, SendFailed};
@@ -70,6 +70,7 @@ fn run_commands(
     mut files: MessageWriter<SendFile>,
     mut rename: MessageWriter<Rename>,
     mut calls: MessageWriter<CallAction>,
+    call_state: Res<CallState>,
     mut exit: MessageWriter<AppExit>,
     extra: Res<AcceptExtraCommands>,
     mut more: MessageWriter<ExtraCommand>,
@@ -107,6 +108,12 @@ fn run_commands(
             "hangup" => {
                 calls.write(CallAction::HangUp);
             }
+            "mute" | "unmute" => {
+                calls.write(CallAction::SetMedia {
+                    muted: verb == "mute",
+                    camera: call_state.call.camera(),
+                });
+            }
             "history" => emit(json!({
                 "event": "history",
                 "entries": log.entries.iter().map(|e| json!({
@@ -122,7 +129,7 @@ fn run_commands(
                 more.write(ExtraCommand(line.clone()));
             }
             other => emit(
-                json!({"event": "error", "message": format!("unknown command {other:?}; commands: say TEXT, send PATH, rename NAME, call [video], accept [video], decline, hangup, history, quit")}),
+                json!({"event": "error", "message": format!("unknown command {other:?}; commands: say TEXT, send PATH, rename NAME, call [video], accept [video], decline, hangup, mute, unmute, history, quit")}),
             ),
         }
     }

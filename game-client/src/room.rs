@@ -1122,8 +1122,8 @@ mod tests {
         use duet_shared::peer::Control;
         let dir = tempdir("call-notices");
         let mut app = room_app(&dir);
-        // The browser's behaviour (the desktop declines every call at once).
-        app.insert_resource(crate::call::CallsSupported(true));
+        // The logic only: no devices, no media connection.
+        app.insert_resource(crate::call::PlatformMedia(false));
         app.world_mut().write_message(JoinRoom(LINK.into()));
         app.update();
         peer_arrives(&mut app, "Bob");

@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use duet_tests::{HeadlessClient, Wrangler, assert_loopback_only, repo_root, temp_dir};
+use duet_tests::{
+    HeadlessClient, Wrangler, WranglerOptions, assert_loopback_only, repo_root, temp_dir,
+};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -137,8 +139,9 @@ fn two_browsers_chat_send_a_file_keep_it_across_a_reload_and_refuse_a_third() {
 
 /// A native headless client and a browser exchange a chat and a 5 MiB file both ways. The
 /// browser receives with lost grants (`fault_drop_grant=3`): its transfer must pause, grant
-/// again, and finish intact. The browser also calls, and the desktop app (no call media yet)
-/// declines at once, both sides saying why.
+/// again, and finish intact. They also talk: the browser calls, the desktop accepts, and each
+/// hears the other (Chromium's fake microphone one way, the desktop's 440 Hz tone the other)
+/// until the browser hangs up.
 #[test]
 fn a_native_client_and_a_browser_exchange_chat_and_files_both_ways() {
     assert_loopback_only();
@@ -179,10 +182,27 @@ fn a_native_client_and_a_browser_exchange_chat_and_files_both_ways() {
         let limit = Duration::from_secs(120);
         let hello = native.wait("the browser's hello", limit, |e| e["event"] == "peer_hello")?;
         native.command(&format!("say {text}"))?;
-        let call = native.wait("the browser's call, declined", limit, |e| {
+        native.wait("the browser's call", limit, |e| {
+            e["event"] == "call" && e["phase"] == "ringing"
+        })?;
+        native.command("accept")?;
+        // Until the browser hangs up: the most audio heard and the loudest it was.
+        let heard = std::cell::Cell::new((0u64, 0.0f64));
+        let ended = native.wait("the browser hanging up", limit, |e| {
+            if e["event"] == "call_stats" {
+                let (packets, level) = heard.get();
+                heard.set((
+                    packets.max(e["inbound_audio_packets"].as_u64().unwrap_or(0)),
+                    level.max(e["peer_level"].as_f64().unwrap_or(0.0)),
+                ));
+            }
             e["event"] == "call_ended"
         })?;
-        anyhow::ensure!(call["reason"] == "CannotCall", "{call}");
+        anyhow::ensure!(ended["reason"] == "PeerHungUp", "{ended}");
+        let (packets, level) = heard.get();
+        eprintln!("the desktop heard {packets} packets of the browser's audio, level {level}");
+        anyhow::ensure!(packets >= 200, "the desktop heard {packets} packets");
+        anyhow::ensure!(level > 0.001, "the desktop heard level {level}");
         native.wait("the browser's chat", limit, |e| {
             e["event"] == "chat" && e["text"] == "Hi from the browser!"
         })?;
@@ -209,14 +229,22 @@ fn a_native_client_and_a_browser_exchange_chat_and_files_both_ways() {
 
     assert!(hello["name"].is_string(), "{hello}");
     assert_eq!(r["chat_received"], text);
-    assert_eq!(r["call_ended"]["reason"], "PeerCannotCall", "{r}");
+    // The desktop's tone reached the browser: 5 s of packets, at the tone's level.
+    let call = &r["call"];
     assert!(
-        r["call_ended"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("cannot take calls"),
+        call["inbound_audio_packets_growth"].as_u64() >= Some(200),
         "{r}"
     );
+    assert!(
+        call["inbound_audio_bytes_growth"].as_u64() >= Some(200 * 20),
+        "{r}"
+    );
+    assert!(
+        call["outbound_audio_bytes_growth"].as_u64() > Some(0),
+        "{r}"
+    );
+    assert!(call["peer_level"].as_f64() > Some(0.1), "{r}");
+    assert_eq!(call["ended"], "HungUp", "{r}");
     assert_eq!(r["peer_name"], "Dex");
     assert_eq!(
         r["received"]["sha256"], sha,
@@ -239,12 +267,21 @@ fn a_native_client_and_a_browser_exchange_chat_and_files_both_ways() {
 /// A video call between two browsers with Chromium's fake microphone and camera: it rings and
 /// is accepted through the call buttons, audio and video flow both ways (from `getStats()`),
 /// chat and a file still work during it, mute stops Ada's outbound audio, and hanging up ends
-/// the call and its media connection on both sides.
+/// the call and its media connection on both sides. The signaling server's own log shows it
+/// relayed only the data connection's offer, answer and candidates, and its storage holds no
+/// session description.
 #[test]
 fn two_browsers_call_each_other_with_audio_and_video() {
     assert_loopback_only();
     let _serial = one_at_a_time();
-    let wrangler = Wrangler::shared();
+    // A server of its own that logs every signal it relays (kind and size only): the call is
+    // negotiated between the pages, so all the server may see is the data connection's.
+    let wrangler = Wrangler::start(WranglerOptions {
+        vars: vec![("LOG_SIGNALS".into(), "1".into())],
+        verbose: true,
+        ..Default::default()
+    })
+    .unwrap();
     let r = scenario(
         "calls.mjs",
         &[wrangler.base.clone(), e2e_dir().display().to_string()],
@@ -288,10 +325,80 @@ fn two_browsers_call_each_other_with_audio_and_video() {
     assert_eq!(r["bob_ended_message"], "Your peer ended the call.");
     assert_eq!(r["stats_after_hangup"], serde_json::json!([0, 0]), "{r}");
     assert_eq!(r["errors"], serde_json::json!([]), "{r}");
+
+    // The server relayed one data connection's negotiation and nothing of the call's: one offer,
+    // one answer, a few candidates (the call's own offer and answer would make two of each).
+    let log = std::fs::read_to_string(&wrangler.log).unwrap();
+    let relayed: Vec<&str> = log
+        .lines()
+        .filter_map(|l| l.split("signal relayed: ").nth(1))
+        .collect();
+    let count = |kind: &str| relayed.iter().filter(|l| l.starts_with(kind)).count();
+    eprintln!("the server relayed: {relayed:?}");
+    assert_eq!(count("Offer,"), 1, "{relayed:?}");
+    assert_eq!(count("Answer,"), 1, "{relayed:?}");
+    assert_eq!(
+        count("IceCandidate,") + 2,
+        relayed.len(),
+        "nothing but the data connection's signals: {relayed:?}"
+    );
+    // And it stored none of it: no session description or candidate in its storage.
+    for entry in walk(&wrangler.persist_to) {
+        let bytes = std::fs::read(&entry).unwrap();
+        let text = String::from_utf8_lossy(&bytes);
+        for needle in ["m=audio", "a=fingerprint", "candidate:"] {
+            assert!(!text.contains(needle), "{} holds {needle}", entry.display());
+        }
+    }
     for shot in ["ada-in-call.png", "bob-in-call.png"] {
         let size = std::fs::metadata(e2e_dir().join(shot)).map(|m| m.len());
         assert!(size.as_ref().is_ok_and(|s| *s > 10_000), "{shot}: {size:?}");
     }
+}
+
+/// Calls when the browser has no microphone (a Chromium without media devices) or refuses it
+/// (no permission granted, no fake prompt): the callee accepts, the call ends at once, and both
+/// sides are told why in words; the room and its chat go on.
+#[test]
+fn a_missing_or_blocked_microphone_ends_the_call_in_words() {
+    assert_loopback_only();
+    let _serial = one_at_a_time();
+    let wrangler = Wrangler::shared();
+    let r = scenario("call-devices.mjs", &[wrangler.base.clone()]);
+    eprintln!("{}", serde_json::to_string_pretty(&r).unwrap());
+
+    let none = &r["no_microphone"];
+    assert_eq!(none["peer"]["reason"], "NoMicrophone", "{r}");
+    assert_eq!(none["ada"]["reason"], "PeerNoMicrophone", "{r}");
+    let blocked = &r["denied"];
+    assert_eq!(blocked["peer"]["reason"], "PermissionDenied", "{r}");
+    assert_eq!(blocked["ada"]["reason"], "PeerPermissionDenied", "{r}");
+    for side in [
+        &none["peer"],
+        &none["ada"],
+        &blocked["peer"],
+        &blocked["ada"],
+    ] {
+        let message = side["message"].as_str().unwrap_or_default();
+        assert!(message.contains("microphone"), "not in words: {side}");
+    }
+    assert_eq!(r["chat_after_no_microphone"], "no microphone here", "{r}");
+    assert_eq!(r["chat_after_denied"], "blocked, but here", "{r}");
+    assert_eq!(r["errors"], serde_json::json!([]), "{r}");
+}
+
+/// Every file under `dir`, recursively.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -549,11 +549,13 @@ fn the_room_outlives_a_server_restart() {
     });
 }
 
-/// The desktop app has no call media yet: asked to call, it says so in words and sends nothing;
-/// the peer never sees a call. (Calls between browsers, and a browser calling this app, are in
-/// `tests/browser.rs`.)
+/// Two desktop apps call each other over a real webrtc-rs media connection of its own, each
+/// sending a 440 Hz tone (`DUET_FAKE_AUDIO=tone`, set by the harness) Opus-encoded: both hear
+/// the other (packets and bytes grow, the decoded level is the tone's), mute stops Ada's audio
+/// at Bob's end while Bob's still reaches her, chat works during the call, and hanging up ends
+/// it on both sides and stops the media.
 #[test]
-fn the_desktop_app_says_calls_work_in_the_browser_for_now() {
+fn two_desktop_apps_call_each_other_with_voice() {
     assert_loopback_only();
     let wrangler = Wrangler::shared();
     let link = wrangler.new_room_link().unwrap();
@@ -563,22 +565,140 @@ fn the_desktop_app_says_calls_work_in_the_browser_for_now() {
     a.expect("peer_hello", |e| is(e, "peer_hello"));
     b.expect("peer_hello", |e| is(e, "peer_hello"));
 
-    a.command("call video");
-    let refused = a.expect("refused", |e| is(e, "call_refused"));
-    assert!(
-        refused["message"]
-            .as_str()
-            .unwrap()
-            .contains("in a browser"),
-        "{refused}"
-    );
-    // Nothing reached Bob: the next thing he sees is Ada's chat, not a call.
-    a.command("say no call then");
-    let next = b.expect("the next event about Ada", |e| {
-        is(e, "chat") || is(e, "call") || is(e, "call_ended")
+    a.command("call");
+    let ringing = b.expect("ringing", |e| is(e, "call") && e["phase"] == "ringing");
+    assert_eq!(ringing["video"], false, "{ringing}");
+    b.command("accept");
+    a.expect("active", |e| is(e, "call") && e["phase"] == "active");
+    b.expect("active", |e| is(e, "call") && e["phase"] == "active");
+
+    // Both hear the other's tone: a third of full scale, through Opus.
+    let heard = |c: &mut Client| {
+        c.expect("a second of the peer's audio", |e| {
+            is(e, "call_stats") && e["inbound_audio_packets"].as_u64() >= Some(50)
+        })
+    };
+    // The first report made after now (not one that waited in the pipe).
+    let stats = |c: &mut Client| {
+        c.0.skip_pending();
+        c.expect("call_stats", |e| is(e, "call_stats"))
+    };
+    heard(&mut a);
+    heard(&mut b);
+    let (a1, b1) = (stats(&mut a), stats(&mut b));
+    std::thread::sleep(Duration::from_secs(2));
+    let (a2, b2) = (stats(&mut a), stats(&mut b));
+    for (who, first, second) in [("Ada", &a1, &a2), ("Bob", &b1, &b2)] {
+        let packets = second["inbound_audio_packets"].as_u64().unwrap()
+            - first["inbound_audio_packets"].as_u64().unwrap();
+        let bytes = second["inbound_audio_bytes"].as_u64().unwrap()
+            - first["inbound_audio_bytes"].as_u64().unwrap();
+        eprintln!("{who}: +{packets} packets, +{bytes} bytes, {second}");
+        // 50 packets a second; at least 2 s passed between the two reports.
+        assert!(packets >= 80, "{who} heard {packets} packets: {second}");
+        assert!(bytes >= 80 * 20, "{who} heard {bytes} bytes: {second}");
+        let level = second["peer_level"].as_f64().unwrap();
+        assert!(
+            (0.25..0.45).contains(&level),
+            "{who} heard level {level}: {second}"
+        );
+        assert!(
+            second["outbound_audio_bytes"].as_u64() > Some(0),
+            "{second}"
+        );
+        assert_eq!(second["packets_lost"], 0, "{second}");
+    }
+
+    // A call never blocks chat.
+    a.command("say still typing");
+    b.expect("chat during the call", |e| {
+        is(e, "chat") && e["text"] == "still typing"
+    });
+
+    // Mute: Ada's audio stops reaching Bob; Bob's still reaches Ada.
+    a.command("mute");
+    b.expect("Ada muted", |e| is(e, "peer_media") && e["muted"] == true);
+    std::thread::sleep(Duration::from_millis(1500));
+    let (a3, b3) = (stats(&mut a), stats(&mut b));
+    std::thread::sleep(Duration::from_secs(2));
+    let (a4, b4) = (stats(&mut a), stats(&mut b));
+    let grew =
+        |x: &Value, y: &Value, key: &str| y[key].as_u64().unwrap() - x[key].as_u64().unwrap();
+    assert_eq!(grew(&b3, &b4, "inbound_audio_packets"), 0, "{b3} {b4}");
+    assert_eq!(grew(&a3, &a4, "outbound_audio_bytes"), 0, "{a3} {a4}");
+    assert!(grew(&a3, &a4, "inbound_audio_packets") >= 80, "{a3} {a4}");
+    a.command("unmute");
+    b.expect("Ada unmuted", |e| {
+        is(e, "peer_media") && e["muted"] == false
+    });
+    b.expect("Ada's tone again", |e| {
+        is(e, "call_stats") && e["peer_level"].as_f64().unwrap_or(0.0) > 0.25
+    });
+
+    // Hang up: both sides end, and the media stops reporting.
+    a.command("hangup");
+    let ended = a.expect("ended", |e| is(e, "call_ended"));
+    assert_eq!(ended["reason"], "HungUp", "{ended}");
+    let ended = b.expect("ended", |e| is(e, "call_ended"));
+    assert_eq!(ended["reason"], "PeerHungUp", "{ended}");
+    a.command("say after the call");
+    let next = b.expect("the next chat or media report", |e| {
+        is(e, "chat") || is(e, "call_stats")
     });
     assert!(
-        is(&next, "chat") && next["text"] == "no call then",
-        "{next}"
+        is(&next, "chat"),
+        "media still reporting after hang-up: {next}"
     );
+    let quiet =
+        b.0.wait("media after hang-up", Duration::from_millis(2500), |e| {
+            is(e, "call_stats")
+        });
+    assert!(
+        quiet.is_err(),
+        "media still reporting after hang-up: {quiet:?}"
+    );
+}
+
+/// A desktop app without a microphone (`DUET_FAKE_AUDIO=none`) accepts a call: the call ends
+/// at once, and both sides say why in words (no microphone here, the peer has none there).
+#[test]
+fn a_call_without_a_microphone_ends_in_words_on_both_sides() {
+    assert_loopback_only();
+    let wrangler = Wrangler::shared();
+    let link = wrangler.new_room_link().unwrap();
+    let (dir_a, dir_b) = (temp_dir("nomic-a").unwrap(), temp_dir("nomic-b").unwrap());
+    let binary = Path::new(env!("CARGO_BIN_EXE_duet-client"));
+    let mut a = Client::start(&link, &dir_a, "Ada");
+    let mut b = Client(
+        HeadlessClient::start_wrapped(
+            &["env", "DUET_FAKE_AUDIO=none"],
+            binary,
+            &link,
+            &dir_b,
+            "Bob",
+        )
+        .unwrap(),
+    );
+    a.expect("peer_hello", |e| is(e, "peer_hello"));
+    b.expect("peer_hello", |e| is(e, "peer_hello"));
+    a.command("call");
+    b.expect("ringing", |e| is(e, "call") && e["phase"] == "ringing");
+    b.command("accept");
+    let here = b.expect("ended", |e| is(e, "call_ended"));
+    assert_eq!(here["reason"], "NoMicrophone", "{here}");
+    assert!(
+        here["message"].as_str().unwrap().contains("microphone"),
+        "{here}"
+    );
+    let there = a.expect("ended", |e| is(e, "call_ended"));
+    assert_eq!(there["reason"], "PeerNoMicrophone", "{there}");
+    assert!(
+        there["message"].as_str().unwrap().contains("microphone"),
+        "{there}"
+    );
+    // The room goes on: chat still flows.
+    b.command("say no voice, but here");
+    a.expect("chat", |e| {
+        is(e, "chat") && e["text"] == "no voice, but here"
+    });
 }

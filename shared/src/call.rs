@@ -144,7 +144,7 @@ pub enum DeclineReason {
     Declined,
     /// They are in a call already.
     Busy,
-    /// Their app has no call media (the desktop app, for now).
+    /// Their app has no call media (an app built without it).
     Unsupported,
 }
 
@@ -263,11 +263,11 @@ impl std::fmt::Display for CallEnd {
             CallEnd::PeerPermissionDenied => "Your peer's browser blocked their microphone.",
             CallEnd::MediaFailed => "The call's connection failed. Try calling again.",
             CallEnd::CannotCall => {
-                "Your peer tried to call you, but this app cannot take calls yet: open the \
-                 room's link in a browser to talk."
+                "Your peer tried to call you, but this app cannot take calls: open the room's \
+                 link in a browser to talk."
             }
             CallEnd::PeerCannotCall => {
-                "Your peer's app cannot take calls yet (calls work between browsers for now)."
+                "Your peer's app cannot take calls: ask them to open the room's link in a browser."
             }
         })
     }

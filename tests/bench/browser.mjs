@@ -11,17 +11,20 @@
 // Prints `RESULT {json}`; the Rust wrapper writes target/bench/browser.json.
 //
 // usage: node tests/bench/browser.mjs BASE_URL WORK_DIR [RUNS]
-import { chromium } from "playwright-core";
 import { createHash, randomBytes } from "node:crypto";
-import { openSync, writeSync, closeSync, readFileSync, readdirSync, rmSync } from "node:fs";
+import { openSync, writeSync, closeSync, readFileSync, rmSync } from "node:fs";
 import { gzipSync } from "node:zlib";
-import { CHROMIUM_FLAGS, CONTEXT_OPTIONS, Person, sleep } from "../e2e/duet.mjs";
+import { Person, sleep } from "../e2e/duet.mjs";
+import { launchTagged as launchIn, treeCpu, treeRss } from "./procs.mjs";
 
 const [base, work, runsArg] = process.argv.slice(2);
 const RUNS = Number(runsArg || 1);
 const SIZE = 200 * 1024 * 1024;
 const MIB = 1024 * 1024;
 const root = new URL("../../", import.meta.url).pathname;
+
+/** One person's own Chromium, its profile under this run's work directory. */
+const launchTagged = () => launchIn(work);
 
 function makeFile(path) {
   const hash = createHash("sha256");
@@ -33,98 +36,6 @@ function makeFile(path) {
   }
   closeSync(fd);
   return hash.digest("hex");
-}
-
-// --- process memory -------------------------------------------------------------------------
-
-function processTable() {
-  const table = [];
-  for (const entry of readdirSync("/proc")) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
-      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
-      table.push({ pid: Number(entry), ppid });
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return table;
-}
-
-function rssKib(pid) {
-  try {
-    const status = readFileSync(`/proc/${pid}/status`, "utf8");
-    return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] || 0);
-  } catch {
-    return 0;
-  }
-}
-
-/** The pid of the browser whose command line carries `--duet-bench-tag=TAG`. */
-function browserPid(tag) {
-  for (const { pid } of processTable()) {
-    try {
-      const cmdline = readFileSync(`/proc/${pid}/cmdline`, "utf8");
-      if (cmdline.includes(`--duet-bench-tag=${tag}`)) return pid;
-    } catch {
-      // gone meanwhile
-    }
-  }
-  throw new Error(`no browser process tagged ${tag}`);
-}
-
-/** The browser process and all its descendants. */
-function processTree(root) {
-  const table = processTable();
-  const tree = new Set([root]);
-  for (let grew = true; grew; ) {
-    grew = false;
-    for (const { pid, ppid } of table) {
-      if (tree.has(ppid) && !tree.has(pid)) {
-        tree.add(pid);
-        grew = true;
-      }
-    }
-  }
-  return tree;
-}
-
-/** RSS (MiB) of the browser process and all its descendants, by process type (browser,
- * renderer, gpu-process, utility, zygote...) and in total. */
-function treeRss(root) {
-  const tree = processTree(root);
-  const byType = { total: 0 };
-  for (const pid of tree) {
-    let type = "browser";
-    try {
-      type = /--type=([a-z-]+)/.exec(readFileSync(`/proc/${pid}/cmdline`, "utf8"))?.[1] || "browser";
-    } catch {
-      continue;
-    }
-    const mib = rssKib(pid) / 1024;
-    byType[type] = (byType[type] || 0) + mib;
-    byType.total += mib;
-  }
-  return byType;
-}
-
-/** CPU seconds (user + system) used so far by the browser's process tree, by process type. */
-function treeCpu(root) {
-  const tree = processTree(root);
-  const byType = {};
-  for (const pid of tree) {
-    try {
-      const type = /--type=([a-z-]+)/.exec(readFileSync(`/proc/${pid}/cmdline`, "utf8"))?.[1] || "browser";
-      const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-      // utime and stime are fields 14 and 15 of /proc/PID/stat, in clock ticks (100 per second).
-      byType[type] = (byType[type] || 0) + (Number(fields[11]) + Number(fields[12])) / 100;
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return byType;
 }
 
 /** Samples the trees of `pids` every 100 ms; `stop()` returns each one's peak growth in MiB,
@@ -150,27 +61,6 @@ function watchMemory(pids) {
       return growth;
     });
   };
-}
-
-let launched = 0;
-/** One person's own Chromium with a fresh on-disk profile, as a person's browser has: in
- * Playwright's default (incognito) contexts IndexedDB lives in the browser process's memory,
- * so 200 MiB received would count as 200 MiB of memory (measured, 200 MiB written: +228 MiB
- * in an incognito context, +2 MiB with a profile on disk). */
-async function launchTagged() {
-  const tag = `${process.pid}-${launched++}`;
-  const profile = `${work}/profile-${tag}`;
-  const context = await chromium.launchPersistentContext(profile, {
-    ...CONTEXT_OPTIONS,
-    executablePath: process.env.DUET_CHROMIUM || "/usr/bin/chromium",
-    headless: true,
-    args: [...CHROMIUM_FLAGS, `--duet-bench-tag=${tag}`],
-  });
-  const close = async () => {
-    await context.close();
-    rmSync(profile, { recursive: true, force: true });
-  };
-  return { context, pid: browserPid(tag), close };
 }
 
 /** Puts the file at `path` into a file input of the page (creating one if the page has none)

@@ -7,23 +7,10 @@
 // connection stops reporting. Prints `RESULT {json}` for the Rust test to check.
 //
 // usage: node tests/e2e/calls.mjs BASE_URL OUT_DIR
-import { CONTEXT_OPTIONS, Person, launch, sleep } from "./duet.mjs";
+import { Person, freshStats, launch, press, sleep } from "./duet.mjs";
 
 const [base, out] = process.argv.slice(2);
 const result = {};
-
-/** Clicks the call control `key` once the page reports where it is. */
-async function press(person, key) {
-  const layout = await person.waitFor(`the ${key} button`, (e) => e.event === "layout" && e.call_buttons?.[key]);
-  const latest = [...person.events].reverse().find((e) => e.event === "layout" && e.call_buttons?.[key]) || layout;
-  const [x, y] = latest.call_buttons[key];
-  await person.page.mouse.click(x, y);
-}
-
-/** The newest `call_stats` event at least `since` ms after now's (waits for a fresh one). */
-async function freshStats(person, after = Date.now()) {
-  return person.waitFor("fresh call stats", (e) => e.event === "call_stats" && e.at_ms > after, { timeout: 30_000 });
-}
 
 const browser = await launch();
 try {

@@ -24,11 +24,12 @@ export const CHROMIUM_FLAGS = [
   "--use-fake-device-for-media-stream",
 ];
 
-export async function launch() {
+/** A headless Chromium; `without` drops some of [`CHROMIUM_FLAGS`] (e.g. the fake devices). */
+export async function launch({ without = [] } = {}) {
   return chromium.launch({
     executablePath: process.env.DUET_CHROMIUM || "/usr/bin/chromium",
     headless: true,
-    args: CHROMIUM_FLAGS,
+    args: CHROMIUM_FLAGS.filter((flag) => !without.includes(flag)),
   });
 }
 
@@ -42,6 +43,19 @@ export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 export function sha256Hex(bytes) {
   return createHash("sha256").update(bytes).digest("hex");
+}
+
+/** Clicks the call control `key` (from the page's `layout` events) once the page shows it. */
+export async function press(person, key) {
+  await person.waitFor(`the ${key} button`, (e) => e.event === "layout" && e.call_buttons?.[key]);
+  const latest = [...person.events].reverse().find((e) => e.event === "layout" && e.call_buttons?.[key]);
+  const [x, y] = latest.call_buttons[key];
+  await person.page.mouse.click(x, y);
+}
+
+/** The first `call_stats` event reported after `after` (ms since the epoch; default now). */
+export async function freshStats(person, after = Date.now()) {
+  return person.waitFor("fresh call stats", (e) => e.event === "call_stats" && e.at_ms > after, { timeout: 30_000 });
 }
 
 /** One person: a browser context (its own storage) with one page, and the events it printed. */
@@ -76,13 +90,15 @@ export class Person {
     page.on("pageerror", (error) => this.errors.push(String(error)));
   }
 
-  static async open(browser, name, url) {
-    return Person.inContext(await browser.newContext(CONTEXT_OPTIONS), name, url);
+  static async open(browser, name, url, { grant = true } = {}) {
+    return Person.inContext(await browser.newContext(CONTEXT_OPTIONS), name, url, { grant });
   }
 
-  /** One person in an existing context (e.g. a persistent profile, see `launchPersistentContext`). */
-  static async inContext(context, name, url) {
-    await context.grantPermissions(["camera", "microphone"]);
+  /** One person in an existing context (e.g. a persistent profile, see `launchPersistentContext`).
+   * `grant`: the microphone and camera are allowed (otherwise the browser asks, and headless
+   * Chromium without `--use-fake-ui-for-media-stream` says no). */
+  static async inContext(context, name, url, { grant = true } = {}) {
+    if (grant) await context.grantPermissions(["camera", "microphone"]);
     const page = context.pages()[0] || (await context.newPage());
     const person = new Person(name, context, page);
     await page.goto(url);

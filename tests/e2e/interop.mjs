@@ -1,9 +1,10 @@
 // A browser and a native client in one room (the Rust test runs the native side): they exchange
-// a chat and a file both ways, and the browser's call is declined by the desktop app, which has
-// no call media yet. Prints `RESULT {json}`.
+// a chat and a file both ways, and talk: the browser calls, the desktop app accepts, and each
+// hears the other (Chromium's fake microphone one way, the desktop's test tone the other).
+// Prints `RESULT {json}`.
 //
 // usage: node tests/e2e/interop.mjs ROOM_LINK OUT_DIR EXPECTED_TEXT EXPECTED_SHA256
-import { Person, launch, sleep } from "./duet.mjs";
+import { Person, freshStats, launch, press, sleep } from "./duet.mjs";
 
 const [link, out, expectedText, expectedSha] = process.argv.slice(2);
 const result = {};
@@ -16,11 +17,27 @@ try {
   result.peer_name = hello.name;
   const heard = await bea.waitFor("the native client's chat", (e) => e.event === "chat" && !e.mine && e.text === expectedText);
   result.chat_received = heard.text;
-  // The desktop app cannot take calls yet: Bea's call is turned down at once, in words.
-  const callButton = await bea.waitFor("the call button", (e) => e.event === "layout" && e.call_buttons?.call);
-  await bea.page.mouse.click(...callButton.call_buttons.call);
-  const refused = await bea.waitFor("the refused call", (e) => e.event === "call_ended");
-  result.call_ended = { reason: refused.reason, message: refused.message };
+  // A voice call with the desktop app, which sends a 440 Hz tone: Bea calls, the native client
+  // accepts, and audio flows both ways. Bea hangs up after 5 s of it.
+  await press(bea, "call");
+  await bea.waitFor("the call, active", (e) => e.event === "call" && e.phase === "active", { timeout: 60_000 });
+  const activeAt = Date.now();
+  await sleep(1500);
+  const first = await freshStats(bea);
+  await sleep(5000);
+  const second = await freshStats(bea);
+  const during = bea.events.filter((e) => e.event === "call_stats" && e.at_ms > activeAt);
+  result.call = {
+    inbound_audio_bytes_growth: second.inbound_audio_bytes - first.inbound_audio_bytes,
+    inbound_audio_packets_growth: second.inbound_audio_packets - first.inbound_audio_packets,
+    outbound_audio_bytes_growth: second.outbound_audio_bytes - first.outbound_audio_bytes,
+    peer_level: Math.max(...during.map((e) => e.peer_level)),
+    packets_lost: second.packets_lost,
+    jitter_ms: second.jitter_ms,
+    rtt_ms: second.rtt_ms,
+  };
+  await press(bea, "hangup");
+  result.call.ended = (await bea.waitFor("the call's end", (e) => e.event === "call_ended")).reason;
   await bea.say("Hi from the browser!");
   await bea.waitFor("a delivered receipt", (e) => e.event === "chat" && e.mine && e.state === "delivered");
 

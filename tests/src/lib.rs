@@ -61,6 +61,8 @@ pub struct WranglerOptions {
     pub vars: Vec<(String, String)>,
     /// The port to serve on (a restarted server keeps its address); a free one when `None`.
     pub port: Option<u16>,
+    /// Log the worker's own `console.log` lines too (`--log-level log`), not just warnings.
+    pub verbose: bool,
 }
 
 /// A running `wrangler dev`, stopped (whole process group) when dropped — or when the test process
@@ -104,7 +106,7 @@ impl Wrangler {
             persist_to.display().to_string(),
             "--show-interactive-dev-session=false".into(),
             "--log-level".into(),
-            "warn".into(),
+            if options.verbose { "log" } else { "warn" }.into(),
         ];
         for (name, value) in &options.vars {
             args.push("--var".into());
@@ -665,6 +667,10 @@ impl HeadlessClient {
             })
             .args(["--name", name, "--data-dir"])
             .arg(data_dir)
+            // Calls send a 440 Hz tone instead of a microphone's sound, as Chromium's fake devices
+            // do in the browser tests (test machines have no sound card). A wrapper such as
+            // `env DUET_FAKE_AUDIO=none` (no microphone) overrides it.
+            .env("DUET_FAKE_AUDIO", "tone")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -729,6 +735,12 @@ impl HeadlessClient {
         }
     }
 
+    /// Drops the events that arrived but were not waited for (so the next [`wait`](Self::wait)
+    /// sees only what happens from now on, e.g. a fresh once-a-second report).
+    pub fn skip_pending(&mut self) {
+        while self.events.try_recv().is_ok() {}
+    }
+
     /// `kill -9`, then reap.
     pub fn kill9(mut self) {
         let _ = self.child.kill();
@@ -750,4 +762,24 @@ pub fn flag_value<T: std::str::FromStr>(args: &[String], flag: &str) -> Option<T
         .position(|a| a == flag)
         .and_then(|i| args.get(i + 1))
         .and_then(|v| v.parse().ok())
+}
+
+/// Runs a benchmark's Node driver (`tests/bench/SCRIPT`) with `args` and returns the JSON it
+/// printed on its last `RESULT {json}` line; its stderr goes to ours as it runs.
+pub fn node_bench_result(script: &str, args: &[String]) -> Result<serde_json::Value> {
+    let root = repo_root();
+    let output = Command::new("node")
+        .arg(root.join("tests/bench").join(script))
+        .args(args)
+        .current_dir(&root)
+        .stderr(Stdio::inherit())
+        .output()
+        .context("node (cargo xtask bench installs the npm packages)")?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    stdout
+        .lines()
+        .rev()
+        .find_map(|line| line.strip_prefix("RESULT "))
+        .and_then(|json| serde_json::from_str(json).ok())
+        .with_context(|| format!("{script} failed ({}):\n{stdout}", output.status))
 }

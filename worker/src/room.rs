@@ -181,6 +181,22 @@ pub enum DropReason {
     AbsentPeer,
 }
 
+/// The kind of a relayed `Signal` frame (`Offer`, `Answer`, `IceCandidate`: the key of its
+/// `data`), for the opt-in diagnostic log; `other` for anything else.
+pub fn signal_kind(frame: &str) -> String {
+    let kind = serde_json::from_str::<serde_json::Value>(frame)
+        .ok()
+        .and_then(|v| {
+            v.get("Signal")?
+                .get("data")?
+                .as_object()?
+                .keys()
+                .next()
+                .cloned()
+        });
+    kind.unwrap_or_else(|| "other".into())
+}
+
 /// Routes one frame from `sender` given the live peers of the room.
 ///
 /// The relayed frame is built from `matchbox_protocol`'s own types and serializer, so it is the
@@ -417,6 +433,17 @@ mod tests {
                 )
             }
         );
+    }
+
+    #[test]
+    fn the_diagnostic_log_names_a_signal_by_kind_only() {
+        let frame = r#"{"Signal":{"sender":"x","data":{"IceCandidate":"candidate:1 1 udp"}}}"#;
+        assert_eq!(signal_kind(frame), "IceCandidate");
+        assert_eq!(
+            signal_kind(r#"{"Signal":{"sender":"x","data":1}}"#),
+            "other"
+        );
+        assert_eq!(signal_kind("not json"), "other");
     }
 
     #[test]

@@ -23,7 +23,7 @@ const USAGE: &str =
     "usage: cargo xtask <dev | test [-- TEST ARGS] | bench NAME | build-worker | build-web | setup>
   dev           install missing tools, build, serve Duet on http://127.0.0.1:8787
   test          install missing tools, build, run every test
-  bench NAME    run a benchmark (signaling, transfer, browser) and write target/bench/NAME.json
+  bench NAME    run a benchmark (signaling, transfer, browser, call, chat) and write target/bench/NAME.json
   build-worker  rebuild the worker's wasm if its sources changed
   build-web     rebuild the browser client (web/pkg) if its sources changed
   setup         only install missing tools";
@@ -363,6 +363,17 @@ fn bench(root: &Path, args: &[String]) -> Result<()> {
                 rest,
             )
         }
+        "call" => {
+            tools::ensure_all(root)?;
+            tools::ensure_test_packages()?;
+            build_web(root, false)?;
+            run_bench(
+                root,
+                &["build", "-p", "duet-tests", "--bin", "bench-call"],
+                "debug/bench-call",
+                rest,
+            )
+        }
         // No network: the chat panel and the history store, in one process.
         "chat" => run(Command::new(tools::cargo()).current_dir(root).args([
             "run",
@@ -371,6 +382,8 @@ fn bench(root: &Path, args: &[String]) -> Result<()> {
             "--example",
             "bench-chat",
         ])),
-        _ => bail!("unknown benchmark {name:?}; available: signaling, transfer, browser, chat"),
+        _ => {
+            bail!("unknown benchmark {name:?}; available: signaling, transfer, browser, call, chat")
+        }
     }
 }

@@ -54,6 +54,7 @@ fn version_of(program: &Path) -> Option<String> {
 
 /// Installs everything `dev`, `test` and `bench` need, skipping what is already there.
 pub fn ensure_all(root: &Path) -> Result<()> {
+    ensure_build_packages()?;
     ensure_wasm_target()?;
     ensure_cargo_tool("worker-build", "worker-build", WORKER_BUILD_VERSION, true)?;
     // Not --locked: the CLI's lockfile wants a crate version this registry mirror lacks.
@@ -84,9 +85,22 @@ const TEST_PACKAGES: &[&str] = &[
     "libxrandr2",
 ];
 
+/// Debian packages the desktop client's build needs: cmake for libopus (built from the `opus`
+/// crate's bundled source) and ALSA's headers for `cpal` (microphone and speakers in calls).
+const BUILD_PACKAGES: &[&str] = &["cmake", "pkg-config", "libasound2-dev"];
+
 /// Installs [`TEST_PACKAGES`] with apt when any is missing (needs root, as in CI).
 pub fn ensure_test_packages() -> Result<()> {
-    let missing: Vec<&str> = TEST_PACKAGES
+    ensure_packages(TEST_PACKAGES, "the client tests")
+}
+
+/// Installs [`BUILD_PACKAGES`] with apt when any is missing (needs root, as in CI).
+pub fn ensure_build_packages() -> Result<()> {
+    ensure_packages(BUILD_PACKAGES, "the desktop client's build")
+}
+
+fn ensure_packages(packages: &[&str], for_what: &str) -> Result<()> {
+    let missing: Vec<&str> = packages
         .iter()
         .copied()
         .filter(|package| {
@@ -100,12 +114,12 @@ pub fn ensure_test_packages() -> Result<()> {
         return Ok(());
     }
     println!(
-        "installing Debian packages for the client tests: {}",
+        "installing Debian packages for {for_what}: {}",
         missing.join(" ")
     );
     if !crate::is_root() {
         anyhow::bail!(
-            "the client tests need these Debian packages: sudo apt-get install -y {}",
+            "{for_what} needs these Debian packages: sudo apt-get install -y {}",
             missing.join(" ")
         );
     }

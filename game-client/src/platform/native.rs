@@ -1,7 +1,9 @@
 //! The desktop side of [`super`]: files on disk, stdin/stdout automation, native dialogs, and
 //! the command-line entry point.
 
+mod audio;
 mod entry;
+mod media;
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -13,6 +15,9 @@ use duet_shared::transfer::WindowConfig;
 use sha2::{Digest, Sha256};
 
 pub use entry::main;
+pub use media::{
+    CALLS_SUPPORTED, VIDEO_SUPPORTED, media_command, media_reports, set_peer_video_rect,
+};
 
 use super::{FileAction, FileDrag, ReadPoll};
 
@@ -52,22 +57,6 @@ pub fn fault_drop_grant() -> Option<u32> {
 /// Nothing to do on the desktop: received bytes are freed when handled (see the web side for
 /// why the browser needs a nudge).
 pub fn received_from_peer(_bytes: usize) {}
-
-/// The desktop has no call media yet (voice with `cpal` and Opus on webrtc-rs is the next
-/// step): the windowed client offers no call button, and a call accepted here stays
-/// "connecting" until the machine's timeout ends it.
-pub const CALLS_SUPPORTED: bool = false;
-
-/// See [`CALLS_SUPPORTED`]: nothing to drive yet.
-pub fn media_command(_effect: duet_shared::call::CallEffect, _ice: &[crate::config::IceServer]) {}
-
-/// See [`CALLS_SUPPORTED`].
-pub fn media_reports() -> Vec<crate::call::MediaReport> {
-    Vec::new()
-}
-
-/// See [`CALLS_SUPPORTED`].
-pub fn set_peer_video_rect(_rect: Option<(f32, f32, f32)>) {}
 
 /// Frames never stop on the desktop, so the engine's clock runs with them.
 pub fn keep_pump_ticking() {}

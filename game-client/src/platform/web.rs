@@ -6,7 +6,9 @@ mod entry;
 mod idb;
 mod media;
 
-pub use media::{CALLS_SUPPORTED, media_command, media_reports, set_peer_video_rect};
+pub use media::{
+    CALLS_SUPPORTED, VIDEO_SUPPORTED, media_command, media_reports, set_peer_video_rect,
+};
 
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};

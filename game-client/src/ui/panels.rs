@@ -568,7 +568,7 @@ fn call_bar(
                 if button(ui, "call", "📞 Call") {
                     actions.write(CallAction::Start { video: false });
                 }
-                if button(ui, "video_call", "Video call") {
+                if crate::platform::VIDEO_SUPPORTED && button(ui, "video_call", "Video call") {
                     actions.write(CallAction::Start { video: true });
                 }
             }
@@ -594,7 +594,7 @@ fn call_bar(
             if button(ui, "accept", "Accept") {
                 actions.write(CallAction::Accept { video: false });
             }
-            if button(ui, "accept_video", "Accept with video") {
+            if crate::platform::VIDEO_SUPPORTED && button(ui, "accept_video", "Accept with video") {
                 actions.write(CallAction::Accept { video: true });
             }
             if button(ui, "decline", "Decline") {
@@ -617,11 +617,13 @@ fn call_bar(
                     camera,
                 });
             }
-            if button(
-                ui,
-                "camera",
-                if camera { "Camera off" } else { "Camera on" },
-            ) {
+            if crate::platform::VIDEO_SUPPORTED
+                && button(
+                    ui,
+                    "camera",
+                    if camera { "Camera off" } else { "Camera on" },
+                )
+            {
                 actions.write(CallAction::SetMedia {
                     muted,
                     camera: !camera,

@@ -11,9 +11,7 @@
 //!
 //! Usage: `cargo xtask bench browser [-- --runs N]` (default 3).
 
-use std::process::Command;
-
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use duet_tests::{Wrangler, WranglerOptions, repo_root, temp_dir};
 use serde_json::Value;
 
@@ -26,27 +24,14 @@ fn main() -> Result<()> {
     }
     let wrangler = Wrangler::start(WranglerOptions::default())?;
     let work = temp_dir("bench-browser")?;
-    let output = Command::new("node")
-        .arg(root.join("tests/bench/browser.mjs"))
-        .arg(&wrangler.base)
-        .arg(&work)
-        .arg(runs.to_string())
-        .current_dir(&root)
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .context("node (cargo xtask bench installs the npm packages)")?;
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let result: Value = stdout
-        .lines()
-        .rev()
-        .find_map(|line| line.strip_prefix("RESULT "))
-        .and_then(|json| serde_json::from_str(json).ok())
-        .with_context(|| {
-            format!(
-                "the browser benchmark failed ({}):\n{stdout}",
-                output.status
-            )
-        })?;
+    let result = duet_tests::node_bench_result(
+        "browser.mjs",
+        &[
+            wrangler.base.clone(),
+            work.display().to_string(),
+            runs.to_string(),
+        ],
+    )?;
     let _ = std::fs::remove_dir_all(&work);
     let path = root.join("target/bench/browser.json");
     std::fs::write(&path, serde_json::to_string_pretty(&result)?)?;

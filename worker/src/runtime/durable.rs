@@ -58,6 +58,15 @@ impl Room {
             * 1000
     }
 
+    /// `LOG_SIGNALS = "1"` logs one line per relayed signal: its kind and size, never its
+    /// content. Off unless set; the tests turn it on to show that calls (negotiated between the
+    /// peers over their own data channel) never pass through here.
+    fn log_signals(&self) -> bool {
+        self.env
+            .var("LOG_SIGNALS")
+            .is_ok_and(|v| v.to_string() == "1")
+    }
+
     async fn record(&self) -> Result<Option<RoomRecord>> {
         self.state.storage().get::<RoomRecord>(RECORD_KEY).await
     }
@@ -416,6 +425,14 @@ impl DurableObject for Room {
         };
         match outcome {
             Ok(Routed::Relay { to, frame }) => {
+                if self.log_signals() {
+                    // What kind and how big, never what it says.
+                    worker::console_log!(
+                        "signal relayed: {}, {} bytes",
+                        room::signal_kind(&frame),
+                        frame.len()
+                    );
+                }
                 if let Some((target, _)) = members.iter().find(|(_, m)| m.peer == to)
                     && let Err(e) = target.send_with_str(frame)
                 {

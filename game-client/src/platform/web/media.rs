@@ -38,6 +38,8 @@ thread_local! {
 
 /// Calls work in the browser.
 pub const CALLS_SUPPORTED: bool = true;
+/// The browser has cameras: video calls are offered.
+pub const VIDEO_SUPPORTED: bool = true;
 
 /// Hands one effect to the media task (started on first use).
 pub fn media_command(effect: CallEffect, ice_servers: &[IceServer]) {
@@ -519,6 +521,7 @@ fn summarize(report: &JsValue) -> CallStats {
             ("inbound-rtp", "video") => {
                 out.inbound_video_bytes += number(&entry, "bytesReceived") as u64;
                 out.video_fps = number(&entry, "framesPerSecond");
+                out.packets_lost += number(&entry, "packetsLost").max(0.0) as u64;
             }
             ("outbound-rtp", "audio") => {
                 out.outbound_audio_bytes += number(&entry, "bytesSent") as u64;

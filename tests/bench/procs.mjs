@@ -1,0 +1,118 @@
+// Process measurements for the benchmarks: a person's own Chromium (tagged, so its process tree
+// can be found), and that tree's memory and CPU from /proc.
+import { chromium } from "playwright-core";
+import { readFileSync, readdirSync, rmSync } from "node:fs";
+import { CHROMIUM_FLAGS, CONTEXT_OPTIONS } from "../e2e/duet.mjs";
+
+export function processTable() {
+  const table = [];
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      table.push({ pid: Number(entry), ppid });
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return table;
+}
+
+export function rssKib(pid) {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, "utf8");
+    return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] || 0);
+  } catch {
+    return 0;
+  }
+}
+
+/** The pid of the browser whose command line carries `--duet-bench-tag=TAG`. */
+export function browserPid(tag) {
+  for (const { pid } of processTable()) {
+    try {
+      const cmdline = readFileSync(`/proc/${pid}/cmdline`, "utf8");
+      if (cmdline.includes(`--duet-bench-tag=${tag}`)) return pid;
+    } catch {
+      // gone meanwhile
+    }
+  }
+  throw new Error(`no browser process tagged ${tag}`);
+}
+
+/** The browser process and all its descendants. */
+export function processTree(root) {
+  const table = processTable();
+  const tree = new Set([root]);
+  for (let grew = true; grew; ) {
+    grew = false;
+    for (const { pid, ppid } of table) {
+      if (tree.has(ppid) && !tree.has(pid)) {
+        tree.add(pid);
+        grew = true;
+      }
+    }
+  }
+  return tree;
+}
+
+/** RSS (MiB) of the browser process and all its descendants, by process type (browser,
+ * renderer, gpu-process, utility, zygote...) and in total. */
+export function treeRss(root) {
+  const tree = processTree(root);
+  const byType = { total: 0 };
+  for (const pid of tree) {
+    let type = "browser";
+    try {
+      type = /--type=([a-z-]+)/.exec(readFileSync(`/proc/${pid}/cmdline`, "utf8"))?.[1] || "browser";
+    } catch {
+      continue;
+    }
+    const mib = rssKib(pid) / 1024;
+    byType[type] = (byType[type] || 0) + mib;
+    byType.total += mib;
+  }
+  return byType;
+}
+
+/** CPU seconds (user + system) used so far by the browser's process tree, by process type. */
+export function treeCpu(root) {
+  const tree = processTree(root);
+  const byType = {};
+  for (const pid of tree) {
+    try {
+      const type = /--type=([a-z-]+)/.exec(readFileSync(`/proc/${pid}/cmdline`, "utf8"))?.[1] || "browser";
+      const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      // utime and stime are fields 14 and 15 of /proc/PID/stat, in clock ticks (100 per second).
+      byType[type] = (byType[type] || 0) + (Number(fields[11]) + Number(fields[12])) / 100;
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return byType;
+}
+
+let launched = 0;
+
+/** One person's own Chromium with a fresh on-disk profile, as a person's browser has: in
+ * Playwright's default (incognito) contexts IndexedDB lives in the browser process's memory,
+ * so 200 MiB received would count as 200 MiB of memory (measured, 200 MiB written: +228 MiB
+ * in an incognito context, +2 MiB with a profile on disk). */
+export async function launchTagged(work) {
+  const tag = `${process.pid}-${launched++}`;
+  const profile = `${work}/profile-${tag}`;
+  const context = await chromium.launchPersistentContext(profile, {
+    ...CONTEXT_OPTIONS,
+    executablePath: process.env.DUET_CHROMIUM || "/usr/bin/chromium",
+    headless: true,
+    args: [...CHROMIUM_FLAGS, `--duet-bench-tag=${tag}`],
+  });
+  const close = async () => {
+    await context.close();
+    rmSync(profile, { recursive: true, force: true });
+  };
+  return { context, pid: browserPid(tag), close };
+}
+

@@ -1,0 +1,54 @@
+// Calls when the browser has no microphone, or says no to it. Ada (fake devices) calls Bob,
+// whose Chromium has no media devices at all: Bob accepts, and both are told in words that
+// he has no microphone. Bob leaves; Carol, whose browser refuses the microphone (no fake
+// permission prompt, nothing granted), accepts Ada's next call: both are told that her browser
+// blocked it. Chat keeps working throughout. Prints `RESULT {json}`.
+//
+// usage: node tests/e2e/call-devices.mjs BASE_URL
+import { Person, launch, press } from "./duet.mjs";
+
+const [base] = process.argv.slice(2);
+const result = {};
+const withDevices = await launch();
+const noDevices = await launch({ without: ["--use-fake-device-for-media-stream"] });
+const refusing = await launch({ without: ["--use-fake-ui-for-media-stream"] });
+
+/** Ada calls `peer`, who accepts; what each side was told. */
+async function callAndFail(ada, peer) {
+  await press(ada, "call");
+  await peer.waitFor("ringing", (e) => e.event === "call" && e.phase === "ringing");
+  const since = { ada: ada.events.length, peer: peer.events.length };
+  await press(peer, "accept");
+  const here = await peer.waitFor("the end here", (e) => e.event === "call_ended", { since: since.peer });
+  const there = await ada.waitFor("the end there", (e) => e.event === "call_ended", { since: since.ada });
+  return { peer: { reason: here.reason, message: here.message }, ada: { reason: there.reason, message: there.message } };
+}
+
+try {
+  const ada = await Person.open(withDevices, "Ada", `${base}/?automation`);
+  await ada.waitFor("first frame", (e) => e.event === "first_frame");
+  await ada.click("create_button");
+  const entered = await ada.waitFor("the room", (e) => e.event === "screen" && e.screen === "room");
+
+  const bob = await Person.open(noDevices, "Bob", `${entered.link}?automation`);
+  await ada.waitFor("Bob's hello", (e) => e.event === "peer_hello");
+  await bob.waitFor("Ada's hello", (e) => e.event === "peer_hello");
+  result.no_microphone = await callAndFail(ada, bob);
+  await bob.say("no microphone here");
+  result.chat_after_no_microphone = (await ada.waitFor("Bob's chat", (e) => e.event === "chat" && !e.mine)).text;
+  const left = ada.events.length;
+  await bob.context.close();
+  await ada.waitFor("Bob gone", (e) => e.event === "peer_left", { since: left });
+
+  const hellos = ada.events.length;
+  const carol = await Person.open(refusing, "Carol", `${entered.link}?automation`, { grant: false });
+  await ada.waitFor("Carol's hello", (e) => e.event === "peer_hello", { since: hellos });
+  await carol.waitFor("Ada's hello", (e) => e.event === "peer_hello");
+  result.denied = await callAndFail(ada, carol);
+  await carol.say("blocked, but here");
+  result.chat_after_denied = (await ada.waitFor("Carol's chat", (e) => e.event === "chat" && !e.mine && e.text === "blocked, but here")).text;
+  result.errors = [...ada.errors, ...carol.errors].slice(0, 5);
+} finally {
+  console.log(`RESULT ${JSON.stringify(result)}`);
+  for (const b of [withDevices, noDevices, refusing]) await b.close();
+}
