@@ -1,17 +1,25 @@
 // Calls when the browser has no microphone, or says no to it. Ada (fake devices) calls Bob,
 // whose Chromium has no media devices at all: Bob accepts, and both are told in words that
-// he has no microphone. Bob leaves; Carol, whose browser refuses the microphone (no fake
-// permission prompt, nothing granted), accepts Ada's next call: both are told that her browser
-// blocked it. Chat keeps working throughout. Prints `RESULT {json}`.
+// he has no microphone. Bob leaves; Carol, whose browser has the microphone blocked for the
+// site (its permission set to "denied", as a person's "Block" does), accepts Ada's next call:
+// both are told that her browser blocked it. Chat keeps working throughout. Prints `RESULT {json}`.
 //
 // usage: node tests/e2e/call-devices.mjs BASE_URL
-import { Person, launch, press } from "./duet.mjs";
+import { CONTEXT_OPTIONS, Person, launch, press } from "./duet.mjs";
 
 const [base] = process.argv.slice(2);
 const result = {};
 const withDevices = await launch();
 const noDevices = await launch({ without: ["--use-fake-device-for-media-stream"] });
-const refusing = await launch({ without: ["--use-fake-ui-for-media-stream"] });
+// Carol's browser is like Ada's, but her microphone and camera are blocked for this site in its
+// settings (below), as when a person pressed "Block": no prompt, the browser says no.
+// (No fake prompt for her: it would say yes whatever the settings say. A page without
+// microphone permission names its addresses by mDNS in its candidates, which nothing resolves
+// in the tests' loopback-only network, so her addresses show, as Ada's do.)
+const refusing = await launch({
+  without: ["--use-fake-ui-for-media-stream"],
+  extra: ["--disable-features=WebRtcHideLocalIpsWithMdns"],
+});
 
 /** Ada calls `peer`, who accepts; what each side was told. */
 async function callAndFail(ada, peer) {
@@ -24,13 +32,16 @@ async function callAndFail(ada, peer) {
   return { peer: { reason: here.reason, message: here.message }, ada: { reason: there.reason, message: there.message } };
 }
 
+const people = [];
 try {
   const ada = await Person.open(withDevices, "Ada", `${base}/?automation`);
+  people.push(ada);
   await ada.waitFor("first frame", (e) => e.event === "first_frame");
   await ada.click("create_button");
   const entered = await ada.waitFor("the room", (e) => e.event === "screen" && e.screen === "room");
 
   const bob = await Person.open(noDevices, "Bob", `${entered.link}?automation`);
+  people.push(bob);
   await ada.waitFor("Bob's hello", (e) => e.event === "peer_hello");
   await bob.waitFor("Ada's hello", (e) => e.event === "peer_hello");
   result.no_microphone = await callAndFail(ada, bob);
@@ -41,13 +52,22 @@ try {
   await ada.waitFor("Bob gone", (e) => e.event === "peer_left", { since: left });
 
   const hellos = ada.events.length;
-  const carol = await Person.open(refusing, "Carol", `${entered.link}?automation`, { grant: false });
+  const carolContext = await refusing.newContext(CONTEXT_OPTIONS);
+  const blocker = await carolContext.newCDPSession(await carolContext.newPage());
+  for (const name of ["microphone", "camera"]) {
+    await blocker.send("Browser.setPermission", { permission: { name }, setting: "denied", origin: new URL(base).origin });
+  }
+  const carol = await Person.inContext(carolContext, "Carol", `${entered.link}?automation`, { grant: false });
+  people.push(carol);
   await ada.waitFor("Carol's hello", (e) => e.event === "peer_hello", { since: hellos });
   await carol.waitFor("Ada's hello", (e) => e.event === "peer_hello");
   result.denied = await callAndFail(ada, carol);
   await carol.say("blocked, but here");
   result.chat_after_denied = (await ada.waitFor("Carol's chat", (e) => e.event === "chat" && !e.mine && e.text === "blocked, but here")).text;
   result.errors = [...ada.errors, ...carol.errors].slice(0, 5);
+} catch (e) {
+  for (const p of people) console.error(`${p.name}'s last events:\n  ${p.events.filter((e) => e.event !== "layout").slice(-10).map((e) => JSON.stringify(e)).join("\n  ")}\n  errors: ${p.errors.slice(-3).join(" | ")}`);
+  throw e;
 } finally {
   console.log(`RESULT ${JSON.stringify(result)}`);
   for (const b of [withDevices, noDevices, refusing]) await b.close();

@@ -24,12 +24,13 @@ export const CHROMIUM_FLAGS = [
   "--use-fake-device-for-media-stream",
 ];
 
-/** A headless Chromium; `without` drops some of [`CHROMIUM_FLAGS`] (e.g. the fake devices). */
-export async function launch({ without = [] } = {}) {
+/** A headless Chromium; `without` drops some of [`CHROMIUM_FLAGS`] (e.g. the fake devices),
+ * `extra` adds flags. */
+export async function launch({ without = [], extra = [] } = {}) {
   return chromium.launch({
     executablePath: process.env.DUET_CHROMIUM || "/usr/bin/chromium",
     headless: true,
-    args: CHROMIUM_FLAGS.filter((flag) => !without.includes(flag)),
+    args: [...CHROMIUM_FLAGS.filter((flag) => !without.includes(flag)), ...extra],
   });
 }
 
@@ -45,12 +46,21 @@ export function sha256Hex(bytes) {
   return createHash("sha256").update(bytes).digest("hex");
 }
 
-/** Clicks the call control `key` (from the page's `layout` events) once the page shows it. */
-export async function press(person, key) {
-  await person.waitFor(`the ${key} button`, (e) => e.event === "layout" && e.call_buttons?.[key]);
-  const latest = [...person.events].reverse().find((e) => e.event === "layout" && e.call_buttons?.[key]);
-  const [x, y] = latest.call_buttons[key];
-  await person.page.mouse.click(x, y);
+/** Clicks the call control `key` once the page's newest `layout` event shows it (an older
+ * layout may show a button that is gone by now, e.g. "Call" from before the peer left). */
+export async function press(person, key, { timeout = 60_000 } = {}) {
+  const deadline = Date.now() + timeout;
+  for (;;) {
+    const latest = [...person.events].reverse().find((e) => e.event === "layout");
+    const at = latest?.call_buttons?.[key];
+    if (at) {
+      await person.page.mouse.click(...at);
+      return;
+    }
+    const left = deadline - Date.now();
+    if (left <= 0) throw new Error(`${person.name}: no ${key} button within ${timeout} ms`);
+    await person.waitFor(`a new layout`, (e) => e.event === "layout", { since: person.events.length, timeout: left });
+  }
 }
 
 /** The first `call_stats` event reported after `after` (ms since the epoch; default now). */
