@@ -14,7 +14,7 @@
 //
 // usage: node tests/bench/call.mjs BASE_URL WORK_DIR [DURATION_SECS]
 import { readFileSync } from "node:fs";
-import { Person, press, sleep } from "../e2e/duet.mjs";
+import { Person, createRoom, greeted, press, sleep } from "../e2e/duet.mjs";
 import { launchTagged, treeCpu } from "./procs.mjs";
 
 const [base, work, durationArg] = process.argv.slice(2);
@@ -27,8 +27,15 @@ const median = (values) => {
 };
 const totalCpu = (pid) => Object.values(treeCpu(pid)).reduce((a, b) => a + b, 0);
 
+/** Each browser's CPU seconds by process type from `before` (a `treeCpu` per pid) to now. */
+const cpuByProcess = (pids, before) =>
+  pids.map((pid, i) => {
+    const now = treeCpu(pid);
+    return Object.fromEntries(Object.keys(now).map((type) => [type, +(now[type] - (before[i][type] || 0)).toFixed(1)]));
+  });
+
 /** What both runs report, from each side's once-a-second stats and its browser's CPU. */
-function summary(samples, cpuSecs, secs) {
+function summary(samples, cpuSecs, secs, byProcess) {
   const all = samples.flat();
   const last = samples.map((side) => side[side.length - 1] || {});
   return {
@@ -39,6 +46,7 @@ function summary(samples, cpuSecs, secs) {
     video_fps: median(all.map((s) => s.video_fps).filter((v) => v > 0)),
     cpu_percent_per_tab: cpuSecs.map((c) => +((100 * c) / secs).toFixed(1)),
     inbound_audio_packets: last.map((s) => s.inbound_audio_packets || 0),
+    cpu_secs_by_process: byProcess,
     samples: all.length,
     secs,
   };
@@ -49,12 +57,9 @@ async function duetRun() {
   const b = await launchTagged(work);
   try {
     const ada = await Person.inContext(a.context, "Ada", `${base}/?automation`);
-    await ada.waitFor("first frame", (e) => e.event === "first_frame");
-    await ada.click("create_button");
-    const entered = await ada.waitFor("the room", (e) => e.event === "screen" && e.screen === "room");
-    const bob = await Person.inContext(b.context, "Bob", `${entered.link}?automation`);
-    await ada.waitFor("Bob's hello", (e) => e.event === "peer_hello");
-    await bob.waitFor("Ada's hello", (e) => e.event === "peer_hello");
+    const link = await createRoom(ada);
+    const bob = await Person.inContext(b.context, "Bob", `${link}?automation`);
+    await greeted(ada, bob);
     await press(ada, "video_call");
     await bob.waitFor("ringing", (e) => e.event === "call" && e.phase === "ringing");
     await press(bob, "accept_video");
@@ -62,14 +67,16 @@ async function duetRun() {
     // Let the video settle (encoder ramp-up), then measure.
     await sleep(3000);
     const cpuBefore = [a.pid, b.pid].map(totalCpu);
+    const typesBefore = [a.pid, b.pid].map(treeCpu);
     const started = Date.now();
     await sleep(DURATION * 1000);
     const secs = (Date.now() - started) / 1000;
     const cpu = [a.pid, b.pid].map((pid, i) => totalCpu(pid) - cpuBefore[i]);
+    const byProcess = cpuByProcess([a.pid, b.pid], typesBefore);
     const samples = [ada, bob].map((p) => p.events.filter((e) => e.event === "call_stats" && e.at_ms > started));
     await press(ada, "hangup");
     await bob.waitFor("the end", (e) => e.event === "call_ended");
-    return summary(samples, cpu, secs);
+    return summary(samples, cpu, secs, byProcess);
   } finally {
     await a.close();
     await b.close();
@@ -97,6 +104,7 @@ async function referenceRun() {
     await Promise.all([caller, callee].map((p) => p.evaluate(() => window.connected())));
     await sleep(3000);
     const cpuBefore = [a.pid, b.pid].map(totalCpu);
+    const typesBefore = [a.pid, b.pid].map(treeCpu);
     const started = Date.now();
     const samples = [[], []];
     while (Date.now() - started < DURATION * 1000) {
@@ -105,7 +113,7 @@ async function referenceRun() {
     }
     const secs = (Date.now() - started) / 1000;
     const cpu = [a.pid, b.pid].map((pid, i) => totalCpu(pid) - cpuBefore[i]);
-    return summary(samples, cpu, secs);
+    return summary(samples, cpu, secs, cpuByProcess([a.pid, b.pid], typesBefore));
   } finally {
     await a.close();
     await b.close();

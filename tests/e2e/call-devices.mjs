@@ -5,7 +5,7 @@
 // both are told that her browser blocked it. Chat keeps working throughout. Prints `RESULT {json}`.
 //
 // usage: node tests/e2e/call-devices.mjs BASE_URL
-import { CONTEXT_OPTIONS, Person, launch, press } from "./duet.mjs";
+import { CONTEXT_OPTIONS, Person, createRoom, greeted, launch, press } from "./duet.mjs";
 
 const [base] = process.argv.slice(2);
 const result = {};
@@ -36,14 +36,11 @@ const people = [];
 try {
   const ada = await Person.open(withDevices, "Ada", `${base}/?automation`);
   people.push(ada);
-  await ada.waitFor("first frame", (e) => e.event === "first_frame");
-  await ada.click("create_button");
-  const entered = await ada.waitFor("the room", (e) => e.event === "screen" && e.screen === "room");
+  const link = await createRoom(ada);
 
-  const bob = await Person.open(noDevices, "Bob", `${entered.link}?automation`);
+  const bob = await Person.open(noDevices, "Bob", `${link}?automation`);
   people.push(bob);
-  await ada.waitFor("Bob's hello", (e) => e.event === "peer_hello");
-  await bob.waitFor("Ada's hello", (e) => e.event === "peer_hello");
+  await greeted(ada, bob);
   result.no_microphone = await callAndFail(ada, bob);
   await bob.say("no microphone here");
   result.chat_after_no_microphone = (await ada.waitFor("Bob's chat", (e) => e.event === "chat" && !e.mine)).text;
@@ -57,7 +54,7 @@ try {
   for (const name of ["microphone", "camera"]) {
     await blocker.send("Browser.setPermission", { permission: { name }, setting: "denied", origin: new URL(base).origin });
   }
-  const carol = await Person.inContext(carolContext, "Carol", `${entered.link}?automation`, { grant: false });
+  const carol = await Person.inContext(carolContext, "Carol", `${link}?automation`, { grant: false });
   people.push(carol);
   await ada.waitFor("Carol's hello", (e) => e.event === "peer_hello", { since: hellos });
   await carol.waitFor("Ada's hello", (e) => e.event === "peer_hello");

@@ -7,7 +7,7 @@
 // connection stops reporting. Prints `RESULT {json}` for the Rust test to check.
 //
 // usage: node tests/e2e/calls.mjs BASE_URL OUT_DIR
-import { Person, freshStats, launch, press, sleep } from "./duet.mjs";
+import { Person, createRoom, freshStats, greeted, launch, press, sleep } from "./duet.mjs";
 
 const [base, out] = process.argv.slice(2);
 const result = {};
@@ -15,12 +15,9 @@ const result = {};
 const browser = await launch();
 try {
   const ada = await Person.open(browser, "Ada", `${base}/?automation`);
-  await ada.waitFor("first frame", (e) => e.event === "first_frame");
-  await ada.click("create_button");
-  const entered = await ada.waitFor("the room", (e) => e.event === "screen" && e.screen === "room");
-  const bob = await Person.open(browser, "Bob", `${entered.link}?automation`);
-  await ada.waitFor("Bob's hello", (e) => e.event === "peer_hello");
-  await bob.waitFor("Ada's hello", (e) => e.event === "peer_hello");
+  const link = await createRoom(ada);
+  const bob = await Person.open(browser, "Bob", `${link}?automation`);
+  await greeted(ada, bob);
 
   await press(ada, "video_call");
   await ada.waitFor("calling", (e) => e.event === "call" && e.phase === "calling");

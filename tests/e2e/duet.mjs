@@ -68,6 +68,19 @@ export async function freshStats(person, after = Date.now()) {
   return person.waitFor("fresh call stats", (e) => e.event === "call_stats" && e.at_ms > after, { timeout: 30_000 });
 }
 
+/** `person`'s page creates a room from the lobby; returns the room's link. */
+export async function createRoom(person) {
+  await person.waitFor("first frame", (e) => e.event === "first_frame");
+  await person.click("create_button");
+  return (await person.waitFor("the room", (e) => e.event === "screen" && e.screen === "room")).link;
+}
+
+/** Waits until `a` and `b` have each had the other's hello (their data connection is up). */
+export async function greeted(a, b) {
+  await a.waitFor(`${b.name}'s hello`, (e) => e.event === "peer_hello");
+  await b.waitFor(`${a.name}'s hello`, (e) => e.event === "peer_hello");
+}
+
 /** One person: a browser context (its own storage) with one page, and the events it printed. */
 export class Person {
   constructor(name, context, page) {

@@ -62,7 +62,8 @@ pub(super) fn plugin(app: &mut App) {
 /// CPU, so drawing an idle lobby continuously took 1.85 cores of 2): a frame every
 /// [`FramePacing::busy`] while a file moves (the transfer runs between frames and keeps the
 /// CPU), every [`FramePacing::moving`] while something on screen moves (a bubble fading, the
-/// waiting seat breathing, a drag over the window), every [`FramePacing::still`] otherwise; and
+/// waiting seat breathing, a drag over the window, a call ringing), every [`FramePacing::call`]
+/// during a call, every [`FramePacing::still`] otherwise; and
 /// at once on input. egui's own redraw requests are dropped: it asks after nearly every frame
 /// (a blinking cursor, a scheduled repaint), which would mean drawing continuously again; its
 /// next frame comes with the clock or the input.
@@ -84,17 +85,28 @@ fn pace_frames(
         return;
     };
     let in_room = *screen.get() == Screen::Room;
-    // A call shows who speaks and rings while it rings.
-    let calling = call.call.phase() != duet_shared::call::CallPhase::Idle;
+    // A ringing call pulses; a call in progress shows who speaks, from levels that come once
+    // a second (the peer's video is the page's own element, not drawn here).
+    use duet_shared::call::CallPhase;
+    let ringing = matches!(
+        call.call.phase(),
+        CallPhase::Calling { .. } | CallPhase::Ringing { .. }
+    );
+    let in_call = matches!(
+        call.call.phase(),
+        CallPhase::Connecting { .. } | CallPhase::Active { .. }
+    );
     let moving = in_room
         && (seat.iter().any(|v| *v == Visibility::Visible)
             || !bubbles.is_empty()
             || zone.dragging
-            || calling);
+            || ringing);
     let wait = if transfers.lock().running() > 0 {
         pacing.busy
     } else if moving {
         pacing.moving
+    } else if in_room && in_call {
+        pacing.call
     } else {
         pacing.still
     };
@@ -113,6 +125,8 @@ pub struct FramePacing {
     pub busy: std::time::Duration,
     /// While something on screen moves.
     pub moving: std::time::Duration,
+    /// During a call, when nothing else moves: the speaking rings.
+    pub call: std::time::Duration,
     /// While nothing moves.
     pub still: std::time::Duration,
 }
