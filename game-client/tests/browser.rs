@@ -364,7 +364,7 @@ fn a_missing_or_blocked_microphone_ends_the_call_in_words() {
     assert_loopback_only();
     let _serial = one_at_a_time();
     let wrangler = Wrangler::shared();
-    let r = scenario("call-devices.mjs", &[wrangler.base.clone()]);
+    let r = scenario("call-devices.mjs", std::slice::from_ref(&wrangler.base));
     eprintln!("{}", serde_json::to_string_pretty(&r).unwrap());
 
     let none = &r["no_microphone"];

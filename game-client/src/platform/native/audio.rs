@@ -200,7 +200,7 @@ where
     let mut mono = Vec::new();
     let mut converted = Vec::new();
     device.build_input_stream(
-        config.clone(),
+        *config,
         move |data: &[T], _: &cpal::InputCallbackInfo| {
             mono.clear();
             mono.extend(data.chunks(channels).map(|frame| {
@@ -250,7 +250,7 @@ where
     let mut pending: VecDeque<f32> = VecDeque::new();
     let mut taken = Vec::new();
     device.build_output_stream(
-        config.clone(),
+        *config,
         move |data: &mut [T], _: &cpal::OutputCallbackInfo| {
             let frames = data.len() / channels;
             // Pull 48 kHz audio until the device's rate has enough for this callback.
