@@ -1,6 +1,7 @@
 //! Two headless clients over real WebRTC (webrtc-rs) through `wrangler dev`, in an `lo`-only
 //! namespace: hello and names both ways, chat with receipts, rename, presence, "not delivered"
-//! while the peer is away, and history and identity surviving a `kill -9`.
+//! while the peer is away, history and identity surviving a `kill -9`, and voice calls (a test
+//! tone, a missing microphone, and ALSA devices backed by files).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -701,4 +702,89 @@ fn a_call_without_a_microphone_ends_in_words_on_both_sides() {
     a.expect("chat", |e| {
         is(e, "chat") && e["text"] == "no voice, but here"
     });
+}
+
+/// The desktop's real device path, without a sound card: ALSA's `file` plugin plays a recorded
+/// 440 Hz tone as Bob's microphone and records his speakers to a file (through `plug`, which
+/// converts to whatever `cpal` opens). Ada (the harness's tone) calls Bob: she hears his
+/// "microphone", and his "speakers" play her tone.
+#[test]
+fn a_desktop_app_talks_through_its_sound_card() {
+    assert_loopback_only();
+    let home = temp_dir("alsa-home").unwrap();
+    let microphone = home.join("microphone.raw");
+    let speakers = home.join("speakers.raw");
+    // 30 s of a 660 Hz tone at half scale, 48 kHz mono S16_LE.
+    let tone: Vec<u8> = (0..48_000 * 30)
+        .flat_map(|i| {
+            let v = (i as f32 * 660.0 * std::f32::consts::TAU / 48_000.0).sin() * 16_384.0;
+            (v as i16).to_le_bytes()
+        })
+        .collect();
+    std::fs::write(&microphone, tone).unwrap();
+    let slave = "format S16_LE rate 48000 channels 1";
+    std::fs::write(
+        home.join(".asoundrc"),
+        format!(
+            "pcm.!default {{ type asym playback.pcm \"speakers\" capture.pcm \"microphone\" }}\n\
+             pcm.speakers {{ type plug slave {{ pcm \"speakerfile\" {slave} }} }}\n\
+             pcm.speakerfile {{ type file slave.pcm \"null\" file \"{}\" format \"raw\" }}\n\
+             pcm.microphone {{ type plug slave {{ pcm \"micfile\" {slave} }} }}\n\
+             pcm.micfile {{ type file slave.pcm \"null\" file \"/dev/null\" infile \"{}\" format \"raw\" }}\n",
+            speakers.display(),
+            microphone.display()
+        ),
+    )
+    .unwrap();
+    let wrangler = Wrangler::shared();
+    let link = wrangler.new_room_link().unwrap();
+    let (dir_a, dir_b) = (temp_dir("card-a").unwrap(), temp_dir("card-b").unwrap());
+    let binary = Path::new(env!("CARGO_BIN_EXE_duet-client"));
+    let home_var = format!("HOME={}", home.display());
+    let mut a = Client::start(&link, &dir_a, "Ada");
+    let mut b = Client(
+        HeadlessClient::start_wrapped(
+            &["env", "-u", "DUET_FAKE_AUDIO", &home_var],
+            binary,
+            &link,
+            &dir_b,
+            "Bob",
+        )
+        .unwrap(),
+    );
+    a.expect("peer_hello", |e| is(e, "peer_hello"));
+    b.expect("peer_hello", |e| is(e, "peer_hello"));
+    a.command("call");
+    b.expect("ringing", |e| is(e, "call") && e["phase"] == "ringing");
+    b.command("accept");
+    let active = b.expect("active or ended", |e| {
+        is(e, "call") && e["phase"] == "active" || is(e, "call_ended")
+    });
+    assert_eq!(active["phase"], "active", "{active}");
+    // Bob's microphone is the recorded tone, at about half scale once through Opus.
+    let heard = a.expect("Bob's microphone", |e| {
+        is(e, "call_stats") && e["peer_level"].as_f64().unwrap_or(0.0) > 0.3
+    });
+    eprintln!("Ada hears Bob's sound card: {heard}");
+    let mine = b.expect("Bob's own level", |e| {
+        is(e, "call_stats") && e["inbound_audio_packets"].as_u64() >= Some(100)
+    });
+    eprintln!("Bob: {mine}");
+    assert!(mine["my_level"].as_f64().unwrap_or(0.0) > 0.3, "{mine}");
+    a.command("hangup");
+    b.expect("ended", |e| is(e, "call_ended"));
+    // His speakers played Ada's tone (a third of full scale): find it in what they recorded.
+    let played = std::fs::read(&speakers).unwrap();
+    let peak = played
+        .chunks_exact(2)
+        .map(|s| i16::from_le_bytes([s[0], s[1]]).unsigned_abs())
+        .max()
+        .unwrap_or(0);
+    eprintln!("speakers: {} bytes, peak {peak}", played.len());
+    // ALSA's null device takes audio as fast as it comes, so the recording is large.
+    let _ = std::fs::remove_dir_all(&home);
+    assert!(
+        peak > 8_000,
+        "the speakers played no tone: peak {peak} of 32768"
+    );
 }
