@@ -41,12 +41,7 @@ fn scenario(script: &str, args: &[String]) -> Value {
 fn result_of(script: &str, output: std::process::Output) -> Value {
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    let result = stdout
-        .lines()
-        .rev()
-        .find_map(|line| line.strip_prefix("RESULT "))
-        .and_then(|json| serde_json::from_str::<Value>(json).ok());
-    match result {
+    match duet_tests::result_line(&stdout) {
         Some(result) if output.status.success() => result,
         _ => panic!("{script} failed ({}):\n{stdout}\n{stderr}", output.status),
     }

@@ -776,10 +776,14 @@ pub fn node_bench_result(script: &str, args: &[String]) -> Result<serde_json::Va
         .output()
         .context("node (cargo xtask bench installs the npm packages)")?;
     let stdout = String::from_utf8_lossy(&output.stdout);
+    result_line(&stdout).with_context(|| format!("{script} failed ({}):\n{stdout}", output.status))
+}
+
+/// The JSON of the last `RESULT {json}` line a Node scenario or benchmark printed.
+pub fn result_line(stdout: &str) -> Option<serde_json::Value> {
     stdout
         .lines()
         .rev()
         .find_map(|line| line.strip_prefix("RESULT "))
         .and_then(|json| serde_json::from_str(json).ok())
-        .with_context(|| format!("{script} failed ({}):\n{stdout}", output.status))
 }

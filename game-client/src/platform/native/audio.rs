@@ -108,7 +108,7 @@ impl Devices {
                 }
             }
             Source::Microphone(buffer) => {
-                let mut buffer = buffer.lock().unwrap_or_else(|e| e.into_inner());
+                let mut buffer = lock(buffer);
                 for sample in frame.iter_mut() {
                     *sample = buffer.pop_front().unwrap_or(0.0);
                 }
@@ -130,8 +130,14 @@ pub fn level(samples: &[f32]) -> f64 {
     samples.iter().fold(0.0f32, |m, s| m.max(s.abs())).min(1.0) as f64
 }
 
+/// Locks `mutex`, also after a panic elsewhere: the audio behind it is still usable, and a call
+/// must not end because one callback panicked.
+pub fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn push_bounded(buffer: &Buffer, samples: impl Iterator<Item = f32>) {
-    let mut buffer = buffer.lock().unwrap_or_else(|e| e.into_inner());
+    let mut buffer = lock(buffer);
     buffer.extend(samples);
     let excess = buffer.len().saturating_sub(MAX_BUFFERED);
     buffer.drain(..excess);
@@ -257,7 +263,7 @@ where
             while pending.len() < frames {
                 taken.clear();
                 {
-                    let mut buffer = from.lock().unwrap_or_else(|e| e.into_inner());
+                    let mut buffer = lock(&from);
                     let n = buffer.len().min(FRAME);
                     taken.extend(buffer.drain(..n));
                 }

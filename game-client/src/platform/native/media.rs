@@ -11,7 +11,7 @@
 //!
 //! Voice only: the desktop sends no video, and counts (but does not show) the browser's.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -35,7 +35,7 @@ use webrtc::peer_connection::{
 use webrtc::rtp_transceiver::RtpSender;
 use webrtc::runtime::Runtime;
 
-use super::audio::{self, Devices, FRAME};
+use super::audio::{self, Devices, FRAME, lock};
 use crate::call::{CallStats, MediaReport};
 use crate::config::IceServer;
 
@@ -52,7 +52,7 @@ pub const VIDEO_SUPPORTED: bool = false;
 
 /// Hands one effect to the media task (started on first use).
 pub fn media_command(effect: CallEffect, ice_servers: &[IceServer]) {
-    let mut queue = QUEUE.lock().unwrap_or_else(|e| e.into_inner());
+    let mut queue = lock(&QUEUE);
     let sender = queue.get_or_insert_with(|| {
         let (tx, rx) = unbounded();
         let started = std::thread::Builder::new()
@@ -68,11 +68,11 @@ pub fn media_command(effect: CallEffect, ice_servers: &[IceServer]) {
 
 /// What the media task has to say since the last call.
 pub fn media_reports() -> Vec<MediaReport> {
-    std::mem::take(&mut *REPORTS.lock().unwrap_or_else(|e| e.into_inner()))
+    std::mem::take(&mut *lock(&REPORTS))
 }
 
 fn report(what: MediaReport) {
-    REPORTS.lock().unwrap_or_else(|e| e.into_inner()).push(what);
+    lock(&REPORTS).push(what);
 }
 
 /// The desktop shows no video.
@@ -108,7 +108,6 @@ struct Shared {
     /// Our candidates, held until our description has been reported (then `None`).
     held_candidates: Mutex<Option<Vec<MediaReport>>>,
     counters: Mutex<Counters>,
-    outbound_audio_bytes: AtomicU64,
 }
 
 /// What flowed in, summed for [`CallStats`].
@@ -117,6 +116,8 @@ struct Counters {
     audio_bytes: u64,
     audio_packets: u64,
     video_bytes: u64,
+    /// What went out, for [`CallStats`] too.
+    sent_audio_bytes: u64,
     /// Loudest the peer was since the last report.
     peer_level: f64,
     /// Loudest we were since the last report.
@@ -175,15 +176,12 @@ impl Arrivals {
 
 impl Shared {
     fn counters(&self) -> std::sync::MutexGuard<'_, Counters> {
-        self.counters.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.counters)
     }
 
     /// Reports our candidate now, or after our description if that is not out yet.
     fn local_candidate(&self, candidate: MediaReport) {
-        let mut held = self
-            .held_candidates
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut held = lock(&self.held_candidates);
         match held.as_mut() {
             Some(held) => held.push(candidate),
             None => report(candidate),
@@ -192,10 +190,7 @@ impl Shared {
 
     /// Reports our description, then the candidates that waited for it.
     fn local_description(&self, sdp: String) {
-        let mut held = self
-            .held_candidates
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut held = lock(&self.held_candidates);
         report(MediaReport::LocalDescription {
             call: self.call,
             sdp,
@@ -266,13 +261,7 @@ impl Media {
     async fn stop(self) {
         self.shared.stopped.store(true, Ordering::SeqCst);
         // Closing the devices releases the microphone at once, whatever the tasks are doing.
-        drop(
-            self.shared
-                .devices
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .take(),
-        );
+        drop(lock(&self.shared.devices).take());
         let _ = self.pc.close().await;
     }
 }
@@ -354,7 +343,6 @@ async fn start(call: CallId, offerer: bool, ice: &[IceServer]) -> Result<Media, 
         outgoing: OnceLock::new(),
         held_candidates: Mutex::new(Some(Vec::new())),
         counters: Mutex::default(),
-        outbound_audio_bytes: AtomicU64::new(0),
     });
 
     let mut engine = MediaEngine::default();
@@ -512,7 +500,7 @@ async fn send_audio(shared: Arc<Shared>, runtime: Arc<dyn Runtime>) {
     while !shared.stopped.load(Ordering::SeqCst) {
         ticker.tick().await;
         {
-            let mut devices = shared.devices.lock().unwrap_or_else(|e| e.into_inner());
+            let mut devices = lock(&shared.devices);
             let Some(devices) = devices.as_mut() else {
                 return;
             };
@@ -541,9 +529,7 @@ async fn send_audio(shared: Arc<Shared>, runtime: Arc<dyn Runtime>) {
             .await
             .is_ok()
         {
-            shared
-                .outbound_audio_bytes
-                .fetch_add(n as u64, Ordering::Relaxed);
+            shared.counters().sent_audio_bytes += n as u64;
         }
     }
 }
@@ -584,12 +570,7 @@ async fn receive(shared: Arc<Shared>, track: Arc<dyn TrackRemote>) {
                 epoch,
             );
         }
-        if let Some(devices) = shared
-            .devices
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-        {
+        if let Some(devices) = lock(&shared.devices).as_ref() {
             devices.play(&pcm[..decoded]);
         }
     }
@@ -609,7 +590,7 @@ async fn report_stats(shared: Arc<Shared>, runtime: Arc<dyn Runtime>) {
             let stats = CallStats {
                 inbound_audio_bytes: c.audio_bytes,
                 inbound_audio_packets: c.audio_packets,
-                outbound_audio_bytes: shared.outbound_audio_bytes.load(Ordering::Relaxed),
+                outbound_audio_bytes: c.sent_audio_bytes,
                 inbound_video_bytes: c.video_bytes,
                 peer_level: c.peer_level,
                 my_level: c.my_level,
