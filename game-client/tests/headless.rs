@@ -705,8 +705,8 @@ fn a_call_without_a_microphone_ends_in_words_on_both_sides() {
 }
 
 /// The desktop's real device path, without a sound card: ALSA's `file` plugin plays a recorded
-/// 440 Hz tone as Bob's microphone and records his speakers to a file (through `plug`, which
-/// converts to whatever `cpal` opens). Ada (the harness's tone) calls Bob: she hears his
+/// 660 Hz tone as Bob's microphone and records his speakers to a file (through `plug`, which
+/// converts to whatever `cpal` opens). Ada (the harness's 440 Hz tone) calls Bob: she hears his
 /// "microphone", and his "speakers" play her tone.
 #[test]
 fn a_desktop_app_talks_through_its_sound_card() {
