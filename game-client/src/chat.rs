@@ -49,6 +49,16 @@ pub struct ChatEntry {
 /// Messages per stored block of history (see the module doc).
 pub const HISTORY_BLOCK: usize = 256;
 
+/// Most messages kept per room. Past it the oldest block of [`HISTORY_BLOCK`] goes, so a flood
+/// cannot grow the history (and its load time) without end.
+pub const MAX_HISTORY: usize = 40 * HISTORY_BLOCK;
+
+/// Messages the peer may send back to back, and the rate after that (per second). Beyond it
+/// their messages are dropped unreceipted: their side shows them as not delivered.
+pub const CHAT_BURST: f64 = 30.0;
+/// See [`CHAT_BURST`].
+pub const CHATS_PER_SECOND: f64 = 5.0;
+
 /// The current room's chat history.
 #[derive(Resource, Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChatLog {
@@ -137,9 +147,11 @@ impl History<'_> {
     /// Written on every change: redb commits each `set`, so a crash loses nothing said before.
     /// The blocks go first and the count last, so a crash in between leaves the history as it
     /// was before the change.
-    fn save(&mut self) {
+    ///
+    /// Returns whether everything is saved (so receipts may go out).
+    fn save(&mut self) -> bool {
         let Some(from) = self.unsaved.0.take() else {
-            return;
+            return true;
         };
         let key = self.key();
         let entries = &self.log.entries;
@@ -151,7 +163,48 @@ impl History<'_> {
         }
         let result = result.and(self.pkv.set(format!("{key}/n"), &(entries.len() as u64)));
         if let Err(e) = result {
-            eprintln!("duet: could not save chat history: {e}");
+            error!("could not save chat history: {e}");
+            return false;
+        }
+        true
+    }
+
+    /// Drops the oldest block once the history is a block over [`MAX_HISTORY`]; everything is
+    /// rewritten then (once per block of messages, not per message).
+    fn trim(&mut self) {
+        while self.log.entries.len() >= MAX_HISTORY + HISTORY_BLOCK {
+            self.log.entries.drain(..HISTORY_BLOCK);
+            warn!("chat history over {MAX_HISTORY} messages: the oldest {HISTORY_BLOCK} were dropped");
+            self.touch(0);
+        }
+    }
+}
+
+/// The peer's chat budget (a token bucket over the app's clock).
+#[derive(Default)]
+struct ChatBudget {
+    tokens: f64,
+    last_ms: u64,
+    started: bool,
+}
+
+impl ChatBudget {
+    fn allow(&mut self, now_ms: u64) -> bool {
+        if !self.started {
+            *self = Self {
+                tokens: CHAT_BURST,
+                last_ms: now_ms,
+                started: true,
+            };
+        }
+        let elapsed = now_ms.saturating_sub(self.last_ms) as f64 / 1000.0;
+        self.last_ms = self.last_ms.max(now_ms);
+        self.tokens = (self.tokens + elapsed * CHATS_PER_SECOND).min(CHAT_BURST);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
         }
     }
 }
@@ -200,6 +253,7 @@ fn send_chat(
         let last = history.log.entries.len() - 1;
         history.touch(last);
     }
+    history.trim();
     history.save();
 }
 
@@ -209,12 +263,18 @@ fn receive_chat(
     mut history: History,
     mut send: MessageWriter<SendControl>,
     mut changed: MessageWriter<ChatChanged>,
+    mut budget: Local<ChatBudget>,
 ) {
+    let mut receipts = Vec::new();
     for ControlReceived(message) in received.read() {
         match message {
+            Control::Chat { .. } if !budget.allow(crate::now_ms()) => {
+                warn!("the peer sends chat faster than {CHATS_PER_SECOND}/s: message dropped");
+            }
             Control::Chat { id, sent_ms, text } => {
-                // Stored before the receipt goes out: "delivered" means it is on this disk.
-                if !history.log.entries.iter().any(|e| e.id == *id) {
+                // A repeat of a recent message (a lost receipt) is only receipted again.
+                let recent = history.log.entries.len().saturating_sub(HISTORY_BLOCK);
+                if !history.log.entries[recent..].iter().any(|e| e.id == *id) {
                     let entry = ChatEntry {
                         id: *id,
                         author: profile
@@ -231,7 +291,7 @@ fn receive_chat(
                     let last = history.log.entries.len() - 1;
                     history.touch(last);
                 }
-                send.write(SendControl(Control::ChatReceipt { id: *id }));
+                receipts.push(*id);
             }
             Control::ChatReceipt { id } => {
                 // Receipts come for recent messages: look from the newest back.
@@ -250,7 +310,13 @@ fn receive_chat(
             _ => {}
         }
     }
-    history.save();
+    history.trim();
+    // Receipts only for what is on this disk: "delivered" means stored.
+    if history.save() {
+        for id in receipts {
+            send.write(SendControl(Control::ChatReceipt { id }));
+        }
+    }
 }
 
 #[cfg(test)]
@@ -277,6 +343,59 @@ mod tests {
             .drain()
             .map(|SendControl(c)| c)
             .collect()
+    }
+
+    #[test]
+    fn a_chat_flood_is_cut_off_and_only_stored_messages_are_receipted() {
+        let dir = duet_tests::temp_dir("chat-flood").unwrap();
+        let mut app = app(&dir);
+        app.update();
+        for i in 0..1_000 {
+            app.world_mut().write_message(ControlReceived(Control::Chat {
+                id: Uuid::new_v4(),
+                sent_ms: i,
+                text: format!("flood {i}"),
+            }));
+        }
+        app.update();
+        let receipts = sent(&mut app)
+            .into_iter()
+            .filter(|c| matches!(c, Control::ChatReceipt { .. }))
+            .count();
+        let stored = app.world().resource::<ChatLog>().entries.len();
+        // The burst, and what the rate refilled while the test ran.
+        assert!(
+            (CHAT_BURST as usize..CHAT_BURST as usize + 10).contains(&receipts),
+            "{receipts}"
+        );
+        assert_eq!(stored, receipts, "a receipt for each stored message, no other");
+    }
+
+    #[test]
+    fn history_keeps_at_most_max_history_messages() {
+        let dir = duet_tests::temp_dir("chat-cap").unwrap();
+        let mut app = app(&dir);
+        app.update();
+        for i in 0..(MAX_HISTORY + 2 * HISTORY_BLOCK) {
+            app.world_mut()
+                .write_message(SendChat(format!("mine {i}")));
+            if i % 500 == 0 {
+                app.update();
+            }
+        }
+        app.update();
+        let entries = &app.world().resource::<ChatLog>().entries;
+        assert!(entries.len() < MAX_HISTORY + HISTORY_BLOCK, "{}", entries.len());
+        assert!(entries.len() >= MAX_HISTORY);
+        let last = format!("mine {}", MAX_HISTORY + 2 * HISTORY_BLOCK - 1);
+        assert_eq!(entries.last().unwrap().text, last);
+        // And that is what a restart loads.
+        drop(app);
+        let mut again = app(&dir);
+        again.update();
+        let reloaded = &again.world().resource::<ChatLog>().entries;
+        assert!(reloaded.len() < MAX_HISTORY + HISTORY_BLOCK);
+        assert_eq!(reloaded.last().unwrap().text, last);
     }
 
     /// Two apps wired back to back in memory (logic only; the real transport is tested elsewhere).

@@ -221,6 +221,10 @@ fn print_events(
             NetEvent::PeerJoined(id) => json!({"event": "peer_joined", "peer_id": id.0}),
             NetEvent::PeerLeft(id) => json!({"event": "peer_left", "peer_id": id.0}),
             NetEvent::BadFrame(why) => json!({"event": "bad_frame", "message": why}),
+            NetEvent::SecondHello => json!({"event": "second_hello"}),
+            NetEvent::PeerFailed(why) => {
+                json!({"event": "peer_failed", "reason": format!("{why:?}"), "message": why.to_string()})
+            }
             NetEvent::SignalingClosed(why) => json!({"event": "signaling_closed", "message": why}),
         });
     }

@@ -69,13 +69,27 @@ impl Plugin for IdentityPlugin {
     }
 }
 
-/// Trims and cuts a display name; never empty.
+/// Trims and cuts a display name; never empty. Invisible and bidi characters go (a name must
+/// show as what it is), and so does anything that reads like the app's own "(you)" label, so the
+/// peer cannot be shown as "Ada (you)".
 pub fn clean_name(name: &str) -> String {
-    let cleaned: String = name
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(MAX_DISPLAY_NAME_CHARS)
-        .collect();
+    let mut visible = duet_shared::names::visible_text(name);
+    loop {
+        let lower = visible.to_lowercase();
+        let Some(at) = ["(you)", "（you）", "[you]"]
+            .iter()
+            .find_map(|label| lower.find(label).map(|i| (i, label.len())))
+        else {
+            break;
+        };
+        // Lowercasing can change byte lengths; only cut where both agree.
+        if lower.len() != visible.len() {
+            visible = visible.replace(['(', ')', '（', '）', '[', ']'], "");
+            break;
+        }
+        visible.replace_range(at.0..at.0 + at.1, "");
+    }
+    let cleaned: String = visible.chars().take(MAX_DISPLAY_NAME_CHARS).collect();
     let cleaned = cleaned.trim();
     if cleaned.is_empty() {
         "Guest".to_owned()
@@ -222,6 +236,17 @@ mod tests {
         let reloaded = again.world().resource::<Identity>();
         assert_eq!(reloaded.id, first.id, "same identity after restart");
         assert_eq!(reloaded.name, "Ada", "rename persisted");
+    }
+
+    #[test]
+    fn names_show_as_what_they_are() {
+        assert_eq!(clean_name("Ada\u{202E}\u{200B}"), "Ada");
+        assert_eq!(clean_name("Ada (you)"), "Ada");
+        assert_eq!(clean_name("Ada (YOU) (you)"), "Ada");
+        assert_eq!(clean_name("Ada （you）"), "Ada");
+        assert_eq!(clean_name("(yo(you)u)"), "Guest");
+        assert_eq!(clean_name("\u{200B}\u{2066}"), "Guest");
+        assert_eq!(clean_name("Zoë 日本"), "Zoë 日本");
     }
 
     #[test]

@@ -113,12 +113,27 @@ fn drain_ready(
     }
 }
 
-/// How many frames may arrive before the app has seen the peer connect (a hello, an offer
-/// and a credit window's worth of chunks fit easily).
-const EARLY_FRAMES: usize = 4096;
+/// How many bytes of frames may arrive before the app has seen the peer connect: a hello, an
+/// offer and a credit window's worth of chunks fit easily; a lingering connection of someone
+/// removed, or a peer flooding before its connection is announced, cannot fill memory.
+pub const EARLY_BYTES: usize = 4 << 20;
 
 type PacketTx = futures::channel::mpsc::UnboundedSender<(PeerId, matchbox_socket::Packet)>;
 type PacketRx = futures::channel::mpsc::UnboundedReceiver<(PeerId, matchbox_socket::Packet)>;
+
+/// What the peer's `Hello` decided for the current connection. The first one decides: until it
+/// arrives, and after an incompatible one, nothing the peer sends is processed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HelloGate {
+    /// No hello yet.
+    Awaiting,
+    /// Same protocol version: everything is processed.
+    Compatible,
+    /// Another protocol version: only its hello was passed on (so both sides say so in words).
+    Incompatible,
+    /// A second hello arrived: the connection is to be ended.
+    Violated,
+}
 
 /// See [`Wire`]. Arrivals are sorted as they are pulled: control messages for the app (hello,
 /// chat...), control messages for transfers, and file data.
@@ -132,6 +147,10 @@ pub struct WireState {
     for_transfers: std::collections::VecDeque<Control>,
     data: std::collections::VecDeque<matchbox_socket::Packet>,
     early: Vec<(PeerId, usize, matchbox_socket::Packet)>,
+    /// Bytes held in `early`, against [`EARLY_BYTES`].
+    early_bytes: usize,
+    /// What the peer's first `Hello` decided for this connection.
+    hello: HelloGate,
     /// Most chunks the peer takes per data frame (its `Frames` message).
     peer_frame_chunks: usize,
 }
@@ -216,6 +235,8 @@ impl WireState {
     fn set_peer(&mut self, peer: Option<PeerId>) {
         self.peer = peer;
         self.peer_frame_chunks = CHUNKS_PER_FRAME;
+        self.early_bytes = 0;
+        self.hello = HelloGate::Awaiting;
         for (from, channel, packet) in std::mem::take(&mut self.early) {
             if channel == CONTROL_CHANNEL {
                 self.sort_control(from, packet);
@@ -233,8 +254,10 @@ impl WireState {
             // ignored.
             Some(peer) => peer == from,
             None => {
-                // Bounded: a lingering connection of someone removed cannot fill memory.
-                if self.early.len() < EARLY_FRAMES {
+                // Empty frames count too: each held one costs its bookkeeping.
+                let cost = packet.len() + 64;
+                if self.early_bytes + cost <= EARLY_BYTES {
+                    self.early_bytes += cost;
                     self.early.push((from, channel, packet.clone()));
                 }
                 false
@@ -246,7 +269,26 @@ impl WireState {
         if !self.admit(from, CONTROL_CHANNEL, &packet) {
             return;
         }
-        match Control::decode(&packet) {
+        let message = Control::decode(&packet);
+        match (&self.hello, &message) {
+            (HelloGate::Awaiting, Ok(Control::Hello { version, .. })) => {
+                self.hello = if *version == duet_shared::peer::PROTOCOL_VERSION {
+                    HelloGate::Compatible
+                } else {
+                    HelloGate::Incompatible
+                };
+            }
+            // A connection has one hello: a second one (another identity, another version) is a
+            // protocol violation, and the connection is ended.
+            (HelloGate::Compatible | HelloGate::Incompatible, Ok(Control::Hello { .. })) => {
+                self.hello = HelloGate::Violated;
+                return;
+            }
+            (HelloGate::Compatible, _) => {}
+            // Before the hello, after an incompatible one or a violation: nothing is processed.
+            _ => return,
+        }
+        match message {
             Ok(Control::Frames { chunks }) => {
                 self.peer_frame_chunks =
                     usize::from(chunks).clamp(CHUNKS_PER_FRAME, MAX_FRAME_CHUNKS);
@@ -261,7 +303,7 @@ impl WireState {
     }
 
     fn sort_data(&mut self, from: PeerId, packet: matchbox_socket::Packet) {
-        if self.admit(from, DATA_CHANNEL, &packet) {
+        if self.admit(from, DATA_CHANNEL, &packet) && self.hello == HelloGate::Compatible {
             self.data.push_back(packet);
         }
     }
@@ -276,6 +318,12 @@ pub enum NetEvent {
     PeerJoined(PeerId),
     /// The other person left (or their connection dropped).
     PeerLeft(PeerId),
+    /// A connection attempt with someone in the room ended without a connection (a bad offer,
+    /// a timeout...). Only that attempt ended: we are still in the room.
+    PeerFailed(matchbox_socket::HandshakeFailure),
+    /// The peer sent a second `Hello` on one connection (a switch of identity or version): the
+    /// connection is ended (the socket rebuilt) and both sides meet again from the start.
+    SecondHello,
     /// The peer sent a frame that does not decode; it was dropped.
     BadFrame(String),
     /// Signaling refused or closed the connection (room full, banned, unknown room...).
@@ -369,6 +417,8 @@ fn open_socket(
         for_transfers: Default::default(),
         data: Default::default(),
         early: Vec::new(),
+        early_bytes: 0,
+        hello: HelloGate::Awaiting,
         peer_frame_chunks: CHUNKS_PER_FRAME,
     })));
     let (tx, rx) = std::sync::mpsc::channel::<String>();
@@ -408,6 +458,7 @@ fn poll_socket(
     ended: Option<Res<LoopEnded>>,
     mut events: MessageWriter<NetEvent>,
     mut received: MessageWriter<ControlReceived>,
+    mut rebuild: MessageWriter<RebuildSocket>,
 ) {
     let Some(mut socket) = socket else {
         return;
@@ -438,15 +489,26 @@ fn poll_socket(
                 wire.set_peer(Some(peer));
                 events.write(NetEvent::PeerJoined(peer));
             }
-            PeerState::Disconnected => {
-                if wire.peer == Some(peer) {
-                    wire.set_peer(None);
-                }
+            // Only the person in the room leaves: the end of a connection that never became
+            // theirs (a replaced one, a stranger's failed attempt) is nobody leaving.
+            PeerState::Disconnected if wire.peer == Some(peer) => {
+                wire.set_peer(None);
                 events.write(NetEvent::PeerLeft(peer));
+            }
+            PeerState::Disconnected => {}
+            PeerState::Failed(why) => {
+                events.write(NetEvent::PeerFailed(why));
             }
         }
     }
-    for arrival in wire.take_app_arrivals() {
+    let arrivals = wire.take_app_arrivals();
+    if wire.hello == HelloGate::Violated {
+        // Handled once: the rebuilt socket's wire starts over.
+        wire.hello = HelloGate::Incompatible;
+        events.write(NetEvent::SecondHello);
+        rebuild.write(RebuildSocket);
+    }
+    for arrival in arrivals {
         match arrival {
             Ok(message) => {
                 received.write(ControlReceived(message));
@@ -497,6 +559,9 @@ pub fn explain_signaling_failure(reason: &str) -> String {
         "This room already has two people in it. Only two fit in a Duet room.".into()
     } else if has("HTTP error: 403") {
         "You cannot join this room: its creator has banned you.".into()
+    } else if has("HTTP error: 429") {
+        "Too many attempts to join this room in a short time. Wait a minute, then join again."
+            .into()
     } else if has("HTTP error: 404") {
         "This room does not exist. It may have expired after a day without visitors.".into()
     } else if has("HTTP error") {
@@ -548,9 +613,142 @@ mod tests {
         assert!(explain_signaling_failure("HTTP error: 403 Forbidden").contains("banned"));
         assert!(explain_signaling_failure("HTTP error: 404 Not Found").contains("does not exist"));
         assert!(
+            explain_signaling_failure("HTTP error: 429 Too Many Requests").contains("Wait a minute")
+        );
+        assert!(
             explain_signaling_failure("IO error: Connection refused (os error 111)")
                 .contains("Cannot reach")
         );
+    }
+
+    fn new_wire() -> WireState {
+        let (control_tx, control_rx) = futures::channel::mpsc::unbounded();
+        let (data_tx, data_rx) = futures::channel::mpsc::unbounded();
+        WireState {
+            peer: None,
+            control_tx,
+            data_tx,
+            control_rx,
+            data_rx,
+            for_app: Default::default(),
+            for_transfers: Default::default(),
+            data: Default::default(),
+            early: Vec::new(),
+            early_bytes: 0,
+            hello: HelloGate::Compatible,
+            peer_frame_chunks: CHUNKS_PER_FRAME,
+        }
+    }
+
+    #[test]
+    fn frames_before_the_peer_is_announced_are_held_up_to_a_byte_budget() {
+        let mut wire = new_wire();
+        let peer = PeerId(uuid::Uuid::new_v4());
+        // Its hello, then 1 GiB of 64 KiB frames and a million empty ones, before the peer is
+        // announced.
+        let hello = Control::Hello {
+            version: duet_shared::peer::PROTOCOL_VERSION,
+            identity: uuid::Uuid::new_v4(),
+            name: "Mallory".into(),
+        };
+        wire.sort_control(peer, hello.encode().unwrap().into());
+        let big = matchbox_socket::Packet::from(vec![7u8; 64 * 1024]);
+        for _ in 0..16_384 {
+            wire.sort_data(peer, big.clone());
+        }
+        for _ in 0..1_000_000 {
+            wire.sort_control(peer, matchbox_socket::Packet::new());
+        }
+        let held: usize = wire.early.iter().map(|(_, _, p)| p.len()).sum();
+        assert!(wire.early_bytes <= EARLY_BYTES, "{}", wire.early_bytes);
+        assert!(held <= EARLY_BYTES && held >= EARLY_BYTES / 2, "{held}");
+        assert!(wire.early.len() < EARLY_BYTES / 64);
+        // Once the peer is announced, what was held is delivered and the budget starts over.
+        let frames = wire
+            .early
+            .iter()
+            .filter(|(_, channel, _)| *channel == DATA_CHANNEL)
+            .count();
+        wire.set_peer(Some(peer));
+        assert_eq!(wire.data.len(), frames);
+        assert_eq!(wire.early_bytes, 0);
+        // Frames of someone else than the announced peer are dropped, not held.
+        wire.sort_data(PeerId(uuid::Uuid::new_v4()), big);
+        assert_eq!(wire.data.len(), frames);
+        assert!(wire.early.is_empty());
+    }
+
+    fn hello(version: u16) -> matchbox_socket::Packet {
+        Control::Hello {
+            version,
+            identity: uuid::Uuid::new_v4(),
+            name: "Mallory".into(),
+        }
+        .encode()
+        .unwrap()
+        .into()
+    }
+
+    fn chat() -> matchbox_socket::Packet {
+        Control::Chat {
+            id: uuid::Uuid::new_v4(),
+            sent_ms: 1,
+            text: "hi".into(),
+        }
+        .encode()
+        .unwrap()
+        .into()
+    }
+
+    #[test]
+    fn the_first_hello_decides_and_a_second_one_is_a_violation() {
+        use duet_shared::peer::PROTOCOL_VERSION;
+        let peer = PeerId(uuid::Uuid::new_v4());
+        let chats = |wire: &mut WireState| {
+            wire.take_app_arrivals()
+                .into_iter()
+                .filter(|a| matches!(a, Ok(Control::Chat { .. })))
+                .count()
+        };
+        // Before any hello nothing is processed.
+        let mut wire = new_wire();
+        wire.set_peer(Some(peer));
+        wire.sort_control(peer, chat());
+        wire.sort_data(peer, vec![1, 2, 3].into());
+        assert_eq!(chats(&mut wire), 0);
+        assert!(wire.data.is_empty());
+        // An incompatible hello is passed on (to be said in words), and then nothing is.
+        wire.sort_control(peer, hello(PROTOCOL_VERSION + 1));
+        assert!(matches!(
+            wire.take_app_arrivals()[..],
+            [Ok(Control::Hello { .. })]
+        ));
+        wire.sort_control(peer, chat());
+        wire.sort_data(peer, vec![1, 2, 3].into());
+        assert_eq!(chats(&mut wire), 0);
+        assert!(wire.data.is_empty());
+        // A compatible hello after it does not undo that: it is a second hello.
+        wire.sort_control(peer, hello(PROTOCOL_VERSION));
+        assert_eq!(wire.hello, HelloGate::Violated);
+        assert!(wire.take_app_arrivals().is_empty());
+        // A compatible connection: chat flows, until a second hello.
+        let mut wire = new_wire();
+        wire.set_peer(Some(peer));
+        wire.sort_control(peer, hello(PROTOCOL_VERSION));
+        wire.sort_control(peer, chat());
+        wire.sort_data(peer, vec![1, 2, 3].into());
+        assert_eq!(wire.data.len(), 1);
+        assert_eq!(
+            wire.take_app_arrivals()
+                .into_iter()
+                .filter(|a| matches!(a, Ok(Control::Chat { .. })))
+                .count(),
+            1
+        );
+        wire.sort_control(peer, hello(PROTOCOL_VERSION));
+        wire.sort_control(peer, chat());
+        assert_eq!(wire.hello, HelloGate::Violated);
+        assert_eq!(chats(&mut wire), 0);
     }
 
     #[test]

@@ -698,6 +698,13 @@ fn presence(
                     });
                 }
             }
+            NetEvent::SecondHello => notices.post(
+                "Your peer's app introduced itself a second time, which Duet never does; the \
+                 connection was restarted.",
+            ),
+            NetEvent::PeerFailed(why) => notices.post(format!(
+                "A connection attempt from the other seat failed ({why}). You are still in the room."
+            )),
             NetEvent::BadFrame(why) => notices.post(format!(
                 "Your peer's app sent something broken ({why}); it was ignored."
             )),

@@ -16,6 +16,7 @@ use bevy::tasks::Task;
 use duet_shared::peer::{
     CancelReason, Chunk, Control, DeclineReason, FileOffer, MAX_FILE_BYTES, TransferId,
 };
+use duet_shared::admission::{Admission, Verdict};
 use duet_shared::transfer::{Progress, Receiver, ResumePoint, Sender, TransferError, WindowConfig};
 
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -377,6 +378,7 @@ impl Engine {
             }
         }
         self.drain_store(now);
+        self.admit_waiting();
         self.repeat_idle_grants(now);
         self.send_digests();
         if let Some(wire) = wire.as_deref_mut() {
@@ -536,41 +538,76 @@ impl Engine {
         self.events.push(failed_out(id, e.to_string()));
     }
 
+    /// Starts receiving `offer`: opens its part file (or the partial one it resumes).
+    fn receive(&mut self, offer: FileOffer) {
+        let id = offer.transfer;
+        match Receiver::new(offer.clone(), self.window) {
+            Ok(machine) => {
+                self.store().submit(StoreOp::Open {
+                    transfer: id,
+                    key: part_key(&offer.resume_key, offer.size),
+                    size: offer.size,
+                });
+                self.incoming.insert(
+                    id,
+                    Incoming {
+                        machine,
+                        name: duet_shared::names::sanitize_file_name(&offer.name),
+                        opened: false,
+                    },
+                );
+            }
+            Err(e) => {
+                self.controls.push(Control::Decline {
+                    transfer: id,
+                    reason: match e {
+                        TransferError::TooLarge { .. } => DeclineReason::TooLarge,
+                        _ => DeclineReason::Invalid,
+                    },
+                });
+                self.events.push(TransferEvent::Failed {
+                    id,
+                    direction: Direction::Incoming,
+                    reason: format!("Your peer offered a file Duet cannot take: {e}."),
+                });
+            }
+        }
+    }
+
+    /// Starts held offers while receiving slots are free.
+    fn admit_waiting(&mut self) {
+        while let Some(offer) = self.admission.next(self.incoming.len()) {
+            self.receive(offer);
+        }
+    }
+
     fn on_control(&mut self, message: Control, now: u64) {
         match message {
             Control::Offer(offer) => {
                 let id = offer.transfer;
-                if self.incoming.contains_key(&id) {
+                if self.incoming.contains_key(&id) || self.admission.holds(id) {
                     return;
                 }
-                match Receiver::new(offer.clone(), self.window) {
-                    Ok(machine) => {
-                        self.store().submit(StoreOp::Open {
-                            transfer: id,
-                            key: part_key(&offer.resume_key, offer.size),
-                            size: offer.size,
-                        });
-                        self.incoming.insert(
-                            id,
-                            Incoming {
-                                machine,
-                                name: duet_shared::names::sanitize_file_name(&offer.name),
-                                opened: false,
-                            },
-                        );
-                    }
-                    Err(e) => {
+                let key = part_key(&offer.resume_key, offer.size);
+                let busy_key = self.incoming.values().any(|t| {
+                    let theirs = t.machine.offer();
+                    part_key(&theirs.resume_key, theirs.size) == key
+                });
+                match self
+                    .admission
+                    .on_offer(offer, self.incoming.len(), busy_key, now)
+                {
+                    Verdict::Receive(offer) => self.receive(offer),
+                    Verdict::Wait => {}
+                    Verdict::Decline(reason) => {
                         self.controls.push(Control::Decline {
                             transfer: id,
-                            reason: match e {
-                                TransferError::TooLarge { .. } => DeclineReason::TooLarge,
-                                _ => DeclineReason::Invalid,
-                            },
+                            reason,
                         });
                         self.events.push(TransferEvent::Failed {
                             id,
                             direction: Direction::Incoming,
-                            reason: format!("Your peer offered a file Duet cannot take: {e}."),
+                            reason: format!("A file your peer offered was declined: {reason}."),
                         });
                     }
                 }
@@ -630,6 +667,8 @@ impl Engine {
                 ));
             }
             Control::Cancel { transfer, reason } => {
+                // A held offer withdrawn: nothing was opened for it.
+                self.admission.withdraw(transfer);
                 if self.outgoing.remove(&transfer).is_some() {
                     self.events.push(failed_out(
                         transfer,
@@ -877,6 +916,8 @@ impl Engine {
     /// The peer left (or I did): every running transfer fails; the receiver keeps its partial
     /// bytes, so the same file offered again resumes from them.
     fn fail_all(&mut self) {
+        // The peer left: its held offers go, and the next session's budgets start over.
+        self.admission.reset();
         for (id, _) in self.outgoing.drain() {
             self.events.push(failed_out(
                 id,

@@ -382,6 +382,37 @@ fn a_missing_or_blocked_microphone_ends_the_call_in_words() {
     assert_eq!(r["errors"], serde_json::json!([]), "{r}");
 }
 
+#[test]
+fn a_stranger_with_bad_signals_cannot_crash_a_waiting_tab_or_leave_connections_open() {
+    assert_loopback_only();
+    let _serial = one_at_a_time();
+    let wrangler = Wrangler::shared();
+    let r = scenario(
+        "hostile-signal.mjs",
+        &[wrangler.base.clone(), e2e_dir().display().to_string()],
+    );
+    eprintln!("{}", serde_json::to_string_pretty(&r).unwrap());
+    // Each attack ended its own handshake, said why, and nothing else.
+    let reasons: Vec<&str> = r["failures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["reason"].as_str().unwrap())
+        .collect();
+    assert_eq!(reasons, ["BadDescription", "TimedOut"], "{r}");
+    assert_eq!(r["answered"], true, "Ada answered Mallory's real offer: {r}");
+    // The refused candidates were refused without taking the page down (this used to abort the
+    // tab with `failed to add ice candidate`).
+    assert_eq!(r["errors"], serde_json::json!([]), "{r}");
+    // No connection outlives its handshake: timed out, or its peer gone from signaling.
+    assert_eq!(r["open_after_timeout"], 0, "{r}");
+    assert_eq!(r["churn_connections_created"], 6, "{r}");
+    assert_eq!(r["open_after_churn"], 0, "{r}");
+    // And Ada is still in her room: Bob meets her and she reads his message.
+    assert_eq!(r["chat_received"], "still here?", "{r}");
+    assert_eq!(r["open_with_bob"], 1, "{r}");
+}
+
 /// Every file under `dir`, recursively.
 fn walk(dir: &Path) -> Vec<PathBuf> {
     let mut files = Vec::new();

@@ -58,6 +58,21 @@ impl Evil {
         }
     }
 
+    /// Waits for the victim's new connection after it ended the old one.
+    async fn reconnected(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            assert!(Instant::now() < deadline, "the victim never came back");
+            for (peer, state) in self.socket.update_peers() {
+                if state == PeerState::Connected && peer != self.peer {
+                    self.peer = peer;
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     fn control(&mut self, message: &Control) {
         // Encoded without validation: a hostile peer does not respect our limits.
         let bytes = postcard_raw(message);
@@ -136,6 +151,151 @@ fn visible(dir: &Path) -> Vec<String> {
 
 fn is(e: &Value, kind: &str) -> bool {
     e["event"] == kind
+}
+
+/// Resident memory of `pid`, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn open_files(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flood_of_held_open_offers_opens_four_files_and_stays_small() {
+    use duet_shared::admission::{MAX_RECEIVING, MAX_WAITING};
+    assert_loopback_only();
+    let wrangler = Wrangler::shared();
+    let room = wrangler.api().create_room().await.unwrap().room;
+    let link = format!("{}/r/{room}", wrangler.base);
+    let dir = temp_dir("offer-flood").unwrap();
+    let mut client = Client::start(&link, &dir);
+    let mut evil = Evil::join(&wrangler.signal_url(&room, Uuid::new_v4())).await;
+    evil.control(&Control::Hello {
+        version: PROTOCOL_VERSION,
+        identity: Uuid::new_v4(),
+        name: "Mallory".into(),
+    });
+    client.expect("hello", |e| is(e, "peer_hello"));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let pid = client.0.pid();
+    let (rss_before, files_before) = (rss_kib(pid), open_files(pid));
+    // 2,000 offers of 100 MB files with 10,000-character names, none ever sent a byte of.
+    let name = format!("{}.bin", "n".repeat(9_996));
+    for id in 0..2_000u64 {
+        evil.control(&Control::Offer(offer(1_000 + id, &name, 100 << 20)));
+        if id % 100 == 99 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    // The victim accepts four, holds some, declines the rest, each in words.
+    let mut accepted = 0;
+    let mut declined = 0;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut quiet_since = Instant::now();
+    // Until the answers stop (at least all but the held ones have come).
+    while accepted + declined + MAX_WAITING < 2_000 || quiet_since.elapsed() < Duration::from_secs(2)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "{accepted} accepted, {declined} declined"
+        );
+        for (_, packet) in evil.socket.channel_mut(CONTROL_CHANNEL).receive() {
+            match Control::decode(&packet) {
+                Ok(Control::Accept { .. }) => accepted += 1,
+                Ok(Control::Decline { .. }) => declined += 1,
+                _ => continue,
+            }
+            quiet_since = Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (rss_after, files_after) = (rss_kib(pid), open_files(pid));
+    eprintln!(
+        "offer flood: {accepted} accepted, {declined} declined; RSS {rss_before} -> {rss_after} KiB, \
+         open files {files_before} -> {files_after}"
+    );
+    assert_eq!(accepted, MAX_RECEIVING);
+    let held = 2_000 - accepted - declined;
+    assert!(held <= MAX_WAITING, "{held} offers held");
+    assert!(
+        files_after <= files_before + MAX_RECEIVING + 2,
+        "open files {files_before} -> {files_after}"
+    );
+    assert!(
+        rss_after.saturating_sub(rss_before) <= 64 * 1024,
+        "RSS grew {rss_before} -> {rss_after} KiB"
+    );
+    // The victim still chats.
+    client.0.command("say still fine").unwrap();
+    evil.expect("the victim's chat", |m| matches!(m, Control::Chat { text, .. } if text == "still fine"))
+        .await;
+    // Nothing appeared in the downloads folder.
+    assert!(visible(&dir.join("downloads")).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_incompatible_peer_gets_nothing_processed() {
+    assert_loopback_only();
+    let wrangler = Wrangler::shared();
+    let room = wrangler.api().create_room().await.unwrap().room;
+    let link = format!("{}/r/{room}", wrangler.base);
+    let dir = temp_dir("incompatible").unwrap();
+    let mut client = Client::start(&link, &dir);
+    let mut evil = Evil::join(&wrangler.signal_url(&room, Uuid::new_v4())).await;
+    // The victim says hello first, so the peer learns the victim's version too.
+    let theirs = evil
+        .expect("the victim's hello", |m| matches!(m, Control::Hello { .. }))
+        .await;
+    assert!(matches!(theirs, Control::Hello { version, .. } if version == PROTOCOL_VERSION));
+    evil.control(&Control::Hello {
+        version: PROTOCOL_VERSION + 1,
+        identity: Uuid::new_v4(),
+        name: "Future".into(),
+    });
+    let mismatch = client.expect("version mismatch", |e| is(e, "version_mismatch"));
+    assert!(mismatch["message"].as_str().unwrap().contains("incompatible"));
+    // Chat and a file offer from it: neither stored, nor receipted, nor answered.
+    let id = Uuid::new_v4();
+    evil.control(&Control::Chat {
+        id,
+        sent_ms: 1,
+        text: "from the future".into(),
+    });
+    evil.control(&Control::Offer(offer(1, "future.bin", 10)));
+    evil.control(&Control::Hello {
+        version: PROTOCOL_VERSION,
+        identity: Uuid::new_v4(),
+        name: "Now compatible?".into(),
+    });
+    // The second hello ends the connection instead of clearing the mismatch.
+    client.expect("second hello", |e| is(e, "second_hello"));
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < deadline {
+        for (_, packet) in evil.socket.channel_mut(CONTROL_CHANNEL).receive() {
+            let message = Control::decode(&packet);
+            assert!(
+                !matches!(
+                    message,
+                    Ok(Control::ChatReceipt { .. } | Control::Accept { .. } | Control::Decline { .. })
+                ),
+                "an incompatible peer's message was processed: {message:?}"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    client.0.command("history").unwrap();
+    let history = client.expect("history", |e| is(e, "history"));
+    assert_eq!(history["entries"], serde_json::json!([]), "{history}");
+    assert!(visible(&dir.join("downloads")).is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -291,13 +451,15 @@ async fn a_hostile_peer_gets_clear_errors_and_leaves_nothing_behind() {
         is(e, "transfer_failed") && e["message"].as_str().unwrap().contains("unexpected digest")
     });
 
-    // 7. Protocol version mismatch is named.
+    // 7. A second hello on one connection (here: another version) is a protocol violation: the
+    //    victim ends the connection and meets the peer again from the start.
     evil.control(&Control::Hello {
         version: PROTOCOL_VERSION + 1,
         identity: Uuid::new_v4(),
         name: "Future".into(),
     });
-    client.expect("version mismatch", |e| is(e, "version_mismatch"));
+    client.expect("second hello", |e| is(e, "second_hello"));
+    evil.reconnected().await;
 
     // Nothing partial became visible, and nothing was written outside the downloads folder.
     assert!(visible(&downloads).is_empty(), "{:?}", visible(&downloads));

@@ -22,6 +22,24 @@ pub const OWNER_KEY_BYTES: usize = 32;
 /// Largest signaling frame the server accepts. SDP offers are a few KiB; anything near this is abuse.
 pub const MAX_FRAME_BYTES: usize = 64 * 1024;
 
+/// Largest SDP (offer or answer) relayed. A data-channel offer with its gathered candidates is
+/// 1-3 KiB, a browser's audio+video offer under 10 KiB.
+pub const MAX_SDP_BYTES: usize = 32 * 1024;
+
+/// Largest ICE candidate relayed (the JSON of an `RTCIceCandidateInit`, typically ~200 bytes).
+pub const MAX_CANDIDATE_BYTES: usize = 2 * 1024;
+
+/// Joins one room accepts back to back, and the rate (per second) it refills at. A person
+/// reloading joins once; a loop of joins makes the one waiting in the room start handshake after
+/// handshake, so it is cut off with `429`.
+pub const ROOM_JOIN_BURST: f64 = 20.0;
+/// See [`ROOM_JOIN_BURST`]: one join every 3 s, sustained.
+pub const ROOM_JOINS_PER_SECOND: f64 = 1.0 / 3.0;
+/// Joins one client address may make to one room back to back (two tabs, reloads, reconnects).
+pub const CLIENT_JOIN_BURST: f64 = 10.0;
+/// See [`CLIENT_JOIN_BURST`]: one join every 6 s, sustained.
+pub const CLIENT_JOINS_PER_SECOND: f64 = 1.0 / 6.0;
+
 /// `201` body of `POST /api/rooms`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CreatedRoom {
@@ -82,6 +100,10 @@ pub enum ErrorCode {
     NotFound,
     /// Route exists, method does not.
     MethodNotAllowed,
+    /// Too many requests from this client (or to this room) in a short time; try again later.
+    RateLimited,
+    /// A request body over its limit.
+    TooLarge,
     /// A bug on our side; the message says what failed.
     Internal,
 }
@@ -97,6 +119,8 @@ impl ErrorCode {
             ErrorCode::Unauthorized => 401,
             ErrorCode::UpgradeRequired => 426,
             ErrorCode::MethodNotAllowed => 405,
+            ErrorCode::RateLimited => 429,
+            ErrorCode::TooLarge => 413,
             ErrorCode::Internal => 500,
         }
     }
@@ -111,7 +135,8 @@ pub mod close {
     pub const KICKED: u16 = 4003;
     /// The room owner banned this peer; it may not come back.
     pub const BANNED: u16 = 4004;
-    /// The frame was not a matchbox `PeerRequest` (not JSON, unknown variant, bad peer id).
+    /// The frame was not a matchbox `PeerRequest` (not JSON, unknown variant, bad peer id), or
+    /// its signal is not `{"Offer"|"Answer"|"IceCandidate": string}` within its size limit.
     pub const INVALID_FRAME: u16 = 1007;
     /// Binary frames are not part of the matchbox protocol.
     pub const UNSUPPORTED_DATA: u16 = 1003;

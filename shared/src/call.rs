@@ -32,6 +32,14 @@ impl std::fmt::Display for CallId {
 pub const MAX_SDP_BYTES: usize = 32 * 1024;
 /// Largest ICE candidate line accepted on the wire (real ones are under 200 bytes).
 pub const MAX_CANDIDATE_BYTES: usize = 1024;
+/// Most remote ICE candidates taken per call (a real peer sends a handful per network
+/// interface); more are dropped, so a peer cannot grow our memory with them.
+pub const MAX_REMOTE_CANDIDATES: u32 = 50;
+/// Calls the peer may ring back to back, and how often after that: one every
+/// [`INVITE_REFILL_MS`]. A peer ringing in a loop is answered "busy" without ringing here.
+pub const INVITE_BURST: u32 = 3;
+/// See [`INVITE_BURST`].
+pub const INVITE_REFILL_MS: u64 = 10_000;
 /// How long an unanswered call rings before the caller gives up.
 pub const RING_MS: u64 = 45_000;
 /// How long an accepted call may take to get its media flowing before both give up.
@@ -374,6 +382,10 @@ pub struct Call {
     since_ms: u64,
     muted: bool,
     camera: bool,
+    /// Remote candidates taken in the current call, against [`MAX_REMOTE_CANDIDATES`].
+    remote_candidates: u32,
+    /// Invites the peer may still make now, and when that was last worked out.
+    invites: (u32, u64),
 }
 
 impl Default for Call {
@@ -390,7 +402,30 @@ impl Call {
             since_ms: 0,
             muted: false,
             camera: false,
+            remote_candidates: 0,
+            invites: (INVITE_BURST, 0),
         }
+    }
+
+    /// Takes one of the peer's invites if it has one left at `now_ms`.
+    fn take_invite(&mut self, now_ms: u64) -> bool {
+        let (left, since) = self.invites;
+        let refilled = (now_ms.saturating_sub(since) / INVITE_REFILL_MS) as u32;
+        let (left, since) = if refilled > 0 {
+            (
+                (left + refilled).min(INVITE_BURST),
+                since + u64::from(refilled) * INVITE_REFILL_MS,
+            )
+        } else {
+            (left, since)
+        };
+        let since = if left >= INVITE_BURST { now_ms } else { since };
+        if left == 0 {
+            self.invites = (0, since);
+            return false;
+        }
+        self.invites = (left - 1, since);
+        true
     }
 
     /// Where the call stands.
@@ -409,6 +444,9 @@ impl Call {
     }
 
     fn enter(&mut self, phase: CallPhase, now_ms: u64) {
+        if phase.call() != self.phase.call() {
+            self.remote_candidates = 0;
+        }
         self.phase = phase;
         self.since_ms = now_ms;
     }
@@ -638,6 +676,12 @@ impl Call {
         let current = self.phase.call();
         match signal {
             CallSignal::Invite { call, video } => match self.phase {
+                CallPhase::Idle if !self.take_invite(now_ms) => {
+                    vec![CallEffect::Send(CallSignal::Decline {
+                        call,
+                        reason: DeclineReason::Busy,
+                    })]
+                }
                 CallPhase::Idle => {
                     self.enter(CallPhase::Ringing { call, video }, now_ms);
                     Vec::new()
@@ -721,8 +765,9 @@ impl Call {
                 mline,
             } => match self.phase {
                 CallPhase::Connecting { call: c, .. } | CallPhase::Active { call: c, .. }
-                    if c == call =>
+                    if c == call && self.remote_candidates < MAX_REMOTE_CANDIDATES =>
                 {
+                    self.remote_candidates += 1;
                     vec![CallEffect::RemoteCandidate {
                         call,
                         candidate,
@@ -784,6 +829,70 @@ mod tests {
             CallEffect::Ended(why) => Some(*why),
             _ => None,
         })
+    }
+
+    #[test]
+    fn a_peer_ringing_in_a_loop_is_told_busy_and_candidates_are_capped() {
+        let mut bob = Call::new();
+        let mut rang = 0;
+        let mut busy = 0;
+        // 20 invites, each hung up at once, within two seconds.
+        for i in 0..20u64 {
+            let now = 1_000_000 + i * 100;
+            let effects = bob.on_signal(
+                CallSignal::Invite {
+                    call: CallId(i + 1),
+                    video: false,
+                },
+                now,
+            );
+            if matches!(bob.phase(), CallPhase::Ringing { .. }) {
+                rang += 1;
+            } else if matches!(
+                sent(&effects)[..],
+                [CallSignal::Decline {
+                    reason: DeclineReason::Busy,
+                    ..
+                }]
+            ) {
+                busy += 1;
+            }
+            bob.on_signal(
+                CallSignal::Hangup {
+                    call: CallId(i + 1),
+                    reason: HangupReason::HungUp,
+                },
+                now + 1,
+            );
+        }
+        assert_eq!((rang, busy), (INVITE_BURST, 20 - INVITE_BURST));
+        // Later, calls ring again.
+        bob.on_signal(
+            CallSignal::Invite {
+                call: CallId(99),
+                video: false,
+            },
+            1_000_000 + 2_000 + INVITE_REFILL_MS,
+        );
+        assert!(matches!(bob.phase(), CallPhase::Ringing { .. }));
+
+        let (mut ada, _, id) = connected_pair();
+        let taken = (0..1_000)
+            .filter(|i| {
+                !ada.on_signal(
+                    CallSignal::Candidate {
+                        call: id,
+                        candidate: format!("candidate:{i} 1 udp 1 ::1 5000 typ host"),
+                        mid: None,
+                        mline: Some(0),
+                    },
+                    100,
+                )
+                .is_empty()
+            })
+            .count();
+        // connected_pair already delivered one.
+        assert_eq!(taken as u32, MAX_REMOTE_CANDIDATES - 1);
     }
 
     /// Ada calls Bob, Bob accepts, descriptions and candidates cross, both connect.

@@ -10,6 +10,7 @@
 //! Plain types and pure functions only: no I/O, no runtime, no clock.
 #![forbid(unsafe_code)]
 
+pub mod admission;
 pub mod api;
 pub mod call;
 pub mod names;

@@ -11,10 +11,56 @@ pub const MAX_LOCAL_NAME_BYTES: usize = 200;
 /// Name used when nothing printable is left.
 const FALLBACK: &str = "file";
 
-const WINDOWS_RESERVED: [&str; 22] = [
-    "CON", "PRN", "AUX", "NUL", "COM1", "COM2", "COM3", "COM4", "COM5", "COM6", "COM7", "COM8",
-    "COM9", "LPT1", "LPT2", "LPT3", "LPT4", "LPT5", "LPT6", "LPT7", "LPT8", "LPT9",
+/// Device names Windows opens instead of a file, whatever the extension (`con.txt` too). The
+/// superscript digits are reserved as well: Windows reads `COM¹` as `COM1`.
+const WINDOWS_RESERVED: [&str; 32] = [
+    "CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$", "COM0", "COM1", "COM2", "COM3", "COM4",
+    "COM5", "COM6", "COM7", "COM8", "COM9", "COM¹", "COM²", "COM³", "LPT0", "LPT1", "LPT2", "LPT3",
+    "LPT4", "LPT5", "LPT6", "LPT7", "LPT8", "LPT9", "LPT¹", "LPT²", "LPT³",
 ];
+
+/// Whether `c` is invisible or reorders text: Unicode's format characters (category Cf: bidi
+/// embeddings, overrides and isolates, zero-width spaces and joiners, the BOM, tag characters...),
+/// the line and paragraph separators, and the invisible fillers that render as nothing. A name
+/// holding one can show as something else than it is: `invoice\u{202E}fdp.exe` reads
+/// "invoiceexe.pdf".
+pub fn is_invisible_or_bidi(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{034F}'
+            | '\u{061C}'
+            | '\u{0600}'..='\u{0605}'
+            | '\u{06DD}'
+            | '\u{070F}'
+            | '\u{0890}'..='\u{0891}'
+            | '\u{08E2}'
+            | '\u{115F}'..='\u{1160}'
+            | '\u{17B4}'..='\u{17B5}'
+            | '\u{180B}'..='\u{180F}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{2028}'..='\u{202E}'
+            | '\u{2060}'..='\u{206F}'
+            | '\u{3164}'
+            | '\u{FEFF}'
+            | '\u{FFA0}'
+            | '\u{FFF9}'..='\u{FFFB}'
+            | '\u{110BD}'
+            | '\u{110CD}'
+            | '\u{13430}'..='\u{1343F}'
+            | '\u{1BCA0}'..='\u{1BCA3}'
+            | '\u{1D173}'..='\u{1D17A}'
+            | '\u{E0000}'..='\u{E0FFF}'
+    )
+}
+
+/// `text` without control, invisible or bidi characters (see [`is_invisible_or_bidi`]): what a
+/// name from the peer may show. Other characters, emoji and every script, are kept.
+pub fn visible_text(text: &str) -> String {
+    text.chars()
+        .filter(|&c| !c.is_control() && !is_invisible_or_bidi(c))
+        .collect()
+}
 
 /// A safe single-component file name derived from `wire_name`, keeping its extension when it can.
 pub fn sanitize_file_name(wire_name: &str) -> String {
@@ -22,6 +68,7 @@ pub fn sanitize_file_name(wire_name: &str) -> String {
     let last = wire_name.rsplit(['/', '\\']).next().unwrap_or_default();
     let mut cleaned: String = last
         .chars()
+        .filter(|&c| !is_invisible_or_bidi(c))
         .map(|c| match c {
             c if c.is_control() => '_',
             ':' | '*' | '?' | '"' | '<' | '>' | '|' => '_',
@@ -36,7 +83,8 @@ pub fn sanitize_file_name(wire_name: &str) -> String {
     if cleaned.is_empty() {
         cleaned = FALLBACK.to_owned();
     }
-    let stem = cleaned.split('.').next().unwrap_or_default();
+    // Windows ignores trailing spaces before the extension: `nul .txt` is `NUL` too.
+    let stem = cleaned.split('.').next().unwrap_or_default().trim_end();
     if WINDOWS_RESERVED
         .iter()
         .any(|r| r.eq_ignore_ascii_case(stem))
@@ -116,6 +164,36 @@ mod tests {
     }
 
     #[test]
+    fn invisible_and_reordering_characters_are_removed() {
+        let cases = [
+            // Right-to-left override: shows as "invoiceexe.pdf".
+            ("invoice\u{202E}fdp.exe", "invoicefdp.exe"),
+            ("a\u{200B}b\u{200D}c\u{FEFF}.txt", "abc.txt"),
+            ("\u{2066}evil\u{2069}.pdf", "evil.pdf"),
+            ("tag\u{E0041}\u{E007F}s.txt", "tags.txt"),
+            ("line\u{2028}sep.txt", "linesep.txt"),
+            ("\u{202E}\u{200B}", "file"),
+        ];
+        for (wire, local) in cases {
+            assert_eq!(sanitize_file_name(wire), local, "{wire:?}");
+        }
+        assert_eq!(visible_text("Ada\u{202E}\u{200B} ✨"), "Ada ✨");
+        assert_eq!(visible_text("日本語 عربى"), "日本語 عربى");
+    }
+
+    #[test]
+    fn every_windows_device_name_is_defused() {
+        for name in [
+            "CONIN$", "conout$.txt", "COM¹", "lpt³.log", "COM0", "LPT9.x", "nul .txt", "AUX",
+        ] {
+            let safe = sanitize_file_name(name);
+            assert!(safe.starts_with('_'), "{name} -> {safe}");
+        }
+        assert_eq!(sanitize_file_name("COM10"), "COM10");
+        assert_eq!(sanitize_file_name("console.txt"), "console.txt");
+    }
+
+    #[test]
     fn very_long_names_are_cut_keeping_the_extension() {
         let name = format!("{}.tar.gz", "ü".repeat(10_000));
         let safe = sanitize_file_name(&name);
@@ -140,6 +218,7 @@ mod tests {
             prop_assert!(safe.len() <= MAX_LOCAL_NAME_BYTES);
             prop_assert!(!safe.contains(['/', '\\', '\0']));
             prop_assert!(!safe.chars().any(char::is_control));
+            prop_assert!(!safe.chars().any(is_invisible_or_bidi));
             prop_assert!(safe != "." && safe != ".." && !safe.starts_with('.'));
             let joined = std::path::Path::new("/downloads").join(&safe);
             prop_assert_eq!(joined.parent(), Some(std::path::Path::new("/downloads")));

@@ -14,7 +14,7 @@ use uuid::Uuid;
 use crate::call::CallSignal;
 
 /// Bumped on any incompatible change; peers with different versions refuse each other politely.
-pub const PROTOCOL_VERSION: u16 = 4;
+pub const PROTOCOL_VERSION: u16 = 5;
 /// Channel index for control and chat.
 pub const CONTROL_CHANNEL: usize = 0;
 /// Channel index for file chunks.
@@ -83,6 +83,10 @@ pub enum DeclineReason {
     NoSpace,
     /// The offer was malformed (empty name after sanitizing, bad size...).
     Invalid,
+    /// Too many files are coming in at once; offer it again when one has finished.
+    Busy,
+    /// The sender offered too many files, or too many bytes, in this session.
+    Limit,
 }
 
 /// Why a transfer was cancelled.
@@ -108,6 +112,8 @@ impl std::fmt::Display for DeclineReason {
             Self::TooLarge => "it is larger than 200 MB",
             Self::NoSpace => "their disk or storage quota is full",
             Self::Invalid => "the offer was not valid",
+            Self::Busy => "they are receiving too many files at once; send it again later",
+            Self::Limit => "you sent more files than they take in one session",
         })
     }
 }

@@ -326,6 +326,21 @@ impl Api {
         Self::reply(self.http.get(format!("{}{path}", self.base)).send().await?).await
     }
 
+    /// `GET {path}`: status and response headers.
+    pub async fn headers(&self, path: &str) -> Result<(u16, reqwest::header::HeaderMap)> {
+        let response = self.http.get(format!("{}{path}", self.base)).send().await?;
+        Ok((response.status().as_u16(), response.headers().clone()))
+    }
+
+    /// `POST {path}` with `body` as it is, and `Authorization: Bearer {key}` if given.
+    pub async fn post_raw(&self, path: &str, key: Option<&str>, body: Vec<u8>) -> Result<Reply> {
+        let mut request = self.http.post(format!("{}{path}", self.base)).body(body);
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        Self::reply(request.send().await?).await
+    }
+
     /// `POST /api/rooms/{room}/{action}` with `{"peer": peer}` (action: kick or ban).
     pub async fn moderate(
         &self,

@@ -80,11 +80,10 @@ async fn session(server: Server) -> Vec<String> {
     a.expect_silence(QUIET).await;
     b.expect_silence(Duration::from_millis(50)).await;
 
-    // A signal with awkward data: nested, unicode, escapes, floats, nulls, unsorted keys.
+    // An offer with awkward text: line breaks, unicode, quotes, escapes. (Duet refuses signal
+    // data of any other shape than matchbox's own; see the rooms tests.)
     let data = json!({
-        "z": [1, 2.5, 1e3, {"y": null, "x": true}],
-        "Offer": "v=0\r\no=- 4611731400430051336 2 IN IP4 127.0.0.1\r\n",
-        "ünï": "\"quoted\" \\ \u{1F600}",
+        "Offer": "v=0\r\no=- 4611731400430051336 2 IN IP4 127.0.0.1\r\nünï \"quoted\" \\ \u{1F600}",
     });
     a.send_text(signal_to(id_b, data)).await.unwrap();
     transcript.push(format!(
@@ -94,7 +93,7 @@ async fn session(server: Server) -> Vec<String> {
     // And back, with the plain string data matchbox_socket itself uses for ICE.
     b.send_text(signal_to(
         id_a,
-        json!("candidate:1 1 udp 2122260223 127.0.0.1 5000 typ host"),
+        json!({"IceCandidate": "candidate:1 1 udp 2122260223 127.0.0.1 5000 typ host"}),
     ))
     .await
     .unwrap();
@@ -127,11 +126,11 @@ async fn golden_frame_shapes() {
         r#"B<-{"IdAssigned":"<B>"}"#.to_owned(),
         r#"A<-{"NewPeer":"<B>"}"#.to_owned(),
         concat!(
-            r#"B<-{"Signal":{"sender":"<A>","data":{"Offer":"v=0\r\no=- 4611731400430051336 2 IN IP4 127.0.0.1\r\n","#,
-            r#""z":[1,2.5,1000.0,{"x":true,"y":null}],"ünï":"\"quoted\" \\ 😀"}}}"#
+            r#"B<-{"Signal":{"sender":"<A>","data":{"Offer":"v=0\r\no=- 4611731400430051336 2 IN IP4 127.0.0.1\r\n"#,
+            r#"ünï \"quoted\" \\ 😀"}}}"#
         )
         .to_owned(),
-        r#"A<-{"Signal":{"sender":"<B>","data":"candidate:1 1 udp 2122260223 127.0.0.1 5000 typ host"}}"#
+        r#"A<-{"Signal":{"sender":"<B>","data":{"IceCandidate":"candidate:1 1 udp 2122260223 127.0.0.1 5000 typ host"}}}"#
             .to_owned(),
         r#"A<-{"PeerLeft":"<B>"}"#.to_owned(),
     ];

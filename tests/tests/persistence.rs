@@ -90,11 +90,11 @@ async fn storage_holds_no_signal_content_and_no_owner_key() {
     let id_b = b.id().await;
     a.next_event().await.unwrap();
     for i in 0..50 {
-        a.send_text(signal_to(id_b, json!({"sdp": format!("{marker}-{i}")})))
+        a.send_text(signal_to(id_b, json!({"Offer": format!("{marker}-{i}")})))
             .await
             .unwrap();
         b.next_event().await.unwrap();
-        b.send_text(signal_to(id_a, json!(format!("{marker}-answer-{i}"))))
+        b.send_text(signal_to(id_a, json!({"Answer": format!("{marker}-answer-{i}")})))
             .await
             .unwrap();
         a.next_event().await.unwrap();

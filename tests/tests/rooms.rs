@@ -46,14 +46,14 @@ async fn pair(wrangler: &Wrangler) -> Pair {
 /// `from` can still signal `to` (proves a socket is alive and routed).
 async fn relays(from: &mut Ws, from_id: PeerId, to: &mut Ws, to_id: PeerId) {
     let nonce = Uuid::new_v4().to_string();
-    from.send_text(signal_to(to_id, json!(nonce)))
+    from.send_text(signal_to(to_id, json!({"IceCandidate": nonce})))
         .await
         .unwrap();
     assert_eq!(
         to.next_event().await.unwrap(),
         JsonPeerEvent::Signal {
             sender: from_id,
-            data: json!(nonce)
+            data: json!({"IceCandidate": nonce})
         }
     );
 }
@@ -410,6 +410,107 @@ async fn bad_peer_uuid_closes_with_1007() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn signals_that_are_not_offers_answers_or_candidates_close_with_1007() {
+    // Each would reach the receiving client's WebRTC stack as something it never asked for.
+    for data in [
+        json!("x"),
+        json!({"Answer": 5}),
+        json!({"Offer": "v=0", "Answer": "v=0"}),
+        json!({"Offer": "o".repeat(duet_shared::api::MAX_SDP_BYTES + 1)}),
+        json!({"IceCandidate": "c".repeat(duet_shared::api::MAX_CANDIDATE_BYTES + 1)}),
+    ] {
+        offender_is_closed(
+            async |ws: &mut Ws| {
+                ws.send_text(signal_to(PeerId(Uuid::new_v4()), data.clone()))
+                    .await
+                    .unwrap()
+            },
+            1007,
+            "bad signal",
+        )
+        .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn join_churn_is_refused_with_429_and_the_member_stays() {
+    use duet_shared::api::CLIENT_JOIN_BURST;
+    let wrangler = Wrangler::shared();
+    let room = wrangler.api().create_room().await.unwrap();
+    let mut member = Ws::join(&wrangler.signal_url(&room.room, Uuid::new_v4())).await;
+    let member_id = member.id().await;
+    // The member's own join took one token from this address's bucket.
+    let mut admitted = 1;
+    let mut refused = None;
+    for _ in 0..(CLIENT_JOIN_BURST as usize * 2) {
+        match Ws::connect(&wrangler.signal_url(&room.room, Uuid::new_v4())).await {
+            Ok(mut stranger) => {
+                admitted += 1;
+                let id = stranger.id().await;
+                assert_eq!(member.next_event().await.unwrap(), JsonPeerEvent::NewPeer(id));
+                stranger.close().await;
+                assert_eq!(member.next_event().await.unwrap(), JsonPeerEvent::PeerLeft(id));
+            }
+            Err(r) => {
+                refused = Some(r);
+                break;
+            }
+        }
+    }
+    let refused = refused.expect("a loop of joins is cut off");
+    assert_eq!(refused.status, 429, "{refused:?}");
+    assert!(refused.body.contains("rate_limited"), "{}", refused.body);
+    assert!(refused.body.contains("Wait a minute"), "{}", refused.body);
+    assert_eq!(admitted, CLIENT_JOIN_BURST as usize);
+    // The member was never disturbed and is still in the room.
+    member.expect_silence(QUIET).await;
+    assert_eq!(wrangler.api().room(&room.room).await.unwrap().peers, 1);
+    member.send_text(r#""KeepAlive""#).await.unwrap();
+    member.expect_silence(QUIET).await;
+    let _ = member_id;
+    // Other rooms are not limited by this room's churn.
+    let mut other = pair(wrangler).await;
+    relays(&mut other.a, other.id_a, &mut other.b, other.id_b).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn moderation_checks_the_key_first_and_refuses_bodies_over_1_kib() {
+    let wrangler = Wrangler::shared();
+    let mut p = pair(wrangler).await;
+    let api = wrangler.api();
+    let kick = format!("/api/rooms/{}/kick", p.room.room);
+    // Without the key, even a garbage body gets 401: it was never parsed.
+    let reply = api
+        .post_raw(&kick, Some("wrong"), b"not json at all".to_vec())
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 401, "{reply:?}");
+    // Over 1 KiB: 413, with or without the key, before anything reads it.
+    for key in [None, Some(p.room.owner_key.as_str())] {
+        let reply = api.post_raw(&kick, key, vec![b' '; 2048]).await.unwrap();
+        assert_eq!(reply.status, 413, "{reply:?}");
+        assert_eq!(reply.error().error, ErrorCode::TooLarge);
+        let ban = format!("/api/rooms/{}/ban", p.room.room);
+        let huge = vec![b'x'; 4 << 20];
+        let reply = api.post_raw(&ban, key, huge).await.unwrap();
+        assert_eq!(reply.status, 413, "{reply:?}");
+    }
+    // With the key, a padded body within 1 KiB still works.
+    let body = format!("{{\"peer\": \"{}\"{}}}", p.id_b.0, " ".repeat(900));
+    let reply = api
+        .post_raw(&kick, Some(&p.room.owner_key), body.into_bytes())
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 204, "{reply:?}");
+    let closed = p.b.closed(WAIT).await.unwrap();
+    assert_eq!(closed.code, close::KICKED);
+    assert_eq!(
+        p.a.next_event().await.unwrap(),
+        JsonPeerEvent::PeerLeft(p.id_b)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn binary_frames_close_with_1003() {
     offender_is_closed(
         async |ws: &mut Ws| ws.send_binary(vec![0, 1, 2, 255]).await.unwrap(),
@@ -452,10 +553,10 @@ async fn floods_close_with_1008() {
 async fn signals_to_self_or_absent_peers_are_dropped_quietly() {
     let wrangler = Wrangler::shared();
     let mut p = pair(wrangler).await;
-    p.a.send_text(signal_to(p.id_a, json!("to myself")))
+    p.a.send_text(signal_to(p.id_a, json!({"Answer": "to myself"})))
         .await
         .unwrap();
-    p.a.send_text(signal_to(PeerId(Uuid::new_v4()), json!("to nobody")))
+    p.a.send_text(signal_to(PeerId(Uuid::new_v4()), json!({"Answer": "to nobody"})))
         .await
         .unwrap();
     p.a.expect_silence(QUIET).await;
@@ -468,11 +569,49 @@ async fn signals_to_self_or_absent_peers_are_dropped_quietly() {
         p.a.next_event().await.unwrap(),
         JsonPeerEvent::PeerLeft(p.id_b)
     );
-    p.a.send_text(signal_to(p.id_b, json!("too late")))
+    p.a.send_text(signal_to(p.id_b, json!({"Answer": "too late"})))
         .await
         .unwrap();
     p.a.expect_silence(QUIET).await;
     assert_eq!(wrangler.api().room(&p.room.room).await.unwrap().peers, 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pages_forbid_framing_inline_script_and_other_hosts() {
+    let api = Wrangler::shared().api();
+    let room = api.create_room().await.unwrap().room;
+    let (_, home) = api.headers("/").await.unwrap();
+    let (status, link) = api.headers(&format!("/r/{room}")).await.unwrap();
+    assert_eq!(status, 200);
+    let csp = |h: &reqwest::header::HeaderMap| {
+        h.get("content-security-policy")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default()
+    };
+    // The static page and the room link (served by the Worker) say the same.
+    assert_eq!(csp(&home), csp(&link), "web/_headers and PAGE_CSP differ");
+    let policy = csp(&link);
+    for directive in [
+        "default-src 'none'",
+        "script-src 'self' 'wasm-unsafe-eval'",
+        "connect-src 'self'",
+        "frame-ancestors 'none'",
+    ] {
+        assert!(policy.contains(directive), "{directive} missing from {policy}");
+    }
+    assert!(!policy.contains("unsafe-eval'") || policy.contains("wasm-unsafe-eval"));
+    for headers in [&home, &link] {
+        assert_eq!(headers["x-content-type-options"], "nosniff");
+        assert_eq!(headers["x-frame-options"], "DENY");
+    }
+    // The app's own script and wasm carry nosniff too; API answers do.
+    let (_, script) = api.headers("/start.js").await.unwrap();
+    assert_eq!(script["x-content-type-options"], "nosniff");
+    let (_, answer) = api.headers(&format!("/api/rooms/{room}")).await.unwrap();
+    assert_eq!(answer["x-content-type-options"], "nosniff");
+    // The rules file itself is not served.
+    let (status, _) = api.headers("/_headers").await.unwrap();
+    assert_ne!(status, 200);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -8,7 +8,10 @@
 
 use std::collections::BTreeSet;
 
-use duet_shared::api::{ErrorCode, MAX_FRAME_BYTES, ROOM_CAPACITY, close};
+use duet_shared::api::{
+    CLIENT_JOIN_BURST, CLIENT_JOINS_PER_SECOND, ErrorCode, MAX_CANDIDATE_BYTES, MAX_FRAME_BYTES,
+    MAX_SDP_BYTES, ROOM_CAPACITY, ROOM_JOIN_BURST, ROOM_JOINS_PER_SECOND, close,
+};
 use matchbox_protocol::{JsonPeerEvent, JsonPeerRequest, PeerId, PeerRequest};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -133,6 +136,9 @@ pub enum FrameError {
     /// Text that is not a matchbox `PeerRequest`.
     #[error("not a matchbox request ({0})")]
     Invalid(String),
+    /// A signal whose data is not what matchbox peers exchange.
+    #[error("bad signal: {0}")]
+    BadSignal(String),
     /// The token bucket ran dry.
     #[error("too many messages; slow down")]
     Flood,
@@ -144,7 +150,7 @@ impl FrameError {
         match self {
             FrameError::TooBig(_) => close::TOO_BIG,
             FrameError::Binary => close::UNSUPPORTED_DATA,
-            FrameError::Invalid(_) => close::INVALID_FRAME,
+            FrameError::Invalid(_) | FrameError::BadSignal(_) => close::INVALID_FRAME,
             FrameError::Flood => close::POLICY_VIOLATION,
         }
     }
@@ -216,16 +222,43 @@ pub fn route_frame(
         serde_json::from_str(text).map_err(|e| FrameError::Invalid(e.to_string()))?;
     match request {
         PeerRequest::KeepAlive => Ok(Routed::Drop(DropReason::KeepAlive)),
-        PeerRequest::Signal { receiver, .. } if receiver == sender => {
-            Ok(Routed::Drop(DropReason::ToSelf))
+        PeerRequest::Signal { receiver, data } => {
+            // Checked first: a malformed signal is an offence whoever it is addressed to.
+            check_signal(&data).map_err(FrameError::BadSignal)?;
+            if receiver == sender {
+                Ok(Routed::Drop(DropReason::ToSelf))
+            } else if !live.contains(&receiver) {
+                Ok(Routed::Drop(DropReason::AbsentPeer))
+            } else {
+                Ok(Routed::Relay {
+                    to: receiver,
+                    frame: event_text(&JsonPeerEvent::Signal { sender, data }),
+                })
+            }
         }
-        PeerRequest::Signal { receiver, .. } if !live.contains(&receiver) => {
-            Ok(Routed::Drop(DropReason::AbsentPeer))
-        }
-        PeerRequest::Signal { receiver, data } => Ok(Routed::Relay {
-            to: receiver,
-            frame: event_text(&JsonPeerEvent::Signal { sender, data }),
-        }),
+    }
+}
+
+/// Checks a signal's data is what matchbox peers exchange: `{"Offer": sdp}`, `{"Answer": sdp}`
+/// or `{"IceCandidate": json}`, each a string within its limit. The receiving client parses it
+/// with its WebRTC stack; anything else can only be an attack on that parser.
+pub fn check_signal(data: &serde_json::Value) -> Result<(), String> {
+    let Some(object) = data.as_object().filter(|o| o.len() == 1) else {
+        return Err(r#"data must be {"Offer"|"Answer"|"IceCandidate": string}"#.into());
+    };
+    let (kind, value) = object.iter().next().expect("one entry, checked above");
+    let limit = match kind.as_str() {
+        "Offer" | "Answer" => MAX_SDP_BYTES,
+        "IceCandidate" => MAX_CANDIDATE_BYTES,
+        _ => return Err(format!("unknown signal kind {:.20?}", kind)),
+    };
+    match value.as_str() {
+        Some(text) if text.len() <= limit => Ok(()),
+        Some(text) => Err(format!(
+            "{kind} of {} bytes is over its {limit}-byte limit",
+            text.len()
+        )),
+        None => Err(format!("{kind} must be a string")),
     }
 }
 
@@ -235,39 +268,104 @@ pub fn event_text(event: &JsonPeerEvent) -> String {
     serde_json::to_string(event).unwrap_or_default()
 }
 
-/// Per-socket flood protection: a token bucket. Generous enough for a WebRTC negotiation burst
-/// (an offer plus dozens of ICE candidates), tight enough that a loop sending garbage is cut off.
+/// A token bucket: `burst` events back to back, refilled at `per_second`.
+///
+/// Per socket it is flood protection for frames ([`RateLimiter::new`]); per room and per client
+/// address it limits joins ([`JoinLimits`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct RateLimiter {
     tokens: f64,
     last_ms: f64,
+    burst: f64,
+    per_second: f64,
 }
 
 impl RateLimiter {
-    /// Frames a socket may send back to back.
+    /// Frames a socket may send back to back. Generous enough for a WebRTC negotiation burst (an
+    /// offer plus dozens of ICE candidates), tight enough that a loop sending garbage is cut off.
     pub const BURST: f64 = 200.0;
     /// Frames per second refilled.
     pub const PER_SECOND: f64 = 50.0;
 
-    /// A full bucket at time `now_ms`.
+    /// A full frame bucket at time `now_ms`.
     pub fn new(now_ms: f64) -> Self {
+        Self::with(Self::BURST, Self::PER_SECOND, now_ms)
+    }
+
+    /// A full bucket of `burst` tokens refilled at `per_second`, at time `now_ms`.
+    pub fn with(burst: f64, per_second: f64, now_ms: f64) -> Self {
         Self {
-            tokens: Self::BURST,
+            tokens: burst,
             last_ms: now_ms,
+            burst,
+            per_second,
         }
+    }
+
+    fn refill(&mut self, now_ms: f64) {
+        let elapsed = ((now_ms - self.last_ms) / 1000.0).max(0.0);
+        self.last_ms = now_ms.max(self.last_ms);
+        self.tokens = (self.tokens + elapsed * self.per_second).min(self.burst);
+    }
+
+    /// Whether a token is there now, without taking it.
+    pub fn has_token(&mut self, now_ms: f64) -> bool {
+        self.refill(now_ms);
+        self.tokens >= 1.0
     }
 
     /// Takes one token if there is one.
     pub fn allow(&mut self, now_ms: f64) -> bool {
-        let elapsed = ((now_ms - self.last_ms) / 1000.0).max(0.0);
-        self.last_ms = now_ms;
-        self.tokens = (self.tokens + elapsed * Self::PER_SECOND).min(Self::BURST);
-        if self.tokens >= 1.0 {
+        if self.has_token(now_ms) {
             self.tokens -= 1.0;
             true
         } else {
             false
         }
+    }
+
+    /// Whether the bucket is full again (so forgetting it loses nothing).
+    pub fn is_full(&mut self, now_ms: f64) -> bool {
+        self.refill(now_ms);
+        self.tokens >= self.burst
+    }
+}
+
+/// Join limits of one room: a bucket for the room and one per client address (its salted hash;
+/// clients without one share a bucket). Two tabs on one machine are two joins, well within.
+#[derive(Debug, Clone)]
+pub struct JoinLimits {
+    room: RateLimiter,
+    clients: std::collections::HashMap<String, RateLimiter>,
+}
+
+impl JoinLimits {
+    /// Most client buckets kept: past this, full buckets are forgotten (they hold no debt).
+    const MAX_CLIENTS: usize = 256;
+
+    /// Fresh limits at `now_ms`.
+    pub fn new(now_ms: f64) -> Self {
+        Self {
+            room: RateLimiter::with(ROOM_JOIN_BURST, ROOM_JOINS_PER_SECOND, now_ms),
+            clients: Default::default(),
+        }
+    }
+
+    /// Whether a join from `client` may go ahead at `now_ms`; takes a token from both buckets
+    /// if so, from neither if not (a client cut off does not drain the room's budget).
+    pub fn allow(&mut self, client: Option<&str>, now_ms: f64) -> bool {
+        if self.clients.len() >= Self::MAX_CLIENTS {
+            self.clients.retain(|_, bucket| !bucket.is_full(now_ms));
+        }
+        let client = client.unwrap_or("").to_owned();
+        let full = self.clients.len() >= Self::MAX_CLIENTS && !self.clients.contains_key(&client);
+        let bucket = self.clients.entry(client).or_insert_with(|| {
+            RateLimiter::with(CLIENT_JOIN_BURST, CLIENT_JOINS_PER_SECOND, now_ms)
+        });
+        if full || !bucket.has_token(now_ms) || !self.room.has_token(now_ms) {
+            return false;
+        }
+        bucket.allow(now_ms) && self.room.allow(now_ms)
     }
 }
 
@@ -454,13 +552,16 @@ mod tests {
             route_frame(a, &[a], Frame::Text(r#""KeepAlive""#)),
             Ok(Routed::Drop(DropReason::KeepAlive))
         );
-        let to_self = format!(r#"{{"Signal":{{"receiver":"{}","data":1}}}}"#, a.0);
+        let to_self = format!(
+            r#"{{"Signal":{{"receiver":"{}","data":{{"Answer":"x"}}}}}}"#,
+            a.0
+        );
         assert_eq!(
             route_frame(a, &[a, b], Frame::Text(&to_self)),
             Ok(Routed::Drop(DropReason::ToSelf))
         );
         let to_absent = format!(
-            r#"{{"Signal":{{"receiver":"{}","data":1}}}}"#,
+            r#"{{"Signal":{{"receiver":"{}","data":{{"IceCandidate":"x"}}}}}}"#,
             Uuid::from_u128(9)
         );
         assert_eq!(
@@ -495,6 +596,40 @@ mod tests {
     }
 
     #[test]
+    fn only_offers_answers_and_candidates_of_bounded_size_are_relayed() {
+        let a = PeerId(Uuid::from_u128(1));
+        let b = PeerId(Uuid::from_u128(2));
+        let signal = |data: serde_json::Value| {
+            serde_json::json!({"Signal": {"receiver": b, "data": data}}).to_string()
+        };
+        for good in [
+            serde_json::json!({"Offer": "v=0"}),
+            serde_json::json!({"Answer": "x"}),
+            serde_json::json!({"IceCandidate": "{\"candidate\":\"x\"}"}),
+            serde_json::json!({"Offer": "o".repeat(MAX_SDP_BYTES)}),
+        ] {
+            let routed = route_frame(a, &[a, b], Frame::Text(&signal(good.clone())));
+            assert!(matches!(routed, Ok(Routed::Relay { .. })), "{good}");
+        }
+        for bad in [
+            serde_json::json!(1),
+            serde_json::json!("candidate:1"),
+            serde_json::json!(null),
+            serde_json::json!({}),
+            serde_json::json!({"Offer": 5}),
+            serde_json::json!({"Offer": "x", "Answer": "y"}),
+            serde_json::json!({"Shout": "x"}),
+            serde_json::json!({"Offer": "o".repeat(MAX_SDP_BYTES + 1)}),
+            serde_json::json!({"IceCandidate": "c".repeat(MAX_CANDIDATE_BYTES + 1)}),
+        ] {
+            let err = route_frame(a, &[a, b], Frame::Text(&signal(bad.clone()))).unwrap_err();
+            assert!(matches!(err, FrameError::BadSignal(_)), "{bad}: {err:?}");
+            assert_eq!(err.close_code(), 1007);
+            assert!(err.close_reason().starts_with("bad signal"), "{bad}");
+        }
+    }
+
+    #[test]
     fn rate_limiter_allows_a_burst_then_refills() {
         let mut limiter = RateLimiter::new(0.0);
         let allowed = (0..1000).filter(|_| limiter.allow(0.0)).count();
@@ -503,6 +638,31 @@ mod tests {
         // One second later, PER_SECOND more.
         let refilled = (0..1000).filter(|_| limiter.allow(1000.0)).count();
         assert_eq!(refilled, RateLimiter::PER_SECOND as usize);
+    }
+
+    #[test]
+    fn joins_are_limited_per_client_and_per_room() {
+        let mut limits = JoinLimits::new(0.0);
+        let client_burst = CLIENT_JOIN_BURST as usize;
+        let allowed = (0..100).filter(|_| limits.allow(Some("a"), 0.0)).count();
+        assert_eq!(allowed, client_burst, "one client gets its burst");
+        // Another address is not affected by the first one's loop...
+        assert!(limits.allow(Some("b"), 0.0));
+        // ...until the room's own budget is gone.
+        let more = (0..100)
+            .map(|i| format!("c{i}"))
+            .filter(|c| limits.allow(Some(c), 0.0))
+            .count();
+        assert_eq!(more + client_burst + 1, ROOM_JOIN_BURST as usize);
+        assert!(!limits.allow(Some("fresh"), 0.0));
+        // Time refills both.
+        let later = 1000.0 / CLIENT_JOINS_PER_SECOND;
+        assert!(limits.allow(Some("a"), later));
+        assert!(!limits.allow(Some("a"), later));
+        // Clients without an address share one bucket.
+        let mut limits = JoinLimits::new(0.0);
+        let anonymous = (0..100).filter(|_| limits.allow(None, 0.0)).count();
+        assert_eq!(anonymous, client_burst);
     }
 
     #[test]

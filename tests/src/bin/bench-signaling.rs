@@ -240,7 +240,11 @@ async fn read_signals(
                     let now = epoch.elapsed().as_micros() as u64;
                     match serde_json::from_str::<JsonPeerEvent>(&text) {
                         Ok(JsonPeerEvent::Signal { data, .. }) => {
-                            let sent = data["t"].as_u64().unwrap_or(now);
+                            let sent = data["IceCandidate"]
+                                .as_str()
+                                .and_then(|c| serde_json::from_str::<serde_json::Value>(c).ok())
+                                .and_then(|c| c["t"].as_u64())
+                                .unwrap_or(now);
                             latencies.push(now.saturating_sub(sent) as u32);
                             counters.received.fetch_add(1, Ordering::Relaxed);
                         }
@@ -362,7 +366,10 @@ async fn one_run(target: &Arc<Target>, config: &Config) -> Result<Summary> {
                     (&mut sink_b, id_a)
                 };
                 let t = epoch.elapsed().as_micros() as u64;
-                let frame = serde_json::json!({"Signal": {"receiver": to, "data": {"t": t, "seq": n, "pad": pad}}})
+                // Shaped like a real trickled candidate: the JSON of the timing inside the
+                // string matchbox peers send (the only signal shapes Duet relays).
+                let candidate = serde_json::json!({"t": t, "seq": n, "pad": pad}).to_string();
+                let frame = serde_json::json!({"Signal": {"receiver": to, "data": {"IceCandidate": candidate}}})
                     .to_string();
                 match tokio::time::timeout(Duration::from_secs(5), sink.send(Message::text(frame))).await {
                     Ok(Ok(())) => {

@@ -21,12 +21,22 @@ use worker::{
 use super::entry::{INIT_PATH, InitRoom};
 use super::respond::{self, Failure};
 use crate::room::{
-    self, AlarmDecision, Bans, Frame, FrameError, JoinDecision, Member, RateLimiter, RoomRecord,
-    Routed,
+    self, AlarmDecision, Bans, Frame, FrameError, JoinDecision, JoinLimits, Member, RateLimiter,
+    RoomRecord, Routed,
 };
 use crate::secrets;
 
 const RECORD_KEY: &str = "room";
+/// Largest kick/ban body (`{"peer": "<uuid>"}` is 47 bytes).
+pub(crate) const MAX_MODERATION_BODY: usize = 1024;
+
+/// The refusal of a body over [`MAX_MODERATION_BODY`].
+pub(crate) fn too_large() -> Failure {
+    Failure::refuse(
+        ErrorCode::TooLarge,
+        "The request body is too large: send {\"peer\": \"<peer id>\"}, at most 1 KiB.",
+    )
+}
 const BANS_KEY: &str = "bans";
 /// Default idle lifetime of a room: a day without anybody in it.
 const DEFAULT_IDLE_TTL_SECS: u64 = 24 * 60 * 60;
@@ -40,6 +50,9 @@ pub struct Room {
     limiters: RefCell<HashMap<PeerId, RateLimiter>>,
     /// Peers already announced as gone whose sockets may still be listed while closing.
     departed: RefCell<HashSet<PeerId>>,
+    /// Join rate limits (per room, per client address). In memory: an object looping joins is
+    /// never idle long enough to be evicted, and a fresh object starts with full buckets.
+    join_limits: RefCell<JoinLimits>,
 }
 
 type Outcome = std::result::Result<Response, Failure>;
@@ -211,6 +224,17 @@ impl Room {
             .headers()
             .get("cf-connecting-ip")?
             .map(|ip| secrets::hash_ip(&record.ip_salt, &ip));
+        if !self
+            .join_limits
+            .borrow_mut()
+            .allow(ip_hash.as_deref(), now_ms() as f64)
+        {
+            return Err(Failure::refuse(
+                ErrorCode::RateLimited,
+                "Too many attempts to join this room in a short time. Wait a minute, then \
+                 try again.",
+            ));
+        }
         let members = self.members();
         let present: Vec<Member> = members.iter().map(|(_, m)| m.clone()).collect();
         let bans = self.bans().await?;
@@ -292,10 +316,14 @@ impl Room {
     }
 
     async fn moderate(&self, mut req: Request, ban: bool) -> Outcome {
-        // Read the body before answering anything: a response sent while the request body is
-        // still streaming in makes the runtime fail the request.
-        let body = req.text().await?;
+        // The key first, so a stranger's body is never read. (The entry worker has already
+        // refused bodies over `MAX_MODERATION_BODY` by their Content-Length.)
         self.authorize(&req).await?;
+        let body = req.bytes().await?;
+        if body.len() > MAX_MODERATION_BODY {
+            return Err(too_large());
+        }
+        let body = String::from_utf8_lossy(&body);
         let target: PeerTarget = serde_json::from_str(&body).map_err(|_| {
             Failure::refuse(
                 ErrorCode::BadRequest,
@@ -385,6 +413,7 @@ impl DurableObject for Room {
             env,
             limiters: RefCell::new(HashMap::new()),
             departed: RefCell::new(HashSet::new()),
+            join_limits: RefCell::new(JoinLimits::new(now_ms() as f64)),
         }
     }
 

@@ -6,6 +6,7 @@
 use duet_shared::api::{CreatedRoom, ErrorCode, is_valid_room_id};
 use worker::{Context, Env, Method, Request, RequestInit, Response, Result, event};
 
+use super::durable::{MAX_MODERATION_BODY, too_large};
 use super::respond::{self, Failure};
 use crate::secrets;
 
@@ -72,6 +73,9 @@ async fn route(req: Request, env: &Env) -> std::result::Result<Response, Failure
                 ),
             ));
         }
+        if method == Method::Post && !moderation_body_fits(&req)? {
+            return Err(refuse_large_body(req).await);
+        }
         return forward_to_room(room, req, env).await;
     }
     if let Some((room, "")) = split_room(&path, "/signal/") {
@@ -82,12 +86,43 @@ async fn route(req: Request, env: &Env) -> std::result::Result<Response, Failure
     {
         // The app's page handles room links itself; it asks the API whether the room exists.
         let assets = env.assets("ASSETS")?;
-        return Ok(assets.fetch("https://assets.local/", None).await?);
+        let mut index = assets.fetch("https://assets.local/", None).await?;
+        return Ok(respond::page(index.bytes().await?)?);
     }
     Err(Failure::refuse(
         ErrorCode::NotFound,
         format!("Nothing at {path}. Room links look like /r/{{room}}."),
     ))
+}
+
+/// Kick and ban bodies are tiny: one over [`MAX_MODERATION_BODY`] (or of unknown length) is
+/// refused by its `Content-Length`, before anything parses it or wakes the room.
+fn moderation_body_fits(req: &Request) -> std::result::Result<bool, Failure> {
+    let length = req
+        .headers()
+        .get("content-length")?
+        .and_then(|v| v.trim().parse::<usize>().ok());
+    Ok(length.is_some_and(|n| n <= MAX_MODERATION_BODY))
+}
+
+/// Most bytes of a refused body read (and dropped, chunk by chunk) before answering.
+const DRAIN_LIMIT: usize = 8 << 20;
+
+/// The `413` for a body that is too large. What was sent is read and dropped first, up to
+/// [`DRAIN_LIMIT`], never kept: the runtime fails a request that is answered while its body
+/// is still streaming in, and the client would see a broken connection instead of the refusal.
+async fn refuse_large_body(mut req: Request) -> Failure {
+    use futures_util::StreamExt;
+    if let Ok(mut body) = req.stream() {
+        let mut seen = 0;
+        while let Some(Ok(chunk)) = body.next().await {
+            seen += chunk.len();
+            if seen > DRAIN_LIMIT {
+                break;
+            }
+        }
+    }
+    too_large()
 }
 
 async fn create_room(env: &Env) -> std::result::Result<Response, Failure> {

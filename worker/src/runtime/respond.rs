@@ -28,15 +28,41 @@ impl Failure {
             Failure::Refused(code, message) => error(code, message),
             Failure::Runtime(e) => {
                 worker::console_error!("runtime failure: {e}");
-                error(ErrorCode::Internal, format!("The server failed: {e}"))
+                // The runtime's words stay in the log: they describe our internals.
+                error(
+                    ErrorCode::Internal,
+                    "The server failed to handle this request. Try again in a moment.",
+                )
             }
         }
     }
 }
 
+/// The app page's Content-Security-Policy: its own scripts and wasm only, no inline script, no
+/// framing, network only to this server (the API and the signaling WebSocket). The same text is
+/// in `web/_headers` for the static files; a test checks they agree.
+pub const PAGE_CSP: &str = "default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; \
+    style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; \
+    media-src 'self' blob: mediastream:; font-src 'self'; connect-src 'self'; \
+    frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
+
+/// The app's page (for room links) with the security headers of `web/_headers`.
+pub fn page(html: Vec<u8>) -> Result<Response> {
+    let headers = Headers::new();
+    headers.set("content-type", "text/html; charset=utf-8")?;
+    headers.set("content-security-policy", PAGE_CSP)?;
+    headers.set("x-content-type-options", "nosniff")?;
+    headers.set("x-frame-options", "DENY")?;
+    headers.set("referrer-policy", "no-referrer")?;
+    headers.set("cross-origin-opener-policy", "same-origin")?;
+    headers.set("cache-control", "no-cache")?;
+    Ok(Response::from_bytes(html)?.with_headers(headers))
+}
+
 /// Headers every API response carries: JSON, and open CORS so other tools can call the API.
 fn api_headers() -> Result<Headers> {
     let headers = Headers::new();
+    headers.set("x-content-type-options", "nosniff")?;
     headers.set("content-type", "application/json; charset=utf-8")?;
     headers.set("access-control-allow-origin", "*")?;
     headers.set("cache-control", "no-store")?;

@@ -25,10 +25,22 @@ use matchbox_protocol::PeerId;
 pub use messages::*;
 pub(crate) use socket::MessageLoopChannels;
 pub use socket::{
-    CandidatePair, CandidateType, ChannelConfig, PeerState, RtcIceServerConfig, WebRtcChannel,
-    WebRtcSocket, WebRtcSocketBuilder,
+    CandidatePair, CandidateType, ChannelConfig, HandshakeFailure, PeerState, RtcIceServerConfig,
+    WebRtcChannel, WebRtcSocket, WebRtcSocketBuilder,
 };
 use std::{collections::HashMap, pin::Pin, time::Duration};
+
+/// Duet patch: how long a handshake may take before it is abandoned (its connection closed). A
+/// peer that never answers, or answers with garbage, must not hold a connection and its sockets.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Duet patch: most handshakes under way at once. A room has one other seat, so more than a few
+/// at a time is churn (a peer reconnecting in a loop); each holds UDP sockets until it ends.
+pub const MAX_HANDSHAKES: usize = 4;
+
+/// Duet patch: most remote ICE candidates taken per connection (a real peer sends a handful per
+/// network interface); more are ignored, so a peer cannot grow our memory with candidates.
+pub const MAX_REMOTE_CANDIDATES: usize = 64;
 
 cfg_if! {
     if #[cfg(target_arch = "wasm32")] {
@@ -161,7 +173,7 @@ trait Messenger {
         messages_from_peers_tx: Vec<UnboundedSender<(PeerId, Packet)>>,
         ice_server_config: &RtcIceServerConfig,
         channel_configs: &[ChannelConfig],
-    ) -> HandshakeResult<Self::DataChannel, Self::HandshakeMeta>;
+    ) -> Result<HandshakeResult<Self::DataChannel, Self::HandshakeMeta>, HandshakeFailure>;
 
     async fn accept_handshake(
         signal_peer: SignalPeer,
@@ -169,7 +181,7 @@ trait Messenger {
         messages_from_peers_tx: Vec<UnboundedSender<(PeerId, Packet)>>,
         ice_server_config: &RtcIceServerConfig,
         channel_configs: &[ChannelConfig],
-    ) -> HandshakeResult<Self::DataChannel, Self::HandshakeMeta>;
+    ) -> Result<HandshakeResult<Self::DataChannel, Self::HandshakeMeta>, HandshakeFailure>;
 
     /// Runs the connection to a peer until it ends, reporting the candidate pair it uses on
     /// `candidate_pair_tx` whenever it changes
@@ -178,6 +190,29 @@ trait Messenger {
         handshake_meta: Self::HandshakeMeta,
         candidate_pair_tx: UnboundedSender<(PeerId, CandidatePair)>,
     ) -> PeerId;
+}
+
+/// A handshake or peer loop that can be cancelled from outside (the peer left signaling), and
+/// that reports which peer it was for however it ends.
+fn cancellable<'a, T: 'a>(
+    peer: PeerId,
+    future: impl Future<Output = T> + 'a,
+) -> (
+    impl Future<Output = (PeerId, Option<T>)> + 'a,
+    futures::future::AbortHandle,
+) {
+    let (future, abort) = futures::future::abortable(future);
+    (future.map(move |result| (peer, result.ok())), abort)
+}
+
+/// A handshake that gives up after [`HANDSHAKE_TIMEOUT`].
+async fn timed<T>(
+    handshake: impl Future<Output = Result<T, HandshakeFailure>>,
+) -> Result<T, HandshakeFailure> {
+    select! {
+        result = handshake.fuse() => result,
+        _ = Delay::new(HANDSHAKE_TIMEOUT).fuse() => Err(HandshakeFailure::TimedOut),
+    }
 }
 
 async fn message_loop<M: Messenger>(
@@ -200,6 +235,9 @@ async fn message_loop<M: Messenger>(
     let mut peer_loops = FuturesUnordered::new();
     let mut handshake_signals = HashMap::new();
     let mut data_channels = HashMap::new();
+    // Duet patch: what to cancel when signaling reports a peer gone.
+    let mut handshake_aborts: HashMap<PeerId, futures::future::AbortHandle> = HashMap::new();
+    let mut peer_loop_aborts: HashMap<PeerId, futures::future::AbortHandle> = HashMap::new();
     let mut id_tx = Option::Some(id_tx);
 
     let mut timeout = if let Some(interval) = keep_alive_interval {
@@ -241,31 +279,66 @@ async fn message_loop<M: Messenger>(
                         debug!("{event:?}");
                         match event {
                             PeerEvent::IdAssigned(peer_uuid) => {
-                                if id_tx.take().expect("already sent peer id").send(peer_uuid.to_owned()).is_err() {
+                                // A second id from the server is ignored, not a panic.
+                                let Some(id_tx) = id_tx.take() else {
+                                    warn!("ignoring a second IdAssigned from the signaling server");
+                                    continue;
+                                };
+                                if id_tx.send(peer_uuid.to_owned()).is_err() {
                                     // Socket receiver was dropped, exit cleanly.
                                     break Ok(());
                                 };
                             },
                             PeerEvent::NewPeer(peer_uuid) => {
+                                if handshake_signals.contains_key(&peer_uuid) {
+                                    warn!("ignoring NewPeer for {peer_uuid}: already connecting or connected");
+                                    continue;
+                                }
+                                if handshake_aborts.len() >= MAX_HANDSHAKES {
+                                    warn!("not offering to {peer_uuid}: too many handshakes under way");
+                                    if peer_state_tx.unbounded_send((peer_uuid, PeerState::Failed(HandshakeFailure::TooMany))).is_err() {
+                                        break Ok(());
+                                    }
+                                    continue;
+                                }
                                 let (signal_tx, signal_rx) = futures_channel::mpsc::unbounded();
                                 handshake_signals.insert(peer_uuid, signal_tx);
                                 let signal_peer = SignalPeer::new(peer_uuid, requests_sender.clone());
-                                handshakes.push(M::offer_handshake(signal_peer, signal_rx, messages_from_peers_tx.clone(), ice_server_config, channel_configs))
+                                let (handshake, abort) = cancellable(peer_uuid, timed(M::offer_handshake(signal_peer, signal_rx, messages_from_peers_tx.clone(), ice_server_config, channel_configs)));
+                                handshake_aborts.insert(peer_uuid, abort);
+                                handshakes.push(handshake);
                             },
                             PeerEvent::PeerLeft(peer_uuid) => {
+                                // Duet patch: whatever we had with this peer ends now: its
+                                // handshake, its connection (closed when its loop is dropped)
+                                // and the signals queued for it.
+                                if let Some(abort) = handshake_aborts.remove(&peer_uuid) {
+                                    abort.abort();
+                                }
+                                if let Some(abort) = peer_loop_aborts.remove(&peer_uuid) {
+                                    abort.abort();
+                                }
+                                handshake_signals.remove(&peer_uuid);
+                                data_channels.remove(&peer_uuid);
                                 if peer_state_tx.unbounded_send((peer_uuid, PeerState::Disconnected)).is_err() {
                                     // socket dropped, exit cleanly
                                     break Ok(());
                                 }
                             },
                             PeerEvent::Signal { sender, data } => {
-                                let signal_tx = handshake_signals.entry(sender).or_insert_with(|| {
+                                if !handshake_signals.contains_key(&sender) {
+                                    if handshake_aborts.len() >= MAX_HANDSHAKES {
+                                        warn!("ignoring a signal from {sender}: too many handshakes under way");
+                                        continue;
+                                    }
                                     let (from_peer_tx, peer_signal_rx) = futures_channel::mpsc::unbounded();
                                     let signal_peer = SignalPeer::new(sender, requests_sender.clone());
-                                    handshakes.push(M::accept_handshake(signal_peer, peer_signal_rx, messages_from_peers_tx.clone(), ice_server_config, channel_configs));
-                                    from_peer_tx
-                                });
-
+                                    let (handshake, abort) = cancellable(sender, timed(M::accept_handshake(signal_peer, peer_signal_rx, messages_from_peers_tx.clone(), ice_server_config, channel_configs)));
+                                    handshake_aborts.insert(sender, abort);
+                                    handshakes.push(handshake);
+                                    handshake_signals.insert(sender, from_peer_tx);
+                                }
+                                let signal_tx = &handshake_signals[&sender];
                                 if signal_tx.unbounded_send(data).is_err() {
                                     warn!("ignoring signal from peer {sender} because the handshake has already finished");
                                 }
@@ -298,17 +371,37 @@ async fn message_loop<M: Messenger>(
                 }
             }
 
-            handshake_result = handshakes.select_next_some() => {
+            (peer_id, handshake_result) = handshakes.select_next_some() => {
+                handshake_aborts.remove(&peer_id);
+                let handshake_result = match handshake_result {
+                    Some(Ok(result)) => result,
+                    Some(Err(failure)) => {
+                        // The connection was dropped (and so closed) with the handshake. Its
+                        // signal queue stays until the peer leaves, so a hostile peer cannot
+                        // start handshake after handshake with more signals.
+                        warn!("handshake with {peer_id} failed: {failure}");
+                        if peer_state_tx.unbounded_send((peer_id, PeerState::Failed(failure))).is_err() {
+                            break Ok(());
+                        }
+                        continue;
+                    }
+                    // Cancelled because the peer left: already reported.
+                    None => continue,
+                };
                 data_channels.insert(handshake_result.peer_id, handshake_result.data_channels);
                 if peer_state_tx.unbounded_send((handshake_result.peer_id, PeerState::Connected)).is_err() {
                     // sending can only fail on socket drop, in which case connected_peers is unavailable, ignore
                     break Ok(());
                 }
-                peer_loops.push(M::peer_loop(handshake_result.peer_id, handshake_result.metadata, candidate_pair_tx.clone()));
+                let (peer_loop, abort) = cancellable(peer_id, M::peer_loop(handshake_result.peer_id, handshake_result.metadata, candidate_pair_tx.clone()));
+                peer_loop_aborts.insert(peer_id, abort);
+                peer_loops.push(peer_loop);
             }
 
-            peer_uuid = peer_loops.select_next_some() => {
+            (peer_uuid, _) = peer_loops.select_next_some() => {
                 debug!("peer {peer_uuid} finished");
+                peer_loop_aborts.remove(&peer_uuid);
+                data_channels.remove(&peer_uuid);
                 if peer_state_tx.unbounded_send((peer_uuid, PeerState::Disconnected)).is_err() {
                     // sending can only fail on socket drop, in which case connected_peers is unavailable, ignore
                     break Ok(());

@@ -5,7 +5,7 @@ use super::{
 use crate::{
     CandidatePair, CandidateType, RtcIceServerConfig,
     webrtc_socket::{
-        ChannelConfig, Messenger, Packet, Signaller,
+        ChannelConfig, HandshakeFailure, Messenger, Packet, Signaller,
         error::SignalingError,
         messages::PeerSignal,
         signal_peer::SignalPeer,
@@ -152,7 +152,7 @@ impl Messenger for NativeMessenger {
         messages_from_peers_tx: Vec<UnboundedSender<(PeerId, Packet)>>,
         ice_server_config: &RtcIceServerConfig,
         channel_configs: &[ChannelConfig],
-    ) -> HandshakeResult<Self::DataChannel, Self::HandshakeMeta> {
+    ) -> Result<HandshakeResult<Self::DataChannel, Self::HandshakeMeta>, HandshakeFailure> {
         let (to_peer_message_tx, to_peer_message_rx) = new_senders_and_receivers(channel_configs);
         let (peer_disconnected_tx, peer_disconnected_rx) = futures_channel::mpsc::channel(1);
 
@@ -163,7 +163,7 @@ impl Messenger for NativeMessenger {
             peer_disconnected_tx.clone(),
         )
         .await
-        .unwrap();
+        .map_err(local_failure)?;
 
         let (data_channel_ready_txs, data_channels_ready_fut) =
             create_data_channels_ready_fut(channel_configs);
@@ -176,19 +176,25 @@ impl Messenger for NativeMessenger {
             messages_from_peers_tx,
             channel_configs,
         )
-        .await;
+        .await?;
 
         // TODO: maybe pass in options? ice restart etc.?
-        let offer = connection.create_offer(None).await.unwrap();
+        let offer = connection
+            .create_offer(None)
+            .await
+            .map_err(local_failure)?;
         let sdp = offer.sdp.clone();
-        connection.set_local_description(offer).await.unwrap();
+        connection
+            .set_local_description(offer)
+            .await
+            .map_err(local_failure)?;
         signal_peer.send(PeerSignal::Offer(sdp));
 
         let answer = loop {
             let signal = peer_signal_rx
                 .next()
                 .await
-                .expect("Signal server connection lost in the middle of a handshake");
+                .ok_or(HandshakeFailure::SignalingLost)?;
 
             match signal {
                 PeerSignal::Answer(answer) => {
@@ -203,11 +209,12 @@ impl Messenger for NativeMessenger {
             };
         };
 
-        let remote_description = RTCSessionDescription::answer(answer).unwrap();
+        let remote_description =
+            RTCSessionDescription::answer(answer).map_err(bad_description)?;
         connection
             .set_remote_description(remote_description)
             .await
-            .unwrap();
+            .map_err(bad_description)?;
 
         let signaled = SignaledCandidates::default();
         let trickle_fut = complete_handshake(
@@ -220,7 +227,7 @@ impl Messenger for NativeMessenger {
         )
         .await;
 
-        HandshakeResult::<Self::DataChannel, Self::HandshakeMeta> {
+        Ok(HandshakeResult::<Self::DataChannel, Self::HandshakeMeta> {
             peer_id: signal_peer.id,
             data_channels: to_peer_message_tx,
             metadata: NativeHandshakeMeta {
@@ -232,7 +239,7 @@ impl Messenger for NativeMessenger {
                 connection,
                 signaled,
             },
-        }
+        })
     }
 
     async fn accept_handshake(
@@ -241,7 +248,7 @@ impl Messenger for NativeMessenger {
         messages_from_peers_tx: Vec<UnboundedSender<(PeerId, Packet)>>,
         ice_server_config: &RtcIceServerConfig,
         channel_configs: &[ChannelConfig],
-    ) -> HandshakeResult<Self::DataChannel, Self::HandshakeMeta> {
+    ) -> Result<HandshakeResult<Self::DataChannel, Self::HandshakeMeta>, HandshakeFailure> {
         let (to_peer_message_tx, to_peer_message_rx) = new_senders_and_receivers(channel_configs);
         let (peer_disconnected_tx, peer_disconnected_rx) = futures_channel::mpsc::channel(1);
 
@@ -252,7 +259,7 @@ impl Messenger for NativeMessenger {
             peer_disconnected_tx.clone(),
         )
         .await
-        .unwrap();
+        .map_err(local_failure)?;
 
         let (data_channel_ready_txs, data_channels_ready_fut) =
             create_data_channels_ready_fut(channel_configs);
@@ -265,10 +272,14 @@ impl Messenger for NativeMessenger {
             messages_from_peers_tx,
             channel_configs,
         )
-        .await;
+        .await?;
 
         let offer = loop {
-            match peer_signal_rx.next().await.expect("error") {
+            match peer_signal_rx
+                .next()
+                .await
+                .ok_or(HandshakeFailure::SignalingLost)?
+            {
                 PeerSignal::Offer(offer) => {
                     break offer;
                 }
@@ -278,15 +289,23 @@ impl Messenger for NativeMessenger {
             }
         };
         debug!("received offer");
-        let remote_description = RTCSessionDescription::offer(offer).unwrap();
+        let remote_description = RTCSessionDescription::offer(offer).map_err(bad_description)?;
         connection
             .set_remote_description(remote_description)
             .await
-            .unwrap();
+            .map_err(bad_description)?;
 
-        let answer = connection.create_answer(None).await.unwrap();
+        // An offer the stack took but cannot answer (no usable media or application section)
+        // is the peer's fault as much as a malformed one.
+        let answer = connection
+            .create_answer(None)
+            .await
+            .map_err(bad_description)?;
         signal_peer.send(PeerSignal::Answer(answer.sdp.clone()));
-        connection.set_local_description(answer).await.unwrap();
+        connection
+            .set_local_description(answer)
+            .await
+            .map_err(local_failure)?;
 
         let signaled = SignaledCandidates::default();
         let trickle_fut = complete_handshake(
@@ -299,7 +318,7 @@ impl Messenger for NativeMessenger {
         )
         .await;
 
-        HandshakeResult::<Self::DataChannel, Self::HandshakeMeta> {
+        Ok(HandshakeResult::<Self::DataChannel, Self::HandshakeMeta> {
             peer_id: signal_peer.id,
             data_channels: to_peer_message_tx,
             metadata: NativeHandshakeMeta {
@@ -311,7 +330,7 @@ impl Messenger for NativeMessenger {
                 connection,
                 signaled,
             },
-        }
+        })
     }
 
     async fn peer_loop(
@@ -584,15 +603,25 @@ impl CandidateTrickle {
         mut peer_signal_rx: UnboundedReceiver<PeerSignal>,
         signaled: SignaledCandidates,
     ) -> Result<(), webrtc::error::Error> {
+        let mut taken = 0;
         while let Some(signal) = peer_signal_rx.next().await {
             match signal {
+                PeerSignal::IceCandidate(_) if taken >= super::MAX_REMOTE_CANDIDATES => {
+                    warn!("ignoring an ICE candidate: the peer sent more than {taken}");
+                }
                 PeerSignal::IceCandidate(candidate_json) => {
+                    taken += 1;
                     debug!("received ice candidate: {candidate_json:?}");
                     match serde_json::from_str::<RTCIceCandidateInit>(&candidate_json) {
                         Ok(candidate_init) => {
                             debug!("ice candidate received: {}", candidate_init.candidate);
                             record_signaled_candidate(&signaled, &candidate_init.candidate);
-                            peer_connection.add_ice_candidate(candidate_init).await?;
+                            // Duet patch: a candidate the stack refuses is the peer's mistake;
+                            // it costs that candidate, not the connection's candidate listener.
+                            if let Err(e) = peer_connection.add_ice_candidate(candidate_init).await
+                            {
+                                warn!("ignoring an ICE candidate the stack refused: {e}");
+                            }
                         }
                         Err(err) => {
                             if *candidate_json == *"null" {
@@ -656,33 +685,35 @@ async fn create_data_channels(
     peer_disconnected_tx: Sender<()>,
     from_peer_message_tx: Vec<UnboundedSender<(PeerId, Packet)>>,
     channel_configs: &[ChannelConfig],
-) -> (Vec<Arc<dyn DataChannel>>, EventForwarding) {
+) -> Result<(Vec<Arc<dyn DataChannel>>, EventForwarding), HandshakeFailure> {
     let mut channels = vec![];
     let mut event_forwarding = vec![];
     for (i, channel_config) in channel_configs.iter().enumerate() {
-        let channel = create_data_channel(connection, channel_config, i).await;
+        let channel = create_data_channel(connection, channel_config, i).await?;
 
+        // One ready sender and one message sender per configured channel, made from the same
+        // list: these cannot be missing.
         event_forwarding.push(forward_data_channel_events(
             Arc::clone(&channel),
-            data_channel_ready_txs.pop().unwrap(),
+            data_channel_ready_txs.pop().expect("one ready sender per channel"),
             peer_id,
             peer_disconnected_tx.clone(),
-            from_peer_message_tx.get(i).unwrap().clone(),
+            from_peer_message_tx[i].clone(),
         ));
         channels.push(channel);
     }
 
-    (
+    Ok((
         channels,
         Box::pin(join_all(event_forwarding).map(|_| ()).fuse()),
-    )
+    ))
 }
 
 async fn create_data_channel(
     connection: &dyn PeerConnection,
     channel_config: &ChannelConfig,
     channel_index: usize,
-) -> Arc<dyn DataChannel> {
+) -> Result<Arc<dyn DataChannel>, HandshakeFailure> {
     let config = RTCDataChannelInit {
         ordered: channel_config.ordered,
         negotiated: Some(channel_index as u16),
@@ -693,7 +724,19 @@ async fn create_data_channel(
     connection
         .create_data_channel(&format!("matchbox_socket_{channel_index}"), Some(config))
         .await
-        .unwrap()
+        .map_err(local_failure)
+}
+
+/// Duet patch: the local stack failed (e.g. out of file descriptors for sockets).
+fn local_failure(e: webrtc::error::Error) -> HandshakeFailure {
+    warn!("peer connection setup failed: {e}");
+    HandshakeFailure::Local
+}
+
+/// Duet patch: the peer's description was refused.
+fn bad_description(e: webrtc::error::Error) -> HandshakeFailure {
+    warn!("the peer's session description was refused: {e}");
+    HandshakeFailure::BadDescription
 }
 
 /// Forwards a data channel's events until it closes, then reports the peer disconnected.

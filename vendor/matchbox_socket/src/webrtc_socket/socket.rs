@@ -285,6 +285,32 @@ pub enum PeerState {
     /// - Some of the the data channels got disconnected/closed
     /// - The peer left the signaling server
     Disconnected,
+    /// Duet patch: the handshake with this peer ended without a connection. Only that handshake
+    /// ended: the socket stays in the room.
+    Failed(HandshakeFailure),
+}
+
+/// Duet patch: why a handshake with a peer ended without a connection.
+///
+/// Everything in a handshake comes from the other side through the signaling server, so any of
+/// it may be hostile; a failure ends that one handshake and is reported, never a panic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum HandshakeFailure {
+    /// No connection within [`HANDSHAKE_TIMEOUT`](crate::HANDSHAKE_TIMEOUT).
+    #[error("the connection did not open in time")]
+    TimedOut,
+    /// The peer's offer or answer was refused by the WebRTC stack.
+    #[error("the peer sent a session description that is not valid")]
+    BadDescription,
+    /// The local WebRTC stack could not create or configure the connection (out of sockets, ...).
+    #[error("this device could not create the connection")]
+    Local,
+    /// Signaling went away before the handshake finished.
+    #[error("the signaling connection was lost during the handshake")]
+    SignalingLost,
+    /// Too many handshakes were under way at once; this one was not started.
+    #[error("too many connection attempts at once")]
+    TooMany,
 }
 
 /// The kind of ICE candidate one end of a peer connection uses, see [`CandidatePair`]
@@ -825,7 +851,10 @@ pub(crate) fn create_data_channels_ready_fut(
 async fn wait_for_ready(channel_ready_rx: Vec<futures_channel::mpsc::Receiver<()>>) {
     for mut receiver in channel_ready_rx {
         if receiver.next().await.is_none() {
-            panic!("Sender closed before channel was ready");
+            // Duet patch: the channel closed before it opened (the peer went away mid-handshake).
+            // Never ready: the handshake's timeout ends it, instead of a panic ending the socket.
+            warn!("data channel closed before it was ready");
+            futures::future::pending::<()>().await;
         }
     }
 }
