@@ -174,7 +174,9 @@ impl History<'_> {
     fn trim(&mut self) {
         while self.log.entries.len() >= MAX_HISTORY + HISTORY_BLOCK {
             self.log.entries.drain(..HISTORY_BLOCK);
-            warn!("chat history over {MAX_HISTORY} messages: the oldest {HISTORY_BLOCK} were dropped");
+            warn!(
+                "chat history over {MAX_HISTORY} messages: the oldest {HISTORY_BLOCK} were dropped"
+            );
             self.touch(0);
         }
     }
@@ -351,11 +353,12 @@ mod tests {
         let mut app = app(&dir);
         app.update();
         for i in 0..1_000 {
-            app.world_mut().write_message(ControlReceived(Control::Chat {
-                id: Uuid::new_v4(),
-                sent_ms: i,
-                text: format!("flood {i}"),
-            }));
+            app.world_mut()
+                .write_message(ControlReceived(Control::Chat {
+                    id: Uuid::new_v4(),
+                    sent_ms: i,
+                    text: format!("flood {i}"),
+                }));
         }
         app.update();
         let receipts = sent(&mut app)
@@ -368,29 +371,37 @@ mod tests {
             (CHAT_BURST as usize..CHAT_BURST as usize + 10).contains(&receipts),
             "{receipts}"
         );
-        assert_eq!(stored, receipts, "a receipt for each stored message, no other");
+        assert_eq!(
+            stored, receipts,
+            "a receipt for each stored message, no other"
+        );
     }
 
     #[test]
     fn history_keeps_at_most_max_history_messages() {
         let dir = duet_tests::temp_dir("chat-cap").unwrap();
-        let mut app = app(&dir);
-        app.update();
+        let mut first = app(&dir);
+        first.update();
         for i in 0..(MAX_HISTORY + 2 * HISTORY_BLOCK) {
-            app.world_mut()
+            first
+                .world_mut()
                 .write_message(SendChat(format!("mine {i}")));
             if i % 500 == 0 {
-                app.update();
+                first.update();
             }
         }
-        app.update();
-        let entries = &app.world().resource::<ChatLog>().entries;
-        assert!(entries.len() < MAX_HISTORY + HISTORY_BLOCK, "{}", entries.len());
+        first.update();
+        let entries = &first.world().resource::<ChatLog>().entries;
+        assert!(
+            entries.len() < MAX_HISTORY + HISTORY_BLOCK,
+            "{}",
+            entries.len()
+        );
         assert!(entries.len() >= MAX_HISTORY);
         let last = format!("mine {}", MAX_HISTORY + 2 * HISTORY_BLOCK - 1);
         assert_eq!(entries.last().unwrap().text, last);
         // And that is what a restart loads.
-        drop(app);
+        drop(first);
         let mut again = app(&dir);
         again.update();
         let reloaded = &again.world().resource::<ChatLog>().entries;

@@ -613,7 +613,8 @@ mod tests {
         assert!(explain_signaling_failure("HTTP error: 403 Forbidden").contains("banned"));
         assert!(explain_signaling_failure("HTTP error: 404 Not Found").contains("does not exist"));
         assert!(
-            explain_signaling_failure("HTTP error: 429 Too Many Requests").contains("Wait a minute")
+            explain_signaling_failure("HTTP error: 429 Too Many Requests")
+                .contains("Wait a minute")
         );
         assert!(
             explain_signaling_failure("IO error: Connection refused (os error 111)")

@@ -136,12 +136,22 @@ struct Part {
     written: u32,
 }
 
-/// Received files in a folder on disk. Operations complete synchronously; results queue for
+/// What opening a part produced, sent back from its thread.
+type Opened = (TransferId, Result<(Part, u32, Sha256), StoreError>);
+
+/// Received files in a folder on disk. Writes complete synchronously (the kernel buffers them);
+/// opening a part, which re-hashes a resumed one, runs on a thread of its own. Results queue for
 /// [`BlobStore::poll`].
 pub struct FolderStore {
     dir: PathBuf,
     parts: HashMap<TransferId, Part>,
     done: Vec<StoreDone>,
+    /// Parts being opened (and a resumed one re-hashed) on a thread of their own: re-reading
+    /// 200 MB must not hold up the frame that asked.
+    opening: std::sync::Mutex<std::sync::mpsc::Receiver<Opened>>,
+    opened: std::sync::mpsc::Sender<Opened>,
+    /// Opens closed before they finished, and whether to delete their part then.
+    abandoned: HashMap<TransferId, bool>,
 }
 
 impl FolderStore {
@@ -149,10 +159,14 @@ impl FolderStore {
     pub fn new(dir: impl Into<PathBuf>) -> std::io::Result<Self> {
         let dir = dir.into();
         std::fs::create_dir_all(dir.join(".duet-partial"))?;
+        let (opened, opening) = std::sync::mpsc::channel();
         Ok(Self {
             dir,
             parts: HashMap::new(),
             done: Vec::new(),
+            opening: std::sync::Mutex::new(opening),
+            opened,
+            abandoned: HashMap::new(),
         })
     }
 
@@ -161,8 +175,9 @@ impl FolderStore {
         &self.dir
     }
 
-    fn open(&mut self, key: &str, size: u64) -> Result<(Part, u32, Sha256), StoreError> {
-        let path = self.dir.join(".duet-partial").join(format!("{key}.part"));
+    /// Opens (or resumes) a part file; runs on a thread of its own.
+    fn open(dir: &Path, key: &str, size: u64) -> Result<(Part, u32, Sha256), StoreError> {
+        let path = dir.join(".duet-partial").join(format!("{key}.part"));
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -223,17 +238,21 @@ impl BlobStore for FolderStore {
                 transfer,
                 key,
                 size,
-            } => match self.open(&key, size) {
-                Ok((part, existing_chunks, hasher)) => {
-                    self.parts.insert(transfer, part);
-                    StoreDone::Opened {
+            } => {
+                let (dir, done) = (self.dir.clone(), self.opened.clone());
+                let spawned = std::thread::Builder::new()
+                    .name("duet-open-part".into())
+                    .spawn(move || {
+                        let _ = done.send((transfer, Self::open(&dir, &key, size)));
+                    });
+                match spawned {
+                    Ok(_) => return,
+                    Err(e) => StoreDone::Failed {
                         transfer,
-                        existing_chunks,
-                        hasher,
-                    }
+                        error: e.into(),
+                    },
                 }
-                Err(error) => StoreDone::Failed { transfer, error },
-            },
+            }
             StoreOp::Write {
                 transfer,
                 seq,
@@ -262,6 +281,10 @@ impl BlobStore for FolderStore {
                 Err(error) => StoreDone::Failed { transfer, error },
             },
             StoreOp::Close { transfer, delete } => {
+                if !self.parts.contains_key(&transfer) {
+                    // Still opening: dealt with when the open is done.
+                    self.abandoned.insert(transfer, delete);
+                }
                 if let Some(Part { file, path, .. }) = self.parts.remove(&transfer)
                     && delete
                 {
@@ -289,6 +312,28 @@ impl BlobStore for FolderStore {
     }
 
     fn poll(&mut self) -> Vec<StoreDone> {
+        let arrived: Vec<Opened> = crate::lock_shared(&self.opening).try_iter().collect();
+        for (transfer, result) in arrived {
+            if let Some(delete) = self.abandoned.remove(&transfer) {
+                if let (Ok((part, ..)), true) = (result, delete) {
+                    let path = part.path.clone();
+                    drop(part);
+                    let _ = std::fs::remove_file(path);
+                }
+                continue;
+            }
+            self.done.push(match result {
+                Ok((part, existing_chunks, hasher)) => {
+                    self.parts.insert(transfer, part);
+                    StoreDone::Opened {
+                        transfer,
+                        existing_chunks,
+                        hasher,
+                    }
+                }
+                Err(error) => StoreDone::Failed { transfer, error },
+            });
+        }
         std::mem::take(&mut self.done)
     }
 }
@@ -303,11 +348,18 @@ mod tests {
             key: key.into(),
             size,
         });
-        match store.poll().pop() {
-            Some(StoreDone::Opened {
-                existing_chunks, ..
-            }) => existing_chunks,
-            other => panic!("{other:?}"),
+        // Opened on a thread of its own: wait for it.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match store.poll().pop() {
+                Some(StoreDone::Opened {
+                    existing_chunks, ..
+                }) => return existing_chunks,
+                None if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+                other => panic!("{other:?}"),
+            }
         }
     }
 

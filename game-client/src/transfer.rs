@@ -13,10 +13,10 @@ use std::path::PathBuf;
 
 use bevy::prelude::*;
 use bevy::tasks::Task;
+use duet_shared::admission::{Admission, Verdict};
 use duet_shared::peer::{
     CancelReason, Chunk, Control, DeclineReason, FileOffer, MAX_FILE_BYTES, TransferId,
 };
-use duet_shared::admission::{Admission, Verdict};
 use duet_shared::transfer::{Progress, Receiver, ResumePoint, Sender, TransferError, WindowConfig};
 
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -135,6 +135,8 @@ pub struct Engine {
     /// grant this engine sends is dropped, as lost messages would be, until it repeats one
     /// (see [`Receiver::repeat_credit`]). `Some(0)`: dropping now.
     drop_grant: Option<u32>,
+    /// Which of the peer's offers are received now, held, or declined.
+    admission: Admission,
 }
 
 impl Default for Engine {
@@ -148,6 +150,7 @@ impl Default for Engine {
             controls: Vec::new(),
             events: Vec::new(),
             drop_grant: crate::platform::fault_drop_grant(),
+            admission: Admission::default(),
         }
     }
 }

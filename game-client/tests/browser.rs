@@ -400,7 +400,10 @@ fn a_stranger_with_bad_signals_cannot_crash_a_waiting_tab_or_leave_connections_o
         .map(|f| f["reason"].as_str().unwrap())
         .collect();
     assert_eq!(reasons, ["BadDescription", "TimedOut"], "{r}");
-    assert_eq!(r["answered"], true, "Ada answered Mallory's real offer: {r}");
+    assert_eq!(
+        r["answered"], true,
+        "Ada answered Mallory's real offer: {r}"
+    );
     // The refused candidates were refused without taking the page down (this used to abort the
     // tab with `failed to add ice candidate`).
     assert_eq!(r["errors"], serde_json::json!([]), "{r}");

@@ -202,7 +202,8 @@ async fn a_flood_of_held_open_offers_opens_four_files_and_stays_small() {
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut quiet_since = Instant::now();
     // Until the answers stop (at least all but the held ones have come).
-    while accepted + declined + MAX_WAITING < 2_000 || quiet_since.elapsed() < Duration::from_secs(2)
+    while accepted + declined + MAX_WAITING < 2_000
+        || quiet_since.elapsed() < Duration::from_secs(2)
     {
         assert!(
             Instant::now() < deadline,
@@ -236,8 +237,11 @@ async fn a_flood_of_held_open_offers_opens_four_files_and_stays_small() {
     );
     // The victim still chats.
     client.0.command("say still fine").unwrap();
-    evil.expect("the victim's chat", |m| matches!(m, Control::Chat { text, .. } if text == "still fine"))
-        .await;
+    evil.expect(
+        "the victim's chat",
+        |m| matches!(m, Control::Chat { text, .. } if text == "still fine"),
+    )
+    .await;
     // Nothing appeared in the downloads folder.
     assert!(visible(&dir.join("downloads")).is_empty());
 }
@@ -262,7 +266,12 @@ async fn an_incompatible_peer_gets_nothing_processed() {
         name: "Future".into(),
     });
     let mismatch = client.expect("version mismatch", |e| is(e, "version_mismatch"));
-    assert!(mismatch["message"].as_str().unwrap().contains("incompatible"));
+    assert!(
+        mismatch["message"]
+            .as_str()
+            .unwrap()
+            .contains("incompatible")
+    );
     // Chat and a file offer from it: neither stored, nor receipted, nor answered.
     let id = Uuid::new_v4();
     evil.control(&Control::Chat {
@@ -285,7 +294,9 @@ async fn an_incompatible_peer_gets_nothing_processed() {
             assert!(
                 !matches!(
                     message,
-                    Ok(Control::ChatReceipt { .. } | Control::Accept { .. } | Control::Decline { .. })
+                    Ok(Control::ChatReceipt { .. }
+                        | Control::Accept { .. }
+                        | Control::Decline { .. })
                 ),
                 "an incompatible peer's message was processed: {message:?}"
             );

@@ -28,9 +28,7 @@ impl Client {
 
     /// Waits until signaling has given this client its id; returns it.
     fn connected(&mut self) -> PeerId {
-        let event = self.expect("connected", Duration::from_secs(30), |e| {
-            is(e, "connected")
-        });
+        let event = self.expect("connected", Duration::from_secs(30), |e| is(e, "connected"));
         PeerId(event["peer_id"].as_str().unwrap().parse().unwrap())
     }
 
@@ -152,7 +150,10 @@ async fn descriptions_and_candidates_that_are_not_sdp_end_only_that_handshake() 
         json!({"Answer": "an answer to nothing"}),
         json!({"Offer": "v=0\r\nnot really"}),
     ] {
-        stranger.send_text(signal_to(victim_id, data)).await.unwrap();
+        stranger
+            .send_text(signal_to(victim_id, data))
+            .await
+            .unwrap();
     }
     victim.expect("the handshake's failure", patience, |e| {
         failed_with(e, "BadDescription")

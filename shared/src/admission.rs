@@ -160,7 +160,10 @@ mod tests {
         assert_eq!(receiving, MAX_RECEIVING);
         assert_eq!(a.next(receiving), None);
         // One ends: the oldest held offer goes next.
-        assert_eq!(a.next(receiving - 1).map(|o| o.transfer), Some(TransferId(4)));
+        assert_eq!(
+            a.next(receiving - 1).map(|o| o.transfer),
+            Some(TransferId(4))
+        );
         assert!(a.withdraw(TransferId(9)));
         assert!(!a.holds(TransferId(9)));
     }
@@ -202,7 +205,10 @@ mod tests {
             .count() as u64;
         assert_eq!(taken * big, MAX_SESSION_BYTES);
         a.reset();
-        assert!(matches!(a.on_offer(offer(1, big), 0, false, 0), Verdict::Receive(_)));
+        assert!(matches!(
+            a.on_offer(offer(1, big), 0, false, 0),
+            Verdict::Receive(_)
+        ));
         assert_eq!(
             a.on_offer(offer(2, 5), 0, true, 0),
             Verdict::Decline(DeclineReason::Invalid)

@@ -675,13 +675,16 @@ impl Call {
         }
         let current = self.phase.call();
         match signal {
+            // A peer ringing in a loop is told "busy" without ringing here.
+            CallSignal::Invite { call, .. }
+                if matches!(self.phase, CallPhase::Idle) && !self.take_invite(now_ms) =>
+            {
+                vec![CallEffect::Send(CallSignal::Decline {
+                    call,
+                    reason: DeclineReason::Busy,
+                })]
+            }
             CallSignal::Invite { call, video } => match self.phase {
-                CallPhase::Idle if !self.take_invite(now_ms) => {
-                    vec![CallEffect::Send(CallSignal::Decline {
-                        call,
-                        reason: DeclineReason::Busy,
-                    })]
-                }
                 CallPhase::Idle => {
                     self.enter(CallPhase::Ringing { call, video }, now_ms);
                     Vec::new()

@@ -184,7 +184,14 @@ mod tests {
     #[test]
     fn every_windows_device_name_is_defused() {
         for name in [
-            "CONIN$", "conout$.txt", "COM¹", "lpt³.log", "COM0", "LPT9.x", "nul .txt", "AUX",
+            "CONIN$",
+            "conout$.txt",
+            "COM¹",
+            "lpt³.log",
+            "COM0",
+            "LPT9.x",
+            "nul .txt",
+            "AUX",
         ] {
             let safe = sanitize_file_name(name);
             assert!(safe.starts_with('_'), "{name} -> {safe}");

@@ -94,9 +94,12 @@ async fn storage_holds_no_signal_content_and_no_owner_key() {
             .await
             .unwrap();
         b.next_event().await.unwrap();
-        b.send_text(signal_to(id_a, json!({"Answer": format!("{marker}-answer-{i}")})))
-            .await
-            .unwrap();
+        b.send_text(signal_to(
+            id_a,
+            json!({"Answer": format!("{marker}-answer-{i}")}),
+        ))
+        .await
+        .unwrap();
         a.next_event().await.unwrap();
     }
     // A ban gives the room something to write, so there is a database to inspect.

@@ -447,9 +447,15 @@ async fn join_churn_is_refused_with_429_and_the_member_stays() {
             Ok(mut stranger) => {
                 admitted += 1;
                 let id = stranger.id().await;
-                assert_eq!(member.next_event().await.unwrap(), JsonPeerEvent::NewPeer(id));
+                assert_eq!(
+                    member.next_event().await.unwrap(),
+                    JsonPeerEvent::NewPeer(id)
+                );
                 stranger.close().await;
-                assert_eq!(member.next_event().await.unwrap(), JsonPeerEvent::PeerLeft(id));
+                assert_eq!(
+                    member.next_event().await.unwrap(),
+                    JsonPeerEvent::PeerLeft(id)
+                );
             }
             Err(r) => {
                 refused = Some(r);
@@ -556,9 +562,12 @@ async fn signals_to_self_or_absent_peers_are_dropped_quietly() {
     p.a.send_text(signal_to(p.id_a, json!({"Answer": "to myself"})))
         .await
         .unwrap();
-    p.a.send_text(signal_to(PeerId(Uuid::new_v4()), json!({"Answer": "to nobody"})))
-        .await
-        .unwrap();
+    p.a.send_text(signal_to(
+        PeerId(Uuid::new_v4()),
+        json!({"Answer": "to nobody"}),
+    ))
+    .await
+    .unwrap();
     p.a.expect_silence(QUIET).await;
     p.b.expect_silence(Duration::from_millis(10)).await;
     // Still connected and routed.
@@ -597,7 +606,10 @@ async fn pages_forbid_framing_inline_script_and_other_hosts() {
         "connect-src 'self'",
         "frame-ancestors 'none'",
     ] {
-        assert!(policy.contains(directive), "{directive} missing from {policy}");
+        assert!(
+            policy.contains(directive),
+            "{directive} missing from {policy}"
+        );
     }
     assert!(!policy.contains("unsafe-eval'") || policy.contains("wasm-unsafe-eval"));
     for headers in [&home, &link] {
