@@ -316,10 +316,12 @@ impl Room {
     }
 
     async fn moderate(&self, mut req: Request, ban: bool) -> Outcome {
-        // The key first, so a stranger's body is never read. (The entry worker has already
-        // refused bodies over `MAX_MODERATION_BODY` by their Content-Length.)
-        self.authorize(&req).await?;
+        // The entry worker refused bodies over `MAX_MODERATION_BODY` by their Content-Length,
+        // so this reads at most 1 KiB. It is read before answering anything (a response sent
+        // while the body still streams in breaks the client's connection for its next request),
+        // but looked at only once the key is checked.
         let body = req.bytes().await?;
+        self.authorize(&req).await?;
         if body.len() > MAX_MODERATION_BODY {
             return Err(too_large());
         }
