@@ -156,6 +156,24 @@ pub struct WireState {
 }
 
 impl WireState {
+    /// The state of a fresh socket's two channels: nobody connected yet.
+    fn new(control: (PacketTx, PacketRx), data: (PacketTx, PacketRx)) -> Self {
+        Self {
+            peer: None,
+            control_tx: control.0,
+            data_tx: data.0,
+            control_rx: control.1,
+            data_rx: data.1,
+            for_app: Default::default(),
+            for_transfers: Default::default(),
+            data: Default::default(),
+            early: Vec::new(),
+            early_bytes: 0,
+            hello: HelloGate::Awaiting,
+            peer_frame_chunks: CHUNKS_PER_FRAME,
+        }
+    }
+
     /// The one other person in the room, when connected.
     pub fn peer(&self) -> Option<PeerId> {
         self.peer
@@ -407,20 +425,10 @@ fn open_socket(
         unreachable!("the builder above added both channels");
     };
     let ((control_tx, control_rx), (data_tx, data_rx)) = (control.split(), data.split());
-    let wire = Wire(std::sync::Arc::new(std::sync::Mutex::new(WireState {
-        peer: None,
-        control_tx,
-        data_tx,
-        control_rx,
-        data_rx,
-        for_app: Default::default(),
-        for_transfers: Default::default(),
-        data: Default::default(),
-        early: Vec::new(),
-        early_bytes: 0,
-        hello: HelloGate::Awaiting,
-        peer_frame_chunks: CHUNKS_PER_FRAME,
-    })));
+    let wire = Wire(std::sync::Arc::new(std::sync::Mutex::new(WireState::new(
+        (control_tx, control_rx),
+        (data_tx, data_rx),
+    ))));
     let (tx, rx) = std::sync::mpsc::channel::<String>();
     crate::platform::spawn_message_loop(async move {
         let reason = match message_loop.await {
@@ -623,22 +631,12 @@ mod tests {
     }
 
     fn new_wire() -> WireState {
-        let (control_tx, control_rx) = futures::channel::mpsc::unbounded();
-        let (data_tx, data_rx) = futures::channel::mpsc::unbounded();
-        WireState {
-            peer: None,
-            control_tx,
-            data_tx,
-            control_rx,
-            data_rx,
-            for_app: Default::default(),
-            for_transfers: Default::default(),
-            data: Default::default(),
-            early: Vec::new(),
-            early_bytes: 0,
-            hello: HelloGate::Compatible,
-            peer_frame_chunks: CHUNKS_PER_FRAME,
-        }
+        let mut wire = WireState::new(
+            futures::channel::mpsc::unbounded(),
+            futures::channel::mpsc::unbounded(),
+        );
+        wire.hello = HelloGate::Compatible;
+        wire
     }
 
     #[test]
@@ -662,7 +660,7 @@ mod tests {
         }
         let held: usize = wire.early.iter().map(|(_, _, p)| p.len()).sum();
         assert!(wire.early_bytes <= EARLY_BYTES, "{}", wire.early_bytes);
-        assert!(held <= EARLY_BYTES && held >= EARLY_BYTES / 2, "{held}");
+        assert!((EARLY_BYTES / 2..=EARLY_BYTES).contains(&held), "{held}");
         assert!(wire.early.len() < EARLY_BYTES / 64);
         // Once the peer is announced, what was held is delivered and the budget starts over.
         let frames = wire

@@ -10,7 +10,9 @@ use duet_shared::peer::{
     CHUNK_BYTES, CONTROL_CHANNEL, CancelReason, Chunk, Control, DATA_CHANNEL, FileOffer,
     MAX_FILE_BYTES, PROTOCOL_VERSION, TransferId,
 };
-use duet_tests::{HeadlessClient, Wrangler, assert_loopback_only, loopback_ice, temp_dir};
+use duet_tests::{
+    HeadlessClient, Wrangler, assert_loopback_only, loopback_ice, open_files, rss, temp_dir,
+};
 use matchbox_socket::{PeerId, PeerState, WebRtcSocket};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -153,30 +155,13 @@ fn is(e: &Value, kind: &str) -> bool {
     e["event"] == kind
 }
 
-/// Resident memory of `pid`, in KiB.
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
-fn open_files(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(|d| d.count())
-        .unwrap_or(0)
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn a_flood_of_held_open_offers_opens_four_files_and_stays_small() {
-    use duet_shared::admission::{MAX_RECEIVING, MAX_WAITING};
+/// A victim in a fresh room, and the evil peer connected to it and introduced as Mallory.
+async fn victim_and_mallory(prefix: &str) -> (Client, Evil, PathBuf) {
     assert_loopback_only();
     let wrangler = Wrangler::shared();
     let room = wrangler.api().create_room().await.unwrap().room;
     let link = format!("{}/r/{room}", wrangler.base);
-    let dir = temp_dir("offer-flood").unwrap();
+    let dir = temp_dir(prefix).unwrap();
     let mut client = Client::start(&link, &dir);
     let mut evil = Evil::join(&wrangler.signal_url(&room, Uuid::new_v4())).await;
     evil.control(&Control::Hello {
@@ -184,10 +169,17 @@ async fn a_flood_of_held_open_offers_opens_four_files_and_stays_small() {
         identity: Uuid::new_v4(),
         name: "Mallory".into(),
     });
-    client.expect("hello", |e| is(e, "peer_hello"));
+    client.expect("hello", |e| is(e, "peer_hello") && e["name"] == "Mallory");
+    (client, evil, dir)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flood_of_held_open_offers_opens_four_files_and_stays_small() {
+    use duet_shared::admission::{MAX_RECEIVING, MAX_WAITING};
+    let (mut client, mut evil, dir) = victim_and_mallory("offer-flood").await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let pid = client.0.pid();
-    let (rss_before, files_before) = (rss_kib(pid), open_files(pid));
+    let (rss_before, files_before) = (rss(pid) / 1024, open_files(pid));
     // 2,000 offers of 100 MB files with 10,000-character names, none ever sent a byte of.
     let name = format!("{}.bin", "n".repeat(9_996));
     for id in 0..2_000u64 {
@@ -219,7 +211,7 @@ async fn a_flood_of_held_open_offers_opens_four_files_and_stays_small() {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let (rss_after, files_after) = (rss_kib(pid), open_files(pid));
+    let (rss_after, files_after) = (rss(pid) / 1024, open_files(pid));
     eprintln!(
         "offer flood: {accepted} accepted, {declined} declined; RSS {rss_before} -> {rss_after} KiB, \
          open files {files_before} -> {files_after}"
@@ -311,20 +303,8 @@ async fn an_incompatible_peer_gets_nothing_processed() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_hostile_peer_gets_clear_errors_and_leaves_nothing_behind() {
-    assert_loopback_only();
-    let wrangler = Wrangler::shared();
-    let room = wrangler.api().create_room().await.unwrap().room;
-    let link = format!("{}/r/{room}", wrangler.base);
-    let dir = temp_dir("hostile").unwrap();
+    let (mut client, mut evil, dir) = victim_and_mallory("hostile").await;
     let downloads = dir.join("downloads");
-    let mut client = Client::start(&link, &dir);
-    let mut evil = Evil::join(&wrangler.signal_url(&room, Uuid::new_v4())).await;
-    evil.control(&Control::Hello {
-        version: PROTOCOL_VERSION,
-        identity: Uuid::new_v4(),
-        name: "Mallory".into(),
-    });
-    client.expect("hello", |e| is(e, "peer_hello") && e["name"] == "Mallory");
 
     // 1. Garbage on both channels: reported, ignored, client alive.
     evil.raw(CONTROL_CHANNEL, vec![0xff, 0xfe, 0xfd]);

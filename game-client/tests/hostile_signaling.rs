@@ -34,9 +34,7 @@ impl Client {
 
     /// Files the process has open (its UDP sockets among them).
     fn open_files(&self) -> usize {
-        std::fs::read_dir(format!("/proc/{}/fd", self.0.pid()))
-            .map(|dir| dir.count())
-            .unwrap_or(0)
+        duet_tests::open_files(self.0.pid())
     }
 
     /// Waits (up to `limit`) until at most `most` files are open; returns the last count.

@@ -608,6 +608,27 @@ pub fn assert_loopback_only() {
     );
 }
 
+/// Resident set size of a process, in bytes (0 if it is gone).
+pub fn rss(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .unwrap_or(0)
+        * 1024
+}
+
+/// Files a process has open (its sockets among them; 0 if it is gone).
+pub fn open_files(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|dir| dir.count())
+        .unwrap_or(0)
+}
+
 /// ICE configuration with no servers: host candidates only, never the public STUN defaults.
 pub fn loopback_ice() -> matchbox_socket::RtcIceServerConfig {
     matchbox_socket::RtcIceServerConfig {

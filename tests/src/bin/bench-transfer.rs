@@ -26,7 +26,7 @@ use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use duet_tests::{HeadlessClient, Wrangler, WranglerOptions, repo_root, temp_dir};
+use duet_tests::{HeadlessClient, Wrangler, WranglerOptions, repo_root, rss, temp_dir};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -65,20 +65,6 @@ fn summarize(samples: &[Sample]) -> Summary {
             samples.iter().map(|s| s.receiver_rss_growth_mib).collect(),
         ),
     }
-}
-
-/// Resident set size of a process, in bytes.
-fn rss(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<u64>().ok())
-        })
-        .unwrap_or(0)
-        * 1024
 }
 
 /// Samples the peak RSS of `pid` every 20 ms until dropped.
