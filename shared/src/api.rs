@@ -100,6 +100,8 @@ pub enum ErrorCode {
     NotFound,
     /// Route exists, method does not.
     MethodNotAllowed,
+    /// A page of another site asked for something only Duet's own page may do.
+    ForeignOrigin,
     /// Too many requests from this client (or to this room) in a short time; try again later.
     RateLimited,
     /// A request body over its limit.
@@ -114,7 +116,7 @@ impl ErrorCode {
         match self {
             ErrorCode::UnknownRoom | ErrorCode::NotFound | ErrorCode::UnknownPeer => 404,
             ErrorCode::RoomFull => 409,
-            ErrorCode::Banned => 403,
+            ErrorCode::Banned | ErrorCode::ForeignOrigin => 403,
             ErrorCode::InvalidIdentity | ErrorCode::BadRequest => 400,
             ErrorCode::Unauthorized => 401,
             ErrorCode::UpgradeRequired => 426,

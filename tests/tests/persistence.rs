@@ -138,9 +138,52 @@ async fn storage_holds_no_signal_content_and_no_owner_key() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn rooms_nobody_joins_expire_soon_and_used_ones_do_not() {
+    let wrangler = Wrangler::start(WranglerOptions {
+        vars: vec![
+            ("ROOM_IDLE_TTL_SECS".into(), "60".into()),
+            ("UNJOINED_ROOM_TTL_SECS".into(), "2".into()),
+        ],
+        ..Default::default()
+    })
+    .unwrap();
+    let api = wrangler.api();
+    let minted = api.create_room().await.unwrap();
+    let used = api.create_room().await.unwrap();
+    // Somebody joins the used room and leaves again: it lives on, empty, for the idle TTL.
+    let mut visitor = Ws::join(&wrangler.signal_url(&used.room, Uuid::new_v4())).await;
+    visitor.id().await;
+    visitor.close().await;
+    let started = Instant::now();
+    loop {
+        if api.room_reply(&minted.room).await.unwrap().status == 404 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "a room nobody joined is still there after 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(
+        started.elapsed() >= Duration::from_millis(1000),
+        "expired too early"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        api.room(&used.room).await.unwrap().peers,
+        0,
+        "the used room is still there"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn idle_rooms_expire_and_their_storage_is_deleted() {
     let wrangler = Wrangler::start(WranglerOptions {
-        vars: vec![("ROOM_IDLE_TTL_SECS".into(), "2".into())],
+        vars: vec![
+            ("ROOM_IDLE_TTL_SECS".into(), "2".into()),
+            ("UNJOINED_ROOM_TTL_SECS".into(), "2".into()),
+        ],
         ..Default::default()
     })
     .unwrap();

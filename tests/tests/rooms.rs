@@ -586,6 +586,28 @@ async fn signals_to_self_or_absent_peers_are_dropped_quietly() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn only_duets_own_page_or_app_may_create_rooms() {
+    let wrangler = Wrangler::shared();
+    let http = reqwest::Client::new();
+    let create = |origin: Option<String>| {
+        let mut request = http.post(format!("{}/api/rooms", wrangler.base));
+        if let Some(origin) = origin {
+            request = request.header("origin", origin);
+        }
+        request.send()
+    };
+    // Another site's page: refused, and no room was made.
+    let foreign = create(Some("https://evil.example".into())).await.unwrap();
+    assert_eq!(foreign.status().as_u16(), 403);
+    let body: duet_shared::api::ApiError = foreign.json().await.unwrap();
+    assert_eq!(body.error, ErrorCode::ForeignOrigin);
+    // The app's own page, and a client with no Origin (the desktop app): created.
+    let own = create(Some(wrangler.base.clone())).await.unwrap();
+    assert_eq!(own.status().as_u16(), 201);
+    assert_eq!(create(None).await.unwrap().status().as_u16(), 201);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn pages_forbid_framing_inline_script_and_other_hosts() {
     let api = Wrangler::shared().api();
     let room = api.create_room().await.unwrap().room;

@@ -43,6 +43,15 @@ pub struct RoomRecord {
     pub ip_salt: String,
     /// Last join or leave (ms since the epoch); the idle clock starts here.
     pub last_active_ms: u64,
+    /// Whether anybody ever joined. A room nobody joins lives only [the short TTL]
+    /// (`UNJOINED_ROOM_TTL_SECS`), so minted rooms nobody uses do not pile up. Records from
+    /// before this field count as joined.
+    #[serde(default = "joined_before_the_field")]
+    pub ever_joined: bool,
+}
+
+fn joined_before_the_field() -> bool {
+    true
 }
 
 /// The room's ban list: identities and salted IP hashes.
@@ -378,17 +387,31 @@ pub enum AlarmDecision {
     CheckAt(u64),
 }
 
-/// Decides an idle alarm at `now_ms` for a room last active at `last_active_ms`.
+/// The two lifetimes of an empty room (ms).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lifetimes {
+    /// After its last join or leave, for a room somebody joined.
+    pub idle_ms: u64,
+    /// After its creation, for a room nobody ever joined.
+    pub unjoined_ms: u64,
+}
+
+/// Decides an idle alarm at `now_ms` for `record`'s room with `live_members` in it.
 pub fn on_alarm(
     now_ms: u64,
-    last_active_ms: u64,
+    record: &RoomRecord,
     live_members: usize,
-    ttl_ms: u64,
+    lifetimes: Lifetimes,
 ) -> AlarmDecision {
     if live_members > 0 {
-        return AlarmDecision::CheckAt(now_ms + ttl_ms);
+        return AlarmDecision::CheckAt(now_ms + lifetimes.idle_ms);
     }
-    let due = last_active_ms.saturating_add(ttl_ms);
+    let (since, ttl) = if record.ever_joined {
+        (record.last_active_ms, lifetimes.idle_ms)
+    } else {
+        (record.created_ms, lifetimes.unjoined_ms)
+    };
+    let due = since.saturating_add(ttl);
     if now_ms >= due {
         AlarmDecision::Expire
     } else {
@@ -665,15 +688,47 @@ mod tests {
         assert_eq!(anonymous, client_burst);
     }
 
+    fn record(created_ms: u64, last_active_ms: u64, ever_joined: bool) -> RoomRecord {
+        RoomRecord {
+            created_ms,
+            owner_key_hash: String::new(),
+            ip_salt: String::new(),
+            last_active_ms,
+            ever_joined,
+        }
+    }
+
     #[test]
     fn alarm_expires_only_idle_empty_rooms() {
-        let ttl = 1_000;
-        assert_eq!(on_alarm(5_000, 0, 1, ttl), AlarmDecision::CheckAt(6_000));
+        let ttl = Lifetimes {
+            idle_ms: 1_000,
+            unjoined_ms: 100,
+        };
+        let used = |last| record(0, last, true);
         assert_eq!(
-            on_alarm(5_000, 4_500, 0, ttl),
+            on_alarm(5_000, &used(0), 1, ttl),
+            AlarmDecision::CheckAt(6_000)
+        );
+        assert_eq!(
+            on_alarm(5_000, &used(4_500), 0, ttl),
             AlarmDecision::CheckAt(5_500)
         );
-        assert_eq!(on_alarm(5_000, 4_000, 0, ttl), AlarmDecision::Expire);
+        assert_eq!(on_alarm(5_000, &used(4_000), 0, ttl), AlarmDecision::Expire);
+        // Nobody ever joined: the short lifetime, from creation.
+        assert_eq!(
+            on_alarm(50, &record(0, 0, false), 0, ttl),
+            AlarmDecision::CheckAt(100)
+        );
+        assert_eq!(
+            on_alarm(100, &record(0, 0, false), 0, ttl),
+            AlarmDecision::Expire
+        );
+        // A record from before the field counts as joined.
+        let old: RoomRecord = serde_json::from_str(
+            r#"{"created_ms":0,"owner_key_hash":"","ip_salt":"","last_active_ms":0}"#,
+        )
+        .unwrap();
+        assert!(old.ever_joined);
     }
 
     #[test]

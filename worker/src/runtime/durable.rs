@@ -40,6 +40,8 @@ pub(crate) fn too_large() -> Failure {
 const BANS_KEY: &str = "bans";
 /// Default idle lifetime of a room: a day without anybody in it.
 const DEFAULT_IDLE_TTL_SECS: u64 = 24 * 60 * 60;
+/// Default lifetime of a room nobody ever joined: ten minutes after its creation.
+const DEFAULT_UNJOINED_TTL_SECS: u64 = 10 * 60;
 
 /// One room. In-memory fields are caches that may be lost on hibernation without harm.
 #[durable_object]
@@ -62,13 +64,24 @@ fn now_ms() -> u64 {
 }
 
 impl Room {
-    fn idle_ttl_ms(&self) -> u64 {
+    fn secs_var(&self, name: &str, default: u64) -> u64 {
         self.env
-            .var("ROOM_IDLE_TTL_SECS")
+            .var(name)
             .ok()
             .and_then(|v| v.to_string().parse::<u64>().ok())
-            .unwrap_or(DEFAULT_IDLE_TTL_SECS)
+            .unwrap_or(default)
             * 1000
+    }
+
+    fn idle_ttl_ms(&self) -> u64 {
+        self.secs_var("ROOM_IDLE_TTL_SECS", DEFAULT_IDLE_TTL_SECS)
+    }
+
+    fn lifetimes(&self) -> room::Lifetimes {
+        room::Lifetimes {
+            idle_ms: self.idle_ttl_ms(),
+            unjoined_ms: self.secs_var("UNJOINED_ROOM_TTL_SECS", DEFAULT_UNJOINED_TTL_SECS),
+        }
     }
 
     /// `LOG_SIGNALS = "1"` logs one line per relayed signal: its kind and size, never its
@@ -150,6 +163,8 @@ impl Room {
     async fn touch(&self) -> Result<()> {
         if let Some(mut record) = self.record().await? {
             record.last_active_ms = now_ms();
+            // Any activity means somebody was in the room (kicks and leaves follow a join).
+            record.ever_joined = true;
             self.state.storage().put(RECORD_KEY, &record).await?;
             if self.state.storage().get_alarm().await?.is_none() {
                 self.state
@@ -175,11 +190,12 @@ impl Room {
             owner_key_hash: init.owner_key_hash,
             ip_salt: secrets::new_salt().map_err(|e| worker::Error::RustError(e.to_string()))?,
             last_active_ms: now,
+            ever_joined: false,
         };
         self.state.storage().put(RECORD_KEY, &record).await?;
         self.state
             .storage()
-            .set_alarm(self.idle_ttl_ms() as i64)
+            .set_alarm(self.lifetimes().unjoined_ms as i64)
             .await?;
         Ok(respond::no_content()?)
     }
@@ -501,7 +517,7 @@ impl DurableObject for Room {
             return Response::ok("no room");
         };
         let live = self.members().len();
-        match room::on_alarm(now_ms(), record.last_active_ms, live, self.idle_ttl_ms()) {
+        match room::on_alarm(now_ms(), &record, live, self.lifetimes()) {
             AlarmDecision::Expire => {
                 self.state.storage().delete_alarm().await?;
                 self.state.storage().delete_all().await?;

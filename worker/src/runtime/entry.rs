@@ -48,7 +48,10 @@ async fn route(req: Request, env: &Env) -> std::result::Result<Response, Failure
     }
     if path == "/api/rooms" || path == "/api/rooms/" {
         return match method {
-            Method::Post => create_room(env).await,
+            Method::Post => {
+                check_origin(&req)?;
+                create_room(env).await
+            }
             _ => Err(Failure::refuse(
                 ErrorCode::MethodNotAllowed,
                 "Use POST /api/rooms to create a room.",
@@ -123,6 +126,24 @@ async fn refuse_large_body(mut req: Request) -> Failure {
         }
     }
     too_large()
+}
+
+/// Rooms are created only by Duet itself: the app's own page, or a client that is no web page at
+/// all (the desktop app sends no `Origin`). Another site's page would otherwise make its visitors
+/// mint rooms (a simple cross-origin POST needs no preflight).
+fn check_origin(req: &Request) -> std::result::Result<(), Failure> {
+    let Some(origin) = req.headers().get("origin")? else {
+        return Ok(());
+    };
+    let host = req.headers().get("host")?.unwrap_or_default();
+    let authority = origin.split_once("://").map_or("", |(_, rest)| rest);
+    if !host.is_empty() && authority.eq_ignore_ascii_case(&host) {
+        return Ok(());
+    }
+    Err(Failure::refuse(
+        ErrorCode::ForeignOrigin,
+        "Rooms can only be created from Duet's own page or app.",
+    ))
 }
 
 async fn create_room(env: &Env) -> std::result::Result<Response, Failure> {
