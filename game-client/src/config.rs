@@ -80,9 +80,61 @@ impl ClientConfig {
     }
 }
 
+/// Whether the page's test hooks (`?automation`, `?fault_drop_grant=N`) may work on a page
+/// served from `hostname`: only on a loopback address, where `wrangler dev` serves tests. On any
+/// other host they are ignored, so a shared link to a deployed Duet cannot switch on fault
+/// injection (stalled transfers) or the console event log in someone else's tab.
+pub fn test_hooks_allowed(hostname: &str) -> bool {
+    let host = hostname.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The host (and port) part of an `http(s)://` or `ws(s)://` URL, lower-cased, for comparing
+/// servers; `None` if `url` has no scheme.
+pub fn authority(url: &str) -> Option<String> {
+    let (_, rest) = url.split_once("://")?;
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    Some(rest[..end].to_ascii_lowercase())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn test_hooks_only_on_loopback_and_authorities_compare_servers() {
+        for host in [
+            "127.0.0.1",
+            "localhost",
+            "[::1]",
+            "::1",
+            "127.0.0.2",
+            "LOCALHOST",
+        ] {
+            assert!(test_hooks_allowed(host), "{host}");
+        }
+        for host in [
+            "duet.example",
+            "localhost.example",
+            "10.0.0.1",
+            "",
+            "127.0.0.1.nip.io",
+        ] {
+            assert!(!test_hooks_allowed(host), "{host}");
+        }
+        assert_eq!(
+            authority("https://Duet.Example:8443/r/abc?x").as_deref(),
+            Some("duet.example:8443")
+        );
+        assert_eq!(
+            authority("ws://127.0.0.1:8787").as_deref(),
+            Some("127.0.0.1:8787")
+        );
+        assert_eq!(authority("no scheme"), None);
+    }
 
     #[test]
     fn the_shipped_config_parses_and_errors_are_sentences() {

@@ -60,6 +60,10 @@ pub fn add_windowed_client(app: &mut App, automation: bool, join: Option<String>
         app.add_plugins(ui::AutomationPlugin);
     }
     if let Some(link) = join {
+        // The person chose this link themselves (the command line, the page's address).
+        if let Some(server) = config::authority(&link) {
+            app.insert_resource(room::TrustedServers(vec![server]));
+        }
         app.world_mut().write_message(room::JoinRoom(link));
     }
 }

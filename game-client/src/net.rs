@@ -46,6 +46,13 @@ impl RoomLink {
         })
     }
 
+    /// The room's shareable page link on the server the link names (`http(s)://host/r/{room}`).
+    pub fn page_link(&self) -> String {
+        self.signal_url
+            .replacen("ws", "http", 1)
+            .replacen("/signal/", "/r/", 1)
+    }
+
     /// The room id in the link.
     pub fn room(&self) -> &str {
         self.signal_url.rsplit('/').next().unwrap_or_default()

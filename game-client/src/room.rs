@@ -345,6 +345,30 @@ impl Notices {
 #[derive(Message, Debug, Clone, PartialEq, Eq)]
 pub struct JoinRoom(pub String);
 
+/// A room link for another server than the configured one, waiting for the person to say
+/// whether to open it: that server would learn their address, name and identity, and could
+/// pose as the room. `None`: no question open.
+#[derive(Resource, Debug, Clone, Default, PartialEq, Eq)]
+pub struct ForeignLink(pub Option<ForeignQuestion>);
+
+/// The question [`ForeignLink`] holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForeignQuestion {
+    /// The link as given.
+    pub link: String,
+    /// Its server (`host:port`).
+    pub server: String,
+}
+
+/// The person's answer to [`ForeignLink`]: open it (and trust that server for this run) or not.
+#[derive(Message, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AnswerForeignLink(pub bool);
+
+/// Servers, besides the configured one, whose links are followed without asking in this run:
+/// the one a link on the command line names, and those the person said yes to.
+#[derive(Resource, Debug, Clone, Default, PartialEq, Eq)]
+pub struct TrustedServers(pub Vec<String>);
+
 /// Ask the server for a new room, then join it as its owner.
 #[derive(Message, Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CreateRoom;
@@ -416,6 +440,9 @@ impl Plugin for RoomPlugin {
             .add_message::<FileHover>()
             .add_message::<FileDropped>()
             .add_message::<Moderate>()
+            .add_message::<AnswerForeignLink>()
+            .init_resource::<ForeignLink>()
+            .init_resource::<TrustedServers>()
             .init_resource::<Presence>()
             .init_resource::<DropZone>()
             .init_resource::<TransferList>()
@@ -433,6 +460,7 @@ impl Plugin for RoomPlugin {
                 (
                     create_room,
                     api_replies,
+                    answer_foreign_link,
                     join_room,
                     leave_room,
                     presence,
@@ -557,11 +585,29 @@ fn remember(recent: &mut RecentRooms, pkv: &mut PkvStore, mut visit: RecentRoom)
     }
 }
 
+/// Opens the link the person agreed to, or forgets it.
+fn answer_foreign_link(
+    mut answers: MessageReader<AnswerForeignLink>,
+    mut question: ResMut<ForeignLink>,
+    mut trusted: ResMut<TrustedServers>,
+    mut join: MessageWriter<JoinRoom>,
+) {
+    let Some(AnswerForeignLink(open)) = answers.read().last().copied() else {
+        return;
+    };
+    if let Some(asked) = question.0.take()
+        && open
+    {
+        trusted.0.push(asked.server);
+        join.write(JoinRoom(asked.link));
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn join_room(
     mut commands: Commands,
     mut joins: MessageReader<JoinRoom>,
-    config: Res<ClientConfig>,
+    (config, trusted, mut foreign): (Res<ClientConfig>, Res<TrustedServers>, ResMut<ForeignLink>),
     mut recent: ResMut<RecentRooms>,
     mut pkv: ResMut<PkvStore>,
     mut notices: ResMut<Notices>,
@@ -578,6 +624,17 @@ fn join_room(
             return;
         }
     };
+    // A link to another server is followed only when the person says so.
+    let server = crate::config::authority(&room_link.signal_url).unwrap_or_default();
+    let own = crate::config::authority(&config.server).unwrap_or_default();
+    if server != own && !trusted.0.contains(&server) {
+        foreign.0 = Some(ForeignQuestion {
+            link: link.trim().to_owned(),
+            server,
+        });
+        return;
+    }
+    foreign.0 = None;
     room_link.ice_servers = config.ice_servers.clone();
     let room = room_link.room().to_owned();
     let owner_key = recent
@@ -585,7 +642,7 @@ fn join_room(
         .iter()
         .find(|r| r.room == room)
         .and_then(|r| r.owner_key.clone());
-    let shareable = config.room_link(&room);
+    let shareable = room_link.page_link();
     remember(
         &mut recent,
         &mut pkv,
@@ -1400,6 +1457,44 @@ mod tests {
                 .any(|b| b.1.chars().count() == 141 && b.1.ends_with('…'))
         );
         assert!(!now.iter().any(|b| b.1 == "m0" || b.1 == "m1"));
+    }
+
+    #[test]
+    fn a_link_to_another_server_is_opened_only_when_the_person_says_so() {
+        let dir = tempdir("foreign");
+        let mut app = room_app(&dir);
+        let foreign = "https://evil.example/r/abcdefghijklmnopqrstuv";
+        app.world_mut().write_message(JoinRoom(foreign.into()));
+        app.update();
+        assert!(app.world().get_resource::<RoomLink>().is_none());
+        let asked = app.world().resource::<ForeignLink>().0.clone().unwrap();
+        assert_eq!(asked.server, "evil.example");
+        // "Don't open": nothing joined, the question is gone.
+        app.world_mut().write_message(AnswerForeignLink(false));
+        app.update();
+        app.update();
+        assert!(app.world().get_resource::<RoomLink>().is_none());
+        assert_eq!(app.world().resource::<ForeignLink>().0, None);
+        // The configured server's links need no question.
+        app.world_mut().write_message(JoinRoom(LINK.into()));
+        app.update();
+        assert_eq!(app.world().resource::<ForeignLink>().0, None);
+        assert!(app.world().get_resource::<RoomLink>().is_some());
+        app.world_mut().write_message(LeaveRoom);
+        app.update();
+        // Asked again, and "Open it anyway": joined on that server, and its link is shared.
+        app.world_mut().write_message(JoinRoom(foreign.into()));
+        app.update();
+        assert!(app.world().resource::<ForeignLink>().0.is_some());
+        app.world_mut().write_message(AnswerForeignLink(true));
+        app.update();
+        app.update();
+        let joined = app.world().resource::<RoomLink>();
+        assert_eq!(
+            joined.signal_url,
+            "wss://evil.example/signal/abcdefghijklmnopqrstuv"
+        );
+        assert_eq!(app.world().resource::<CurrentRoom>().link, foreign);
     }
 
     #[test]

@@ -383,7 +383,8 @@ fn a_missing_or_blocked_microphone_ends_the_call_in_words() {
 }
 
 #[test]
-fn a_stranger_with_bad_signals_cannot_crash_a_waiting_tab_or_leave_connections_open() {
+fn a_stranger_with_bad_signals_cannot_crash_a_waiting_tab_or_leave_connections_open_or_use_test_hooks()
+ {
     assert_loopback_only();
     let _serial = one_at_a_time();
     let wrangler = Wrangler::shared();
@@ -414,6 +415,10 @@ fn a_stranger_with_bad_signals_cannot_crash_a_waiting_tab_or_leave_connections_o
     // And Ada is still in her room: Bob meets her and she reads his message.
     assert_eq!(r["chat_received"], "still here?", "{r}");
     assert_eq!(r["open_with_bob"], 1, "{r}");
+    // A link that asks for the test hooks on a host that is not loopback gets none (and the
+    // console says so).
+    assert_eq!(r["hooks_elsewhere"]["events"], 0, "{r}");
+    assert_eq!(r["hooks_elsewhere"]["warned"], true, "{r}");
 }
 
 /// Every file under `dir`, recursively.

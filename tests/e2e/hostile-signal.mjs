@@ -10,7 +10,8 @@ import { CONTEXT_OPTIONS, Person, createRoom, greeted, launch, sleep } from "./d
 
 const [base, out] = process.argv.slice(2);
 const result = { failures: [] };
-const browser = await launch();
+// `duet.test` is this server under a name that is not a loopback address, as a deployed Duet is.
+const browser = await launch({ extra: ["--host-resolver-rules=MAP duet.test 127.0.0.1"] });
 
 /** Counts the page's peer connections and which of them are still open. */
 function countConnections() {
@@ -156,6 +157,21 @@ try {
   await ada.screenshot(out, "hostile-signal-ada.png");
   result.errors = ada.errors.filter((e) => /panicked|unreachable|RuntimeError/.test(e));
   result.logs_mention_refusals = ada.logs.some((l) => l.includes("refused"));
+
+  // 5. A shared link that asks for the test hooks on a host that is not loopback gets none:
+  //    no event log on the console, no fault injection.
+  const eveContext = await browser.newContext(CONTEXT_OPTIONS);
+  const eve = await eveContext.newPage();
+  const lines = [];
+  eve.on("console", (m) => lines.push(m.text()));
+  await eve.goto(`${base.replace("127.0.0.1", "duet.test")}/?automation&fault_drop_grant=1`);
+  await eve.waitForFunction(() => document.getElementById("status")?.hidden, null, { timeout: 120_000 });
+  await sleep(2_000);
+  result.hooks_elsewhere = {
+    events: lines.filter((l) => l.startsWith("duet-event") && !l.includes('"first_frame"')).length,
+    warned: lines.some((l) => l.includes("test hooks are ignored on duet.test")),
+  };
+  await eveContext.close();
 } finally {
   console.log(`RESULT ${JSON.stringify(result)}`);
   await browser.close();

@@ -121,9 +121,34 @@ pub fn received_from_peer(bytes: usize) {
     });
 }
 
+/// Whether this page may use its test hooks ([`crate::config::test_hooks_allowed`]); says so on
+/// the console when the query asks for hooks that are off here.
+pub fn test_hooks_here() -> bool {
+    let Some(location) = web_sys::window().map(|w| w.location()) else {
+        return false;
+    };
+    let host = location.hostname().unwrap_or_default();
+    let allowed = crate::config::test_hooks_allowed(&host);
+    let asked = location
+        .search()
+        .is_ok_and(|q| q.contains("automation") || q.contains("fault_drop_grant"));
+    if asked && !allowed {
+        web_sys::console::warn_1(
+            &format!(
+                "Duet: test hooks are ignored on {host}; they work only on a loopback address"
+            )
+            .into(),
+        );
+    }
+    allowed
+}
+
 /// Fault injection for tests: `fault_drop_grant=N` in the page's query (see
-/// `transfer::Engine::drop_grant`).
+/// `transfer::Engine::drop_grant`); only where [`test_hooks_here`].
 pub fn fault_drop_grant() -> Option<u32> {
+    if !test_hooks_here() {
+        return None;
+    }
     let search = web_sys::window()?.location().search().ok()?;
     search
         .trim_start_matches('?')

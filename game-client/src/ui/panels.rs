@@ -12,8 +12,8 @@ use crate::call::{CallAction, CallState, CallsSupported};
 use crate::chat::{ChatEntry, ChatLog, Delivery, SendChat};
 use crate::identity::{Identity, Rename};
 use crate::room::{
-    CreateRoom, CurrentRoom, JoinRoom, LeaveRoom, Moderate, Notices, Presence, ReceivedFiles,
-    RecentRooms, RowState, Screen, TransferList,
+    AnswerForeignLink, CreateRoom, CurrentRoom, ForeignLink, JoinRoom, LeaveRoom, Moderate,
+    Notices, Presence, ReceivedFiles, RecentRooms, RowState, Screen, TransferList,
 };
 use crate::transfer::{CancelTransfer, Direction, SendFile};
 use duet_shared::call::CallPhase;
@@ -103,6 +103,7 @@ fn lobby(
     mut create: MessageWriter<CreateRoom>,
     mut join: MessageWriter<JoinRoom>,
     mut rename: MessageWriter<Rename>,
+    (foreign, mut answer): (Res<ForeignLink>, MessageWriter<AnswerForeignLink>),
 ) -> Result {
     let ctx = contexts.ctx_mut()?;
     let Some(identity) = identity else {
@@ -178,6 +179,26 @@ fn lobby(
                                 join.write(JoinRoom(state.link.trim().to_owned()));
                             }
                         });
+                        if let Some(asked) = &foreign.0 {
+                            ui.add_space(10.0);
+                            ui.label(
+                                egui::RichText::new(format!(
+                                    "This link is for another server, {}, not yours. That server \
+                                     would see your address and name and could pretend to be the \
+                                     room. Open it only if you trust whoever sent it.",
+                                    asked.server
+                                ))
+                                .color(ecolor(palette::BAD)),
+                            );
+                            ui.horizontal(|ui| {
+                                if ui.button("Open it anyway").clicked() {
+                                    answer.write(AnswerForeignLink(true));
+                                }
+                                if ui.button("Don't open").clicked() {
+                                    answer.write(AnswerForeignLink(false));
+                                }
+                            });
+                        }
                         if let Some(recent) = recent.as_ref().filter(|r| !r.rooms.is_empty()) {
                             ui.add_space(14.0);
                             ui.label(egui::RichText::new("Recent rooms").color(ecolor(palette::MUTED)));

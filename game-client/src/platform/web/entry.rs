@@ -6,7 +6,8 @@
 //! - STUN/TURN servers come from `assets/config.ron`, built in.
 //! - Identity, names and chat history live in `localStorage` (bevy_pkv); received files in
 //!   IndexedDB ([`super::IdbStore`]).
-//! - `?automation` adds the test hooks: state as `duet-event {json}` console lines.
+//! - `?automation` adds the test hooks: state as `duet-event {json}` console lines; only on a
+//!   page served from a loopback address ([`crate::config::test_hooks_allowed`]).
 
 use bevy::prelude::*;
 use bevy_pkv::PkvStore;
@@ -28,7 +29,8 @@ pub fn main() -> AppExit {
     let path = location.pathname().unwrap_or_default();
     let automation = location
         .search()
-        .is_ok_and(|query| query.contains("automation"));
+        .is_ok_and(|query| query.contains("automation"))
+        && super::test_hooks_here();
     let config = ClientConfig::from_ron(BUILT_IN_CONFIG, "assets/config.ron").unwrap_or_default();
     let config = ClientConfig {
         server: origin.clone(),
