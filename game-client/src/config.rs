@@ -28,6 +28,14 @@ pub struct ClientConfig {
     /// ICE servers for every connection.
     #[serde(default)]
     pub ice_servers: Vec<IceServer>,
+    /// Files the peer offers up to this size are taken without asking; larger ones wait for
+    /// the person's yes.
+    #[serde(default = "default_ask_above")]
+    pub ask_above_bytes: u64,
+}
+
+fn default_ask_above() -> u64 {
+    duet_shared::admission::DEFAULT_ASK_ABOVE_BYTES
 }
 
 impl Default for ClientConfig {
@@ -35,6 +43,7 @@ impl Default for ClientConfig {
         Self {
             server: "http://127.0.0.1:8787".into(),
             ice_servers: Vec::new(),
+            ask_above_bytes: default_ask_above(),
         }
     }
 }

@@ -15,7 +15,7 @@ use crate::call::{CallAction, CallChanged, CallState};
 use crate::chat::{ChatChanged, ChatLog, Delivery, SendChat};
 use crate::identity::{Identity, IdentityEvent, Rename};
 use crate::net::{NetEvent, SendFailed};
-use crate::transfer::{Direction, SendFile, TransferEvent};
+use crate::transfer::{AnswerOffer, Direction, SendFile, TransferEvent};
 
 /// Options of the headless runner.
 #[derive(Resource, Debug, Clone, Default)]
@@ -67,7 +67,7 @@ fn run_commands(
     commands: Res<Commands>,
     log: Res<ChatLog>,
     mut chat: MessageWriter<SendChat>,
-    mut files: MessageWriter<SendFile>,
+    (mut files, mut answers): (MessageWriter<SendFile>, MessageWriter<AnswerOffer>),
     mut rename: MessageWriter<Rename>,
     mut calls: MessageWriter<CallAction>,
     call_state: Res<CallState>,
@@ -114,6 +114,16 @@ fn run_commands(
                     camera: call_state.call.camera(),
                 });
             }
+            "take_file" | "refuse_file" => match u64::from_str_radix(rest.trim(), 16) {
+                Ok(id) => {
+                    let id = duet_shared::peer::TransferId(id);
+                    answers.write(AnswerOffer {
+                        id,
+                        accept: verb == "take_file",
+                    });
+                }
+                Err(_) => emit(json!({"event": "error", "message": format!("usage: {verb} ID")})),
+            },
             "history" => emit(json!({
                 "event": "history",
                 "entries": log.entries.iter().map(|e| json!({
@@ -129,7 +139,7 @@ fn run_commands(
                 more.write(ExtraCommand(line.clone()));
             }
             other => emit(
-                json!({"event": "error", "message": format!("unknown command {other:?}; commands: say TEXT, send PATH, rename NAME, call [video], accept [video], decline, hangup, mute, unmute, history, quit")}),
+                json!({"event": "error", "message": format!("unknown command {other:?}; commands: say TEXT, send PATH, take_file ID, refuse_file ID, rename NAME, call [video], accept [video], decline, hangup, mute, unmute, history, quit")}),
             ),
         }
     }
@@ -295,6 +305,17 @@ fn print_events(
             } => json!({
                 "event": "transfer_failed", "id": id.to_string(), "dir": dir(direction),
                 "message": reason,
+            }),
+            // A pause is a failure that keeps the partial bytes for a resume.
+            TransferEvent::Paused { id, reason } => json!({
+                "event": "transfer_failed", "id": id.to_string(), "dir": "in",
+                "message": reason, "paused": true,
+            }),
+            TransferEvent::Asked { id, name, size } => json!({
+                "event": "transfer_asked", "id": id.to_string(), "name": name, "size": size,
+            }),
+            TransferEvent::Accepted { id } => json!({
+                "event": "transfer_accepted", "id": id.to_string(),
             }),
         });
     }

@@ -160,6 +160,8 @@ pub struct WireState {
     hello: HelloGate,
     /// Most chunks the peer takes per data frame (its `Frames` message).
     peer_frame_chunks: usize,
+    /// The identity the peer's (first) hello on this connection gave.
+    peer_identity: Option<uuid::Uuid>,
 }
 
 impl WireState {
@@ -178,12 +180,18 @@ impl WireState {
             early_bytes: 0,
             hello: HelloGate::Awaiting,
             peer_frame_chunks: CHUNKS_PER_FRAME,
+            peer_identity: None,
         }
     }
 
     /// The one other person in the room, when connected.
     pub fn peer(&self) -> Option<PeerId> {
         self.peer
+    }
+
+    /// The identity the connected peer's hello gave, once it has.
+    pub fn peer_identity(&self) -> Option<uuid::Uuid> {
+        self.peer_identity
     }
 
     /// How many chunks one data frame to the peer may carry: what both stacks take.
@@ -262,6 +270,7 @@ impl WireState {
         self.peer_frame_chunks = CHUNKS_PER_FRAME;
         self.early_bytes = 0;
         self.hello = HelloGate::Awaiting;
+        self.peer_identity = None;
         for (from, channel, packet) in std::mem::take(&mut self.early) {
             if channel == CONTROL_CHANNEL {
                 self.sort_control(from, packet);
@@ -296,7 +305,13 @@ impl WireState {
         }
         let message = Control::decode(&packet);
         match (&self.hello, &message) {
-            (HelloGate::Awaiting, Ok(Control::Hello { version, .. })) => {
+            (
+                HelloGate::Awaiting,
+                Ok(Control::Hello {
+                    version, identity, ..
+                }),
+            ) => {
+                self.peer_identity = Some(*identity);
                 self.hello = if *version == duet_shared::peer::PROTOCOL_VERSION {
                     HelloGate::Compatible
                 } else {

@@ -263,8 +263,15 @@ impl TransferRow {
 /// Where a transfer stands.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RowState {
+    /// The peer offers it and the person has not said yes or no yet (incoming).
+    Asking,
+    /// Offered; the peer has not accepted it yet (outgoing).
+    AwaitingPeer,
     /// Bytes are moving.
     Running,
+    /// Stopped with its bytes kept: the same file sent again resumes (incoming); the
+    /// sentence says why it stopped.
+    Paused(String),
     /// Done; for incoming files, where it was saved.
     Done(String),
     /// Ended without a file; the sentence says why (and whether it resumes).
@@ -908,8 +915,40 @@ fn transfers(
                     done: *resumed_from,
                     rate: 0.0,
                     eta: None,
-                    state: RowState::Running,
+                    state: match direction {
+                        Direction::Outgoing => RowState::AwaitingPeer,
+                        Direction::Incoming => RowState::Running,
+                    },
                 });
+            }
+            TransferEvent::Asked { id, name, size } => {
+                list.rows.retain(|r| r.id != *id);
+                list.rows.push(TransferRow {
+                    id: *id,
+                    direction: Direction::Incoming,
+                    name: name.clone(),
+                    size: *size,
+                    done: 0,
+                    rate: 0.0,
+                    eta: None,
+                    state: RowState::Asking,
+                });
+                notices.post(format!(
+                    "{} wants to send you {name} ({:.1} MB): accept or decline it in the file list.",
+                    presence.peer_name().unwrap_or("Your peer"),
+                    *size as f64 / 1e6
+                ));
+            }
+            TransferEvent::Accepted { id } => {
+                if let Some(row) = list.rows.iter_mut().find(|r| r.id == *id) {
+                    row.state = RowState::Running;
+                }
+            }
+            TransferEvent::Paused { id, reason } => {
+                if let Some(row) = list.rows.iter_mut().find(|r| r.id == *id) {
+                    row.state = RowState::Paused(reason.clone());
+                }
+                notices.post(reason.clone());
             }
             TransferEvent::Progress { id, progress, .. } => {
                 if let Some(row) = list.rows.iter_mut().find(|r| r.id == *id) {
@@ -1619,6 +1658,60 @@ mod tests {
         drop(app);
         let app = room_app(&dir);
         assert_eq!(app.world().resource::<ReceivedFiles>(), &received);
+    }
+
+    #[test]
+    fn questions_waiting_senders_and_pauses_show_in_the_rows() {
+        let dir = tempdir("transfer-questions");
+        let mut app = room_app(&dir);
+        app.world_mut().write_message(JoinRoom(LINK.into()));
+        app.update();
+        peer_arrives(&mut app, "Bob");
+        let (asked, mine) = (TransferId(1), TransferId(2));
+        app.world_mut().write_message(TransferEvent::Asked {
+            id: asked,
+            name: "film.mkv".into(),
+            size: 150_000_000,
+        });
+        app.world_mut().write_message(TransferEvent::Started {
+            id: mine,
+            direction: Direction::Outgoing,
+            name: "slides.pdf".into(),
+            size: 40_000_000,
+            resumed_from: 0,
+        });
+        app.update();
+        let state = |app: &App, id| {
+            let list = app.world().resource::<TransferList>();
+            list.rows.iter().find(|r| r.id == id).unwrap().state.clone()
+        };
+        assert_eq!(state(&app, asked), RowState::Asking);
+        assert_eq!(state(&app, mine), RowState::AwaitingPeer);
+        let notices: Vec<String> = app
+            .world()
+            .resource::<Notices>()
+            .items
+            .iter()
+            .map(|n| n.0.clone())
+            .collect();
+        assert!(
+            notices
+                .iter()
+                .any(|n| n.contains("Bob wants to send you film.mkv (150.0 MB)")),
+            "{notices:?}"
+        );
+        app.world_mut()
+            .write_message(TransferEvent::Accepted { id: mine });
+        app.world_mut().write_message(TransferEvent::Paused {
+            id: asked,
+            reason: "Your peer left before the file was complete.".into(),
+        });
+        app.update();
+        assert_eq!(state(&app, mine), RowState::Running);
+        assert_eq!(
+            state(&app, asked),
+            RowState::Paused("Your peer left before the file was complete.".into())
+        );
     }
 
     fn tempdir(name: &str) -> PathBuf {

@@ -18,10 +18,20 @@ use duet_shared::names::{sanitize_file_name, unique_file_name};
 use duet_shared::peer::{CHUNK_BYTES, TransferId};
 use sha2::{Digest, Sha256};
 
-/// Identifies a partial file across reconnects: the same file, offered again (with the same
-/// [`duet_shared::peer::FileOffer::resume_key`]), resumes.
-pub fn part_key(resume_key: &[u8; 32], size: u64) -> String {
-    let hex: String = resume_key.iter().map(|b| format!("{b:02x}")).collect();
+/// Identifies a partial file across reconnects: the same file, offered again by the same
+/// sender (with the same [`duet_shared::peer::FileOffer::resume_key`]), resumes. The sender's
+/// identity is part of the key, so whoever else offers a file under that resume key (another
+/// person in a later session, a peer guessing keys) starts a part of their own and can
+/// neither append to nor read back another sender's bytes.
+pub fn part_key(sender: Option<uuid::Uuid>, resume_key: &[u8; 32], size: u64) -> String {
+    let mut hash = Sha256::new();
+    hash.update(sender.unwrap_or_default().as_bytes());
+    hash.update(resume_key);
+    hash.update(size.to_le_bytes());
+    let hex: String = hash.finalize()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     format!("{hex}-{size}")
 }
 
@@ -134,7 +144,57 @@ struct Part {
     file: File,
     path: PathBuf,
     written: u32,
+    size: u64,
 }
+
+impl Part {
+    /// Bytes still to come.
+    fn remaining(&self) -> u64 {
+        self.size
+            .saturating_sub(u64::from(self.written) * CHUNK_BYTES as u64)
+    }
+}
+
+/// Partial files nobody resumed for this long are deleted: a sender who never comes back
+/// does not keep the receiver's disk.
+pub const PART_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+/// All partial files together stay under this: past it, the least recently written go first.
+pub const PARTS_BUDGET_BYTES: u64 = 1 << 30;
+
+/// Deletes the partial files in `dir` older than [`PART_MAX_AGE`] (by their last write), then
+/// the least recently written until the rest fit [`PARTS_BUDGET_BYTES`]; `keep` are in use.
+/// Returns how many were deleted.
+pub fn expire_parts(dir: &Path, keep: &[PathBuf], now: std::time::SystemTime) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut parts: Vec<(std::time::SystemTime, u64, PathBuf)> = entries
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "part"))
+        .filter(|e| !keep.contains(&e.path()))
+        .filter_map(|e| {
+            let meta = e.metadata().ok()?;
+            Some((meta.modified().ok()?, meta.len(), e.path()))
+        })
+        .collect();
+    // Newest first: what survives the budget is the most recently written.
+    parts.sort_by(|a, b| b.0.cmp(&a.0));
+    let mut total: u64 = 0;
+    let mut deleted = 0;
+    for (written, len, path) in parts {
+        let old = now.duration_since(written).unwrap_or_default() > PART_MAX_AGE;
+        total = total.saturating_add(len);
+        if (old || total > PARTS_BUDGET_BYTES) && std::fs::remove_file(&path).is_ok() {
+            deleted += 1;
+            total -= len;
+        }
+    }
+    deleted
+}
+
+/// Bytes left free on the disk after every file being received has arrived: a peer's file
+/// never fills the disk to the last byte (other programs, and the system, need room too).
+pub const DISK_RESERVE_BYTES: u64 = 64 << 20;
 
 /// What opening a part produced, sent back from its thread.
 type Opened = (TransferId, Result<(Part, u32, Sha256), StoreError>);
@@ -152,6 +212,10 @@ pub struct FolderStore {
     opened: std::sync::mpsc::Sender<Opened>,
     /// Opens closed before they finished, and whether to delete their part then.
     abandoned: HashMap<TransferId, bool>,
+    /// Sizes of the parts being opened: their bytes are promised too.
+    opening_sizes: HashMap<TransferId, u64>,
+    /// Paths of the parts being opened: not to be expired meanwhile.
+    opening_paths: HashMap<TransferId, PathBuf>,
 }
 
 impl FolderStore {
@@ -159,6 +223,11 @@ impl FolderStore {
     pub fn new(dir: impl Into<PathBuf>) -> std::io::Result<Self> {
         let dir = dir.into();
         std::fs::create_dir_all(dir.join(".duet-partial"))?;
+        expire_parts(
+            &dir.join(".duet-partial"),
+            &[],
+            std::time::SystemTime::now(),
+        );
         let (opened, opening) = std::sync::mpsc::channel();
         Ok(Self {
             dir,
@@ -167,6 +236,8 @@ impl FolderStore {
             opening: std::sync::Mutex::new(opening),
             opened,
             abandoned: HashMap::new(),
+            opening_sizes: HashMap::new(),
+            opening_paths: HashMap::new(),
         })
     }
 
@@ -176,8 +247,26 @@ impl FolderStore {
     }
 
     /// Opens (or resumes) a part file; runs on a thread of its own.
-    fn open(dir: &Path, key: &str, size: u64) -> Result<(Part, u32, Sha256), StoreError> {
+    /// `promised`: bytes still to come for the other transfers being received, which the disk
+    /// must hold too.
+    fn open(
+        dir: &Path,
+        key: &str,
+        size: u64,
+        promised: u64,
+    ) -> Result<(Part, u32, Sha256), StoreError> {
         let path = dir.join(".duet-partial").join(format!("{key}.part"));
+        // Checked before anything is created: a file that cannot fit is declined, and a partial
+        // kept from an earlier attempt stays for when there is room.
+        let have = std::fs::metadata(&path).map_or(0, |m| m.len().min(size));
+        if let Some(free) = crate::platform::available_space(dir) {
+            let need = (size - have)
+                .saturating_add(promised)
+                .saturating_add(DISK_RESERVE_BYTES);
+            if free < need {
+                return Err(StoreError::NoSpace);
+            }
+        }
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -208,6 +297,7 @@ impl FolderStore {
                 file,
                 path,
                 written: chunks,
+                size,
             },
             chunks,
             hasher,
@@ -240,17 +330,36 @@ impl BlobStore for FolderStore {
                 size,
             } => {
                 let (dir, done) = (self.dir.clone(), self.opened.clone());
+                // Parts in use stay (the one being opened now may be resumed).
+                let partial = dir.join(".duet-partial");
+                let keep: Vec<PathBuf> = self
+                    .parts
+                    .values()
+                    .map(|p| p.path.clone())
+                    .chain(self.opening_paths.values().cloned())
+                    .chain([partial.join(format!("{key}.part"))])
+                    .collect();
+                expire_parts(&partial, &keep, std::time::SystemTime::now());
+                self.opening_paths
+                    .insert(transfer, partial.join(format!("{key}.part")));
+                let promised = self.parts.values().map(Part::remaining).sum::<u64>()
+                    + self.opening_sizes.values().sum::<u64>();
+                self.opening_sizes.insert(transfer, size);
                 let spawned = std::thread::Builder::new()
                     .name("duet-open-part".into())
                     .spawn(move || {
-                        let _ = done.send((transfer, Self::open(&dir, &key, size)));
+                        let _ = done.send((transfer, Self::open(&dir, &key, size, promised)));
                     });
                 match spawned {
                     Ok(_) => return,
-                    Err(e) => StoreDone::Failed {
-                        transfer,
-                        error: e.into(),
-                    },
+                    Err(e) => {
+                        self.opening_sizes.remove(&transfer);
+                        self.opening_paths.remove(&transfer);
+                        StoreDone::Failed {
+                            transfer,
+                            error: e.into(),
+                        }
+                    }
                 }
             }
             StoreOp::Write {
@@ -281,7 +390,7 @@ impl BlobStore for FolderStore {
                 Err(error) => StoreDone::Failed { transfer, error },
             },
             StoreOp::Close { transfer, delete } => {
-                if !self.parts.contains_key(&transfer) {
+                if self.opening_sizes.contains_key(&transfer) {
                     // Still opening: dealt with when the open is done.
                     self.abandoned.insert(transfer, delete);
                 }
@@ -314,6 +423,8 @@ impl BlobStore for FolderStore {
     fn poll(&mut self) -> Vec<StoreDone> {
         let arrived: Vec<Opened> = crate::lock_shared(&self.opening).try_iter().collect();
         for (transfer, result) in arrived {
+            self.opening_sizes.remove(&transfer);
+            self.opening_paths.remove(&transfer);
             if let Some(delete) = self.abandoned.remove(&transfer) {
                 if let (Ok((part, ..)), true) = (result, delete) {
                     let path = part.path.clone();
@@ -341,6 +452,38 @@ impl BlobStore for FolderStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unclaimed_parts_expire_by_age_and_by_budget() {
+        let dir = std::env::temp_dir().join(format!("duet-expire-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let now = std::time::SystemTime::now();
+        let day = std::time::Duration::from_secs(24 * 3600);
+        let part = |name: &str, len: u64, age: std::time::Duration| {
+            let path = dir.join(format!("{name}.part"));
+            let file = File::create(&path).unwrap();
+            // Sparse: the length counts, no disk is used.
+            file.set_len(len).unwrap();
+            file.set_modified(now - age).unwrap();
+            path
+        };
+        let old = part("old", 10, 8 * day);
+        let in_use = part("in-use", 10, 9 * day);
+        let big_older = part("big-older", 600 << 20, 2 * day);
+        let big_newer = part("big-newer", 600 << 20, day);
+        let fresh = part("fresh", 10, std::time::Duration::ZERO);
+        std::fs::write(dir.join("not-a-part.txt"), b"x").unwrap();
+        let deleted = expire_parts(&dir, std::slice::from_ref(&in_use), now);
+        assert_eq!(deleted, 2);
+        assert!(!old.exists(), "older than a week");
+        assert!(
+            !big_older.exists(),
+            "the least recently written past the budget"
+        );
+        assert!(in_use.exists() && big_newer.exists() && fresh.exists());
+        assert!(dir.join("not-a-part.txt").exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     fn open(store: &mut FolderStore, t: u64, key: &str, size: u64) -> u32 {
         store.submit(StoreOp::Open {

@@ -38,6 +38,15 @@ pub struct SendFile(pub PathBuf);
 #[derive(Message, Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CancelTransfer(pub TransferId);
 
+/// The person's answer to an offer they were asked about ([`TransferEvent::Asked`]).
+#[derive(Message, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AnswerOffer {
+    /// The offer.
+    pub id: TransferId,
+    /// Take the file (true) or decline it.
+    pub accept: bool,
+}
+
 /// Which way a transfer goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Direction {
@@ -63,6 +72,21 @@ pub enum TransferEvent {
         /// Bytes already there from an earlier attempt (resume).
         resumed_from: u64,
     },
+    /// The peer offers a file too large to take unasked: the person says yes or no
+    /// ([`AnswerOffer`]). Nothing is stored before they do.
+    Asked {
+        /// The offer.
+        id: TransferId,
+        /// File name (sanitized).
+        name: String,
+        /// Size in bytes.
+        size: u64,
+    },
+    /// The peer accepted my offer: bytes start moving (until then the sender waits for them).
+    Accepted {
+        /// The transfer.
+        id: TransferId,
+    },
     /// Bytes moved.
     Progress {
         /// The transfer.
@@ -80,6 +104,14 @@ pub enum TransferEvent {
         direction: Direction,
         /// Saved path (incoming) or the source (outgoing).
         location: String,
+    },
+    /// An incoming transfer stopped, and its bytes are kept so the same file sent again
+    /// resumes (until unclaimed partials expire).
+    Paused {
+        /// The transfer.
+        id: TransferId,
+        /// Why, as a sentence.
+        reason: String,
     },
     /// Ended without a file.
     Failed {
@@ -137,6 +169,8 @@ pub struct Engine {
     drop_grant: Option<u32>,
     /// Which of the peer's offers are received now, held, or declined.
     admission: Admission,
+    /// The identity the peer's hello gave: partial files are kept per sender.
+    sender: Option<uuid::Uuid>,
 }
 
 impl Default for Engine {
@@ -151,6 +185,7 @@ impl Default for Engine {
             events: Vec::new(),
             drop_grant: crate::platform::fault_drop_grant(),
             admission: Admission::default(),
+            sender: None,
         }
     }
 }
@@ -173,8 +208,10 @@ impl Plugin for TransferPlugin {
     fn build(&self, app: &mut App) {
         app.add_message::<SendFile>()
             .add_message::<CancelTransfer>()
+            .add_message::<AnswerOffer>()
             .add_message::<TransferEvent>()
             .init_resource::<Transfers>()
+            .add_systems(Startup, ask_threshold)
             .add_systems(Update, (adopt_store, start_pump, drive).chain());
     }
 }
@@ -199,6 +236,13 @@ fn mime_for(path: &std::path::Path) -> String {
         _ => "application/octet-stream",
     }
     .to_owned()
+}
+
+/// Takes the "ask above" threshold from the configuration.
+fn ask_threshold(transfers: Res<Transfers>, config: Option<Res<crate::config::ClientConfig>>) {
+    if let Some(config) = config {
+        transfers.lock().admission = Admission::new(config.ask_above_bytes);
+    }
 }
 
 /// Moves the [`Store`] the entry point inserted into the engine.
@@ -241,6 +285,7 @@ fn drive(
     socket: Option<Res<Socket>>,
     mut requests: MessageReader<SendFile>,
     mut cancels: MessageReader<CancelTransfer>,
+    mut answers: MessageReader<AnswerOffer>,
     mut net: MessageReader<NetEvent>,
     mut events: MessageWriter<TransferEvent>,
 ) {
@@ -255,6 +300,9 @@ fn drive(
     }
     for CancelTransfer(id) in cancels.read() {
         engine.cancel(*id);
+    }
+    for answer in answers.read() {
+        engine.answer(answer.id, answer.accept);
     }
     // The peer leaving, or me leaving the room (the socket closed), ends every running transfer.
     let left = net.read().any(|e| matches!(e, NetEvent::PeerLeft(_)));
@@ -372,6 +420,7 @@ impl Engine {
         let now = now_ms();
         if let Some(wire) = wire.as_deref_mut() {
             let (controls, frames) = wire.take_transfer_arrivals();
+            self.sender = wire.peer_identity();
             for message in controls {
                 self.on_control(message, now);
             }
@@ -470,6 +519,9 @@ impl Engine {
     }
 
     fn cancel(&mut self, id: TransferId) {
+        if self.admission.holds(id) {
+            return self.answer(id, false);
+        }
         if let Some(mut out) = self.outgoing.remove(&id) {
             self.controls.push(out.machine.cancel(CancelReason::User));
             self.events
@@ -482,6 +534,25 @@ impl Engine {
                 "You cancelled the transfer. If it is sent again, it resumes where it stopped.",
                 false,
             );
+        }
+    }
+
+    /// The person said yes or no to an offer they were asked about.
+    fn answer(&mut self, id: TransferId, yes: bool) {
+        match self.admission.answer(id, yes, self.incoming.len()) {
+            Some(Verdict::Receive(offer)) => self.receive(offer),
+            Some(Verdict::Wait) | Some(Verdict::Ask(_)) | None => {}
+            Some(Verdict::Decline(reason)) => {
+                self.controls.push(Control::Decline {
+                    transfer: id,
+                    reason,
+                });
+                self.events.push(TransferEvent::Failed {
+                    id,
+                    direction: Direction::Incoming,
+                    reason: "You declined the file.".into(),
+                });
+            }
         }
     }
 
@@ -519,6 +590,8 @@ impl Engine {
         }
     }
 
+    /// Ends an incoming transfer: `delete` drops its bytes, otherwise they are kept for a
+    /// resume and the transfer shows as paused.
     fn fail_incoming(&mut self, id: TransferId, error: &str, delete: bool) {
         if self.incoming.remove(&id).is_some() {
             self.store().submit(StoreOp::Close {
@@ -526,10 +599,17 @@ impl Engine {
                 delete,
             });
         }
-        self.events.push(TransferEvent::Failed {
-            id,
-            direction: Direction::Incoming,
-            reason: error.to_owned(),
+        self.events.push(if delete {
+            TransferEvent::Failed {
+                id,
+                direction: Direction::Incoming,
+                reason: error.to_owned(),
+            }
+        } else {
+            TransferEvent::Paused {
+                id,
+                reason: error.to_owned(),
+            }
         });
     }
 
@@ -546,9 +626,10 @@ impl Engine {
         let id = offer.transfer;
         match Receiver::new(offer.clone(), self.window) {
             Ok(machine) => {
+                let key = part_key(self.sender, &offer.resume_key, offer.size);
                 self.store().submit(StoreOp::Open {
                     transfer: id,
-                    key: part_key(&offer.resume_key, offer.size),
+                    key,
                     size: offer.size,
                 });
                 self.incoming.insert(
@@ -591,10 +672,13 @@ impl Engine {
                 if self.incoming.contains_key(&id) || self.admission.holds(id) {
                     return;
                 }
-                let key = part_key(&offer.resume_key, offer.size);
+                let (sender, key) = (
+                    self.sender,
+                    part_key(self.sender, &offer.resume_key, offer.size),
+                );
                 let busy_key = self.incoming.values().any(|t| {
                     let theirs = t.machine.offer();
-                    part_key(&theirs.resume_key, theirs.size) == key
+                    part_key(sender, &theirs.resume_key, theirs.size) == key
                 });
                 match self
                     .admission
@@ -602,6 +686,11 @@ impl Engine {
                 {
                     Verdict::Receive(offer) => self.receive(offer),
                     Verdict::Wait => {}
+                    Verdict::Ask(offer) => self.events.push(TransferEvent::Asked {
+                        id,
+                        name: duet_shared::names::sanitize_file_name(&offer.name),
+                        size: offer.size,
+                    }),
                     Verdict::Decline(reason) => {
                         self.controls.push(Control::Decline {
                             transfer: id,
@@ -616,10 +705,11 @@ impl Engine {
                 }
             }
             Control::Accept { transfer, offset } => {
-                if let Some(out) = self.outgoing.get_mut(&transfer)
-                    && let Err(e) = out.machine.on_accept(offset, now)
-                {
-                    self.fail_outgoing(transfer, e);
+                if let Some(out) = self.outgoing.get_mut(&transfer) {
+                    match out.machine.on_accept(offset, now) {
+                        Ok(()) => self.events.push(TransferEvent::Accepted { id: transfer }),
+                        Err(e) => self.fail_outgoing(transfer, e),
+                    }
                 }
             }
             Control::Credit {
@@ -670,8 +760,20 @@ impl Engine {
                 ));
             }
             Control::Cancel { transfer, reason } => {
-                // A held offer withdrawn: nothing was opened for it.
-                self.admission.withdraw(transfer);
+                // A held offer withdrawn: nothing was opened for it. One the person was asked
+                // about goes from their list.
+                let asked = self
+                    .admission
+                    .asking()
+                    .iter()
+                    .any(|o| o.transfer == transfer);
+                if self.admission.withdraw(transfer) && asked {
+                    self.events.push(TransferEvent::Failed {
+                        id: transfer,
+                        direction: Direction::Incoming,
+                        reason: "Your peer withdrew the file before you answered.".into(),
+                    });
+                }
                 if self.outgoing.remove(&transfer).is_some() {
                     self.events.push(failed_out(
                         transfer,
@@ -798,13 +900,26 @@ impl Engine {
                     });
                 }
                 StoreDone::Failed { transfer, error } => {
-                    if let Some(incoming) = self.incoming.get_mut(&transfer) {
-                        let reason = match error {
-                            crate::storage::StoreError::NoSpace => CancelReason::NoSpace,
-                            _ => CancelReason::Io,
-                        };
-                        let cancel = incoming.machine.cancel(reason);
-                        self.controls.push(cancel);
+                    let no_space = matches!(error, crate::storage::StoreError::NoSpace);
+                    match self.incoming.get_mut(&transfer) {
+                        // Not accepted yet (the space check comes first): declined, and the
+                        // sender learns why.
+                        Some(incoming) if !incoming.opened && no_space => {
+                            self.controls.push(Control::Decline {
+                                transfer,
+                                reason: DeclineReason::NoSpace,
+                            });
+                        }
+                        Some(incoming) => {
+                            let reason = if no_space {
+                                CancelReason::NoSpace
+                            } else {
+                                CancelReason::Io
+                            };
+                            let cancel = incoming.machine.cancel(reason);
+                            self.controls.push(cancel);
+                        }
+                        None => {}
                     }
                     self.fail_incoming(transfer, &error.to_string(), true);
                 }
@@ -919,7 +1034,15 @@ impl Engine {
     /// The peer left (or I did): every running transfer fails; the receiver keeps its partial
     /// bytes, so the same file offered again resumes from them.
     fn fail_all(&mut self) {
-        // The peer left: its held offers go, and the next session's budgets start over.
+        // The peer left: its held offers and open questions go, and the next session's budgets
+        // start over.
+        for offer in self.admission.asking() {
+            self.events.push(TransferEvent::Failed {
+                id: offer.transfer,
+                direction: Direction::Incoming,
+                reason: "Your peer left before you answered.".into(),
+            });
+        }
         self.admission.reset();
         for (id, _) in self.outgoing.drain() {
             self.events.push(failed_out(

@@ -248,6 +248,29 @@ fn two_desktop_clients_chat_and_drop_a_file_on_the_avatar() {
     ada.expect("sending", |e| {
         is(e, "transfer_started") && e["dir"] == "out"
     });
+    // 200 MB is above what Bob takes unasked: he clicks "Accept" in his file list.
+    bob.expect("the question", |e| is(e, "transfer_asked"));
+    let accept = (0..50)
+        .find_map(|_| {
+            let layout = bob.layout();
+            let accept = &layout["offer_buttons"]["accept"];
+            if accept.is_array() {
+                return Some((accept[0].as_f64().unwrap(), accept[1].as_f64().unwrap()));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+            None
+        })
+        .expect("an Accept button in Bob's file list");
+    bob.x
+        .xdotool(&["search", "--name", "Duet", "windowfocus", "--sync"]);
+    bob.x.xdotool(&[
+        "mousemove",
+        &format!("{:.0}", accept.0),
+        &format!("{:.0}", accept.1),
+        "click",
+        "1",
+    ]);
+    ada.expect("accepted", |e| is(e, "transfer_accepted"));
     // Progress shows on both sides while it flows: capture both windows mid-transfer.
     bob.expect("a third received", |e| {
         is(e, "transfer_progress")

@@ -7,7 +7,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use duet_tests::{HeadlessClient, Wrangler, WranglerOptions, assert_loopback_only, temp_dir};
+use duet_tests::{
+    HeadlessClient, Wrangler, WranglerOptions, assert_loopback_only, storage_files, temp_dir,
+};
 use serde_json::Value;
 
 /// The harness's headless client, with this file's 45 s patience and panics for failures.
@@ -31,6 +33,13 @@ impl Client {
 
     fn kill9(self) {
         self.0.kill9();
+    }
+
+    /// Waits for the question about a large offer and says yes to it, as the person would.
+    fn take_offer(&mut self) -> Value {
+        let asked = self.expect("a question about the offer", |e| is(e, "transfer_asked"));
+        self.command(&format!("take_file {}", asked["id"].as_str().unwrap()));
+        asked
     }
 }
 
@@ -172,6 +181,9 @@ fn a_200_mib_file_survives_a_killed_sender_and_resumes() {
 
     let started = Instant::now();
     a.command(&format!("send {}", source.display()));
+    // 200 MiB is above the 25 MiB the receiver takes unasked: Bob says yes.
+    let asked = b.take_offer();
+    assert_eq!(asked["size"], size as u64);
     let offered = b.expect("incoming transfer", |e| {
         is(e, "transfer_started") && e["dir"] == "in"
     });
@@ -194,6 +206,7 @@ fn a_200_mib_file_survives_a_killed_sender_and_resumes() {
         failed["message"].as_str().unwrap().contains("left"),
         "{failed}"
     );
+    assert_eq!(failed["paused"], true, "its bytes are kept: {failed}");
     assert!(
         visible_files(&downloads).is_empty(),
         "nothing partial may be visible: {:?}",
@@ -205,6 +218,7 @@ fn a_200_mib_file_survives_a_killed_sender_and_resumes() {
     a.expect("peer_hello", |e| is(e, "peer_hello"));
     let resumed_at = Instant::now();
     a.command(&format!("send {}", source.display()));
+    b.take_offer();
     let resumed = b.expect("resumed transfer", |e| {
         is(e, "transfer_started") && e["dir"] == "in"
     });
@@ -235,6 +249,70 @@ fn a_200_mib_file_survives_a_killed_sender_and_resumes() {
     );
     assert_eq!(visible_files(&downloads), vec!["big file.bin".to_owned()]);
     std::fs::remove_file(&source).unwrap();
+}
+
+/// A file above the receiver's threshold (25 MiB) is not taken unasked: nothing is stored and
+/// no byte moves until the person answers; "no" tells the sender in words, "yes" (to the same
+/// file offered again) receives it.
+#[test]
+fn a_large_offer_waits_for_the_persons_answer() {
+    assert_loopback_only();
+    let wrangler = Wrangler::shared();
+    let link = wrangler.new_room_link().unwrap();
+    let work = temp_dir("transfer-ask").unwrap();
+    let source = work.join("big question.bin");
+    let size = 30 * 1024 * 1024;
+    let digest = make_file(&source, size);
+    let downloads = work.join("b").join("downloads");
+    let mut a = Client::start(&link, &work.join("a"), "Ada");
+    let mut b = Client::start(&link, &work.join("b"), "Bob");
+    a.expect("peer_hello", |e| is(e, "peer_hello"));
+    b.expect("peer_hello", |e| is(e, "peer_hello"));
+
+    a.command(&format!("send {}", source.display()));
+    let asked = b.expect("the question", |e| is(e, "transfer_asked"));
+    assert_eq!(asked["name"], "big question.bin");
+    assert_eq!(asked["size"], size as u64);
+    // While Bob thinks, nothing moves and nothing is written.
+    std::thread::sleep(Duration::from_secs(2));
+    let meanwhile: Vec<Value> = a.0.pending().into_iter().chain(b.0.pending()).collect();
+    assert!(
+        !meanwhile.iter().any(|e| is(e, "transfer_accepted")
+            || (is(e, "transfer_progress") && e["done"].as_u64() > Some(0))
+            || (is(e, "transfer_started") && e["dir"] == "in")),
+        "bytes moved before the answer: {meanwhile:?}"
+    );
+    assert!(
+        storage_files(&downloads).is_empty(),
+        "{:?}",
+        storage_files(&downloads)
+    );
+    b.command(&format!("refuse_file {}", asked["id"].as_str().unwrap()));
+    let refused = a.expect("the sender told", |e| {
+        is(e, "transfer_failed") && e["dir"] == "out"
+    });
+    assert!(
+        refused["message"].as_str().unwrap().contains("said no"),
+        "{refused}"
+    );
+    b.expect("the receiver's row", |e| {
+        is(e, "transfer_failed") && e["dir"] == "in" && e["id"] == asked["id"]
+    });
+    assert!(
+        storage_files(&downloads).is_empty(),
+        "{:?}",
+        storage_files(&downloads)
+    );
+
+    // Offered again, and taken.
+    a.command(&format!("send {}", source.display()));
+    b.take_offer();
+    a.expect("the sender told", |e| is(e, "transfer_accepted"));
+    let done = b.expect("receiver completion", |e| {
+        is(e, "transfer_completed") && e["dir"] == "in"
+    });
+    let saved = PathBuf::from(done["location"].as_str().unwrap());
+    assert_eq!(sha256_of(&saved), digest);
 }
 
 /// Grants that never reach the sender (from the third on, the receiver's engine drops them, as
@@ -294,6 +372,7 @@ fn the_sender_sees_the_transfer_fail_when_the_receiver_leaves() {
     a.expect("peer_hello", |e| is(e, "peer_hello"));
     b.expect("peer_hello", |e| is(e, "peer_hello"));
     a.command(&format!("send {}", source.display()));
+    b.take_offer();
     b.expect("some progress", |e| {
         is(e, "transfer_progress") && e["dir"] == "in" && e["done"].as_u64() > Some(4 << 20)
     });

@@ -173,6 +173,71 @@ async fn victim_and_mallory(prefix: &str) -> (Client, Evil, PathBuf) {
     (client, evil, dir)
 }
 
+/// Offers above the 25 MiB the victim takes unasked become questions: at most `MAX_ASKING` are
+/// put to the person, the rest are declined as busy, nothing is opened, and an offer withdrawn
+/// before the answer goes from the list in words.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flood_of_large_offers_asks_eight_questions_and_opens_nothing() {
+    use duet_shared::admission::MAX_ASKING;
+    let (mut client, mut evil, dir) = victim_and_mallory("ask-flood").await;
+    for id in 0..500u64 {
+        evil.control(&Control::Offer(offer(
+            5_000 + id,
+            &format!("big {id}.bin"),
+            100 << 20,
+        )));
+    }
+    let (mut accepted, mut declined) = (0, 0);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while accepted + declined + MAX_ASKING < 500 {
+        assert!(
+            Instant::now() < deadline,
+            "{accepted} accepted, {declined} declined"
+        );
+        for (_, packet) in evil.socket.channel_mut(CONTROL_CHANNEL).receive() {
+            match Control::decode(&packet) {
+                Ok(Control::Accept { .. }) => accepted += 1,
+                Ok(Control::Decline { .. }) => declined += 1,
+                _ => {}
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let events = client.0.pending();
+    let asked: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["event"] == "transfer_asked")
+        .collect();
+    eprintln!(
+        "large-offer flood: {} asked, {accepted} accepted, {declined} declined",
+        asked.len()
+    );
+    assert_eq!(accepted, 0, "nothing above the threshold is taken unasked");
+    assert_eq!(asked.len(), MAX_ASKING, "{asked:?}");
+    assert_eq!(asked[0]["name"], "big 0.bin");
+    assert!(visible(&dir.join("downloads")).is_empty());
+    // Mallory withdraws the first question: the victim's list says so.
+    evil.control(&Control::Cancel {
+        transfer: TransferId(5_000),
+        reason: CancelReason::User,
+    });
+    let withdrawn = client.expect("the withdrawn question", |e| {
+        e["event"] == "transfer_failed" && e["id"] == asked[0]["id"]
+    });
+    assert!(
+        withdrawn["message"].as_str().unwrap().contains("withdrew"),
+        "{withdrawn}"
+    );
+    // The victim still chats.
+    client.0.command("say still fine").unwrap();
+    evil.expect(
+        "the victim's chat",
+        |m| matches!(m, Control::Chat { text, .. } if text == "still fine"),
+    )
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_flood_of_held_open_offers_opens_four_files_and_stays_small() {
     use duet_shared::admission::{MAX_RECEIVING, MAX_WAITING};
@@ -180,10 +245,11 @@ async fn a_flood_of_held_open_offers_opens_four_files_and_stays_small() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let pid = client.0.pid();
     let (rss_before, files_before) = (rss(pid) / 1024, open_files(pid));
-    // 2,000 offers of 100 MB files with 10,000-character names, none ever sent a byte of.
+    // 2,000 offers of 20 MiB files (taken unasked) with 10,000-character names, none ever sent
+    // a byte of.
     let name = format!("{}.bin", "n".repeat(9_996));
     for id in 0..2_000u64 {
-        evil.control(&Control::Offer(offer(1_000 + id, &name, 100 << 20)));
+        evil.control(&Control::Offer(offer(1_000 + id, &name, 20 << 20)));
         if id % 100 == 99 {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

@@ -4,8 +4,9 @@
 //! would otherwise open a part file at once. [`Admission`] keeps at most
 //! [`MAX_RECEIVING`] transfers receiving at a time and holds up to [`MAX_WAITING`] further
 //! offers until one ends (a person dropping ten files on the avatar gets all ten, in turn), and
-//! limits how many offers and bytes one peer may send in a session. Pure and clockless: the
-//! caller passes `now_ms`.
+//! limits how many offers and bytes one peer may send in a session. An offer larger than the
+//! person's threshold is not taken before they say yes: it waits as a question (at most
+//! [`MAX_ASKING`] at a time). Pure and clockless: the caller passes `now_ms`.
 
 use std::collections::VecDeque;
 
@@ -19,6 +20,10 @@ pub const MAX_WAITING: usize = 64;
 pub const OFFER_BURST: u32 = 64;
 /// ...and then one every this many milliseconds.
 pub const OFFER_REFILL_MS: u64 = 500;
+/// Offers waiting for the person's yes or no at once; more large offers are declined as busy.
+pub const MAX_ASKING: usize = 8;
+/// Files up to this size are taken without asking unless the configuration says otherwise.
+pub const DEFAULT_ASK_ABOVE_BYTES: u64 = 25 * 1024 * 1024;
 /// Bytes one peer may offer in one session (from its arrival until it leaves): ten files of the
 /// largest size.
 pub const MAX_SESSION_BYTES: u64 = 10 * crate::peer::MAX_FILE_BYTES;
@@ -30,6 +35,8 @@ pub enum Verdict {
     Receive(FileOffer),
     /// Held until a slot frees (nothing to do yet).
     Wait,
+    /// Too large to take unasked: ask the person ([`Admission::answer`] with their reply).
+    Ask(FileOffer),
     /// Decline it.
     Decline(DeclineReason),
 }
@@ -38,6 +45,9 @@ pub enum Verdict {
 #[derive(Debug, Clone)]
 pub struct Admission {
     waiting: VecDeque<FileOffer>,
+    asking: Vec<FileOffer>,
+    /// Offers larger than this are asked about.
+    ask_above: u64,
     offered_bytes: u64,
     tokens: u32,
     refilled_at_ms: u64,
@@ -45,19 +55,32 @@ pub struct Admission {
 
 impl Default for Admission {
     fn default() -> Self {
+        Self::new(DEFAULT_ASK_ABOVE_BYTES)
+    }
+}
+
+impl Admission {
+    /// Admission that asks the person about offers larger than `ask_above` bytes.
+    pub fn new(ask_above: u64) -> Self {
         Self {
             waiting: VecDeque::new(),
+            asking: Vec::new(),
+            ask_above,
             offered_bytes: 0,
             tokens: OFFER_BURST,
             refilled_at_ms: 0,
         }
     }
-}
 
-impl Admission {
-    /// A new session: the budgets start over and held offers are dropped (their sender left).
+    /// A new session: the budgets start over and held offers and open questions are dropped
+    /// (their sender left).
     pub fn reset(&mut self) {
-        *self = Self::default();
+        *self = Self::new(self.ask_above);
+    }
+
+    /// The offers waiting for the person's answer, oldest first.
+    pub fn asking(&self) -> &[FileOffer] {
+        &self.asking
     }
 
     fn take_token(&mut self, now_ms: u64) -> bool {
@@ -92,13 +115,26 @@ impl Admission {
             return Verdict::Decline(DeclineReason::Limit);
         }
         let same_key = |o: &FileOffer| o.resume_key == offer.resume_key && o.size == offer.size;
-        if busy_key || self.waiting.iter().any(same_key) {
+        if busy_key || self.waiting.iter().chain(&self.asking).any(same_key) {
             return Verdict::Decline(DeclineReason::Invalid);
         }
         if self.offered_bytes.saturating_add(offer.size) > MAX_SESSION_BYTES {
             return Verdict::Decline(DeclineReason::Limit);
         }
+        if offer.size > self.ask_above {
+            if self.asking.len() >= MAX_ASKING {
+                return Verdict::Decline(DeclineReason::Busy);
+            }
+            self.offered_bytes += offer.size;
+            self.asking.push(offer.clone());
+            return Verdict::Ask(offer);
+        }
         self.offered_bytes += offer.size;
+        self.admit(offer, receiving)
+    }
+
+    /// Receives `offer` now if a slot is free and nothing is ahead of it, else holds it.
+    fn admit(&mut self, offer: FileOffer, receiving: usize) -> Verdict {
         if receiving < MAX_RECEIVING && self.waiting.is_empty() {
             return Verdict::Receive(offer);
         }
@@ -110,6 +146,20 @@ impl Admission {
         Verdict::Wait
     }
 
+    /// The person's answer about an offer they were asked about, with `receiving` transfers
+    /// under way: yes receives it (or holds it for a slot), no declines it as refused. `None`
+    /// if nothing is asked under that id (withdrawn meanwhile, or answered twice).
+    pub fn answer(&mut self, transfer: TransferId, yes: bool, receiving: usize) -> Option<Verdict> {
+        let at = self.asking.iter().position(|o| o.transfer == transfer)?;
+        let offer = self.asking.remove(at);
+        if yes {
+            Some(self.admit(offer, receiving))
+        } else {
+            self.offered_bytes -= offer.size;
+            Some(Verdict::Decline(DeclineReason::Refused))
+        }
+    }
+
     /// The next held offer to start, if a slot is free with `receiving` under way.
     pub fn next(&mut self, receiving: usize) -> Option<FileOffer> {
         if receiving < MAX_RECEIVING {
@@ -119,16 +169,20 @@ impl Admission {
         }
     }
 
-    /// The peer withdrew a held offer; true if it was held.
+    /// The peer withdrew a held or asked-about offer; true if it was there.
     pub fn withdraw(&mut self, transfer: TransferId) -> bool {
-        let before = self.waiting.len();
+        let before = self.waiting.len() + self.asking.len();
         self.waiting.retain(|o| o.transfer != transfer);
-        before != self.waiting.len()
+        self.asking.retain(|o| o.transfer != transfer);
+        before != self.waiting.len() + self.asking.len()
     }
 
-    /// Whether an offer with this id is being held.
+    /// Whether an offer with this id is being held or asked about.
     pub fn holds(&self, transfer: TransferId) -> bool {
-        self.waiting.iter().any(|o| o.transfer == transfer)
+        self.waiting
+            .iter()
+            .chain(&self.asking)
+            .any(|o| o.transfer == transfer)
     }
 }
 
@@ -148,7 +202,7 @@ mod tests {
 
     #[test]
     fn at_most_four_receive_and_the_rest_wait_their_turn() {
-        let mut a = Admission::default();
+        let mut a = Admission::new(u64::MAX);
         let mut receiving = 0;
         for id in 0..10 {
             match a.on_offer(offer(id, 10), receiving, false, 0) {
@@ -170,7 +224,7 @@ mod tests {
 
     #[test]
     fn a_flood_of_offers_is_held_then_declined() {
-        let mut a = Admission::default();
+        let mut a = Admission::new(u64::MAX);
         let verdicts: Vec<Verdict> = (0..1_000)
             .map(|id| a.on_offer(offer(id, 0), MAX_RECEIVING, false, 0))
             .collect();
@@ -197,8 +251,59 @@ mod tests {
     }
 
     #[test]
+    fn large_offers_wait_for_the_persons_answer() {
+        let mut a = Admission::new(100);
+        assert!(matches!(
+            a.on_offer(offer(1, 100), 0, false, 0),
+            Verdict::Receive(_)
+        ));
+        assert_eq!(
+            a.on_offer(offer(2, 101), 1, false, 0),
+            Verdict::Ask(offer(2, 101))
+        );
+        assert!(a.holds(TransferId(2)));
+        assert_eq!(a.next(1), None, "a question is not started by a free slot");
+        // Yes with a slot free: received; no: refused; a second answer does nothing.
+        assert!(matches!(
+            a.answer(TransferId(2), true, 1),
+            Some(Verdict::Receive(_))
+        ));
+        assert_eq!(a.answer(TransferId(2), false, 1), None);
+        a.on_offer(offer(3, 500), 1, false, 0);
+        assert_eq!(
+            a.answer(TransferId(3), false, 1),
+            Some(Verdict::Decline(DeclineReason::Refused))
+        );
+        // Yes with every slot taken: held for one.
+        a.on_offer(offer(4, 500), MAX_RECEIVING, false, 0);
+        assert_eq!(
+            a.answer(TransferId(4), true, MAX_RECEIVING),
+            Some(Verdict::Wait)
+        );
+        // The same file asked about twice is refused; the sender withdrawing ends the question.
+        a.on_offer(offer(5, 500), 0, false, 0);
+        assert_eq!(
+            a.on_offer(offer(5, 500), 0, false, 0),
+            Verdict::Decline(DeclineReason::Invalid)
+        );
+        assert!(a.withdraw(TransferId(5)));
+        assert!(a.asking().is_empty());
+        // At most MAX_ASKING open questions.
+        let asked = (10..30)
+            .filter(|&id| matches!(a.on_offer(offer(id, 500), 0, false, 0), Verdict::Ask(_)))
+            .count();
+        assert_eq!(asked, MAX_ASKING);
+        a.reset();
+        assert!(a.asking().is_empty());
+        assert!(matches!(
+            a.on_offer(offer(40, 500), 0, false, 0),
+            Verdict::Ask(_)
+        ));
+    }
+
+    #[test]
     fn bytes_per_session_and_shared_part_keys_are_refused() {
-        let mut a = Admission::default();
+        let mut a = Admission::new(u64::MAX);
         let big = crate::peer::MAX_FILE_BYTES;
         let taken = (0..20)
             .filter(|&id| !matches!(a.on_offer(offer(id, big), 0, false, 0), Verdict::Decline(_)))

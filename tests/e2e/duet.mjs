@@ -63,6 +63,24 @@ export async function press(person, key, { timeout = 60_000 } = {}) {
   }
 }
 
+/** Waits for the question about a large incoming file and clicks its "Accept" once the newest
+ * layout shows the button, as the person would. Returns the `transfer_asked` event. */
+export async function acceptOffer(person, { since = 0, timeout = 60_000 } = {}) {
+  const asked = await person.waitFor("a question about a file", (e) => e.event === "transfer_asked", { since, timeout });
+  const deadline = Date.now() + timeout;
+  for (;;) {
+    const latest = [...person.events].reverse().find((e) => e.event === "layout");
+    const at = latest?.offer_buttons?.accept;
+    if (at) {
+      await person.page.mouse.click(...at);
+      return asked;
+    }
+    const left = deadline - Date.now();
+    if (left <= 0) throw new Error(`${person.name}: no Accept button within ${timeout} ms`);
+    await person.waitFor(`a new layout`, (e) => e.event === "layout", { since: person.events.length, timeout: left });
+  }
+}
+
 /** The first `call_stats` event reported after `after` (ms since the epoch; default now). */
 export async function freshStats(person, after = Date.now()) {
   return person.waitFor("fresh call stats", (e) => e.event === "call_stats" && e.at_ms > after, { timeout: 30_000 });

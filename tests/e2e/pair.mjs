@@ -113,8 +113,30 @@ try {
   await cdp.send("Storage.overrideQuotaForOrigin", { origin: new URL(base).origin, quotaSize: 2 * 1024 * 1024 });
   const bobBefore = bob.events.length;
   const dan = await Person.inContext(danContext, "Dan", `${entered.link}?automation`);
-  await bob.waitFor("Dan's hello", (e) => e.event === "peer_hello", { since: bobBefore });
-  await dan.waitFor("Bob's hello", (e) => e.event === "peer_hello");
+  try {
+    // Bob sees Ada leave when her data channel closes, which can be before the server has seen
+    // her WebSocket close: Dan arriving in that moment is told the room is full (seen under
+    // load). A person would open the link again a moment later; so does Dan.
+    result.dan_attempts = 1;
+    let since = dan.events.length;
+    for (const deadline = Date.now() + 60_000; Date.now() < deadline; await sleep(100)) {
+      if (bob.events.slice(bobBefore).some((e) => e.event === "peer_hello")) break;
+      const refused = dan.events.slice(since).some((e) => e.event === "notice" && /already has two people/.test(e.message));
+      if (refused && result.dan_attempts < 5) {
+        await sleep(2000);
+        since = dan.events.length;
+        result.dan_attempts++;
+        await dan.page.reload();
+      }
+    }
+    await bob.waitFor("Dan's hello", (e) => e.event === "peer_hello", { since: bobBefore });
+    await dan.waitFor("Bob's hello", (e) => e.event === "peer_hello");
+  } catch (e) {
+    // What Dan saw, for the failure's report (printed with RESULT).
+    result.dan_events = dan.events.slice(-15);
+    result.dan_logs = dan.logs.slice(-30);
+    throw e;
+  }
   await bob.dropNewFile("too-big-for-the-quota.bin", 6 * 1024 * 1024, await bob.spot("peer"));
   const failedIn = await dan.waitFor("the quota failure", (e) => e.event === "transfer_failed" && e.dir === "in", { timeout: 60_000 });
   const failedOut = await bob.waitFor("the sender's failure", (e) => e.event === "transfer_failed" && e.dir === "out", { since: bobBefore, timeout: 60_000 });

@@ -771,6 +771,11 @@ impl HeadlessClient {
         }
     }
 
+    /// The events that arrived but were not waited for, without waiting.
+    pub fn pending(&mut self) -> Vec<serde_json::Value> {
+        std::iter::from_fn(|| self.events.try_recv().ok()).collect()
+    }
+
     /// Drops the events that arrived but were not waited for (so the next [`wait`](Self::wait)
     /// sees only what happens from now on, e.g. a fresh once-a-second report).
     pub fn skip_pending(&mut self) {

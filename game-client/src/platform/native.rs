@@ -41,6 +41,21 @@ pub fn transfer_window() -> WindowConfig {
     WindowConfig::default()
 }
 
+/// Bytes a program without special rights may still write on the file system holding `dir`;
+/// `None` where that cannot be asked (not a Unix system yet: Windows is not checked).
+pub fn available_space(dir: &Path) -> Option<u64> {
+    #[cfg(unix)]
+    {
+        let stats = rustix::fs::statvfs(dir).ok()?;
+        Some(stats.f_bavail.saturating_mul(stats.f_frsize))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        None
+    }
+}
+
 /// Called before the socket opens.
 pub fn prepare_network() {
     matchbox_socket::set_udp_buffer_size(UDP_BUFFER_BYTES);

@@ -158,6 +158,12 @@ pub fn fault_drop_grant() -> Option<u32> {
         .ok()
 }
 
+/// The browser's storage is asked through `navigator.storage.estimate()` by the IndexedDB
+/// store itself (it is asynchronous); there is no folder here.
+pub fn available_space(_dir: &Path) -> Option<u64> {
+    None
+}
+
 /// The browser sizes its own sockets.
 pub fn prepare_network() {}
 

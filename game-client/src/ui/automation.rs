@@ -132,6 +132,11 @@ fn layout(
             .map(|(label, rect)| (label.to_string(), json!(center(Some(*rect)))))
             .collect::<serde_json::Map<_, _>>(),
         "send_button": center(panel.send_button),
+        "offer_buttons": panel
+            .offer_buttons
+            .iter()
+            .map(|(key, rect)| (key.to_string(), json!(center(Some(*rect)))))
+            .collect::<serde_json::Map<_, _>>(),
         "call_buttons": panel
             .call_buttons
             .iter()

@@ -15,7 +15,7 @@ use crate::room::{
     AnswerForeignLink, CreateRoom, CurrentRoom, ForeignLink, JoinRoom, LeaveRoom, Moderate,
     Notices, Presence, ReceivedFiles, RecentRooms, RowState, Screen, TransferList,
 };
-use crate::transfer::{CancelTransfer, Direction, SendFile};
+use crate::transfer::{AnswerOffer, CancelTransfer, Direction, SendFile};
 use duet_shared::call::CallPhase;
 
 /// How many chat lines are laid out at first; older ones load on demand, so a history of
@@ -48,6 +48,9 @@ pub struct PanelState {
     pub file_button: Option<egui::Rect>,
     /// Where each of the newest received file's action buttons is, by label, for automation.
     pub file_actions: Vec<(&'static str, egui::Rect)>,
+    /// Where the newest offer question's "Accept" and "Decline" buttons are (`accept`,
+    /// `decline`), for automation.
+    pub offer_buttons: Vec<(&'static str, egui::Rect)>,
     /// Where the "Send a file…" button is while it can be pressed, for automation.
     pub send_button: Option<egui::Rect>,
     /// Where each call control is (`call`, `video_call`, `accept`, `accept_video`, `decline`,
@@ -234,7 +237,10 @@ fn lobby(
 type RoomOutputs<'w> = (
     MessageWriter<'w, SendChat>,
     MessageWriter<'w, LeaveRoom>,
-    MessageWriter<'w, CancelTransfer>,
+    (
+        MessageWriter<'w, CancelTransfer>,
+        MessageWriter<'w, AnswerOffer>,
+    ),
     MessageWriter<'w, Moderate>,
     MessageWriter<'w, Rename>,
     MessageWriter<'w, CallAction>,
@@ -261,7 +267,8 @@ fn room(
     let (Some(identity), Some(current)) = (identity, current) else {
         return Ok(());
     };
-    let (send_chat, leave, cancel, moderate, rename, calls) = &mut out;
+    let (send_chat, leave, (cancel, answer), moderate, rename, calls) = &mut out;
+    let peer_name = presence.peer_name().unwrap_or("your peer").to_owned();
     let mut root = root_ui(ctx);
     let now = time.elapsed_secs_f64();
 
@@ -378,6 +385,7 @@ fn room(
                 .id_salt("files")
                 .max_height(230.0)
                 .show(ui, |ui| {
+                    state.offer_buttons.clear();
                     for row in transfers.rows.iter().rev() {
                         egui::Frame::new()
                             .fill(ecolor(palette::RAISED))
@@ -392,7 +400,10 @@ fn room(
                                 };
                                 ui.horizontal(|ui| {
                                     ui.label(format!("{arrow} {}", row.name));
-                                    if row.state == RowState::Running {
+                                    if matches!(
+                                        row.state,
+                                        RowState::Running | RowState::AwaitingPeer
+                                    ) {
                                         ui.with_layout(
                                             egui::Layout::right_to_left(egui::Align::Center),
                                             |ui| {
@@ -403,7 +414,60 @@ fn room(
                                         );
                                     }
                                 });
+                                let muted = |text: String| {
+                                    egui::RichText::new(text)
+                                        .small()
+                                        .color(ecolor(palette::MUTED))
+                                };
                                 match &row.state {
+                                    RowState::Asking => {
+                                        ui.label(muted(format!(
+                                            "{} · {} wants to send you this file",
+                                            human_bytes(row.size as f64),
+                                            peer_name
+                                        )));
+                                        ui.horizontal(|ui| {
+                                            let yes = ui.button("Accept");
+                                            let no = ui.button("Decline");
+                                            if state.offer_buttons.is_empty() {
+                                                // The list is newest first: the newest question's.
+                                                state.offer_buttons = vec![
+                                                    ("accept", yes.rect),
+                                                    ("decline", no.rect),
+                                                ];
+                                            }
+                                            if yes.clicked() {
+                                                answer.write(AnswerOffer {
+                                                    id: row.id,
+                                                    accept: true,
+                                                });
+                                            }
+                                            if no.clicked() {
+                                                answer.write(AnswerOffer {
+                                                    id: row.id,
+                                                    accept: false,
+                                                });
+                                            }
+                                        });
+                                    }
+                                    RowState::AwaitingPeer => {
+                                        ui.label(muted(format!(
+                                            "{} · waiting for {} to accept",
+                                            human_bytes(row.size as f64),
+                                            peer_name
+                                        )));
+                                    }
+                                    RowState::Paused(why) => {
+                                        ui.add(
+                                            egui::ProgressBar::new(row.fraction())
+                                                .fill(ecolor(palette::MUTED))
+                                                .desired_height(8.0),
+                                        );
+                                        ui.label(muted(format!(
+                                            "paused, {:.0} % · {why}",
+                                            row.fraction() * 100.0
+                                        )));
+                                    }
                                     RowState::Running => {
                                         ui.add(
                                             egui::ProgressBar::new(row.fraction())

@@ -137,7 +137,14 @@ fn duet_run(wrangler: &Wrangler, binary: &Path, source: &Path) -> Result<Sample>
     let work = temp_dir("bench-transfer")?;
     let started = Instant::now();
     let mut a = HeadlessClient::start(binary, &link, &work.join("a"), "sender")?;
-    let mut b = HeadlessClient::start(binary, &link, &work.join("b"), "receiver")?;
+    // The receiver takes the file unasked: the bench times the wire, not a person's click.
+    let mut b = HeadlessClient::start_wrapped(
+        &["env", &format!("DUET_ASK_ABOVE={}", u64::MAX)],
+        binary,
+        &link,
+        &work.join("b"),
+        "receiver",
+    )?;
     wait_for(&mut a, "peer_hello", Duration::from_secs(60))?;
     wait_for(&mut b, "peer_hello", Duration::from_secs(60))?;
     let connect_s = started.elapsed().as_secs_f64();

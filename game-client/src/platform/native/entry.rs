@@ -14,7 +14,7 @@ use bevy::prelude::*;
 use bevy_pkv::PkvStore;
 
 const USAGE: &str = "usage: duet-client [--room LINK] [--name NAME] [--server URL] [--config FILE]
-                   [--data-dir DIR] [--downloads DIR] [--automation]
+                   [--data-dir DIR] [--downloads DIR] [--ask-above BYTES] [--automation]
        duet-client --headless --room LINK [--name NAME] [--say TEXT]... [--send FILE]...
   --room LINK     a room link (http://host/r/ROOM) or signaling URL (ws://host/signal/ROOM);
                   the window opens straight into it
@@ -25,9 +25,11 @@ const USAGE: &str = "usage: duet-client [--room LINK] [--name NAME] [--server UR
   --data-dir DIR  where identity and history live (default: the platform data dir;
                   env DUET_DATA_DIR)
   --downloads DIR where received files go (default: DATA_DIR/downloads; env DUET_DOWNLOADS)
+  --ask-above BYTES  files the peer offers above this size wait for a yes (default: the
+                  configuration's ask_above_bytes, 25 MiB; env DUET_ASK_ABOVE)
   --automation    windowed, plus JSON events on stdout and test commands on stdin
   --headless      no window: JSON events on stdout; stdin takes `say TEXT`, `send PATH`,
-                  `rename NAME`, `history`, `quit`
+                  `take_file ID`, `refuse_file ID`, `rename NAME`, `history`, `quit`
   --say TEXT      (headless) send TEXT once the peer has said hello (repeatable)
   --send FILE     (headless) send FILE once the peer has said hello (repeatable)";
 
@@ -49,6 +51,7 @@ fn parse() -> Result<Args, String> {
         (None, None, vec![], None, false);
     let (mut send, mut downloads, mut server, mut config_file, mut automation) =
         (vec![], None, None, None, false);
+    let mut ask_above = None;
     while let Some(flag) = args.next() {
         let mut value = || args.next().ok_or(format!("{flag} needs a value"));
         match flag.as_str() {
@@ -62,6 +65,7 @@ fn parse() -> Result<Args, String> {
             "--downloads" => downloads = Some(PathBuf::from(value()?)),
             "--server" => server = Some(value()?),
             "--config" => config_file = Some(PathBuf::from(value()?)),
+            "--ask-above" => ask_above = Some(value()?),
             "--help" | "-h" => return Err(String::new()),
             other => return Err(format!("unknown argument {other}")),
         }
@@ -81,6 +85,11 @@ fn parse() -> Result<Args, String> {
         config = ClientConfig { server, ..config }
             .validated()
             .map_err(|e| e.to_string())?;
+    }
+    if let Some(bytes) = ask_above.or_else(|| std::env::var("DUET_ASK_ABOVE").ok()) {
+        config.ask_above_bytes = bytes
+            .parse()
+            .map_err(|_| format!("--ask-above needs a number of bytes, not {bytes:?}"))?;
     }
     Ok(Args {
         headless,

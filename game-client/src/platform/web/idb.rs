@@ -212,6 +212,39 @@ fn report(results: &Mutex<Vec<StoreDone>>, done: StoreDone) {
 /// An open incoming file: where its chunks go.
 struct Part {
     key: String,
+    /// The file's size: its bytes are promised when the next file's space is checked.
+    size: u64,
+}
+
+/// Bytes of the site's storage quota left free after every file being received has arrived
+/// (chat history and settings live there too).
+const QUOTA_RESERVE_BYTES: u64 = 1 << 20;
+
+/// What the site may still store: `navigator.storage.estimate()`'s quota less its usage;
+/// `None` where the browser does not say.
+async fn storage_free() -> Option<u64> {
+    let promise = web_sys::window()?.navigator().storage().estimate().ok()?;
+    let estimate: web_sys::StorageEstimate = JsFuture::from(promise).await.ok()?.unchecked_into();
+    let (quota, usage) = (estimate.get_quota()?, estimate.get_usage().unwrap_or(0.0));
+    Some((quota - usage).max(0.0) as u64)
+}
+
+/// The part keys that finished files point at: their chunks are the files, and no new
+/// transfer may write to or delete them.
+async fn finished_keys(db: &Rexie) -> Result<Vec<String>, StoreError> {
+    let tx = db
+        .transaction(&[FILES], TransactionMode::ReadOnly)
+        .map_err(store_error)?;
+    let values = tx
+        .store(FILES)
+        .map_err(store_error)?
+        .get_all(None, None)
+        .await
+        .map_err(store_error)?;
+    Ok(values
+        .into_iter()
+        .filter_map(|v| Reflect::get(&v, &"part".into()).ok()?.as_string())
+        .collect())
 }
 
 /// Chunks received since the last write, for one transfer: `first` and the ones after it.
@@ -368,8 +401,8 @@ impl Task {
                 size,
             } => {
                 let done = match self.open(&key, size).await {
-                    Ok((existing_chunks, hasher)) => {
-                        self.parts.insert(transfer, Part { key });
+                    Ok((key, existing_chunks, hasher)) => {
+                        self.parts.insert(transfer, Part { key, size });
                         StoreDone::Opened {
                             transfer,
                             existing_chunks,
@@ -399,13 +432,38 @@ impl Task {
         }
     }
 
-    /// Finds what an earlier attempt stored under `key`: whole chunks only, hashed.
-    async fn open(&self, key: &str, size: u64) -> Result<(u32, Sha256), StoreError> {
+    /// Finds what an earlier attempt stored under `key` (whole chunks only, hashed) after
+    /// checking the file fits. A key a finished file holds is not reused: the same file
+    /// received again goes under `key~1` (`~2`...), so a repeated offer never touches (or, on
+    /// a bad hash, deletes) a file the person has.
+    async fn open(&self, key: &str, size: u64) -> Result<(String, u32, Sha256), StoreError> {
         let db = self
             .db
             .as_ref()
             .map_err(|e| StoreError::Io(e.to_string()))?;
-        let records = part_records(db, key).await?;
+        let finished = finished_keys(db).await?;
+        let key = (0..)
+            .map(|n| {
+                if n == 0 {
+                    key.to_owned()
+                } else {
+                    format!("{key}~{n}")
+                }
+            })
+            .find(|k| !finished.contains(k))
+            .unwrap_or_default();
+        let records = part_records(db, &key).await?;
+        let have: u64 = records.iter().map(Record::len).sum::<u64>().min(size);
+        if let Some(free) = storage_free().await {
+            let promised: u64 = self.parts.values().map(|p| p.size).sum();
+            let need = (size - have)
+                .saturating_add(promised)
+                .saturating_add(QUOTA_RESERVE_BYTES);
+            if free < need {
+                return Err(StoreError::NoSpace);
+            }
+        }
+        let key = key.as_str();
         let stored: u64 = records.iter().map(Record::len).sum();
         let chunks = (stored.min(size) / CHUNK_BYTES as u64) as u32;
         let keep = u64::from(chunks) * CHUNK_BYTES as u64;
@@ -413,12 +471,12 @@ impl Task {
         if stored != keep {
             // Records always hold whole chunks; anything else is not worth trusting.
             delete_part(db, key).await?;
-            return Ok((0, hasher));
+            return Ok((key.to_owned(), 0, hasher));
         }
         for record in records {
             hasher.update(record.bytes().await?);
         }
-        Ok((chunks, hasher))
+        Ok((key.to_owned(), chunks, hasher))
     }
 
     /// Lists the verified file under a unique, safe name; its chunks stay where they are.
