@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use duet_shared::api::{CreatedRoom, ErrorCode, close, is_valid_room_id};
-use duet_tests::{Wrangler, Ws, signal_to};
+use duet_tests::{Wrangler, WranglerOptions, Ws, signal_to};
 use matchbox_protocol::{JsonPeerEvent, PeerId};
 use serde_json::json;
 use uuid::Uuid;
@@ -605,6 +605,44 @@ async fn only_duets_own_page_or_app_may_create_rooms() {
     let own = create(Some(wrangler.base.clone())).await.unwrap();
     assert_eq!(own.status().as_u16(), 201);
     assert_eq!(create(None).await.unwrap().status().as_u16(), 201);
+}
+
+/// A script minting rooms from one address is cut off with `429` past its budget (here 3, then
+/// one per 2 s; shipped: 20, then one a minute), and gets more as the bucket refills.
+#[tokio::test(flavor = "multi_thread")]
+async fn room_creation_from_one_address_is_rate_limited() {
+    let wrangler = Wrangler::start(WranglerOptions {
+        vars: vec![
+            ("ROOM_CREATION_BURST".into(), "3".into()),
+            ("ROOM_CREATION_REFILL_SECS".into(), "2".into()),
+        ],
+        ..Default::default()
+    })
+    .unwrap();
+    let http = reqwest::Client::new();
+    let create = || http.post(format!("{}/api/rooms", wrangler.base)).send();
+    for n in 1..=3 {
+        assert_eq!(
+            create().await.unwrap().status().as_u16(),
+            201,
+            "creation {n}"
+        );
+    }
+    let refused = create().await.unwrap();
+    assert_eq!(refused.status().as_u16(), 429);
+    let body: duet_shared::api::ApiError = refused.json().await.unwrap();
+    assert_eq!(body.error, ErrorCode::RateLimited);
+    assert!(body.message.contains("Too many rooms"), "{}", body.message);
+    // Joining an existing room is not a creation: still fine.
+    tokio::time::sleep(Duration::from_millis(2_200)).await;
+    let room: CreatedRoom = create().await.unwrap().json().await.unwrap();
+    let mut ws = Ws::join(&wrangler.signal_url(&room.room, Uuid::new_v4())).await;
+    ws.id().await;
+    assert_eq!(
+        create().await.unwrap().status().as_u16(),
+        429,
+        "one token refilled, one used"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -18,7 +18,7 @@ use worker::{
     WebSocketIncomingMessage, WebSocketPair, durable_object,
 };
 
-use super::entry::{INIT_PATH, InitRoom};
+use super::entry::{CREATION_PATH, INIT_PATH, InitRoom};
 use super::respond::{self, Failure};
 use crate::room::{
     self, AlarmDecision, Bans, Frame, FrameError, JoinDecision, JoinLimits, Member, RateLimiter,
@@ -55,6 +55,9 @@ pub struct Room {
     /// Join rate limits (per room, per client address). In memory: an object looping joins is
     /// never idle long enough to be evicted, and a fresh object starts with full buckets.
     join_limits: RefCell<JoinLimits>,
+    /// When this object counts one client address's room creations (and is no room): its
+    /// bucket. In memory, like the join limits.
+    creations: RefCell<Option<RateLimiter>>,
 }
 
 type Outcome = std::result::Result<Response, Failure>;
@@ -392,6 +395,9 @@ impl Room {
         if path == INIT_PATH && method == Method::Post {
             return self.init(req).await;
         }
+        if path == CREATION_PATH && method == Method::Post {
+            return self.count_creation();
+        }
         if path.starts_with("/signal/") {
             return self.join(req).await;
         }
@@ -406,6 +412,30 @@ impl Room {
             (Method::Delete, "bans") => self.clear_bans(req).await,
             _ => Err(Failure::refuse(ErrorCode::NotFound, "No such route.")),
         }
+    }
+
+    /// One room creation by this object's client address: `204` within its budget
+    /// (`ROOM_CREATION_BURST`, then one per `ROOM_CREATION_REFILL_SECS`), else `429`.
+    fn count_creation(&self) -> Outcome {
+        let var = |name: &str, default: f64| {
+            self.env
+                .var(name)
+                .ok()
+                .and_then(|v| v.to_string().parse::<f64>().ok())
+                .filter(|v| *v > 0.0)
+                .unwrap_or(default)
+        };
+        let now = now_ms() as f64;
+        let allowed = self
+            .creations
+            .borrow_mut()
+            .get_or_insert_with(|| {
+                let burst = var("ROOM_CREATION_BURST", 20.0);
+                let refill = var("ROOM_CREATION_REFILL_SECS", 60.0);
+                RateLimiter::with(burst, 1.0 / refill, now)
+            })
+            .allow(now);
+        Ok(Response::empty()?.with_status(if allowed { 204 } else { 429 }))
     }
 
     /// A socket ended (closed by its client, or errored): announce it once, and start the idle
@@ -432,6 +462,7 @@ impl DurableObject for Room {
             limiters: RefCell::new(HashMap::new()),
             departed: RefCell::new(HashSet::new()),
             join_limits: RefCell::new(JoinLimits::new(now_ms() as f64)),
+            creations: RefCell::new(None),
         }
     }
 

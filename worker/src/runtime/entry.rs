@@ -16,6 +16,9 @@ const ROOMS: &str = "ROOMS";
 /// Internal path the edge uses to initialise a freshly minted room object.
 pub const INIT_PATH: &str = "/internal/init";
 
+/// Internal path of the object that counts one client address's room creations.
+pub const CREATION_PATH: &str = "/internal/creation";
+
 /// Body of the internal init request: the only thing a room is born with.
 #[derive(serde::Serialize, serde::Deserialize)]
 pub struct InitRoom {
@@ -50,6 +53,7 @@ async fn route(req: Request, env: &Env) -> std::result::Result<Response, Failure
         return match method {
             Method::Post => {
                 check_origin(&req)?;
+                limit_creations(&req, env).await?;
                 create_room(env).await
             }
             _ => Err(Failure::refuse(
@@ -144,6 +148,32 @@ fn check_origin(req: &Request) -> std::result::Result<(), Failure> {
         ErrorCode::ForeignOrigin,
         "Rooms can only be created from Duet's own page or app.",
     ))
+}
+
+/// Each client address has an object of its own (named by a hash of the address, never the
+/// address) that counts its room creations; past its budget the creation is refused with
+/// `429`.
+async fn limit_creations(req: &Request, env: &Env) -> std::result::Result<(), Failure> {
+    // Every request at the edge has an address; without one (never in production) all such
+    // requests share one budget.
+    let ip = req.headers().get("cf-connecting-ip")?.unwrap_or_default();
+    let name = format!("creations:{}", secrets::hash_ip("room-creations", &ip));
+    let stub = env.durable_object(ROOMS)?.id_from_name(&name)?.get_stub()?;
+    let mut init = RequestInit::new();
+    init.with_method(Method::Post);
+    let request = Request::new_with_init(&format!("https://room.local{CREATION_PATH}"), &init)?;
+    let response = stub.fetch_with_request(request).await?;
+    match response.status_code() {
+        204 => Ok(()),
+        429 => Err(Failure::refuse(
+            ErrorCode::RateLimited,
+            "Too many rooms created from your address in a short time. Wait a minute, then \
+             try again.",
+        )),
+        other => Err(Failure::Runtime(worker::Error::RustError(format!(
+            "the creation counter answered with status {other}"
+        )))),
+    }
 }
 
 async fn create_room(env: &Env) -> std::result::Result<Response, Failure> {
