@@ -32,6 +32,11 @@ pub const MAX_BUBBLES: usize = 3;
 const RECENT_KEY: &str = "recent_rooms";
 const RECEIVED_KEY: &str = "received_files";
 const MAX_RECENT: usize = 8;
+/// Received files listed (oldest leave the list first; on the desktop the files stay in the
+/// downloads folder).
+pub const MAX_RECEIVED_LISTED: usize = 1000;
+/// Transfer rows shown; the oldest finished ones go first.
+pub const MAX_ROWS: usize = 100;
 
 /// The two screens.
 #[derive(States, Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -897,6 +902,7 @@ fn transfers(
     presence: Res<Presence>,
     room: Option<Res<CurrentRoom>>,
 ) {
+    let mut received_changed = false;
     for event in events.read() {
         match event {
             TransferEvent::Started {
@@ -983,9 +989,7 @@ fn transfers(
                         room: room.as_ref().map(|r| r.room.clone()).unwrap_or_default(),
                         at_ms: crate::now_ms(),
                     });
-                    if let Err(e) = pkv.set(RECEIVED_KEY, &*received) {
-                        notices.post(format!("Could not save the list of received files: {e}"));
-                    }
+                    received_changed = true;
                 }
             }
             TransferEvent::Failed { id, reason, .. } => {
@@ -995,6 +999,40 @@ fn transfers(
                 notices.post(reason.clone());
             }
         }
+    }
+    // A flood of tiny files costs one save per frame, of a bounded list, not one per file.
+    if received_changed {
+        let over = received.files.len().saturating_sub(MAX_RECEIVED_LISTED);
+        received.files.drain(..over);
+        if let Err(e) = pkv.set(RECEIVED_KEY, &*received) {
+            notices.post(format!("Could not save the list of received files: {e}"));
+        }
+    }
+    // Finished rows beyond the newest MAX_ROWS leave the list; open ones stay.
+    let mut finished = list
+        .rows
+        .iter()
+        .filter(|r| {
+            matches!(
+                r.state,
+                RowState::Done(_) | RowState::Failed(_) | RowState::Paused(_)
+            )
+        })
+        .count();
+    if list.rows.len() > MAX_ROWS {
+        let mut excess = list.rows.len() - MAX_ROWS;
+        list.rows.retain(|r| {
+            let closed = matches!(
+                r.state,
+                RowState::Done(_) | RowState::Failed(_) | RowState::Paused(_)
+            );
+            if closed && excess > 0 && finished > 0 {
+                excess -= 1;
+                finished -= 1;
+                return false;
+            }
+            true
+        });
     }
 }
 
@@ -1658,6 +1696,52 @@ mod tests {
         drop(app);
         let app = room_app(&dir);
         assert_eq!(app.world().resource::<ReceivedFiles>(), &received);
+    }
+
+    #[test]
+    fn a_flood_of_tiny_files_keeps_the_lists_bounded() {
+        let dir = tempdir("transfer-flood");
+        let mut app = room_app(&dir);
+        app.world_mut().write_message(JoinRoom(LINK.into()));
+        app.update();
+        peer_arrives(&mut app, "Bob");
+        let running = TransferId(1);
+        app.world_mut().write_message(TransferEvent::Started {
+            id: running,
+            direction: Direction::Incoming,
+            name: "still coming.bin".into(),
+            size: 1 << 20,
+            resumed_from: 0,
+        });
+        app.update();
+        for n in 0..(MAX_RECEIVED_LISTED as u64 + 50) {
+            let id = TransferId(100 + n);
+            app.world_mut().write_message(TransferEvent::Started {
+                id,
+                direction: Direction::Incoming,
+                name: format!("t{n}.txt"),
+                size: 1,
+                resumed_from: 0,
+            });
+            app.world_mut().write_message(TransferEvent::Completed {
+                id,
+                direction: Direction::Incoming,
+                location: format!("/downloads/t{n}.txt"),
+            });
+        }
+        app.update();
+        let received = app.world().resource::<ReceivedFiles>();
+        assert_eq!(received.files.len(), MAX_RECEIVED_LISTED);
+        assert_eq!(
+            received.files.last().unwrap().name,
+            format!("t{}.txt", MAX_RECEIVED_LISTED + 49)
+        );
+        let list = app.world().resource::<TransferList>();
+        assert_eq!(list.rows.len(), MAX_ROWS);
+        assert!(
+            list.rows.iter().any(|r| r.id == running),
+            "an open row stays"
+        );
     }
 
     #[test]

@@ -454,6 +454,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn partial_files_are_kept_per_sender() {
+        let (ada, mallory) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+        let resume = [7u8; 32];
+        assert_eq!(part_key(Some(ada), &resume, 10), part_key(Some(ada), &resume, 10));
+        assert_ne!(part_key(Some(ada), &resume, 10), part_key(Some(mallory), &resume, 10));
+        assert_ne!(part_key(Some(ada), &resume, 10), part_key(Some(ada), &resume, 11));
+        assert_ne!(part_key(Some(ada), &resume, 10), part_key(None, &resume, 10));
+    }
+
+    #[test]
     fn unclaimed_parts_expire_by_age_and_by_budget() {
         let dir = std::env::temp_dir().join(format!("duet-expire-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).unwrap();

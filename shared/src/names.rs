@@ -117,27 +117,76 @@ fn split_extension(name: &str) -> (&str, &str) {
     }
 }
 
-/// The first of `name`, `name (1)`, `name (2)`, … (before the extension) for which `taken`
-/// returns false, so a received file never overwrites another.
+/// A name like `name` (`name (1)`, `name (2)`, … before the extension) for which `taken`
+/// returns false, so a received file never overwrites another: the first free one when the
+/// taken ones are numbered without gaps, as received files are.
+///
+/// Why not simply try 1, 2, 3…: a peer sending ten thousand files called `a.txt` would make the
+/// n-th cost n probes of the disk (quadratic). Past the first 16 this gallops (32, 64, …) to a
+/// free number and bisects back, so any name costs O(log n) probes.
 pub fn unique_file_name(name: &str, taken: impl Fn(&str) -> bool) -> String {
     if !taken(name) {
         return name.to_owned();
     }
     let (stem, ext) = split_extension(name);
-    (1u32..)
-        .map(|n| {
-            let suffix = format!(" ({n}){ext}");
-            let stem = shorten(stem, MAX_LOCAL_NAME_BYTES.saturating_sub(suffix.len()));
-            format!("{stem}{suffix}")
-        })
-        .find(|candidate| !taken(candidate))
-        .unwrap_or_else(|| FALLBACK.to_owned())
+    let numbered = |n: u64| {
+        let suffix = format!(" ({n}){ext}");
+        let stem = shorten(stem, MAX_LOCAL_NAME_BYTES.saturating_sub(suffix.len()));
+        format!("{stem}{suffix}")
+    };
+    if let Some(free) = (1..=16).map(numbered).find(|c| !taken(c)) {
+        return free;
+    }
+    // 16 is taken: find a free power of two, then the first free number after the last taken
+    // one between it and the previous power.
+    let (mut lo, mut hi) = (16u64, 32u64);
+    while taken(&numbered(hi)) {
+        if hi >= 1 << 40 {
+            return FALLBACK.to_owned();
+        }
+        (lo, hi) = (hi, hi * 2);
+    }
+    // `lo` taken, `hi` free.
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        if taken(&numbered(mid)) {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    numbered(hi)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn ten_thousand_same_names_cost_few_probes_each() {
+        let taken: std::collections::HashSet<String> = std::iter::once("a.txt".to_owned())
+            .chain((1..=10_000).map(|n| format!("a ({n}).txt")))
+            .collect();
+        let probes = std::cell::Cell::new(0);
+        let name = unique_file_name("a.txt", |c| {
+            probes.set(probes.get() + 1);
+            taken.contains(c)
+        });
+        assert_eq!(name, "a (10001).txt");
+        assert!(probes.get() <= 50, "{} probes", probes.get());
+        // Few taken: the first free number, as before.
+        let few = ["a.txt", "a (1).txt", "a (2).txt"];
+        assert_eq!(unique_file_name("a.txt", |c| few.contains(&c)), "a (3).txt");
+        // With gaps the answer is free, if not the smallest.
+        let gappy: std::collections::HashSet<String> = (1..=100)
+            .filter(|n| n % 7 != 0)
+            .map(|n| format!("b ({n}).txt"))
+            .chain(["b.txt".to_owned(), "b (7).txt".into(), "b (14).txt".into()])
+            .collect();
+        let picked = unique_file_name("b.txt", |c| gappy.contains(c));
+        assert!(!gappy.contains(&picked), "{picked}");
+    }
 
     #[test]
     fn hostile_names_become_single_components() {
