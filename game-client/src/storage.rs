@@ -178,7 +178,7 @@ pub fn expire_parts(dir: &Path, keep: &[PathBuf], now: std::time::SystemTime) ->
         })
         .collect();
     // Newest first: what survives the budget is the most recently written.
-    parts.sort_by(|a, b| b.0.cmp(&a.0));
+    parts.sort_by_key(|p| std::cmp::Reverse(p.0));
     let mut total: u64 = 0;
     let mut deleted = 0;
     for (written, len, path) in parts {
@@ -457,10 +457,22 @@ mod tests {
     fn partial_files_are_kept_per_sender() {
         let (ada, mallory) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
         let resume = [7u8; 32];
-        assert_eq!(part_key(Some(ada), &resume, 10), part_key(Some(ada), &resume, 10));
-        assert_ne!(part_key(Some(ada), &resume, 10), part_key(Some(mallory), &resume, 10));
-        assert_ne!(part_key(Some(ada), &resume, 10), part_key(Some(ada), &resume, 11));
-        assert_ne!(part_key(Some(ada), &resume, 10), part_key(None, &resume, 10));
+        assert_eq!(
+            part_key(Some(ada), &resume, 10),
+            part_key(Some(ada), &resume, 10)
+        );
+        assert_ne!(
+            part_key(Some(ada), &resume, 10),
+            part_key(Some(mallory), &resume, 10)
+        );
+        assert_ne!(
+            part_key(Some(ada), &resume, 10),
+            part_key(Some(ada), &resume, 11)
+        );
+        assert_ne!(
+            part_key(Some(ada), &resume, 10),
+            part_key(None, &resume, 10)
+        );
     }
 
     #[test]
