@@ -543,17 +543,22 @@ impl Engine {
             Some(Verdict::Receive(offer)) => self.receive(offer),
             Some(Verdict::Wait) | Some(Verdict::Ask(_)) | None => {}
             Some(Verdict::Decline(reason)) => {
-                self.controls.push(Control::Decline {
-                    transfer: id,
-                    reason,
-                });
-                self.events.push(TransferEvent::Failed {
-                    id,
-                    direction: Direction::Incoming,
-                    reason: "You declined the file.".into(),
-                });
+                self.decline(id, reason, "You declined the file.".into())
             }
         }
+    }
+
+    /// Declines the peer's offer `id`, telling the peer `reason` and the person `sentence`.
+    fn decline(&mut self, id: TransferId, reason: DeclineReason, sentence: String) {
+        self.controls.push(Control::Decline {
+            transfer: id,
+            reason,
+        });
+        self.events.push(TransferEvent::Failed {
+            id,
+            direction: Direction::Incoming,
+            reason: sentence,
+        });
     }
 
     /// Sends the digest of each outgoing file whose hash is ready; a file that could not be
@@ -692,15 +697,11 @@ impl Engine {
                         size: offer.size,
                     }),
                     Verdict::Decline(reason) => {
-                        self.controls.push(Control::Decline {
-                            transfer: id,
-                            reason,
-                        });
-                        self.events.push(TransferEvent::Failed {
+                        self.decline(
                             id,
-                            direction: Direction::Incoming,
-                            reason: format!("A file your peer offered was declined: {reason}."),
-                        });
+                            reason,
+                            format!("A file your peer offered was declined: {reason}."),
+                        );
                     }
                 }
             }

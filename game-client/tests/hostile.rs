@@ -123,6 +123,16 @@ fn postcard_raw(message: &Control) -> Vec<u8> {
     duet_shared::peer::encode_unchecked(message)
 }
 
+/// The victim still chats with the evil peer after the attack.
+async fn still_chats(client: &mut Client, evil: &mut Evil) {
+    client.0.command("say still fine").unwrap();
+    evil.expect(
+        "the victim's chat",
+        |m| matches!(m, Control::Chat { text, .. } if text == "still fine"),
+    )
+    .await;
+}
+
 fn offer(id: u64, name: &str, size: u64) -> FileOffer {
     FileOffer {
         transfer: TransferId(id),
@@ -229,13 +239,7 @@ async fn a_flood_of_large_offers_asks_eight_questions_and_opens_nothing() {
         withdrawn["message"].as_str().unwrap().contains("withdrew"),
         "{withdrawn}"
     );
-    // The victim still chats.
-    client.0.command("say still fine").unwrap();
-    evil.expect(
-        "the victim's chat",
-        |m| matches!(m, Control::Chat { text, .. } if text == "still fine"),
-    )
-    .await;
+    still_chats(&mut client, &mut evil).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -293,13 +297,7 @@ async fn a_flood_of_held_open_offers_opens_four_files_and_stays_small() {
         rss_after.saturating_sub(rss_before) <= 64 * 1024,
         "RSS grew {rss_before} -> {rss_after} KiB"
     );
-    // The victim still chats.
-    client.0.command("say still fine").unwrap();
-    evil.expect(
-        "the victim's chat",
-        |m| matches!(m, Control::Chat { text, .. } if text == "still fine"),
-    )
-    .await;
+    still_chats(&mut client, &mut evil).await;
     // Nothing appeared in the downloads folder.
     assert!(visible(&dir.join("downloads")).is_empty());
 }
