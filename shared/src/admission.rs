@@ -121,7 +121,9 @@ impl Admission {
         if self.offered_bytes.saturating_add(offer.size) > MAX_SESSION_BYTES {
             return Verdict::Decline(DeclineReason::Limit);
         }
-        if offer.size > self.ask_above {
+        // An offer no receiver takes (over the largest size) is not put to the person: it goes
+        // on to be declined with its reason.
+        if offer.size > self.ask_above && offer.size <= crate::peer::MAX_FILE_BYTES {
             if self.asking.len() >= MAX_ASKING {
                 return Verdict::Decline(DeclineReason::Busy);
             }
@@ -263,6 +265,12 @@ mod tests {
         );
         assert!(a.holds(TransferId(2)));
         assert_eq!(a.next(1), None, "a question is not started by a free slot");
+        // Over the largest size: not a question (the receiver declines it with its reason).
+        let huge = crate::peer::MAX_FILE_BYTES + 1;
+        assert!(matches!(
+            a.on_offer(offer(9, huge), 1, false, 0),
+            Verdict::Receive(_)
+        ));
         // Yes with a slot free: received; no: refused; a second answer does nothing.
         assert!(matches!(
             a.answer(TransferId(2), true, 1),
