@@ -283,6 +283,13 @@ pub enum RowState {
     Failed(String),
 }
 
+impl RowState {
+    /// Nothing more happens to it without the person or the peer starting it again.
+    pub fn is_closed(&self) -> bool {
+        matches!(self, Self::Done(_) | Self::Failed(_) | Self::Paused(_))
+    }
+}
+
 /// Transfers of this session, newest last.
 #[derive(Resource, Debug, Clone, Default, PartialEq)]
 pub struct TransferList {
@@ -1008,30 +1015,13 @@ fn transfers(
             notices.post(format!("Could not save the list of received files: {e}"));
         }
     }
-    // Finished rows beyond the newest MAX_ROWS leave the list; open ones stay.
-    let mut finished = list
-        .rows
-        .iter()
-        .filter(|r| {
-            matches!(
-                r.state,
-                RowState::Done(_) | RowState::Failed(_) | RowState::Paused(_)
-            )
-        })
-        .count();
+    // Finished rows beyond the newest MAX_ROWS leave the list, oldest first; open ones stay.
     if list.rows.len() > MAX_ROWS {
         let mut excess = list.rows.len() - MAX_ROWS;
         list.rows.retain(|r| {
-            let closed = matches!(
-                r.state,
-                RowState::Done(_) | RowState::Failed(_) | RowState::Paused(_)
-            );
-            if closed && excess > 0 && finished > 0 {
-                excess -= 1;
-                finished -= 1;
-                return false;
-            }
-            true
+            let drop = excess > 0 && r.state.is_closed();
+            excess -= usize::from(drop);
+            !drop
         });
     }
 }

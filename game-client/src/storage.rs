@@ -212,10 +212,9 @@ pub struct FolderStore {
     opened: std::sync::mpsc::Sender<Opened>,
     /// Opens closed before they finished, and whether to delete their part then.
     abandoned: HashMap<TransferId, bool>,
-    /// Sizes of the parts being opened: their bytes are promised too.
-    opening_sizes: HashMap<TransferId, u64>,
-    /// Paths of the parts being opened: not to be expired meanwhile.
-    opening_paths: HashMap<TransferId, PathBuf>,
+    /// Parts being opened, with their sizes: not to be expired meanwhile, and their bytes are
+    /// promised when the next file's space is checked.
+    being_opened: HashMap<TransferId, (PathBuf, u64)>,
 }
 
 impl FolderStore {
@@ -236,8 +235,7 @@ impl FolderStore {
             opening: std::sync::Mutex::new(opening),
             opened,
             abandoned: HashMap::new(),
-            opening_sizes: HashMap::new(),
-            opening_paths: HashMap::new(),
+            being_opened: HashMap::new(),
         })
     }
 
@@ -336,15 +334,18 @@ impl BlobStore for FolderStore {
                     .parts
                     .values()
                     .map(|p| p.path.clone())
-                    .chain(self.opening_paths.values().cloned())
+                    .chain(self.being_opened.values().map(|(path, _)| path.clone()))
                     .chain([partial.join(format!("{key}.part"))])
                     .collect();
                 expire_parts(&partial, &keep, std::time::SystemTime::now());
-                self.opening_paths
-                    .insert(transfer, partial.join(format!("{key}.part")));
                 let promised = self.parts.values().map(Part::remaining).sum::<u64>()
-                    + self.opening_sizes.values().sum::<u64>();
-                self.opening_sizes.insert(transfer, size);
+                    + self
+                        .being_opened
+                        .values()
+                        .map(|(_, size)| size)
+                        .sum::<u64>();
+                self.being_opened
+                    .insert(transfer, (partial.join(format!("{key}.part")), size));
                 let spawned = std::thread::Builder::new()
                     .name("duet-open-part".into())
                     .spawn(move || {
@@ -353,8 +354,7 @@ impl BlobStore for FolderStore {
                 match spawned {
                     Ok(_) => return,
                     Err(e) => {
-                        self.opening_sizes.remove(&transfer);
-                        self.opening_paths.remove(&transfer);
+                        self.being_opened.remove(&transfer);
                         StoreDone::Failed {
                             transfer,
                             error: e.into(),
@@ -390,7 +390,7 @@ impl BlobStore for FolderStore {
                 Err(error) => StoreDone::Failed { transfer, error },
             },
             StoreOp::Close { transfer, delete } => {
-                if self.opening_sizes.contains_key(&transfer) {
+                if self.being_opened.contains_key(&transfer) {
                     // Still opening: dealt with when the open is done.
                     self.abandoned.insert(transfer, delete);
                 }
@@ -423,8 +423,7 @@ impl BlobStore for FolderStore {
     fn poll(&mut self) -> Vec<StoreDone> {
         let arrived: Vec<Opened> = crate::lock_shared(&self.opening).try_iter().collect();
         for (transfer, result) in arrived {
-            self.opening_sizes.remove(&transfer);
-            self.opening_paths.remove(&transfer);
+            self.being_opened.remove(&transfer);
             if let Some(delete) = self.abandoned.remove(&transfer) {
                 if let (Ok((part, ..)), true) = (result, delete) {
                     let path = part.path.clone();
