@@ -2,10 +2,14 @@
 //!
 //! Nothing is queued: a message written while the peer is away is stored as
 //! [`Delivery::NotDelivered`] and shown so. A message is `Sent` once handed to the data channel
-//! and `Delivered` when the peer's receipt comes back. History is saved on every change, so it
-//! survives a restart and a `kill -9` mid-conversation. It is stored in blocks of
-//! [`HISTORY_BLOCK`] messages, and a change rewrites only the blocks it touched (in practice the
-//! last one), so a message costs the same to save in a history of ten thousand as in one of ten.
+//! and `Delivered` when the peer's receipt comes back, which the peer sends only once its store
+//! said the message is saved. History is saved on every change, so it survives a restart and a
+//! `kill -9` mid-conversation. It is stored in blocks of [`HISTORY_BLOCK`] messages in a store of
+//! its own ([`crate::history`]), and a change rewrites only the blocks it touched (in practice
+//! the last one), so a message costs the same to save in a history of ten thousand as in one of
+//! ten.
+
+use std::collections::{HashMap, VecDeque};
 
 use bevy::prelude::*;
 use bevy_pkv::PkvStore;
@@ -13,6 +17,7 @@ use duet_shared::peer::{Control, MAX_CHAT_CHARS};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::history::{ChatArchive, HistoryDone, HistoryOp, block_key, count_key};
 use crate::identity::{Identity, PeerProfile};
 use crate::net::{ControlReceived, RoomLink, SendControl};
 
@@ -74,106 +79,262 @@ pub struct SendChat(pub String);
 #[derive(Message, Debug, Clone, PartialEq, Eq)]
 pub struct ChatChanged(pub ChatEntry);
 
-/// Chat, receipts and history.
+/// The room's stored history was read into [`ChatLog`] (for the event log).
+#[derive(Message, Debug, Clone, PartialEq, Eq)]
+pub struct HistoryLoaded {
+    /// Messages read from storage.
+    pub stored: usize,
+}
+
+/// Saving the history failed: receipts for what it held were not sent (for the UI).
+#[derive(Message, Debug, Clone, PartialEq, Eq)]
+pub struct HistoryFailed(pub crate::history::HistoryError);
+
+/// Chat, receipts and history. Needs a [`ChatArchive`] (the entry points choose it).
 pub struct ChatPlugin;
 
 impl Plugin for ChatPlugin {
     fn build(&self, app: &mut App) {
         app.add_message::<SendChat>()
             .add_message::<ChatChanged>()
+            .add_message::<HistoryLoaded>()
+            .add_message::<HistoryFailed>()
             .init_resource::<ChatLog>()
-            .init_resource::<Unsaved>()
+            .init_resource::<Persistence>()
             // Each room has its own history: (re)load it whenever the room changes, before
             // anything in the frame reads or writes it.
             .add_systems(
                 PreUpdate,
                 load_history.run_if(resource_exists_and_changed::<RoomLink>),
             )
-            .add_systems(Update, (send_chat, receive_chat).chain());
+            .add_systems(Update, (send_chat, receive_chat, save_history).chain());
     }
 }
 
-/// The oldest entry of [`ChatLog`] changed since the last save, if any.
+/// Where the history's saving stands.
 #[derive(Resource, Default)]
-struct Unsaved(Option<usize>);
+struct Persistence {
+    /// The room whose history is being read. Until it is, nothing is saved: what is said
+    /// meanwhile is kept and saved after the loaded history.
+    loading: Option<String>,
+    /// The oldest entry of [`ChatLog`] changed since the last save, if any.
+    unsaved: Option<usize>,
+    /// Saves submitted and not answered yet, oldest first (stores answer in order).
+    in_flight: VecDeque<Pending>,
+    /// Receipts for messages not in a submitted save yet.
+    waiting: Vec<Uuid>,
+    /// Where each message of the log is, counted from the first message of the room's history
+    /// ever kept: repeats and receipts are found without scanning the history.
+    ids: HashMap<Uuid, usize>,
+    /// Messages dropped from the front of the log since it was loaded ([`History::trim`]).
+    dropped: usize,
+}
 
-/// The chat log together with where it is persisted: under `chat/{room}/n` the number of
-/// messages, under `chat/{room}/{b}` block `b` of [`HISTORY_BLOCK`] messages.
+/// A submitted save and what waits for it.
+#[derive(Default)]
+struct Pending {
+    /// Receipts to send once it is stored.
+    receipts: Vec<Uuid>,
+    /// Keys of a history an earlier version kept beside the identity, to delete once this save
+    /// (which holds it) is stored.
+    legacy: Vec<String>,
+}
+
+/// The chat log together with where it is persisted.
 #[derive(bevy::ecs::system::SystemParam)]
 struct History<'w> {
     log: ResMut<'w, ChatLog>,
-    unsaved: ResMut<'w, Unsaved>,
+    state: ResMut<'w, Persistence>,
+    archive: ResMut<'w, ChatArchive>,
+    /// The identity's store: where earlier versions kept the history.
     pkv: ResMut<'w, PkvStore>,
     link: Option<Res<'w, RoomLink>>,
+    loaded: MessageWriter<'w, HistoryLoaded>,
+    failed: MessageWriter<'w, HistoryFailed>,
+    send: MessageWriter<'w, SendControl>,
 }
 
 impl History<'_> {
-    fn key(&self) -> String {
-        format!(
-            "chat/{}",
-            self.link.as_deref().map(RoomLink::room).unwrap_or("none")
-        )
+    fn room(&self) -> String {
+        self.link
+            .as_deref()
+            .map(RoomLink::room)
+            .unwrap_or("none")
+            .to_owned()
     }
 
     /// Notes that entry `index` was added or changed.
     fn touch(&mut self, index: usize) {
-        self.unsaved.0 = Some(self.unsaved.0.map_or(index, |at| at.min(index)));
+        self.state.unsaved = Some(self.state.unsaved.map_or(index, |at| at.min(index)));
     }
 
+    fn push(&mut self, entry: ChatEntry) {
+        let at = self.state.dropped + self.log.entries.len();
+        self.state.ids.insert(entry.id, at);
+        self.log.entries.push(entry);
+        let last = self.log.entries.len() - 1;
+        self.touch(last);
+    }
+
+    /// Rebuilds the id index (after a load).
+    fn reindex(&mut self) {
+        self.state.dropped = 0;
+        self.state.ids = self
+            .log
+            .entries
+            .iter()
+            .enumerate()
+            .map(|(at, e)| (e.id, at))
+            .collect();
+    }
+
+    /// Where the message `id` is in the log.
+    fn index_of(&self, id: &Uuid) -> Option<usize> {
+        let at = self.state.ids.get(id)?.checked_sub(self.state.dropped)?;
+        (self.log.entries.get(at)?.id == *id).then_some(at)
+    }
+
+    /// Starts reading the current room's history.
     fn load(&mut self) {
-        let key = self.key();
-        if let Ok(count) = self.pkv.get::<u64>(format!("{key}/n")) {
+        let room = self.room();
+        self.log.entries.clear();
+        self.reindex();
+        self.state.unsaved = None;
+        // Receipts of another room's messages mean nothing to this room's peer.
+        self.state.waiting.clear();
+        for pending in &mut self.state.in_flight {
+            pending.receipts.clear();
+        }
+        self.state.loading = Some(room.clone());
+        self.archive.0.submit(HistoryOp::Load { room });
+        self.settle();
+    }
+
+    /// A history kept beside the identity by an earlier version: in blocks under
+    /// `chat/{room}/…`, or before that whole under `chat/{room}`. With the keys it was under.
+    fn legacy(&self, room: &str) -> Option<(Vec<ChatEntry>, Vec<String>)> {
+        let key = format!("chat/{room}");
+        if let Ok(count) = self.pkv.get::<u64>(count_key(&key)) {
             let count = count as usize;
-            let mut entries = Vec::with_capacity(count);
+            let mut entries = Vec::with_capacity(count.min(1 << 16));
+            let mut keys = vec![count_key(&key)];
             for block in 0..count.div_ceil(HISTORY_BLOCK) {
-                match self.pkv.get::<Vec<ChatEntry>>(format!("{key}/{block}")) {
+                keys.push(block_key(&key, block));
+                match self.pkv.get::<Vec<ChatEntry>>(block_key(&key, block)) {
                     Ok(part) => entries.extend(part),
-                    Err(e) => eprintln!("duet: part of the chat history is unreadable: {e}"),
+                    Err(e) => error!("part of the chat history is unreadable: {e}"),
                 }
             }
             entries.truncate(count);
-            self.log.entries = entries;
-        } else if let Ok(saved) = self.pkv.get::<ChatLog>(&key) {
-            // A history saved whole, by an earlier version: store it in blocks from now on.
-            *self.log = saved;
-            if !self.log.entries.is_empty() {
-                self.touch(0);
-                self.save();
-            }
-            let _ = self.pkv.remove(&key);
+            Some((entries, keys))
+        } else {
+            let saved = self.pkv.get::<ChatLog>(&key).ok()?;
+            Some((saved.entries, vec![key]))
         }
     }
 
-    /// Written on every change: redb commits each `set`, so a crash loses nothing said before.
-    /// The blocks go first and the count last, so a crash in between leaves the history as it
-    /// was before the change.
-    ///
-    /// Returns whether everything is saved (so receipts may go out).
-    fn save(&mut self) -> bool {
-        let Some(from) = self.unsaved.0.take() else {
-            return true;
+    /// Applies what the store finished: a loaded history goes before what was said meanwhile,
+    /// a stored save releases its receipts.
+    fn settle(&mut self) {
+        for done in self.archive.0.poll() {
+            match done {
+                HistoryDone::Loaded { room, entries } => {
+                    if self.state.loading.as_deref() != Some(room.as_str()) {
+                        continue;
+                    }
+                    self.state.loading = None;
+                    let (stored, legacy) = match entries {
+                        Some(entries) => (entries, Vec::new()),
+                        None => self.legacy(&room).unwrap_or_default(),
+                    };
+                    let count = stored.len();
+                    let said = std::mem::take(&mut self.log.entries);
+                    self.log.entries = stored;
+                    self.log.entries.extend(said);
+                    self.reindex();
+                    self.state.unsaved = self.state.unsaved.map(|at| at + count);
+                    if !legacy.is_empty() {
+                        // Moved to the chat store by the next save, then deleted here.
+                        self.touch(0);
+                        self.save_with(legacy);
+                    }
+                    self.loaded.write(HistoryLoaded { stored: count });
+                }
+                HistoryDone::Saved { result, .. } => {
+                    let pending = self.state.in_flight.pop_front().unwrap_or_default();
+                    match result {
+                        Ok(()) => {
+                            for id in pending.receipts {
+                                self.send.write(SendControl(Control::ChatReceipt { id }));
+                            }
+                            for key in pending.legacy {
+                                let _ = self.pkv.remove(&key);
+                            }
+                        }
+                        Err(e) => {
+                            error!("could not save chat history: {e}");
+                            self.failed.write(HistoryFailed(e));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Submits what changed, with the receipts waiting for it.
+    fn save(&mut self) {
+        self.save_with(Vec::new());
+    }
+
+    fn save_with(&mut self, legacy: Vec<String>) {
+        if self.state.loading.is_some() {
+            return;
+        }
+        let Some(from) = self.state.unsaved.take() else {
+            // Nothing new to store: receipts (repeats of stored messages) wait only for the
+            // saves already under way, else go now.
+            let waiting = std::mem::take(&mut self.state.waiting);
+            match self.state.in_flight.back_mut() {
+                Some(last) => last.receipts.extend(waiting),
+                None => {
+                    for id in waiting {
+                        self.send.write(SendControl(Control::ChatReceipt { id }));
+                    }
+                }
+            }
+            return;
         };
-        let key = self.key();
         let entries = &self.log.entries;
-        let mut result = Ok(());
-        for block in from / HISTORY_BLOCK..entries.len().div_ceil(HISTORY_BLOCK) {
-            let part =
-                &entries[block * HISTORY_BLOCK..entries.len().min((block + 1) * HISTORY_BLOCK)];
-            result = result.and(self.pkv.set(format!("{key}/{block}"), &part));
-        }
-        let result = result.and(self.pkv.set(format!("{key}/n"), &(entries.len() as u64)));
-        if let Err(e) = result {
-            error!("could not save chat history: {e}");
-            return false;
-        }
-        true
+        let first_block = from / HISTORY_BLOCK;
+        let blocks = (first_block..entries.len().div_ceil(HISTORY_BLOCK))
+            .map(|b| {
+                entries[b * HISTORY_BLOCK..entries.len().min((b + 1) * HISTORY_BLOCK)].to_vec()
+            })
+            .collect();
+        let count = entries.len();
+        let room = self.room();
+        let receipts = std::mem::take(&mut self.state.waiting);
+        self.state.in_flight.push_back(Pending { receipts, legacy });
+        self.archive.0.submit(HistoryOp::Save {
+            room,
+            first_block,
+            blocks,
+            count,
+        });
+        self.settle();
     }
 
     /// Drops the oldest block once the history is a block over [`MAX_HISTORY`]; everything is
     /// rewritten then (once per block of messages, not per message).
     fn trim(&mut self) {
+        if self.state.loading.is_some() {
+            return;
+        }
         while self.log.entries.len() >= MAX_HISTORY + HISTORY_BLOCK {
-            self.log.entries.drain(..HISTORY_BLOCK);
+            for entry in self.log.entries.drain(..HISTORY_BLOCK) {
+                self.state.ids.remove(&entry.id);
+            }
+            self.state.dropped += HISTORY_BLOCK;
             warn!(
                 "chat history over {MAX_HISTORY} messages: the oldest {HISTORY_BLOCK} were dropped"
             );
@@ -212,8 +373,6 @@ impl ChatBudget {
 }
 
 fn load_history(mut history: History) {
-    history.log.entries.clear();
-    history.unsaved.0 = None;
     history.load();
 }
 
@@ -222,7 +381,6 @@ fn send_chat(
     identity: Res<Identity>,
     profile: Res<PeerProfile>,
     mut history: History,
-    mut send: MessageWriter<SendControl>,
     mut changed: MessageWriter<ChatChanged>,
 ) {
     for SendChat(text) in requests.read() {
@@ -244,39 +402,32 @@ fn send_chat(
             },
         };
         if present {
-            send.write(SendControl(Control::Chat {
+            history.send.write(SendControl(Control::Chat {
                 id: entry.id,
                 sent_ms: entry.sent_ms,
                 text: entry.text.clone(),
             }));
         }
         changed.write(ChatChanged(entry.clone()));
-        history.log.entries.push(entry);
-        let last = history.log.entries.len() - 1;
-        history.touch(last);
+        history.push(entry);
     }
-    history.trim();
-    history.save();
 }
 
 fn receive_chat(
     mut received: MessageReader<ControlReceived>,
     profile: Res<PeerProfile>,
     mut history: History,
-    mut send: MessageWriter<SendControl>,
     mut changed: MessageWriter<ChatChanged>,
     mut budget: Local<ChatBudget>,
 ) {
-    let mut receipts = Vec::new();
     for ControlReceived(message) in received.read() {
         match message {
             Control::Chat { .. } if !budget.allow(crate::now_ms()) => {
                 warn!("the peer sends chat faster than {CHATS_PER_SECOND}/s: message dropped");
             }
             Control::Chat { id, sent_ms, text } => {
-                // A repeat of a recent message (a lost receipt) is only receipted again.
-                let recent = history.log.entries.len().saturating_sub(HISTORY_BLOCK);
-                if !history.log.entries[recent..].iter().any(|e| e.id == *id) {
+                // A repeat (a lost receipt) is only receipted again.
+                if history.index_of(id).is_none() {
                     let entry = ChatEntry {
                         id: *id,
                         author: profile
@@ -289,36 +440,31 @@ fn receive_chat(
                         delivery: Delivery::Received,
                     };
                     changed.write(ChatChanged(entry.clone()));
-                    history.log.entries.push(entry);
-                    let last = history.log.entries.len() - 1;
-                    history.touch(last);
+                    history.push(entry);
                 }
-                receipts.push(*id);
+                // Receipts only for what is stored: "delivered" means saved on this device.
+                history.state.waiting.push(*id);
             }
             Control::ChatReceipt { id } => {
-                // Receipts come for recent messages: look from the newest back.
-                if let Some(index) = history
-                    .log
-                    .entries
-                    .iter()
-                    .rposition(|e| e.id == *id && e.mine && e.delivery == Delivery::Sent)
-                {
+                if let Some(index) = history.index_of(id) {
                     let entry = &mut history.log.entries[index];
-                    entry.delivery = Delivery::Delivered;
-                    changed.write(ChatChanged(entry.clone()));
-                    history.touch(index);
+                    if entry.mine && entry.delivery == Delivery::Sent {
+                        entry.delivery = Delivery::Delivered;
+                        changed.write(ChatChanged(entry.clone()));
+                        history.touch(index);
+                    }
                 }
             }
             _ => {}
         }
     }
+}
+
+/// Saves what this frame changed, and applies what the store finished.
+fn save_history(mut history: History) {
+    history.settle();
     history.trim();
-    // Receipts only for what is on this disk: "delivered" means stored.
-    if history.save() {
-        for id in receipts {
-            send.write(SendControl(Control::ChatReceipt { id }));
-        }
-    }
+    history.save();
 }
 
 #[cfg(test)]
@@ -331,6 +477,7 @@ mod tests {
         let mut app = App::new();
         app.add_plugins(MinimalPlugins)
             .insert_resource(PkvStore::new_in_dir(dir))
+            .insert_resource(crate::history::test_archive(dir))
             .insert_resource(RoomLink::parse("http://h/r/abcdefghijklmnopqrstuv").unwrap())
             .add_message::<NetEvent>()
             .add_message::<ControlReceived>()
@@ -460,6 +607,117 @@ mod tests {
         assert_eq!(*restarted.world().resource::<ChatLog>(), log_a);
     }
 
+    /// A store that answers only when the test says so (as IndexedDB answers later), and can
+    /// be made to fail.
+    #[derive(Clone, Default)]
+    struct Slow(std::sync::Arc<std::sync::Mutex<SlowState>>);
+
+    #[derive(Default)]
+    struct SlowState {
+        queued: Vec<HistoryOp>,
+        released: Vec<HistoryDone>,
+        fail: bool,
+        history: Vec<ChatEntry>,
+    }
+
+    impl Slow {
+        /// Answers everything queued so far.
+        fn release(&self) {
+            let mut state = self.0.lock().unwrap();
+            for op in std::mem::take(&mut state.queued) {
+                let done = match op {
+                    HistoryOp::Load { room } => HistoryDone::Loaded {
+                        room,
+                        entries: Some(state.history.clone()),
+                    },
+                    HistoryOp::Save { room, .. } if state.fail => HistoryDone::Saved {
+                        room,
+                        result: Err(crate::history::HistoryError::NoSpace),
+                    },
+                    HistoryOp::Save { room, .. } => HistoryDone::Saved {
+                        room,
+                        result: Ok(()),
+                    },
+                };
+                state.released.push(done);
+            }
+        }
+    }
+
+    impl crate::history::HistoryStore for Slow {
+        fn submit(&mut self, op: HistoryOp) {
+            self.0.lock().unwrap().queued.push(op);
+        }
+        fn poll(&mut self) -> Vec<HistoryDone> {
+            std::mem::take(&mut self.0.lock().unwrap().released)
+        }
+    }
+
+    fn receipts(app: &mut App) -> usize {
+        sent(app)
+            .into_iter()
+            .filter(|c| matches!(c, Control::ChatReceipt { .. }))
+            .count()
+    }
+
+    /// With a store that answers later: what is said while the history loads comes after it,
+    /// a receipt goes out only once its save was answered, and a failed save sends none.
+    #[test]
+    fn receipts_wait_for_a_slow_store_and_a_failed_save_sends_none() {
+        let dir = duet_tests::temp_dir("chat-slow").unwrap();
+        let slow = Slow::default();
+        let old = ChatEntry {
+            id: Uuid::new_v4(),
+            author: "Ada".into(),
+            mine: true,
+            sent_ms: 1,
+            text: "from yesterday".into(),
+            delivery: Delivery::NotDelivered,
+        };
+        slow.0.lock().unwrap().history = vec![old.clone()];
+        let mut app = app(&dir);
+        app.insert_resource(crate::history::ChatArchive(Box::new(slow.clone())));
+        app.update();
+        let chat = |text: &str| {
+            ControlReceived(Control::Chat {
+                id: Uuid::new_v4(),
+                sent_ms: 2,
+                text: text.into(),
+            })
+        };
+        // The history is still loading: the message is shown, not receipted.
+        app.world_mut().write_message(chat("while loading"));
+        app.update();
+        assert_eq!(receipts(&mut app), 0);
+        slow.release();
+        app.update();
+        let texts: Vec<String> = app
+            .world()
+            .resource::<ChatLog>()
+            .entries
+            .iter()
+            .map(|e| e.text.clone())
+            .collect();
+        assert_eq!(texts, ["from yesterday", "while loading"]);
+        assert_eq!(receipts(&mut app), 0, "saved, not yet answered");
+        slow.release();
+        app.update();
+        assert_eq!(receipts(&mut app), 1);
+        // A save that fails: no receipt, and the failure is told.
+        slow.0.lock().unwrap().fail = true;
+        app.world_mut().write_message(chat("not stored"));
+        app.update();
+        slow.release();
+        app.update();
+        assert_eq!(receipts(&mut app), 0);
+        let failures = app
+            .world_mut()
+            .resource_mut::<Messages<HistoryFailed>>()
+            .drain()
+            .count();
+        assert_eq!(failures, 1);
+    }
+
     /// A long history is stored in blocks: everything (including a receipt for a message in the
     /// first block) survives a restart, and a history saved whole by an earlier version is
     /// read and moved to blocks.
@@ -499,24 +757,52 @@ mod tests {
         assert_eq!(*restarted.world().resource::<ChatLog>(), log);
         drop(restarted);
 
-        // The format before blocks: the whole log under `chat/{room}`.
-        let old = duet_tests::temp_dir("chat-old").unwrap();
-        let mut store = PkvStore::new_in_dir(&old);
-        store.set("chat/abcdefghijklmnopqrstuv", &log).unwrap();
-        drop(store);
-        let mut upgraded = app(&old);
-        upgraded.update();
-        assert_eq!(*upgraded.world().resource::<ChatLog>(), log);
-        drop(upgraded);
-        let store = PkvStore::new_in_dir(&old);
-        assert!(store.get::<ChatLog>("chat/abcdefghijklmnopqrstuv").is_err());
-        assert_eq!(
-            store.get::<u64>("chat/abcdefghijklmnopqrstuv/n").unwrap(),
-            count as u64
-        );
-        drop(store);
-        let mut again = app(&old);
-        again.update();
-        assert_eq!(*again.world().resource::<ChatLog>(), log);
+        // Earlier versions kept it beside the identity: whole under `chat/{room}`, then in
+        // blocks under `chat/{room}/…`. Either is read, moved to the chat store and deleted.
+        for blocks in [false, true] {
+            let old = duet_tests::temp_dir("chat-old").unwrap();
+            let room = "abcdefghijklmnopqrstuv";
+            let mut store = PkvStore::new_in_dir(&old);
+            if blocks {
+                for (b, part) in log.entries.chunks(HISTORY_BLOCK).enumerate() {
+                    store.set(format!("chat/{room}/{b}"), &part).unwrap();
+                }
+                store
+                    .set(format!("chat/{room}/n"), &(count as u64))
+                    .unwrap();
+            } else {
+                store.set(format!("chat/{room}"), &log).unwrap();
+            }
+            store.set("keep", &1u8).unwrap();
+            drop(store);
+            let mut upgraded = app(&old);
+            upgraded.update();
+            assert_eq!(
+                *upgraded.world().resource::<ChatLog>(),
+                log,
+                "blocks: {blocks}"
+            );
+            drop(upgraded);
+            let store = PkvStore::new_in_dir(&old);
+            assert!(store.get::<ChatLog>(format!("chat/{room}")).is_err());
+            assert!(store.get::<u64>(format!("chat/{room}/n")).is_err());
+            assert!(
+                store
+                    .get::<Vec<ChatEntry>>(format!("chat/{room}/0"))
+                    .is_err()
+            );
+            assert_eq!(
+                store.get::<u8>("keep").unwrap(),
+                1,
+                "nothing else is touched"
+            );
+            drop(store);
+            let chat = PkvStore::new_in_dir_with_filename(&old, "chat.redb");
+            assert_eq!(chat.get::<u64>(format!("{room}/n")).unwrap(), count as u64);
+            drop(chat);
+            let mut again = app(&old);
+            again.update();
+            assert_eq!(*again.world().resource::<ChatLog>(), log);
+        }
     }
 }

@@ -12,7 +12,7 @@ use bevy::prelude::*;
 use serde_json::json;
 
 use crate::call::{CallAction, CallChanged, CallState};
-use crate::chat::{ChatChanged, ChatLog, Delivery, SendChat};
+use crate::chat::{ChatChanged, ChatLog, Delivery, HistoryFailed, HistoryLoaded, SendChat};
 use crate::identity::{Identity, IdentityEvent, Rename};
 use crate::net::{NetEvent, SendFailed};
 use crate::transfer::{AnswerOffer, Direction, SendFile, TransferEvent};
@@ -218,6 +218,7 @@ fn print_events(
     mut net: MessageReader<NetEvent>,
     mut identity: MessageReader<IdentityEvent>,
     mut chat: MessageReader<ChatChanged>,
+    mut history: (MessageReader<HistoryLoaded>, MessageReader<HistoryFailed>),
     mut failed: MessageReader<SendFailed>,
     mut transfers: MessageReader<TransferEvent>,
     mut calls: MessageReader<CallChanged>,
@@ -261,6 +262,12 @@ fn print_events(
             "text": entry.text,
             "state": delivery_name(entry.delivery),
         }));
+    }
+    for loaded in history.0.read() {
+        emit(json!({"event": "history_loaded", "stored": loaded.stored}));
+    }
+    for HistoryFailed(why) in history.1.read() {
+        emit(json!({"event": "history_failed", "message": why.to_string()}));
     }
     for failure in failed.read() {
         emit(json!({"event": "send_failed", "message": failure.reason}));

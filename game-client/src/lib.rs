@@ -5,6 +5,7 @@
 //! - [`net`]: the WebRTC socket (matchbox) to the room, presence of the peer, and the peer
 //!   protocol's control channel turned into Bevy messages.
 //! - [`chat`]: chat messages with delivery state and a per-room history that survives restarts.
+//! - [`history`]: where chat history is kept (a store of its own, behind a queue-shaped trait).
 //! - [`call`]: voice/video calls: the shared call state machine over the control channel
 //!   (signaling only so far; the media layer is the next step).
 //! - [`storage`]: the blob store received files go to (a folder natively; IndexedDB later).
@@ -27,6 +28,7 @@ pub mod call;
 pub mod chat;
 pub mod config;
 pub mod headless;
+pub mod history;
 pub mod identity;
 pub mod net;
 pub mod platform;

@@ -489,9 +489,29 @@ impl Plugin for RoomPlugin {
                     transfers,
                     moderate,
                     calls,
+                    history_failures,
                 )
                     .chain(),
             );
+    }
+}
+
+/// A chat history that could not be saved, in words: each kind of failure once per run.
+fn history_failures(
+    mut failed: MessageReader<crate::chat::HistoryFailed>,
+    mut notices: ResMut<Notices>,
+    mut last: Local<Option<crate::history::HistoryError>>,
+) {
+    use crate::history::HistoryError;
+    for crate::chat::HistoryFailed(why) in failed.read() {
+        if last.as_ref() == Some(why) {
+            continue;
+        }
+        notices.post(match why {
+            HistoryError::NoSpace => "This device's storage is full: new chat is shown but not saved, and your peer is not told it arrived.".to_owned(),
+            HistoryError::Backend(e) => format!("Chat could not be saved ({e}): new messages are shown but not kept, and your peer is not told they arrived."),
+        });
+        *last = Some(why.clone());
     }
 }
 
@@ -1075,6 +1095,7 @@ mod tests {
                 250,
             )))
             .insert_resource(PkvStore::new_in_dir(dir))
+            .insert_resource(crate::history::test_archive(dir))
             .insert_resource(ClientConfig::default())
             .add_message::<NetEvent>()
             .add_message::<ControlReceived>()

@@ -88,6 +88,21 @@ fn two_browsers_chat_send_a_file_keep_it_across_a_reload_and_refuse_a_third() {
     );
     assert_eq!(r["chat_state"], "delivered");
 
+    // Chat history lives in IndexedDB: after the reload Bob has the greeting and the 8 long
+    // messages (80,000 characters), while localStorage holds only the small things.
+    assert_eq!(r["long_sent"], 8, "{r}");
+    assert_eq!(r["history_after_reload"], 9, "{r}");
+    let local = &r["local_storage"];
+    assert!(local["chars"].as_u64().unwrap() < 20_000, "{local}");
+    assert!(
+        !local["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|k| k.as_str().unwrap().contains("chat/")),
+        "{local}"
+    );
+
     // The 20 MiB file: progress reached the end on both sides, IndexedDB holds exactly its bytes
     // (in many records, never one whole-file write), and it survives a reload and downloads intact.
     let sent = r["sent_sha256"].as_str().unwrap();

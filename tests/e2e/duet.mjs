@@ -199,6 +199,31 @@ export class Person {
     await this.page.keyboard.press("Enter");
   }
 
+  /** Pastes `text` into the chat input (a paste event, as Ctrl+V gives) and sends it with Enter. */
+  async paste(text) {
+    await this.click("chat_input");
+    for (let waited = 0; !this.latest("layout")?.chat_focused; waited += 50) {
+      if (waited > 20_000) throw new Error(`${this.name}: the chat input never took the keyboard`);
+      await sleep(50);
+    }
+    await this.page.evaluate((text) => {
+      const data = new DataTransfer();
+      data.setData("text/plain", text);
+      document.dispatchEvent(new ClipboardEvent("paste", { clipboardData: data, bubbles: true }));
+    }, text);
+    await sleep(100);
+    await this.page.keyboard.press("Enter");
+  }
+
+  /** What the page keeps in `localStorage`: its keys and their total length in characters. */
+  async localStorageUse() {
+    return this.page.evaluate(() => {
+      const keys = Object.keys(localStorage);
+      const chars = keys.reduce((sum, key) => sum + key.length + (localStorage.getItem(key) || "").length, 0);
+      return { keys, chars };
+    });
+  }
+
   /**
    * Makes a file of `size` random bytes in the page and drags it onto the canvas at (x, y):
    * dragenter, a few dragovers (the drop zone lights up), then drop, as a DataTransfer carrying a

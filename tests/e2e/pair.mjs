@@ -14,6 +14,7 @@ import { CONTEXT_OPTIONS, Person, launch, sha256Hex, sleep } from "./duet.mjs";
 const [base, out] = process.argv.slice(2);
 const FILE = "holiday-video.bin";
 const SIZE = 20 * 1024 * 1024;
+const LONG_MESSAGES = 8;
 const result = {};
 
 const browser = await launch();
@@ -41,6 +42,16 @@ try {
   result.chat_received = heard.text;
   const delivered = await ada.waitFor("a delivered receipt", (e) => e.event === "chat" && e.mine && e.state === "delivered");
   result.chat_state = delivered.state;
+
+  // Long messages (pasted, 10,000 characters each): the history goes to IndexedDB, not to the
+  // few MiB of localStorage the identity and the received-files list live in.
+  result.long_sent = 0;
+  for (let i = 0; i < LONG_MESSAGES; i++) {
+    const since = bob.events.length;
+    await ada.paste(`${i} `.padEnd(10_000, "long message "));
+    await bob.waitFor(`long message ${i}`, (e) => e.event === "chat" && !e.mine && e.text.startsWith(`${i} `), { since });
+    result.long_sent++;
+  }
 
   const peerSpot = await ada.spot("peer");
   const started = Date.now();
@@ -74,6 +85,9 @@ try {
   await bob.page.reload();
   const listed = await bob.waitFor("the received list after reload", (e) => e.event === "received_files", { since: before });
   result.listed_after_reload = listed.names;
+  const history = await bob.waitFor("the chat history after reload", (e) => e.event === "history_loaded", { since: before });
+  result.history_after_reload = history.stored;
+  result.local_storage = await bob.localStorageUse();
   await bob.waitFor("the room after reload", (e) => e.event === "screen" && e.screen === "room", { since: before });
   await bob.spot("file_button", { since: before });
   const [download] = await Promise.all([bob.page.waitForEvent("download", { timeout: 60_000 }), bob.click("file_button")]);

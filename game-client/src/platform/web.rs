@@ -4,6 +4,7 @@
 
 mod entry;
 mod idb;
+mod idb_history;
 mod media;
 
 pub use media::{
@@ -25,6 +26,7 @@ use wasm_bindgen_futures::JsFuture;
 
 pub use entry::main;
 pub use idb::IdbStore;
+pub use idb_history::IdbHistory;
 
 use super::{FileAction, FileDrag, FileDragKind, ReadPoll};
 

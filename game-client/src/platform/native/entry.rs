@@ -217,7 +217,12 @@ pub fn main() -> AppExit {
             ..default()
         }));
     }
+    // Chat in a file of its own, so a flood of messages can fill only that.
+    let chat = PkvStore::new_in_dir_with_filename(&store_dir, "chat.redb");
     app.insert_resource(PkvStore::new_in_dir(&store_dir))
+        .insert_resource(crate::history::ChatArchive(Box::new(
+            crate::history::PkvHistory::new(chat),
+        )))
         .insert_resource(Store(Box::new(store)))
         .insert_resource(args.config)
         .add_plugins(crate::DuetCorePlugins);

@@ -4,8 +4,9 @@
 //! - The room comes from the address (`/r/{room}`); the server is the page's own origin, so one
 //!   Worker serves the app and the signaling, locally and deployed.
 //! - STUN/TURN servers come from `assets/config.ron`, built in.
-//! - Identity, names and chat history live in `localStorage` (bevy_pkv); received files in
-//!   IndexedDB ([`super::IdbStore`]).
+//! - Identity, names, owner keys and the received-files list live in `localStorage` (bevy_pkv);
+//!   chat history in IndexedDB ([`super::IdbHistory`]), so that it cannot crowd them out; received
+//!   files in IndexedDB too ([`super::IdbStore`]).
 //! - `?automation` adds the test hooks: state as `duet-event {json}` console lines; only on a
 //!   page served from a loopback address ([`crate::config::test_hooks_allowed`]).
 
@@ -69,6 +70,9 @@ pub fn main() -> AppExit {
             }),
     )
     .insert_resource(PkvStore::new("Duet", "Duet"))
+    .insert_resource(crate::history::ChatArchive(Box::new(
+        super::IdbHistory::new(),
+    )))
     .insert_resource(Store(Box::new(super::IdbStore::new())))
     .insert_resource(config)
     .add_plugins(crate::DuetCorePlugins);
