@@ -211,7 +211,12 @@ export class Person {
       data.setData("text/plain", text);
       document.dispatchEvent(new ClipboardEvent("paste", { clipboardData: data, bubbles: true }));
     }, text);
-    await sleep(100);
+    // The paste is no window event: it waits for the next frame, which a key press draws at
+    // once. Enter comes a frame later, once the text is in the input.
+    await this.page.keyboard.press("End");
+    await sleep(300);
+    await this.page.keyboard.press("End");
+    await sleep(300);
     await this.page.keyboard.press("Enter");
   }
 
