@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use std::sync::mpsc::{Receiver, Sender, channel};
 
 use bevy::prelude::*;
-use duet_shared::api::{ApiError, CreatedRoom, PeerTarget, RoomInfo};
+use duet_shared::api::{ApiError, CreatedRoom, PeerTarget, RoomInfo, RoomMembers};
 use matchbox_socket::PeerId;
 
 use crate::config::ClientConfig;
@@ -34,6 +34,14 @@ pub enum ApiCall {
     RoomInfo {
         /// Room id.
         room: String,
+    },
+    /// `GET /api/rooms/{room}/members` with the owner key: who holds the seats, so that an
+    /// owner who finds the room full can free a seat from outside.
+    Members {
+        /// Room id.
+        room: String,
+        /// The owner key kept when the room was created.
+        owner_key: String,
     },
 }
 
@@ -64,6 +72,8 @@ pub enum ApiReply {
     Moderated(Moderation),
     /// Who is in a room.
     RoomInfo(RoomInfo),
+    /// Who holds a room's seats (owner only).
+    Members(RoomMembers),
     /// The call failed; `message` is a sentence for the user.
     Failed {
         /// Which call.
@@ -124,6 +134,14 @@ fn send_calls(mut calls: MessageReader<ApiCall>, config: Res<ClientConfig>, inbo
             ApiCall::RoomInfo { room } => {
                 ehttp::Request::get(format!("{}/api/rooms/{room}", config.server))
             }
+            ApiCall::Members { room, owner_key } => {
+                let mut request =
+                    ehttp::Request::get(format!("{}/api/rooms/{room}/members", config.server));
+                request
+                    .headers
+                    .insert("Authorization", format!("Bearer {owner_key}"));
+                request
+            }
         };
         // The answers are tiny, and the worker's empty 204s come back marked gzip through
         // wrangler: the native HTTP client then fails decoding an empty gzip stream ("unexpected
@@ -166,6 +184,10 @@ fn interpret(call: ApiCall, result: ehttp::Result<ehttp::Response>) -> ApiReply 
         ApiCall::Moderate { action, .. } => ApiReply::Moderated(*action),
         ApiCall::RoomInfo { .. } => match serde_json::from_slice::<RoomInfo>(&response.bytes) {
             Ok(info) => ApiReply::RoomInfo(info),
+            Err(e) => fail(format!("The server's answer was not understood: {e}")),
+        },
+        ApiCall::Members { .. } => match serde_json::from_slice::<RoomMembers>(&response.bytes) {
+            Ok(members) => ApiReply::Members(members),
             Err(e) => fail(format!("The server's answer was not understood: {e}")),
         },
     }

@@ -575,6 +575,10 @@ fn rebuild_socket(mut commands: Commands, mut asks: MessageReader<RebuildSocket>
 /// the room logic then asks the server about the room to say it properly.
 pub const UNEXPLAINED: &str = "The connection to the room failed:";
 
+/// The sentence for a room both of whose seats are taken: the room logic offers its owner to
+/// free one after it.
+pub const ROOM_FULL: &str = "This room already has two people in it. Only two fit in a Duet room.";
+
 /// The sentence for a server that cannot be reached (as opposed to one that refused): the room
 /// logic retries after it, and only after it.
 pub const UNREACHABLE: &str =
@@ -586,7 +590,7 @@ pub const UNREACHABLE: &str =
 pub fn explain_signaling_failure(reason: &str) -> String {
     let has = |needle: &str| reason.contains(needle);
     if has("HTTP error: 409") {
-        "This room already has two people in it. Only two fit in a Duet room.".into()
+        ROOM_FULL.into()
     } else if has("HTTP error: 403") {
         "You cannot join this room: its creator has banned you.".into()
     } else if has("HTTP error: 429") {

@@ -418,6 +418,25 @@ pub struct FileDropped {
 #[derive(Message, Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Moderate(pub Moderation);
 
+/// Who holds the seats of my own room while it refuses me as full (the owner-only members
+/// call), so that I can free one from outside: a stranger with the link holding both seats
+/// would otherwise lock me out, since kicking needs a peer id only visible from inside.
+/// Empty otherwise.
+#[derive(Resource, Debug, Clone, Default, PartialEq, Eq)]
+pub struct SeatHolders {
+    /// Oldest first.
+    pub members: Vec<duet_shared::api::SeatHolder>,
+}
+
+/// Free a seat of my full room: remove or ban whoever holds it (room owner only).
+#[derive(Message, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FreeSeat {
+    /// The seat holder's signaling id.
+    pub peer: PeerId,
+    /// Kick or ban.
+    pub action: Moderation,
+}
+
 /// Which avatar, if any, is under a world position.
 pub fn avatar_at(point: Vec2) -> Option<Who> {
     // A little slack around the disc makes dropping forgiving.
@@ -466,6 +485,8 @@ impl Plugin for RoomPlugin {
             .init_resource::<DropZone>()
             .init_resource::<TransferList>()
             .init_resource::<Notices>()
+            .init_resource::<SeatHolders>()
+            .add_message::<FreeSeat>()
             .add_systems(Startup, load_saved)
             // The browser's address bar follows the screen, so a reload lands in the same place.
             .add_systems(OnEnter(Screen::Room), |room: Option<Res<CurrentRoom>>| {
@@ -488,6 +509,7 @@ impl Plugin for RoomPlugin {
                     drops,
                     transfers,
                     moderate,
+                    free_seat,
                     calls,
                     history_failures,
                 )
@@ -564,6 +586,11 @@ fn api_replies(
     mut notices: ResMut<Notices>,
     mut rebuild: MessageWriter<RebuildSocket>,
     mut presence: ResMut<Presence>,
+    (mut seats, mut calls, room): (
+        ResMut<SeatHolders>,
+        MessageWriter<ApiCall>,
+        Option<Res<CurrentRoom>>,
+    ),
 ) {
     for reply in replies.read() {
         match reply {
@@ -581,6 +608,20 @@ fn api_replies(
                 );
                 join.write(JoinRoom(link));
             }
+            ApiReply::Moderated(action) if !seats.members.is_empty() => {
+                notices.post(match action {
+                    Moderation::Kick => "A seat is free: joining your room…",
+                    Moderation::Ban => "Banned from your room; a seat is free: joining…",
+                });
+                seats.members.clear();
+                presence.link = Link::Connecting;
+                rebuild.write(RebuildSocket);
+            }
+            ApiReply::Members(members) => {
+                if matches!(presence.link, Link::Failed(_)) {
+                    seats.members = members.members.clone();
+                }
+            }
             ApiReply::Moderated(action) => {
                 notices.post(match action {
                     Moderation::Kick => {
@@ -594,9 +635,9 @@ fn api_replies(
             ApiReply::RoomInfo(info) => {
                 // Only asked after an unexplained refusal (see `presence`).
                 if info.peers >= info.capacity {
-                    let full = crate::net::explain_signaling_failure("HTTP error: 409");
-                    notices.post(full.clone());
-                    presence.link = Link::Failed(full);
+                    notices.post(crate::net::ROOM_FULL);
+                    presence.link = Link::Failed(crate::net::ROOM_FULL.to_owned());
+                    ask_seat_holders(room.as_deref(), &mut calls);
                 }
             }
             ApiReply::Failed {
@@ -721,6 +762,7 @@ fn leave_room(
     commands.remove_resource::<RoomLink>();
     commands.remove_resource::<CurrentRoom>();
     commands.insert_resource(Presence::default());
+    commands.insert_resource(SeatHolders::default());
     chat.entries.clear();
     for entity in &avatars {
         commands.entity(entity).despawn();
@@ -738,6 +780,7 @@ fn presence(
     avatars: Query<(Entity, &Avatar)>,
     room: Option<Res<CurrentRoom>>,
     mut calls: MessageWriter<ApiCall>,
+    mut seats: ResMut<SeatHolders>,
 ) {
     let in_room = room.is_some();
     let peer_avatar = avatars
@@ -748,6 +791,7 @@ fn presence(
     for event in net.read() {
         match event {
             NetEvent::Connected(_) => {
+                seats.members.clear();
                 if matches!(presence.link, Link::Reconnecting { .. }) {
                     notices.post("Connected to the room again.");
                 }
@@ -786,6 +830,9 @@ fn presence(
             NetEvent::SignalingClosed(why) => {
                 notices.post(why.clone());
                 presence.link = Link::Failed(why.clone());
+                if why == crate::net::ROOM_FULL {
+                    ask_seat_holders(room.as_deref(), &mut calls);
+                }
                 if why.starts_with(crate::net::UNEXPLAINED)
                     && let Some(room) = room.as_deref()
                 {
@@ -1043,6 +1090,37 @@ fn transfers(
             excess -= usize::from(drop);
             !drop
         });
+    }
+}
+
+/// My own room refused me as full: ask who holds its seats (see [`SeatHolders`]).
+fn ask_seat_holders(room: Option<&CurrentRoom>, calls: &mut MessageWriter<ApiCall>) {
+    if let Some(room) = room
+        && let Some(owner_key) = &room.owner_key
+    {
+        calls.write(ApiCall::Members {
+            room: room.room.clone(),
+            owner_key: owner_key.clone(),
+        });
+    }
+}
+
+fn free_seat(
+    mut asks: MessageReader<FreeSeat>,
+    room: Option<Res<CurrentRoom>>,
+    mut calls: MessageWriter<ApiCall>,
+) {
+    for ask in asks.read() {
+        if let Some(room) = room.as_deref()
+            && let Some(owner_key) = &room.owner_key
+        {
+            calls.write(ApiCall::Moderate {
+                room: room.room.clone(),
+                owner_key: owner_key.clone(),
+                peer: ask.peer,
+                action: ask.action,
+            });
+        }
     }
 }
 
@@ -1583,6 +1661,86 @@ mod tests {
             "wss://evil.example/signal/abcdefghijklmnopqrstuv"
         );
         assert_eq!(app.world().resource::<CurrentRoom>().link, foreign);
+    }
+
+    /// The owner meets "room full" in their own room (a squatter holds both seats): the client
+    /// asks who holds them, shows the seats, frees the one chosen and joins again; someone
+    /// else's full room asks nothing.
+    #[test]
+    fn an_owner_who_finds_the_room_full_sees_the_seats_and_frees_one() {
+        let dir = tempdir("seats");
+        let mut app = room_app(&dir);
+        // Someone else's room: full, and nothing to be done about it.
+        app.world_mut().write_message(JoinRoom(LINK.into()));
+        app.update();
+        app.update();
+        drain::<ApiCall>(&mut app);
+        app.world_mut()
+            .write_message(NetEvent::SignalingClosed(crate::net::ROOM_FULL.into()));
+        app.update();
+        assert!(drain::<ApiCall>(&mut app).is_empty());
+        app.world_mut().write_message(LeaveRoom);
+        app.update();
+
+        app.world_mut().write_message(CreateRoom);
+        app.update();
+        app.world_mut()
+            .write_message(ApiReply::RoomCreated(CreatedRoom {
+                room: "zyxwvutsrqponmlkjihgfe".into(),
+                owner_key: "secret".into(),
+            }));
+        app.update();
+        app.update();
+        drain::<ApiCall>(&mut app);
+        app.world_mut()
+            .write_message(NetEvent::SignalingClosed(crate::net::ROOM_FULL.into()));
+        app.update();
+        assert_eq!(
+            drain::<ApiCall>(&mut app),
+            vec![ApiCall::Members {
+                room: "zyxwvutsrqponmlkjihgfe".into(),
+                owner_key: "secret".into(),
+            }]
+        );
+        let (one, two) = (PeerId(uuid::Uuid::new_v4()), PeerId(uuid::Uuid::new_v4()));
+        let holders = vec![
+            duet_shared::api::SeatHolder {
+                peer: one,
+                joined_ms: 1,
+            },
+            duet_shared::api::SeatHolder {
+                peer: two,
+                joined_ms: 2,
+            },
+        ];
+        app.world_mut()
+            .write_message(ApiReply::Members(duet_shared::api::RoomMembers {
+                members: holders.clone(),
+            }));
+        app.update();
+        assert_eq!(app.world().resource::<SeatHolders>().members, holders);
+        app.world_mut().write_message(FreeSeat {
+            peer: two,
+            action: Moderation::Kick,
+        });
+        app.update();
+        assert_eq!(
+            drain::<ApiCall>(&mut app),
+            vec![ApiCall::Moderate {
+                room: "zyxwvutsrqponmlkjihgfe".into(),
+                owner_key: "secret".into(),
+                peer: two,
+                action: Moderation::Kick,
+            }]
+        );
+        drain::<RebuildSocket>(&mut app);
+        app.world_mut()
+            .write_message(ApiReply::Moderated(Moderation::Kick));
+        app.update();
+        assert_eq!(drain::<RebuildSocket>(&mut app).len(), 1, "joins again");
+        assert!(app.world().resource::<SeatHolders>().members.is_empty());
+        assert_eq!(app.world().resource::<Presence>().link, Link::Connecting);
+        assert!(latest_notice(&app).contains("A seat is free"));
     }
 
     #[test]

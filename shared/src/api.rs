@@ -60,6 +60,23 @@ pub struct RoomInfo {
     pub capacity: u32,
 }
 
+/// `200` body of `GET /api/rooms/{room}/members` (owner key required): who holds the seats.
+/// Peer ids only (what kick and ban name), never identities or addresses.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomMembers {
+    /// Oldest first.
+    pub members: Vec<SeatHolder>,
+}
+
+/// One seat of [`RoomMembers`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeatHolder {
+    /// The socket's matchbox peer id.
+    pub peer: PeerId,
+    /// When it joined (ms since the epoch; 0 if the server did not record it).
+    pub joined_ms: u64,
+}
+
 /// Body of `POST /api/rooms/{room}/kick` and `/ban`: which matchbox peer to act on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PeerTarget {

@@ -363,6 +363,17 @@ impl Api {
         .await
     }
 
+    /// `GET /api/rooms/{room}/members` with `Authorization: Bearer {owner_key}` if given.
+    pub async fn members(&self, room: &str, owner_key: Option<&str>) -> Result<Reply> {
+        let mut request = self
+            .http
+            .get(format!("{}/api/rooms/{room}/members", self.base));
+        if let Some(key) = owner_key {
+            request = request.bearer_auth(key);
+        }
+        Self::reply(request.send().await?).await
+    }
+
     /// `DELETE /api/rooms/{room}/bans`.
     pub async fn clear_bans(&self, room: &str, owner_key: &str) -> Result<Reply> {
         Self::reply(

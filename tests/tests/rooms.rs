@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use duet_shared::api::{CreatedRoom, ErrorCode, close, is_valid_room_id};
+use duet_shared::api::{CreatedRoom, ErrorCode, RoomMembers, close, is_valid_room_id};
 use duet_tests::{Wrangler, WranglerOptions, Ws, signal_to};
 use matchbox_protocol::{JsonPeerEvent, PeerId};
 use serde_json::json;
@@ -245,6 +245,54 @@ async fn moderation_needs_the_owner_key() {
     assert_eq!(reply.status, 404);
     assert_eq!(reply.error().error, ErrorCode::UnknownPeer);
     relays(&mut p.a, p.id_a, &mut p.b, p.id_b).await;
+}
+
+/// A stranger with the link holds both seats (two sockets): the owner, outside, lists who
+/// holds them with the owner key (nobody else can), frees one, and gets in; the other seat
+/// holder is undisturbed.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_owner_locked_out_by_a_squatter_sees_the_seats_and_frees_one() {
+    let wrangler = Wrangler::shared();
+    let mut p = pair(wrangler).await;
+    let api = wrangler.api();
+    let owner = Uuid::new_v4();
+    let refused = Ws::connect(&wrangler.signal_url(&p.room.room, owner)).await;
+    assert!(refused.is_err(), "the room is full");
+    for key in [None, Some("wrong"), Some(&p.room.owner_key[1..])] {
+        let reply = api.members(&p.room.room, key).await.unwrap();
+        assert_eq!(reply.status, 401, "key {key:?}");
+        assert_eq!(reply.error().error, ErrorCode::Unauthorized);
+    }
+    let reply = api
+        .members(&p.room.room, Some(&p.room.owner_key))
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let seats: RoomMembers = serde_json::from_str(&reply.body).unwrap();
+    let peers: Vec<PeerId> = seats.members.iter().map(|m| m.peer).collect();
+    assert_eq!(peers, [p.id_a, p.id_b], "both seats, oldest first");
+    assert!(seats.members[0].joined_ms > 0);
+    assert!(
+        !reply.body.contains(&p.identity_a.to_string()),
+        "no identities"
+    );
+    let reply = api
+        .moderate(&p.room.room, "kick", &p.room.owner_key, p.id_b)
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 204);
+    assert_eq!(p.b.closed(WAIT).await.unwrap().code, close::KICKED);
+    let mut me = Ws::join(&wrangler.signal_url(&p.room.room, owner)).await;
+    let mine = me.id().await;
+    assert_eq!(
+        p.a.next_event().await.unwrap(),
+        JsonPeerEvent::PeerLeft(p.id_b)
+    );
+    assert_eq!(
+        p.a.next_event().await.unwrap(),
+        JsonPeerEvent::NewPeer(mine)
+    );
+    relays(&mut p.a, p.id_a, &mut me, mine).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

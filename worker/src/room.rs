@@ -30,6 +30,10 @@ pub struct Member {
     /// can linger in the runtime's list while its close handshake finishes; it no longer counts.
     #[serde(default)]
     pub gone: bool,
+    /// When the socket joined (ms since the epoch), for the owner's list of who holds the
+    /// seats. 0 for a socket that joined before it was recorded.
+    #[serde(default)]
+    pub joined_ms: u64,
 }
 
 /// Everything the room persists: written on create, ban and join/leave, never per message.
@@ -442,6 +446,7 @@ mod tests {
             identity: Uuid::from_u128(identity),
             ip_hash: ip.map(str::to_owned),
             gone: false,
+            joined_ms: 0,
         }
     }
 

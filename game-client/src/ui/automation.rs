@@ -137,6 +137,11 @@ fn layout(
             .iter()
             .map(|(key, rect)| (key.to_string(), json!(center(Some(*rect)))))
             .collect::<serde_json::Map<_, _>>(),
+        "seat_buttons": panel
+            .seat_buttons
+            .iter()
+            .map(|(key, rect)| (key.clone(), json!(center(Some(*rect)))))
+            .collect::<serde_json::Map<_, _>>(),
         "call_buttons": panel
             .call_buttons
             .iter()

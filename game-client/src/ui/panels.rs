@@ -12,8 +12,9 @@ use crate::call::{CallAction, CallState, CallsSupported};
 use crate::chat::{ChatEntry, ChatLog, Delivery, SendChat};
 use crate::identity::{Identity, Rename};
 use crate::room::{
-    AnswerForeignLink, CreateRoom, CurrentRoom, ForeignLink, JoinRoom, LeaveRoom, Moderate,
-    Notices, Presence, ReceivedFiles, RecentRooms, RowState, Screen, TransferList,
+    AnswerForeignLink, CreateRoom, CurrentRoom, ForeignLink, FreeSeat, JoinRoom, LeaveRoom,
+    Moderate, Notices, Presence, ReceivedFiles, RecentRooms, RowState, Screen, SeatHolders,
+    TransferList,
 };
 use crate::transfer::{AnswerOffer, CancelTransfer, Direction, SendFile};
 use duet_shared::call::CallPhase;
@@ -56,6 +57,9 @@ pub struct PanelState {
     /// Where each call control is (`call`, `video_call`, `accept`, `accept_video`, `decline`,
     /// `hangup`, `mute`, `camera`) while shown, for automation.
     pub call_buttons: Vec<(&'static str, egui::Rect)>,
+    /// Where the full-room window's buttons are (`remove_0`, `ban_0`, `remove_1`, ...), for
+    /// automation.
+    pub seat_buttons: Vec<(String, egui::Rect)>,
     /// Open avatar menu, at this screen position.
     pub avatar_menu: Option<egui::Pos2>,
     /// The "link copied" hint until this time (seconds).
@@ -82,6 +86,16 @@ pub(super) fn plugin(app: &mut App) {
                 .run_if(resource_exists::<super::theme::Styled>),
         )
         .add_systems(Update, finish_dialogs);
+}
+
+/// "40 s", "5 min", "3 h", "2 days": how long ago a seat was taken.
+fn duration_words(secs: u64) -> String {
+    match secs {
+        0..60 => format!("{secs} s"),
+        60..3600 => format!("{} min", secs / 60),
+        3600..86_400 => format!("{} h", secs / 3600),
+        _ => format!("{} days", secs / 86_400),
+    }
 }
 
 fn human_bytes(n: f64) -> String {
@@ -241,7 +255,7 @@ type RoomOutputs<'w> = (
         MessageWriter<'w, CancelTransfer>,
         MessageWriter<'w, AnswerOffer>,
     ),
-    MessageWriter<'w, Moderate>,
+    (MessageWriter<'w, Moderate>, MessageWriter<'w, FreeSeat>),
     MessageWriter<'w, Rename>,
     MessageWriter<'w, CallAction>,
 );
@@ -257,7 +271,7 @@ fn room(
     chat: Res<ChatLog>,
     transfers: Res<TransferList>,
     received: Res<ReceivedFiles>,
-    notices: Res<Notices>,
+    (notices, seats): (Res<Notices>, Res<SeatHolders>),
     time: Res<Time>,
     call: Res<CallState>,
     supported: Res<CallsSupported>,
@@ -267,7 +281,7 @@ fn room(
     let (Some(identity), Some(current)) = (identity, current) else {
         return Ok(());
     };
-    let (send_chat, leave, (cancel, answer), moderate, rename, calls) = &mut out;
+    let (send_chat, leave, (cancel, answer), (moderate, free_seat), rename, calls) = &mut out;
     let peer_name = presence.peer_name().unwrap_or("your peer").to_owned();
     let mut root = root_ui(ctx);
     let now = time.elapsed_secs_f64();
@@ -587,6 +601,58 @@ fn room(
                 }
             });
         });
+
+    // My own room is full: who holds the seats, and a way to free one.
+    state.seat_buttons.clear();
+    if !seats.members.is_empty() {
+        egui::Window::new("Your room is full")
+            .anchor(
+                egui::Align2::CENTER_CENTER,
+                egui::vec2(-PANEL_WIDTH / 2.0, 0.0),
+            )
+            .collapsible(false)
+            .resizable(false)
+            .show(ctx, |ui| {
+                ui.label(
+                    "Both seats of this room are taken. You created it, so you can free one: \
+                     remove whoever should not be there (they can come back with the link), \
+                     or ban them.",
+                );
+                ui.add_space(6.0);
+                let now_ms = crate::now_ms();
+                for (i, seat) in seats.members.iter().enumerate() {
+                    ui.horizontal(|ui| {
+                        let age = if seat.joined_ms == 0 {
+                            "joined earlier".to_owned()
+                        } else {
+                            format!(
+                                "joined {} ago",
+                                duration_words(now_ms.saturating_sub(seat.joined_ms) / 1000)
+                            )
+                        };
+                        ui.label(format!("Seat {}: {age}", i + 1));
+                        let remove = ui.button("Remove");
+                        state
+                            .seat_buttons
+                            .push((format!("remove_{i}"), remove.rect));
+                        if remove.clicked() {
+                            free_seat.write(FreeSeat {
+                                peer: seat.peer,
+                                action: Moderation::Kick,
+                            });
+                        }
+                        let ban = ui.button("Ban");
+                        state.seat_buttons.push((format!("ban_{i}"), ban.rect));
+                        if ban.clicked() {
+                            free_seat.write(FreeSeat {
+                                peer: seat.peer,
+                                action: Moderation::Ban,
+                            });
+                        }
+                    });
+                }
+            });
+    }
 
     // The peer avatar's context menu (opened by a right click on it).
     if let Some(at) = state.avatar_menu {

@@ -10,7 +10,9 @@
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 
-use duet_shared::api::{ErrorCode, PeerTarget, ROOM_CAPACITY, RoomInfo, close};
+use duet_shared::api::{
+    ErrorCode, PeerTarget, ROOM_CAPACITY, RoomInfo, RoomMembers, SeatHolder, close,
+};
 use matchbox_protocol::{JsonPeerEvent, PeerId};
 use uuid::Uuid;
 use worker::{
@@ -306,6 +308,7 @@ impl Room {
             identity,
             ip_hash,
             gone: false,
+            joined_ms: now_ms(),
         })?;
         Self::send(&server, &JsonPeerEvent::IdAssigned(peer));
         for (other, member) in self.members() {
@@ -383,6 +386,22 @@ impl Room {
         Ok(respond::no_content()?)
     }
 
+    /// Who holds the seats, for the owner alone: from outside the room the owner can see and
+    /// free a seat a squatter took (kick and ban name peer ids, otherwise seen only inside).
+    async fn seat_holders(&self, req: &Request) -> Outcome {
+        self.authorize(req).await?;
+        let mut members: Vec<SeatHolder> = self
+            .members()
+            .into_iter()
+            .map(|(_, m)| SeatHolder {
+                peer: m.peer,
+                joined_ms: m.joined_ms,
+            })
+            .collect();
+        members.sort_by_key(|m| m.joined_ms);
+        Ok(respond::json(200, &RoomMembers { members })?)
+    }
+
     async fn clear_bans(&self, req: Request) -> Outcome {
         self.authorize(&req).await?;
         self.state.storage().delete(BANS_KEY).await?;
@@ -407,6 +426,7 @@ impl Room {
         let (room, action) = rest.split_once('/').unwrap_or((rest, ""));
         match (method, action) {
             (Method::Get, "") => self.info(room).await,
+            (Method::Get, "members") => self.seat_holders(&req).await,
             (Method::Post, "kick") => self.moderate(req, false).await,
             (Method::Post, "ban") => self.moderate(req, true).await,
             (Method::Delete, "bans") => self.clear_bans(req).await,

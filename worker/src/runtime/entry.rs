@@ -66,6 +66,7 @@ async fn route(req: Request, env: &Env) -> std::result::Result<Response, Failure
         let allowed = matches!(
             (&method, rest),
             (Method::Get, "")
+                | (Method::Get, "/members")
                 | (Method::Post, "/kick")
                 | (Method::Post, "/ban")
                 | (Method::Delete, "/bans")
@@ -75,7 +76,7 @@ async fn route(req: Request, env: &Env) -> std::result::Result<Response, Failure
                 ErrorCode::NotFound,
                 format!(
                     "No API route {method:?} {path}. Routes: GET /api/rooms/{{room}}, \
-                     POST /api/rooms/{{room}}/kick, POST /api/rooms/{{room}}/ban, \
+                     GET /api/rooms/{{room}}/members, POST /api/rooms/{{room}}/kick, POST /api/rooms/{{room}}/ban, \
                      DELETE /api/rooms/{{room}}/bans."
                 ),
             ));
