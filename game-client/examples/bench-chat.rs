@@ -10,6 +10,7 @@ use bevy::prelude::*;
 use bevy_egui::egui;
 use bevy_pkv::PkvStore;
 use duet_client::chat::{ChatEntry, ChatLog, ChatPlugin, Delivery, SendChat};
+use duet_client::history::{ChatArchive, PkvHistory};
 use duet_client::identity::IdentityPlugin;
 use duet_client::net::{ControlReceived, NetEvent, RoomLink, SendControl};
 
@@ -76,6 +77,9 @@ fn app(dir: &std::path::Path) -> App {
     let mut app = App::new();
     app.add_plugins(MinimalPlugins)
         .insert_resource(PkvStore::new_in_dir(dir))
+        .insert_resource(ChatArchive(Box::new(PkvHistory::new(
+            PkvStore::new_in_dir_with_filename(dir, "chat.redb"),
+        ))))
         .insert_resource(RoomLink::parse("http://h/r/abcdefghijklmnopqrstuv").unwrap())
         .add_message::<NetEvent>()
         .add_message::<ControlReceived>()
@@ -95,7 +99,8 @@ fn send_ms(log: &ChatLog) -> (f64, f64) {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     {
-        // Seed the history in the format before blocks: the first start stores it in blocks.
+        // Seed the history in the format before blocks, beside the identity: the first start
+        // moves it to the chat store, in blocks.
         let mut store = PkvStore::new_in_dir(&dir);
         store.set("chat/abcdefghijklmnopqrstuv", log).unwrap();
         drop(store);
