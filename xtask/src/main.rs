@@ -23,7 +23,7 @@ const USAGE: &str =
     "usage: cargo xtask <dev | test [-- TEST ARGS] | bench NAME | build-worker | build-web | setup>
   dev           install missing tools, build, serve Duet on http://127.0.0.1:8787
   test          install missing tools, build, run every test
-  bench NAME    run a benchmark (signaling, transfer, browser, call, chat) and write target/bench/NAME.json
+  bench NAME    run a benchmark (signaling, transfer, hostile, browser, call, chat) and write target/bench/NAME.json
   build-worker  rebuild the worker's wasm if its sources changed
   build-web     rebuild the browser client (web/pkg) if its sources changed
   setup         only install missing tools";
@@ -352,6 +352,23 @@ fn bench(root: &Path, args: &[String]) -> Result<()> {
             "debug/bench-transfer",
             rest,
         ),
+        // A headless victim under each kind of flood from a hostile peer; shares the tests' build.
+        "hostile" => run_bench(
+            root,
+            &[
+                "build",
+                "-p",
+                "duet-client",
+                "-p",
+                "duet-tests",
+                "--bin",
+                "duet-client",
+                "--bin",
+                "bench-hostile",
+            ],
+            "debug/bench-hostile",
+            rest,
+        ),
         "browser" => {
             tools::ensure_all(root)?;
             tools::ensure_test_packages()?;
@@ -383,7 +400,9 @@ fn bench(root: &Path, args: &[String]) -> Result<()> {
             "bench-chat",
         ])),
         _ => {
-            bail!("unknown benchmark {name:?}; available: signaling, transfer, browser, call, chat")
+            bail!(
+                "unknown benchmark {name:?}; available: signaling, transfer, hostile, browser, call, chat"
+            )
         }
     }
 }
