@@ -1222,6 +1222,27 @@ mod tests {
         id
     }
 
+    /// Opens [`LINK`] (someone else's room) and lets the join go out.
+    fn join_link(app: &mut App) {
+        app.world_mut().write_message(JoinRoom(LINK.into()));
+        app.update();
+        app.update();
+    }
+
+    /// Creates a room as its owner (key `secret`), as the server would answer.
+    fn create_owned_room(app: &mut App) {
+        app.world_mut().write_message(CreateRoom);
+        app.update();
+        assert_eq!(drain::<ApiCall>(app), vec![ApiCall::CreateRoom]);
+        app.world_mut()
+            .write_message(ApiReply::RoomCreated(CreatedRoom {
+                room: "zyxwvutsrqponmlkjihgfe".into(),
+                owner_key: "secret".into(),
+            }));
+        app.update();
+        app.update();
+    }
+
     fn latest_notice(app: &App) -> String {
         app.world()
             .resource::<Notices>()
@@ -1235,9 +1256,7 @@ mod tests {
     fn a_refusal_without_a_status_is_explained_by_asking_about_the_room() {
         let dir = tempdir("unexplained");
         let mut app = room_app(&dir);
-        app.world_mut().write_message(JoinRoom(LINK.into()));
-        app.update();
-        app.update();
+        join_link(&mut app);
         drain::<ApiCall>(&mut app);
         // What a browser reports when the worker refuses the WebSocket (the 409 is hidden).
         app.world_mut().write_message(NetEvent::SignalingClosed(
@@ -1274,9 +1293,7 @@ mod tests {
     fn an_unreachable_server_is_retried_with_growing_waits_but_a_refusal_is_not() {
         let dir = tempdir("reconnect");
         let mut app = room_app(&dir);
-        app.world_mut().write_message(JoinRoom(LINK.into()));
-        app.update();
-        app.update();
+        join_link(&mut app);
         let me = PeerId(uuid::Uuid::new_v4());
         app.world_mut().write_message(NetEvent::Connected(me));
         app.update();
@@ -1398,9 +1415,7 @@ mod tests {
             *app.world().resource::<State<Screen>>().get(),
             Screen::Lobby
         );
-        app.world_mut().write_message(JoinRoom(LINK.into()));
-        app.update();
-        app.update();
+        join_link(&mut app);
         assert_eq!(*app.world().resource::<State<Screen>>().get(), Screen::Room);
         assert_eq!(avatars(&mut app), vec![Who::Me]);
         let room = app.world().resource::<CurrentRoom>().clone();
@@ -1671,9 +1686,7 @@ mod tests {
         let dir = tempdir("seats");
         let mut app = room_app(&dir);
         // Someone else's room: full, and nothing to be done about it.
-        app.world_mut().write_message(JoinRoom(LINK.into()));
-        app.update();
-        app.update();
+        join_link(&mut app);
         drain::<ApiCall>(&mut app);
         app.world_mut()
             .write_message(NetEvent::SignalingClosed(crate::net::ROOM_FULL.into()));
@@ -1682,15 +1695,7 @@ mod tests {
         app.world_mut().write_message(LeaveRoom);
         app.update();
 
-        app.world_mut().write_message(CreateRoom);
-        app.update();
-        app.world_mut()
-            .write_message(ApiReply::RoomCreated(CreatedRoom {
-                room: "zyxwvutsrqponmlkjihgfe".into(),
-                owner_key: "secret".into(),
-            }));
-        app.update();
-        app.update();
+        create_owned_room(&mut app);
         drain::<ApiCall>(&mut app);
         app.world_mut()
             .write_message(NetEvent::SignalingClosed(crate::net::ROOM_FULL.into()));
@@ -1757,16 +1762,7 @@ mod tests {
         assert!(latest_notice(&app).contains("Only the person who created"));
 
         // A created room: the owner key is kept and used.
-        app.world_mut().write_message(CreateRoom);
-        app.update();
-        assert_eq!(drain::<ApiCall>(&mut app), vec![ApiCall::CreateRoom]);
-        app.world_mut()
-            .write_message(ApiReply::RoomCreated(CreatedRoom {
-                room: "zyxwvutsrqponmlkjihgfe".into(),
-                owner_key: "secret".into(),
-            }));
-        app.update();
-        app.update();
+        create_owned_room(&mut app);
         let room = app.world().resource::<CurrentRoom>().clone();
         assert_eq!(room.link, "http://127.0.0.1:8787/r/zyxwvutsrqponmlkjihgfe");
         assert!(room.is_owner());

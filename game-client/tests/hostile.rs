@@ -7,13 +7,11 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use duet_shared::peer::{
-    CHUNK_BYTES, CONTROL_CHANNEL, CancelReason, Chunk, Control, DATA_CHANNEL, FileOffer,
-    MAX_FILE_BYTES, PROTOCOL_VERSION, TransferId,
+    CHUNK_BYTES, CONTROL_CHANNEL, CancelReason, Control, DATA_CHANNEL, FileOffer, MAX_FILE_BYTES,
+    PROTOCOL_VERSION, TransferId,
 };
-use duet_tests::{
-    HeadlessClient, Wrangler, assert_loopback_only, loopback_ice, open_files, rss, temp_dir,
-};
-use matchbox_socket::{PeerId, PeerState, WebRtcSocket};
+use duet_tests::evil::Evil;
+use duet_tests::{HeadlessClient, Wrangler, assert_loopback_only, open_files, rss, temp_dir};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -32,95 +30,6 @@ impl Client {
             .wait(what, Duration::from_secs(30), want)
             .unwrap_or_else(|e| panic!("{e:#}"))
     }
-}
-
-/// The evil peer: a raw matchbox socket with Duet's two channels.
-struct Evil {
-    socket: WebRtcSocket,
-    peer: PeerId,
-}
-
-impl Evil {
-    async fn join(url: &str) -> Evil {
-        let (mut socket, message_loop) = WebRtcSocket::builder(url)
-            .ice_server(loopback_ice())
-            .add_reliable_channel()
-            .add_reliable_channel()
-            .build();
-        tokio::spawn(message_loop);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            assert!(Instant::now() < deadline, "evil peer never connected");
-            for (peer, state) in socket.update_peers() {
-                if state == PeerState::Connected {
-                    return Evil { socket, peer };
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-
-    /// Waits for the victim's new connection after it ended the old one.
-    async fn reconnected(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            assert!(Instant::now() < deadline, "the victim never came back");
-            for (peer, state) in self.socket.update_peers() {
-                if state == PeerState::Connected && peer != self.peer {
-                    self.peer = peer;
-                    return;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-
-    fn control(&mut self, message: &Control) {
-        // Encoded without validation: a hostile peer does not respect our limits.
-        let bytes = postcard_raw(message);
-        self.socket
-            .channel_mut(CONTROL_CHANNEL)
-            .send(bytes.into(), self.peer);
-    }
-
-    fn raw(&mut self, channel: usize, bytes: Vec<u8>) {
-        self.socket
-            .channel_mut(channel)
-            .send(bytes.into(), self.peer);
-    }
-
-    fn chunk(&mut self, transfer: u64, seq: u32, data: &[u8]) {
-        let mut frame = Vec::new();
-        Chunk {
-            transfer: TransferId(transfer),
-            seq,
-            data,
-        }
-        .encode_into(&mut frame)
-        .unwrap();
-        self.raw(DATA_CHANNEL, frame);
-    }
-
-    /// Waits for the victim's control message matching `want`.
-    async fn expect(&mut self, what: &str, want: impl Fn(&Control) -> bool) -> Control {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            assert!(Instant::now() < deadline, "no {what} from the client");
-            for (_, packet) in self.socket.channel_mut(CONTROL_CHANNEL).receive() {
-                if let Ok(message) = Control::decode(&packet)
-                    && want(&message)
-                {
-                    return message;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    }
-}
-
-fn postcard_raw(message: &Control) -> Vec<u8> {
-    // The same codec without the limit checks (Control::encode refuses over-limit messages).
-    duet_shared::peer::encode_unchecked(message)
 }
 
 /// The victim still chats with the evil peer after the attack.

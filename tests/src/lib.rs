@@ -8,6 +8,8 @@
 //! test` does that); [`assert_loopback_only`] refuses to run them anywhere else.
 #![forbid(unsafe_code)]
 
+pub mod evil;
+
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

@@ -27,7 +27,6 @@ use duet_shared::peer::{
 use duet_tests::{
     HeadlessClient, Wrangler, WranglerOptions, loopback_ice, repo_root, rss, temp_dir,
 };
-use matchbox_socket::{PeerId, PeerState, WebRtcSocket};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -56,42 +55,13 @@ fn rate(kind: &str) -> f64 {
     }
 }
 
-struct Evil {
-    socket: WebRtcSocket,
-    peer: PeerId,
+/// What the hostile peer does besides [`Evil`]'s own moves.
+trait Flood {
+    fn receipt_chats(&mut self);
+    fn flood(&mut self, kind: &str, n: u64);
 }
 
-impl Evil {
-    async fn join(url: &str) -> Result<Evil> {
-        let (mut socket, message_loop) = WebRtcSocket::builder(url)
-            .ice_server(loopback_ice())
-            .add_reliable_channel()
-            .add_reliable_channel()
-            .build();
-        tokio::spawn(message_loop);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            for (peer, state) in socket.update_peers() {
-                if state == PeerState::Connected {
-                    return Ok(Evil { socket, peer });
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        bail!("the hostile peer never connected")
-    }
-
-    fn control(&mut self, message: &Control) {
-        let bytes = duet_shared::peer::encode_unchecked(message);
-        self.raw(CONTROL_CHANNEL, bytes);
-    }
-
-    fn raw(&mut self, channel: usize, bytes: Vec<u8>) {
-        self.socket
-            .channel_mut(channel)
-            .send(bytes.into(), self.peer);
-    }
-
+impl Flood for Evil {
     /// Answers the victim's chat with receipts, as an honest peer would.
     fn receipt_chats(&mut self) {
         let incoming: Vec<_> = self.socket.channel_mut(CONTROL_CHANNEL).receive();
@@ -197,7 +167,7 @@ async fn one_flood(wrangler: &Wrangler, binary: &Path, kind: &str, secs: u64) ->
     let link = format!("{}/r/{room}", wrangler.base);
     let dir = temp_dir(&format!("bench-hostile-{kind}"))?;
     let mut victim = HeadlessClient::start(binary, &link, &dir, "Victim")?;
-    let mut evil = Evil::join(&wrangler.signal_url(&room, Uuid::new_v4())).await?;
+    let mut evil = Evil::join(&wrangler.signal_url(&room, Uuid::new_v4())).await;
     evil.control(&Control::Hello {
         version: PROTOCOL_VERSION,
         identity: Uuid::new_v4(),
