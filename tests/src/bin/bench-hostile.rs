@@ -24,9 +24,8 @@ use duet_shared::call::{CallId, CallSignal};
 use duet_shared::peer::{
     CONTROL_CHANNEL, Control, DATA_CHANNEL, FileOffer, PROTOCOL_VERSION, TransferId,
 };
-use duet_tests::{
-    HeadlessClient, Wrangler, WranglerOptions, loopback_ice, repo_root, rss, temp_dir,
-};
+use duet_tests::evil::Evil;
+use duet_tests::{HeadlessClient, Wrangler, WranglerOptions, repo_root, rss, temp_dir};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
