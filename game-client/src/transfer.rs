@@ -561,12 +561,13 @@ impl Engine {
         });
     }
 
-    /// Sends the digest of each outgoing file whose hash is ready; a file that could not be
-    /// read, or changed size meanwhile, ends its transfer.
+    /// Sends the digest of each accepted outgoing file whose hash is ready (see
+    /// [`Sender::is_accepted`]); a file that could not be read, or changed size meanwhile, ends
+    /// its transfer.
     fn send_digests(&mut self) {
         let mut failed = Vec::new();
         for (id, out) in self.outgoing.iter_mut() {
-            let Some(task) = out.hash.as_mut() else {
+            let Some(task) = out.hash.as_mut().filter(|_| out.machine.is_accepted()) else {
                 continue;
             };
             let Some(hashed) = bevy::tasks::block_on(bevy::tasks::poll_once(task)) else {

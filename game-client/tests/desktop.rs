@@ -280,9 +280,20 @@ fn two_desktop_clients_chat_and_drop_a_file_on_the_avatar() {
     ada.screenshot(&shots.join("ada-sending.png"));
     bob.screenshot(&shots.join("bob-receiving.png"));
     let started = std::time::Instant::now();
-    let done = bob.expect("received", |e| {
-        is(e, "transfer_completed") && e["dir"] == "in"
-    });
+    let done = bob
+        .client
+        .wait("received", Duration::from_secs(90), |e| {
+            is(e, "transfer_completed") && e["dir"] == "in"
+        })
+        .unwrap_or_else(|e| {
+            // What the sender saw meanwhile says which side stalled.
+            for event in ada.client.pending() {
+                if !is(&event, "transfer_progress") {
+                    eprintln!("[Ada] {event}");
+                }
+            }
+            panic!("{e:#}")
+        });
     println!(
         "rest of the 200 MiB arrived {:?} after the screenshots",
         started.elapsed()

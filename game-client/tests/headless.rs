@@ -304,9 +304,12 @@ fn a_large_offer_waits_for_the_persons_answer() {
         storage_files(&downloads)
     );
 
-    // Offered again, and taken.
+    // Offered again, and taken after a while: the sender's hash of the file is ready long
+    // before the person's yes, and the transfer must still end verified.
     a.command(&format!("send {}", source.display()));
-    b.take_offer();
+    let asked = b.expect("the question", |e| is(e, "transfer_asked"));
+    std::thread::sleep(Duration::from_secs(3));
+    b.command(&format!("take_file {}", asked["id"].as_str().unwrap()));
     a.expect("the sender told", |e| is(e, "transfer_accepted"));
     let done = b.expect("receiver completion", |e| {
         is(e, "transfer_completed") && e["dir"] == "in"

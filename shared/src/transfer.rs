@@ -261,6 +261,13 @@ impl Sender {
         Control::Offer(self.offer.clone())
     }
 
+    /// The receiver said yes and the transfer is running. The digest waits for this: a receiver
+    /// keeps nothing for an offer it has not taken yet (it may be asking its person, or holding
+    /// the offer until a slot frees), so an earlier digest would be lost.
+    pub fn is_accepted(&self) -> bool {
+        self.state == Phase::Active
+    }
+
     /// The receiver accepted, wanting bytes from `offset` on.
     pub fn on_accept(&mut self, offset: u64, now_ms: u64) -> Result<(), TransferError> {
         if self.state != Phase::Offered {
@@ -856,6 +863,17 @@ mod tests {
         );
         assert!(r.is_complete());
         assert!(r.verify().is_ok());
+    }
+
+    #[test]
+    fn the_sender_counts_as_accepted_only_while_chunks_may_flow() {
+        let data = file(CHUNK_BYTES);
+        let mut s = Sender::new(offer_for(&data)).unwrap();
+        assert!(!s.is_accepted(), "an offer nobody answered yet");
+        s.on_accept(0, 0).unwrap();
+        assert!(s.is_accepted());
+        s.on_cancel(CancelReason::Io);
+        assert!(!s.is_accepted(), "a cancelled transfer takes no digest");
     }
 
     #[test]
