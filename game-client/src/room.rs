@@ -34,7 +34,7 @@ const RECEIVED_KEY: &str = "received_files";
 const MAX_RECENT: usize = 8;
 /// Received files listed (oldest leave the list first; on the desktop the files stay in the
 /// downloads folder).
-pub const MAX_RECEIVED_LISTED: usize = 1000;
+pub const MAX_RECEIVED_LISTED: usize = crate::storage::MAX_RECEIVED_KEPT;
 /// Transfer rows shown; the oldest finished ones go first.
 pub const MAX_ROWS: usize = 100;
 

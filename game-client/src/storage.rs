@@ -161,36 +161,69 @@ pub const PART_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(7 *
 /// All partial files together stay under this: past it, the least recently written go first.
 pub const PARTS_BUDGET_BYTES: u64 = 1 << 30;
 
-/// Deletes the partial files in `dir` older than [`PART_MAX_AGE`] (by their last write), then
-/// the least recently written until the rest fit [`PARTS_BUDGET_BYTES`]; `keep` are in use.
+/// A partial file as the sweep sees it: when it was last written and how large it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartAge<K> {
+    /// Where it is (a path, or the browser's part key).
+    pub key: K,
+    /// Last write, ms since the epoch.
+    pub written_ms: u64,
+    /// Bytes held.
+    pub bytes: u64,
+}
+
+/// Which partials to delete: those older than [`PART_MAX_AGE`] (by their last write), then the
+/// least recently written until the rest fit [`PARTS_BUDGET_BYTES`]. The caller leaves out the
+/// ones in use. One rule for the desktop's part files and the browser's chunk records.
+pub fn parts_to_expire<K>(mut parts: Vec<PartAge<K>>, now_ms: u64) -> Vec<K> {
+    // Newest first: what survives the budget is the most recently written.
+    parts.sort_by_key(|p| std::cmp::Reverse(p.written_ms));
+    let max_age = PART_MAX_AGE.as_millis() as u64;
+    let mut total: u64 = 0;
+    let mut expired = Vec::new();
+    for part in parts {
+        let old = now_ms.saturating_sub(part.written_ms) > max_age;
+        total = total.saturating_add(part.bytes);
+        if old || total > PARTS_BUDGET_BYTES {
+            total -= part.bytes;
+            expired.push(part.key);
+        }
+    }
+    expired
+}
+
+/// Deletes the partial files in `dir` that [`parts_to_expire`] picks; `keep` are in use.
 /// Returns how many were deleted.
 pub fn expire_parts(dir: &Path, keep: &[PathBuf], now: std::time::SystemTime) -> usize {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return 0;
     };
-    let mut parts: Vec<(std::time::SystemTime, u64, PathBuf)> = entries
+    let ms = |t: std::time::SystemTime| {
+        t.duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64)
+    };
+    let parts: Vec<PartAge<PathBuf>> = entries
         .flatten()
         .filter(|e| e.path().extension().is_some_and(|x| x == "part"))
         .filter(|e| !keep.contains(&e.path()))
         .filter_map(|e| {
             let meta = e.metadata().ok()?;
-            Some((meta.modified().ok()?, meta.len(), e.path()))
+            Some(PartAge {
+                written_ms: ms(meta.modified().ok()?),
+                bytes: meta.len(),
+                key: e.path(),
+            })
         })
         .collect();
-    // Newest first: what survives the budget is the most recently written.
-    parts.sort_by_key(|p| std::cmp::Reverse(p.0));
-    let mut total: u64 = 0;
-    let mut deleted = 0;
-    for (written, len, path) in parts {
-        let old = now.duration_since(written).unwrap_or_default() > PART_MAX_AGE;
-        total = total.saturating_add(len);
-        if (old || total > PARTS_BUDGET_BYTES) && std::fs::remove_file(&path).is_ok() {
-            deleted += 1;
-            total -= len;
-        }
-    }
-    deleted
+    parts_to_expire(parts, ms(now))
+        .into_iter()
+        .filter(|path| std::fs::remove_file(path).is_ok())
+        .count()
 }
+
+/// Received files a browser keeps: past this many, the oldest leave its storage (the list of
+/// received files shows as many). A folder on the desktop keeps everything.
+pub const MAX_RECEIVED_KEPT: usize = 1000;
 
 /// Bytes left free on the disk after every file being received has arrived: a peer's file
 /// never fills the disk to the last byte (other programs, and the system, need room too).

@@ -436,6 +436,64 @@ fn a_stranger_with_bad_signals_cannot_crash_a_waiting_tab_or_leave_connections_o
     assert_eq!(r["hooks_elsewhere"]["warned"], true, "{r}");
 }
 
+/// What a browser keeps: parts nobody came back for expire (a week, or oldest first past the
+/// 1 GiB budget), the oldest received files leave past 1,000 with their bytes, and a file
+/// received again with other bytes never touches the verified one.
+#[test]
+fn a_browser_forgets_unclaimed_parts_and_old_files_and_keeps_verified_ones_intact() {
+    assert_loopback_only();
+    let _serial = one_at_a_time();
+    let wrangler = Wrangler::shared();
+    let r = scenario(
+        "storage.mjs",
+        &[wrangler.base.clone(), e2e_dir().display().to_string()],
+    );
+    eprintln!("{}", serde_json::to_string_pretty(&r).unwrap());
+    let seeded = &r["seeded"];
+    assert_eq!(seeded["file_count"], 1000, "{r}");
+    assert_eq!(seeded["upgraded"], false, "{r}");
+    // After the reload: the week-old part and the older of the two big ones are gone, records
+    // and all; the others stay, and the part from before registration is registered.
+    let parts = &r["after_reload"]["parts"];
+    assert_eq!(parts["seed-old"]["records"], 0, "{r}");
+    assert_eq!(parts["seed-old"]["registered"], false, "{r}");
+    assert_eq!(parts["seed-big-older"]["records"], 0, "{r}");
+    assert_eq!(parts["seed-big-older"]["registered"], false, "{r}");
+    for kept in ["seed-big-newer", "seed-fresh", "seed-legacy"] {
+        assert_eq!(parts[kept]["records"], 1, "{kept}: {r}");
+        assert_eq!(parts[kept]["registered"], true, "{kept}: {r}");
+    }
+    assert_eq!(r["after_reload"]["upgraded"], true, "{r}");
+    assert_eq!(r["after_reload"]["finished_count"], 1000, "{r}");
+    assert_eq!(r["after_reload"]["file_count"], 1000, "{r}");
+    // Each received file pushes the oldest out, bytes and all.
+    let after_first = &r["after_first"];
+    assert_eq!(after_first["file_count"], 1000, "{r}");
+    assert_eq!(after_first["files"]["old-0000.bin"]["listed"], false, "{r}");
+    assert_eq!(after_first["files"]["old-0000.bin"]["records"], 0, "{r}");
+    assert_eq!(after_first["files"]["old-0001.bin"]["listed"], true, "{r}");
+    let after_second = &r["after_second"];
+    assert_eq!(after_second["file_count"], 1000, "{r}");
+    assert_eq!(after_second["finished_count"], 1000, "{r}");
+    assert_eq!(after_second["files"]["old-0001.bin"]["records"], 0, "{r}");
+    assert_eq!(after_second["files"]["old-0002.bin"]["listed"], true, "{r}");
+    assert_eq!(after_second["files"]["old-0002.bin"]["records"], 1, "{r}");
+    assert_eq!(after_second["files"]["old-0999.bin"]["listed"], true, "{r}");
+    // The same name, size and time (the same resume key) with other bytes: a file of its own
+    // beside the first, and the first still hashes to what was verified.
+    assert_eq!(r["first"]["location"], "report.pdf", "{r}");
+    assert_eq!(r["first"]["stored"]["sha256"], r["first"]["sent"], "{r}");
+    assert_eq!(r["second"]["location"], "report (1).pdf", "{r}");
+    assert_eq!(r["second"]["stored"]["sha256"], r["second"]["sent"], "{r}");
+    assert_ne!(r["first"]["sent"], r["second"]["sent"], "{r}");
+    assert_eq!(r["first_after_second"]["sha256"], r["first"]["sent"], "{r}");
+    assert_eq!(
+        r["errors"],
+        serde_json::json!({"ada": [], "bob": []}),
+        "{r}"
+    );
+}
+
 /// Every file under `dir`, recursively.
 fn walk(dir: &Path) -> Vec<PathBuf> {
     let mut files = Vec::new();

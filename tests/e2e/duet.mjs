@@ -232,14 +232,15 @@ export class Person {
   /**
    * Makes a file of `size` random bytes in the page and drags it onto the canvas at (x, y):
    * dragenter, a few dragovers (the drop zone lights up), then drop, as a DataTransfer carrying a
-   * File. Returns the file's SHA-256 (hex).
+   * File (modified at `lastModified`: the same name, size and time make the same resume key).
+   * Returns the file's SHA-256 (hex).
    */
-  async dropNewFile(name, size, [x, y]) {
+  async dropNewFile(name, size, [x, y], { lastModified = Date.now() } = {}) {
     return this.page.evaluate(
-      async ({ name, size, x, y }) => {
+      async ({ name, size, x, y, lastModified }) => {
         const bytes = new Uint8Array(size);
         for (let at = 0; at < size; at += 65536) crypto.getRandomValues(bytes.subarray(at, at + 65536));
-        const file = new File([bytes], name, { type: "application/octet-stream" });
+        const file = new File([bytes], name, { type: "application/octet-stream", lastModified });
         const transfer = new DataTransfer();
         transfer.items.add(file);
         const canvas = document.getElementById("duet");
@@ -260,7 +261,7 @@ export class Person {
         const digest = await crypto.subtle.digest("SHA-256", bytes);
         return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
       },
-      { name, size, x, y },
+      { name, size, x, y, lastModified },
     );
   }
 

@@ -1,18 +1,24 @@
 //! Received files in IndexedDB: the browser's [`BlobStore`].
 //!
-//! Two object stores in the database `duet`:
+//! Object stores in the database `duet`:
 //! - `chunks`: the bytes, as byte arrays keyed `[part key, first chunk number]`. Whatever chunks
 //!   arrived since the last write go into one record in one transaction, so a 200 MiB file is a
 //!   few hundred records, never one whole-file buffer. Chunks stay under their part key (see
 //!   [`crate::storage::part_key`]) until the file is complete, which is what makes a resume
 //!   possible after a disconnect or a reload.
 //! - `files`: the received files people see, keyed by their (unique, sanitized) name, pointing
-//!   at their part key. A file appears here only after its SHA-256 matched.
+//!   at their part key, with when they arrived. A file appears here only after its SHA-256
+//!   matched; past [`MAX_RECEIVED_KEPT`] the oldest leave, bytes and all.
+//! - `finished`: part key → file name, for the part keys finished files own: no new transfer
+//!   writes to or deletes them, and checking costs one lookup, not a scan of every file.
+//! - `partials`: part key → when it was last written and how many bytes it holds, for the
+//!   parts kept for a resume; [`parts_to_expire`] picks the ones nobody came back for.
+//! - `meta`: one-time upgrades done (files and parts from before the two stores above).
 //!
 //! IndexedDB objects cannot leave the page's thread, so the store is a task on the event loop
 //! that owns the database; the Bevy side talks to it through a channel.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use duet_shared::names::{sanitize_file_name, unique_file_name};
@@ -25,18 +31,30 @@ use sha2::{Digest, Sha256};
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 
-use crate::storage::{BlobStore, StoreDone, StoreError, StoreOp};
+use crate::storage::{
+    BlobStore, MAX_RECEIVED_KEPT, PartAge, StoreDone, StoreError, StoreOp, parts_to_expire,
+};
 
 const DATABASE: &str = "duet";
 const CHUNKS: &str = "chunks";
 const FILES: &str = "files";
+const FINISHED: &str = "finished";
+const PARTIALS: &str = "partials";
+const META: &str = "meta";
+/// Version 2 added `finished`, `partials` and `meta`.
+const VERSION: u32 = 2;
+/// The `meta` key saying the version-1 files and parts were registered in the new stores.
+const UPGRADED: &str = "upgraded_to_2";
 
-/// Opens (creating on first use) Duet's database.
+/// Opens (creating or upgrading on first use) Duet's database.
 async fn open_database() -> Result<Rexie, StoreError> {
     Rexie::builder(DATABASE)
-        .version(1)
+        .version(VERSION)
         .add_object_store(ObjectStore::new(CHUNKS))
         .add_object_store(ObjectStore::new(FILES))
+        .add_object_store(ObjectStore::new(FINISHED))
+        .add_object_store(ObjectStore::new(PARTIALS))
+        .add_object_store(ObjectStore::new(META))
         .build()
         .await
         .map_err(store_error)
@@ -139,17 +157,68 @@ async fn part_records(db: &Rexie, key: &str) -> Result<Vec<Record>, StoreError> 
         .collect())
 }
 
+/// Deletes a part kept for a resume: its chunks and its `partials` record.
 async fn delete_part(db: &Rexie, key: &str) -> Result<(), StoreError> {
     let tx = db
-        .transaction(&[CHUNKS], TransactionMode::ReadWrite)
+        .transaction(&[CHUNKS, PARTIALS], TransactionMode::ReadWrite)
         .map_err(store_error)?;
     let store = tx.store(CHUNKS).map_err(store_error)?;
     store
         .delete(part_range(key)?.into())
         .await
         .map_err(store_error)?;
+    tx.store(PARTIALS)
+        .map_err(store_error)?
+        .delete(JsValue::from_str(key))
+        .await
+        .map_err(store_error)?;
     tx.done().await.map_err(store_error)?;
     Ok(())
+}
+
+/// Deletes a received file: its listing, its `finished` record and its chunks.
+async fn forget_file(db: &Rexie, name: &str) -> Result<(), StoreError> {
+    let tx = db
+        .transaction(&[FILES, FINISHED, CHUNKS], TransactionMode::ReadWrite)
+        .map_err(store_error)?;
+    let files = tx.store(FILES).map_err(store_error)?;
+    let record = files
+        .get(JsValue::from_str(name))
+        .await
+        .map_err(store_error)?;
+    if let Some(part) = record.and_then(|r| Reflect::get(&r, &"part".into()).ok()?.as_string()) {
+        tx.store(FINISHED)
+            .map_err(store_error)?
+            .delete(JsValue::from_str(&part))
+            .await
+            .map_err(store_error)?;
+        tx.store(CHUNKS)
+            .map_err(store_error)?
+            .delete(part_range(&part)?.into())
+            .await
+            .map_err(store_error)?;
+    }
+    files
+        .delete(JsValue::from_str(name))
+        .await
+        .map_err(store_error)?;
+    tx.done().await.map_err(store_error)?;
+    Ok(())
+}
+
+/// A record of plain fields (numbers and strings), as IndexedDB stores objects.
+fn record(fields: &[(&str, JsValue)]) -> Object {
+    let object = Object::new();
+    for (name, value) in fields {
+        let _ = Reflect::set(&object, &JsValue::from_str(name), value);
+    }
+    object
+}
+
+fn number(value: &JsValue, field: &str) -> Option<f64> {
+    Reflect::get(value, &JsValue::from_str(field))
+        .ok()?
+        .as_f64()
 }
 
 /// The browser's blob store: a front for the task that owns the database.
@@ -229,24 +298,6 @@ async fn storage_free() -> Option<u64> {
     Some((quota - usage).max(0.0) as u64)
 }
 
-/// The part keys that finished files point at: their chunks are the files, and no new
-/// transfer may write to or delete them.
-async fn finished_keys(db: &Rexie) -> Result<Vec<String>, StoreError> {
-    let tx = db
-        .transaction(&[FILES], TransactionMode::ReadOnly)
-        .map_err(store_error)?;
-    let values = tx
-        .store(FILES)
-        .map_err(store_error)?
-        .get_all(None, None)
-        .await
-        .map_err(store_error)?;
-    Ok(values
-        .into_iter()
-        .filter_map(|v| Reflect::get(&v, &"part".into()).ok()?.as_string())
-        .collect())
-}
-
 /// Chunks received since the last write, for one transfer: `first` and the ones after it.
 struct Run {
     first: u32,
@@ -260,6 +311,11 @@ struct Task {
     db: Result<Rexie, StoreError>,
     parts: HashMap<TransferId, Part>,
     runs: Vec<(TransferId, Run)>,
+    /// The names in `files` (loaded once; another tab's additions are learnt when a name
+    /// turns out taken), so choosing a unique name costs no scan.
+    names: HashSet<String>,
+    /// The same names, oldest first, for dropping the oldest past [`MAX_RECEIVED_KEPT`].
+    kept: VecDeque<String>,
     done: Arc<Mutex<Vec<StoreDone>>>,
     /// The buffer full records are written from: `put` copies (structured-clones) its value
     /// at once, so one buffer serves every record, and a 200 MiB file leaves no 200 MiB of
@@ -273,8 +329,13 @@ async fn run(mut queue: UnboundedReceiver<StoreOp>, done: Arc<Mutex<Vec<StoreDon
         parts: HashMap::new(),
         runs: Vec::new(),
         record: Uint8Array::new_with_length((RECORD_CHUNKS * CHUNK_BYTES) as u32),
+        names: HashSet::new(),
+        kept: VecDeque::new(),
         done,
     };
+    if let Err(e) = task.prepare().await {
+        bevy::log::warn!("received files: could not prepare the browser storage: {e}");
+    }
     while let Some(first) = queue.next().await {
         // Take everything queued now: consecutive chunks become one record.
         let mut batch = vec![first];
@@ -301,6 +362,200 @@ async fn run(mut queue: UnboundedReceiver<StoreOp>, done: Arc<Mutex<Vec<StoreDon
 impl Task {
     fn report(&self, done: StoreDone) {
         report(&self.done, done);
+    }
+
+    fn db(&self) -> Result<&Rexie, StoreError> {
+        self.db.as_ref().map_err(|e| StoreError::Io(e.to_string()))
+    }
+
+    /// At start: learns the received files, registers what version 1 left (once), drops the
+    /// parts nobody came back for and the files past [`MAX_RECEIVED_KEPT`].
+    async fn prepare(&mut self) -> Result<(), StoreError> {
+        let db = self.db()?;
+        let tx = db
+            .transaction(&[FILES], TransactionMode::ReadOnly)
+            .map_err(store_error)?;
+        let mut files: Vec<(f64, String, String)> = tx
+            .store(FILES)
+            .map_err(store_error)?
+            .get_all(None, None)
+            .await
+            .map_err(store_error)?
+            .into_iter()
+            .filter_map(|v| {
+                let field = |f: &str| Reflect::get(&v, &JsValue::from_str(f)).ok()?.as_string();
+                Some((
+                    number(&v, "at").unwrap_or(0.0),
+                    field("name")?,
+                    field("part")?,
+                ))
+            })
+            .collect();
+        // Oldest first; files from version 1 have no time and count as the oldest.
+        files.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let upgraded = {
+            let tx = db
+                .transaction(&[META], TransactionMode::ReadOnly)
+                .map_err(store_error)?;
+            tx.store(META)
+                .map_err(store_error)?
+                .key_exists(JsValue::from_str(UPGRADED))
+                .await
+                .map_err(store_error)?
+        };
+        if !upgraded {
+            self.upgrade(&files).await?;
+        }
+        self.names = files.iter().map(|f| f.1.clone()).collect();
+        self.kept = files.into_iter().map(|f| f.1).collect();
+        self.sweep(None).await?;
+        self.trim().await;
+        Ok(())
+    }
+
+    /// Version 1 had neither `finished` nor `partials`: its files' part keys become finished
+    /// ones, and every other part not registered yet is registered as written now (so it
+    /// expires in a week, not never).
+    async fn upgrade(&self, files: &[(f64, String, String)]) -> Result<(), StoreError> {
+        let db = self.db()?;
+        let finished: HashSet<&str> = files.iter().map(|f| f.2.as_str()).collect();
+        // The distinct part keys among the chunks: one lookup per part, not per record.
+        let mut parts: Vec<(String, u64)> = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let tx = db
+                .transaction(&[CHUNKS, PARTIALS], TransactionMode::ReadOnly)
+                .map_err(store_error)?;
+            let chunks = tx.store(CHUNKS).map_err(store_error)?;
+            let range = match &after {
+                None => None,
+                Some(part) => Some(
+                    KeyRange::lower_bound(
+                        &Array::of2(
+                            &JsValue::from_str(part),
+                            &JsValue::from_f64(f64::from(u32::MAX)),
+                        ),
+                        Some(true),
+                    )
+                    .map_err(store_error)?,
+                ),
+            };
+            let next = chunks
+                .get_all_keys(range, Some(1))
+                .await
+                .map_err(store_error)?;
+            let Some(part) = next
+                .first()
+                .and_then(|k| Reflect::get(k, &JsValue::from_f64(0.0)).ok()?.as_string())
+            else {
+                break;
+            };
+            let registered = tx
+                .store(PARTIALS)
+                .map_err(store_error)?
+                .key_exists(JsValue::from_str(&part))
+                .await
+                .map_err(store_error)?;
+            if !finished.contains(part.as_str()) && !registered {
+                // An upper bound of its size: its last record's first chunk and a full record.
+                let keys = chunks
+                    .get_all_keys(Some(part_range(&part)?), None)
+                    .await
+                    .map_err(store_error)?;
+                let last = keys
+                    .last()
+                    .and_then(|k| Reflect::get(k, &JsValue::from_f64(1.0)).ok()?.as_f64())
+                    .unwrap_or(0.0) as u64;
+                parts.push((
+                    part.clone(),
+                    (last + RECORD_CHUNKS as u64) * CHUNK_BYTES as u64,
+                ));
+            }
+            after = Some(part);
+        }
+        let tx = db
+            .transaction(&[FINISHED, PARTIALS, META], TransactionMode::ReadWrite)
+            .map_err(store_error)?;
+        let store = tx.store(FINISHED).map_err(store_error)?;
+        for (_, name, part) in files {
+            store
+                .put(&JsValue::from_str(name), Some(&JsValue::from_str(part)))
+                .await
+                .map_err(store_error)?;
+        }
+        let store = tx.store(PARTIALS).map_err(store_error)?;
+        let now = crate::now_ms() as f64;
+        for (part, bytes) in &parts {
+            let value = record(&[
+                ("written", JsValue::from_f64(now)),
+                ("bytes", JsValue::from_f64(*bytes as f64)),
+            ]);
+            store
+                .put(&value, Some(&JsValue::from_str(part)))
+                .await
+                .map_err(store_error)?;
+        }
+        tx.store(META)
+            .map_err(store_error)?
+            .put(&JsValue::TRUE, Some(&JsValue::from_str(UPGRADED)))
+            .await
+            .map_err(store_error)?;
+        tx.done().await.map_err(store_error)?;
+        Ok(())
+    }
+
+    /// Deletes the parts [`parts_to_expire`] picks among those kept for a resume; the open ones
+    /// and `opening` (about to be resumed) are left alone. Returns how many went.
+    async fn sweep(&self, opening: Option<&str>) -> Result<usize, StoreError> {
+        let db = self.db()?;
+        let tx = db
+            .transaction(&[PARTIALS], TransactionMode::ReadOnly)
+            .map_err(store_error)?;
+        let all = tx
+            .store(PARTIALS)
+            .map_err(store_error)?
+            .scan(None, None, None, None)
+            .await
+            .map_err(store_error)?;
+        let in_use: HashSet<&str> = self
+            .parts
+            .values()
+            .map(|p| p.key.as_str())
+            .chain(opening)
+            .collect();
+        let ages = all
+            .into_iter()
+            .filter_map(|(key, value)| {
+                let key = key.as_string()?;
+                Some(PartAge {
+                    written_ms: number(&value, "written")? as u64,
+                    bytes: number(&value, "bytes")? as u64,
+                    key,
+                })
+            })
+            .filter(|p| !in_use.contains(p.key.as_str()))
+            .collect();
+        let expired = parts_to_expire(ages, crate::now_ms());
+        for key in &expired {
+            delete_part(db, key).await?;
+        }
+        Ok(expired.len())
+    }
+
+    /// Drops the oldest received files past [`MAX_RECEIVED_KEPT`], bytes and all: the list of
+    /// received files shows no more, and what it no longer shows must not hold the storage.
+    async fn trim(&mut self) {
+        while self.kept.len() > MAX_RECEIVED_KEPT {
+            let Some(name) = self.kept.pop_front() else {
+                break;
+            };
+            self.names.remove(&name);
+            if let Ok(db) = self.db()
+                && let Err(e) = forget_file(db, &name).await
+            {
+                bevy::log::warn!("received files: could not delete {name}: {e}");
+            }
+        }
     }
 
     fn queue_write(&mut self, transfer: TransferId, seq: u32, data: Vec<u8>) {
@@ -341,13 +596,26 @@ impl Task {
     }
 
     async fn write_runs(&self, runs: &[(TransferId, Run)]) -> Result<(), StoreError> {
-        let db = self
-            .db
-            .as_ref()
-            .map_err(|e| StoreError::Io(e.to_string()))?;
+        let db = self.db()?;
         let tx = db
-            .transaction(&[CHUNKS], TransactionMode::ReadWrite)
+            .transaction(&[CHUNKS, PARTIALS], TransactionMode::ReadWrite)
             .map_err(store_error)?;
+        // Each part's last write and size, for the sweep of parts nobody resumes.
+        let partials = tx.store(PARTIALS).map_err(store_error)?;
+        let now = crate::now_ms() as f64;
+        for (transfer, run) in runs {
+            let part = self.parts.get(transfer).ok_or(StoreError::NotOpen)?;
+            let chunks = u64::from(run.first) + run.chunks.len() as u64;
+            let bytes = (chunks * CHUNK_BYTES as u64).min(part.size);
+            let value = record(&[
+                ("written", JsValue::from_f64(now)),
+                ("bytes", JsValue::from_f64(bytes as f64)),
+            ]);
+            partials
+                .put(&value, Some(&JsValue::from_str(&part.key)))
+                .await
+                .map_err(store_error)?;
+        }
         let store = tx.store(CHUNKS).map_err(store_error)?;
         // Records of up to RECORD_CHUNKS chunks each, keyed by their first chunk.
         let mut records = Vec::new();
@@ -435,23 +703,34 @@ impl Task {
     /// Finds what an earlier attempt stored under `key` (whole chunks only, hashed) after
     /// checking the file fits. A key a finished file holds is not reused: the same file
     /// received again goes under `key~1` (`~2`...), so a repeated offer never touches (or, on
-    /// a bad hash, deletes) a file the person has.
+    /// a bad hash, deletes) a file the person has. Parts nobody came back for go first.
     async fn open(&self, key: &str, size: u64) -> Result<(String, u32, Sha256), StoreError> {
-        let db = self
-            .db
-            .as_ref()
-            .map_err(|e| StoreError::Io(e.to_string()))?;
-        let finished = finished_keys(db).await?;
-        let key = (0..)
-            .map(|n| {
-                if n == 0 {
+        let db = self.db()?;
+        let key = {
+            let tx = db
+                .transaction(&[FINISHED], TransactionMode::ReadOnly)
+                .map_err(store_error)?;
+            let finished = tx.store(FINISHED).map_err(store_error)?;
+            let mut n = 0u32;
+            loop {
+                let candidate = if n == 0 {
                     key.to_owned()
                 } else {
                     format!("{key}~{n}")
+                };
+                if !finished
+                    .key_exists(JsValue::from_str(&candidate))
+                    .await
+                    .map_err(store_error)?
+                {
+                    break candidate;
                 }
-            })
-            .find(|k| !finished.contains(k))
-            .unwrap_or_default();
+                n += 1;
+            }
+        };
+        if let Err(e) = self.sweep(Some(&key)).await {
+            bevy::log::warn!("received files: could not expire old parts: {e}");
+        }
         let records = part_records(db, &key).await?;
         let have: u64 = records.iter().map(Record::len).sum::<u64>().min(size);
         if let Some(free) = storage_free().await {
@@ -479,35 +758,54 @@ impl Task {
         Ok((key.to_owned(), chunks, hasher))
     }
 
-    /// Lists the verified file under a unique, safe name; its chunks stay where they are.
+    /// Lists the verified file under a unique, safe name; its chunks stay where they are and
+    /// its part key becomes a finished one. Past [`MAX_RECEIVED_KEPT`] files the oldest go.
     async fn finish(&mut self, transfer: TransferId, name: &str) -> Result<String, StoreError> {
         let part = self.parts.remove(&transfer).ok_or(StoreError::NotOpen)?;
-        let db = self
-            .db
-            .as_ref()
-            .map_err(|e| StoreError::Io(e.to_string()))?;
+        let db = self.db()?;
         let tx = db
-            .transaction(&[FILES], TransactionMode::ReadWrite)
+            .transaction(&[FILES, FINISHED, PARTIALS], TransactionMode::ReadWrite)
             .map_err(store_error)?;
         let files = tx.store(FILES).map_err(store_error)?;
-        let taken: Vec<String> = files
-            .get_all_keys(None, None)
+        let base = sanitize_file_name(name);
+        let mut unique = unique_file_name(&base, |c| self.names.contains(c));
+        if files
+            .key_exists(JsValue::from_str(&unique))
             .await
             .map_err(store_error)?
-            .into_iter()
-            .filter_map(|k| k.as_string())
-            .collect();
-        let unique = unique_file_name(&sanitize_file_name(name), |candidate| {
-            taken.iter().any(|t| t == candidate)
-        });
-        let record = Object::new();
-        let _ = Reflect::set(&record, &"part".into(), &JsValue::from_str(&part.key));
-        let _ = Reflect::set(&record, &"name".into(), &JsValue::from_str(&unique));
+        {
+            // Another tab of this browser took the name: learn its names and choose again.
+            let taken = files.get_all_keys(None, None).await.map_err(store_error)?;
+            self.names
+                .extend(taken.into_iter().filter_map(|k| k.as_string()));
+            unique = unique_file_name(&base, |c| self.names.contains(c));
+        }
+        let value = record(&[
+            ("part", JsValue::from_str(&part.key)),
+            ("name", JsValue::from_str(&unique)),
+            ("at", JsValue::from_f64(crate::now_ms() as f64)),
+        ]);
         files
-            .put(&record, Some(&JsValue::from_str(&unique)))
+            .put(&value, Some(&JsValue::from_str(&unique)))
+            .await
+            .map_err(store_error)?;
+        tx.store(FINISHED)
+            .map_err(store_error)?
+            .put(
+                &JsValue::from_str(&unique),
+                Some(&JsValue::from_str(&part.key)),
+            )
+            .await
+            .map_err(store_error)?;
+        tx.store(PARTIALS)
+            .map_err(store_error)?
+            .delete(JsValue::from_str(&part.key))
             .await
             .map_err(store_error)?;
         tx.done().await.map_err(store_error)?;
+        self.names.insert(unique.clone());
+        self.kept.push_back(unique.clone());
+        self.trim().await;
         Ok(unique)
     }
 }
