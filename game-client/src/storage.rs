@@ -343,6 +343,12 @@ impl FolderStore {
             let _closed = file;
             path
         };
+        // Marked before it is visible under its name (the mark moves with the rename).
+        #[cfg(windows)]
+        if let Err(e) = mark_of_the_web(&part_path) {
+            // FAT and exFAT drives keep no such marks; the file is still the person's.
+            bevy::log::warn!("could not mark {} as downloaded: {e}", part_path.display());
+        }
         let safe = sanitize_file_name(name);
         let dir = self.dir.clone();
         let unique = unique_file_name(&safe, |candidate| dir.join(candidate).exists());
@@ -350,6 +356,15 @@ impl FolderStore {
         std::fs::rename(&part_path, &target)?;
         Ok(target.display().to_string())
     }
+}
+
+/// Windows: marks a received file as from the Internet (the `Zone.Identifier` stream browsers
+/// write for downloads), so Explorer, SmartScreen and Office warn before opening or running it.
+#[cfg(windows)]
+fn mark_of_the_web(path: &Path) -> std::io::Result<()> {
+    let mut stream = path.as_os_str().to_owned();
+    stream.push(":Zone.Identifier");
+    std::fs::write(PathBuf::from(stream), "[ZoneTransfer]\r\nZoneId=3\r\n")
 }
 
 impl BlobStore for FolderStore {

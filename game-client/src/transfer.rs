@@ -171,6 +171,10 @@ pub struct Engine {
     admission: Admission,
     /// The identity the peer's hello gave: partial files are kept per sender.
     sender: Option<uuid::Uuid>,
+    /// Part keys of files the person said yes to and that have not finished, newest last (at
+    /// most [`MAX_APPROVED`]): the same file offered again to resume (the sender reconnected)
+    /// is not asked about twice. Kept for the app's run, across the peer's comings and goings.
+    approved: std::collections::VecDeque<String>,
 }
 
 impl Default for Engine {
@@ -186,6 +190,7 @@ impl Default for Engine {
             drop_grant: crate::platform::fault_drop_grant(),
             admission: Admission::default(),
             sender: None,
+            approved: std::collections::VecDeque::new(),
         }
     }
 }
@@ -374,6 +379,9 @@ fn too_large(path: &std::path::Path, size: u64) -> String {
     )
 }
 
+/// Files the person said yes to that are remembered for a resume without asking again.
+const MAX_APPROVED: usize = 64;
+
 /// The key a partial file is kept under on the receiver's side ([`FileOffer::resume_key`]):
 /// the same file (by the platform's fingerprint: path and modification time, or a browser
 /// file's name and date) at the same size gives the same key, so sending it again resumes.
@@ -539,6 +547,15 @@ impl Engine {
 
     /// The person said yes or no to an offer they were asked about.
     fn answer(&mut self, id: TransferId, yes: bool) {
+        if yes && let Some(offer) = self.admission.asking().iter().find(|o| o.transfer == id) {
+            let key = part_key(self.sender, &offer.resume_key, offer.size);
+            if !self.approved.contains(&key) {
+                if self.approved.len() == MAX_APPROVED {
+                    self.approved.pop_front();
+                }
+                self.approved.push_back(key);
+            }
+        }
         match self.admission.answer(id, yes, self.incoming.len()) {
             Some(Verdict::Receive(offer)) => self.receive(offer),
             Some(Verdict::Wait) | Some(Verdict::Ask(_)) | None => {}
@@ -686,10 +703,14 @@ impl Engine {
                     let theirs = t.machine.offer();
                     part_key(sender, &theirs.resume_key, theirs.size) == key
                 });
-                match self
-                    .admission
-                    .on_offer(offer, self.incoming.len(), busy_key, now)
-                {
+                let receiving = self.incoming.len();
+                let verdict = if self.approved.contains(&key) {
+                    self.admission
+                        .on_resumed_offer(offer, receiving, busy_key, now)
+                } else {
+                    self.admission.on_offer(offer, receiving, busy_key, now)
+                };
+                match verdict {
                     Verdict::Receive(offer) => self.receive(offer),
                     Verdict::Wait => {}
                     Verdict::Ask(offer) => self.events.push(TransferEvent::Asked {
@@ -888,6 +909,10 @@ impl Engine {
                 }
                 StoreDone::Finished { transfer, location } => {
                     if let Some(incoming) = self.incoming.remove(&transfer) {
+                        // Finished: the same file offered again is a new question.
+                        let offer = incoming.machine.offer();
+                        let key = part_key(self.sender, &offer.resume_key, offer.size);
+                        self.approved.retain(|k| *k != key);
                         // The last progress report (throttled) may predate the end.
                         self.events.push(TransferEvent::Progress {
                             id: transfer,

@@ -111,6 +111,29 @@ impl Admission {
         busy_key: bool,
         now_ms: u64,
     ) -> Verdict {
+        self.consider(offer, receiving, busy_key, true, now_ms)
+    }
+
+    /// Like [`on_offer`](Self::on_offer), for the resume of a file the person already said yes
+    /// to (the sender reconnected): not asked again, every other limit holds.
+    pub fn on_resumed_offer(
+        &mut self,
+        offer: FileOffer,
+        receiving: usize,
+        busy_key: bool,
+        now_ms: u64,
+    ) -> Verdict {
+        self.consider(offer, receiving, busy_key, false, now_ms)
+    }
+
+    fn consider(
+        &mut self,
+        offer: FileOffer,
+        receiving: usize,
+        busy_key: bool,
+        may_ask: bool,
+        now_ms: u64,
+    ) -> Verdict {
         if !self.take_token(now_ms) {
             return Verdict::Decline(DeclineReason::Limit);
         }
@@ -123,7 +146,7 @@ impl Admission {
         }
         // An offer no receiver takes (over the largest size) is not put to the person: it goes
         // on to be declined with its reason.
-        if offer.size > self.ask_above && offer.size <= crate::peer::MAX_FILE_BYTES {
+        if may_ask && offer.size > self.ask_above && offer.size <= crate::peer::MAX_FILE_BYTES {
             if self.asking.len() >= MAX_ASKING {
                 return Verdict::Decline(DeclineReason::Busy);
             }
@@ -200,6 +223,24 @@ mod tests {
             mime: String::new(),
             resume_key: [id as u8; 32],
         }
+    }
+
+    #[test]
+    fn a_resume_of_an_approved_file_is_not_asked_again_but_still_limited() {
+        let mut a = Admission::new(100);
+        assert!(matches!(
+            a.on_resumed_offer(offer(1, 500), 0, false, 0),
+            Verdict::Receive(_)
+        ));
+        // The size limit and the busy key still hold.
+        assert_eq!(
+            a.on_resumed_offer(offer(2, 500), 0, true, 0),
+            Verdict::Decline(DeclineReason::Invalid)
+        );
+        assert!(matches!(
+            a.on_offer(offer(3, 500), 0, false, 0),
+            Verdict::Ask(_)
+        ));
     }
 
     #[test]

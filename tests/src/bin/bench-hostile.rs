@@ -124,7 +124,7 @@ impl Flood for Evil {
             }
             "bad_frames" => {
                 let garbage: Vec<u8> = (0..512u32).map(|i| (i as u64 * 31 + n) as u8).collect();
-                let channel = if n % 2 == 0 {
+                let channel = if n.is_multiple_of(2) {
                     CONTROL_CHANNEL
                 } else {
                     DATA_CHANNEL
