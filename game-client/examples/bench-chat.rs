@@ -10,8 +10,9 @@ use bevy::prelude::*;
 use bevy_egui::egui;
 use bevy_pkv::PkvStore;
 use duet_client::chat::{ChatEntry, ChatLog, ChatPlugin, Delivery, SendChat};
-use duet_client::history::{ChatArchive, PkvHistory};
+use duet_client::chat::history::{ChatArchive, PkvHistory};
 use duet_client::identity::IdentityPlugin;
+use duet_tests::median;
 use duet_client::net::{ControlReceived, NetEvent, RoomLink, SendControl};
 
 const LONG: usize = 10_000;
@@ -35,11 +36,6 @@ fn history(len: usize) -> ChatLog {
             })
             .collect(),
     }
-}
-
-fn median(mut samples: Vec<f64>) -> f64 {
-    samples.sort_by(f64::total_cmp);
-    samples[samples.len() / 2]
 }
 
 /// Median milliseconds of one frame of the chat panel over `log`.

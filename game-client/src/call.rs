@@ -16,6 +16,8 @@ use duet_shared::peer::Control;
 
 use crate::identity::PeerProfile;
 use crate::net::{ControlReceived, NetEvent, SendControl};
+pub use crate::ports::{CallStats, MediaReport};
+use crate::ports::Host;
 
 /// What the person does about calls (from the UI or the headless runner).
 #[derive(Message, Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,62 +49,6 @@ pub enum CallAction {
 /// the UI (start or stop media, apply the peer's description or candidate, mute).
 #[derive(Message, Debug, Clone, PartialEq, Eq)]
 pub struct MediaCommand(pub CallEffect);
-
-/// What the media layer reports back.
-#[derive(Message, Debug, Clone, PartialEq)]
-pub enum MediaReport {
-    /// Our offer (caller) or answer (callee) is ready.
-    LocalDescription {
-        /// The call.
-        call: CallId,
-        /// The SDP.
-        sdp: String,
-    },
-    /// Our media connection found an ICE candidate.
-    LocalCandidate {
-        /// The call.
-        call: CallId,
-        /// The candidate line.
-        candidate: String,
-        /// Media section id.
-        mid: Option<String>,
-        /// Media section index.
-        mline: Option<u16>,
-    },
-    /// Media flows.
-    Connected(CallId),
-    /// No microphone, permission denied, or the connection broke.
-    Failed(CallId, CallEnd),
-    /// Once a second during a call: what flows and how loud.
-    Stats(CallId, CallStats),
-}
-
-/// What a call's media connection reports about itself (from `getStats()` in the browser).
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct CallStats {
-    /// Audio received from the peer, bytes.
-    pub inbound_audio_bytes: u64,
-    /// Audio received from the peer, RTP packets.
-    pub inbound_audio_packets: u64,
-    /// Audio sent, bytes.
-    pub outbound_audio_bytes: u64,
-    /// Video received, bytes.
-    pub inbound_video_bytes: u64,
-    /// Video sent, bytes.
-    pub outbound_video_bytes: u64,
-    /// The peer's audio level, 0..1 (their speaking indicator).
-    pub peer_level: f64,
-    /// Our microphone's level, 0..1.
-    pub my_level: f64,
-    /// Received video frames per second.
-    pub video_fps: f64,
-    /// Round-trip time of the media connection, ms.
-    pub rtt_ms: f64,
-    /// Inbound audio jitter, ms.
-    pub jitter_ms: f64,
-    /// Inbound packets lost (audio and video).
-    pub packets_lost: u64,
-}
 
 /// Something the UI and the event log show about the call.
 #[derive(Message, Debug, Clone, PartialEq)]
@@ -137,15 +83,16 @@ pub struct CallState {
     pub stats: CallStats,
 }
 
-/// Whether this app can take part in calls: [`crate::platform::CALLS_SUPPORTED`] (both the
-/// browser and the desktop have call media). A resource so logic tests can run an app
-/// without call media (an older or trimmed build) and check that it declines in words.
+/// Whether this app can take part in calls (the app sets it from the platform's
+/// [`crate::ports::Capabilities`]: both the browser and the desktop have call media, so that is
+/// the default). A resource so logic tests can run an app without call media (an older or
+/// trimmed build) and check that it declines in words.
 #[derive(Resource, Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CallsSupported(pub bool);
 
 impl Default for CallsSupported {
     fn default() -> Self {
-        Self(crate::platform::CALLS_SUPPORTED)
+        Self(true)
     }
 }
 
@@ -160,38 +107,27 @@ impl Plugin for CallPlugin {
             .add_message::<CallChanged>()
             .init_resource::<CallState>()
             .init_resource::<CallsSupported>()
-            .init_resource::<PlatformMedia>()
             .add_systems(
                 Update,
-                (drive_media.run_if(|m: Res<PlatformMedia>| m.0), step_calls).chain(),
+                (drive_media.run_if(resource_exists::<Host>), step_calls).chain(),
             );
     }
 }
 
-/// Whether [`MediaCommand`]s go to the platform's media layer (the app) or stay as messages for
-/// whoever drives the media (logic tests, which play both sides in one process and must not
-/// open devices or share the platform's one report queue).
-#[derive(Resource, Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PlatformMedia(pub bool);
-
-impl Default for PlatformMedia {
-    fn default() -> Self {
-        Self(true)
-    }
-}
-
 /// Hands the machine's media effects to the platform's media layer and brings its reports
-/// back.
+/// back. Without a [`Host`] (logic tests, which play both sides in one process and must not
+/// open devices) [`MediaCommand`]s stay as messages for whoever drives the media.
 fn drive_media(
+    host: Res<Host>,
     mut commands: MessageReader<MediaCommand>,
     mut reports: MessageWriter<MediaReport>,
     config: Option<Res<crate::config::ClientConfig>>,
 ) {
     let ice = config.map(|c| c.ice_servers.clone()).unwrap_or_default();
     for MediaCommand(effect) in commands.read() {
-        crate::platform::media_command(effect.clone(), &ice);
+        host.media.command(effect.clone(), &ice);
     }
-    reports.write_batch(crate::platform::media_reports());
+    reports.write_batch(host.media.reports());
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -207,7 +143,7 @@ fn step_calls(
     mut media: MessageWriter<MediaCommand>,
     mut changed: MessageWriter<CallChanged>,
 ) {
-    let now = crate::now_ms();
+    let now = crate::util::now_ms();
     let before = state.call.phase();
     let mut effects = Vec::new();
     for event in net.read() {
@@ -323,8 +259,7 @@ mod tests {
             .init_resource::<PeerProfile>()
             .add_plugins(CallPlugin)
             // These tests are about the logic, not the platform: no devices, no connections.
-            .insert_resource(CallsSupported(true))
-            .insert_resource(PlatformMedia(false));
+            .insert_resource(CallsSupported(true));
         app
     }
 

@@ -5,8 +5,8 @@
 //! `decline`, `hangup`, `mute`, `unmute`, `history`, `quit`. End of stdin also quits, so
 //! a test that drops its handle never leaves a client behind.
 
-use std::sync::Mutex;
 use std::sync::mpsc::Receiver;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use bevy::prelude::*;
 use serde_json::json;
@@ -15,6 +15,7 @@ use crate::call::{CallAction, CallChanged, CallState};
 use crate::chat::{ChatChanged, ChatLog, Delivery, HistoryFailed, HistoryLoaded, SendChat};
 use crate::identity::{Identity, IdentityEvent, Rename};
 use crate::net::{NetEvent, SendFailed};
+use crate::ports::{Automation, Host};
 use crate::transfer::{AnswerOffer, Direction, SendFile, TransferEvent};
 
 /// Options of the headless runner.
@@ -43,7 +44,13 @@ struct Commands(Mutex<Receiver<Option<String>>>);
 
 impl Plugin for HeadlessPlugin {
     fn build(&self, app: &mut App) {
-        app.insert_resource(Commands(Mutex::new(crate::platform::command_lines())))
+        let automation = app
+            .world()
+            .get_resource::<Host>()
+            .map(|host| host.automation.clone())
+            .expect("the app inserts the platform's Host before the headless runner");
+        let _ = OUT.set(automation.clone());
+        app.insert_resource(Commands(Mutex::new(automation.command_lines())))
             .init_resource::<HeadlessOptions>()
             .init_resource::<AcceptExtraCommands>()
             .add_message::<ExtraCommand>()
@@ -53,9 +60,20 @@ impl Plugin for HeadlessPlugin {
     }
 }
 
+/// Where [`emit`] writes: the platform's automation port, set when the plugin is added (once per
+/// process: one app runs per process).
+static OUT: OnceLock<Arc<dyn Automation>> = OnceLock::new();
+
 /// One event line (on stdout; in the browser, on the console for the page's test driver).
 pub fn emit(value: serde_json::Value) {
-    crate::platform::emit_line(&value.to_string());
+    emit_line(&value.to_string());
+}
+
+/// One event line as it is; dropped before the plugin is added.
+pub fn emit_line(line: &str) {
+    if let Some(out) = OUT.get() {
+        out.emit_line(line);
+    }
 }
 
 fn announce(identity: Res<Identity>) {
@@ -236,7 +254,9 @@ fn print_events(
             NetEvent::PeerFailed(why) => {
                 json!({"event": "peer_failed", "reason": format!("{why:?}"), "message": why.to_string()})
             }
-            NetEvent::SignalingClosed(why) => json!({"event": "signaling_closed", "message": why}),
+            NetEvent::SignalingClosed(why) => {
+                json!({"event": "signaling_closed", "message": why.to_string()})
+            }
         });
     }
     for event in identity.read() {

@@ -9,7 +9,8 @@ use duet_shared::peer::{Control, MAX_DISPLAY_NAME_CHARS, PROTOCOL_VERSION};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::net::{ControlReceived, NetEvent, SendControl};
+use crate::net::{ControlReceived, NetEvent, SendControl, SignalingIdentity};
+use crate::ports::Capabilities;
 
 const KEY: &str = "identity";
 
@@ -61,7 +62,8 @@ pub struct IdentityPlugin;
 
 impl Plugin for IdentityPlugin {
     fn build(&self, app: &mut App) {
-        app.add_message::<Rename>()
+        app.init_resource::<Capabilities>()
+            .add_message::<Rename>()
             .add_message::<IdentityEvent>()
             .init_resource::<PeerProfile>()
             .add_systems(PreStartup, load_or_create)
@@ -108,11 +110,12 @@ fn load_or_create(mut commands: Commands, mut pkv: ResMut<PkvStore>) {
                 name: format!("Guest {}", &id.simple().to_string()[..4]),
             };
             if let Err(e) = pkv.set(KEY, &identity) {
-                eprintln!("duet: could not save the new identity: {e}");
+                error!("could not save the new identity: {e}");
             }
             identity
         }
     };
+    commands.insert_resource(SignalingIdentity(identity.id));
     commands.insert_resource(identity);
 }
 
@@ -126,6 +129,7 @@ fn hello(identity: &Identity) -> Control {
 
 fn greet_peer(
     identity: Res<Identity>,
+    capabilities: Res<Capabilities>,
     mut net: MessageReader<NetEvent>,
     mut profile: ResMut<PeerProfile>,
     mut send: MessageWriter<SendControl>,
@@ -137,7 +141,7 @@ fn greet_peer(
                 send.write(SendControl(hello(&identity)));
                 // What this side's WebRTC stack takes; the wire layer reads the peer's.
                 send.write(SendControl(Control::Frames {
-                    chunks: crate::platform::FRAME_CHUNKS as u8,
+                    chunks: capabilities.frame_chunks as u8,
                 }));
             }
             NetEvent::PeerLeft(_) => *profile = PeerProfile::default(),
@@ -192,7 +196,7 @@ fn rename(
     for Rename(name) in requests.read() {
         identity.name = clean_name(name);
         if let Err(e) = pkv.set(KEY, &*identity) {
-            eprintln!("duet: could not save the new name: {e}");
+            error!("could not save the new name: {e}");
         }
         events.write(IdentityEvent::Renamed(identity.name.clone()));
         if profile.hello.is_some() {

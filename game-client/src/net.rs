@@ -11,6 +11,8 @@ use duet_shared::peer::{
 };
 use matchbox_socket::{PeerId, PeerState, RtcIceServerConfig, WebRtcSocket};
 
+use crate::ports::{Capabilities, Host};
+
 /// Where to connect. Set before the app starts; the socket opens on the first update.
 #[derive(Resource, Debug, Clone)]
 pub struct RoomLink {
@@ -59,6 +61,12 @@ impl RoomLink {
     }
 }
 
+/// Who this device says it is to the signaling server (`?identity=`). The identity plugin sets
+/// it once the identity is loaded; the socket waits for it, so a reload is recognised (and a
+/// ban holds) from the first connection.
+#[derive(Resource, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SignalingIdentity(pub uuid::Uuid);
+
 /// Errors of the network layer.
 #[derive(Debug, thiserror::Error)]
 pub enum NetError {
@@ -99,7 +107,7 @@ impl Wire {
     /// The channels' state, locked (a poisoned lock is taken over: the state stays consistent
     /// because every method leaves it so).
     pub fn lock(&self) -> std::sync::MutexGuard<'_, WireState> {
-        crate::lock_shared(&self.0)
+        crate::util::lock_shared(&self.0)
     }
 }
 
@@ -162,11 +170,17 @@ pub struct WireState {
     peer_frame_chunks: usize,
     /// The identity the peer's (first) hello on this connection gave.
     peer_identity: Option<uuid::Uuid>,
+    /// Most chunks per data frame this side's WebRTC stack takes ([`Capabilities`]).
+    local_frame_chunks: usize,
 }
 
 impl WireState {
     /// The state of a fresh socket's two channels: nobody connected yet.
-    fn new(control: (PacketTx, PacketRx), data: (PacketTx, PacketRx)) -> Self {
+    fn new(
+        control: (PacketTx, PacketRx),
+        data: (PacketTx, PacketRx),
+        local_frame_chunks: usize,
+    ) -> Self {
         Self {
             peer: None,
             control_tx: control.0,
@@ -181,6 +195,7 @@ impl WireState {
             hello: HelloGate::Awaiting,
             peer_frame_chunks: CHUNKS_PER_FRAME,
             peer_identity: None,
+            local_frame_chunks,
         }
     }
 
@@ -196,7 +211,7 @@ impl WireState {
 
     /// How many chunks one data frame to the peer may carry: what both stacks take.
     pub fn frame_chunks(&self) -> usize {
-        self.peer_frame_chunks.min(crate::platform::FRAME_CHUNKS)
+        self.peer_frame_chunks.min(self.local_frame_chunks)
     }
 
     /// Sends raw bytes on the data channel to the peer.
@@ -367,7 +382,7 @@ pub enum NetEvent {
     /// The peer sent a frame that does not decode; it was dropped.
     BadFrame(String),
     /// Signaling refused or closed the connection (room full, banned, unknown room...).
-    SignalingClosed(String),
+    SignalingClosed(SignalingEnd),
 }
 
 /// Close every peer connection and join the room again with a fresh socket. Used after the
@@ -398,7 +413,8 @@ pub struct NetPlugin;
 
 impl Plugin for NetPlugin {
     fn build(&self, app: &mut App) {
-        app.add_message::<NetEvent>()
+        app.init_resource::<Capabilities>()
+            .add_message::<NetEvent>()
             .add_message::<ControlReceived>()
             .add_message::<SendControl>()
             .add_message::<SendFailed>()
@@ -423,8 +439,9 @@ struct LoopEnded(std::sync::Mutex<std::sync::mpsc::Receiver<String>>);
 fn open_socket(
     mut commands: Commands,
     link: Res<RoomLink>,
-    identity: Option<Res<crate::identity::Identity>>,
+    identity: Option<Res<SignalingIdentity>>,
     socket: Option<Res<Socket>>,
+    (host, capabilities): (Res<Host>, Res<Capabilities>),
 ) {
     if socket.is_some() {
         return;
@@ -432,8 +449,8 @@ fn open_socket(
     let Some(identity) = identity else {
         return;
     };
-    crate::platform::prepare_network();
-    let url = format!("{}?identity={}", link.signal_url, identity.id);
+    host.runtime.prepare_network();
+    let url = format!("{}?identity={}", link.signal_url, identity.0);
     let mut builder = WebRtcSocket::builder(url)
         .ice_server(ice_config(&link.ice_servers))
         .reconnect_attempts(Some(3));
@@ -450,9 +467,10 @@ fn open_socket(
     let wire = Wire(std::sync::Arc::new(std::sync::Mutex::new(WireState::new(
         (control_tx, control_rx),
         (data_tx, data_rx),
+        capabilities.frame_chunks,
     ))));
     let (tx, rx) = std::sync::mpsc::channel::<String>();
-    crate::platform::spawn_message_loop(async move {
+    host.runtime.spawn_loop(Box::pin(async move {
         let reason = match message_loop.await {
             Ok(()) => "signaling connection closed".to_owned(),
             // The inner error carries the HTTP status the worker refused with.
@@ -464,7 +482,7 @@ fn open_socket(
             }
         };
         let _ = tx.send(reason);
-    });
+    }));
     commands.insert_resource(LoopEnded(std::sync::Mutex::new(rx)));
     commands.insert_resource(Socket {
         socket,
@@ -505,7 +523,7 @@ fn poll_socket(
         && let Ok(rx) = ended.0.lock()
         && let Ok(reason) = rx.try_recv()
     {
-        events.write(NetEvent::SignalingClosed(explain_signaling_failure(
+        events.write(NetEvent::SignalingClosed(SignalingEnd::from_loop_error(
             &reason,
         )));
     }
@@ -571,47 +589,74 @@ fn rebuild_socket(mut commands: Commands, mut asks: MessageReader<RebuildSocket>
     }
 }
 
-/// How a failure without a known cause starts. Browsers hide why a WebSocket was refused, so
-/// the room logic then asks the server about the room to say it properly.
-pub const UNEXPLAINED: &str = "The connection to the room failed:";
-
-/// The sentence for a room both of whose seats are taken: the room logic offers its owner to
-/// free one after it.
-pub const ROOM_FULL: &str = "This room already has two people in it. Only two fit in a Duet room.";
-
-/// The sentence for a server that cannot be reached (as opposed to one that refused): the room
-/// logic retries after it, and only after it.
-pub const UNREACHABLE: &str =
-    "Cannot reach the Duet server. Check your connection (or that `cargo xtask dev` is running).";
-
-/// Turns matchbox's signaling error text into a sentence for the person using the app. The
-/// worker refuses before the WebSocket upgrade with an HTTP status (see the README's API table),
-/// which tungstenite reports as `HTTP error: 409 Conflict` and so on.
-pub fn explain_signaling_failure(reason: &str) -> String {
-    let has = |needle: &str| reason.contains(needle);
-    if has("HTTP error: 409") {
-        ROOM_FULL.into()
-    } else if has("HTTP error: 403") {
-        "You cannot join this room: its creator has banned you.".into()
-    } else if has("HTTP error: 429") {
+/// Why signaling refused or ended the connection to the room. The room logic decides on the
+/// variant (retry, offer the owner the seats, ask the server why); its `Display` is the
+/// sentence for the person, made where it is shown.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SignalingEnd {
+    /// Both seats are taken (409).
+    #[error("This room already has two people in it. Only two fit in a Duet room.")]
+    RoomFull,
+    /// The room's creator banned this identity or address (403).
+    #[error("You cannot join this room: its creator has banned you.")]
+    Banned,
+    /// Joins from here came too fast (429).
+    #[error(
         "Too many attempts to join this room in a short time. Wait a minute, then join again."
-            .into()
-    } else if has("HTTP error: 404") {
-        "This room does not exist. It may have expired after a day without visitors.".into()
-    } else if has("HTTP error") {
-        format!("The Duet server refused to let you in ({reason}).")
-    } else if has("Connection refused")
-        || has("IO error")
-        || has("dns")
-        || has("resolve")
-        // The server vanished without closing the WebSocket (a crash, a restart, a lost network).
-        || has("without closing handshake")
-    {
-        UNREACHABLE.into()
-    } else if has("closed") || has("exhausted") {
-        "You are no longer connected to the room (the server closed the connection; the room's creator may have removed you).".into()
-    } else {
-        format!("{UNEXPLAINED} {reason}")
+    )]
+    TooManyAttempts,
+    /// No such room (404): never created, or expired.
+    #[error("This room does not exist. It may have expired after a day without visitors.")]
+    NoSuchRoom,
+    /// Another refusal by the server, with what it said.
+    #[error("The Duet server refused to let you in ({0}).")]
+    Refused(String),
+    /// The server cannot be reached (as opposed to one that refused): worth retrying.
+    #[error(
+        "Cannot reach the Duet server. Check your connection (or that `cargo xtask dev` is running)."
+    )]
+    Unreachable,
+    /// The server closed the connection (the room's creator may have removed us).
+    #[error(
+        "You are no longer connected to the room (the server closed the connection; the room's creator may have removed you)."
+    )]
+    Closed,
+    /// Anything else. Browsers hide why a WebSocket was refused, so the room logic then asks
+    /// the server about the room to say it properly.
+    #[error("The connection to the room failed: {0}")]
+    Unexplained(String),
+}
+
+impl SignalingEnd {
+    /// Reads matchbox's signaling error text. The worker refuses before the WebSocket upgrade
+    /// with an HTTP status (see the README's API table), which tungstenite reports as
+    /// `HTTP error: 409 Conflict` and so on.
+    pub fn from_loop_error(reason: &str) -> Self {
+        let has = |needle: &str| reason.contains(needle);
+        if has("HTTP error: 409") {
+            Self::RoomFull
+        } else if has("HTTP error: 403") {
+            Self::Banned
+        } else if has("HTTP error: 429") {
+            Self::TooManyAttempts
+        } else if has("HTTP error: 404") {
+            Self::NoSuchRoom
+        } else if has("HTTP error") {
+            Self::Refused(reason.to_owned())
+        } else if has("Connection refused")
+            || has("IO error")
+            || has("dns")
+            || has("resolve")
+            // The server vanished without closing the WebSocket (a crash, a restart, a lost
+            // network).
+            || has("without closing handshake")
+        {
+            Self::Unreachable
+        } else if has("closed") || has("exhausted") {
+            Self::Closed
+        } else {
+            Self::Unexplained(reason.to_owned())
+        }
     }
 }
 
@@ -639,27 +684,32 @@ mod tests {
     use super::*;
 
     #[test]
-    fn signaling_failures_become_sentences() {
-        let full = explain_signaling_failure(
+    fn signaling_failures_are_read_by_their_status() {
+        let full = SignalingEnd::from_loop_error(
             "signaling failed: failed to establish initial connection: socket failure communicating with signaling server: HTTP error: 409 Conflict",
         );
-        assert!(full.contains("two people"), "{full}");
-        assert!(explain_signaling_failure("HTTP error: 403 Forbidden").contains("banned"));
-        assert!(explain_signaling_failure("HTTP error: 404 Not Found").contains("does not exist"));
-        assert!(
-            explain_signaling_failure("HTTP error: 429 Too Many Requests")
-                .contains("Wait a minute")
+        assert_eq!(full, SignalingEnd::RoomFull);
+        assert!(full.to_string().contains("two people"), "{full}");
+        let read = |text| SignalingEnd::from_loop_error(text);
+        assert_eq!(read("HTTP error: 403 Forbidden"), SignalingEnd::Banned);
+        assert_eq!(read("HTTP error: 404 Not Found"), SignalingEnd::NoSuchRoom);
+        assert_eq!(read("HTTP error: 429 Too Many Requests"), SignalingEnd::TooManyAttempts);
+        assert!(matches!(read("HTTP error: 500 Internal"), SignalingEnd::Refused(_)));
+        assert_eq!(
+            read("IO error: Connection refused (os error 111)"),
+            SignalingEnd::Unreachable
         );
-        assert!(
-            explain_signaling_failure("IO error: Connection refused (os error 111)")
-                .contains("Cannot reach")
-        );
+        assert!(SignalingEnd::TooManyAttempts.to_string().contains("Wait a minute"));
+        assert!(SignalingEnd::Banned.to_string().contains("banned"));
+        assert!(SignalingEnd::NoSuchRoom.to_string().contains("does not exist"));
+        assert!(matches!(read("something new"), SignalingEnd::Unexplained(_)));
     }
 
     fn new_wire() -> WireState {
         let mut wire = WireState::new(
             futures::channel::mpsc::unbounded(),
             futures::channel::mpsc::unbounded(),
+            CHUNKS_PER_FRAME,
         );
         wire.hello = HelloGate::Compatible;
         wire

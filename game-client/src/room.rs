@@ -15,7 +15,8 @@ use crate::api::{ApiCall, ApiReply, Moderation};
 use crate::chat::{ChatChanged, ChatLog};
 use crate::config::ClientConfig;
 use crate::identity::{IdentityEvent, PeerProfile};
-use crate::net::{NetEvent, RebuildSocket, RoomLink};
+use crate::net::{NetEvent, RebuildSocket, RoomLink, SignalingEnd};
+use crate::ports::Host;
 use crate::transfer::{Direction, SendFile, TransferEvent};
 use matchbox_socket::PeerId;
 
@@ -98,8 +99,9 @@ pub enum Link {
     Reconnecting {
         /// Attempts so far (the wait grows with them).
         attempt: u32,
-        /// When the next attempt starts (ms since the epoch); `None` once it has started.
-        retry_at_ms: Option<u64>,
+        /// When the next attempt starts (the app's real time since start, as
+        /// `Time<Real>::elapsed`); `None` once it has started.
+        retry_at: Option<std::time::Duration>,
     },
     /// The server refused or dropped us; the sentence says why.
     Failed(String),
@@ -344,7 +346,7 @@ pub struct Notices {
 impl Notices {
     /// Adds a sentence (and logs it for the event stream).
     pub fn post(&mut self, text: impl Into<String>) {
-        self.items.push((text.into(), crate::now_ms()));
+        self.items.push((text.into(), crate::util::now_ms()));
         self.posted += 1;
         if self.items.len() > 50 {
             self.items.remove(0);
@@ -355,7 +357,7 @@ impl Notices {
     pub fn latest(&self, max_age_ms: u64) -> Option<&str> {
         self.items
             .last()
-            .filter(|(_, at)| crate::now_ms().saturating_sub(*at) <= max_age_ms)
+            .filter(|(_, at)| crate::util::now_ms().saturating_sub(*at) <= max_age_ms)
             .map(|(text, _)| text.as_str())
     }
 }
@@ -489,11 +491,19 @@ impl Plugin for RoomPlugin {
             .add_message::<FreeSeat>()
             .add_systems(Startup, load_saved)
             // The browser's address bar follows the screen, so a reload lands in the same place.
-            .add_systems(OnEnter(Screen::Room), |room: Option<Res<CurrentRoom>>| {
-                crate::platform::show_room_link(room.as_deref().map(|r| r.link.as_str()));
-            })
-            .add_systems(OnEnter(Screen::Lobby), || {
-                crate::platform::show_room_link(None)
+            .add_systems(
+                OnEnter(Screen::Room),
+                |room: Option<Res<CurrentRoom>>, host: Option<Res<Host>>| {
+                    if let Some(host) = host {
+                        host.shell
+                            .show_room_link(room.as_deref().map(|r| r.link.as_str()));
+                    }
+                },
+            )
+            .add_systems(OnEnter(Screen::Lobby), |host: Option<Res<Host>>| {
+                if let Some(host) = host {
+                    host.shell.show_room_link(None);
+                }
             })
             .add_systems(
                 Update,
@@ -522,9 +532,9 @@ impl Plugin for RoomPlugin {
 fn history_failures(
     mut failed: MessageReader<crate::chat::HistoryFailed>,
     mut notices: ResMut<Notices>,
-    mut last: Local<Option<crate::history::HistoryError>>,
+    mut last: Local<Option<crate::chat::history::HistoryError>>,
 ) {
-    use crate::history::HistoryError;
+    use crate::chat::history::HistoryError;
     for crate::chat::HistoryFailed(why) in failed.read() {
         if last.as_ref() == Some(why) {
             continue;
@@ -603,7 +613,7 @@ fn api_replies(
                         room: created.room.clone(),
                         link: link.clone(),
                         owner_key: Some(created.owner_key.clone()),
-                        last_ms: crate::now_ms(),
+                        last_ms: crate::util::now_ms(),
                     },
                 );
                 join.write(JoinRoom(link));
@@ -635,8 +645,8 @@ fn api_replies(
             ApiReply::RoomInfo(info) => {
                 // Only asked after an unexplained refusal (see `presence`).
                 if info.peers >= info.capacity {
-                    notices.post(crate::net::ROOM_FULL);
-                    presence.link = Link::Failed(crate::net::ROOM_FULL.to_owned());
+                    notices.post(SignalingEnd::RoomFull.to_string());
+                    presence.link = Link::Failed(SignalingEnd::RoomFull.to_string());
                     ask_seat_holders(room.as_deref(), &mut calls);
                 }
             }
@@ -661,7 +671,7 @@ fn remember(recent: &mut RecentRooms, pkv: &mut PkvStore, mut visit: RecentRoom)
     recent.rooms.insert(0, visit);
     recent.rooms.truncate(MAX_RECENT);
     if let Err(e) = pkv.set(RECENT_KEY, recent) {
-        eprintln!("duet: could not save recent rooms: {e}");
+        error!("could not save recent rooms: {e}");
     }
 }
 
@@ -730,7 +740,7 @@ fn join_room(
             room: room.clone(),
             link: shareable.clone(),
             owner_key: owner_key.clone(),
-            last_ms: crate::now_ms(),
+            last_ms: crate::util::now_ms(),
         },
     );
     for entity in &avatars {
@@ -781,6 +791,7 @@ fn presence(
     room: Option<Res<CurrentRoom>>,
     mut calls: MessageWriter<ApiCall>,
     mut seats: ResMut<SeatHolders>,
+    time: Res<Time<Real>>,
 ) {
     let in_room = room.is_some();
     let peer_avatar = avatars
@@ -814,26 +825,28 @@ fn presence(
                 }
                 spawned = false;
             }
-            NetEvent::SignalingClosed(why) if why == crate::net::UNREACHABLE && in_room => {
+            NetEvent::SignalingClosed(SignalingEnd::Unreachable) if in_room => {
                 let attempt = match presence.link {
                     Link::Reconnecting { attempt, .. } => attempt + 1,
                     _ => {
-                        notices.post(why.clone());
+                        notices.post(SignalingEnd::Unreachable.to_string());
                         1
                     }
                 };
                 presence.link = Link::Reconnecting {
                     attempt,
-                    retry_at_ms: Some(crate::now_ms() + retry_delay_ms(attempt)),
+                    retry_at: Some(
+                        time.elapsed() + std::time::Duration::from_millis(retry_delay_ms(attempt)),
+                    ),
                 };
             }
             NetEvent::SignalingClosed(why) => {
-                notices.post(why.clone());
-                presence.link = Link::Failed(why.clone());
-                if why == crate::net::ROOM_FULL {
+                notices.post(why.to_string());
+                presence.link = Link::Failed(why.to_string());
+                if *why == SignalingEnd::RoomFull {
                     ask_seat_holders(room.as_deref(), &mut calls);
                 }
-                if why.starts_with(crate::net::UNEXPLAINED)
+                if let SignalingEnd::Unexplained(_) = why
                     && let Some(room) = room.as_deref()
                 {
                     calls.write(ApiCall::RoomInfo {
@@ -887,11 +900,15 @@ pub fn retry_delay_ms(attempt: u32) -> u64 {
 }
 
 /// Starts the next attempt when its time comes: a fresh socket to the same room.
-fn retry_connection(mut presence: ResMut<Presence>, mut rebuild: MessageWriter<RebuildSocket>) {
-    if let Link::Reconnecting { retry_at_ms, .. } = &mut presence.link
-        && retry_at_ms.is_some_and(|at| crate::now_ms() >= at)
+fn retry_connection(
+    mut presence: ResMut<Presence>,
+    mut rebuild: MessageWriter<RebuildSocket>,
+    time: Res<Time<Real>>,
+) {
+    if let Link::Reconnecting { retry_at, .. } = &mut presence.link
+        && retry_at.is_some_and(|at| time.elapsed() >= at)
     {
-        *retry_at_ms = None;
+        *retry_at = None;
         rebuild.write(RebuildSocket);
     }
 }
@@ -1061,7 +1078,7 @@ fn transfers(
                         size,
                         from: presence.peer_name().unwrap_or("your peer").to_owned(),
                         room: room.as_ref().map(|r| r.room.clone()).unwrap_or_default(),
-                        at_ms: crate::now_ms(),
+                        at_ms: crate::util::now_ms(),
                     });
                     received_changed = true;
                 }
@@ -1173,7 +1190,7 @@ mod tests {
                 250,
             )))
             .insert_resource(PkvStore::new_in_dir(dir))
-            .insert_resource(crate::history::test_archive(dir))
+            .insert_resource(crate::chat::history::test_archive(dir))
             .insert_resource(ClientConfig::default())
             .add_message::<NetEvent>()
             .add_message::<ControlReceived>()
@@ -1260,7 +1277,7 @@ mod tests {
         drain::<ApiCall>(&mut app);
         // What a browser reports when the worker refuses the WebSocket (the 409 is hidden).
         app.world_mut().write_message(NetEvent::SignalingClosed(
-            crate::net::explain_signaling_failure(
+            SignalingEnd::from_loop_error(
                 "Failed to connect to the server. CloseEvent { code: 1006 }",
             ),
         ));
@@ -1282,9 +1299,8 @@ mod tests {
         assert!(status.contains("already has two people"), "{status}");
         assert_eq!(latest_notice(&app), status);
         // A refusal whose cause is known asks nothing.
-        app.world_mut().write_message(NetEvent::SignalingClosed(
-            crate::net::explain_signaling_failure("HTTP error: 403"),
-        ));
+        app.world_mut()
+            .write_message(NetEvent::SignalingClosed(SignalingEnd::Banned));
         app.update();
         assert!(drain::<ApiCall>(&mut app).is_empty());
     }
@@ -1301,7 +1317,7 @@ mod tests {
 
         // The server goes away: reconnecting, shown in words, and a fresh socket after 1 s.
         app.world_mut()
-            .write_message(NetEvent::SignalingClosed(crate::net::UNREACHABLE.into()));
+            .write_message(NetEvent::SignalingClosed(SignalingEnd::Unreachable));
         app.update();
         let presence = app.world().resource::<Presence>().clone();
         assert!(
@@ -1309,7 +1325,7 @@ mod tests {
                 presence.link,
                 Link::Reconnecting {
                     attempt: 1,
-                    retry_at_ms: Some(_)
+                    retry_at: Some(_)
                 }
             ),
             "{presence:?}"
@@ -1319,27 +1335,22 @@ mod tests {
             drain::<RebuildSocket>(&mut app).is_empty(),
             "not before the wait"
         );
-        std::thread::sleep(Duration::from_millis(1100));
-        app.update();
-        assert_eq!(drain::<RebuildSocket>(&mut app).len(), 1);
-        app.update();
-        assert!(
-            drain::<RebuildSocket>(&mut app).is_empty(),
-            "one socket per attempt"
-        );
+        // Each update moves the app's clock by 250 ms.
+        assert_eq!(rebuilds_within(&mut app, 1100), 1, "one socket per attempt");
 
         // Still down: the second attempt waits longer (2 s).
         app.world_mut()
-            .write_message(NetEvent::SignalingClosed(crate::net::UNREACHABLE.into()));
+            .write_message(NetEvent::SignalingClosed(SignalingEnd::Unreachable));
         app.update();
         let Link::Reconnecting {
             attempt: 2,
-            retry_at_ms: Some(at),
+            retry_at: Some(at),
         } = app.world().resource::<Presence>().link
         else {
             panic!("{:?}", app.world().resource::<Presence>().link)
         };
-        assert!(at >= crate::now_ms() + 1500, "waits about 2 s");
+        let now = app.world().resource::<Time<Real>>().elapsed();
+        assert!(at >= now + Duration::from_millis(1500), "waits about 2 s");
         assert_eq!(retry_delay_ms(3), 4000);
         assert_eq!(retry_delay_ms(30), 15_000);
 
@@ -1350,17 +1361,24 @@ mod tests {
         assert_eq!(latest_notice(&app), "Connected to the room again.");
 
         // A refusal (here: the room is full) is final: no retry.
-        app.world_mut().write_message(NetEvent::SignalingClosed(
-            crate::net::explain_signaling_failure("HTTP error: 409"),
-        ));
+        app.world_mut()
+            .write_message(NetEvent::SignalingClosed(SignalingEnd::RoomFull));
         app.update();
         assert!(matches!(
             app.world().resource::<Presence>().link,
             Link::Failed(_)
         ));
-        std::thread::sleep(Duration::from_millis(1100));
-        app.update();
-        assert!(drain::<RebuildSocket>(&mut app).is_empty());
+        assert_eq!(rebuilds_within(&mut app, 5000), 0);
+    }
+
+    /// Runs the app for `ms` of its clock (250 ms an update) and counts the sockets rebuilt.
+    fn rebuilds_within(app: &mut App, ms: u64) -> usize {
+        (0..ms.div_ceil(250))
+            .map(|_| {
+                app.update();
+                drain::<RebuildSocket>(app).len()
+            })
+            .sum()
     }
 
     #[test]
@@ -1368,9 +1386,8 @@ mod tests {
         use duet_shared::call::{CallId, CallSignal, DeclineReason};
         use duet_shared::peer::Control;
         let dir = tempdir("call-notices");
+        // The logic only: no Host, so no devices and no media connection.
         let mut app = room_app(&dir);
-        // The logic only: no devices, no media connection.
-        app.insert_resource(crate::call::PlatformMedia(false));
         app.world_mut().write_message(JoinRoom(LINK.into()));
         app.update();
         peer_arrives(&mut app, "Bob");
@@ -1689,7 +1706,7 @@ mod tests {
         join_link(&mut app);
         drain::<ApiCall>(&mut app);
         app.world_mut()
-            .write_message(NetEvent::SignalingClosed(crate::net::ROOM_FULL.into()));
+            .write_message(NetEvent::SignalingClosed(SignalingEnd::RoomFull));
         app.update();
         assert!(drain::<ApiCall>(&mut app).is_empty());
         app.world_mut().write_message(LeaveRoom);
@@ -1698,7 +1715,7 @@ mod tests {
         create_owned_room(&mut app);
         drain::<ApiCall>(&mut app);
         app.world_mut()
-            .write_message(NetEvent::SignalingClosed(crate::net::ROOM_FULL.into()));
+            .write_message(NetEvent::SignalingClosed(SignalingEnd::RoomFull));
         app.update();
         assert_eq!(
             drain::<ApiCall>(&mut app),

@@ -290,7 +290,7 @@ impl FolderStore {
         // Checked before anything is created: a file that cannot fit is declined, and a partial
         // kept from an earlier attempt stays for when there is room.
         let have = std::fs::metadata(&path).map_or(0, |m| m.len().min(size));
-        if let Some(free) = crate::platform::available_space(dir) {
+        if let Some(free) = available_space(dir) {
             let need = (size - have)
                 .saturating_add(promised)
                 .saturating_add(DISK_RESERVE_BYTES);
@@ -469,7 +469,7 @@ impl BlobStore for FolderStore {
     }
 
     fn poll(&mut self) -> Vec<StoreDone> {
-        let arrived: Vec<Opened> = crate::lock_shared(&self.opening).try_iter().collect();
+        let arrived: Vec<Opened> = crate::util::lock_shared(&self.opening).try_iter().collect();
         for (transfer, result) in arrived {
             self.being_opened.remove(&transfer);
             if let Some(delete) = self.abandoned.remove(&transfer) {
@@ -493,6 +493,25 @@ impl BlobStore for FolderStore {
             });
         }
         std::mem::take(&mut self.done)
+    }
+}
+
+/// Bytes a program without special rights may still write on the file system holding `dir`;
+/// `None` where that cannot be asked (the browser has no folder; its store asks the quota).
+fn available_space(dir: &Path) -> Option<u64> {
+    #[cfg(unix)]
+    {
+        let stats = rustix::fs::statvfs(dir).ok()?;
+        Some(stats.f_bavail.saturating_mul(stats.f_frsize))
+    }
+    #[cfg(windows)]
+    {
+        fs4::available_space(dir).ok()
+    }
+    #[cfg(not(any(unix, windows)))]
+    {
+        let _ = dir;
+        None
     }
 }
 

@@ -22,7 +22,7 @@ use duet_shared::transfer::{Progress, Receiver, ResumePoint, Sender, TransferErr
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::net::{NetEvent, Socket, Wire, WireState};
-use crate::platform::{FileReader, ReadPoll};
+use crate::ports::{Capabilities, FileRead, Host, ReadPoll};
 use crate::storage::{BlobStore, StoreDone, StoreOp, part_key};
 
 /// The store received files go to.
@@ -129,7 +129,7 @@ type HashTask = Task<std::io::Result<([u8; 32], u64)>>;
 
 struct Outgoing {
     machine: Sender,
-    source: FileReader,
+    source: Box<dyn FileRead>,
     path: PathBuf,
     /// The file's SHA-256 being computed beside the sending (a separate read of the file);
     /// `None` once it is done and the `Digest` went out.
@@ -167,6 +167,8 @@ pub struct Engine {
     /// grant this engine sends is dropped, as lost messages would be, until it repeats one
     /// (see [`Receiver::repeat_credit`]). `Some(0)`: dropping now.
     drop_grant: Option<u32>,
+    /// The platform's files and runtime; adopted from the app's [`Host`] at start.
+    host: Option<Host>,
     /// Which of the peer's offers are received now, held, or declined.
     admission: Admission,
     /// The identity the peer's hello gave: partial files are kept per sender.
@@ -182,12 +184,13 @@ impl Default for Engine {
         Self {
             outgoing: HashMap::new(),
             incoming: HashMap::new(),
-            window: crate::platform::transfer_window(),
+            window: WindowConfig::default(),
             last_progress_ms: 0,
             store: None,
             controls: Vec::new(),
             events: Vec::new(),
-            drop_grant: crate::platform::fault_drop_grant(),
+            drop_grant: None,
+            host: None,
             admission: Admission::default(),
             sender: None,
             approved: std::collections::VecDeque::new(),
@@ -202,7 +205,7 @@ pub struct Transfers(Arc<Mutex<Engine>>);
 impl Transfers {
     /// The engine, locked (never held across an await; a poisoned lock is taken over).
     pub fn lock(&self) -> MutexGuard<'_, Engine> {
-        crate::lock_shared(&self.0)
+        crate::util::lock_shared(&self.0)
     }
 }
 
@@ -211,18 +214,21 @@ pub struct TransferPlugin;
 
 impl Plugin for TransferPlugin {
     fn build(&self, app: &mut App) {
+        app.init_resource::<Capabilities>();
+        let transfers = Transfers::default();
+        transfers.lock().window = app.world().resource::<Capabilities>().transfer_window;
         app.add_message::<SendFile>()
             .add_message::<CancelTransfer>()
             .add_message::<AnswerOffer>()
             .add_message::<TransferEvent>()
-            .init_resource::<Transfers>()
+            .insert_resource(transfers)
             .add_systems(Startup, ask_threshold)
             .add_systems(Update, (adopt_store, start_pump, drive).chain());
     }
 }
 
 fn now_ms() -> u64 {
-    crate::now_ms()
+    crate::util::now_ms()
 }
 
 fn mime_for(path: &std::path::Path) -> String {
@@ -250,10 +256,17 @@ fn ask_threshold(transfers: Res<Transfers>, config: Option<Res<crate::config::Cl
     }
 }
 
-/// Moves the [`Store`] the entry point inserted into the engine.
+/// Moves the [`Store`] the entry point inserted into the engine, and hands it the platform.
 fn adopt_store(world: &mut World) {
     if let Some(Store(store)) = world.remove_resource::<Store>() {
         world.resource::<Transfers>().lock().store = Some(store);
+    }
+    if let Some(host) = world.get_resource::<Host>().cloned() {
+        let transfers = world.resource::<Transfers>();
+        let mut engine = transfers.lock();
+        if engine.host.is_none() {
+            engine.host = Some(host);
+        }
     }
 }
 
@@ -262,9 +275,11 @@ fn adopt_store(world: &mut World) {
 fn start_pump(
     socket: Option<Res<Socket>>,
     transfers: Res<Transfers>,
+    (capabilities, host): (Res<Capabilities>, Option<Res<Host>>),
     event_loop: Option<Res<bevy::winit::EventLoopProxyWrapper>>,
 ) {
-    if crate::platform::PUMP_BETWEEN_FRAMES
+    if capabilities.pump_between_frames
+        && let Some(host) = host
         && let Some(socket) = socket
         && socket.is_added()
     {
@@ -274,12 +289,12 @@ fn start_pump(
                 let _ = proxy.send_event(bevy::winit::WinitUserEvent::WakeUp);
             }
         };
-        crate::platform::spawn_message_loop(pump_between_frames(
+        host.runtime.spawn_loop(Box::pin(pump_between_frames(
             transfers.clone(),
             socket.wire.clone(),
             redraw,
-        ));
-        crate::platform::keep_pump_ticking();
+        )));
+        host.runtime.keep_pump_ticking();
     }
 }
 
@@ -338,7 +353,11 @@ pub fn wake_pump() {
 /// none). When a turn produces news other than progress (an offer went out, a file arrived, a
 /// transfer failed) it calls `redraw`, so the person sees it now rather than at the next paced
 /// frame, which can be a second away while a file moves.
-pub async fn pump_between_frames(transfers: Transfers, wire: Wire, redraw: impl Fn()) {
+pub async fn pump_between_frames(
+    transfers: Transfers,
+    wire: Wire,
+    redraw: impl Fn() + Send + 'static,
+) {
     use std::task::Poll;
     loop {
         let open = futures::future::poll_fn(|cx| {
@@ -410,6 +429,11 @@ fn failed_out(id: TransferId, reason: impl Into<String>) -> TransferEvent {
 }
 
 impl Engine {
+    /// Fault injection for tests: from the `n`th grant on, drop grants (see the field).
+    pub fn set_drop_grant(&mut self, n: Option<u32>) {
+        self.drop_grant = n;
+    }
+
     /// Transfers currently running, either way.
     pub fn running(&self) -> usize {
         self.outgoing.len() + self.incoming.len()
@@ -433,7 +457,9 @@ impl Engine {
                 self.on_control(message, now);
             }
             for frame in frames {
-                crate::platform::received_from_peer(frame.len());
+                if let Some(host) = &self.host {
+                    host.runtime.received_from_peer(frame.len());
+                }
                 self.on_data(&frame, now);
             }
         }
@@ -478,9 +504,15 @@ impl Engine {
             return;
         }
         let cannot_read = |e: std::io::Error| format!("Cannot read {}: {e}", path.display());
-        let opened = crate::platform::file_size(path)
-            .and_then(|size| Ok((size, crate::platform::file_fingerprint(path)?)))
-            .and_then(|found| Ok((found, FileReader::open(path)?)));
+        let Some(files) = self.host.as_ref().map(|host| host.files.clone()) else {
+            return self
+                .events
+                .push(failed_out(id, "This app cannot read files to send."));
+        };
+        let opened = files
+            .size(path)
+            .and_then(|size| Ok((size, files.fingerprint(path)?)))
+            .and_then(|found| Ok((found, files.open(path)?)));
         let ((size, fingerprint), source) = match opened {
             Ok(v) => v,
             Err(e) => return self.events.push(failed_out(id, cannot_read(e))),
@@ -518,7 +550,7 @@ impl Engine {
                 machine,
                 source,
                 path: path.to_path_buf(),
-                hash: Some(crate::platform::hash_file(path.to_path_buf())),
+                hash: Some(files.hash(path.to_path_buf())),
                 waiting: VecDeque::new(),
                 scratch: Vec::new(),
                 frame: Vec::new(),

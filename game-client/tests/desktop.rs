@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use duet_tests::{HeadlessClient, Wrangler, assert_loopback_only, repo_root, temp_dir};
+use duet_tests::{HeadlessClient, Wrangler, assert_loopback_only, is, repo_root, temp_dir};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -130,10 +130,6 @@ impl Desktop {
         }
         assert!(size > 10_000, "{} is {size} bytes", path.display());
     }
-}
-
-fn is(event: &Value, kind: &str) -> bool {
-    event["event"] == kind
 }
 
 fn point(layout: &Value, key: &str) -> (f64, f64) {

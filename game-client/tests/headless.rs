@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use duet_tests::{
-    HeadlessClient, Wrangler, WranglerOptions, assert_loopback_only, storage_files, temp_dir,
+    HeadlessClient, Wrangler, WranglerOptions, assert_loopback_only, is, storage_files, temp_dir,
 };
 use serde_json::Value;
 
@@ -41,10 +41,6 @@ impl Client {
         self.command(&format!("take_file {}", asked["id"].as_str().unwrap()));
         asked
     }
-}
-
-fn is(event: &Value, kind: &str) -> bool {
-    event["event"] == kind
 }
 
 #[test]

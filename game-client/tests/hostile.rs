@@ -11,7 +11,7 @@ use duet_shared::peer::{
     PROTOCOL_VERSION, TransferId,
 };
 use duet_tests::evil::Evil;
-use duet_tests::{HeadlessClient, Wrangler, assert_loopback_only, open_files, rss, temp_dir};
+use duet_tests::{HeadlessClient, Wrangler, assert_loopback_only, is, open_files, rss, temp_dir};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -68,10 +68,6 @@ fn visible(dir: &Path) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
-}
-
-fn is(e: &Value, kind: &str) -> bool {
-    e["event"] == kind
 }
 
 /// A victim in a fresh room, and the evil peer connected to it and introduced as Mallory.

@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use duet_tests::{HeadlessClient, Wrangler, Ws, assert_loopback_only, signal_to, temp_dir};
+use duet_tests::{HeadlessClient, Wrangler, Ws, assert_loopback_only, is, signal_to, temp_dir};
 use matchbox_protocol::{JsonPeerEvent, PeerId};
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -48,10 +48,6 @@ impl Client {
             std::thread::sleep(Duration::from_millis(200));
         }
     }
-}
-
-fn is(e: &Value, kind: &str) -> bool {
-    e["event"] == kind
 }
 
 fn failed_with(e: &Value, reason: &str) -> bool {

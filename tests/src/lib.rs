@@ -27,6 +27,23 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use uuid::Uuid;
 
+/// Whether an automation event (`{"event": kind, ...}`) is of this kind.
+pub fn is(event: &serde_json::Value, kind: &str) -> bool {
+    event["event"] == kind
+}
+
+/// The median of `values` (the upper of the two middle ones for an even count); NaN for none.
+pub fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// [`median`] for whole numbers; 0 for none.
+pub fn median_u64(mut values: Vec<u64>) -> u64 {
+    values.sort_unstable();
+    values.get(values.len() / 2).copied().unwrap_or_default()
+}
+
 /// The repository root (where `wrangler.toml` lives).
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

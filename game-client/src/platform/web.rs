@@ -1,15 +1,11 @@
-//! The browser side of [`super`]: DOM drag and drop, files read by `File.slice`, received files
-//! in IndexedDB ([`idb`]), downloads through Blob URLs, automation events on the console, and
-//! the page's entry point.
+//! The browser's implementation of [`crate::ports`]: DOM drag and drop, files read by
+//! `File.slice`, received files in IndexedDB ([`idb`]), chat history in IndexedDB
+//! ([`idb_history`]), downloads through Blob URLs, automation events on the console, calls
+//! through `getUserMedia` ([`media`]).
 
-mod entry;
 mod idb;
 mod idb_history;
 mod media;
-
-pub use media::{
-    CALLS_SUPPORTED, VIDEO_SUPPORTED, media_command, media_reports, set_peer_video_rect,
-};
 
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
@@ -24,11 +20,13 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 
-pub use entry::main;
 pub use idb::IdbStore;
 pub use idb_history::IdbHistory;
 
-use super::{FileAction, FileDrag, FileDragKind, ReadPoll};
+use crate::ports::{
+    Automation, Capabilities, FileAction, FileDrag, FileDragKind, FileRead, Host, LocalFiles,
+    LoopFuture, ReadPoll, Runtime, Shell,
+};
 
 /// How much of a file one `File.slice` read fetches: large enough that the promise per read
 /// costs nothing next to the bytes, small enough to keep a sender's memory flat.
@@ -50,18 +48,18 @@ thread_local! {
 
 /// No multisampling in the browser: a tab without a GPU (software WebGL) spends most of its frame
 /// on it, and every frame's CPU is taken from the transfers running between frames.
-pub const MSAA: bevy::render::view::Msaa = bevy::render::view::Msaa::Off;
+const MSAA: bevy::render::view::Msaa = bevy::render::view::Msaa::Off;
 
 /// Most chunks per data frame a browser takes: browsers send and receive 256 KiB messages
 /// (Chromium's and Firefox's SDP say `max-message-size` ≥ 262,144), and one 240 KiB message
 /// costs a browser about what one 64 KiB message does.
-pub const FRAME_CHUNKS: usize = duet_shared::peer::MAX_FRAME_CHUNKS;
+const FRAME_CHUNKS: usize = duet_shared::peer::MAX_FRAME_CHUNKS;
 
 /// The receiver's flow-control window in a browser: credit goes back as IndexedDB commits,
 /// and a tab may be busy for a while (software WebGL, a busy machine), so it grants more per
 /// round trip (up to 4 MiB; Chromium's send queue holds 16 MiB) and only calls a gap of 2 s a
 /// stall.
-pub fn transfer_window() -> WindowConfig {
+fn transfer_window() -> WindowConfig {
     WindowConfig {
         initial: 64,
         min: 16,
@@ -72,12 +70,12 @@ pub fn transfer_window() -> WindowConfig {
 
 /// The browser runs transfers between frames too: a frame can take 50 ms under software
 /// rendering, and a hidden tab draws none.
-pub const PUMP_BETWEEN_FRAMES: bool = true;
+const PUMP_BETWEEN_FRAMES: bool = true;
 
 /// Runs the between-frames pump once a second even when nothing arrives: a hidden tab draws no
 /// frames, and the engine's clock (a grant repeated after a quiet spell, see
 /// `Receiver::repeat_credit`) would otherwise wait for the next message, which may never come.
-pub fn keep_pump_ticking() {
+fn keep_pump_ticking() {
     static STARTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
     if STARTED.swap(true, std::sync::atomic::Ordering::SeqCst) {
         return;
@@ -108,7 +106,7 @@ const NUDGE_BYTES: u32 = 64 << 20;
 /// `ArrayBuffer` and dropping it at once moves V8's count past that trigger without using the
 /// memory (its pages are never touched), so the collection comes now (the same page: +24 MiB,
 /// same speed and CPU).
-pub fn received_from_peer(bytes: usize) {
+fn received_from_peer(bytes: usize) {
     thread_local! {
         static SINCE_NUDGE: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
     }
@@ -160,30 +158,18 @@ pub fn fault_drop_grant() -> Option<u32> {
         .ok()
 }
 
-/// The browser's storage is asked through `navigator.storage.estimate()` by the IndexedDB
-/// store itself (it is asynchronous); there is no folder here.
-pub fn available_space(_dir: &Path) -> Option<u64> {
-    None
-}
-
-/// The browser sizes its own sockets.
-pub fn prepare_network() {}
-
 /// The browser has one thread: the loop runs on its event loop.
-pub fn spawn_message_loop(future: impl std::future::Future<Output = ()> + 'static) {
+fn spawn_message_loop(future: LoopFuture) {
     IoTaskPool::get().spawn_local(future).detach();
 }
 
-/// Files live in IndexedDB in the browser; there is no folder to show.
-pub fn open_folder(_dir: &Path) {}
-
 /// One automation event on the console, prefixed so a test driver can pick it out.
-pub fn emit_line(line: &str) {
+fn emit_line(line: &str) {
     web_sys::console::log_1(&JsValue::from_str(&format!("duet-event {line}")));
 }
 
 /// The page takes no commands from outside: tests drive it with real input events.
-pub fn command_lines() -> Receiver<Option<String>> {
+fn command_lines() -> Receiver<Option<String>> {
     let (tx, rx) = channel();
     COMMANDS.with_borrow_mut(|keep| *keep = Some(tx));
     rx
@@ -235,20 +221,20 @@ async fn read_slice(file: &web_sys::File, start: u64, end: u64) -> Result<Vec<u8
 }
 
 /// Size of a dropped or picked file.
-pub fn file_size(path: &Path) -> std::io::Result<u64> {
+fn file_size(path: &Path) -> std::io::Result<u64> {
     Ok(file_for(path)?.size() as u64)
 }
 
 /// What names a dropped or picked file for resuming a transfer of it: its name and the date
 /// the browser gives for its last change (the page sees no paths), so dropping the same file
 /// again resumes.
-pub fn file_fingerprint(path: &Path) -> std::io::Result<String> {
+fn file_fingerprint(path: &Path) -> std::io::Result<String> {
     let file = file_for(path)?;
     Ok(format!("{}\0{}", file.name(), file.last_modified()))
 }
 
 /// SHA-256 and size of a dropped or picked file, read slice by slice on the event loop.
-pub fn hash_file(path: PathBuf) -> Task<std::io::Result<([u8; 32], u64)>> {
+fn hash_file(path: PathBuf) -> Task<std::io::Result<([u8; 32], u64)>> {
     IoTaskPool::get().spawn(async move {
         let file = file_for(&path)?;
         let size = file.size() as u64;
@@ -342,7 +328,7 @@ type Block = Result<(u64, Vec<u8>), String>;
 
 /// Reads pieces of a file being sent: a task on the event loop reads it block by block (1 MiB,
 /// see [`ByteStream`]) from where the sending starts, one block ahead of the one being sent.
-pub struct FileReader {
+struct FileReader {
     path: PathBuf,
     block: Option<(u64, Vec<u8>)>,
     blocks: Option<futures::channel::mpsc::Receiver<Block>>,
@@ -350,7 +336,7 @@ pub struct FileReader {
 
 impl FileReader {
     /// Prepares to read a dropped or picked file.
-    pub fn open(path: &Path) -> std::io::Result<Self> {
+    fn open(path: &Path) -> std::io::Result<Self> {
         file_for(path)?;
         Ok(Self {
             path: path.to_path_buf(),
@@ -390,7 +376,7 @@ impl FileReader {
     }
 
     /// Fills `buf` with the bytes at `offset`, or says to ask again when they are read.
-    pub fn read(&mut self, offset: u64, buf: &mut [u8]) -> ReadPoll {
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> ReadPoll {
         let end = offset + buf.len() as u64;
         loop {
             if let Some((start, data)) = &self.block
@@ -427,8 +413,8 @@ impl FileReader {
 
 /// How to draw a frame at once: DOM drags and file picks are not window events, so without
 /// this they would wait for the next paced frame (up to a second).
-pub fn set_frame_waker(wake: impl Fn() + Send + Sync + 'static) {
-    FRAME_WAKER.with_borrow_mut(|waker| *waker = Some(Box::new(wake)));
+fn set_frame_waker(wake: Box<dyn Fn() + Send + Sync>) {
+    FRAME_WAKER.with_borrow_mut(|waker| *waker = Some(wake as Box<dyn Fn()>));
 }
 
 fn wake_frame() {
@@ -440,13 +426,13 @@ fn wake_frame() {
 }
 
 /// The file drags the DOM listeners saw since the last call.
-pub fn take_file_drags() -> Vec<FileDrag> {
+fn take_file_drags() -> Vec<FileDrag> {
     DRAGS.with_borrow_mut(std::mem::take)
 }
 
 /// Listens for file drags on the canvas (winit does not report them on the web) and queues
 /// them, with the pointer in canvas pixels, for [`take_file_drags`].
-fn listen_for_file_drags(canvas: &web_sys::HtmlCanvasElement) {
+pub fn listen_for_file_drags(canvas: &web_sys::HtmlCanvasElement) {
     let target = canvas.clone();
     let at = move |event: &web_sys::DragEvent| {
         let rect = target.get_bounding_client_rect();
@@ -508,11 +494,11 @@ fn listen_for_file_drags(canvas: &web_sys::HtmlCanvasElement) {
 }
 
 /// What the received-files list offers in the browser.
-pub const FILE_ACTIONS: &[FileAction] = &[FileAction::Download];
+const FILE_ACTIONS: &[FileAction] = &[FileAction::Download];
 
 /// Hands a received file (by its name in IndexedDB) to the browser's downloads. The task yields
 /// a sentence if that failed.
-pub fn file_action(
+fn file_action(
     _action: FileAction,
     location: &str,
     _name: &str,
@@ -527,7 +513,7 @@ pub fn file_action(
 }
 
 /// Asks for a file to send through the browser's file chooser; `None` if cancelled.
-pub fn pick_file() -> Task<Option<PathBuf>> {
+fn pick_file() -> Task<Option<PathBuf>> {
     let (tx, rx) = futures::channel::oneshot::channel::<Option<PathBuf>>();
     let picked = (|| {
         let document = web_sys::window()?.document()?;
@@ -564,7 +550,7 @@ pub fn pick_file() -> Task<Option<PathBuf>> {
 
 /// Puts the room's link (or the lobby's) in the address bar, so a reload or a shared URL lands
 /// in the same place.
-pub fn show_room_link(link: Option<&str>) {
+fn show_room_link(link: Option<&str>) {
     let Some(window) = web_sys::window() else {
         return;
     };
@@ -584,7 +570,7 @@ pub fn show_room_link(link: Option<&str>) {
 
 /// The first styled frame is on screen: hide the page's loading text and note the time (the
 /// browser benchmark reads `duetFirstFrameMs`).
-pub fn app_ready() {
+fn app_ready() {
     let Some(window) = web_sys::window() else {
         return;
     };
@@ -600,6 +586,120 @@ pub fn app_ready() {
 }
 
 /// The page's tab shows the site's icon; a canvas has none of its own.
-pub fn set_window_icon(_entity: bevy::ecs::entity::Entity, _rgba: fn(u32) -> Vec<u8>) -> bool {
+fn set_window_icon(_entity: bevy::ecs::entity::Entity, _rgba: fn(u32) -> Vec<u8>) -> bool {
     true
+}
+
+/// The browser, as the ports see it.
+struct Browser;
+
+/// What the browser can do.
+pub fn capabilities() -> Capabilities {
+    Capabilities {
+        frame_chunks: FRAME_CHUNKS,
+        transfer_window: transfer_window(),
+        pump_between_frames: PUMP_BETWEEN_FRAMES,
+        calls: true,
+        video: true,
+        file_actions: FILE_ACTIONS,
+        msaa: MSAA,
+    }
+}
+
+/// The browser's implementations of the ports.
+pub fn host() -> Host {
+    let browser = std::sync::Arc::new(Browser);
+    Host {
+        runtime: browser.clone(),
+        files: browser.clone(),
+        media: std::sync::Arc::new(media::BrowserMedia),
+        shell: browser.clone(),
+        automation: browser,
+    }
+}
+
+impl Runtime for Browser {
+    /// The browser sizes its own sockets.
+    fn prepare_network(&self) {}
+
+    fn spawn_loop(&self, future: LoopFuture) {
+        spawn_message_loop(future);
+    }
+
+    fn received_from_peer(&self, bytes: usize) {
+        received_from_peer(bytes);
+    }
+
+    fn keep_pump_ticking(&self) {
+        keep_pump_ticking();
+    }
+}
+
+impl FileRead for FileReader {
+    fn read(&mut self, offset: u64, buf: &mut [u8]) -> ReadPoll {
+        self.read_at(offset, buf)
+    }
+}
+
+impl LocalFiles for Browser {
+    fn size(&self, path: &Path) -> std::io::Result<u64> {
+        file_size(path)
+    }
+
+    fn fingerprint(&self, path: &Path) -> std::io::Result<String> {
+        file_fingerprint(path)
+    }
+
+    fn hash(&self, path: PathBuf) -> Task<std::io::Result<([u8; 32], u64)>> {
+        hash_file(path)
+    }
+
+    fn open(&self, path: &Path) -> std::io::Result<Box<dyn FileRead>> {
+        Ok(Box::new(FileReader::open(path)?))
+    }
+}
+
+impl Shell for Browser {
+    fn pick_file(&self) -> Task<Option<PathBuf>> {
+        pick_file()
+    }
+
+    fn file_action(
+        &self,
+        action: FileAction,
+        location: &str,
+        name: &str,
+    ) -> Option<Task<Option<String>>> {
+        file_action(action, location, name)
+    }
+
+    fn take_file_drags(&self) -> Vec<FileDrag> {
+        take_file_drags()
+    }
+
+    fn show_room_link(&self, link: Option<&str>) {
+        show_room_link(link);
+    }
+
+    fn app_ready(&self) {
+        app_ready();
+    }
+
+    fn set_window_icon(&self, window: bevy::ecs::entity::Entity, rgba: fn(u32) -> Vec<u8>) -> bool {
+        set_window_icon(window, rgba)
+    }
+
+    fn set_frame_waker(&self, wake: Box<dyn Fn() + Send + Sync>) {
+        set_frame_waker(wake);
+    }
+}
+
+impl Automation for Browser {
+    fn emit_line(&self, line: &str) {
+        emit_line(line);
+    }
+
+    fn command_lines(&self) -> Receiver<Option<String>> {
+        command_lines()
+    }
 }

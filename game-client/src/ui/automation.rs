@@ -175,7 +175,7 @@ fn report_layout(
     } else if *frames < 3 {
         *frames += 1;
     } else if *candidate != *reported {
-        crate::platform::emit_line(candidate);
+        crate::headless::emit_line(candidate);
         *reported = candidate.clone();
     }
 }

@@ -7,7 +7,7 @@ use bevy::window::{FileDragAndDrop, PrimaryWindow};
 
 use super::panels::PanelState;
 use super::scene::RoomCamera;
-use crate::platform::FileDragKind;
+use crate::ports::{FileDragKind, Host};
 use crate::room::{FileDropped, FileHover, Screen, Who, avatar_at};
 
 pub(super) fn plugin(app: &mut App) {
@@ -69,8 +69,9 @@ fn platform_file_drags(
     camera: Query<(&Camera, &GlobalTransform), With<RoomCamera>>,
     mut hover: MessageWriter<FileHover>,
     mut dropped: MessageWriter<FileDropped>,
+    host: Res<Host>,
 ) {
-    for drag in crate::platform::take_file_drags() {
+    for drag in host.shell.take_file_drags() {
         let at = camera
             .single()
             .ok()
@@ -113,11 +114,12 @@ fn avatar_menu(
 fn set_window_icon(
     _main_thread: bevy::ecs::system::NonSendMarker,
     windows: Query<Entity, With<PrimaryWindow>>,
+    host: Res<Host>,
     mut done: Local<bool>,
 ) {
     if *done {
         return;
     }
     let Ok(entity) = windows.single() else { return };
-    *done = crate::platform::set_window_icon(entity, super::theme::icon_rgba);
+    *done = host.shell.set_window_icon(entity, super::theme::icon_rgba);
 }

@@ -11,6 +11,7 @@ use crate::api::Moderation;
 use crate::call::{CallAction, CallState, CallsSupported};
 use crate::chat::{ChatEntry, ChatLog, Delivery, SendChat};
 use crate::identity::{Identity, Rename};
+use crate::ports::{Capabilities, Host};
 use crate::room::{
     AnswerForeignLink, CreateRoom, CurrentRoom, ForeignLink, FreeSeat, JoinRoom, LeaveRoom,
     Moderate, Notices, Presence, ReceivedFiles, RecentRooms, RowState, Screen, SeatHolders,
@@ -274,7 +275,7 @@ fn room(
     (notices, seats): (Res<Notices>, Res<SeatHolders>),
     time: Res<Time>,
     call: Res<CallState>,
-    supported: Res<CallsSupported>,
+    (supported, capabilities, host): (Res<CallsSupported>, Res<Capabilities>, Res<Host>),
     mut out: RoomOutputs,
 ) -> Result {
     let ctx = contexts.ctx_mut()?;
@@ -321,7 +322,7 @@ fn room(
                     ui,
                     &mut state,
                     &call,
-                    supported.0,
+                    (supported.0, capabilities.video),
                     presence.peer_name(),
                     calls,
                 );
@@ -385,7 +386,7 @@ fn room(
                         .on_disabled_hover_text("Your peer is not in the room.");
                     state.send_button = peer_here.then_some(send.rect);
                     if send.clicked() {
-                        dialogs.picks.push(crate::platform::pick_file());
+                        dialogs.picks.push(host.shell.pick_file());
                     }
                 });
             });
@@ -543,21 +544,21 @@ fn room(
                             ui.with_layout(
                                 egui::Layout::right_to_left(egui::Align::Center),
                                 |ui| {
-                                    for &action in crate::platform::FILE_ACTIONS.iter().rev() {
+                                    for &action in capabilities.file_actions.iter().rev() {
                                         let button = ui.small_button(action.label());
                                         // The list is newest first: its first row's buttons.
                                         if state.file_actions.len()
-                                            < crate::platform::FILE_ACTIONS.len()
+                                            < capabilities.file_actions.len()
                                         {
                                             state.file_actions.push((action.label(), button.rect));
                                         }
-                                        if action == crate::platform::FILE_ACTIONS[0]
+                                        if Some(&action) == capabilities.file_actions.first()
                                             && state.file_button.is_none()
                                         {
                                             state.file_button = Some(button.rect);
                                         }
                                         if button.clicked()
-                                            && let Some(task) = crate::platform::file_action(
+                                            && let Some(task) = host.shell.file_action(
                                                 action,
                                                 &file.location,
                                                 &file.name,
@@ -619,7 +620,7 @@ fn room(
                      or ban them.",
                 );
                 ui.add_space(6.0);
-                let now_ms = crate::now_ms();
+                let now_ms = crate::util::now_ms();
                 for (i, seat) in seats.members.iter().enumerate() {
                     ui.horizontal(|ui| {
                         let age = if seat.joined_ms == 0 {
@@ -699,7 +700,7 @@ fn call_bar(
     ui: &mut egui::Ui,
     state: &mut PanelState,
     call: &CallState,
-    supported: bool,
+    (supported, video): (bool, bool),
     peer: Option<&str>,
     actions: &mut MessageWriter<CallAction>,
 ) {
@@ -719,7 +720,7 @@ fn call_bar(
                 if button(ui, "call", "📞 Call") {
                     actions.write(CallAction::Start { video: false });
                 }
-                if crate::platform::VIDEO_SUPPORTED && button(ui, "video_call", "Video call") {
+                if video && button(ui, "video_call", "Video call") {
                     actions.write(CallAction::Start { video: true });
                 }
             }
@@ -745,7 +746,7 @@ fn call_bar(
             if button(ui, "accept", "Accept") {
                 actions.write(CallAction::Accept { video: false });
             }
-            if crate::platform::VIDEO_SUPPORTED && button(ui, "accept_video", "Accept with video") {
+            if video && button(ui, "accept_video", "Accept with video") {
                 actions.write(CallAction::Accept { video: true });
             }
             if button(ui, "decline", "Decline") {
@@ -768,7 +769,7 @@ fn call_bar(
                     camera,
                 });
             }
-            if crate::platform::VIDEO_SUPPORTED
+            if video
                 && button(
                     ui,
                     "camera",
@@ -861,13 +862,13 @@ fn finish_dialogs(
     mut send: MessageWriter<SendFile>,
     mut notices: ResMut<Notices>,
 ) {
-    for path in crate::take_finished(&mut dialogs.picks)
+    for path in crate::util::take_finished(&mut dialogs.picks)
         .into_iter()
         .flatten()
     {
         send.write(SendFile(path));
     }
-    for sentence in crate::take_finished(&mut dialogs.actions)
+    for sentence in crate::util::take_finished(&mut dialogs.actions)
         .into_iter()
         .flatten()
     {

@@ -7,6 +7,7 @@ use bevy::text::TextLayoutInfo;
 use super::PANEL_WIDTH;
 use super::theme::{Fonts, color, palette};
 use crate::identity::Identity;
+use crate::ports::{Capabilities, Host};
 use crate::room::{
     AVATAR_RADIUS, Avatar, Bubble, DropZone, MY_SPOT, PEER_SPOT, Presence, Screen, Seat,
     TransferList, Who, identity_colour, peer_colour,
@@ -51,8 +52,8 @@ pub(super) fn plugin(app: &mut App) {
             )
                 .run_if(in_state(Screen::Room)),
         )
-        .add_systems(OnExit(Screen::Room), || {
-            crate::platform::set_peer_video_rect(None)
+        .add_systems(OnExit(Screen::Room), |host: Res<Host>| {
+            host.media.show_peer_video(None)
         })
         .add_systems(Last, pace_frames.run_if(resource_exists::<FramePacing>));
 }
@@ -134,15 +135,22 @@ pub struct FramePacing {
 /// Input the window system does not see (the browser's DOM file drags and drops, a file
 /// chosen in its file picker) draws a frame at once too, instead of at the next paced frame up
 /// to a second later: a dropped file starts moving, and the drop zone lights up, right away.
-fn wake_on_platform_input(event_loop: Option<Res<bevy::winit::EventLoopProxyWrapper>>) {
+fn wake_on_platform_input(
+    event_loop: Option<Res<bevy::winit::EventLoopProxyWrapper>>,
+    host: Res<Host>,
+) {
     if let Some(proxy) = event_loop.map(|p| (**p).clone()) {
-        crate::platform::set_frame_waker(move || {
+        host.shell.set_frame_waker(Box::new(move || {
             let _ = proxy.send_event(bevy::winit::WinitUserEvent::WakeUp);
-        });
+        }));
     }
 }
 
-fn camera(mut commands: Commands, mut gizmos: ResMut<GizmoConfigStore>) {
+fn camera(
+    mut commands: Commands,
+    mut gizmos: ResMut<GizmoConfigStore>,
+    capabilities: Res<Capabilities>,
+) {
     // Rings and outlines read as parts of the room, not as debug lines.
     let (config, _) = gizmos.config_mut::<DefaultGizmoConfigGroup>();
     config.line.width = 5.0;
@@ -150,7 +158,7 @@ fn camera(mut commands: Commands, mut gizmos: ResMut<GizmoConfigStore>) {
     // the middle of what is left.
     commands.spawn((
         Camera2d,
-        crate::platform::MSAA,
+        capabilities.msaa,
         RoomCamera,
         Transform::from_xyz(PANEL_WIDTH / 2.0, 0.0, 0.0),
     ));
@@ -433,6 +441,7 @@ fn draw_call(
     call: Res<crate::call::CallState>,
     camera: Query<(&Camera, &GlobalTransform), With<RoomCamera>>,
     time: Res<Time>,
+    host: Res<Host>,
     mut video_shown: Local<bool>,
 ) {
     use duet_shared::call::CallPhase;
@@ -497,7 +506,7 @@ fn draw_call(
     });
     let show = (active && call.peer_camera).then_some(spot).flatten();
     if show.is_some() || *video_shown {
-        crate::platform::set_peer_video_rect(show);
+        host.media.show_peer_video(show);
         *video_shown = show.is_some();
     }
 }

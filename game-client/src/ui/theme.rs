@@ -58,7 +58,8 @@ pub(super) fn plugin(app: &mut App) {
         .add_systems(EguiPrimaryContextPass, style_egui)
         .add_systems(
             Last,
-            (|| crate::platform::app_ready()).run_if(resource_added::<Styled>),
+            (|host: Res<crate::ports::Host>| host.shell.app_ready())
+                .run_if(resource_added::<Styled>),
         );
 }
 

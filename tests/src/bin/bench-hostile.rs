@@ -25,7 +25,7 @@ use duet_shared::peer::{
     CONTROL_CHANNEL, Control, DATA_CHANNEL, FileOffer, PROTOCOL_VERSION, TransferId,
 };
 use duet_tests::evil::Evil;
-use duet_tests::{HeadlessClient, Wrangler, WranglerOptions, repo_root, rss, temp_dir};
+use duet_tests::{HeadlessClient, Wrangler, WranglerOptions, median, repo_root, rss, temp_dir};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -149,14 +149,6 @@ fn bytes_under(dir: &Path) -> u64 {
             Err(_) => 0,
         })
         .sum()
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 const MIB: f64 = 1024.0 * 1024.0;

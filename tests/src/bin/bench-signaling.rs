@@ -427,19 +427,9 @@ async fn one_run(target: &Arc<Target>, config: &Config) -> Result<Summary> {
     })
 }
 
-fn median_f(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
-
-fn median_u(values: &mut [u64]) -> u64 {
-    values.sort_unstable();
-    values[values.len() / 2]
-}
-
 fn combine(runs: &[Summary]) -> Summary {
-    let pick_f = |f: fn(&Summary) -> f64| median_f(&mut runs.iter().map(f).collect::<Vec<_>>());
-    let pick_u = |f: fn(&Summary) -> u64| median_u(&mut runs.iter().map(f).collect::<Vec<_>>());
+    let pick_f = |f: fn(&Summary) -> f64| duet_tests::median(runs.iter().map(f).collect());
+    let pick_u = |f: fn(&Summary) -> u64| duet_tests::median_u64(runs.iter().map(f).collect());
     Summary {
         runs: runs.len(),
         rooms: runs[0].rooms,

@@ -26,7 +26,7 @@ use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use duet_tests::{HeadlessClient, Wrangler, WranglerOptions, repo_root, rss, temp_dir};
+use duet_tests::{HeadlessClient, Wrangler, WranglerOptions, median, repo_root, rss, temp_dir};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -48,11 +48,6 @@ struct Summary {
     connect_s: f64,
     sender_rss_growth_mib: f64,
     receiver_rss_growth_mib: f64,
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 fn summarize(samples: &[Sample]) -> Summary {

@@ -220,7 +220,7 @@ where
             resample.run(&mono, |s| converted.push(s));
             push_bounded(&into, converted.iter().copied());
         },
-        |e| eprintln!("duet: microphone: {e}"),
+        |e| bevy::log::warn!("microphone: {e}"),
         None,
     )
 }
@@ -277,7 +277,7 @@ where
                 frame.fill(value);
             }
         },
-        |e| eprintln!("duet: speakers: {e}"),
+        |e| bevy::log::warn!("speakers: {e}"),
         None,
     )
 }

@@ -1,7 +1,7 @@
 //! The desktop's call media: voice over a webrtc-rs peer connection of its own, Opus-encoded
 //! from the microphone (or a test tone, see [`super::audio`]) and decoded to the speakers,
-//! driven by the call machine's effects ([`crate::call::MediaCommand`]) and answering with
-//! [`crate::call::MediaReport`]s, exactly like the browser's `platform/web/media.rs`.
+//! driven by the call machine's effects (`call::MediaCommand`) and answering with
+//! [`MediaReport`]s, exactly like the browser's `platform/web/media.rs`.
 //!
 //! One task applies the commands strictly in order on a thread of its own, for the same reason
 //! as in the browser: a remote candidate must not be applied before the description it
@@ -36,7 +36,7 @@ use webrtc::rtp_transceiver::RtpSender;
 use webrtc::runtime::Runtime;
 
 use super::audio::{self, Devices, FRAME, lock};
-use crate::call::{CallStats, MediaReport};
+use crate::ports::{CallStats, Media as MediaPort, MediaReport};
 use crate::config::IceServer;
 
 /// One effect for the media task, with the ICE servers to use if it starts a connection.
@@ -45,38 +45,37 @@ type Command = (CallEffect, Vec<IceServer>);
 static QUEUE: Mutex<Option<UnboundedSender<Command>>> = Mutex::new(None);
 static REPORTS: Mutex<Vec<MediaReport>> = Mutex::new(Vec::new());
 
-/// The desktop takes part in calls with its voice.
-pub const CALLS_SUPPORTED: bool = true;
-/// The desktop sends no video (see the module docs).
-pub const VIDEO_SUPPORTED: bool = false;
+/// The desktop's call media: voice only (see the module docs).
+pub struct DesktopMedia;
 
-/// Hands one effect to the media task (started on first use).
-pub fn media_command(effect: CallEffect, ice_servers: &[IceServer]) {
-    let mut queue = lock(&QUEUE);
-    let sender = queue.get_or_insert_with(|| {
-        let (tx, rx) = unbounded();
-        let started = std::thread::Builder::new()
-            .name("duet-call".into())
-            .spawn(move || futures::executor::block_on(run(rx)));
-        if let Err(e) = started {
-            eprintln!("duet: cannot start the call thread: {e}");
-        }
-        tx
-    });
-    let _ = sender.unbounded_send((effect, ice_servers.to_vec()));
-}
+impl MediaPort for DesktopMedia {
+    /// Hands one effect to the media task (started on first use).
+    fn command(&self, effect: CallEffect, ice_servers: &[IceServer]) {
+        let mut queue = lock(&QUEUE);
+        let sender = queue.get_or_insert_with(|| {
+            let (tx, rx) = unbounded();
+            let started = std::thread::Builder::new()
+                .name("duet-call".into())
+                .spawn(move || futures::executor::block_on(run(rx)));
+            if let Err(e) = started {
+                bevy::log::error!("cannot start the call thread: {e}");
+            }
+            tx
+        });
+        let _ = sender.unbounded_send((effect, ice_servers.to_vec()));
+    }
 
-/// What the media task has to say since the last call.
-pub fn media_reports() -> Vec<MediaReport> {
-    std::mem::take(&mut *lock(&REPORTS))
+    fn reports(&self) -> Vec<MediaReport> {
+        std::mem::take(&mut *lock(&REPORTS))
+    }
+
+    /// The desktop shows no video.
+    fn show_peer_video(&self, _rect: Option<(f32, f32, f32)>) {}
 }
 
 fn report(what: MediaReport) {
     lock(&REPORTS).push(what);
 }
-
-/// The desktop shows no video.
-pub fn set_peer_video_rect(_rect: Option<(f32, f32, f32)>) {}
 
 fn runtime() -> Option<Arc<dyn Runtime>> {
     static RUNTIME: OnceLock<Option<Arc<dyn Runtime>>> = OnceLock::new();
@@ -284,7 +283,7 @@ async fn run(mut queue: UnboundedReceiver<Command>) {
                     continue;
                 };
                 if let Err(e) = remote_description(m, offer, sdp).await {
-                    eprintln!("duet: call {call}: the peer's description: {e}");
+                    bevy::log::warn!("call {call}: the peer's description: {e}");
                     report(MediaReport::Failed(call, CallEnd::MediaFailed));
                 }
             }
@@ -307,7 +306,7 @@ async fn run(mut queue: UnboundedReceiver<Command>) {
                     m.early.push(init);
                 } else if let Err(e) = m.pc.add_ice_candidate(init).await {
                     // One bad candidate is not the end of the call; ICE uses the others.
-                    eprintln!("duet: call {call}: a candidate of the peer's: {e}");
+                    bevy::log::warn!("call {call}: a candidate of the peer's: {e}");
                 }
             }
             CallEffect::SetLocalMedia { muted, .. } => {
@@ -331,7 +330,7 @@ async fn start(call: CallId, offerer: bool, ice: &[IceServer]) -> Result<Media, 
     let devices = Devices::open()?;
     let runtime = runtime().ok_or(CallEnd::MediaFailed)?;
     let failed = |e: webrtc::error::Error| {
-        eprintln!("duet: call {call}: {e}");
+        bevy::log::warn!("call {call}: {e}");
         CallEnd::MediaFailed
     };
     let shared = Arc::new(Shared {
@@ -457,7 +456,7 @@ async fn remote_description(
     media.described = true;
     for candidate in std::mem::take(&mut media.early) {
         if let Err(e) = media.pc.add_ice_candidate(candidate).await {
-            eprintln!("duet: a candidate of the peer's: {e}");
+            bevy::log::warn!("a candidate of the peer's: {e}");
         }
     }
     if offer {
@@ -489,7 +488,7 @@ async fn send_audio(shared: Arc<Shared>, runtime: Arc<dyn Runtime>) {
         match opus::Encoder::new(audio::RATE, opus::Channels::Mono, opus::Application::Voip) {
             Ok(encoder) => encoder,
             Err(e) => {
-                eprintln!("duet: no Opus encoder: {e}");
+                bevy::log::warn!("no Opus encoder: {e}");
                 report(MediaReport::Failed(shared.call, CallEnd::MediaFailed));
                 return;
             }

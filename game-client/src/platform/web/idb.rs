@@ -484,7 +484,7 @@ impl Task {
                 .map_err(store_error)?;
         }
         let store = tx.store(PARTIALS).map_err(store_error)?;
-        let now = crate::now_ms() as f64;
+        let now = crate::util::now_ms() as f64;
         for (part, bytes) in &parts {
             let value = record(&[
                 ("written", JsValue::from_f64(now)),
@@ -535,7 +535,7 @@ impl Task {
             })
             .filter(|p| !in_use.contains(p.key.as_str()))
             .collect();
-        let expired = parts_to_expire(ages, crate::now_ms());
+        let expired = parts_to_expire(ages, crate::util::now_ms());
         for key in &expired {
             delete_part(db, key).await?;
         }
@@ -602,7 +602,7 @@ impl Task {
             .map_err(store_error)?;
         // Each part's last write and size, for the sweep of parts nobody resumes.
         let partials = tx.store(PARTIALS).map_err(store_error)?;
-        let now = crate::now_ms() as f64;
+        let now = crate::util::now_ms() as f64;
         for (transfer, run) in runs {
             let part = self.parts.get(transfer).ok_or(StoreError::NotOpen)?;
             let chunks = u64::from(run.first) + run.chunks.len() as u64;
@@ -783,7 +783,7 @@ impl Task {
         let value = record(&[
             ("part", JsValue::from_str(&part.key)),
             ("name", JsValue::from_str(&unique)),
-            ("at", JsValue::from_f64(crate::now_ms() as f64)),
+            ("at", JsValue::from_f64(crate::util::now_ms() as f64)),
         ]);
         files
             .put(&value, Some(&JsValue::from_str(&unique)))

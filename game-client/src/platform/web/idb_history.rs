@@ -1,7 +1,7 @@
 //! Chat history in IndexedDB: the browser's [`HistoryStore`].
 //!
 //! A database of its own, `duet-chat`, with one object store `history` holding the blocks and
-//! counts of [`crate::history`] as JSON strings. Separate from `localStorage` (identity, owner
+//! counts of [`crate::chat::history`] as JSON strings. Separate from `localStorage` (identity, owner
 //! keys, the received-files list), which a long history would fill, and from the files' database,
 //! whose version it then never has to follow.
 //!
@@ -17,7 +17,7 @@ use rexie::{ObjectStore, Rexie, TransactionMode};
 use wasm_bindgen::JsValue;
 
 use crate::chat::ChatEntry;
-use crate::history::{HistoryDone, HistoryError, HistoryOp, HistoryStore, block_key, count_key};
+use crate::chat::history::{HistoryDone, HistoryError, HistoryOp, HistoryStore, block_key, count_key};
 
 const DATABASE: &str = "duet-chat";
 const HISTORY: &str = "history";
@@ -79,12 +79,12 @@ impl HistoryStore for IdbHistory {
     }
 
     fn poll(&mut self) -> Vec<HistoryDone> {
-        crate::lock_shared(&self.done).drain(..).collect()
+        crate::util::lock_shared(&self.done).drain(..).collect()
     }
 }
 
 fn report(results: &Mutex<Vec<HistoryDone>>, done: HistoryDone) {
-    crate::lock_shared(results).push(done);
+    crate::util::lock_shared(results).push(done);
     super::wake_frame();
 }
 

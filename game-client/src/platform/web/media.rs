@@ -1,6 +1,6 @@
 //! The browser's call media: the microphone (and camera) through `getUserMedia`, and a peer
 //! connection of its own for the call, driven by the call machine's effects
-//! ([`crate::call::MediaCommand`]) and answering with [`crate::call::MediaReport`]s.
+//! (`call::MediaCommand`) and answering with [`MediaReport`]s.
 //!
 //! One task applies the commands strictly in order (each awaited before the next), because
 //! `RTCPeerConnection` refuses a remote candidate before the remote description it belongs to,
@@ -8,7 +8,7 @@
 //! always carries one audio and one video transceiver, negotiated once by the caller's offer:
 //! the camera comes and goes with `replaceTrack`, never a second offer. The peer's audio plays
 //! through an `<audio>` element; their video shows in a `<video>` element the room positions
-//! over their avatar ([`set_peer_video_rect`]).
+//! over their avatar ([`MediaPort::show_peer_video`]).
 
 use std::cell::RefCell;
 
@@ -25,7 +25,7 @@ use web_sys::{
     RtcSessionDescriptionInit, RtcTrackEvent,
 };
 
-use crate::call::{CallStats, MediaReport};
+use crate::ports::{CallStats, Media as MediaPort, MediaReport};
 use crate::config::IceServer;
 
 /// One effect for the media task, with the ICE servers to use if it starts a connection.
@@ -36,27 +36,30 @@ thread_local! {
     static REPORTS: RefCell<Vec<MediaReport>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Calls work in the browser.
-pub const CALLS_SUPPORTED: bool = true;
-/// The browser has cameras: video calls are offered.
-pub const VIDEO_SUPPORTED: bool = true;
+/// The browser's call media: voice and video.
+pub struct BrowserMedia;
 
-/// Hands one effect to the media task (started on first use).
-pub fn media_command(effect: CallEffect, ice_servers: &[IceServer]) {
-    QUEUE.with(|queue| {
-        let mut queue = queue.borrow_mut();
-        let sender = queue.get_or_insert_with(|| {
-            let (tx, rx) = unbounded();
-            wasm_bindgen_futures::spawn_local(run(rx));
-            tx
+impl MediaPort for BrowserMedia {
+    /// Hands one effect to the media task (started on first use).
+    fn command(&self, effect: CallEffect, ice_servers: &[IceServer]) {
+        QUEUE.with(|queue| {
+            let mut queue = queue.borrow_mut();
+            let sender = queue.get_or_insert_with(|| {
+                let (tx, rx) = unbounded();
+                wasm_bindgen_futures::spawn_local(run(rx));
+                tx
+            });
+            let _ = sender.unbounded_send((effect, ice_servers.to_vec()));
         });
-        let _ = sender.unbounded_send((effect, ice_servers.to_vec()));
-    });
-}
+    }
 
-/// What the media task has to say since the last call.
-pub fn media_reports() -> Vec<MediaReport> {
-    REPORTS.with(|r| std::mem::take(&mut *r.borrow_mut()))
+    fn reports(&self) -> Vec<MediaReport> {
+        REPORTS.with(|r| std::mem::take(&mut *r.borrow_mut()))
+    }
+
+    fn show_peer_video(&self, rect: Option<(f32, f32, f32)>) {
+        set_peer_video_rect(rect);
+    }
 }
 
 fn report(what: MediaReport) {
@@ -234,7 +237,7 @@ fn media_element(id: &str, tag: &str) -> Option<HtmlMediaElement> {
 }
 
 /// Where the peer's video goes, in CSS pixels of the page; `None` hides it.
-pub fn set_peer_video_rect(rect: Option<(f32, f32, f32)>) {
+fn set_peer_video_rect(rect: Option<(f32, f32, f32)>) {
     let Some(video) = element("duet-peer-video") else {
         return;
     };

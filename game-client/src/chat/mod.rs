@@ -5,7 +5,7 @@
 //! and `Delivered` when the peer's receipt comes back, which the peer sends only once its store
 //! said the message is saved. History is saved on every change, so it survives a restart and a
 //! `kill -9` mid-conversation. It is stored in blocks of [`HISTORY_BLOCK`] messages in a store of
-//! its own ([`crate::history`]), and a change rewrites only the blocks it touched (in practice
+//! its own ([`history`]), and a change rewrites only the blocks it touched (in practice
 //! the last one), so a message costs the same to save in a history of ten thousand as in one of
 //! ten.
 
@@ -17,7 +17,9 @@ use duet_shared::peer::{Control, MAX_CHAT_CHARS};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::history::{ChatArchive, HistoryDone, HistoryOp, block_key, count_key};
+pub mod history;
+
+use history::{ChatArchive, HistoryDone, HistoryOp, block_key, count_key};
 use crate::identity::{Identity, PeerProfile};
 use crate::net::{ControlReceived, RoomLink, SendControl};
 
@@ -88,7 +90,7 @@ pub struct HistoryLoaded {
 
 /// Saving the history failed: receipts for what it held were not sent (for the UI).
 #[derive(Message, Debug, Clone, PartialEq, Eq)]
-pub struct HistoryFailed(pub crate::history::HistoryError);
+pub struct HistoryFailed(pub history::HistoryError);
 
 /// Chat, receipts and history. Needs a [`ChatArchive`] (the entry points choose it).
 pub struct ChatPlugin;
@@ -393,7 +395,7 @@ fn send_chat(
             id: Uuid::new_v4(),
             author: identity.name.clone(),
             mine: true,
-            sent_ms: crate::now_ms(),
+            sent_ms: crate::util::now_ms(),
             text,
             delivery: if present {
                 Delivery::Sent
@@ -422,7 +424,7 @@ fn receive_chat(
 ) {
     for ControlReceived(message) in received.read() {
         match message {
-            Control::Chat { .. } if !budget.allow(crate::now_ms()) => {
+            Control::Chat { .. } if !budget.allow(crate::util::now_ms()) => {
                 warn!("the peer sends chat faster than {CHATS_PER_SECOND}/s: message dropped");
             }
             Control::Chat { id, sent_ms, text } => {
@@ -477,7 +479,7 @@ mod tests {
         let mut app = App::new();
         app.add_plugins(MinimalPlugins)
             .insert_resource(PkvStore::new_in_dir(dir))
-            .insert_resource(crate::history::test_archive(dir))
+            .insert_resource(history::test_archive(dir))
             .insert_resource(RoomLink::parse("http://h/r/abcdefghijklmnopqrstuv").unwrap())
             .add_message::<NetEvent>()
             .add_message::<ControlReceived>()
@@ -632,7 +634,7 @@ mod tests {
                     },
                     HistoryOp::Save { room, .. } if state.fail => HistoryDone::Saved {
                         room,
-                        result: Err(crate::history::HistoryError::NoSpace),
+                        result: Err(history::HistoryError::NoSpace),
                     },
                     HistoryOp::Save { room, .. } => HistoryDone::Saved {
                         room,
@@ -644,7 +646,7 @@ mod tests {
         }
     }
 
-    impl crate::history::HistoryStore for Slow {
+    impl history::HistoryStore for Slow {
         fn submit(&mut self, op: HistoryOp) {
             self.0.lock().unwrap().queued.push(op);
         }
@@ -676,7 +678,7 @@ mod tests {
         };
         slow.0.lock().unwrap().history = vec![old.clone()];
         let mut app = app(&dir);
-        app.insert_resource(crate::history::ChatArchive(Box::new(slow.clone())));
+        app.insert_resource(history::ChatArchive(Box::new(slow.clone())));
         app.update();
         let chat = |text: &str| {
             ControlReceived(Control::Chat {

@@ -4,8 +4,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::{DuetCorePlugins, add_platform, add_windowed_client, inject_faults};
 use crate::config::ClientConfig;
-use crate::headless::{HeadlessOptions, HeadlessPlugin, emit};
+use crate::headless::{HeadlessOptions, HeadlessPlugin};
 use crate::net::RoomLink;
 use crate::storage::FolderStore;
 use crate::transfer::Store;
@@ -134,6 +135,12 @@ fn load_config(explicit: Option<PathBuf>) -> Result<ClientConfig, String> {
     }
 }
 
+/// An event line for whoever drives this process, before the app exists (the headless runner
+/// writes the rest).
+fn emit(value: serde_json::Value) {
+    crate::platform::host().automation.emit_line(&value.to_string());
+}
+
 /// The desktop entry point: flags, data directory lock, then the app.
 pub fn main() -> AppExit {
     let mut args = match parse() {
@@ -181,6 +188,16 @@ pub fn main() -> AppExit {
         }
     };
     let mut app = App::new();
+    add_platform(&mut app, |capabilities| {
+        // Tuning knob for measurements: DUET_WINDOW=initial,max (chunks of 16 KiB).
+        if let Ok(spec) = std::env::var("DUET_WINDOW")
+            && let Some((initial, max)) = spec.split_once(',')
+            && let (Ok(initial), Ok(max)) = (initial.parse(), max.parse())
+        {
+            capabilities.transfer_window.initial = initial;
+            capabilities.transfer_window.max = max;
+        }
+    });
     if args.headless {
         // Chunks are pumped and credit granted once per update, so the tick bounds the credit
         // round trip. DUET_TICK_US overrides it for measurements.
@@ -220,12 +237,12 @@ pub fn main() -> AppExit {
     // Chat in a file of its own, so a flood of messages can fill only that.
     let chat = PkvStore::new_in_dir_with_filename(&store_dir, "chat.redb");
     app.insert_resource(PkvStore::new_in_dir(&store_dir))
-        .insert_resource(crate::history::ChatArchive(Box::new(
-            crate::history::PkvHistory::new(chat),
+        .insert_resource(crate::chat::history::ChatArchive(Box::new(
+            crate::chat::history::PkvHistory::new(chat),
         )))
         .insert_resource(Store(Box::new(store)))
         .insert_resource(args.config)
-        .add_plugins(crate::DuetCorePlugins);
+        .add_plugins(DuetCorePlugins);
     if args.headless {
         app.add_plugins(HeadlessPlugin);
     } else {
@@ -234,18 +251,9 @@ pub fn main() -> AppExit {
                 .replacen("/signal/", "/r/", 1)
                 .replacen("ws", "http", 1)
         });
-        crate::add_windowed_client(&mut app, args.automation, join);
+        add_windowed_client(&mut app, args.automation, join);
     }
-    // Tuning knob for measurements: DUET_WINDOW=initial,max (chunks of 16 KiB).
-    if let Ok(spec) = std::env::var("DUET_WINDOW")
-        && let Some((initial, max)) = spec.split_once(',')
-        && let (Ok(initial), Ok(max)) = (initial.parse(), max.parse())
-    {
-        let transfers = app.world().resource::<crate::transfer::Transfers>();
-        let mut engine = transfers.lock();
-        engine.window.initial = initial;
-        engine.window.max = max;
-    }
+    inject_faults(&mut app, crate::platform::fault_drop_grant());
     if let Some(name) = args.name {
         app.world_mut().write_message(crate::identity::Rename(name));
     }

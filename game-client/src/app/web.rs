@@ -5,8 +5,8 @@
 //!   Worker serves the app and the signaling, locally and deployed.
 //! - STUN/TURN servers come from `assets/config.ron`, built in.
 //! - Identity, names, owner keys and the received-files list live in `localStorage` (bevy_pkv);
-//!   chat history in IndexedDB ([`super::IdbHistory`]), so that it cannot crowd them out; received
-//!   files in IndexedDB too ([`super::IdbStore`]).
+//!   chat history in IndexedDB (`platform::IdbHistory`), so that it cannot crowd them out;
+//!   received files in IndexedDB too (`platform::IdbStore`).
 //! - `?automation` adds the test hooks: state as `duet-event {json}` console lines; only on a
 //!   page served from a loopback address ([`crate::config::test_hooks_allowed`]).
 
@@ -14,11 +14,12 @@ use bevy::prelude::*;
 use bevy_pkv::PkvStore;
 use wasm_bindgen::JsCast;
 
+use super::{DuetCorePlugins, add_platform, add_windowed_client, inject_faults};
 use crate::config::ClientConfig;
 use crate::transfer::Store;
 
 /// The configuration shipped with the app (the same file the desktop reads).
-const BUILT_IN_CONFIG: &str = include_str!("../../../../assets/config.ron");
+const BUILT_IN_CONFIG: &str = include_str!("../../../assets/config.ron");
 
 /// Builds and starts the app in the page.
 pub fn main() -> AppExit {
@@ -31,7 +32,7 @@ pub fn main() -> AppExit {
     let automation = location
         .search()
         .is_ok_and(|query| query.contains("automation"))
-        && super::test_hooks_here();
+        && crate::platform::test_hooks_here();
     let config = ClientConfig::from_ron(BUILT_IN_CONFIG, "assets/config.ron").unwrap_or_default();
     let config = ClientConfig {
         server: origin.clone(),
@@ -42,7 +43,7 @@ pub fn main() -> AppExit {
         .and_then(|d| d.get_element_by_id("duet"))
         .and_then(|e| e.dyn_into::<web_sys::HtmlCanvasElement>().ok())
     {
-        super::listen_for_file_drags(&canvas);
+        crate::platform::listen_for_file_drags(&canvas);
     }
     let join = path
         .strip_prefix("/r/")
@@ -50,6 +51,7 @@ pub fn main() -> AppExit {
         .map(|room| format!("{origin}/r/{room}"));
 
     let mut app = App::new();
+    add_platform(&mut app, |_| {});
     app.add_plugins(
         DefaultPlugins
             .set(AssetPlugin {
@@ -70,13 +72,14 @@ pub fn main() -> AppExit {
             }),
     )
     .insert_resource(PkvStore::new("Duet", "Duet"))
-    .insert_resource(crate::history::ChatArchive(Box::new(
-        super::IdbHistory::new(),
+    .insert_resource(crate::chat::history::ChatArchive(Box::new(
+        crate::platform::IdbHistory::new(),
     )))
-    .insert_resource(Store(Box::new(super::IdbStore::new())))
+    .insert_resource(Store(Box::new(crate::platform::IdbStore::new())))
     .insert_resource(config)
-    .add_plugins(crate::DuetCorePlugins);
-    crate::add_windowed_client(&mut app, automation, join);
+    .add_plugins(DuetCorePlugins);
+    add_windowed_client(&mut app, automation, join);
+    inject_faults(&mut app, crate::platform::fault_drop_grant());
     app.insert_resource(crate::ui::ReportLayoutChanges(automation))
         .insert_resource(frame_pacing(software_webgl()));
     app.run()

@@ -10,7 +10,7 @@
 //! and learns later, by polling, what is done. IndexedDB answers asynchronously; a receipt (which
 //! tells the sender "stored") goes out only after the save that holds its message was answered.
 //!
-//! A room's history is stored in blocks of [`crate::chat::HISTORY_BLOCK`] messages: under
+//! A room's history is stored in blocks of [`super::HISTORY_BLOCK`] messages: under
 //! `{room}/{b}` block `b`, under `{room}/n` the number of messages. A save writes the blocks it
 //! touched and the count last, so a crash in between leaves the history as before the change.
 
@@ -18,7 +18,7 @@ use bevy::prelude::*;
 use bevy_pkv::PkvStore;
 use thiserror::Error;
 
-use crate::chat::ChatEntry;
+use super::ChatEntry;
 
 /// Why the history store failed.
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
@@ -111,7 +111,7 @@ impl PkvHistory {
     fn load(&self, room: &str) -> Option<Vec<ChatEntry>> {
         let count = self.pkv.get::<u64>(count_key(room)).ok()? as usize;
         let mut entries = Vec::with_capacity(count.min(1 << 16));
-        for block in 0..count.div_ceil(crate::chat::HISTORY_BLOCK) {
+        for block in 0..count.div_ceil(super::HISTORY_BLOCK) {
             match self.pkv.get::<Vec<ChatEntry>>(block_key(room, block)) {
                 Ok(part) => entries.extend(part),
                 Err(e) => error!("part of the chat history is unreadable: {e}"),

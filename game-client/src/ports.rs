@@ -1,0 +1,273 @@
+//! The platform seam: what the client needs of the desktop or the browser, as traits.
+//!
+//! Everything above this module talks to the platform only through these traits and the two
+//! resources that carry them, [`Capabilities`] (what this platform can do, as plain values) and
+//! [`Host`] (what it does, as trait objects). `platform::native` and `platform::web` each
+//! implement every trait once, so the compiler, not matching function names, keeps the two in
+//! step; `app` inserts the running platform's implementation. Logic tests insert nothing (or
+//! their own fakes): a plugin that finds no [`Host`] leaves the platform alone.
+//!
+//! The stores (received files, chat history) are seams too, but each belongs to the concern that
+//! owns its contract: [`crate::storage::BlobStore`] and [`crate::chat::history::HistoryStore`].
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::mpsc::Receiver;
+
+use bevy::ecs::entity::Entity;
+use bevy::math::Vec2;
+use bevy::prelude::Resource;
+use bevy::tasks::Task;
+use duet_shared::call::{CallEffect, CallEnd, CallId};
+use duet_shared::transfer::WindowConfig;
+
+use crate::config::IceServer;
+
+/// A long-running future the platform runs beside the frame loop (matchbox's message loop, the
+/// browser's transfer pump). The browser runs it on the page's one thread, so it need not be
+/// `Send` there.
+#[cfg(not(target_arch = "wasm32"))]
+pub type LoopFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
+/// See the native definition.
+#[cfg(target_arch = "wasm32")]
+pub type LoopFuture = Pin<Box<dyn Future<Output = ()>>>;
+
+/// What this platform can do, as values the core reads (a resource; the defaults are the
+/// protocol's, for logic tests).
+#[derive(Resource, Debug, Clone)]
+pub struct Capabilities {
+    /// Most chunks per data frame this side's WebRTC stack takes.
+    pub frame_chunks: usize,
+    /// The receiver's flow-control window.
+    pub transfer_window: WindowConfig,
+    /// Whether transfers also run between frames (see `transfer::pump_between_frames`).
+    pub pump_between_frames: bool,
+    /// Whether this app can take part in calls at all.
+    pub calls: bool,
+    /// Whether calls can carry the camera.
+    pub video: bool,
+    /// What the received-files list offers for a saved file.
+    pub file_actions: &'static [FileAction],
+    /// Multisampling for the room's camera.
+    pub msaa: bevy::render::view::Msaa,
+}
+
+impl Default for Capabilities {
+    fn default() -> Self {
+        Self {
+            frame_chunks: duet_shared::peer::CHUNKS_PER_FRAME,
+            transfer_window: WindowConfig::default(),
+            pump_between_frames: false,
+            calls: true,
+            video: false,
+            file_actions: &[],
+            msaa: bevy::render::view::Msaa::Off,
+        }
+    }
+}
+
+/// The running platform's implementations, shared (cheap to clone). Inserted by `app`.
+#[derive(Resource, Clone)]
+pub struct Host {
+    /// Threads, tasks and the network stack's needs.
+    pub runtime: Arc<dyn Runtime>,
+    /// Files the person sends.
+    pub files: Arc<dyn LocalFiles>,
+    /// A call's media connection.
+    pub media: Arc<dyn Media>,
+    /// The window or page around the app.
+    pub shell: Arc<dyn Shell>,
+    /// Where automation events go and commands come from.
+    pub automation: Arc<dyn Automation>,
+}
+
+/// Threads, tasks and the network stack's needs.
+pub trait Runtime: Send + Sync + 'static {
+    /// Called before a socket opens (the desktop sizes its UDP buffers).
+    fn prepare_network(&self);
+    /// Runs `future` until it ends, beside the frame loop and never behind other work on Bevy's
+    /// shared task pools.
+    fn spawn_loop(&self, future: LoopFuture);
+    /// `bytes` arrived from the peer and were handled (the browser lets its collector know).
+    fn received_from_peer(&self, bytes: usize);
+    /// Keeps the between-frames pump running when nothing arrives (a hidden tab draws nothing).
+    fn keep_pump_ticking(&self);
+}
+
+/// What reading a piece of a local file gave, now: the web reads asynchronously, so a read
+/// may not be ready yet and is asked again next frame.
+#[derive(Debug)]
+pub enum ReadPoll {
+    /// The buffer holds the bytes.
+    Ready,
+    /// Not read yet; ask again later.
+    Pending,
+    /// Reading failed.
+    Failed(String),
+}
+
+/// Reads pieces of one file being sent.
+pub trait FileRead: Send + Sync {
+    /// Fills `buf` with the bytes at `offset`, or says to ask again.
+    fn read(&mut self, offset: u64, buf: &mut [u8]) -> ReadPoll;
+}
+
+/// Files the person sends. Files are named by a `PathBuf` on both platforms: a real path on the
+/// desktop, and on the web a handle (`/browser-file/{n}/{name}`) to a `File` the person dropped
+/// or picked, which the web side keeps and reads by slices.
+pub trait LocalFiles: Send + Sync + 'static {
+    /// Size of a file, without reading it.
+    fn size(&self, path: &Path) -> std::io::Result<u64>;
+    /// What identifies this version of the file (path and modification time, or a browser
+    /// file's name and date): the resume key is made of it.
+    fn fingerprint(&self, path: &Path) -> std::io::Result<String>;
+    /// SHA-256 and size, computed off the frame.
+    fn hash(&self, path: PathBuf) -> Task<std::io::Result<([u8; 32], u64)>>;
+    /// Opens a file for reading pieces of it.
+    fn open(&self, path: &Path) -> std::io::Result<Box<dyn FileRead>>;
+}
+
+/// What the media layer reports back.
+#[derive(bevy::prelude::Message, Debug, Clone, PartialEq)]
+pub enum MediaReport {
+    /// Our offer (caller) or answer (callee) is ready.
+    LocalDescription {
+        /// The call.
+        call: CallId,
+        /// The SDP.
+        sdp: String,
+    },
+    /// Our media connection found an ICE candidate.
+    LocalCandidate {
+        /// The call.
+        call: CallId,
+        /// The candidate line.
+        candidate: String,
+        /// Media section id.
+        mid: Option<String>,
+        /// Media section index.
+        mline: Option<u16>,
+    },
+    /// Media flows.
+    Connected(CallId),
+    /// No microphone, permission denied, or the connection broke.
+    Failed(CallId, CallEnd),
+    /// Once a second during a call: what flows and how loud.
+    Stats(CallId, CallStats),
+}
+
+/// What a call's media connection reports about itself (from `getStats()` in the browser).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct CallStats {
+    /// Audio received from the peer, bytes.
+    pub inbound_audio_bytes: u64,
+    /// Audio received from the peer, RTP packets.
+    pub inbound_audio_packets: u64,
+    /// Audio sent, bytes.
+    pub outbound_audio_bytes: u64,
+    /// Video received, bytes.
+    pub inbound_video_bytes: u64,
+    /// Video sent, bytes.
+    pub outbound_video_bytes: u64,
+    /// The peer's audio level, 0..1 (their speaking indicator).
+    pub peer_level: f64,
+    /// Our microphone's level, 0..1.
+    pub my_level: f64,
+    /// Received video frames per second.
+    pub video_fps: f64,
+    /// Round-trip time of the media connection, ms.
+    pub rtt_ms: f64,
+    /// Inbound audio jitter, ms.
+    pub jitter_ms: f64,
+    /// Inbound packets lost (audio and video).
+    pub packets_lost: u64,
+}
+
+/// A call's media connection (microphone, speakers, camera, its own WebRTC connection), driven
+/// by the call machine's effects.
+pub trait Media: Send + Sync + 'static {
+    /// Carries out one of the call machine's media effects.
+    fn command(&self, effect: CallEffect, ice_servers: &[IceServer]);
+    /// What happened since the last call.
+    fn reports(&self) -> Vec<MediaReport>;
+    /// Where the peer's camera shows: centre and radius in window pixels, or hidden.
+    fn show_peer_video(&self, rect: Option<(f32, f32, f32)>);
+}
+
+/// A file drag over the app that the window system does not report itself (the web: winit
+/// sees no DOM drags), with where the pointer is in logical window pixels.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileDrag {
+    /// Entered/moved, left, or dropped.
+    pub kind: FileDragKind,
+    /// Pointer position, logical pixels from the top-left of the window (canvas).
+    pub at: Vec2,
+}
+
+/// See [`FileDrag`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum FileDragKind {
+    /// A drag with files is over the window.
+    Hover,
+    /// The drag left without dropping.
+    Leave,
+    /// Files were dropped (the first one is sent).
+    Drop(PathBuf),
+}
+
+/// What the received-files list offers for a saved file; each platform lists its own in
+/// [`Capabilities::file_actions`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileAction {
+    /// Copy the file elsewhere through a native dialog.
+    SaveAs,
+    /// Show the downloads folder.
+    OpenFolder,
+    /// Hand the file to the browser's downloads.
+    Download,
+}
+
+impl FileAction {
+    /// The button's label.
+    pub fn label(self) -> &'static str {
+        match self {
+            FileAction::SaveAs => "Save as…",
+            FileAction::OpenFolder => "Open folder",
+            FileAction::Download => "Download",
+        }
+    }
+}
+
+/// The window or page around the app.
+pub trait Shell: Send + Sync + 'static {
+    /// Asks the person for a file to send; `None` if they cancelled.
+    fn pick_file(&self) -> Task<Option<PathBuf>>;
+    /// Runs `action` on the received file at `location` (named `name`); a task that yields a
+    /// sentence for the notices (or `None`: cancelled), or no task when it is done at once.
+    fn file_action(
+        &self,
+        action: FileAction,
+        location: &str,
+        name: &str,
+    ) -> Option<Task<Option<String>>>;
+    /// File drags the window system does not report itself, since the last call.
+    fn take_file_drags(&self) -> Vec<FileDrag>;
+    /// Shows the room's link where the platform keeps it (the browser's address bar).
+    fn show_room_link(&self, link: Option<&str>);
+    /// The first styled frame is drawn: reveal the app (the page hides its loading text).
+    fn app_ready(&self);
+    /// Sets the window's icon from `rgba(size)` pixels; false until the window exists.
+    fn set_window_icon(&self, window: Entity, rgba: fn(u32) -> Vec<u8>) -> bool;
+    /// How to draw a frame at once when input arrives outside the window system.
+    fn set_frame_waker(&self, wake: Box<dyn Fn() + Send + Sync>);
+}
+
+/// Where automation events go (stdout, the console) and commands come from (stdin).
+pub trait Automation: Send + Sync + 'static {
+    /// One event line (JSON).
+    fn emit_line(&self, line: &str);
+    /// Command lines as they come, then `None` at the end of input.
+    fn command_lines(&self) -> Receiver<Option<String>>;
+}
