@@ -9,11 +9,11 @@ use std::time::Instant;
 use bevy::prelude::*;
 use bevy_egui::egui;
 use bevy_pkv::PkvStore;
-use duet_client::chat::{ChatEntry, ChatLog, ChatPlugin, Delivery, SendChat};
 use duet_client::chat::history::{ChatArchive, PkvHistory};
+use duet_client::chat::{ChatEntry, ChatLog, ChatPlugin, Delivery, SendChat};
 use duet_client::identity::IdentityPlugin;
-use duet_tests::median;
 use duet_client::net::{ControlReceived, NetEvent, RoomLink, SendControl};
+use duet_tests::median;
 
 const LONG: usize = 10_000;
 const SHORT: usize = 200;

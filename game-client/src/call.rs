@@ -14,10 +14,11 @@ use bevy::prelude::*;
 use duet_shared::call::{Call, CallEffect, CallEnd, CallId, CallPhase, DeclineReason};
 use duet_shared::peer::Control;
 
+use crate::frame::FrameSet;
 use crate::identity::PeerProfile;
 use crate::net::{ControlReceived, NetEvent, SendControl};
-pub use crate::ports::{CallStats, MediaReport};
 use crate::ports::Host;
+pub use crate::ports::{CallStats, MediaReport};
 
 /// What the person does about calls (from the UI or the headless runner).
 #[derive(Message, Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,7 +110,9 @@ impl Plugin for CallPlugin {
             .init_resource::<CallsSupported>()
             .add_systems(
                 Update,
-                (drive_media.run_if(resource_exists::<Host>), step_calls).chain(),
+                (drive_media.run_if(resource_exists::<Host>), step_calls)
+                    .chain()
+                    .in_set(FrameSet::Core),
             );
     }
 }

@@ -6,13 +6,14 @@
 //! a test that drops its handle never leaves a client behind.
 
 use std::sync::mpsc::Receiver;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use bevy::prelude::*;
 use serde_json::json;
 
 use crate::call::{CallAction, CallChanged, CallState};
 use crate::chat::{ChatChanged, ChatLog, Delivery, HistoryFailed, HistoryLoaded, SendChat};
+use crate::frame::FrameSet;
 use crate::identity::{Identity, IdentityEvent, Rename};
 use crate::net::{NetEvent, SendFailed};
 use crate::ports::{Automation, Host};
@@ -49,35 +50,39 @@ impl Plugin for HeadlessPlugin {
             .get_resource::<Host>()
             .map(|host| host.automation.clone())
             .expect("the app inserts the platform's Host before the headless runner");
-        let _ = OUT.set(automation.clone());
         app.insert_resource(Commands(Mutex::new(automation.command_lines())))
+            .insert_resource(EventOut(automation))
             .init_resource::<HeadlessOptions>()
             .init_resource::<AcceptExtraCommands>()
             .add_message::<ExtraCommand>()
             .add_systems(PostStartup, announce)
-            .add_systems(Update, (run_commands, say_when_ready))
+            .add_systems(
+                Update,
+                (run_commands, say_when_ready).in_set(FrameSet::Input),
+            )
             .add_systems(Last, print_events);
     }
 }
 
-/// Where [`emit`] writes: the platform's automation port, set when the plugin is added (once per
-/// process: one app runs per process).
-static OUT: OnceLock<Arc<dyn Automation>> = OnceLock::new();
+/// Where events go: the platform's automation port (stdout; in the browser, the console for the
+/// page's test driver).
+#[derive(Resource, Clone)]
+pub struct EventOut(Arc<dyn Automation>);
 
-/// One event line (on stdout; in the browser, on the console for the page's test driver).
-pub fn emit(value: serde_json::Value) {
-    emit_line(&value.to_string());
-}
+impl EventOut {
+    /// One event line.
+    pub fn emit(&self, value: serde_json::Value) {
+        self.0.emit_line(&value.to_string());
+    }
 
-/// One event line as it is; dropped before the plugin is added.
-pub fn emit_line(line: &str) {
-    if let Some(out) = OUT.get() {
-        out.emit_line(line);
+    /// One event line as it is.
+    pub fn emit_line(&self, line: &str) {
+        self.0.emit_line(line);
     }
 }
 
-fn announce(identity: Res<Identity>) {
-    emit(json!({"event": "ready", "identity": identity.id, "name": identity.name}));
+fn announce(identity: Res<Identity>, out: Res<EventOut>) {
+    out.emit(json!({"event": "ready", "identity": identity.id, "name": identity.name}));
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -90,9 +95,10 @@ fn run_commands(
     mut calls: MessageWriter<CallAction>,
     call_state: Res<CallState>,
     mut exit: MessageWriter<AppExit>,
-    extra: Res<AcceptExtraCommands>,
+    (extra, out): (Res<AcceptExtraCommands>, Res<EventOut>),
     mut more: MessageWriter<ExtraCommand>,
 ) {
+    let emit = |value| out.emit(value);
     let Ok(rx) = commands.0.lock() else { return };
     while let Ok(line) = rx.try_recv() {
         let Some(line) = line else {
@@ -239,8 +245,9 @@ fn print_events(
     mut history: (MessageReader<HistoryLoaded>, MessageReader<HistoryFailed>),
     mut failed: MessageReader<SendFailed>,
     mut transfers: MessageReader<TransferEvent>,
-    mut calls: MessageReader<CallChanged>,
+    (mut calls, out): (MessageReader<CallChanged>, Res<EventOut>),
 ) {
+    let emit = |value| out.emit(value);
     for event in calls.read() {
         emit(call_event(event));
     }

@@ -9,6 +9,7 @@ use duet_shared::peer::{Control, MAX_DISPLAY_NAME_CHARS, PROTOCOL_VERSION};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::frame::FrameSet;
 use crate::net::{ControlReceived, NetEvent, SendControl, SignalingIdentity};
 use crate::ports::Capabilities;
 
@@ -67,7 +68,12 @@ impl Plugin for IdentityPlugin {
             .add_message::<IdentityEvent>()
             .init_resource::<PeerProfile>()
             .add_systems(PreStartup, load_or_create)
-            .add_systems(Update, (greet_peer, receive_profile, rename).chain());
+            .add_systems(
+                Update,
+                (greet_peer, receive_profile, rename)
+                    .chain()
+                    .in_set(FrameSet::Core),
+            );
     }
 }
 

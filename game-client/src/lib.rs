@@ -9,6 +9,7 @@
 //! | layer | module | what it is |
 //! |---|---|---|
 //! | 0 base | [`util`] | locks shared with the browser's pump, the wall clock, finished tasks |
+//! |  | [`frame`] | the order of a frame's work, as system sets |
 //! |  | [`config`] | server URL, STUN/TURN servers, thresholds from `assets/config.ron` |
 //! | 1 seam | [`ports`] | the platform as traits ([`ports::Host`]) and values ([`ports::Capabilities`]) |
 //! | 2 core | [`net`] | the WebRTC socket to the room, the peer's presence, the control channel |
@@ -35,6 +36,7 @@ pub mod app;
 pub mod call;
 pub mod chat;
 pub mod config;
+pub mod frame;
 pub mod headless;
 pub mod identity;
 pub mod net;

@@ -601,9 +601,7 @@ pub enum SignalingEnd {
     #[error("You cannot join this room: its creator has banned you.")]
     Banned,
     /// Joins from here came too fast (429).
-    #[error(
-        "Too many attempts to join this room in a short time. Wait a minute, then join again."
-    )]
+    #[error("Too many attempts to join this room in a short time. Wait a minute, then join again.")]
     TooManyAttempts,
     /// No such room (404): never created, or expired.
     #[error("This room does not exist. It may have expired after a day without visitors.")]
@@ -693,16 +691,33 @@ mod tests {
         let read = |text| SignalingEnd::from_loop_error(text);
         assert_eq!(read("HTTP error: 403 Forbidden"), SignalingEnd::Banned);
         assert_eq!(read("HTTP error: 404 Not Found"), SignalingEnd::NoSuchRoom);
-        assert_eq!(read("HTTP error: 429 Too Many Requests"), SignalingEnd::TooManyAttempts);
-        assert!(matches!(read("HTTP error: 500 Internal"), SignalingEnd::Refused(_)));
+        assert_eq!(
+            read("HTTP error: 429 Too Many Requests"),
+            SignalingEnd::TooManyAttempts
+        );
+        assert!(matches!(
+            read("HTTP error: 500 Internal"),
+            SignalingEnd::Refused(_)
+        ));
         assert_eq!(
             read("IO error: Connection refused (os error 111)"),
             SignalingEnd::Unreachable
         );
-        assert!(SignalingEnd::TooManyAttempts.to_string().contains("Wait a minute"));
+        assert!(
+            SignalingEnd::TooManyAttempts
+                .to_string()
+                .contains("Wait a minute")
+        );
         assert!(SignalingEnd::Banned.to_string().contains("banned"));
-        assert!(SignalingEnd::NoSuchRoom.to_string().contains("does not exist"));
-        assert!(matches!(read("something new"), SignalingEnd::Unexplained(_)));
+        assert!(
+            SignalingEnd::NoSuchRoom
+                .to_string()
+                .contains("does not exist")
+        );
+        assert!(matches!(
+            read("something new"),
+            SignalingEnd::Unexplained(_)
+        ));
     }
 
     fn new_wire() -> WireState {

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::api::{ApiCall, ApiReply, Moderation};
 use crate::chat::{ChatChanged, ChatLog};
 use crate::config::ClientConfig;
+use crate::frame::FrameSet;
 use crate::identity::{IdentityEvent, PeerProfile};
 use crate::net::{NetEvent, RebuildSocket, RoomLink, SignalingEnd};
 use crate::ports::Host;
@@ -523,7 +524,8 @@ impl Plugin for RoomPlugin {
                     calls,
                     history_failures,
                 )
-                    .chain(),
+                    .chain()
+                    .in_set(FrameSet::Room),
             );
     }
 }
@@ -1276,11 +1278,10 @@ mod tests {
         join_link(&mut app);
         drain::<ApiCall>(&mut app);
         // What a browser reports when the worker refuses the WebSocket (the 409 is hidden).
-        app.world_mut().write_message(NetEvent::SignalingClosed(
-            SignalingEnd::from_loop_error(
+        app.world_mut()
+            .write_message(NetEvent::SignalingClosed(SignalingEnd::from_loop_error(
                 "Failed to connect to the server. CloseEvent { code: 1006 }",
-            ),
-        ));
+            )));
         app.update();
         assert_eq!(
             drain::<ApiCall>(&mut app),

@@ -21,6 +21,7 @@ use duet_shared::transfer::{Progress, Receiver, ResumePoint, Sender, TransferErr
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use crate::frame::FrameSet;
 use crate::net::{NetEvent, Socket, Wire, WireState};
 use crate::ports::{Capabilities, FileRead, Host, ReadPoll};
 use crate::storage::{BlobStore, StoreDone, StoreOp, part_key};
@@ -151,6 +152,7 @@ struct Incoming {
 /// happened since the app last looked. It is not a set of systems because it must also run
 /// between frames (see [`pump_between_frames`]); the plugin's systems and that pump both call
 /// [`Engine::pump`] on it.
+#[derive(Default)]
 pub struct Engine {
     outgoing: HashMap<TransferId, Outgoing>,
     incoming: HashMap<TransferId, Incoming>,
@@ -179,25 +181,6 @@ pub struct Engine {
     approved: std::collections::VecDeque<String>,
 }
 
-impl Default for Engine {
-    fn default() -> Self {
-        Self {
-            outgoing: HashMap::new(),
-            incoming: HashMap::new(),
-            window: WindowConfig::default(),
-            last_progress_ms: 0,
-            store: None,
-            controls: Vec::new(),
-            events: Vec::new(),
-            drop_grant: None,
-            host: None,
-            admission: Admission::default(),
-            sender: None,
-            approved: std::collections::VecDeque::new(),
-        }
-    }
-}
-
 /// The engine, shared by the frame loop and the pump between frames.
 #[derive(Resource, Clone, Default)]
 pub struct Transfers(Arc<Mutex<Engine>>);
@@ -223,7 +206,12 @@ impl Plugin for TransferPlugin {
             .add_message::<TransferEvent>()
             .insert_resource(transfers)
             .add_systems(Startup, ask_threshold)
-            .add_systems(Update, (adopt_store, start_pump, drive).chain());
+            .add_systems(
+                Update,
+                (adopt_store, start_pump, drive)
+                    .chain()
+                    .in_set(FrameSet::Core),
+            );
     }
 }
 

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[(&str, u8)] = &[
     ("util", 0),
     ("config", 0),
+    ("frame", 0),
     ("ports", 1),
     ("net", 2),
     ("identity", 3),
@@ -175,7 +176,11 @@ fn modules_use_only_lower_layers() {
             }
         }
     }
-    assert!(broken.is_empty(), "imports against the rule:\n{}", broken.join("\n"));
+    assert!(
+        broken.is_empty(),
+        "imports against the rule:\n{}",
+        broken.join("\n")
+    );
 }
 
 #[test]

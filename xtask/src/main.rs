@@ -6,6 +6,7 @@
 //! - `cargo xtask bench NAME`: run a benchmark, writing `target/bench/NAME.json`.
 //! - `cargo xtask build-worker`: rebuild the Worker if its sources changed (wrangler's build hook).
 //! - `cargo xtask build-web`: rebuild the browser client into `web/pkg/` if its sources changed.
+//! - `cargo xtask deploy`: build both, then `wrangler deploy` (needs a Cloudflare login).
 //!
 //! Every install step checks first and does nothing when the tool is already there, so once set up
 //! all of this runs with no network.
@@ -26,6 +27,7 @@ const USAGE: &str =
   bench NAME    run a benchmark (signaling, transfer, hostile, browser, call, chat) and write target/bench/NAME.json
   build-worker  rebuild the worker's wasm if its sources changed
   build-web     rebuild the browser client (web/pkg) if its sources changed
+  deploy        build the worker and the browser client, then `wrangler deploy`
   setup         only install missing tools";
 
 fn main() -> Result<()> {
@@ -40,6 +42,7 @@ fn main() -> Result<()> {
         "bench" => bench(&root, &rest),
         "build-worker" => build_worker(&root, false),
         "build-web" => build_web(&root, false),
+        "deploy" => deploy(&root),
         "setup" => tools::ensure_all(&root),
         _ => {
             eprintln!("{USAGE}");
@@ -190,6 +193,19 @@ pub(crate) fn wrangler_env(cmd: &mut Command) -> &mut Command {
         .env("WRANGLER_SEND_ERROR_REPORTS", "false")
         .env("CLOUDFLARE_CF_FETCH_ENABLED", "false")
         .env("WRANGLER_LOG_PATH", "target/wrangler-logs")
+}
+
+/// Builds the Worker and the browser client and hands both to `wrangler deploy`, with the
+/// build hook skipped (everything is built already).
+fn deploy(root: &Path) -> Result<()> {
+    tools::ensure_all(root)?;
+    build_worker(root, false)?;
+    build_web(root, false)?;
+    let mut cmd = Command::new(root.join(tools::WRANGLER));
+    wrangler_env(&mut cmd)
+        .env("DUET_PREBUILT", "1")
+        .arg("deploy");
+    run(&mut cmd).context("wrangler deploy (log in first: npx wrangler login)")
 }
 
 fn dev(root: &Path) -> Result<()> {

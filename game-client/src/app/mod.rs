@@ -36,6 +36,7 @@ impl PluginGroup for DuetCorePlugins {
 /// desktop's measurement knobs) and its implementations of the ports. Before the core plugins,
 /// which read both as they are built.
 fn add_platform(app: &mut App, tune: impl FnOnce(&mut Capabilities)) {
+    crate::frame::order(app);
     let mut capabilities = crate::platform::capabilities();
     tune(&mut capabilities);
     app.insert_resource(call::CallsSupported(capabilities.calls))

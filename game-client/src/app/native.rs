@@ -138,7 +138,9 @@ fn load_config(explicit: Option<PathBuf>) -> Result<ClientConfig, String> {
 /// An event line for whoever drives this process, before the app exists (the headless runner
 /// writes the rest).
 fn emit(value: serde_json::Value) {
-    crate::platform::host().automation.emit_line(&value.to_string());
+    crate::platform::host()
+        .automation
+        .emit_line(&value.to_string());
 }
 
 /// The desktop entry point: flags, data directory lock, then the app.

@@ -19,9 +19,10 @@ use uuid::Uuid;
 
 pub mod history;
 
-use history::{ChatArchive, HistoryDone, HistoryOp, block_key, count_key};
+use crate::frame::FrameSet;
 use crate::identity::{Identity, PeerProfile};
 use crate::net::{ControlReceived, RoomLink, SendControl};
+use history::{ChatArchive, HistoryDone, HistoryOp, block_key, count_key};
 
 /// Where a message stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -109,7 +110,12 @@ impl Plugin for ChatPlugin {
                 PreUpdate,
                 load_history.run_if(resource_exists_and_changed::<RoomLink>),
             )
-            .add_systems(Update, (send_chat, receive_chat, save_history).chain());
+            .add_systems(
+                Update,
+                (send_chat, receive_chat, save_history)
+                    .chain()
+                    .in_set(FrameSet::Core),
+            );
     }
 }
 

@@ -498,11 +498,7 @@ const FILE_ACTIONS: &[FileAction] = &[FileAction::Download];
 
 /// Hands a received file (by its name in IndexedDB) to the browser's downloads. The task yields
 /// a sentence if that failed.
-fn file_action(
-    _action: FileAction,
-    location: &str,
-    _name: &str,
-) -> Option<Task<Option<String>>> {
+fn file_action(_action: FileAction, location: &str, _name: &str) -> Option<Task<Option<String>>> {
     let name = location.to_owned();
     Some(IoTaskPool::get().spawn(async move {
         idb::download(&name)

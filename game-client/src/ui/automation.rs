@@ -16,7 +16,8 @@ use serde_json::json;
 
 use super::panels::PanelState;
 use super::scene::RoomCamera;
-use crate::headless::{AcceptExtraCommands, ExtraCommand, HeadlessPlugin, emit};
+use crate::frame::FrameSet;
+use crate::headless::{AcceptExtraCommands, EventOut, ExtraCommand, HeadlessPlugin};
 use crate::room::{MY_SPOT, Notices, PEER_SPOT, ReceivedFiles, Screen};
 
 /// Test automation on top of the windowed client.
@@ -33,20 +34,23 @@ impl Plugin for AutomationPlugin {
             .init_resource::<ReportLayoutChanges>()
             .add_systems(
                 Update,
-                (commands, finish_drop, report_notices, report_layout),
+                (
+                    commands.in_set(FrameSet::Input),
+                    (finish_drop, report_notices, report_layout).in_set(FrameSet::Presentation),
+                ),
             )
-            .add_systems(OnEnter(Screen::Room), |room: Option<Res<crate::room::CurrentRoom>>| {
-                emit(json!({"event": "screen", "screen": "room", "link": room.map(|r| r.link.clone())}));
+            .add_systems(OnEnter(Screen::Room), |room: Option<Res<crate::room::CurrentRoom>>, out: Res<EventOut>| {
+                out.emit(json!({"event": "screen", "screen": "room", "link": room.map(|r| r.link.clone())}));
             })
-            .add_systems(PostStartup, |received: Option<Res<ReceivedFiles>>| {
+            .add_systems(PostStartup, |received: Option<Res<ReceivedFiles>>, out: Res<EventOut>| {
                 let names: Vec<&str> = received
                     .iter()
                     .flat_map(|r| r.files.iter().map(|f| f.name.as_str()))
                     .collect();
-                emit(json!({"event": "received_files", "names": names}));
+                out.emit(json!({"event": "received_files", "names": names}));
             })
-            .add_systems(OnEnter(Screen::Lobby), || {
-                emit(json!({"event": "screen", "screen": "lobby"}));
+            .add_systems(OnEnter(Screen::Lobby), |out: Res<EventOut>| {
+                out.emit(json!({"event": "screen", "screen": "lobby"}));
             });
     }
 }
@@ -56,10 +60,11 @@ fn commands(
     mut commands: Commands,
     mut windows: Query<(Entity, &mut Window), With<PrimaryWindow>>,
     camera: Query<(&Camera, &GlobalTransform), With<RoomCamera>>,
-    panel: Res<PanelState>,
+    (panel, out): (Res<PanelState>, Res<EventOut>),
     mut drags: MessageWriter<FileDragAndDrop>,
     mut pending: ResMut<PendingDrop>,
 ) {
+    let emit = |value| out.emit(value);
     for ExtraCommand(line) in lines.read() {
         let mut words = line.splitn(4, ' ');
         match (words.next(), words.next(), words.next(), words.next()) {
@@ -86,11 +91,12 @@ fn commands(
             (Some("screenshot"), Some(path), ..) => {
                 let path = PathBuf::from(path);
                 let reported = path.clone();
+                let out = out.clone();
                 commands
                     .spawn(Screenshot::primary_window())
                     .observe(save_to_disk(path))
                     .observe(move |_: On<ScreenshotCaptured>| {
-                        emit(json!({"event": "screenshot", "path": reported}));
+                        out.emit(json!({"event": "screenshot", "path": reported}));
                     });
             }
             _ => emit(json!({
@@ -162,6 +168,7 @@ fn report_layout(
     windows: Query<&Window, With<PrimaryWindow>>,
     camera: Query<(&Camera, &GlobalTransform), With<RoomCamera>>,
     panel: Res<PanelState>,
+    out: Res<EventOut>,
     mut seen: Local<(String, u32, String)>,
 ) {
     if !enabled.0 {
@@ -175,7 +182,7 @@ fn report_layout(
     } else if *frames < 3 {
         *frames += 1;
     } else if *candidate != *reported {
-        crate::headless::emit_line(candidate);
+        out.emit_line(candidate);
         *reported = candidate.clone();
     }
 }
@@ -185,6 +192,7 @@ fn finish_drop(
     mut pending: ResMut<PendingDrop>,
     mut windows: Query<(Entity, &mut Window), With<PrimaryWindow>>,
     mut drags: MessageWriter<FileDragAndDrop>,
+    out: Res<EventOut>,
 ) {
     let Some((path, at, frames)) = pending.0.as_mut() else {
         return;
@@ -201,11 +209,11 @@ fn finish_drop(
         window: entity,
         path_buf: path.clone(),
     });
-    emit(json!({"event": "dropped", "at": [at.x, at.y]}));
+    out.emit(json!({"event": "dropped", "at": [at.x, at.y]}));
     pending.0 = None;
 }
 
-fn report_notices(notices: Res<Notices>, mut seen: Local<usize>) {
+fn report_notices(notices: Res<Notices>, out: Res<EventOut>, mut seen: Local<usize>) {
     if !notices.is_changed() {
         return;
     }
@@ -214,7 +222,7 @@ fn report_notices(notices: Res<Notices>, mut seen: Local<usize>) {
         .saturating_sub(*seen)
         .min(notices.items.len());
     for (text, _) in &notices.items[notices.items.len() - new..] {
-        emit(json!({"event": "notice", "message": text}));
+        out.emit(json!({"event": "notice", "message": text}));
     }
     *seen = notices.posted;
 }

@@ -7,6 +7,7 @@ use bevy::window::{FileDragAndDrop, PrimaryWindow};
 
 use super::panels::PanelState;
 use super::scene::RoomCamera;
+use crate::frame::FrameSet;
 use crate::ports::{FileDragKind, Host};
 use crate::room::{FileDropped, FileHover, Screen, Who, avatar_at};
 
@@ -15,7 +16,7 @@ pub(super) fn plugin(app: &mut App) {
         PreUpdate,
         (file_drags, platform_file_drags, avatar_menu).run_if(in_state(Screen::Room)),
     )
-    .add_systems(Update, set_window_icon);
+    .add_systems(Update, set_window_icon.in_set(FrameSet::Presentation));
 }
 
 /// The cursor in world coordinates, if it is over the window.

@@ -10,6 +10,7 @@ use super::theme::{ecolor, palette};
 use crate::api::Moderation;
 use crate::call::{CallAction, CallState, CallsSupported};
 use crate::chat::{ChatEntry, ChatLog, Delivery, SendChat};
+use crate::frame::FrameSet;
 use crate::identity::{Identity, Rename};
 use crate::ports::{Capabilities, Host};
 use crate::room::{
@@ -86,7 +87,7 @@ pub(super) fn plugin(app: &mut App) {
             )
                 .run_if(resource_exists::<super::theme::Styled>),
         )
-        .add_systems(Update, finish_dialogs);
+        .add_systems(Update, finish_dialogs.in_set(FrameSet::Input));
 }
 
 /// "40 s", "5 min", "3 h", "2 days": how long ago a seat was taken.

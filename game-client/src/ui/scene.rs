@@ -6,6 +6,7 @@ use bevy::text::TextLayoutInfo;
 
 use super::PANEL_WIDTH;
 use super::theme::{Fonts, color, palette};
+use crate::frame::FrameSet;
 use crate::identity::Identity;
 use crate::ports::{Capabilities, Host};
 use crate::room::{
@@ -50,7 +51,8 @@ pub(super) fn plugin(app: &mut App) {
                 draw_rings_and_zone,
                 draw_call,
             )
-                .run_if(in_state(Screen::Room)),
+                .run_if(in_state(Screen::Room))
+                .in_set(FrameSet::Presentation),
         )
         .add_systems(OnExit(Screen::Room), |host: Res<Host>| {
             host.media.show_peer_video(None)

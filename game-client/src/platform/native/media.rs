@@ -36,8 +36,8 @@ use webrtc::rtp_transceiver::RtpSender;
 use webrtc::runtime::Runtime;
 
 use super::audio::{self, Devices, FRAME, lock};
-use crate::ports::{CallStats, Media as MediaPort, MediaReport};
 use crate::config::IceServer;
+use crate::ports::{CallStats, Media as MediaPort, MediaReport};
 
 /// One effect for the media task, with the ICE servers to use if it starts a connection.
 type Command = (CallEffect, Vec<IceServer>);

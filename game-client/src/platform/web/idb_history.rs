@@ -17,7 +17,9 @@ use rexie::{ObjectStore, Rexie, TransactionMode};
 use wasm_bindgen::JsValue;
 
 use crate::chat::ChatEntry;
-use crate::chat::history::{HistoryDone, HistoryError, HistoryOp, HistoryStore, block_key, count_key};
+use crate::chat::history::{
+    HistoryDone, HistoryError, HistoryOp, HistoryStore, block_key, count_key,
+};
 
 const DATABASE: &str = "duet-chat";
 const HISTORY: &str = "history";

@@ -25,8 +25,8 @@ use web_sys::{
     RtcSessionDescriptionInit, RtcTrackEvent,
 };
 
-use crate::ports::{CallStats, Media as MediaPort, MediaReport};
 use crate::config::IceServer;
+use crate::ports::{CallStats, Media as MediaPort, MediaReport};
 
 /// One effect for the media task, with the ICE servers to use if it starts a connection.
 type Command = (CallEffect, Vec<IceServer>);
