@@ -1,0 +1,253 @@
+//! Who is in the room: the link to the server (with reconnects), the other seat, and the
+//! avatars that follow them.
+
+use super::*;
+
+/// My connection to the room.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Link {
+    /// Signaling not answered yet.
+    #[default]
+    Connecting,
+    /// In the room (signaling gave me an id).
+    InRoom,
+    /// The server could not be reached (it went away, or the network did); trying again.
+    Reconnecting {
+        /// Attempts so far (the wait grows with them).
+        attempt: u32,
+        /// When the next attempt starts (the app's real time since start, as
+        /// `Time<Real>::elapsed`); `None` once it has started.
+        retry_at: Option<std::time::Duration>,
+    },
+    /// The server refused or dropped us; the sentence says why.
+    Failed(String),
+}
+
+/// The other seat.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Seat {
+    /// Nobody has come yet: share the link.
+    #[default]
+    Empty,
+    /// Their connection is up; waiting for their hello.
+    Arriving,
+    /// They are here.
+    Here {
+        /// Display name.
+        name: String,
+        /// Identity (the avatar colour derives from it).
+        identity: uuid::Uuid,
+    },
+    /// They were here and left.
+    Left {
+        /// Their last name.
+        name: String,
+    },
+}
+
+/// Who is in the room, as the UI shows it.
+#[derive(Resource, Debug, Clone, Default, PartialEq, Eq)]
+pub struct Presence {
+    /// My connection.
+    pub link: Link,
+    /// The other person.
+    pub seat: Seat,
+    /// Their signaling id while connected (what kick and ban name).
+    pub peer_id: Option<PeerId>,
+}
+
+impl Presence {
+    /// The status line under the room.
+    pub fn status(&self) -> String {
+        match (&self.link, &self.seat) {
+            (Link::Failed(why), _) => why.clone(),
+            (Link::Connecting, _) => "Connecting to the room…".into(),
+            (Link::Reconnecting { attempt, .. }, _) => format!(
+                "Lost the connection to the Duet server; reconnecting (attempt {attempt})… Nothing is delivered until it is back."
+            ),
+            (_, Seat::Empty) => "Waiting for your peer — share this link.".into(),
+            (_, Seat::Arriving) => "Your peer is connecting…".into(),
+            (_, Seat::Here { name, .. }) => format!("{name} is here."),
+            (_, Seat::Left { name }) => {
+                format!(
+                    "{name} left. Nothing you send now is delivered; share the link to bring them back."
+                )
+            }
+        }
+    }
+
+    /// The peer's name when they are here.
+    pub fn peer_name(&self) -> Option<&str> {
+        match &self.seat {
+            Seat::Here { name, .. } => Some(name),
+            _ => None,
+        }
+    }
+}
+
+/// Whose avatar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Who {
+    /// Mine.
+    Me,
+    /// My peer's.
+    Peer,
+}
+
+impl Who {
+    /// Where this person's avatar stands.
+    pub fn spot(self) -> Vec2 {
+        match self {
+            Who::Me => MY_SPOT,
+            Who::Peer => PEER_SPOT,
+        }
+    }
+
+    /// The avatar entity's components, standing on its spot.
+    pub(super) fn avatar(self) -> (Avatar, Transform) {
+        (
+            Avatar(self),
+            Transform::from_translation(self.spot().extend(0.0)),
+        )
+    }
+}
+
+/// An avatar standing in the room.
+#[derive(Component, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Avatar(pub Who);
+
+/// Entities that belong to the room on screen (cleared when the room changes).
+pub(super) type RoomEntity = Or<(With<Avatar>, With<Bubble>)>;
+
+#[allow(clippy::too_many_arguments)]
+pub(super) fn presence(
+    mut commands: Commands,
+    mut net: MessageReader<NetEvent>,
+    mut identities: MessageReader<IdentityEvent>,
+    mut presence: ResMut<Presence>,
+    mut notices: ResMut<Notices>,
+    avatars: Query<(Entity, &Avatar)>,
+    room: Option<Res<CurrentRoom>>,
+    mut calls: MessageWriter<ApiCall>,
+    mut seats: ResMut<SeatHolders>,
+    time: Res<Time<Real>>,
+) {
+    let in_room = room.is_some();
+    let peer_avatar = avatars
+        .iter()
+        .find(|(_, a)| a.0 == Who::Peer)
+        .map(|(e, _)| e);
+    let mut spawned = peer_avatar.is_some();
+    for event in net.read() {
+        match event {
+            NetEvent::Connected(_) => {
+                seats.members.clear();
+                if matches!(presence.link, Link::Reconnecting { .. }) {
+                    notices.post("Connected to the room again.");
+                }
+                presence.link = Link::InRoom;
+            }
+            NetEvent::PeerJoined(id) => {
+                presence.seat = Seat::Arriving;
+                presence.peer_id = Some(*id);
+            }
+            NetEvent::PeerLeft(_) => {
+                presence.peer_id = None;
+                let name = match &presence.seat {
+                    Seat::Here { name, .. } => name.clone(),
+                    _ => "Your peer".into(),
+                };
+                notices.post(format!("{name} left the room."));
+                presence.seat = Seat::Left { name };
+                if let Some(entity) = peer_avatar {
+                    commands.entity(entity).despawn();
+                }
+                spawned = false;
+            }
+            NetEvent::SignalingClosed(SignalingEnd::Unreachable) if in_room => {
+                let attempt = match presence.link {
+                    Link::Reconnecting { attempt, .. } => attempt + 1,
+                    _ => {
+                        notices.post(SignalingEnd::Unreachable.to_string());
+                        1
+                    }
+                };
+                presence.link = Link::Reconnecting {
+                    attempt,
+                    retry_at: Some(
+                        time.elapsed() + std::time::Duration::from_millis(retry_delay_ms(attempt)),
+                    ),
+                };
+            }
+            NetEvent::SignalingClosed(why) => {
+                notices.post(why.to_string());
+                presence.link = Link::Failed(why.to_string());
+                if *why == SignalingEnd::RoomFull {
+                    ask_seat_holders(room.as_deref(), &mut calls);
+                }
+                if let SignalingEnd::Unexplained(_) = why
+                    && let Some(room) = room.as_deref()
+                {
+                    calls.write(ApiCall::RoomInfo {
+                        room: room.room.clone(),
+                    });
+                }
+            }
+            NetEvent::SecondHello => notices.post(
+                "Your peer's app introduced itself a second time, which Duet never does; the \
+                 connection was restarted.",
+            ),
+            NetEvent::PeerFailed(why) => notices.post(format!(
+                "A connection attempt from the other seat failed ({why}). You are still in the room."
+            )),
+            NetEvent::BadFrame(why) => notices.post(format!(
+                "Your peer's app sent something broken ({why}); it was ignored."
+            )),
+        }
+    }
+    for event in identities.read() {
+        match event {
+            IdentityEvent::PeerHello { identity, name } => {
+                presence.seat = Seat::Here {
+                    name: name.clone(),
+                    identity: *identity,
+                };
+                if !spawned {
+                    commands.spawn(Who::Peer.avatar());
+                    spawned = true;
+                }
+            }
+            IdentityEvent::PeerRenamed(new) => {
+                if let Seat::Here { name, .. } = &mut presence.seat {
+                    notices.post(format!("{name} is now called {new}."));
+                    *name = new.clone();
+                }
+            }
+            IdentityEvent::VersionMismatch { theirs } => notices.post(format!(
+                "Your peer's Duet speaks protocol version {theirs}, this one {}: one of you needs to update.",
+                duet_shared::peer::PROTOCOL_VERSION
+            )),
+            IdentityEvent::Renamed(_) => {}
+        }
+    }
+}
+
+/// Wait before reconnect attempt `attempt` (1, 2, 4, 8, then every 15 s): quick after a blip,
+/// gentle on a server that is down.
+pub fn retry_delay_ms(attempt: u32) -> u64 {
+    (1000u64 << attempt.saturating_sub(1).min(4)).min(15_000)
+}
+
+/// Starts the next attempt when its time comes: a fresh socket to the same room.
+pub(super) fn retry_connection(
+    mut presence: ResMut<Presence>,
+    mut rebuild: MessageWriter<RebuildSocket>,
+    time: Res<Time<Real>>,
+) {
+    if let Link::Reconnecting { retry_at, .. } = &mut presence.link
+        && retry_at.is_some_and(|at| time.elapsed() >= at)
+    {
+        *retry_at = None;
+        rebuild.write(RebuildSocket);
+    }
+}

@@ -1,0 +1,821 @@
+//! The room logic under `MinimalPlugins`: messages in, resources and entities out.
+
+use std::time::Duration;
+
+use bevy::state::app::StatesPlugin;
+use bevy::time::TimeUpdateStrategy;
+use duet_shared::api::CreatedRoom;
+use duet_shared::transfer::Progress;
+
+use super::*;
+use crate::chat::{ChatEntry, Delivery};
+use crate::net::{ControlReceived, SendControl};
+
+const LINK: &str = "http://127.0.0.1:8787/r/abcdefghijklmnopqrstuv";
+
+/// Room logic with the chat and identity plugins, no network: net, transfer and API traffic
+/// is written and read as messages by the test.
+fn room_app(dir: &std::path::Path) -> App {
+    let mut app = App::new();
+    app.add_plugins((MinimalPlugins, StatesPlugin))
+        .insert_resource(TimeUpdateStrategy::ManualDuration(Duration::from_millis(
+            250,
+        )))
+        .insert_resource(PkvStore::new_in_dir(dir))
+        .insert_resource(crate::chat::history::test_archive(dir))
+        .insert_resource(ClientConfig::default())
+        .add_message::<NetEvent>()
+        .add_message::<ControlReceived>()
+        .add_message::<SendControl>()
+        .add_message::<TransferEvent>()
+        .add_message::<SendFile>()
+        .add_message::<ApiCall>()
+        .add_message::<ApiReply>()
+        .add_message::<RebuildSocket>()
+        .add_plugins((
+            crate::identity::IdentityPlugin,
+            crate::chat::ChatPlugin,
+            crate::call::CallPlugin,
+            RoomPlugin,
+        ));
+    app.update();
+    app
+}
+
+fn avatars(app: &mut App) -> Vec<Who> {
+    let mut who: Vec<Who> = app
+        .world_mut()
+        .query::<&Avatar>()
+        .iter(app.world())
+        .map(|a| a.0)
+        .collect();
+    who.sort_by_key(|w| *w == Who::Peer);
+    who
+}
+
+fn drain<M: Message + Clone>(app: &mut App) -> Vec<M> {
+    app.world_mut()
+        .resource_mut::<Messages<M>>()
+        .drain()
+        .collect()
+}
+
+fn peer_arrives(app: &mut App, name: &str) -> PeerId {
+    let id = PeerId(uuid::Uuid::new_v4());
+    app.world_mut().write_message(NetEvent::PeerJoined(id));
+    app.world_mut().write_message(IdentityEvent::PeerHello {
+        identity: uuid::Uuid::new_v4(),
+        name: name.into(),
+    });
+    app.update();
+    id
+}
+
+/// Opens [`LINK`] (someone else's room) and lets the join go out.
+fn join_link(app: &mut App) {
+    app.world_mut().write_message(JoinRoom(LINK.into()));
+    app.update();
+    app.update();
+}
+
+/// Creates a room as its owner (key `secret`), as the server would answer.
+fn create_owned_room(app: &mut App) {
+    app.world_mut().write_message(CreateRoom);
+    app.update();
+    assert_eq!(drain::<ApiCall>(app), vec![ApiCall::CreateRoom]);
+    app.world_mut()
+        .write_message(ApiReply::RoomCreated(CreatedRoom {
+            room: "zyxwvutsrqponmlkjihgfe".into(),
+            owner_key: "secret".into(),
+        }));
+    app.update();
+    app.update();
+}
+
+fn latest_notice(app: &App) -> String {
+    app.world()
+        .resource::<Notices>()
+        .items
+        .last()
+        .map(|n| n.0.clone())
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_refusal_without_a_status_is_explained_by_asking_about_the_room() {
+    let dir = tempdir("unexplained");
+    let mut app = room_app(&dir);
+    join_link(&mut app);
+    drain::<ApiCall>(&mut app);
+    // What a browser reports when the worker refuses the WebSocket (the 409 is hidden).
+    app.world_mut()
+        .write_message(NetEvent::SignalingClosed(SignalingEnd::from_loop_error(
+            "Failed to connect to the server. CloseEvent { code: 1006 }",
+        )));
+    app.update();
+    assert_eq!(
+        drain::<ApiCall>(&mut app),
+        vec![ApiCall::RoomInfo {
+            room: "abcdefghijklmnopqrstuv".into()
+        }]
+    );
+    app.world_mut()
+        .write_message(ApiReply::RoomInfo(duet_shared::api::RoomInfo {
+            room: "abcdefghijklmnopqrstuv".into(),
+            peers: 2,
+            capacity: 2,
+        }));
+    app.update();
+    let status = app.world().resource::<Presence>().status();
+    assert!(status.contains("already has two people"), "{status}");
+    assert_eq!(latest_notice(&app), status);
+    // A refusal whose cause is known asks nothing.
+    app.world_mut()
+        .write_message(NetEvent::SignalingClosed(SignalingEnd::Banned));
+    app.update();
+    assert!(drain::<ApiCall>(&mut app).is_empty());
+}
+
+#[test]
+fn an_unreachable_server_is_retried_with_growing_waits_but_a_refusal_is_not() {
+    let dir = tempdir("reconnect");
+    let mut app = room_app(&dir);
+    join_link(&mut app);
+    let me = PeerId(uuid::Uuid::new_v4());
+    app.world_mut().write_message(NetEvent::Connected(me));
+    app.update();
+    drain::<RebuildSocket>(&mut app);
+
+    // The server goes away: reconnecting, shown in words, and a fresh socket after 1 s.
+    app.world_mut()
+        .write_message(NetEvent::SignalingClosed(SignalingEnd::Unreachable));
+    app.update();
+    let presence = app.world().resource::<Presence>().clone();
+    assert!(
+        matches!(
+            presence.link,
+            Link::Reconnecting {
+                attempt: 1,
+                retry_at: Some(_)
+            }
+        ),
+        "{presence:?}"
+    );
+    assert!(presence.status().contains("reconnecting (attempt 1)"));
+    assert!(
+        drain::<RebuildSocket>(&mut app).is_empty(),
+        "not before the wait"
+    );
+    // Each update moves the app's clock by 250 ms.
+    assert_eq!(rebuilds_within(&mut app, 1100), 1, "one socket per attempt");
+
+    // Still down: the second attempt waits longer (2 s).
+    app.world_mut()
+        .write_message(NetEvent::SignalingClosed(SignalingEnd::Unreachable));
+    app.update();
+    let Link::Reconnecting {
+        attempt: 2,
+        retry_at: Some(at),
+    } = app.world().resource::<Presence>().link
+    else {
+        panic!("{:?}", app.world().resource::<Presence>().link)
+    };
+    let now = app.world().resource::<Time<Real>>().elapsed();
+    assert!(at >= now + Duration::from_millis(1500), "waits about 2 s");
+    assert_eq!(retry_delay_ms(3), 4000);
+    assert_eq!(retry_delay_ms(30), 15_000);
+
+    // Back: in the room again, said so.
+    app.world_mut().write_message(NetEvent::Connected(me));
+    app.update();
+    assert_eq!(app.world().resource::<Presence>().link, Link::InRoom);
+    assert_eq!(latest_notice(&app), "Connected to the room again.");
+
+    // A refusal (here: the room is full) is final: no retry.
+    app.world_mut()
+        .write_message(NetEvent::SignalingClosed(SignalingEnd::RoomFull));
+    app.update();
+    assert!(matches!(
+        app.world().resource::<Presence>().link,
+        Link::Failed(_)
+    ));
+    assert_eq!(rebuilds_within(&mut app, 5000), 0);
+}
+
+/// Runs the app for `ms` of its clock (250 ms an update) and counts the sockets rebuilt.
+fn rebuilds_within(app: &mut App, ms: u64) -> usize {
+    (0..ms.div_ceil(250))
+        .map(|_| {
+            app.update();
+            drain::<RebuildSocket>(app).len()
+        })
+        .sum()
+}
+
+#[test]
+fn an_incoming_call_is_announced_and_leaving_the_room_declines_it() {
+    use duet_shared::call::{CallId, CallSignal, DeclineReason};
+    use duet_shared::peer::Control;
+    let dir = tempdir("call-notices");
+    // The logic only: no Host, so no devices and no media connection.
+    let mut app = room_app(&dir);
+    app.world_mut().write_message(JoinRoom(LINK.into()));
+    app.update();
+    peer_arrives(&mut app, "Bob");
+    app.world_mut()
+        .write_message(ControlReceived(Control::Call(CallSignal::Invite {
+            call: CallId(3),
+            video: true,
+        })));
+    app.update();
+    app.update();
+    assert_eq!(
+        latest_notice(&app),
+        "Bob is calling you with video. Accept or decline at the top."
+    );
+    app.world_mut()
+        .resource_mut::<Messages<SendControl>>()
+        .clear();
+    app.world_mut().write_message(LeaveRoom);
+    app.update();
+    app.update();
+    let sent: Vec<Control> = app
+        .world_mut()
+        .resource_mut::<Messages<SendControl>>()
+        .drain()
+        .map(|SendControl(c)| c)
+        .collect();
+    assert!(
+        sent.contains(&Control::Call(CallSignal::Decline {
+            call: CallId(3),
+            reason: DeclineReason::Declined
+        })),
+        "{sent:?}"
+    );
+    assert_eq!(latest_notice(&app), "You declined the call.");
+}
+
+#[test]
+fn avatars_spawn_and_despawn_with_presence() {
+    let dir = tempdir("presence");
+    let mut app = room_app(&dir);
+    assert_eq!(
+        *app.world().resource::<State<Screen>>().get(),
+        Screen::Lobby
+    );
+    join_link(&mut app);
+    assert_eq!(*app.world().resource::<State<Screen>>().get(), Screen::Room);
+    assert_eq!(avatars(&mut app), vec![Who::Me]);
+    let room = app.world().resource::<CurrentRoom>().clone();
+    assert_eq!(room.room, "abcdefghijklmnopqrstuv");
+    assert!(!room.is_owner());
+    assert!(
+        app.world()
+            .resource::<Presence>()
+            .status()
+            .contains("Connecting")
+    );
+    app.world_mut()
+        .write_message(NetEvent::Connected(PeerId(uuid::Uuid::new_v4())));
+    app.update();
+    assert!(
+        app.world()
+            .resource::<Presence>()
+            .status()
+            .contains("share this link")
+    );
+
+    peer_arrives(&mut app, "Bob");
+    assert_eq!(avatars(&mut app), vec![Who::Me, Who::Peer]);
+    assert_eq!(app.world().resource::<Presence>().peer_name(), Some("Bob"));
+    // A second hello (e.g. after a rename race) does not duplicate the avatar.
+    app.world_mut().write_message(IdentityEvent::PeerHello {
+        identity: uuid::Uuid::new_v4(),
+        name: "Bob".into(),
+    });
+    app.update();
+    assert_eq!(avatars(&mut app), vec![Who::Me, Who::Peer]);
+
+    app.world_mut()
+        .write_message(NetEvent::PeerLeft(PeerId(uuid::Uuid::new_v4())));
+    app.update();
+    assert_eq!(avatars(&mut app), vec![Who::Me]);
+    assert_eq!(
+        app.world().resource::<Presence>().seat,
+        Seat::Left { name: "Bob".into() }
+    );
+    assert_eq!(latest_notice(&app), "Bob left the room.");
+
+    app.world_mut().write_message(LeaveRoom);
+    app.update();
+    app.update();
+    assert_eq!(
+        *app.world().resource::<State<Screen>>().get(),
+        Screen::Lobby
+    );
+    assert!(avatars(&mut app).is_empty());
+    assert!(!app.world().contains_resource::<RoomLink>());
+    // The room is remembered for the lobby's list.
+    assert_eq!(
+        app.world().resource::<RecentRooms>().rooms[0].room,
+        "abcdefghijklmnopqrstuv"
+    );
+}
+
+#[test]
+fn the_two_avatars_never_share_a_colour() {
+    let hue = |c: Color| Hsla::from(c).hue;
+    for _ in 0..500 {
+        let (a, b) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+        let (mine, theirs) = (hue(identity_colour(&a)), hue(peer_colour(&a, &b)));
+        let gap = (mine - theirs).abs().min(360.0 - (mine - theirs).abs());
+        assert!(gap >= 49.9, "{mine} vs {theirs}");
+    }
+    let a = uuid::Uuid::new_v4();
+    assert_eq!(identity_colour(&a), identity_colour(&a), "stable");
+}
+
+#[test]
+fn drop_zone_hit_tests_and_drops() {
+    assert_eq!(avatar_at(PEER_SPOT), Some(Who::Peer));
+    assert_eq!(
+        avatar_at(PEER_SPOT + Vec2::new(AVATAR_RADIUS, 0.0)),
+        Some(Who::Peer)
+    );
+    assert_eq!(
+        avatar_at(PEER_SPOT + Vec2::new(0.0, AVATAR_RADIUS + 40.0)),
+        None
+    );
+    assert_eq!(avatar_at(MY_SPOT + Vec2::new(-30.0, 30.0)), Some(Who::Me));
+    assert_eq!(avatar_at(Vec2::ZERO), None);
+
+    let dir = tempdir("drops");
+    let mut app = room_app(&dir);
+    app.world_mut().write_message(JoinRoom(LINK.into()));
+    app.update();
+    let file = PathBuf::from("/tmp/holiday.jpg");
+    // Nobody there: nothing is sent, and the user is told why.
+    app.world_mut().write_message(FileDropped {
+        path: file.clone(),
+        at: Some(PEER_SPOT),
+    });
+    app.update();
+    assert!(drain::<SendFile>(&mut app).is_empty());
+    assert!(latest_notice(&app).contains("not in the room"));
+
+    peer_arrives(&mut app, "Bob");
+    // Hovering over the peer lights the drop zone; elsewhere it only shows it.
+    app.world_mut().write_message(FileHover {
+        active: true,
+        at: Some(Vec2::ZERO),
+    });
+    app.update();
+    assert_eq!(
+        *app.world().resource::<DropZone>(),
+        DropZone {
+            dragging: true,
+            over_peer: false
+        }
+    );
+    app.world_mut().write_message(FileHover {
+        active: true,
+        at: Some(PEER_SPOT + Vec2::new(10.0, -10.0)),
+    });
+    app.update();
+    assert!(app.world().resource::<DropZone>().over_peer);
+    // Dropped on my own avatar: not sent, with a hint.
+    app.world_mut().write_message(FileDropped {
+        path: file.clone(),
+        at: Some(MY_SPOT),
+    });
+    app.update();
+    assert!(drain::<SendFile>(&mut app).is_empty());
+    assert_eq!(
+        latest_notice(&app),
+        "Drop the file on Bob's avatar to send it."
+    );
+    assert!(!app.world().resource::<DropZone>().dragging);
+    // Dropped on the peer: sent.
+    app.world_mut().write_message(FileDropped {
+        path: file.clone(),
+        at: Some(PEER_SPOT),
+    });
+    app.update();
+    assert_eq!(drain::<SendFile>(&mut app), vec![SendFile(file)]);
+}
+
+fn entry(text: &str, mine: bool, delivery: Delivery) -> ChatEntry {
+    ChatEntry {
+        id: uuid::Uuid::new_v4(),
+        author: "Ada".into(),
+        mine,
+        sent_ms: 0,
+        text: text.into(),
+        delivery,
+    }
+}
+
+fn bubbles(app: &mut App) -> Vec<(Who, String, f32)> {
+    app.world_mut()
+        .query::<&Bubble>()
+        .iter(app.world())
+        .map(|b| (b.who, b.text.clone(), b.age))
+        .collect()
+}
+
+#[test]
+fn bubbles_pop_once_fade_and_leave() {
+    let dir = tempdir("bubbles");
+    let mut app = room_app(&dir);
+    let hello = entry("hello!", true, Delivery::Sent);
+    app.world_mut().write_message(ChatChanged(hello.clone()));
+    app.update();
+    assert_eq!(bubbles(&mut app).len(), 1);
+    assert_eq!(bubbles(&mut app)[0].0, Who::Me);
+    // The receipt updates the same message: no second bubble.
+    let mut delivered = hello.clone();
+    delivered.delivery = Delivery::Delivered;
+    app.world_mut().write_message(ChatChanged(delivered));
+    app.update();
+    assert_eq!(bubbles(&mut app).len(), 1);
+    // The peer's message goes over the peer's avatar.
+    app.world_mut()
+        .write_message(ChatChanged(entry("hi Ada", false, Delivery::Received)));
+    app.update();
+    assert!(
+        bubbles(&mut app)
+            .iter()
+            .any(|b| b.0 == Who::Peer && b.1 == "hi Ada")
+    );
+    // Full opacity first, fading at the end, gone after BUBBLE_SECS (0.25 s per update: the
+    // most virtual time advances per frame).
+    let b = Bubble {
+        who: Who::Me,
+        text: String::new(),
+        age: 1.0,
+    };
+    assert_eq!(b.alpha(), 1.0);
+    assert!(
+        Bubble {
+            age: BUBBLE_SECS - 0.5,
+            ..b.clone()
+        }
+        .alpha()
+            < 0.5
+    );
+    for _ in 0..26 {
+        app.update();
+    }
+    assert!(bubbles(&mut app).is_empty(), "{:?}", bubbles(&mut app));
+    // A burst keeps at most MAX_BUBBLES per avatar, newest kept; long text is shortened.
+    let long = "x".repeat(500);
+    for i in 0..5 {
+        let text = if i == 4 {
+            long.clone()
+        } else {
+            format!("m{i}")
+        };
+        app.world_mut()
+            .write_message(ChatChanged(entry(&text, true, Delivery::Sent)));
+        app.update();
+    }
+    let now = bubbles(&mut app);
+    assert_eq!(now.len(), MAX_BUBBLES, "{now:?}");
+    assert!(
+        now.iter()
+            .any(|b| b.1.chars().count() == 141 && b.1.ends_with('…'))
+    );
+    assert!(!now.iter().any(|b| b.1 == "m0" || b.1 == "m1"));
+}
+
+#[test]
+fn a_link_to_another_server_is_opened_only_when_the_person_says_so() {
+    let dir = tempdir("foreign");
+    let mut app = room_app(&dir);
+    let foreign = "https://evil.example/r/abcdefghijklmnopqrstuv";
+    app.world_mut().write_message(JoinRoom(foreign.into()));
+    app.update();
+    assert!(app.world().get_resource::<RoomLink>().is_none());
+    let asked = app.world().resource::<ForeignLink>().0.clone().unwrap();
+    assert_eq!(asked.server, "evil.example");
+    // "Don't open": nothing joined, the question is gone.
+    app.world_mut().write_message(AnswerForeignLink(false));
+    app.update();
+    app.update();
+    assert!(app.world().get_resource::<RoomLink>().is_none());
+    assert_eq!(app.world().resource::<ForeignLink>().0, None);
+    // The configured server's links need no question.
+    app.world_mut().write_message(JoinRoom(LINK.into()));
+    app.update();
+    assert_eq!(app.world().resource::<ForeignLink>().0, None);
+    assert!(app.world().get_resource::<RoomLink>().is_some());
+    app.world_mut().write_message(LeaveRoom);
+    app.update();
+    // Asked again, and "Open it anyway": joined on that server, and its link is shared.
+    app.world_mut().write_message(JoinRoom(foreign.into()));
+    app.update();
+    assert!(app.world().resource::<ForeignLink>().0.is_some());
+    app.world_mut().write_message(AnswerForeignLink(true));
+    app.update();
+    app.update();
+    let joined = app.world().resource::<RoomLink>();
+    assert_eq!(
+        joined.signal_url,
+        "wss://evil.example/signal/abcdefghijklmnopqrstuv"
+    );
+    assert_eq!(app.world().resource::<CurrentRoom>().link, foreign);
+}
+
+/// The owner meets "room full" in their own room (a squatter holds both seats): the client
+/// asks who holds them, shows the seats, frees the one chosen and joins again; someone
+/// else's full room asks nothing.
+#[test]
+fn an_owner_who_finds_the_room_full_sees_the_seats_and_frees_one() {
+    let dir = tempdir("seats");
+    let mut app = room_app(&dir);
+    // Someone else's room: full, and nothing to be done about it.
+    join_link(&mut app);
+    drain::<ApiCall>(&mut app);
+    app.world_mut()
+        .write_message(NetEvent::SignalingClosed(SignalingEnd::RoomFull));
+    app.update();
+    assert!(drain::<ApiCall>(&mut app).is_empty());
+    app.world_mut().write_message(LeaveRoom);
+    app.update();
+
+    create_owned_room(&mut app);
+    drain::<ApiCall>(&mut app);
+    app.world_mut()
+        .write_message(NetEvent::SignalingClosed(SignalingEnd::RoomFull));
+    app.update();
+    assert_eq!(
+        drain::<ApiCall>(&mut app),
+        vec![ApiCall::Members {
+            room: "zyxwvutsrqponmlkjihgfe".into(),
+            owner_key: "secret".into(),
+        }]
+    );
+    let (one, two) = (PeerId(uuid::Uuid::new_v4()), PeerId(uuid::Uuid::new_v4()));
+    let holders = vec![
+        duet_shared::api::SeatHolder {
+            peer: one,
+            joined_ms: 1,
+        },
+        duet_shared::api::SeatHolder {
+            peer: two,
+            joined_ms: 2,
+        },
+    ];
+    app.world_mut()
+        .write_message(ApiReply::Members(duet_shared::api::RoomMembers {
+            members: holders.clone(),
+        }));
+    app.update();
+    assert_eq!(app.world().resource::<SeatHolders>().members, holders);
+    app.world_mut().write_message(FreeSeat {
+        peer: two,
+        action: Moderation::Kick,
+    });
+    app.update();
+    assert_eq!(
+        drain::<ApiCall>(&mut app),
+        vec![ApiCall::Moderate {
+            room: "zyxwvutsrqponmlkjihgfe".into(),
+            owner_key: "secret".into(),
+            peer: two,
+            action: Moderation::Kick,
+        }]
+    );
+    drain::<RebuildSocket>(&mut app);
+    app.world_mut()
+        .write_message(ApiReply::Moderated(Moderation::Kick));
+    app.update();
+    assert_eq!(drain::<RebuildSocket>(&mut app).len(), 1, "joins again");
+    assert!(app.world().resource::<SeatHolders>().members.is_empty());
+    assert_eq!(app.world().resource::<Presence>().link, Link::Connecting);
+    assert!(latest_notice(&app).contains("A seat is free"));
+}
+
+#[test]
+fn only_the_owner_can_kick_or_ban() {
+    let dir = tempdir("moderation");
+    let mut app = room_app(&dir);
+    // A joined (not created) room: no key, no call.
+    app.world_mut().write_message(JoinRoom(LINK.into()));
+    app.update();
+    let peer = peer_arrives(&mut app, "Bob");
+    app.world_mut().write_message(Moderate(Moderation::Kick));
+    app.update();
+    assert!(drain::<ApiCall>(&mut app).is_empty());
+    assert!(latest_notice(&app).contains("Only the person who created"));
+
+    // A created room: the owner key is kept and used.
+    create_owned_room(&mut app);
+    let room = app.world().resource::<CurrentRoom>().clone();
+    assert_eq!(room.link, "http://127.0.0.1:8787/r/zyxwvutsrqponmlkjihgfe");
+    assert!(room.is_owner());
+    // Nobody there yet: nothing to kick.
+    app.world_mut().write_message(Moderate(Moderation::Ban));
+    app.update();
+    assert!(drain::<ApiCall>(&mut app).is_empty());
+    let _ = peer;
+    let bob = peer_arrives(&mut app, "Bob");
+    app.world_mut().write_message(Moderate(Moderation::Ban));
+    app.update();
+    assert_eq!(
+        drain::<ApiCall>(&mut app),
+        vec![ApiCall::Moderate {
+            room: "zyxwvutsrqponmlkjihgfe".into(),
+            owner_key: "secret".into(),
+            peer: bob,
+            action: Moderation::Ban,
+        }]
+    );
+    // The key survives a restart (recent rooms are saved).
+    drop(app);
+    let mut app = room_app(&dir);
+    app.world_mut().write_message(JoinRoom(
+        "http://127.0.0.1:8787/r/zyxwvutsrqponmlkjihgfe".into(),
+    ));
+    app.update();
+    assert!(app.world().resource::<CurrentRoom>().is_owner());
+}
+
+#[test]
+fn transfers_are_listed_and_received_files_survive_a_restart() {
+    let dir = tempdir("transfer-list");
+    let mut app = room_app(&dir);
+    app.world_mut().write_message(JoinRoom(LINK.into()));
+    app.update();
+    peer_arrives(&mut app, "Bob");
+    let id = TransferId(7);
+    let events = [
+        TransferEvent::Started {
+            id,
+            direction: Direction::Incoming,
+            name: "song.ogg".into(),
+            size: 1000,
+            resumed_from: 200,
+        },
+        TransferEvent::Progress {
+            id,
+            direction: Direction::Incoming,
+            progress: Progress {
+                done: 500,
+                total: 1000,
+                bytes_per_sec: 250.0,
+                eta_secs: Some(2.0),
+            },
+        },
+    ];
+    for event in events {
+        app.world_mut().write_message(event);
+    }
+    app.update();
+    let list = app.world().resource::<TransferList>().clone();
+    assert_eq!(list.rows.len(), 1);
+    assert_eq!(list.rows[0].fraction(), 0.5);
+    assert_eq!(list.running(Direction::Incoming), Some(0.5));
+    assert_eq!(list.running(Direction::Outgoing), None);
+    app.world_mut().write_message(TransferEvent::Completed {
+        id,
+        direction: Direction::Incoming,
+        location: "/downloads/song (1).ogg".into(),
+    });
+    app.world_mut().write_message(TransferEvent::Failed {
+        id: TransferId(8),
+        direction: Direction::Outgoing,
+        reason: "Your peer left before the file was complete.".into(),
+    });
+    app.update();
+    let list = app.world().resource::<TransferList>().clone();
+    assert_eq!(
+        list.rows[0].state,
+        RowState::Done("/downloads/song (1).ogg".into())
+    );
+    assert_eq!(list.running(Direction::Incoming), None);
+    assert_eq!(
+        latest_notice(&app),
+        "Your peer left before the file was complete."
+    );
+    let received = app.world().resource::<ReceivedFiles>().clone();
+    assert_eq!(received.files.len(), 1);
+    assert_eq!(received.files[0].name, "song (1).ogg");
+    assert_eq!(received.files[0].from, "Bob");
+    // The peer leaving and a restart keep the list.
+    app.world_mut()
+        .write_message(NetEvent::PeerLeft(PeerId(uuid::Uuid::new_v4())));
+    app.update();
+    drop(app);
+    let app = room_app(&dir);
+    assert_eq!(app.world().resource::<ReceivedFiles>(), &received);
+}
+
+#[test]
+fn a_flood_of_tiny_files_keeps_the_lists_bounded() {
+    let dir = tempdir("transfer-flood");
+    let mut app = room_app(&dir);
+    app.world_mut().write_message(JoinRoom(LINK.into()));
+    app.update();
+    peer_arrives(&mut app, "Bob");
+    let running = TransferId(1);
+    app.world_mut().write_message(TransferEvent::Started {
+        id: running,
+        direction: Direction::Incoming,
+        name: "still coming.bin".into(),
+        size: 1 << 20,
+        resumed_from: 0,
+    });
+    app.update();
+    for n in 0..(MAX_RECEIVED_LISTED as u64 + 50) {
+        let id = TransferId(100 + n);
+        app.world_mut().write_message(TransferEvent::Started {
+            id,
+            direction: Direction::Incoming,
+            name: format!("t{n}.txt"),
+            size: 1,
+            resumed_from: 0,
+        });
+        app.world_mut().write_message(TransferEvent::Completed {
+            id,
+            direction: Direction::Incoming,
+            location: format!("/downloads/t{n}.txt"),
+        });
+    }
+    app.update();
+    let received = app.world().resource::<ReceivedFiles>();
+    assert_eq!(received.files.len(), MAX_RECEIVED_LISTED);
+    assert_eq!(
+        received.files.last().unwrap().name,
+        format!("t{}.txt", MAX_RECEIVED_LISTED + 49)
+    );
+    let list = app.world().resource::<TransferList>();
+    assert_eq!(list.rows.len(), MAX_ROWS);
+    assert!(
+        list.rows.iter().any(|r| r.id == running),
+        "an open row stays"
+    );
+}
+
+#[test]
+fn questions_waiting_senders_and_pauses_show_in_the_rows() {
+    let dir = tempdir("transfer-questions");
+    let mut app = room_app(&dir);
+    app.world_mut().write_message(JoinRoom(LINK.into()));
+    app.update();
+    peer_arrives(&mut app, "Bob");
+    let (asked, mine) = (TransferId(1), TransferId(2));
+    app.world_mut().write_message(TransferEvent::Asked {
+        id: asked,
+        name: "film.mkv".into(),
+        size: 150_000_000,
+    });
+    app.world_mut().write_message(TransferEvent::Started {
+        id: mine,
+        direction: Direction::Outgoing,
+        name: "slides.pdf".into(),
+        size: 40_000_000,
+        resumed_from: 0,
+    });
+    app.update();
+    let state = |app: &App, id| {
+        let list = app.world().resource::<TransferList>();
+        list.rows.iter().find(|r| r.id == id).unwrap().state.clone()
+    };
+    assert_eq!(state(&app, asked), RowState::Asking);
+    assert_eq!(state(&app, mine), RowState::AwaitingPeer);
+    let notices: Vec<String> = app
+        .world()
+        .resource::<Notices>()
+        .items
+        .iter()
+        .map(|n| n.0.clone())
+        .collect();
+    assert!(
+        notices
+            .iter()
+            .any(|n| n.contains("Bob wants to send you film.mkv (150.0 MB)")),
+        "{notices:?}"
+    );
+    app.world_mut()
+        .write_message(TransferEvent::Accepted { id: mine });
+    app.world_mut().write_message(TransferEvent::Paused {
+        id: asked,
+        reason: "Your peer left before the file was complete.".into(),
+    });
+    app.update();
+    assert_eq!(state(&app, mine), RowState::Running);
+    assert_eq!(
+        state(&app, asked),
+        RowState::Paused("Your peer left before the file was complete.".into())
+    );
+}
+
+fn tempdir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "duet-room-{name}-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
