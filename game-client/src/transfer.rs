@@ -169,7 +169,7 @@ pub struct Engine {
     /// grant this engine sends is dropped, as lost messages would be, until it repeats one
     /// (see [`Receiver::repeat_credit`]). `Some(0)`: dropping now.
     drop_grant: Option<u32>,
-    /// The platform's files and runtime; adopted from the app's [`Host`] at start.
+    /// The platform's files and runtime: the app's [`Host`], taken when the plugin is built.
     host: Option<Host>,
     /// Which of the peer's offers are received now, held, or declined.
     admission: Admission,
@@ -198,8 +198,14 @@ pub struct TransferPlugin;
 impl Plugin for TransferPlugin {
     fn build(&self, app: &mut App) {
         app.init_resource::<Capabilities>();
+        // The app puts the platform under the plugins before adding them: the engine takes its
+        // window and its files once, here, rather than looking each frame.
         let transfers = Transfers::default();
-        transfers.lock().window = app.world().resource::<Capabilities>().transfer_window;
+        {
+            let mut engine = transfers.lock();
+            engine.window = app.world().resource::<Capabilities>().transfer_window;
+            engine.host = app.world().get_resource::<Host>().cloned();
+        }
         app.add_message::<SendFile>()
             .add_message::<CancelTransfer>()
             .add_message::<AnswerOffer>()
@@ -244,17 +250,10 @@ fn ask_threshold(transfers: Res<Transfers>, config: Option<Res<crate::config::Cl
     }
 }
 
-/// Moves the [`Store`] the entry point inserted into the engine, and hands it the platform.
+/// Moves the [`Store`] the entry point inserted into the engine.
 fn adopt_store(world: &mut World) {
     if let Some(Store(store)) = world.remove_resource::<Store>() {
         world.resource::<Transfers>().lock().store = Some(store);
-    }
-    if let Some(host) = world.get_resource::<Host>().cloned() {
-        let transfers = world.resource::<Transfers>();
-        let mut engine = transfers.lock();
-        if engine.host.is_none() {
-            engine.host = Some(host);
-        }
     }
 }
 
