@@ -332,18 +332,14 @@ fn print_events(
                 "event": "transfer_completed", "id": id.to_string(), "dir": dir(direction),
                 "location": location,
             }),
-            TransferEvent::Failed {
-                id,
-                direction,
-                reason,
-            } => json!({
+            TransferEvent::Failed { id, direction, why } => json!({
                 "event": "transfer_failed", "id": id.to_string(), "dir": dir(direction),
-                "message": reason,
+                "message": why.to_string(),
             }),
             // A pause is a failure that keeps the partial bytes for a resume.
-            TransferEvent::Paused { id, reason } => json!({
+            TransferEvent::Paused { id, why } => json!({
                 "event": "transfer_failed", "id": id.to_string(), "dir": "in",
-                "message": reason, "paused": true,
+                "message": why.to_string(), "paused": true,
             }),
             TransferEvent::Asked { id, name, size } => json!({
                 "event": "transfer_asked", "id": id.to_string(), "name": name, "size": size,

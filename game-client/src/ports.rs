@@ -81,7 +81,49 @@ pub struct Host {
     pub shell: Arc<dyn Shell>,
     /// Where automation events go and commands come from.
     pub automation: Arc<dyn Automation>,
+    /// Rings when a read, a hash or a store write the platform finished asynchronously is
+    /// ready, so the transfers waiting for it move now rather than at the next frame.
+    pub wake: Wake,
 }
+
+/// A wake-up shared by the platform's asynchronous work and the one task that waits for it
+/// (the browser's between-frames transfer pump). Cheap to clone; a wake before anyone waits
+/// is kept until the next [`Wake::poll`].
+#[derive(Clone, Default)]
+pub struct Wake(Arc<WakeState>);
+
+#[derive(Default)]
+struct WakeState {
+    waker: futures::task::AtomicWaker,
+    woken: std::sync::atomic::AtomicBool,
+}
+
+impl Wake {
+    /// Something the waiting task waits for is ready.
+    pub fn wake(&self) {
+        self.0
+            .woken
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.0.waker.wake();
+    }
+
+    /// Whether [`Wake::wake`] was called since the last poll; registers `cx` to be woken next.
+    pub fn poll(&self, cx: &mut std::task::Context<'_>) -> bool {
+        self.0.waker.register(cx.waker());
+        self.0
+            .woken
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl std::fmt::Debug for Wake {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Wake")
+    }
+}
+
+/// A file's SHA-256 and size, being computed off the frame.
+pub type HashJob = Pin<Box<dyn Future<Output = std::io::Result<([u8; 32], u64)>> + Send>>;
 
 /// Threads, tasks and the network stack's needs.
 pub trait Runtime: Send + Sync + 'static {
@@ -124,7 +166,7 @@ pub trait LocalFiles: Send + Sync + 'static {
     /// file's name and date): the resume key is made of it.
     fn fingerprint(&self, path: &Path) -> std::io::Result<String>;
     /// SHA-256 and size, computed off the frame.
-    fn hash(&self, path: PathBuf) -> Task<std::io::Result<([u8; 32], u64)>>;
+    fn hash(&self, path: PathBuf) -> HashJob;
     /// Opens a file for reading pieces of it.
     fn open(&self, path: &Path) -> std::io::Result<Box<dyn FileRead>>;
 }

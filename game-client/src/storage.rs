@@ -108,7 +108,7 @@ pub enum StoreDone {
 }
 
 /// Storage failures, in words a user can act on.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
     /// Disk or quota full.
     #[error("There is not enough space left on this device to save the file.")]

@@ -602,16 +602,20 @@ impl Receiver {
     /// sender although both SCTP ends were idle with nothing unacknowledged, and the transfer
     /// sat still for good.
     pub fn repeat_credit(&mut self, now_ms: u64, idle_ms: u64) -> Option<Control> {
-        let quiet_since = self.last_chunk_ms.unwrap_or(0).max(self.last_grant_ms);
-        let waiting_for_sender = self.next_seq < self.announced && self.persisted == self.next_seq;
-        if self.state != Phase::Active
-            || !waiting_for_sender
-            || now_ms.saturating_sub(quiet_since) < idle_ms
-        {
+        if self.credit_repeat_at(idle_ms).is_none_or(|at| now_ms < at) {
             return None;
         }
         self.last_grant_ms = now_ms;
         Some(self.credit())
+    }
+
+    /// When [`Receiver::repeat_credit`] with `idle_ms` would send the grant again, if nothing
+    /// arrives meanwhile; `None` while the receiver is not waiting for the sender. A driver
+    /// sleeps until then instead of asking every frame.
+    pub fn credit_repeat_at(&self, idle_ms: u64) -> Option<u64> {
+        let quiet_since = self.last_chunk_ms.unwrap_or(0).max(self.last_grant_ms);
+        let waiting_for_sender = self.next_seq < self.announced && self.persisted == self.next_seq;
+        (self.state == Phase::Active && waiting_for_sender).then(|| quiet_since + idle_ms)
     }
 
     /// The sender's hash of the whole file. It may come at any time after the offer (the
@@ -1032,8 +1036,18 @@ mod tests {
         }
         // Nothing to repeat while the receiver's own storage is behind.
         assert_eq!(receiver.repeat_credit(now + 60_000, 2_000), None);
+        assert_eq!(
+            receiver.credit_repeat_at(2_000),
+            None,
+            "no wake-up while storage is behind"
+        );
         let lost = receiver.on_persisted(8, now).expect("a new grant");
         assert!(sender.next_chunk().is_none(), "the sender waits for it");
+        assert_eq!(
+            receiver.credit_repeat_at(2_000),
+            Some(now + 2_000),
+            "the wake-up it asks for"
+        );
         assert_eq!(receiver.repeat_credit(now + 1_999, 2_000), None, "too soon");
         let again = receiver
             .repeat_credit(now + 2_000, 2_000)

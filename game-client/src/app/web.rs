@@ -52,6 +52,7 @@ pub fn main() -> AppExit {
 
     let mut app = App::new();
     add_platform(&mut app, |_| {});
+    let wake = app.world().resource::<crate::ports::Host>().wake.clone();
     app.add_plugins(
         DefaultPlugins
             .set(AssetPlugin {
@@ -75,7 +76,7 @@ pub fn main() -> AppExit {
     .insert_resource(crate::chat::history::ChatArchive(Box::new(
         crate::platform::IdbHistory::new(),
     )))
-    .insert_resource(Store(Box::new(crate::platform::IdbStore::new())))
+    .insert_resource(Store(Box::new(crate::platform::IdbStore::new(wake))))
     .insert_resource(config)
     .add_plugins(DuetCorePlugins);
     add_windowed_client(&mut app, automation, join);

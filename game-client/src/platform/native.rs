@@ -15,8 +15,8 @@ use duet_shared::transfer::WindowConfig;
 use sha2::{Digest, Sha256};
 
 use crate::ports::{
-    Automation, Capabilities, FileAction, FileDrag, FileRead, Host, LocalFiles, LoopFuture,
-    ReadPoll, Runtime, Shell,
+    Automation, Capabilities, FileAction, FileDrag, FileRead, HashJob, Host, LocalFiles,
+    LoopFuture, ReadPoll, Runtime, Shell, Wake,
 };
 
 /// The desktop, as the ports see it.
@@ -44,6 +44,8 @@ pub fn host() -> Host {
         media: std::sync::Arc::new(media::DesktopMedia),
         shell: desktop.clone(),
         automation: desktop,
+        // The desktop's transfers move with its frames; nothing waits on this.
+        wake: Wake::default(),
     }
 }
 
@@ -141,8 +143,8 @@ impl LocalFiles for Desktop {
         fingerprint(path)
     }
 
-    fn hash(&self, path: PathBuf) -> Task<std::io::Result<([u8; 32], u64)>> {
-        hash_file(path)
+    fn hash(&self, path: PathBuf) -> HashJob {
+        Box::pin(hash_file(path))
     }
 
     fn open(&self, path: &Path) -> std::io::Result<Box<dyn FileRead>> {

@@ -24,8 +24,8 @@ pub use idb::IdbStore;
 pub use idb_history::IdbHistory;
 
 use crate::ports::{
-    Automation, Capabilities, FileAction, FileDrag, FileDragKind, FileRead, Host, LocalFiles,
-    LoopFuture, ReadPoll, Runtime, Shell,
+    Automation, Capabilities, FileAction, FileDrag, FileDragKind, FileRead, HashJob, Host,
+    LocalFiles, LoopFuture, ReadPoll, Runtime, Shell, Wake,
 };
 
 /// How much of a file one `File.slice` read fetches: large enough that the promise per read
@@ -75,12 +75,12 @@ const PUMP_BETWEEN_FRAMES: bool = true;
 /// Runs the between-frames pump once a second even when nothing arrives: a hidden tab draws no
 /// frames, and the engine's clock (a grant repeated after a quiet spell, see
 /// `Receiver::repeat_credit`) would otherwise wait for the next message, which may never come.
-fn keep_pump_ticking() {
+fn keep_pump_ticking(wake: Wake) {
     static STARTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
     if STARTED.swap(true, std::sync::atomic::Ordering::SeqCst) {
         return;
     }
-    let tick = Closure::<dyn FnMut()>::new(crate::transfer::wake_pump);
+    let tick = Closure::<dyn FnMut()>::new(move || wake.wake());
     if let Some(window) = web_sys::window() {
         let _ = window.set_interval_with_callback_and_timeout_and_arguments_0(
             tick.as_ref().unchecked_ref(),
@@ -234,7 +234,7 @@ fn file_fingerprint(path: &Path) -> std::io::Result<String> {
 }
 
 /// SHA-256 and size of a dropped or picked file, read slice by slice on the event loop.
-fn hash_file(path: PathBuf) -> Task<std::io::Result<([u8; 32], u64)>> {
+fn hash_file(path: PathBuf, wake: Wake) -> Task<std::io::Result<([u8; 32], u64)>> {
     IoTaskPool::get().spawn(async move {
         let file = file_for(&path)?;
         let size = file.size() as u64;
@@ -252,7 +252,7 @@ fn hash_file(path: PathBuf) -> Task<std::io::Result<([u8; 32], u64)>> {
             hasher.update(&block);
         }
         // The digest goes out on the engine's next turn: now, not at the next frame.
-        crate::transfer::wake_pump();
+        wake.wake();
         Ok((hasher.finalize().into(), size))
     })
 }
@@ -332,16 +332,19 @@ struct FileReader {
     path: PathBuf,
     block: Option<(u64, Vec<u8>)>,
     blocks: Option<futures::channel::mpsc::Receiver<Block>>,
+    /// Rung as each block is read, so the engine sends it now.
+    wake: Wake,
 }
 
 impl FileReader {
     /// Prepares to read a dropped or picked file.
-    fn open(path: &Path) -> std::io::Result<Self> {
+    fn open(path: &Path, wake: Wake) -> std::io::Result<Self> {
         file_for(path)?;
         Ok(Self {
             path: path.to_path_buf(),
             block: None,
             blocks: None,
+            wake,
         })
     }
 
@@ -350,13 +353,13 @@ impl FileReader {
     fn start_reading(&mut self, at: u64) {
         use futures::SinkExt;
         let (mut tx, rx) = futures::channel::mpsc::channel::<Block>(0);
-        let path = self.path.clone();
+        let (path, wake) = (self.path.clone(), self.wake.clone());
         wasm_bindgen_futures::spawn_local(async move {
             let mut stream = match file_for(&path) {
                 Ok(file) => ByteStream::open(&file, at),
                 Err(e) => {
                     let _ = tx.send(Err(e.to_string())).await;
-                    crate::transfer::wake_pump();
+                    wake.wake();
                     return;
                 }
             };
@@ -366,7 +369,7 @@ impl FileReader {
                 let read = stream.read(READ_BLOCK as u32, &mut bytes).await;
                 let last = read.is_err() || bytes.is_empty();
                 let sent = tx.send(read.map(|()| (start, bytes))).await;
-                crate::transfer::wake_pump();
+                wake.wake();
                 if last || sent.is_err() {
                     return;
                 }
@@ -587,7 +590,10 @@ fn set_window_icon(_entity: bevy::ecs::entity::Entity, _rgba: fn(u32) -> Vec<u8>
 }
 
 /// The browser, as the ports see it.
-struct Browser;
+struct Browser {
+    /// Rings the between-frames transfer pump when a read or a hash finished.
+    wake: Wake,
+}
 
 /// What the browser can do.
 pub fn capabilities() -> Capabilities {
@@ -604,13 +610,15 @@ pub fn capabilities() -> Capabilities {
 
 /// The browser's implementations of the ports.
 pub fn host() -> Host {
-    let browser = std::sync::Arc::new(Browser);
+    let wake = Wake::default();
+    let browser = std::sync::Arc::new(Browser { wake: wake.clone() });
     Host {
         runtime: browser.clone(),
         files: browser.clone(),
         media: std::sync::Arc::new(media::BrowserMedia),
         shell: browser.clone(),
         automation: browser,
+        wake,
     }
 }
 
@@ -627,7 +635,7 @@ impl Runtime for Browser {
     }
 
     fn keep_pump_ticking(&self) {
-        keep_pump_ticking();
+        keep_pump_ticking(self.wake.clone());
     }
 }
 
@@ -646,12 +654,12 @@ impl LocalFiles for Browser {
         file_fingerprint(path)
     }
 
-    fn hash(&self, path: PathBuf) -> Task<std::io::Result<([u8; 32], u64)>> {
-        hash_file(path)
+    fn hash(&self, path: PathBuf) -> HashJob {
+        Box::pin(hash_file(path, self.wake.clone()))
     }
 
     fn open(&self, path: &Path) -> std::io::Result<Box<dyn FileRead>> {
-        Ok(Box::new(FileReader::open(path)?))
+        Ok(Box::new(FileReader::open(path, self.wake.clone())?))
     }
 }
 

@@ -64,11 +64,11 @@ pub enum RowState {
     Running,
     /// Stopped with its bytes kept: the same file sent again resumes (incoming); the
     /// sentence says why it stopped.
-    Paused(String),
+    Paused(TransferEnd),
     /// Done; for incoming files, where it was saved.
     Done(String),
     /// Ended without a file; the sentence says why (and whether it resumes).
-    Failed(String),
+    Failed(TransferEnd),
 }
 
 impl RowState {
@@ -224,11 +224,11 @@ pub(super) fn transfers(
                     row.state = RowState::Running;
                 }
             }
-            TransferEvent::Paused { id, reason } => {
+            TransferEvent::Paused { id, why } => {
                 if let Some(row) = list.rows.iter_mut().find(|r| r.id == *id) {
-                    row.state = RowState::Paused(reason.clone());
+                    row.state = RowState::Paused(why.clone());
                 }
-                notices.post(reason.clone());
+                notices.post(why.to_string());
             }
             TransferEvent::Progress { id, progress, .. } => {
                 if let Some(row) = list.rows.iter_mut().find(|r| r.id == *id) {
@@ -266,11 +266,11 @@ pub(super) fn transfers(
                     received_changed = true;
                 }
             }
-            TransferEvent::Failed { id, reason, .. } => {
+            TransferEvent::Failed { id, why, .. } => {
                 if let Some(row) = list.rows.iter_mut().find(|r| r.id == *id) {
-                    row.state = RowState::Failed(reason.clone());
+                    row.state = RowState::Failed(why.clone());
                 }
-                notices.post(reason.clone());
+                notices.post(why.to_string());
             }
         }
     }

@@ -23,7 +23,7 @@ use crate::frame::FrameSet;
 use crate::identity::{IdentityEvent, PeerProfile};
 use crate::net::{NetEvent, RebuildSocket, RoomLink, SignalingEnd};
 use crate::ports::Host;
-use crate::transfer::{Direction, SendFile, TransferEvent};
+use crate::transfer::{Direction, SendFile, TransferEnd, TransferEvent};
 use matchbox_socket::PeerId;
 
 mod bubbles;

@@ -685,7 +685,7 @@ fn transfers_are_listed_and_received_files_survive_a_restart() {
     app.world_mut().write_message(TransferEvent::Failed {
         id: TransferId(8),
         direction: Direction::Outgoing,
-        reason: "Your peer left before the file was complete.".into(),
+        why: TransferEnd::PeerLeftSending,
     });
     app.update();
     let list = app.world().resource::<TransferList>().clone();
@@ -801,13 +801,13 @@ fn questions_waiting_senders_and_pauses_show_in_the_rows() {
         .write_message(TransferEvent::Accepted { id: mine });
     app.world_mut().write_message(TransferEvent::Paused {
         id: asked,
-        reason: "Your peer left before the file was complete.".into(),
+        why: TransferEnd::PeerLeftReceiving,
     });
     app.update();
     assert_eq!(state(&app, mine), RowState::Running);
     assert_eq!(
         state(&app, asked),
-        RowState::Paused("Your peer left before the file was complete.".into())
+        RowState::Paused(TransferEnd::PeerLeftReceiving)
     );
 }
 

@@ -517,7 +517,7 @@ fn room(
                                     }
                                     RowState::Failed(why) => {
                                         ui.label(
-                                            egui::RichText::new(why)
+                                            egui::RichText::new(why.to_string())
                                                 .small()
                                                 .color(ecolor(palette::BAD)),
                                         );

@@ -31,6 +31,7 @@ use sha2::{Digest, Sha256};
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 
+use crate::ports::Wake;
 use crate::storage::{
     BlobStore, MAX_RECEIVED_KEPT, PartAge, StoreDone, StoreError, StoreOp, parts_to_expire,
 };
@@ -224,22 +225,20 @@ fn number(value: &JsValue, field: &str) -> Option<f64> {
 /// The browser's blob store: a front for the task that owns the database.
 pub struct IdbStore {
     ops: UnboundedSender<StoreOp>,
-    done: Arc<Mutex<Vec<StoreDone>>>,
+    done: Arc<Results>,
 }
 
 impl IdbStore {
-    /// Starts the store's task (the database opens in the background).
-    pub fn new() -> Self {
+    /// Starts the store's task (the database opens in the background); `wake` rings with
+    /// each result, so the transfer engine takes it now rather than at the next frame.
+    pub fn new(wake: Wake) -> Self {
         let (ops, queue) = unbounded();
-        let done: Arc<Mutex<Vec<StoreDone>>> = Arc::default();
+        let done = Arc::new(Results {
+            list: Mutex::default(),
+            wake,
+        });
         wasm_bindgen_futures::spawn_local(run(queue, done.clone()));
         Self { ops, done }
-    }
-}
-
-impl Default for IdbStore {
-    fn default() -> Self {
-        Self::new()
     }
 }
 
@@ -264,6 +263,7 @@ impl BlobStore for IdbStore {
 
     fn poll(&mut self) -> Vec<StoreDone> {
         self.done
+            .list
             .lock()
             .map(|mut done| std::mem::take(&mut *done))
             .unwrap_or_default()
@@ -271,11 +271,16 @@ impl BlobStore for IdbStore {
 }
 
 /// Results waiting for [`BlobStore::poll`], shared by the store and its task.
-fn report(results: &Mutex<Vec<StoreDone>>, done: StoreDone) {
-    if let Ok(mut all) = results.lock() {
+struct Results {
+    list: Mutex<Vec<StoreDone>>,
+    wake: Wake,
+}
+
+fn report(results: &Results, done: StoreDone) {
+    if let Ok(mut all) = results.list.lock() {
         all.push(done);
     }
-    crate::transfer::wake_pump();
+    results.wake.wake();
 }
 
 /// An open incoming file: where its chunks go.
@@ -316,14 +321,14 @@ struct Task {
     names: HashSet<String>,
     /// The same names, oldest first, for dropping the oldest past [`MAX_RECEIVED_KEPT`].
     kept: VecDeque<String>,
-    done: Arc<Mutex<Vec<StoreDone>>>,
+    done: Arc<Results>,
     /// The buffer full records are written from: `put` copies (structured-clones) its value
     /// at once, so one buffer serves every record, and a 200 MiB file leaves no 200 MiB of
     /// buffers for the garbage collector, which lets them pile up in the tab.
     record: Uint8Array,
 }
 
-async fn run(mut queue: UnboundedReceiver<StoreOp>, done: Arc<Mutex<Vec<StoreDone>>>) {
+async fn run(mut queue: UnboundedReceiver<StoreOp>, done: Arc<Results>) {
     let mut task = Task {
         db: open_database().await,
         parts: HashMap::new(),

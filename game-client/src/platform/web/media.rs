@@ -64,7 +64,6 @@ impl MediaPort for BrowserMedia {
 
 fn report(what: MediaReport) {
     REPORTS.with(|r| r.borrow_mut().push(what));
-    crate::transfer::wake_pump();
     super::wake_frame();
 }
 
