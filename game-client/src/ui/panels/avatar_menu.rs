@@ -1,0 +1,50 @@
+//! The peer avatar's menu (a right click on it): kick or ban, for the room's creator.
+
+use super::*;
+
+pub(super) fn show(
+    ctx: &egui::Context,
+    state: &mut PanelState,
+    current: &CurrentRoom,
+    view: &RoomView,
+    out: &mut RoomOut,
+) {
+    let RoomView { presence, .. } = view;
+    let RoomOut { moderate, .. } = out;
+    // The peer avatar's context menu (opened by a right click on it).
+    if let Some(at) = state.avatar_menu {
+        let mut close = false;
+        egui::Area::new(egui::Id::new("avatar-menu"))
+            .fixed_pos(at)
+            .order(egui::Order::Foreground)
+            .show(ctx, |ui| {
+                egui::Frame::popup(ui.style()).show(ui, |ui| {
+                    let name = presence.peer_name().unwrap_or("your peer").to_owned();
+                    if current.is_owner() {
+                        let kick = ui.button(format!("Kick {name}"));
+                        state.kick_button = Some(kick.rect);
+                        if kick.clicked() {
+                            moderate.write(Moderate(Moderation::Kick));
+                            close = true;
+                        }
+                        if ui.button(format!("Ban {name}")).clicked() {
+                            moderate.write(Moderate(Moderation::Ban));
+                            close = true;
+                        }
+                    } else {
+                        ui.label(
+                            egui::RichText::new("Only the room's creator can remove people.")
+                                .color(ecolor(palette::MUTED)),
+                        );
+                    }
+                    if ui.button("Close").clicked() {
+                        close = true;
+                    }
+                });
+            });
+        if close || ctx.input(|i| i.key_pressed(egui::Key::Escape)) {
+            state.avatar_menu = None;
+            state.kick_button = None;
+        }
+    }
+}

@@ -1,0 +1,227 @@
+//! The side panel's files: transfers of this session (progress, questions, pauses) and the
+//! files received, with what the platform can do with them.
+
+use super::*;
+
+pub(super) fn show(
+    ui: &mut egui::Ui,
+    state: &mut PanelState,
+    dialogs: &mut Dialogs,
+    view: &RoomView,
+    out: &mut RoomOut,
+) {
+    let RoomView {
+        presence,
+        transfers,
+        received,
+        capabilities,
+        host,
+        ..
+    } = view;
+    let RoomOut { cancel, answer, .. } = out;
+    let peer_name = presence.peer_name().unwrap_or("your peer").to_owned();
+    let peer_here = presence.peer_name().is_some();
+    ui.horizontal(|ui| {
+        ui.heading("Files");
+        ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+            let send = ui
+                .add_enabled(peer_here, egui::Button::new("Send a file…"))
+                .on_disabled_hover_text("Your peer is not in the room.");
+            state.send_button = peer_here.then_some(send.rect);
+            if send.clicked() {
+                dialogs.picks.push(host.shell.pick_file());
+            }
+        });
+    });
+    if transfers.rows.is_empty() && received.files.is_empty() {
+        ui.label(
+            egui::RichText::new("Drag a file onto your peer's avatar to send it.")
+                .color(ecolor(palette::MUTED)),
+        );
+    }
+    egui::ScrollArea::vertical()
+        .id_salt("files")
+        .max_height(230.0)
+        .show(ui, |ui| {
+            state.offer_buttons.clear();
+            for row in transfers.rows.iter().rev() {
+                transfer_row(ui, row, state, (cancel, answer), &peer_name);
+            }
+            received_files(ui, state, dialogs, received, capabilities, host);
+        });
+}
+
+/// One transfer of this session: its name, progress or state, and what the person can do.
+fn transfer_row(
+    ui: &mut egui::Ui,
+    row: &TransferRow,
+    state: &mut PanelState,
+    (cancel, answer): (
+        &mut MessageWriter<CancelTransfer>,
+        &mut MessageWriter<AnswerOffer>,
+    ),
+    peer_name: &str,
+) {
+    egui::Frame::new()
+        .fill(ecolor(palette::RAISED))
+        .corner_radius(8)
+        .inner_margin(8)
+        .show(ui, |ui| {
+            ui.set_width(ui.available_width());
+            let arrow = if row.direction == Direction::Outgoing {
+                "↑"
+            } else {
+                "↓"
+            };
+            ui.horizontal(|ui| {
+                ui.label(format!("{arrow} {}", row.name));
+                if matches!(row.state, RowState::Running | RowState::AwaitingPeer) {
+                    ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                        if ui.small_button("Cancel").clicked() {
+                            cancel.write(CancelTransfer(row.id));
+                        }
+                    });
+                }
+            });
+            let muted = |text: String| {
+                egui::RichText::new(text)
+                    .small()
+                    .color(ecolor(palette::MUTED))
+            };
+            match &row.state {
+                RowState::Asking => {
+                    ui.label(muted(format!(
+                        "{} · {} wants to send you this file",
+                        human_bytes(row.size as f64),
+                        peer_name
+                    )));
+                    ui.horizontal(|ui| {
+                        let yes = ui.button("Accept");
+                        let no = ui.button("Decline");
+                        if state.offer_buttons.is_empty() {
+                            // The list is newest first: the newest question's.
+                            state.offer_buttons = vec![("accept", yes.rect), ("decline", no.rect)];
+                        }
+                        if yes.clicked() {
+                            answer.write(AnswerOffer {
+                                id: row.id,
+                                accept: true,
+                            });
+                        }
+                        if no.clicked() {
+                            answer.write(AnswerOffer {
+                                id: row.id,
+                                accept: false,
+                            });
+                        }
+                    });
+                }
+                RowState::AwaitingPeer => {
+                    ui.label(muted(format!(
+                        "{} · waiting for {} to accept",
+                        human_bytes(row.size as f64),
+                        peer_name
+                    )));
+                }
+                RowState::Paused(why) => {
+                    ui.add(
+                        egui::ProgressBar::new(row.fraction())
+                            .fill(ecolor(palette::MUTED))
+                            .desired_height(8.0),
+                    );
+                    ui.label(muted(format!(
+                        "paused, {:.0} % · {why}",
+                        row.fraction() * 100.0
+                    )));
+                }
+                RowState::Running => {
+                    ui.add(
+                        egui::ProgressBar::new(row.fraction())
+                            .fill(ecolor(palette::ACCENT))
+                            .desired_height(8.0),
+                    );
+                    let eta = row
+                        .eta
+                        .map(|s| format!(", {s:.0} s left"))
+                        .unwrap_or_default();
+                    ui.label(
+                        egui::RichText::new(format!(
+                            "{} of {} · {}/s{eta}",
+                            human_bytes(row.done as f64),
+                            human_bytes(row.size as f64),
+                            human_bytes(row.rate)
+                        ))
+                        .small()
+                        .color(ecolor(palette::MUTED)),
+                    );
+                }
+                RowState::Done(_) => {
+                    ui.label(
+                        egui::RichText::new(format!(
+                            "{} · done, checksum verified",
+                            human_bytes(row.size as f64)
+                        ))
+                        .small()
+                        .color(ecolor(palette::GOOD)),
+                    );
+                }
+                RowState::Failed(why) => {
+                    ui.label(
+                        egui::RichText::new(why.to_string())
+                            .small()
+                            .color(ecolor(palette::BAD)),
+                    );
+                }
+            }
+        });
+}
+
+/// The files received (newest first), with what this platform can do with each.
+fn received_files(
+    ui: &mut egui::Ui,
+    state: &mut PanelState,
+    dialogs: &mut Dialogs,
+    received: &ReceivedFiles,
+    capabilities: &Capabilities,
+    host: &Host,
+) {
+    if !received.files.is_empty() {
+        ui.label(egui::RichText::new("Received").color(ecolor(palette::MUTED)));
+    }
+    state.file_button = None;
+    state.file_actions.clear();
+    for file in received.files.iter().rev().take(50) {
+        ui.add(
+            egui::Label::new(format!(
+                "↓ {} · {} · from {}",
+                file.name,
+                human_bytes(file.size as f64),
+                file.from
+            ))
+            .truncate(),
+        )
+        .on_hover_text(&file.location);
+        ui.horizontal(|ui| {
+            ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                for &action in capabilities.file_actions.iter().rev() {
+                    let button = ui.small_button(action.label());
+                    // The list is newest first: its first row's buttons.
+                    if state.file_actions.len() < capabilities.file_actions.len() {
+                        state.file_actions.push((action.label(), button.rect));
+                    }
+                    if Some(&action) == capabilities.file_actions.first()
+                        && state.file_button.is_none()
+                    {
+                        state.file_button = Some(button.rect);
+                    }
+                    if button.clicked()
+                        && let Some(task) =
+                            host.shell.file_action(action, &file.location, &file.name)
+                    {
+                        dialogs.actions.push(task);
+                    }
+                }
+            });
+        });
+    }
+}

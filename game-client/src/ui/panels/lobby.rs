@@ -1,0 +1,164 @@
+//! The lobby: my name, create a room, join one by its link, and the rooms I was in.
+
+use super::*;
+
+/// What the lobby shows.
+#[derive(SystemParam)]
+pub(super) struct LobbyView<'w> {
+    identity: Option<Res<'w, Identity>>,
+    recent: Option<Res<'w, RecentRooms>>,
+    notices: Res<'w, Notices>,
+    foreign: Res<'w, ForeignLink>,
+}
+
+/// What the lobby can ask for.
+#[derive(SystemParam)]
+pub(super) struct LobbyOut<'w> {
+    create: MessageWriter<'w, CreateRoom>,
+    join: MessageWriter<'w, JoinRoom>,
+    rename: MessageWriter<'w, Rename>,
+    answer: MessageWriter<'w, AnswerForeignLink>,
+}
+
+pub(super) fn lobby(
+    mut contexts: EguiContexts,
+    mut state: ResMut<PanelState>,
+    view: LobbyView,
+    mut out: LobbyOut,
+) -> Result {
+    let LobbyView {
+        identity,
+        recent,
+        notices,
+        foreign,
+    } = view;
+    let LobbyOut {
+        create,
+        join,
+        rename,
+        answer,
+    } = &mut out;
+    let ctx = contexts.ctx_mut()?;
+    let Some(identity) = identity else {
+        return Ok(());
+    };
+    let mut root = root_ui(ctx);
+    if state.name.is_empty() {
+        state.name = identity.name.clone();
+    }
+    egui::CentralPanel::default()
+        .frame(egui::Frame::NONE.fill(ecolor(palette::NIGHT)))
+        .show(&mut root, |ui| {
+            ui.vertical_centered(|ui| {
+                ui.add_space(56.0);
+                ui.label(
+                    egui::RichText::new("Duet")
+                        .size(54.0)
+                        .family(egui::FontFamily::Name("bold".into()))
+                        .color(ecolor(palette::ACCENT)),
+                );
+                ui.label(
+                    egui::RichText::new(
+                        "A room for two. Chat and files go straight between you — no accounts, no server in the middle.",
+                    )
+                    .color(ecolor(palette::MUTED)),
+                );
+                ui.add_space(28.0);
+                egui::Frame::new()
+                    .fill(ecolor(palette::PANEL))
+                    .corner_radius(14)
+                    .inner_margin(24)
+                    .show(ui, |ui| {
+                        ui.set_width(460.0);
+                        ui.horizontal(|ui| {
+                            ui.label("Your name");
+                            let field = ui.add(
+                                egui::TextEdit::singleline(&mut state.name)
+                                    .desired_width(220.0)
+                                    .char_limit(duet_shared::peer::MAX_DISPLAY_NAME_CHARS),
+                            );
+                            let enter = field.lost_focus()
+                                && ui.input(|i| i.key_pressed(egui::Key::Enter));
+                            let changed = state.name.trim() != identity.name;
+                            if (ui.add_enabled(changed, egui::Button::new("Save")).clicked()
+                                || enter)
+                                && changed
+                            {
+                                rename.write(Rename(state.name.clone()));
+                            }
+                        });
+                        ui.add_space(14.0);
+                        let big = egui::Button::new(
+                            egui::RichText::new("Create a room").size(18.0).color(ecolor(palette::NIGHT)),
+                        )
+                        .fill(ecolor(palette::ACCENT))
+                        .min_size(egui::vec2(460.0, 44.0));
+                        let button = ui.add(big);
+                        state.create_button = Some(button.rect);
+                        if button.clicked() {
+                            create.write(CreateRoom);
+                        }
+                        ui.add_space(14.0);
+                        ui.label(egui::RichText::new("or join one with its link").color(ecolor(palette::MUTED)));
+                        ui.horizontal(|ui| {
+                            let field = ui.add(
+                                egui::TextEdit::singleline(&mut state.link)
+                                    .hint_text("http://127.0.0.1:8787/r/…")
+                                    .desired_width(350.0),
+                            );
+                            let enter = field.lost_focus()
+                                && ui.input(|i| i.key_pressed(egui::Key::Enter));
+                            if ui.button("Join").clicked() || (enter && !state.link.is_empty()) {
+                                join.write(JoinRoom(state.link.trim().to_owned()));
+                            }
+                        });
+                        if let Some(asked) = &foreign.0 {
+                            ui.add_space(10.0);
+                            ui.label(
+                                egui::RichText::new(format!(
+                                    "This link is for another server, {}, not yours. That server \
+                                     would see your address and name and could pretend to be the \
+                                     room. Open it only if you trust whoever sent it.",
+                                    asked.server
+                                ))
+                                .color(ecolor(palette::BAD)),
+                            );
+                            ui.horizontal(|ui| {
+                                if ui.button("Open it anyway").clicked() {
+                                    answer.write(AnswerForeignLink(true));
+                                }
+                                if ui.button("Don't open").clicked() {
+                                    answer.write(AnswerForeignLink(false));
+                                }
+                            });
+                        }
+                        if let Some(recent) = recent.as_ref().filter(|r| !r.rooms.is_empty()) {
+                            ui.add_space(14.0);
+                            ui.label(egui::RichText::new("Recent rooms").color(ecolor(palette::MUTED)));
+                            for room in &recent.rooms {
+                                ui.horizontal(|ui| {
+                                    ui.monospace(&room.room);
+                                    if room.owner_key.is_some() {
+                                        ui.label(
+                                            egui::RichText::new("yours")
+                                                .small()
+                                                .color(ecolor(palette::ACCENT)),
+                                        );
+                                    }
+                                    ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                                        if ui.button("Open").clicked() {
+                                            join.write(JoinRoom(room.link.clone()));
+                                        }
+                                    });
+                                });
+                            }
+                        }
+                    });
+                if let Some(notice) = notices.latest(12_000) {
+                    ui.add_space(16.0);
+                    ui.label(egui::RichText::new(notice).color(ecolor(palette::BAD)));
+                }
+            });
+        });
+    Ok(())
+}
