@@ -3,10 +3,13 @@
 //! - `cargo xtask dev`: install what is missing, build, serve Duet on http://127.0.0.1:8787.
 //! - `cargo xtask test`: install what is missing, build, run every test (inside an `lo`-only network
 //!   namespace, so WebRTC peers and servers only ever talk over loopback).
-//! - `cargo xtask bench NAME`: run a benchmark, writing `target/bench/NAME.json`.
+//! - `cargo xtask bench NAME`: run a benchmark, writing `target/bench/NAME.json` and the
+//!   latest-run table of `docs/bench/NAME.md` (`cargo xtask bench-doc NAME` redoes only that).
 //! - `cargo xtask build-worker`: rebuild the Worker if its sources changed (wrangler's build hook).
-//! - `cargo xtask build-web`: rebuild the browser client into `web/pkg/` if its sources changed.
-//! - `cargo xtask deploy`: build both, then `wrangler deploy` (needs a Cloudflare login).
+//! - `cargo xtask build-web [--shipped]`: rebuild the browser client into `web/pkg/` if its
+//!   sources changed: the quick dev build (what `dev` and the tests serve), or the shipped one.
+//! - `cargo xtask deploy`: build both (the shipped web build), then `wrangler deploy` (needs a
+//!   Cloudflare login).
 //!
 //! Every install step checks first and does nothing when the tool is already there, so once set up
 //! all of this runs with no network.
@@ -21,12 +24,13 @@ use anyhow::{Context, Result, bail};
 mod tools;
 
 const USAGE: &str =
-    "usage: cargo xtask <dev | test [-- TEST ARGS] | bench NAME | build-worker | build-web | setup>
+    "usage: cargo xtask <dev | test [-- TEST ARGS] | bench NAME | bench-doc NAME | build-worker | build-web | deploy | setup>
   dev           install missing tools, build, serve Duet on http://127.0.0.1:8787
   test          install missing tools, build, run every test
   bench NAME    run a benchmark (signaling, transfer, hostile, browser, call, chat) and write target/bench/NAME.json
+  bench-doc NAME  rewrite docs/bench/NAME.md's latest-run table from target/bench/NAME.json
   build-worker  rebuild the worker's wasm if its sources changed
-  build-web     rebuild the browser client (web/pkg) if its sources changed
+  build-web     rebuild the browser client (web/pkg) if its sources changed (--shipped: the deploy build)
   deploy        build the worker and the browser client, then `wrangler deploy`
   setup         only install missing tools";
 
@@ -40,8 +44,17 @@ fn main() -> Result<()> {
         "dev" => dev(&root),
         "test" => test(&root, &rest),
         "bench" => bench(&root, &rest),
+        "bench-doc" => bench_doc(&root, rest.first().map(String::as_str).unwrap_or("")),
         "build-worker" => build_worker(&root, false),
-        "build-web" => build_web(&root, false),
+        "build-web" => build_web(
+            &root,
+            false,
+            if rest.iter().any(|a| a == "--shipped") {
+                WebBuild::Shipped
+            } else {
+                WebBuild::Dev
+            },
+        ),
         "deploy" => deploy(&root),
         "setup" => tools::ensure_all(&root),
         _ => {
@@ -122,11 +135,41 @@ fn build_worker(root: &Path, force: bool) -> Result<()> {
     run(&mut cmd).context("building the worker (worker-build)")
 }
 
-/// Builds the browser client into `web/pkg/` (served by the Worker as static assets) unless it is
-/// newer than every input: the wasm in the `web` profile, wasm-bindgen's JS glue, then wasm-opt.
-fn build_web(root: &Path, force: bool) -> Result<()> {
+/// Which build of the browser client `web/pkg/` holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WebBuild {
+    /// For `dev` and the tests: profile `web-dev` (no LTO, 16 codegen units), no wasm-opt, the
+    /// wasm stored gzipped (`duet-client_bg.wasm.gz`: uncompressed it is over the 25 MiB a
+    /// static asset may be), which the Worker serves with `Content-Encoding: gzip`.
+    Dev,
+    /// What `deploy` ships and the browser benchmarks measure: profile `web` (fat LTO, one
+    /// codegen unit, size first), then `wasm-opt -Os`.
+    Shipped,
+}
+
+impl WebBuild {
+    fn profile(self) -> &'static str {
+        match self {
+            WebBuild::Dev => "web-dev",
+            WebBuild::Shipped => "web",
+        }
+    }
+
+    /// The file in `web/pkg/` that only this build writes.
+    fn output(self) -> &'static str {
+        match self {
+            WebBuild::Dev => "duet-client_bg.wasm.gz",
+            WebBuild::Shipped => "duet-client_bg.wasm",
+        }
+    }
+}
+
+/// Builds the browser client into `web/pkg/` (served by the Worker as static assets) unless that
+/// build is there and newer than every input: the wasm, wasm-bindgen's JS glue, then for the
+/// shipped build wasm-opt, for the dev build gzip.
+fn build_web(root: &Path, force: bool, build: WebBuild) -> Result<()> {
     let pkg = root.join("web/pkg");
-    let output = pkg.join("duet-client_bg.wasm");
+    let output = pkg.join(build.output());
     let inputs = [
         root.join("game-client/src"),
         root.join("game-client/Cargo.toml"),
@@ -135,13 +178,14 @@ fn build_web(root: &Path, force: bool) -> Result<()> {
         root.join("vendor"),
         root.join("assets"),
         root.join("Cargo.lock"),
-        // The `web` profile lives in the workspace manifest.
+        // The `web` profiles live in the workspace manifest.
         root.join("Cargo.toml"),
     ];
     if up_to_date(&output, &inputs) && !force {
         return Ok(());
     }
-    println!("building the web client (wasm, profile `web`)");
+    let profile = build.profile();
+    println!("building the web client (wasm, profile `{profile}`)");
     run(Command::new(tools::cargo()).current_dir(root).args([
         "build",
         "-p",
@@ -151,10 +195,13 @@ fn build_web(root: &Path, force: bool) -> Result<()> {
         "--target",
         "wasm32-unknown-unknown",
         "--profile",
-        "web",
+        profile,
     ]))
     .context("building the web client")?;
-    let wasm = tools::target_dir(root).join("wasm32-unknown-unknown/web/duet-client.wasm");
+    let wasm = tools::target_dir(root)
+        .join("wasm32-unknown-unknown")
+        .join(profile)
+        .join("duet-client.wasm");
     let staging = tools::target_dir(root).join("web-pkg");
     let _ = std::fs::remove_dir_all(&staging);
     run(Command::new(tools::cargo_bin("wasm-bindgen"))
@@ -163,26 +210,47 @@ fn build_web(root: &Path, force: bool) -> Result<()> {
         .arg(&wasm))
     .context("wasm-bindgen for the web client")?;
     let bound = staging.join("duet-client_bg.wasm");
-    run(Command::new(root.join(tools::WASM_OPT))
-        .args([
-            "-Os",
-            "--enable-bulk-memory",
-            "--enable-nontrapping-float-to-int",
-        ])
-        .args([
-            "--enable-sign-ext",
-            "--enable-mutable-globals",
-            "--enable-reference-types",
-        ])
-        .arg(&bound)
-        .arg("-o")
-        .arg(&bound))
-    .context("wasm-opt for the web client")?;
+    match build {
+        WebBuild::Shipped => run(Command::new(root.join(tools::WASM_OPT))
+            .args([
+                "-Os",
+                "--enable-bulk-memory",
+                "--enable-nontrapping-float-to-int",
+            ])
+            .args([
+                "--enable-sign-ext",
+                "--enable-mutable-globals",
+                "--enable-reference-types",
+            ])
+            .arg(&bound)
+            .arg("-o")
+            .arg(&bound))
+        .context("wasm-opt for the web client")?,
+        WebBuild::Dev => {
+            gzip(&bound, &staging.join(build.output()))?;
+            std::fs::remove_file(&bound)?;
+        }
+    }
     // Swap in the new build only when it is complete, so a served page never sees half of one.
     let _ = std::fs::remove_dir_all(&pkg);
     std::fs::rename(&staging, &pkg).context("moving the web build into web/pkg")?;
     let size = std::fs::metadata(&output)?.len();
-    println!("web client: {:.1} MiB wasm", size as f64 / (1 << 20) as f64);
+    println!(
+        "web client ({profile}): {:.1} MiB {}",
+        size as f64 / (1 << 20) as f64,
+        build.output()
+    );
+    Ok(())
+}
+
+/// Compresses `from` into `to` (fast: this runs on every dev rebuild).
+fn gzip(from: &Path, to: &Path) -> Result<()> {
+    let mut input =
+        std::fs::File::open(from).with_context(|| format!("reading {}", from.display()))?;
+    let output = std::fs::File::create(to).with_context(|| format!("writing {}", to.display()))?;
+    let mut encoder = flate2::write::GzEncoder::new(output, flate2::Compression::fast());
+    std::io::copy(&mut input, &mut encoder)?;
+    encoder.finish()?.sync_all()?;
     Ok(())
 }
 
@@ -200,7 +268,7 @@ pub(crate) fn wrangler_env(cmd: &mut Command) -> &mut Command {
 fn deploy(root: &Path) -> Result<()> {
     tools::ensure_all(root)?;
     build_worker(root, false)?;
-    build_web(root, false)?;
+    build_web(root, false, WebBuild::Shipped)?;
     let mut cmd = Command::new(root.join(tools::WRANGLER));
     wrangler_env(&mut cmd)
         .env("DUET_PREBUILT", "1")
@@ -211,7 +279,7 @@ fn deploy(root: &Path) -> Result<()> {
 fn dev(root: &Path) -> Result<()> {
     tools::ensure_all(root)?;
     build_worker(root, false)?;
-    build_web(root, false)?;
+    build_web(root, false, WebBuild::Dev)?;
     println!("Duet: http://127.0.0.1:8787  (Ctrl+C stops)");
     let mut cmd = Command::new(root.join(tools::WRANGLER));
     wrangler_env(&mut cmd).args([
@@ -295,7 +363,7 @@ fn test(root: &Path, extra: &[String]) -> Result<()> {
     tools::ensure_all(root)?;
     tools::ensure_test_packages()?;
     build_worker(root, false)?;
-    build_web(root, false)?;
+    build_web(root, false, WebBuild::Dev)?;
     let binaries = build_test_binaries(root)?;
     let mut failed = Vec::new();
     for binary in &binaries {
@@ -336,7 +404,72 @@ fn run_bench(root: &Path, cargo_args: &[&str], binary: &str, args: &[String]) ->
 
 fn bench(root: &Path, args: &[String]) -> Result<()> {
     let name = args.first().map(String::as_str).unwrap_or("");
-    let rest = args.get(1..).unwrap_or_default();
+    run_named_bench(root, name, args.get(1..).unwrap_or_default())?;
+    bench_doc(root, name)
+}
+
+/// Rewrites the "Latest run" block of `docs/bench/NAME.md` (between `<!-- bench:begin -->` and
+/// `<!-- bench:end -->`) from `target/bench/NAME.json`: one table row per number, string or
+/// flag, named by its path in the JSON. A bench whose page has no such block is left alone.
+fn bench_doc(root: &Path, name: &str) -> Result<()> {
+    let page = root.join("docs/bench").join(format!("{name}.md"));
+    let Ok(text) = std::fs::read_to_string(&page) else {
+        return Ok(());
+    };
+    let (begin, end) = ("<!-- bench:begin -->", "<!-- bench:end -->");
+    let (Some(start), Some(stop)) = (text.find(begin), text.find(end)) else {
+        return Ok(());
+    };
+    let json = root.join("target/bench").join(format!("{name}.json"));
+    let report: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(&json).with_context(|| format!("reading {}", json.display()))?,
+    )
+    .with_context(|| format!("parsing {}", json.display()))?;
+    let mut rows = Vec::new();
+    flatten("", &report, &mut rows);
+    let mut table = format!(
+        "{begin}\nFrom `target/bench/{name}.json`, written by `cargo xtask bench {name}`.\n\n\
+         | measurement | value |\n|---|---|\n"
+    );
+    for (key, value) in rows {
+        table.push_str(&format!("| `{key}` | {value} |\n"));
+    }
+    let updated = format!("{}{table}{}", &text[..start], &text[stop..]);
+    std::fs::write(&page, updated)?;
+    println!("updated {}", page.display());
+    Ok(())
+}
+
+/// Every leaf of `value` as (`a.b[2].c`, its text), in document order.
+fn flatten(prefix: &str, value: &serde_json::Value, rows: &mut Vec<(String, String)>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (key, value) in map {
+                let path = if prefix.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{prefix}.{key}")
+                };
+                flatten(&path, value, rows);
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for (i, value) in items.iter().enumerate() {
+                flatten(&format!("{prefix}[{i}]"), value, rows);
+            }
+        }
+        serde_json::Value::Number(n) => rows.push((
+            prefix.to_owned(),
+            n.as_f64()
+                .filter(|f| f.fract() != 0.0)
+                .map_or(n.to_string(), |f| format!("{f:.3}")),
+        )),
+        serde_json::Value::Null => rows.push((prefix.to_owned(), "—".to_owned())),
+        other => rows.push((prefix.to_owned(), other.to_string())),
+    }
+}
+
+fn run_named_bench(root: &Path, name: &str, rest: &[String]) -> Result<()> {
     match name {
         "signaling" => run_bench(
             root,
@@ -388,7 +521,7 @@ fn bench(root: &Path, args: &[String]) -> Result<()> {
         "browser" => {
             tools::ensure_all(root)?;
             tools::ensure_test_packages()?;
-            build_web(root, false)?;
+            build_web(root, false, WebBuild::Shipped)?;
             run_bench(
                 root,
                 &["build", "-p", "duet-tests", "--bin", "bench-browser"],
@@ -399,7 +532,7 @@ fn bench(root: &Path, args: &[String]) -> Result<()> {
         "call" => {
             tools::ensure_all(root)?;
             tools::ensure_test_packages()?;
-            build_web(root, false)?;
+            build_web(root, false, WebBuild::Shipped)?;
             run_bench(
                 root,
                 &["build", "-p", "duet-tests", "--bin", "bench-call"],

@@ -89,6 +89,9 @@ async fn route(req: Request, env: &Env) -> std::result::Result<Response, Failure
     if let Some((room, "")) = split_room(&path, "/signal/") {
         return forward_to_room(room, req, env).await;
     }
+    if path == CLIENT_WASM && method == Method::Get {
+        return gzipped_client(env).await;
+    }
     if let Some((room, "")) = split_room(&path, "/r/")
         && is_valid_room_id(room)
     {
@@ -101,6 +104,26 @@ async fn route(req: Request, env: &Env) -> std::result::Result<Response, Failure
         ErrorCode::NotFound,
         format!("Nothing at {path}. Room links look like /r/{{room}}."),
     ))
+}
+
+/// The web client's wasm. The shipped build is a static asset and never reaches the Worker. A
+/// development build (`cargo xtask dev`: no LTO, no wasm-opt) is larger than the 25 MiB a static
+/// asset may be, so it is stored gzipped beside that path and served from here as it is stored,
+/// with `Content-Encoding: gzip`: the browser undoes it before compiling.
+const CLIENT_WASM: &str = "/pkg/duet-client_bg.wasm";
+
+async fn gzipped_client(env: &Env) -> std::result::Result<Response, Failure> {
+    let assets = env.assets("ASSETS")?;
+    let gzipped = assets
+        .fetch(format!("https://assets.local{CLIENT_WASM}.gz"), None)
+        .await?;
+    if gzipped.status_code() != 200 {
+        return Err(Failure::refuse(
+            ErrorCode::NotFound,
+            "The web client is not built: run `cargo xtask dev`.",
+        ));
+    }
+    Ok(respond::gzipped_wasm(gzipped.body().clone())?)
 }
 
 /// Kick and ban bodies are tiny: one over [`MAX_MODERATION_BODY`] (or of unknown length) is

@@ -2,7 +2,7 @@
 
 use duet_shared::api::{ApiError, ErrorCode};
 use serde::Serialize;
-use worker::{Headers, Response, Result};
+use worker::{EncodeBody, Headers, Response, ResponseBody, Result};
 
 /// A failure that ends a request. Refusals carry a code and a human sentence; runtime failures
 /// are reported as `internal` with the runtime's words.
@@ -57,6 +57,18 @@ pub fn page(html: Vec<u8>) -> Result<Response> {
     headers.set("cross-origin-opener-policy", "same-origin")?;
     headers.set("cache-control", "no-cache")?;
     Ok(Response::from_bytes(html)?.with_headers(headers))
+}
+
+/// A gzipped wasm module, sent as it is stored (the runtime must not compress it again).
+pub fn gzipped_wasm(body: ResponseBody) -> Result<Response> {
+    let headers = Headers::new();
+    headers.set("content-type", "application/wasm")?;
+    headers.set("content-encoding", "gzip")?;
+    headers.set("x-content-type-options", "nosniff")?;
+    headers.set("cache-control", "no-cache")?;
+    Ok(Response::from_body(body)?
+        .with_headers(headers)
+        .with_encode_body(EncodeBody::Manual))
 }
 
 /// Headers every API response carries: JSON, and open CORS so other tools can call the API.
