@@ -9,7 +9,7 @@ use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
 
 use bevy::prelude::*;
-use serde_json::json;
+use duet_shared::automation::{self as auto, Event};
 
 use crate::call::{CallAction, CallChanged, CallState};
 use crate::chat::{ChatChanged, ChatLog, Delivery, HistoryFailed, HistoryLoaded, SendChat};
@@ -70,9 +70,9 @@ impl Plugin for HeadlessPlugin {
 pub struct EventOut(Arc<dyn Automation>);
 
 impl EventOut {
-    /// One event line.
-    pub fn emit(&self, value: serde_json::Value) {
-        self.0.emit_line(&value.to_string());
+    /// One event.
+    pub fn emit(&self, event: Event) {
+        self.0.emit_line(&event.to_line());
     }
 
     /// One event line as it is.
@@ -82,7 +82,10 @@ impl EventOut {
 }
 
 fn announce(identity: Res<Identity>, out: Res<EventOut>) {
-    out.emit(json!({"event": "ready", "identity": identity.id, "name": identity.name}));
+    out.emit(Event::Ready {
+        identity: identity.id,
+        name: identity.name.clone(),
+    });
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -98,7 +101,7 @@ fn run_commands(
     (extra, out): (Res<AcceptExtraCommands>, Res<EventOut>),
     mut more: MessageWriter<ExtraCommand>,
 ) {
-    let emit = |value| out.emit(value);
+    let emit = |event| out.emit(event);
     let Ok(rx) = commands.0.lock() else { return };
     while let Ok(line) = rx.try_recv() {
         let Some(line) = line else {
@@ -146,15 +149,13 @@ fn run_commands(
                         accept: verb == "take_file",
                     });
                 }
-                Err(_) => emit(json!({"event": "error", "message": format!("usage: {verb} ID")})),
+                Err(_) => emit(Event::Error {
+                    message: format!("usage: {verb} ID"),
+                }),
             },
-            "history" => emit(json!({
-                "event": "history",
-                "entries": log.entries.iter().map(|e| json!({
-                    "id": e.id, "mine": e.mine, "author": e.author, "text": e.text,
-                    "state": delivery_name(e.delivery),
-                })).collect::<Vec<_>>(),
-            })),
+            "history" => emit(Event::History {
+                entries: log.entries.iter().map(chat_line).collect(),
+            }),
             "quit" => {
                 exit.write(AppExit::Success);
             }
@@ -162,9 +163,13 @@ fn run_commands(
             _ if extra.0 => {
                 more.write(ExtraCommand(line.clone()));
             }
-            other => emit(
-                json!({"event": "error", "message": format!("unknown command {other:?}; commands: say TEXT, send PATH, take_file ID, refuse_file ID, rename NAME, call [video], accept [video], decline, hangup, mute, unmute, history, quit")}),
-            ),
+            other => emit(Event::Error {
+                message: format!(
+                    "unknown command {other:?}; commands: say TEXT, send PATH, take_file ID, \
+                     refuse_file ID, rename NAME, call [video], accept [video], decline, hangup, \
+                     mute, unmute, history, quit"
+                ),
+            }),
         }
     }
 }
@@ -188,53 +193,73 @@ fn say_when_ready(
     }
 }
 
-fn call_event(event: &CallChanged) -> serde_json::Value {
+fn call_event(event: &CallChanged) -> Event {
     use duet_shared::call::CallPhase;
     match event {
         CallChanged::Phase(phase) => {
             let (name, call) = match phase {
-                CallPhase::Idle => ("idle", None),
-                CallPhase::Calling { call, .. } => ("calling", Some(call)),
-                CallPhase::Ringing { call, .. } => ("ringing", Some(call)),
-                CallPhase::Connecting { call, .. } => ("connecting", Some(call)),
-                CallPhase::Active { call, .. } => ("active", Some(call)),
+                CallPhase::Idle => (auto::CallPhase::Idle, None),
+                CallPhase::Calling { call, .. } => (auto::CallPhase::Calling, Some(call)),
+                CallPhase::Ringing { call, .. } => (auto::CallPhase::Ringing, Some(call)),
+                CallPhase::Connecting { call, .. } => (auto::CallPhase::Connecting, Some(call)),
+                CallPhase::Active { call, .. } => (auto::CallPhase::Active, Some(call)),
             };
             let video = match phase {
                 CallPhase::Calling { video, .. } | CallPhase::Ringing { video, .. } => Some(*video),
                 _ => None,
             };
-            json!({"event": "call", "phase": name, "call": call.map(|c| c.to_string()), "video": video})
+            Event::Call {
+                phase: name,
+                call: call.map(|c| c.to_string()),
+                video,
+            }
         }
-        CallChanged::Ended(why) => {
-            json!({"event": "call_ended", "reason": format!("{why:?}"), "message": why.to_string()})
-        }
-        CallChanged::PeerMedia { muted, camera } => {
-            json!({"event": "peer_media", "muted": muted, "camera": camera})
-        }
-        CallChanged::Refused(why) => json!({"event": "call_refused", "message": why}),
-        CallChanged::Stats(stats) => json!({
-            "event": "call_stats",
-            "inbound_audio_bytes": stats.inbound_audio_bytes,
-            "inbound_audio_packets": stats.inbound_audio_packets,
-            "outbound_audio_bytes": stats.outbound_audio_bytes,
-            "inbound_video_bytes": stats.inbound_video_bytes,
-            "outbound_video_bytes": stats.outbound_video_bytes,
-            "peer_level": stats.peer_level,
-            "my_level": stats.my_level,
-            "video_fps": stats.video_fps,
-            "rtt_ms": stats.rtt_ms,
-            "jitter_ms": stats.jitter_ms,
-            "packets_lost": stats.packets_lost,
+        CallChanged::Ended(why) => Event::CallEnded {
+            reason: format!("{why:?}"),
+            message: why.to_string(),
+        },
+        CallChanged::PeerMedia { muted, camera } => Event::PeerMedia {
+            muted: *muted,
+            camera: *camera,
+        },
+        CallChanged::Refused(why) => Event::CallRefused {
+            message: why.to_string(),
+        },
+        CallChanged::Stats(stats) => Event::CallStats(auto::CallStats {
+            inbound_audio_bytes: stats.inbound_audio_bytes,
+            inbound_audio_packets: stats.inbound_audio_packets,
+            outbound_audio_bytes: stats.outbound_audio_bytes,
+            inbound_video_bytes: stats.inbound_video_bytes,
+            outbound_video_bytes: stats.outbound_video_bytes,
+            peer_level: stats.peer_level,
+            my_level: stats.my_level,
+            video_fps: stats.video_fps,
+            rtt_ms: stats.rtt_ms,
+            jitter_ms: stats.jitter_ms,
+            packets_lost: stats.packets_lost,
         }),
     }
 }
 
-fn delivery_name(delivery: Delivery) -> &'static str {
-    match delivery {
-        Delivery::Sent => "sent",
-        Delivery::Delivered => "delivered",
-        Delivery::NotDelivered => "not_delivered",
-        Delivery::Received => "received",
+fn chat_line(entry: &crate::chat::ChatEntry) -> auto::ChatLine {
+    auto::ChatLine {
+        id: entry.id,
+        mine: entry.mine,
+        author: entry.author.clone(),
+        text: entry.text.clone(),
+        state: match entry.delivery {
+            Delivery::Sent => auto::Delivery::Sent,
+            Delivery::Delivered => auto::Delivery::Delivered,
+            Delivery::NotDelivered => auto::Delivery::NotDelivered,
+            Delivery::Received => auto::Delivery::Received,
+        },
+    }
+}
+
+fn dir(direction: &Direction) -> auto::Dir {
+    match direction {
+        Direction::Outgoing => auto::Dir::Out,
+        Direction::Incoming => auto::Dir::In,
     }
 }
 
@@ -247,106 +272,129 @@ fn print_events(
     mut transfers: MessageReader<TransferEvent>,
     (mut calls, out): (MessageReader<CallChanged>, Res<EventOut>),
 ) {
-    let emit = |value| out.emit(value);
+    let emit = |event| out.emit(event);
     for event in calls.read() {
         emit(call_event(event));
     }
     for event in net.read() {
-        emit(match event {
-            NetEvent::Connected(id) => json!({"event": "connected", "peer_id": id.0}),
-            NetEvent::PeerJoined(id) => json!({"event": "peer_joined", "peer_id": id.0}),
-            NetEvent::PeerLeft(id) => json!({"event": "peer_left", "peer_id": id.0}),
-            NetEvent::BadFrame(why) => json!({"event": "bad_frame", "message": why}),
-            NetEvent::SecondHello => json!({"event": "second_hello"}),
-            NetEvent::PeerFailed(why) => {
-                json!({"event": "peer_failed", "reason": format!("{why:?}"), "message": why.to_string()})
-            }
-            NetEvent::SignalingClosed(why) => {
-                json!({"event": "signaling_closed", "message": why.to_string()})
-            }
-        });
+        emit(net_event(event));
     }
     for event in identity.read() {
-        emit(match event {
-            IdentityEvent::Renamed(name) => json!({"event": "renamed", "name": name}),
-            IdentityEvent::PeerHello { identity, name } => {
-                json!({"event": "peer_hello", "identity": identity, "name": name})
-            }
-            IdentityEvent::PeerRenamed(name) => json!({"event": "peer_renamed", "name": name}),
-            IdentityEvent::VersionMismatch { theirs } => json!({
-                "event": "version_mismatch",
-                "theirs": theirs,
-                "message": format!("Your peer runs an incompatible version of Duet (protocol {theirs}); update both apps."),
-            }),
-        });
+        emit(identity_event(event));
     }
     for ChatChanged(entry) in chat.read() {
-        emit(json!({
-            "event": "chat",
-            "id": entry.id,
-            "mine": entry.mine,
-            "author": entry.author,
-            "text": entry.text,
-            "state": delivery_name(entry.delivery),
-        }));
+        emit(Event::Chat(chat_line(entry)));
     }
     for loaded in history.0.read() {
-        emit(json!({"event": "history_loaded", "stored": loaded.stored}));
+        emit(Event::HistoryLoaded {
+            stored: loaded.stored,
+        });
     }
     for HistoryFailed(why) in history.1.read() {
-        emit(json!({"event": "history_failed", "message": why.to_string()}));
+        emit(Event::HistoryFailed {
+            message: why.to_string(),
+        });
     }
     for failure in failed.read() {
-        emit(json!({"event": "send_failed", "message": failure.reason}));
-    }
-    let dir = |d: &Direction| match d {
-        Direction::Outgoing => "out",
-        Direction::Incoming => "in",
-    };
-    for event in transfers.read() {
-        emit(match event {
-            TransferEvent::Started {
-                id,
-                direction,
-                name,
-                size,
-                resumed_from,
-            } => json!({
-                "event": "transfer_started", "id": id.to_string(), "dir": dir(direction),
-                "name": name, "size": size, "resumed_from": resumed_from,
-            }),
-            TransferEvent::Progress {
-                id,
-                direction,
-                progress,
-            } => json!({
-                "event": "transfer_progress", "id": id.to_string(), "dir": dir(direction),
-                "done": progress.done, "total": progress.total,
-                "bytes_per_sec": progress.bytes_per_sec, "eta_secs": progress.eta_secs,
-            }),
-            TransferEvent::Completed {
-                id,
-                direction,
-                location,
-            } => json!({
-                "event": "transfer_completed", "id": id.to_string(), "dir": dir(direction),
-                "location": location,
-            }),
-            TransferEvent::Failed { id, direction, why } => json!({
-                "event": "transfer_failed", "id": id.to_string(), "dir": dir(direction),
-                "message": why.to_string(),
-            }),
-            // A pause is a failure that keeps the partial bytes for a resume.
-            TransferEvent::Paused { id, why } => json!({
-                "event": "transfer_failed", "id": id.to_string(), "dir": "in",
-                "message": why.to_string(), "paused": true,
-            }),
-            TransferEvent::Asked { id, name, size } => json!({
-                "event": "transfer_asked", "id": id.to_string(), "name": name, "size": size,
-            }),
-            TransferEvent::Accepted { id } => json!({
-                "event": "transfer_accepted", "id": id.to_string(),
-            }),
+        emit(Event::SendFailed {
+            message: failure.reason.clone(),
         });
+    }
+    for event in transfers.read() {
+        emit(transfer_event(event));
+    }
+}
+
+fn net_event(event: &NetEvent) -> Event {
+    match event {
+        NetEvent::Connected(id) => Event::Connected { peer_id: id.0 },
+        NetEvent::PeerJoined(id) => Event::PeerJoined { peer_id: id.0 },
+        NetEvent::PeerLeft(id) => Event::PeerLeft { peer_id: id.0 },
+        NetEvent::BadFrame(why) => Event::BadFrame {
+            message: why.to_string(),
+        },
+        NetEvent::SecondHello => Event::SecondHello,
+        NetEvent::PeerFailed(why) => Event::PeerFailed {
+            reason: format!("{why:?}"),
+            message: why.to_string(),
+        },
+        NetEvent::SignalingClosed(why) => Event::SignalingClosed {
+            message: why.to_string(),
+        },
+    }
+}
+
+fn identity_event(event: &IdentityEvent) -> Event {
+    match event {
+        IdentityEvent::Renamed(name) => Event::Renamed { name: name.clone() },
+        IdentityEvent::PeerHello { identity, name } => Event::PeerHello {
+            identity: *identity,
+            name: name.clone(),
+        },
+        IdentityEvent::PeerRenamed(name) => Event::PeerRenamed { name: name.clone() },
+        IdentityEvent::VersionMismatch { theirs } => Event::VersionMismatch {
+            theirs: *theirs,
+            message: format!(
+                "Your peer runs an incompatible version of Duet (protocol {theirs}); update both apps."
+            ),
+        },
+    }
+}
+
+fn transfer_event(event: &TransferEvent) -> Event {
+    match event {
+        TransferEvent::Started {
+            id,
+            direction,
+            name,
+            size,
+            resumed_from,
+        } => Event::TransferStarted {
+            id: id.to_string(),
+            dir: dir(direction),
+            name: name.clone(),
+            size: *size,
+            resumed_from: *resumed_from,
+        },
+        TransferEvent::Progress {
+            id,
+            direction,
+            progress,
+        } => Event::TransferProgress {
+            id: id.to_string(),
+            dir: dir(direction),
+            done: progress.done,
+            total: progress.total,
+            bytes_per_sec: progress.bytes_per_sec,
+            eta_secs: progress.eta_secs,
+        },
+        TransferEvent::Completed {
+            id,
+            direction,
+            location,
+        } => Event::TransferCompleted {
+            id: id.to_string(),
+            dir: dir(direction),
+            location: location.clone(),
+        },
+        TransferEvent::Failed { id, direction, why } => Event::TransferFailed {
+            id: id.to_string(),
+            dir: dir(direction),
+            message: why.to_string(),
+            paused: false,
+        },
+        // A pause is a failure that keeps the partial bytes for a resume.
+        TransferEvent::Paused { id, why } => Event::TransferFailed {
+            id: id.to_string(),
+            dir: auto::Dir::In,
+            message: why.to_string(),
+            paused: true,
+        },
+        TransferEvent::Asked { id, name, size } => Event::TransferAsked {
+            id: id.to_string(),
+            name: name.clone(),
+            size: *size,
+        },
+        TransferEvent::Accepted { id } => Event::TransferAccepted { id: id.to_string() },
     }
 }

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use duet_tests::{HeadlessClient, Wrangler, assert_loopback_only, is, repo_root, temp_dir};
-use serde_json::Value;
+use duet_tests::automation::{Delivery, Dir, Layout, Screen};
+use duet_tests::{Event, HeadlessClient, Wrangler, assert_loopback_only, on, repo_root, temp_dir};
 use sha2::{Digest, Sha256};
 
 /// An X server on a display of its own; killed on drop.
@@ -102,15 +102,15 @@ impl Desktop {
         Desktop { client, x }
     }
 
-    fn expect(&mut self, what: &str, want: impl Fn(&Value) -> bool) -> Value {
+    fn expect<T>(&mut self, what: &str, pick: impl Fn(&Event) -> Option<T>) -> T {
         self.client
-            .wait(what, Duration::from_secs(90), want)
+            .wait(what, Duration::from_secs(90), pick)
             .unwrap_or_else(|e| panic!("{e:#}"))
     }
 
-    fn layout(&mut self) -> Value {
+    fn layout(&mut self) -> Layout {
         self.client.command("layout").unwrap();
-        self.expect("layout", |e| is(e, "layout"))
+        self.expect("layout", on!(Event::Layout(x) => x.clone()))
     }
 
     fn screenshot(&mut self, path: &Path) {
@@ -118,7 +118,7 @@ impl Desktop {
         self.client
             .command(&format!("screenshot {}", path.display()))
             .unwrap();
-        self.expect("screenshot", |e| is(e, "screenshot"));
+        self.expect("screenshot", on!(Event::Screenshot { .. }));
         // The PNG is written right after the capture is reported.
         let mut size = 0;
         for _ in 0..100 {
@@ -132,9 +132,10 @@ impl Desktop {
     }
 }
 
-fn point(layout: &Value, key: &str) -> (f64, f64) {
-    let p = &layout[key];
-    (p[0].as_f64().unwrap(), p[1].as_f64().unwrap())
+/// Where a control is, or a panic that names it.
+fn point(at: Option<[f32; 2]>, what: &str) -> (f32, f32) {
+    let [x, y] = at.unwrap_or_else(|| panic!("no {what} on screen"));
+    (x, y)
 }
 
 #[test]
@@ -147,11 +148,17 @@ fn two_desktop_clients_chat_and_drop_a_file_on_the_avatar() {
 
     // Ada starts in the lobby and clicks "Create a room"; Bob opens the link she gets.
     let mut ada = Desktop::start(&wrangler.base, "", &work.join("ada"), "Ada", None);
-    ada.expect("lobby", |e| is(e, "screen") && e["screen"] == "lobby");
+    ada.expect(
+        "lobby",
+        on!(Event::Screen {
+            screen: Screen::Lobby,
+            ..
+        }),
+    );
     std::thread::sleep(Duration::from_millis(500));
     ada.screenshot(&shots.join("ada-lobby.png"));
     let lobby = ada.layout();
-    let (x, y) = point(&lobby, "create_button");
+    let (x, y) = point(lobby.create_button, "create button");
     ada.x.xdotool(&[
         "mousemove",
         &format!("{x:.0}"),
@@ -159,8 +166,11 @@ fn two_desktop_clients_chat_and_drop_a_file_on_the_avatar() {
         "click",
         "1",
     ]);
-    let entered = ada.expect("room screen", |e| is(e, "screen") && e["screen"] == "room");
-    let link = entered["link"].as_str().unwrap().to_owned();
+    let link = ada.expect(
+        "room screen",
+        on!(Event::Screen { screen: Screen::Room, link } => link.clone()),
+    );
+    let link = link.expect("a room's link");
     assert!(link.starts_with(&format!("{}/r/", wrangler.base)), "{link}");
     // Bob's desktop answers his file dialog and his file manager with two stand-ins that note
     // what they were asked: `zenity` (rfd's dialog when no desktop portal runs) answers "save
@@ -190,12 +200,18 @@ fn two_desktop_clients_chat_and_drop_a_file_on_the_avatar() {
         "Bob",
         Some(&tools),
     );
-    ada.expect("Bob's hello", |e| is(e, "peer_hello") && e["name"] == "Bob");
-    bob.expect("Ada's hello", |e| is(e, "peer_hello") && e["name"] == "Ada");
+    ada.expect(
+        "Bob's hello",
+        on!(Event::PeerHello { name, .. } if *name == "Bob"),
+    );
+    bob.expect(
+        "Ada's hello",
+        on!(Event::PeerHello { name, .. } if *name == "Ada"),
+    );
 
     // Chat with real keyboard events: click into the input, type, press Enter.
     let layout = ada.layout();
-    let (x, y) = point(&layout, "chat_input");
+    let (x, y) = point(layout.chat_input, "chat input");
     let (x, y) = (format!("{x:.0}"), format!("{y:.0}"));
     // No window manager on Xvfb: give the window the keyboard focus as one would.
     ada.x
@@ -209,14 +225,16 @@ fn two_desktop_clients_chat_and_drop_a_file_on_the_avatar() {
         std::thread::sleep(Duration::from_millis(1500));
         ada.screenshot(&shots.join("debug-ada-typed.png"));
         ada.x.xdotool(&["getmouselocation"]);
-        eprintln!("layout {layout}");
+        eprintln!("layout {layout:?}");
     }
-    bob.expect("the typed message", |e| {
-        is(e, "chat") && e["text"] == "Hello Bob, catch!" && e["mine"] == false
-    });
-    ada.expect("delivered", |e| {
-        is(e, "chat") && e["text"] == "Hello Bob, catch!" && e["state"] == "delivered"
-    });
+    bob.expect(
+        "the typed message",
+        on!(Event::Chat(x) if x.text == "Hello Bob, catch!" && !x.mine),
+    );
+    ada.expect(
+        "delivered",
+        on!(Event::Chat(x) if x.text == "Hello Bob, catch!" && x.state == Delivery::Delivered),
+    );
 
     // Drop a file onto Bob's avatar as it appears on Ada's screen.
     let source = work.join("holiday photos.bin");
@@ -225,7 +243,7 @@ fn two_desktop_clients_chat_and_drop_a_file_on_the_avatar() {
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
         .collect();
     std::fs::write(&source, &bytes).unwrap();
-    let (px, py) = point(&layout, "peer");
+    let (px, py) = point(layout.peer, "peer's avatar");
     // A drop beside the avatar is not a send.
     ada.client
         .command(&format!(
@@ -235,23 +253,17 @@ fn two_desktop_clients_chat_and_drop_a_file_on_the_avatar() {
             source.display()
         ))
         .unwrap();
-    ada.expect("hint", |e| {
-        is(e, "notice") && e["message"] == "Drop the file on Bob's avatar to send it."
-    });
+    ada.expect("hint", on!(Event::Notice { message, .. } if *message == "Drop the file on Bob's avatar to send it."));
     ada.client
         .command(&format!("drop {px:.0} {py:.0} {}", source.display()))
         .unwrap();
-    ada.expect("sending", |e| {
-        is(e, "transfer_started") && e["dir"] == "out"
-    });
+    ada.expect("sending", on!(Event::TransferStarted { dir: Dir::Out, .. }));
     // 200 MB is above what Bob takes unasked: he clicks "Accept" in his file list.
-    bob.expect("the question", |e| is(e, "transfer_asked"));
+    bob.expect("the question", on!(Event::TransferAsked { .. }));
     let accept = (0..50)
         .find_map(|_| {
-            let layout = bob.layout();
-            let accept = &layout["offer_buttons"]["accept"];
-            if accept.is_array() {
-                return Some((accept[0].as_f64().unwrap(), accept[1].as_f64().unwrap()));
+            if let Some([x, y]) = bob.layout().offer_buttons.get("accept").copied() {
+                return Some((x, y));
             }
             std::thread::sleep(Duration::from_millis(100));
             None
@@ -266,26 +278,27 @@ fn two_desktop_clients_chat_and_drop_a_file_on_the_avatar() {
         "click",
         "1",
     ]);
-    ada.expect("accepted", |e| is(e, "transfer_accepted"));
+    ada.expect("accepted", on!(Event::TransferAccepted { .. }));
     // Progress shows on both sides while it flows: capture both windows mid-transfer.
-    bob.expect("a third received", |e| {
-        is(e, "transfer_progress")
-            && e["dir"] == "in"
-            && e["done"].as_u64().unwrap() * 3 > e["total"].as_u64().unwrap()
-    });
+    bob.expect(
+        "a third received",
+        on!(Event::TransferProgress { dir: Dir::In, done, total, .. } if done * 3 > *total),
+    );
     ada.screenshot(&shots.join("ada-sending.png"));
     bob.screenshot(&shots.join("bob-receiving.png"));
     let started = std::time::Instant::now();
-    let done = bob
+    let saved = bob
         .client
-        .wait("received", Duration::from_secs(90), |e| {
-            is(e, "transfer_completed") && e["dir"] == "in"
-        })
+        .wait(
+            "received",
+            Duration::from_secs(90),
+            on!(Event::TransferCompleted { dir: Dir::In, location, .. } => location.clone()),
+        )
         .unwrap_or_else(|e| {
             // What the sender saw meanwhile says which side stalled.
             for event in ada.client.pending() {
-                if !is(&event, "transfer_progress") {
-                    eprintln!("[Ada] {event}");
+                if !matches!(event, Event::TransferProgress { .. }) {
+                    eprintln!("[Ada] {}", event.to_line());
                 }
             }
             panic!("{e:#}")
@@ -294,17 +307,18 @@ fn two_desktop_clients_chat_and_drop_a_file_on_the_avatar() {
         "rest of the 200 MiB arrived {:?} after the screenshots",
         started.elapsed()
     );
-    ada.expect("sent", |e| is(e, "transfer_completed") && e["dir"] == "out");
-    let saved = PathBuf::from(done["location"].as_str().unwrap());
+    ada.expect("sent", on!(Event::TransferCompleted { dir: Dir::Out, .. }));
+    let saved = PathBuf::from(saved);
     assert_eq!(saved.file_name().unwrap(), "holiday photos.bin");
     let got = std::fs::read(&saved).unwrap();
     assert_eq!(Sha256::digest(&got), Sha256::digest(&bytes));
 
     // Bob answers so both windows show a conversation, then both windows are captured.
     bob.client.command("say Got it, thanks Ada!").unwrap();
-    ada.expect("answer", |e| {
-        is(e, "chat") && e["text"] == "Got it, thanks Ada!"
-    });
+    ada.expect(
+        "answer",
+        on!(Event::Chat(x) if x.text == "Got it, thanks Ada!"),
+    );
     std::thread::sleep(Duration::from_millis(500));
     ada.screenshot(&shots.join("ada.png"));
     bob.screenshot(&shots.join("bob.png"));
@@ -316,28 +330,19 @@ fn two_desktop_clients_chat_and_drop_a_file_on_the_avatar() {
     std::fs::write(tools.join("zenity.answer"), format!("{}\n", copy.display())).unwrap();
     bob.x
         .xdotool(&["search", "--name", "Duet", "windowfocus", "--sync"]);
-    let actions = bob.layout()["file_actions"].clone();
+    let actions = bob.layout().file_actions;
     let click = |bob: &mut Desktop, label: &str| {
-        let at = &actions[label];
-        let (x, y) = (at[0].as_f64().unwrap(), at[1].as_f64().unwrap());
+        let (x, y) = point(actions.get(label).copied(), label);
         let (x, y) = (format!("{x:.0}"), format!("{y:.0}"));
         bob.x.xdotool(&["mousemove", &x, &y, "click", "1"]);
     };
     click(&mut bob, "Save as…");
-    let saved_note = bob.expect("saved a copy", |e| {
-        is(e, "notice")
-            && e["message"]
-                .as_str()
-                .unwrap()
-                .starts_with("Saved a copy as")
-    });
-    assert!(
-        saved_note["message"]
-            .as_str()
-            .unwrap()
-            .contains("holiday copy.bin"),
-        "{saved_note}"
+    let saved_note = bob.expect(
+        "saved a copy",
+        on!(Event::Notice { message } if message.starts_with("Saved a copy as")
+            => message.clone()),
     );
+    assert!(saved_note.contains("holiday copy.bin"), "{saved_note}");
     let asked = std::fs::read_to_string(tools.join("zenity.args")).unwrap();
     assert!(
         asked.contains("--save") && asked.contains("holiday photos.bin"),
@@ -363,7 +368,7 @@ fn two_desktop_clients_chat_and_drop_a_file_on_the_avatar() {
     ada.x.xdotool(&["mousemove", &px, &py, "click", "3"]);
     std::thread::sleep(Duration::from_millis(500));
     let menu = ada.layout();
-    let (kx, ky) = point(&menu, "kick_button");
+    let (kx, ky) = point(menu.kick_button, "kick button");
     ada.screenshot(&shots.join("ada-menu.png"));
     ada.x.xdotool(&[
         "mousemove",
@@ -375,15 +380,14 @@ fn two_desktop_clients_chat_and_drop_a_file_on_the_avatar() {
     // The server drops Bob (Ada sees him leave) and confirms the kick, in either order.
     let mut seen = (false, false);
     while seen != (true, true) {
-        let event = ada.expect("kick confirmed and Bob gone", |e| {
-            is(e, "peer_left")
-                || (is(e, "notice")
-                    && e["message"]
-                        .as_str()
-                        .unwrap()
-                        .starts_with("Your peer was removed"))
+        let event = ada.expect("kick confirmed and Bob gone", |e| match e {
+            Event::PeerLeft { .. } => Some(e.clone()),
+            Event::Notice { message } if message.starts_with("Your peer was removed") => {
+                Some(e.clone())
+            }
+            _ => None,
         });
-        if is(&event, "peer_left") {
+        if matches!(event, Event::PeerLeft { .. }) {
             seen.0 = true;
         } else {
             seen.1 = true;
@@ -393,15 +397,16 @@ fn two_desktop_clients_chat_and_drop_a_file_on_the_avatar() {
     // he is out (in either order).
     let mut told = (false, false);
     while told != (true, true) {
-        let event = bob.expect("connection cut and Bob told", |e| {
-            is(e, "peer_left")
-                || (is(e, "signaling_closed")
-                    && e["message"]
-                        .as_str()
-                        .unwrap()
-                        .starts_with("You are no longer connected to the room"))
+        let event = bob.expect("connection cut and Bob told", |e| match e {
+            Event::PeerLeft { .. } => Some(e.clone()),
+            Event::SignalingClosed { message }
+                if message.starts_with("You are no longer connected to the room") =>
+            {
+                Some(e.clone())
+            }
+            _ => None,
         });
-        if is(&event, "peer_left") {
+        if matches!(event, Event::PeerLeft { .. }) {
             told.0 = true;
         } else {
             told.1 = true;
@@ -429,40 +434,45 @@ fn a_windowed_client_reconnects_by_itself_after_a_server_restart() {
     std::fs::create_dir_all(&shots).unwrap();
 
     let mut ada = Desktop::start(&wrangler.base, &link, &work.join("ada"), "Ada", None);
-    ada.expect("connected", |e| is(e, "connected"));
+    ada.expect("connected", on!(Event::Connected { .. }));
 
     // The server goes away: Ada is told, and her client tries again, more than once.
     drop(wrangler);
-    ada.expect("told", |e| {
-        is(e, "notice")
-            && e["message"]
-                .as_str()
-                .unwrap()
-                .contains("Cannot reach the Duet server")
-    });
+    ada.expect(
+        "told",
+        on!(Event::Notice { message } if message.contains("Cannot reach the Duet server")),
+    );
     for attempt in 1..=2 {
-        ada.expect(&format!("failed attempt {attempt}"), |e| {
-            is(e, "signaling_closed")
-        });
+        ada.expect(
+            &format!("failed attempt {attempt}"),
+            on!(Event::SignalingClosed { .. }),
+        );
     }
     ada.screenshot(&shots.join("ada-reconnecting.png"));
 
     // The same server comes back; nobody touches Ada's window.
     let wrangler = Wrangler::start(options).unwrap();
-    ada.expect("back", |e| {
-        is(e, "notice") && e["message"] == "Connected to the room again."
-    });
+    ada.expect(
+        "back",
+        on!(Event::Notice { message, .. } if *message == "Connected to the room again."),
+    );
     let binary = Path::new(env!("CARGO_BIN_EXE_duet-client"));
     let mut bob = HeadlessClient::start(binary, &link, &work.join("bob"), "Bob").unwrap();
-    ada.expect("Bob's hello", |e| is(e, "peer_hello") && e["name"] == "Bob");
+    ada.expect(
+        "Bob's hello",
+        on!(Event::PeerHello { name, .. } if *name == "Bob"),
+    );
     // Nothing is queued: Bob may only speak once he, too, knows Ada is there.
-    bob.wait("Ada's hello", Duration::from_secs(90), |e| {
-        is(e, "peer_hello") && e["name"] == "Ada"
-    })
+    bob.wait(
+        "Ada's hello",
+        Duration::from_secs(90),
+        on!(Event::PeerHello { name, .. } if *name == "Ada"),
+    )
     .unwrap();
     bob.command("say glad you kept trying").unwrap();
-    ada.expect("Bob's message", |e| {
-        is(e, "chat") && e["text"] == "glad you kept trying" && e["mine"] == false
-    });
+    ada.expect(
+        "Bob's message",
+        on!(Event::Chat(x) if x.text == "glad you kept trying" && !x.mine),
+    );
     drop(wrangler);
 }

@@ -7,10 +7,11 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use duet_tests::automation::{CallPhase, Delivery, Dir};
 use duet_tests::{
-    HeadlessClient, Wrangler, WranglerOptions, assert_loopback_only, is, storage_files, temp_dir,
+    Event, HeadlessClient, Wrangler, WranglerOptions, assert_loopback_only, on, storage_files,
+    temp_dir,
 };
-use serde_json::Value;
 
 /// The harness's headless client, with this file's 45 s patience and panics for failures.
 struct Client(HeadlessClient);
@@ -25,21 +26,44 @@ impl Client {
         self.0.command(line).unwrap();
     }
 
-    fn expect(&mut self, what: &str, want: impl Fn(&Value) -> bool) -> Value {
+    fn expect<T>(&mut self, what: &str, pick: impl Fn(&Event) -> Option<T>) -> T {
         self.0
-            .wait(what, Duration::from_secs(45), want)
+            .wait(what, Duration::from_secs(45), pick)
             .unwrap_or_else(|e| panic!("{e:#}"))
+    }
+
+    /// Where the next transfer going `dir` that completes put its file.
+    fn completed(&mut self, dir: Dir) -> PathBuf {
+        let want = dir;
+        PathBuf::from(self.expect(
+            "a completed transfer",
+            on!(Event::TransferCompleted { dir, location, .. } if *dir == want => location.clone()),
+        ))
+    }
+
+    /// The next transfer going `dir` that fails: its sentence, and whether its bytes are kept.
+    fn failed(&mut self, dir: Dir) -> (String, bool) {
+        let want = dir;
+        self.expect(
+            "a failed transfer",
+            on!(Event::TransferFailed { dir, message, paused, .. } if *dir == want
+                => (message.clone(), *paused)),
+        )
     }
 
     fn kill9(self) {
         self.0.kill9();
     }
 
-    /// Waits for the question about a large offer and says yes to it, as the person would.
-    fn take_offer(&mut self) -> Value {
-        let asked = self.expect("a question about the offer", |e| is(e, "transfer_asked"));
-        self.command(&format!("take_file {}", asked["id"].as_str().unwrap()));
-        asked
+    /// Waits for the question about a large offer and says yes to it, as the person would;
+    /// returns the offered size.
+    fn take_offer(&mut self) -> u64 {
+        let (id, size) = self.expect(
+            "a question about the offer",
+            on!(Event::TransferAsked { id, size, .. } => (id.clone(), *size)),
+        );
+        self.command(&format!("take_file {id}"));
+        size
     }
 }
 
@@ -52,66 +76,71 @@ fn two_headless_clients_meet_chat_rename_and_keep_history() {
         (temp_dir("client-a").unwrap(), temp_dir("client-b").unwrap());
 
     let mut a = Client::start(&link, &dir_a, "Ada");
-    let ready_a = a.expect("ready", |e| is(e, "ready"));
+    let ready_a = a.expect("ready", on!(Event::Ready { identity, .. } => *identity));
     let mut b = Client::start(&link, &dir_b, "Bob");
-    let ready_b = b.expect("ready", |e| is(e, "ready"));
+    let ready_b = b.expect("ready", on!(Event::Ready { identity, .. } => *identity));
 
     // Hello and names, both ways.
-    let hello = a.expect("peer_hello", |e| is(e, "peer_hello"));
-    assert_eq!(hello["name"], "Bob");
-    assert_eq!(hello["identity"], ready_b["identity"]);
-    let hello = b.expect("peer_hello", |e| is(e, "peer_hello"));
-    assert_eq!(hello["name"], "Ada");
-    assert_eq!(hello["identity"], ready_a["identity"]);
+    let hello = on!(Event::PeerHello { identity, name } => (*identity, name.clone()));
+    assert_eq!(a.expect("peer_hello", hello), (ready_b, "Bob".to_owned()));
+    assert_eq!(b.expect("peer_hello", hello), (ready_a, "Ada".to_owned()));
 
     // Chat with a receipt.
     a.command("say hi Bob, ünïcode ok? 👋");
-    let got = b.expect("chat", |e| is(e, "chat") && e["mine"] == false);
-    assert_eq!(got["text"], "hi Bob, ünïcode ok? 👋");
-    assert_eq!(got["author"], "Ada");
-    assert_eq!(got["state"], "received");
-    a.expect("delivered", |e| {
-        is(e, "chat") && e["state"] == "delivered" && e["id"] == got["id"]
-    });
+    let got = b.expect("chat", on!(Event::Chat(x) if !x.mine => x.clone()));
+    assert_eq!(got.text, "hi Bob, ünïcode ok? 👋");
+    assert_eq!(got.author, "Ada");
+    assert_eq!(got.state, Delivery::Received);
+    a.expect(
+        "delivered",
+        on!(Event::Chat(x) if x.state == Delivery::Delivered && x.id == got.id),
+    );
 
     // Rename is announced.
     a.command("rename Ada Lovelace");
-    a.expect("renamed", |e| {
-        is(e, "renamed") && e["name"] == "Ada Lovelace"
-    });
-    b.expect("peer_renamed", |e| {
-        is(e, "peer_renamed") && e["name"] == "Ada Lovelace"
-    });
+    a.expect(
+        "renamed",
+        on!(Event::Renamed { name, .. } if *name == "Ada Lovelace"),
+    );
+    b.expect(
+        "peer_renamed",
+        on!(Event::PeerRenamed { name, .. } if *name == "Ada Lovelace"),
+    );
 
     // B dies hard; A sees it leave, and a message written now is not delivered (nor queued).
     b.kill9();
-    a.expect("peer_left", |e| is(e, "peer_left"));
+    a.expect("peer_left", on!(Event::PeerLeft { .. }));
     a.command("say are you there?");
-    let lonely = a.expect("chat", |e| is(e, "chat") && e["text"] == "are you there?");
-    assert_eq!(lonely["state"], "not_delivered");
+    let lonely = a.expect(
+        "chat",
+        on!(Event::Chat(x) if x.text == "are you there?" => x.state),
+    );
+    assert_eq!(lonely, Delivery::NotDelivered);
 
     // B comes back from the same data dir: same identity, history intact after the kill -9.
     let mut b = Client::start(&link, &dir_b, "Bob");
-    let again = b.expect("ready", |e| is(e, "ready"));
-    assert_eq!(again["identity"], ready_b["identity"]);
+    let again = b.expect("ready", on!(Event::Ready { identity, .. } => *identity));
+    assert_eq!(again, ready_b);
     b.command("history");
-    let history = b.expect("history", |e| is(e, "history"));
-    let texts: Vec<&str> = history["entries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["text"].as_str().unwrap())
-        .collect();
+    let history = b.expect(
+        "history",
+        on!(Event::History { entries } => entries.clone()),
+    );
+    let texts: Vec<&str> = history.iter().map(|e| e.text.as_str()).collect();
     assert_eq!(
         texts,
         vec!["hi Bob, ünïcode ok? 👋"],
         "the undelivered message never reached B"
     );
     // And they meet again (the server let the same identity take its seat back).
-    b.expect("peer_hello", |e| {
-        is(e, "peer_hello") && e["name"] == "Ada Lovelace"
-    });
-    a.expect("peer_hello", |e| is(e, "peer_hello") && e["name"] == "Bob");
+    b.expect(
+        "peer_hello",
+        on!(Event::PeerHello { name, .. } if *name == "Ada Lovelace"),
+    );
+    a.expect(
+        "peer_hello",
+        on!(Event::PeerHello { name, .. } if *name == "Bob"),
+    );
 }
 
 /// A deterministic pseudo-random file (xorshift), written in 1 MiB blocks.
@@ -172,37 +201,34 @@ fn a_200_mib_file_survives_a_killed_sender_and_resumes() {
 
     let mut a = Client::start(&link, &dir_a, "Ada");
     let mut b = Client::start(&link, &dir_b, "Bob");
-    a.expect("peer_hello", |e| is(e, "peer_hello"));
-    b.expect("peer_hello", |e| is(e, "peer_hello"));
+    a.expect("peer_hello", on!(Event::PeerHello { .. }));
+    b.expect("peer_hello", on!(Event::PeerHello { .. }));
 
     let started = Instant::now();
     a.command(&format!("send {}", source.display()));
     // 200 MiB is above the 25 MiB the receiver takes unasked: Bob says yes.
-    let asked = b.take_offer();
-    assert_eq!(asked["size"], size as u64);
-    let offered = b.expect("incoming transfer", |e| {
-        is(e, "transfer_started") && e["dir"] == "in"
-    });
-    assert_eq!(offered["size"], size as u64);
-    assert_eq!(offered["name"], "big file.bin");
-    assert_eq!(offered["resumed_from"], 0);
-    // Progress shows on both sides; kill the sender past the middle.
-    a.expect("sender progress", |e| {
-        is(e, "transfer_progress") && e["dir"] == "out" && e["done"].as_u64() > Some(0)
-    });
-    let half = b.expect("receiver at 50%", |e| {
-        is(e, "transfer_progress")
-            && e["dir"] == "in"
-            && e["done"].as_u64().unwrap() * 2 >= size as u64
-    });
-    println!("50% after {:?} ({} bytes)", started.elapsed(), half["done"]);
-    a.kill9();
-    let failed = b.expect("receiver failure", |e| is(e, "transfer_failed"));
-    assert!(
-        failed["message"].as_str().unwrap().contains("left"),
-        "{failed}"
+    assert_eq!(b.take_offer(), size as u64);
+    let offered = b.expect(
+        "incoming transfer",
+        on!(Event::TransferStarted { dir: Dir::In, name, size, resumed_from, .. }
+            => (name.clone(), *size, *resumed_from)),
     );
-    assert_eq!(failed["paused"], true, "its bytes are kept: {failed}");
+    assert_eq!(offered, ("big file.bin".to_owned(), size as u64, 0));
+    // Progress shows on both sides; kill the sender past the middle.
+    a.expect(
+        "sender progress",
+        on!(Event::TransferProgress { dir: Dir::Out, done, .. } if *done > 0),
+    );
+    let half = b.expect(
+        "receiver at 50%",
+        on!(Event::TransferProgress { dir: Dir::In, done, .. } if done * 2 >= size as u64
+            => *done),
+    );
+    println!("50% after {:?} ({half} bytes)", started.elapsed());
+    a.kill9();
+    let (failed, paused) = b.failed(Dir::In);
+    assert!(failed.contains("left"), "{failed}");
+    assert!(paused, "its bytes are kept: {failed}");
     assert!(
         visible_files(&downloads).is_empty(),
         "nothing partial may be visible: {:?}",
@@ -211,32 +237,32 @@ fn a_200_mib_file_survives_a_killed_sender_and_resumes() {
 
     // The sender comes back and sends the same file again: it resumes, not from zero.
     let mut a = Client::start(&link, &dir_a, "Ada");
-    a.expect("peer_hello", |e| is(e, "peer_hello"));
+    a.expect("peer_hello", on!(Event::PeerHello { .. }));
     let resumed_at = Instant::now();
     a.command(&format!("send {}", source.display()));
     // Bob said yes to this file already: the resume is not put to him again.
-    let resumed = b.expect("resumed transfer", |e| {
-        is(e, "transfer_asked") || (is(e, "transfer_started") && e["dir"] == "in")
-    });
-    assert!(is(&resumed, "transfer_started"), "asked again: {resumed}");
-    let from = resumed["resumed_from"].as_u64().unwrap();
+    let resumed = b.expect(
+        "resumed transfer",
+        on!(Event::TransferAsked { .. } | Event::TransferStarted { dir: Dir::In, .. }),
+    );
+    let Event::TransferStarted {
+        resumed_from: from, ..
+    } = resumed
+    else {
+        panic!("asked again: {resumed:?}");
+    };
     assert!(
         from * 2 >= size as u64 - (1 << 20),
         "resumed from {from}, expected about half"
     );
-    let done = b.expect("receiver completion", |e| {
-        is(e, "transfer_completed") && e["dir"] == "in"
-    });
-    a.expect("sender completion", |e| {
-        is(e, "transfer_completed") && e["dir"] == "out"
-    });
+    let saved = b.completed(Dir::In);
+    a.completed(Dir::Out);
     let rest = size as u64 - from;
     let secs = resumed_at.elapsed().as_secs_f64();
     println!(
         "resumed {rest} bytes in {secs:.2} s = {:.1} MB/s",
         rest as f64 / secs / 1e6
     );
-    let saved = PathBuf::from(done["location"].as_str().unwrap());
     assert_eq!(saved, downloads.join("big file.bin"));
     assert_eq!(std::fs::metadata(&saved).unwrap().len(), size as u64);
     assert_eq!(
@@ -263,20 +289,23 @@ fn a_large_offer_waits_for_the_persons_answer() {
     let downloads = work.join("b").join("downloads");
     let mut a = Client::start(&link, &work.join("a"), "Ada");
     let mut b = Client::start(&link, &work.join("b"), "Bob");
-    a.expect("peer_hello", |e| is(e, "peer_hello"));
-    b.expect("peer_hello", |e| is(e, "peer_hello"));
+    a.expect("peer_hello", on!(Event::PeerHello { .. }));
+    b.expect("peer_hello", on!(Event::PeerHello { .. }));
 
     a.command(&format!("send {}", source.display()));
-    let asked = b.expect("the question", |e| is(e, "transfer_asked"));
-    assert_eq!(asked["name"], "big question.bin");
-    assert_eq!(asked["size"], size as u64);
+    let (asked, name, offered) = b.expect(
+        "the question",
+        on!(Event::TransferAsked { id, name, size } => (id.clone(), name.clone(), *size)),
+    );
+    assert_eq!((name.as_str(), offered), ("big question.bin", size as u64));
     // While Bob thinks, nothing moves and nothing is written.
     std::thread::sleep(Duration::from_secs(2));
-    let meanwhile: Vec<Value> = a.0.pending().into_iter().chain(b.0.pending()).collect();
+    let meanwhile: Vec<Event> = a.0.pending().into_iter().chain(b.0.pending()).collect();
     assert!(
-        !meanwhile.iter().any(|e| is(e, "transfer_accepted")
-            || (is(e, "transfer_progress") && e["done"].as_u64() > Some(0))
-            || (is(e, "transfer_started") && e["dir"] == "in")),
+        !meanwhile.iter().any(|e| matches!(
+            e,
+            Event::TransferAccepted { .. } | Event::TransferStarted { dir: Dir::In, .. }
+        ) || matches!(e, Event::TransferProgress { done, .. } if *done > 0)),
         "bytes moved before the answer: {meanwhile:?}"
     );
     assert!(
@@ -284,17 +313,13 @@ fn a_large_offer_waits_for_the_persons_answer() {
         "{:?}",
         storage_files(&downloads)
     );
-    b.command(&format!("refuse_file {}", asked["id"].as_str().unwrap()));
-    let refused = a.expect("the sender told", |e| {
-        is(e, "transfer_failed") && e["dir"] == "out"
-    });
-    assert!(
-        refused["message"].as_str().unwrap().contains("said no"),
-        "{refused}"
+    b.command(&format!("refuse_file {asked}"));
+    let (refused, _) = a.failed(Dir::Out);
+    assert!(refused.contains("said no"), "{refused}");
+    b.expect(
+        "the receiver's row",
+        on!(Event::TransferFailed { dir: Dir::In, id, .. } if *id == asked),
     );
-    b.expect("the receiver's row", |e| {
-        is(e, "transfer_failed") && e["dir"] == "in" && e["id"] == asked["id"]
-    });
     assert!(
         storage_files(&downloads).is_empty(),
         "{:?}",
@@ -304,14 +329,14 @@ fn a_large_offer_waits_for_the_persons_answer() {
     // Offered again, and taken after a while: the sender's hash of the file is ready long
     // before the person's yes, and the transfer must still end verified.
     a.command(&format!("send {}", source.display()));
-    let asked = b.expect("the question", |e| is(e, "transfer_asked"));
+    let asked = b.expect(
+        "the question",
+        on!(Event::TransferAsked { id, .. } => id.clone()),
+    );
     std::thread::sleep(Duration::from_secs(3));
-    b.command(&format!("take_file {}", asked["id"].as_str().unwrap()));
-    a.expect("the sender told", |e| is(e, "transfer_accepted"));
-    let done = b.expect("receiver completion", |e| {
-        is(e, "transfer_completed") && e["dir"] == "in"
-    });
-    let saved = PathBuf::from(done["location"].as_str().unwrap());
+    b.command(&format!("take_file {asked}"));
+    a.expect("the sender told", on!(Event::TransferAccepted { .. }));
+    let saved = b.completed(Dir::In);
     assert_eq!(sha256_of(&saved), digest);
 }
 
@@ -339,23 +364,18 @@ fn a_lost_grant_costs_a_pause_not_the_transfer() {
         )
         .expect("start duet-client"),
     );
-    a.expect("peer_hello", |e| is(e, "peer_hello"));
-    b.expect("peer_hello", |e| is(e, "peer_hello"));
+    a.expect("peer_hello", on!(Event::PeerHello { .. }));
+    b.expect("peer_hello", on!(Event::PeerHello { .. }));
     let started = Instant::now();
     a.command(&format!("send {}", source.display()));
-    let done = b.expect("receiver completion", |e| {
-        is(e, "transfer_completed") && e["dir"] == "in"
-    });
+    let saved = b.completed(Dir::In);
     let secs = started.elapsed().as_secs_f64();
     println!("8 MiB with lost grants in {secs:.2} s");
     assert!(
         secs >= 2.0,
         "the lost grant must have cost a pause: {secs:.2} s"
     );
-    a.expect("sender completion", |e| {
-        is(e, "transfer_completed") && e["dir"] == "out"
-    });
-    let saved = PathBuf::from(done["location"].as_str().unwrap());
+    a.completed(Dir::Out);
     assert_eq!(sha256_of(&saved), digest);
 }
 
@@ -369,25 +389,24 @@ fn the_sender_sees_the_transfer_fail_when_the_receiver_leaves() {
     make_file(&source, 64 * 1024 * 1024);
     let mut a = Client::start(&link, &work.join("a"), "Ada");
     let mut b = Client::start(&link, &work.join("b"), "Bob");
-    a.expect("peer_hello", |e| is(e, "peer_hello"));
-    b.expect("peer_hello", |e| is(e, "peer_hello"));
+    a.expect("peer_hello", on!(Event::PeerHello { .. }));
+    b.expect("peer_hello", on!(Event::PeerHello { .. }));
     a.command(&format!("send {}", source.display()));
     b.take_offer();
-    b.expect("some progress", |e| {
-        is(e, "transfer_progress") && e["dir"] == "in" && e["done"].as_u64() > Some(4 << 20)
-    });
-    b.kill9();
-    let failed = a.expect("sender failure", |e| {
-        is(e, "transfer_failed") && e["dir"] == "out"
-    });
-    assert!(
-        failed["message"].as_str().unwrap().contains("left"),
-        "{failed}"
+    b.expect(
+        "some progress",
+        on!(Event::TransferProgress { dir: Dir::In, done, .. } if *done > 4 << 20),
     );
+    b.kill9();
+    let (failed, _) = a.failed(Dir::Out);
+    assert!(failed.contains("left"), "{failed}");
     // Nothing is stuck: a chat written now is honestly not delivered.
     a.command("say still there?");
-    let chat = a.expect("chat", |e| is(e, "chat") && e["text"] == "still there?");
-    assert_eq!(chat["state"], "not_delivered");
+    let chat = a.expect(
+        "chat",
+        on!(Event::Chat(x) if x.text == "still there?" => x.state),
+    );
+    assert_eq!(chat, Delivery::NotDelivered);
 }
 
 #[test]
@@ -419,29 +438,13 @@ fn a_full_disk_fails_the_transfer_on_both_sides_and_leaves_nothing() {
         .expect("start the receiver on a small disk"),
     );
     let mut a = Client::start(&link, &dir_a, "Ada");
-    a.expect("peer_hello", |e| is(e, "peer_hello"));
-    b.expect("peer_hello", |e| is(e, "peer_hello"));
+    a.expect("peer_hello", on!(Event::PeerHello { .. }));
+    b.expect("peer_hello", on!(Event::PeerHello { .. }));
     a.command(&format!("send {}", source.display()));
-    let failed = b.expect("receiver failure", |e| {
-        is(e, "transfer_failed") && e["dir"] == "in"
-    });
-    assert!(
-        failed["message"]
-            .as_str()
-            .unwrap()
-            .contains("not enough space"),
-        "{failed}"
-    );
-    let failed = a.expect("sender failure", |e| {
-        is(e, "transfer_failed") && e["dir"] == "out"
-    });
-    assert!(
-        failed["message"]
-            .as_str()
-            .unwrap()
-            .contains("disk or storage quota is full"),
-        "{failed}"
-    );
+    let (failed, _) = b.failed(Dir::In);
+    assert!(failed.contains("not enough space"), "{failed}");
+    let (failed, _) = a.failed(Dir::Out);
+    assert!(failed.contains("disk or storage quota is full"), "{failed}");
     // Nothing partial is visible and the partial bytes were freed. The mount is private, so look
     // through the receiver's own view of it.
     let in_receivers_view = |args: &[&str]| {
@@ -475,9 +478,10 @@ fn a_full_disk_fails_the_transfer_on_both_sides_and_leaves_nothing() {
     );
     // The room still works: chat goes through both ways.
     a.command("say sorry, your disk is full");
-    b.expect("chat", |e| {
-        is(e, "chat") && e["text"] == "sorry, your disk is full"
-    });
+    b.expect(
+        "chat",
+        on!(Event::Chat(x) if x.text == "sorry, your disk is full"),
+    );
 }
 
 #[test]
@@ -488,28 +492,28 @@ fn a_third_person_is_refused_with_a_sentence() {
     let work = temp_dir("third-person").unwrap();
     let mut a = Client::start(&link, &work.join("a"), "Ada");
     let mut b = Client::start(&link, &work.join("b"), "Bob");
-    a.expect("peer_hello", |e| is(e, "peer_hello"));
-    b.expect("peer_hello", |e| is(e, "peer_hello"));
+    a.expect("peer_hello", on!(Event::PeerHello { .. }));
+    b.expect("peer_hello", on!(Event::PeerHello { .. }));
     let mut c = Client::start(&link, &work.join("c"), "Cleo");
-    let refused = c.expect("refusal", |e| is(e, "signaling_closed"));
+    let refused = c.expect(
+        "refusal",
+        on!(Event::SignalingClosed { message } => message.clone()),
+    );
     assert_eq!(
-        refused["message"],
+        refused,
         "This room already has two people in it. Only two fit in a Duet room."
     );
     // The two inside are undisturbed.
     a.command("say still just us");
-    b.expect("chat", |e| is(e, "chat") && e["text"] == "still just us");
+    b.expect("chat", on!(Event::Chat(x) if x.text == "still just us"));
     // An unknown room is named as such.
     let missing = format!("{}/r/{}", wrangler.base, "A".repeat(22));
     let mut d = Client::start(&missing, &work.join("d"), "Dan");
-    let refused = d.expect("refusal", |e| is(e, "signaling_closed"));
-    assert!(
-        refused["message"]
-            .as_str()
-            .unwrap()
-            .starts_with("This room does not exist"),
-        "{refused}"
+    let refused = d.expect(
+        "refusal",
+        on!(Event::SignalingClosed { message } => message.clone()),
     );
+    assert!(refused.starts_with("This room does not exist"), "{refused}");
 }
 
 #[test]
@@ -523,13 +527,9 @@ fn a_banned_person_is_told_so_when_they_come_back() {
     let work = temp_dir("banned").unwrap();
     let mut a = Client::start(&link, &work.join("a"), "Ada");
     let mut b = Client::start(&link, &work.join("b"), "Bob");
-    let bob_id = b.expect("connected", |e| is(e, "connected"))["peer_id"]
-        .as_str()
-        .unwrap()
-        .parse::<uuid::Uuid>()
-        .unwrap();
-    a.expect("peer_hello", |e| is(e, "peer_hello"));
-    b.expect("peer_hello", |e| is(e, "peer_hello"));
+    let bob_id = b.expect("connected", on!(Event::Connected { peer_id } => *peer_id));
+    a.expect("peer_hello", on!(Event::PeerHello { .. }));
+    b.expect("peer_hello", on!(Event::PeerHello { .. }));
     let reply = runtime
         .block_on(api.moderate(
             &created.room,
@@ -541,9 +541,12 @@ fn a_banned_person_is_told_so_when_they_come_back() {
     assert_eq!(reply.status, 204, "{reply:?}");
     b.kill9();
     let mut b = Client::start(&link, &work.join("b"), "Bob");
-    let refused = b.expect("refusal", |e| is(e, "signaling_closed"));
+    let refused = b.expect(
+        "refusal",
+        on!(Event::SignalingClosed { message } => message.clone()),
+    );
     assert_eq!(
-        refused["message"],
+        refused,
         "You cannot join this room: its creator has banned you."
     );
 }
@@ -555,12 +558,12 @@ fn an_unreachable_server_is_named() {
     // Port 9 on loopback: nothing listens there in the test namespace.
     let link = format!("http://127.0.0.1:9/r/{}", "A".repeat(22));
     let mut c = Client::start(&link, &work.join("c"), "Cleo");
-    let refused = c.expect("refusal", |e| is(e, "signaling_closed"));
+    let refused = c.expect(
+        "refusal",
+        on!(Event::SignalingClosed { message } => message.clone()),
+    );
     assert!(
-        refused["message"]
-            .as_str()
-            .unwrap()
-            .starts_with("Cannot reach the Duet server"),
+        refused.starts_with("Cannot reach the Duet server"),
         "{refused}"
     );
 }
@@ -582,35 +585,34 @@ fn the_room_outlives_a_server_restart() {
     );
     let mut a = Client::start(&link, &dir_a, "Ada");
     let mut b = Client::start(&link, &dir_b, "Bob");
-    a.expect("peer_hello", |e| is(e, "peer_hello"));
-    b.expect("peer_hello", |e| is(e, "peer_hello"));
+    a.expect("peer_hello", on!(Event::PeerHello { .. }));
+    b.expect("peer_hello", on!(Event::PeerHello { .. }));
 
     // The server goes away (the whole wrangler/workerd process group is killed). The two are
     // already connected directly, so the room goes on: chat still arrives, with its receipt.
     drop(wrangler);
     std::thread::sleep(Duration::from_secs(2));
     a.command("say the server is gone, we are not");
-    let got = b.expect("chat without a server", |e| {
-        is(e, "chat") && e["mine"] == false
-    });
-    assert_eq!(got["text"], "the server is gone, we are not");
-    a.expect("delivered", |e| {
-        is(e, "chat") && e["state"] == "delivered" && e["id"] == got["id"]
-    });
+    let got = b.expect(
+        "chat without a server",
+        on!(Event::Chat(x) if !x.mine => x.clone()),
+    );
+    assert_eq!(got.text, "the server is gone, we are not");
+    a.expect(
+        "delivered",
+        on!(Event::Chat(x) if x.state == Delivery::Delivered && x.id == got.id),
+    );
 
     // The same server comes back on the same address with the same storage. Bob quits; Ada,
     // alone with a dead signaling connection, is told in words.
     let _wrangler = Wrangler::start(options).unwrap();
     b.command("quit");
     // (Her socket ends once no peer is left; the leave itself may be reported before or after.)
-    let lost = a.expect("signaling lost", |e| is(e, "signaling_closed"));
-    assert!(
-        lost["message"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("Cannot reach the Duet server"),
-        "{lost}"
+    let lost = a.expect(
+        "signaling lost",
+        on!(Event::SignalingClosed { message } => message.clone()),
     );
+    assert!(lost.contains("Cannot reach the Duet server"), "{lost}");
 
     // Both come back (this headless client does not retry by itself; the windowed client's
     // retries are tested in `room` and `desktop.rs`): the room survived the restart, they meet through the new
@@ -619,14 +621,15 @@ fn the_room_outlives_a_server_restart() {
     std::thread::sleep(Duration::from_millis(500));
     let mut a = Client::start(&link, &dir_a, "Ada");
     let mut b = Client::start(&link, &dir_b, "Bob");
-    a.expect("peer_hello again", |e| is(e, "peer_hello"));
-    b.expect("peer_hello again", |e| is(e, "peer_hello"));
+    a.expect("peer_hello again", on!(Event::PeerHello { .. }));
+    b.expect("peer_hello again", on!(Event::PeerHello { .. }));
     a.command("say back after the restart");
-    let got = b.expect("chat", |e| is(e, "chat") && e["mine"] == false);
-    assert_eq!(got["text"], "back after the restart");
-    a.expect("delivered", |e| {
-        is(e, "chat") && e["state"] == "delivered" && e["id"] == got["id"]
-    });
+    let got = b.expect("chat", on!(Event::Chat(x) if !x.mine => x.clone()));
+    assert_eq!(got.text, "back after the restart");
+    a.expect(
+        "delivered",
+        on!(Event::Chat(x) if x.state == Delivery::Delivered && x.id == got.id),
+    );
 }
 
 /// Two desktop apps call each other over a real webrtc-rs media connection of its own, each
@@ -642,26 +645,42 @@ fn two_desktop_apps_call_each_other_with_voice() {
     let (dir_a, dir_b) = (temp_dir("call-a").unwrap(), temp_dir("call-b").unwrap());
     let mut a = Client::start(&link, &dir_a, "Ada");
     let mut b = Client::start(&link, &dir_b, "Bob");
-    a.expect("peer_hello", |e| is(e, "peer_hello"));
-    b.expect("peer_hello", |e| is(e, "peer_hello"));
+    a.expect("peer_hello", on!(Event::PeerHello { .. }));
+    b.expect("peer_hello", on!(Event::PeerHello { .. }));
 
     a.command("call");
-    let ringing = b.expect("ringing", |e| is(e, "call") && e["phase"] == "ringing");
-    assert_eq!(ringing["video"], false, "{ringing}");
+    let video = b.expect(
+        "ringing",
+        on!(Event::Call { phase: CallPhase::Ringing, video, .. } => *video),
+    );
+    assert_eq!(video, Some(false));
     b.command("accept");
-    a.expect("active", |e| is(e, "call") && e["phase"] == "active");
-    b.expect("active", |e| is(e, "call") && e["phase"] == "active");
+    a.expect(
+        "active",
+        on!(Event::Call {
+            phase: CallPhase::Active,
+            ..
+        }),
+    );
+    b.expect(
+        "active",
+        on!(Event::Call {
+            phase: CallPhase::Active,
+            ..
+        }),
+    );
 
     // Both hear the other's tone: a third of full scale, through Opus.
     let heard = |c: &mut Client| {
-        c.expect("a second of the peer's audio", |e| {
-            is(e, "call_stats") && e["inbound_audio_packets"].as_u64() >= Some(50)
-        })
+        c.expect(
+            "a second of the peer's audio",
+            on!(Event::CallStats(x) if x.inbound_audio_packets >= 50),
+        )
     };
     // The first report made after now (not one that waited in the pipe).
     let stats = |c: &mut Client| {
         c.0.skip_pending();
-        c.expect("call_stats", |e| is(e, "call_stats"))
+        c.expect("call_stats", on!(Event::CallStats(x) => *x))
     };
     heard(&mut a);
     heard(&mut b);
@@ -669,70 +688,75 @@ fn two_desktop_apps_call_each_other_with_voice() {
     std::thread::sleep(Duration::from_secs(2));
     let (a2, b2) = (stats(&mut a), stats(&mut b));
     for (who, first, second) in [("Ada", &a1, &a2), ("Bob", &b1, &b2)] {
-        let packets = second["inbound_audio_packets"].as_u64().unwrap()
-            - first["inbound_audio_packets"].as_u64().unwrap();
-        let bytes = second["inbound_audio_bytes"].as_u64().unwrap()
-            - first["inbound_audio_bytes"].as_u64().unwrap();
-        eprintln!("{who}: +{packets} packets, +{bytes} bytes, {second}");
+        let packets = second.inbound_audio_packets - first.inbound_audio_packets;
+        let bytes = second.inbound_audio_bytes - first.inbound_audio_bytes;
+        eprintln!("{who}: +{packets} packets, +{bytes} bytes, {second:?}");
         // 50 packets a second; at least 2 s passed between the two reports.
-        assert!(packets >= 80, "{who} heard {packets} packets: {second}");
-        assert!(bytes >= 80 * 20, "{who} heard {bytes} bytes: {second}");
-        let level = second["peer_level"].as_f64().unwrap();
+        assert!(packets >= 80, "{who} heard {packets} packets: {second:?}");
+        assert!(bytes >= 80 * 20, "{who} heard {bytes} bytes: {second:?}");
+        let level = second.peer_level;
         assert!(
             (0.25..0.45).contains(&level),
-            "{who} heard level {level}: {second}"
+            "{who} heard level {level}: {second:?}"
         );
-        assert!(
-            second["outbound_audio_bytes"].as_u64() > Some(0),
-            "{second}"
-        );
-        assert_eq!(second["packets_lost"], 0, "{second}");
+        assert!(second.outbound_audio_bytes > 0, "{second:?}");
+        assert_eq!(second.packets_lost, 0, "{second:?}");
     }
 
     // A call never blocks chat.
     a.command("say still typing");
-    b.expect("chat during the call", |e| {
-        is(e, "chat") && e["text"] == "still typing"
-    });
+    b.expect(
+        "chat during the call",
+        on!(Event::Chat(x) if x.text == "still typing"),
+    );
 
     // Mute: Ada's audio stops reaching Bob; Bob's still reaches Ada.
     a.command("mute");
-    b.expect("Ada muted", |e| is(e, "peer_media") && e["muted"] == true);
+    b.expect("Ada muted", on!(Event::PeerMedia { muted: true, .. }));
     std::thread::sleep(Duration::from_millis(1500));
     let (a3, b3) = (stats(&mut a), stats(&mut b));
     std::thread::sleep(Duration::from_secs(2));
     let (a4, b4) = (stats(&mut a), stats(&mut b));
-    let grew =
-        |x: &Value, y: &Value, key: &str| y[key].as_u64().unwrap() - x[key].as_u64().unwrap();
-    assert_eq!(grew(&b3, &b4, "inbound_audio_packets"), 0, "{b3} {b4}");
-    assert_eq!(grew(&a3, &a4, "outbound_audio_bytes"), 0, "{a3} {a4}");
-    assert!(grew(&a3, &a4, "inbound_audio_packets") >= 80, "{a3} {a4}");
+    assert_eq!(
+        b4.inbound_audio_packets - b3.inbound_audio_packets,
+        0,
+        "{b3:?} {b4:?}"
+    );
+    assert_eq!(
+        a4.outbound_audio_bytes - a3.outbound_audio_bytes,
+        0,
+        "{a3:?} {a4:?}"
+    );
+    assert!(
+        a4.inbound_audio_packets - a3.inbound_audio_packets >= 80,
+        "{a3:?} {a4:?}"
+    );
     a.command("unmute");
-    b.expect("Ada unmuted", |e| {
-        is(e, "peer_media") && e["muted"] == false
-    });
-    b.expect("Ada's tone again", |e| {
-        is(e, "call_stats") && e["peer_level"].as_f64().unwrap_or(0.0) > 0.25
-    });
+    b.expect("Ada unmuted", on!(Event::PeerMedia { muted: false, .. }));
+    b.expect(
+        "Ada's tone again",
+        on!(Event::CallStats(x) if x.peer_level > 0.25),
+    );
 
     // Hang up: both sides end, and the media stops reporting.
     a.command("hangup");
-    let ended = a.expect("ended", |e| is(e, "call_ended"));
-    assert_eq!(ended["reason"], "HungUp", "{ended}");
-    let ended = b.expect("ended", |e| is(e, "call_ended"));
-    assert_eq!(ended["reason"], "PeerHungUp", "{ended}");
+    let ended = on!(Event::CallEnded { reason, .. } => reason.clone());
+    assert_eq!(a.expect("ended", ended), "HungUp");
+    assert_eq!(b.expect("ended", ended), "PeerHungUp");
     a.command("say after the call");
-    let next = b.expect("the next chat or media report", |e| {
-        is(e, "chat") || is(e, "call_stats")
-    });
-    assert!(
-        is(&next, "chat"),
-        "media still reporting after hang-up: {next}"
+    let next = b.expect(
+        "the next chat or media report",
+        on!(Event::Chat(_) | Event::CallStats(_)),
     );
-    let quiet =
-        b.0.wait("media after hang-up", Duration::from_millis(2500), |e| {
-            is(e, "call_stats")
-        });
+    assert!(
+        matches!(next, Event::Chat(_)),
+        "media still reporting after hang-up: {next:?}"
+    );
+    let quiet = b.0.wait(
+        "media after hang-up",
+        Duration::from_millis(2500),
+        on!(Event::CallStats(_)),
+    );
     assert!(
         quiet.is_err(),
         "media still reporting after hang-up: {quiet:?}"
@@ -759,28 +783,30 @@ fn a_call_without_a_microphone_ends_in_words_on_both_sides() {
         )
         .unwrap(),
     );
-    a.expect("peer_hello", |e| is(e, "peer_hello"));
-    b.expect("peer_hello", |e| is(e, "peer_hello"));
+    a.expect("peer_hello", on!(Event::PeerHello { .. }));
+    b.expect("peer_hello", on!(Event::PeerHello { .. }));
     a.command("call");
-    b.expect("ringing", |e| is(e, "call") && e["phase"] == "ringing");
+    b.expect(
+        "ringing",
+        on!(Event::Call {
+            phase: CallPhase::Ringing,
+            ..
+        }),
+    );
     b.command("accept");
-    let here = b.expect("ended", |e| is(e, "call_ended"));
-    assert_eq!(here["reason"], "NoMicrophone", "{here}");
-    assert!(
-        here["message"].as_str().unwrap().contains("microphone"),
-        "{here}"
-    );
-    let there = a.expect("ended", |e| is(e, "call_ended"));
-    assert_eq!(there["reason"], "PeerNoMicrophone", "{there}");
-    assert!(
-        there["message"].as_str().unwrap().contains("microphone"),
-        "{there}"
-    );
+    let ended = on!(Event::CallEnded { reason, message } => (reason.clone(), message.clone()));
+    let (reason, message) = b.expect("ended", ended);
+    assert_eq!(reason, "NoMicrophone", "{message}");
+    assert!(message.contains("microphone"), "{message}");
+    let (reason, message) = a.expect("ended", ended);
+    assert_eq!(reason, "PeerNoMicrophone", "{message}");
+    assert!(message.contains("microphone"), "{message}");
     // The room goes on: chat still flows.
     b.command("say no voice, but here");
-    a.expect("chat", |e| {
-        is(e, "chat") && e["text"] == "no voice, but here"
-    });
+    a.expect(
+        "chat",
+        on!(Event::Chat(x) if x.text == "no voice, but here"),
+    );
 }
 
 /// The desktop's real device path, without a sound card: ALSA's `file` plugin plays a recorded
@@ -831,27 +857,39 @@ fn a_desktop_app_talks_through_its_sound_card() {
         )
         .unwrap(),
     );
-    a.expect("peer_hello", |e| is(e, "peer_hello"));
-    b.expect("peer_hello", |e| is(e, "peer_hello"));
+    a.expect("peer_hello", on!(Event::PeerHello { .. }));
+    b.expect("peer_hello", on!(Event::PeerHello { .. }));
     a.command("call");
-    b.expect("ringing", |e| is(e, "call") && e["phase"] == "ringing");
+    b.expect(
+        "ringing",
+        on!(Event::Call {
+            phase: CallPhase::Ringing,
+            ..
+        }),
+    );
     b.command("accept");
-    let active = b.expect("active or ended", |e| {
-        is(e, "call") && e["phase"] == "active" || is(e, "call_ended")
-    });
-    assert_eq!(active["phase"], "active", "{active}");
+    let active = b.expect(
+        "active or ended",
+        on!(Event::Call {
+            phase: CallPhase::Active,
+            ..
+        } | Event::CallEnded { .. }),
+    );
+    assert!(matches!(active, Event::Call { .. }), "{active:?}");
     // Bob's microphone is the recorded tone, at about half scale once through Opus.
-    let heard = a.expect("Bob's microphone", |e| {
-        is(e, "call_stats") && e["peer_level"].as_f64().unwrap_or(0.0) > 0.3
-    });
-    eprintln!("Ada hears Bob's sound card: {heard}");
-    let mine = b.expect("Bob's own level", |e| {
-        is(e, "call_stats") && e["inbound_audio_packets"].as_u64() >= Some(100)
-    });
-    eprintln!("Bob: {mine}");
-    assert!(mine["my_level"].as_f64().unwrap_or(0.0) > 0.3, "{mine}");
+    let heard = a.expect(
+        "Bob's microphone",
+        on!(Event::CallStats(x) if x.peer_level > 0.3 => *x),
+    );
+    eprintln!("Ada hears Bob's sound card: {heard:?}");
+    let mine = b.expect(
+        "Bob's own level",
+        on!(Event::CallStats(x) if x.inbound_audio_packets >= 100 => *x),
+    );
+    eprintln!("Bob: {mine:?}");
+    assert!(mine.my_level > 0.3, "{mine:?}");
     a.command("hangup");
-    b.expect("ended", |e| is(e, "call_ended"));
+    b.expect("ended", on!(Event::CallEnded { .. }));
     // His speakers played Ada's tone (a third of full scale): find it in what they recorded.
     let played = std::fs::read(&speakers).unwrap();
     let peak = played

@@ -11,8 +11,9 @@ use duet_shared::peer::{
     PROTOCOL_VERSION, TransferId,
 };
 use duet_tests::evil::Evil;
-use duet_tests::{HeadlessClient, Wrangler, assert_loopback_only, is, open_files, rss, temp_dir};
-use serde_json::Value;
+use duet_tests::{
+    Event, HeadlessClient, Wrangler, assert_loopback_only, on, open_files, rss, temp_dir,
+};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
@@ -25,9 +26,9 @@ impl Client {
         Client(HeadlessClient::start(binary, link, data_dir, "Victim").expect("start duet-client"))
     }
 
-    fn expect(&mut self, what: &str, want: impl Fn(&Value) -> bool) -> Value {
+    fn expect<T>(&mut self, what: &str, pick: impl Fn(&Event) -> Option<T>) -> T {
         self.0
-            .wait(what, Duration::from_secs(30), want)
+            .wait(what, Duration::from_secs(30), pick)
             .unwrap_or_else(|e| panic!("{e:#}"))
     }
 }
@@ -84,7 +85,10 @@ async fn victim_and_mallory(prefix: &str) -> (Client, Evil, PathBuf) {
         identity: Uuid::new_v4(),
         name: "Mallory".into(),
     });
-    client.expect("hello", |e| is(e, "peer_hello") && e["name"] == "Mallory");
+    client.expect(
+        "hello",
+        on!(Event::PeerHello { name, .. } if *name == "Mallory"),
+    );
     (client, evil, dir)
 }
 
@@ -120,9 +124,9 @@ async fn a_flood_of_large_offers_asks_eight_questions_and_opens_nothing() {
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     let events = client.0.pending();
-    let asked: Vec<&Value> = events
+    let asked: Vec<(String, String)> = events
         .iter()
-        .filter(|e| e["event"] == "transfer_asked")
+        .filter_map(on!(Event::TransferAsked { id, name, .. } => (id.clone(), name.clone())))
         .collect();
     eprintln!(
         "large-offer flood: {} asked, {accepted} accepted, {declined} declined",
@@ -130,20 +134,18 @@ async fn a_flood_of_large_offers_asks_eight_questions_and_opens_nothing() {
     );
     assert_eq!(accepted, 0, "nothing above the threshold is taken unasked");
     assert_eq!(asked.len(), MAX_ASKING, "{asked:?}");
-    assert_eq!(asked[0]["name"], "big 0.bin");
+    assert_eq!(asked[0].1, "big 0.bin");
     assert!(visible(&dir.join("downloads")).is_empty());
     // Mallory withdraws the first question: the victim's list says so.
     evil.control(&Control::Cancel {
         transfer: TransferId(5_000),
         reason: CancelReason::User,
     });
-    let withdrawn = client.expect("the withdrawn question", |e| {
-        e["event"] == "transfer_failed" && e["id"] == asked[0]["id"]
-    });
-    assert!(
-        withdrawn["message"].as_str().unwrap().contains("withdrew"),
-        "{withdrawn}"
+    let withdrawn = client.expect(
+        "the withdrawn question",
+        on!(Event::TransferFailed { id, message, .. } if *id == asked[0].0 => message.clone()),
     );
+    assert!(withdrawn.contains("withdrew"), "{withdrawn}");
     still_chats(&mut client, &mut evil).await;
 }
 
@@ -226,13 +228,11 @@ async fn an_incompatible_peer_gets_nothing_processed() {
         identity: Uuid::new_v4(),
         name: "Future".into(),
     });
-    let mismatch = client.expect("version mismatch", |e| is(e, "version_mismatch"));
-    assert!(
-        mismatch["message"]
-            .as_str()
-            .unwrap()
-            .contains("incompatible")
+    let mismatch = client.expect(
+        "version mismatch",
+        on!(Event::VersionMismatch { message, .. } => message.clone()),
     );
+    assert!(mismatch.contains("incompatible"), "{mismatch}");
     // Chat and a file offer from it: neither stored, nor receipted, nor answered.
     let id = Uuid::new_v4();
     evil.control(&Control::Chat {
@@ -247,7 +247,7 @@ async fn an_incompatible_peer_gets_nothing_processed() {
         name: "Now compatible?".into(),
     });
     // The second hello ends the connection instead of clearing the mismatch.
-    client.expect("second hello", |e| is(e, "second_hello"));
+    client.expect("second hello", on!(Event::SecondHello));
     let deadline = Instant::now() + Duration::from_secs(2);
     while Instant::now() < deadline {
         for (_, packet) in evil.socket.channel_mut(CONTROL_CHANNEL).receive() {
@@ -265,8 +265,11 @@ async fn an_incompatible_peer_gets_nothing_processed() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     client.0.command("history").unwrap();
-    let history = client.expect("history", |e| is(e, "history"));
-    assert_eq!(history["entries"], serde_json::json!([]), "{history}");
+    let history = client.expect(
+        "history",
+        on!(Event::History { entries } => entries.clone()),
+    );
+    assert!(history.is_empty(), "{history:?}");
     assert!(visible(&dir.join("downloads")).is_empty());
 }
 
@@ -277,11 +280,12 @@ async fn a_hostile_peer_gets_clear_errors_and_leaves_nothing_behind() {
 
     // 1. Garbage on both channels: reported, ignored, client alive.
     evil.raw(CONTROL_CHANNEL, vec![0xff, 0xfe, 0xfd]);
-    client.expect("bad frame", |e| is(e, "bad_frame"));
+    client.expect("bad frame", on!(Event::BadFrame { .. }));
     evil.raw(DATA_CHANNEL, vec![1, 2, 3]);
-    client.expect("bad chunk", |e| {
-        is(e, "transfer_failed") && e["message"].as_str().unwrap().contains("broken")
-    });
+    client.expect(
+        "bad chunk",
+        on!(Event::TransferFailed { message, .. } if message.contains("broken")),
+    );
 
     // 2. Over 200 MiB: declined before anything is stored.
     evil.control(&Control::Offer(offer(1, "huge.bin", MAX_FILE_BYTES + 1)));
@@ -295,15 +299,17 @@ async fn a_hostile_peer_gets_clear_errors_and_leaves_nothing_behind() {
         )
     })
     .await;
-    client.expect("too large", |e| {
-        is(e, "transfer_failed") && e["message"].as_str().unwrap().contains("200 MiB")
-    });
+    client.expect(
+        "too large",
+        on!(Event::TransferFailed { message, .. } if message.contains("200 MiB")),
+    );
 
     // 3. Chunks for a transfer that does not exist.
     evil.chunk(999, 0, &[0; 10]);
-    client.expect("unknown transfer", |e| {
-        is(e, "transfer_failed") && e["message"].as_str().unwrap().contains("not running")
-    });
+    client.expect(
+        "unknown transfer",
+        on!(Event::TransferFailed { message, .. } if message.contains("not running")),
+    );
 
     // 4. Lies about the size: offers 10 bytes, sends a full chunk.
     evil.control(&Control::Offer(offer(2, "liar.txt", 10)));
@@ -318,9 +324,10 @@ async fn a_hostile_peer_gets_clear_errors_and_leaves_nothing_behind() {
     })
     .await;
     evil.chunk(2, 0, &[7u8; CHUNK_BYTES]);
-    client.expect("size lie", |e| {
-        is(e, "transfer_failed") && e["message"].as_str().unwrap().contains("lied")
-    });
+    client.expect(
+        "size lie",
+        on!(Event::TransferFailed { message, .. } if message.contains("lied")),
+    );
 
     // 5. Sequence out of range, then duplicates.
     let two = vec![5u8; 2 * CHUNK_BYTES];
@@ -336,9 +343,10 @@ async fn a_hostile_peer_gets_clear_errors_and_leaves_nothing_behind() {
     })
     .await;
     evil.chunk(3, 7, &two[..CHUNK_BYTES]);
-    client.expect("out of range", |e| {
-        is(e, "transfer_failed") && e["message"].as_str().unwrap().contains("past the end")
-    });
+    client.expect(
+        "out of range",
+        on!(Event::TransferFailed { message, .. } if message.contains("past the end")),
+    );
     evil.control(&Control::Offer(offer(4, "dup.bin", two.len() as u64)));
     evil.expect("accept", |m| {
         matches!(
@@ -352,9 +360,10 @@ async fn a_hostile_peer_gets_clear_errors_and_leaves_nothing_behind() {
     .await;
     evil.chunk(4, 0, &two[..CHUNK_BYTES]);
     evil.chunk(4, 0, &two[..CHUNK_BYTES]);
-    client.expect("duplicate", |e| {
-        is(e, "transfer_failed") && e["message"].as_str().unwrap().contains("twice")
-    });
+    client.expect(
+        "duplicate",
+        on!(Event::TransferFailed { message, .. } if message.contains("twice")),
+    );
 
     // 6. Hash mismatch: all bytes arrive, but they are not the offered file.
     let claimed = b"the real content";
@@ -385,9 +394,10 @@ async fn a_hostile_peer_gets_clear_errors_and_leaves_nothing_behind() {
         )
     })
     .await;
-    client.expect("hash mismatch", |e| {
-        is(e, "transfer_failed") && e["message"].as_str().unwrap().contains("SHA-256")
-    });
+    client.expect(
+        "hash mismatch",
+        on!(Event::TransferFailed { message, .. } if message.contains("SHA-256")),
+    );
 
     // 6b. Two different digests for one file: the second is a lie, the transfer ends.
     evil.control(&Control::Offer(offer(
@@ -407,9 +417,10 @@ async fn a_hostile_peer_gets_clear_errors_and_leaves_nothing_behind() {
         )
     })
     .await;
-    client.expect("second digest", |e| {
-        is(e, "transfer_failed") && e["message"].as_str().unwrap().contains("unexpected digest")
-    });
+    client.expect(
+        "second digest",
+        on!(Event::TransferFailed { message, .. } if message.contains("unexpected digest")),
+    );
 
     // 7. A second hello on one connection (here: another version) is a protocol violation: the
     //    victim ends the connection and meets the peer again from the start.
@@ -418,7 +429,7 @@ async fn a_hostile_peer_gets_clear_errors_and_leaves_nothing_behind() {
         identity: Uuid::new_v4(),
         name: "Future".into(),
     });
-    client.expect("second hello", |e| is(e, "second_hello"));
+    client.expect("second hello", on!(Event::SecondHello));
     evil.reconnected().await;
 
     // Nothing partial became visible, and nothing was written outside the downloads folder.
@@ -458,8 +469,11 @@ async fn a_hostile_peer_gets_clear_errors_and_leaves_nothing_behind() {
         )
     })
     .await;
-    let done = client.expect("completed", |e| is(e, "transfer_completed"));
-    let location = Path::new(done["location"].as_str().unwrap());
+    let done = client.expect(
+        "completed",
+        on!(Event::TransferCompleted { location, .. } => location.clone()),
+    );
+    let location = Path::new(&done);
     assert_eq!(location.parent().unwrap(), downloads);
     assert_eq!(location.file_name().unwrap(), "evil_name.txt");
     assert_eq!(std::fs::read(location).unwrap(), honest);
@@ -483,8 +497,10 @@ async fn a_hostile_peer_gets_clear_errors_and_leaves_nothing_behind() {
             |m| matches!(m, Control::Complete { transfer } if transfer.0 == id),
         )
         .await;
-        let done = client.expect("completed", |e| is(e, "transfer_completed"));
-        let location = PathBuf::from(done["location"].as_str().unwrap());
+        let location = PathBuf::from(client.expect(
+            "completed",
+            on!(Event::TransferCompleted { location, .. } => location.clone()),
+        ));
         assert_eq!(location.parent().unwrap(), downloads);
         let name = location.file_name().unwrap().to_str().unwrap().to_owned();
         assert!(name.len() <= 200 && name.ends_with(".txt"), "{name}");

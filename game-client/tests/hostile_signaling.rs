@@ -7,7 +7,10 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use duet_tests::{HeadlessClient, Wrangler, Ws, assert_loopback_only, is, signal_to, temp_dir};
+use duet_tests::automation::Delivery;
+use duet_tests::{
+    Event, HeadlessClient, Wrangler, Ws, assert_loopback_only, on, signal_to, temp_dir,
+};
 use matchbox_protocol::{JsonPeerEvent, PeerId};
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -20,16 +23,19 @@ impl Client {
         Client(HeadlessClient::start(binary, link, data_dir, name).expect("start duet-client"))
     }
 
-    fn expect(&mut self, what: &str, limit: Duration, want: impl Fn(&Value) -> bool) -> Value {
+    fn expect<T>(&mut self, what: &str, limit: Duration, pick: impl Fn(&Event) -> Option<T>) -> T {
         self.0
-            .wait(what, limit, want)
+            .wait(what, limit, pick)
             .unwrap_or_else(|e| panic!("{e:#}"))
     }
 
     /// Waits until signaling has given this client its id; returns it.
     fn connected(&mut self) -> PeerId {
-        let event = self.expect("connected", Duration::from_secs(30), |e| is(e, "connected"));
-        PeerId(event["peer_id"].as_str().unwrap().parse().unwrap())
+        PeerId(self.expect(
+            "connected",
+            Duration::from_secs(30),
+            on!(Event::Connected { peer_id } => *peer_id),
+        ))
     }
 
     /// Files the process has open (its UDP sockets among them).
@@ -50,8 +56,12 @@ impl Client {
     }
 }
 
-fn failed_with(e: &Value, reason: &str) -> bool {
-    is(e, "peer_failed") && e["reason"] == reason
+/// The sentence of a failed handshake whose reason is `reason`.
+fn failed_with(e: &Event, why: &str) -> Option<String> {
+    match e {
+        Event::PeerFailed { reason, message } if reason == why => Some(message.clone()),
+        _ => None,
+    }
 }
 
 /// The stranger's next signal from `from` of `kind` (`Offer`, `Answer`, `IceCandidate`).
@@ -73,17 +83,23 @@ fn an_honest_peer_can_still_chat(link: &str, victim: &mut Client) {
     let dir = temp_dir("honest").unwrap();
     let mut bob = Client::start(link, &dir, "Bob");
     let long = Duration::from_secs(60);
-    victim.expect("Bob's hello", long, |e| {
-        is(e, "peer_hello") && e["name"] == "Bob"
-    });
-    bob.expect("the victim's hello", long, |e| is(e, "peer_hello"));
+    victim.expect(
+        "Bob's hello",
+        long,
+        on!(Event::PeerHello { name, .. } if *name == "Bob"),
+    );
+    bob.expect("the victim's hello", long, on!(Event::PeerHello { .. }));
     bob.0.command("say still here?").unwrap();
-    victim.expect("Bob's message", long, |e| {
-        is(e, "chat") && e["text"] == "still here?"
-    });
-    bob.expect("the receipt", long, |e| {
-        is(e, "chat") && e["state"] == "delivered"
-    });
+    victim.expect(
+        "Bob's message",
+        long,
+        on!(Event::Chat(x) if x.text == "still here?"),
+    );
+    bob.expect(
+        "the receipt",
+        long,
+        on!(Event::Chat(x) if x.state == Delivery::Delivered),
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -114,10 +130,7 @@ async fn descriptions_and_candidates_that_are_not_sdp_end_only_that_handshake() 
     let failed = victim.expect("the handshake's failure", patience, |e| {
         failed_with(e, "BadDescription")
     });
-    assert!(
-        failed["message"].as_str().unwrap().contains("not valid"),
-        "{failed}"
-    );
+    assert!(failed.contains("not valid"), "{failed}");
     // More signals for the failed handshake are ignored, not a second connection.
     stranger
         .send_text(signal_to(victim_id, json!({"Offer": "y"})))

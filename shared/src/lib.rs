@@ -5,6 +5,9 @@
 //! - [`api`]: the signaling service's HTTP API around matchbox's WebSocket protocol.
 //! - [`peer`]: the peer protocol two clients speak over WebRTC data channels, with its codec.
 //!
+//! And one protocol between a client and whatever drives it: [`automation`], the events a
+//! client reports to tests and scripts.
+//!
 //! Plus the pure logic both clients share: [`transfer`] (sans-IO sender/receiver state machines
 //! with end-to-end flow control), [`call`] (the call state machine) and [`names`] (making a peer's file name safe to write).
 //! Plain types and pure functions only: no I/O, no runtime, no clock.
@@ -12,6 +15,7 @@
 
 pub mod admission;
 pub mod api;
+pub mod automation;
 pub mod call;
 pub mod names;
 pub mod peer;

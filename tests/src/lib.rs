@@ -27,9 +27,26 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use uuid::Uuid;
 
-/// Whether an automation event (`{"event": kind, ...}`) is of this kind.
-pub fn is(event: &serde_json::Value, kind: &str) -> bool {
-    event["event"] == kind
+pub use duet_shared::automation::{self, Event};
+
+/// A picker for [`HeadlessClient::wait`]: `on!(Event::PeerHello { name, .. } => name.clone())`
+/// is a closure that gives `Some(name)` for a peer's hello and `None` for anything else; a
+/// guard narrows it (`on!(Event::Chat(c) if !c.mine => c.clone())`), and with no `=>` it gives
+/// the whole event.
+#[macro_export]
+macro_rules! on {
+    ($pattern:pat $(if $guard:expr)? => $out:expr) => {
+        |event: &$crate::Event| match event {
+            $pattern $(if $guard)? => Some($out),
+            _ => None,
+        }
+    };
+    ($pattern:pat $(if $guard:expr)?) => {
+        |event: &$crate::Event| match event {
+            $pattern $(if $guard)? => Some(event.clone()),
+            _ => None,
+        }
+    };
 }
 
 /// The median of `values` (the upper of the two middle ones for an even count); NaN for none.
@@ -675,7 +692,9 @@ pub fn loopback_ice() -> matchbox_socket::RtcIceServerConfig {
 pub struct HeadlessClient {
     child: std::process::Child,
     stdin: Option<std::process::ChildStdin>,
-    events: std::sync::mpsc::Receiver<serde_json::Value>,
+    /// Each event line, typed; a line the protocol does not know arrives as itself, and fails
+    /// the next wait.
+    events: std::sync::mpsc::Receiver<std::result::Result<Event, String>>,
     /// Label used in diagnostics.
     pub label: String,
 }
@@ -750,13 +769,13 @@ impl HeadlessClient {
         std::thread::spawn(move || {
             for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
                 let Ok(line) = line else { return };
-                match serde_json::from_str::<serde_json::Value>(&line) {
-                    Ok(value) => {
-                        if tx.send(value).is_err() {
-                            return;
-                        }
-                    }
-                    Err(_) => eprintln!("non-JSON output: {line}"),
+                if serde_json::from_str::<serde_json::Value>(&line).is_err() {
+                    eprintln!("non-JSON output: {line}");
+                    continue;
+                }
+                let event = serde_json::from_str::<Event>(&line).map_err(|_| line);
+                if tx.send(event).is_err() {
+                    return;
                 }
             }
         });
@@ -781,19 +800,28 @@ impl HeadlessClient {
         Ok(stdin.flush()?)
     }
 
-    /// The next event matching `want` within `limit`; others are skipped (printed to stderr).
-    pub fn wait(
+    /// What `pick` makes of the next event it takes (see [`on!`]) within `limit`; events it
+    /// leaves are skipped (printed to stderr). An event line the protocol does not know fails.
+    pub fn wait<T>(
         &mut self,
         what: &str,
         limit: Duration,
-        want: impl Fn(&serde_json::Value) -> bool,
-    ) -> Result<serde_json::Value> {
+        pick: impl Fn(&Event) -> Option<T>,
+    ) -> Result<T> {
         let deadline = Instant::now() + limit;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.events.recv_timeout(left) {
-                Ok(event) if want(&event) => return Ok(event),
-                Ok(event) => eprintln!("[{}] {event}", self.label),
+                Ok(Ok(event)) => match pick(&event) {
+                    Some(picked) => return Ok(picked),
+                    None => eprintln!("[{}] {}", self.label, event.to_line()),
+                },
+                Ok(Err(line)) => {
+                    bail!(
+                        "[{}] reported an event the protocol does not know: {line}",
+                        self.label
+                    )
+                }
                 Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
                     bail!("[{}] no {what} in {limit:?}", self.label)
                 }
@@ -804,9 +832,16 @@ impl HeadlessClient {
         }
     }
 
-    /// The events that arrived but were not waited for, without waiting.
-    pub fn pending(&mut self) -> Vec<serde_json::Value> {
-        std::iter::from_fn(|| self.events.try_recv().ok()).collect()
+    /// The events that arrived but were not waited for, without waiting (and without lines the
+    /// protocol does not know, which are printed).
+    pub fn pending(&mut self) -> Vec<Event> {
+        std::iter::from_fn(|| self.events.try_recv().ok())
+            .filter_map(|event| {
+                event
+                    .map_err(|line| eprintln!("[{}] unknown event: {line}", self.label))
+                    .ok()
+            })
+            .collect()
     }
 
     /// Drops the events that arrived but were not waited for (so the next [`wait`](Self::wait)

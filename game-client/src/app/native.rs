@@ -137,10 +137,11 @@ fn load_config(explicit: Option<PathBuf>) -> Result<ClientConfig, String> {
 
 /// An event line for whoever drives this process, before the app exists (the headless runner
 /// writes the rest).
-fn emit(value: serde_json::Value) {
+fn emit_error(message: String) {
+    let event = duet_shared::automation::Event::Error { message };
     crate::platform::host()
         .automation
-        .emit_line(&value.to_string());
+        .emit_line(&event.to_line());
 }
 
 /// The desktop entry point: flags, data directory lock, then the app.
@@ -157,9 +158,7 @@ pub fn main() -> AppExit {
     };
     let store_dir = args.data_dir.join("store");
     if let Err(e) = std::fs::create_dir_all(&store_dir) {
-        emit(
-            serde_json::json!({"event": "error", "message": format!("cannot create {}: {e}", store_dir.display())}),
-        );
+        emit_error(format!("cannot create {}: {e}", store_dir.display()));
         return AppExit::from_code(1);
     }
     // One client per data directory: the key-value store cannot be shared, and two people on one
@@ -176,16 +175,17 @@ pub fn main() -> AppExit {
             "another Duet client is already using {}; to run a second one (a second person), give it its own folder with --data-dir",
             args.data_dir.display()
         );
-        emit(serde_json::json!({"event": "error", "message": message}));
+        emit_error(message.clone());
         eprintln!("duet-client: {message}");
         return AppExit::from_code(1);
     }
     let store = match FolderStore::new(&args.downloads) {
         Ok(store) => store,
         Err(e) => {
-            emit(
-                serde_json::json!({"event": "error", "message": format!("cannot use {} for downloads: {e}", args.downloads.display())}),
-            );
+            emit_error(format!(
+                "cannot use {} for downloads: {e}",
+                args.downloads.display()
+            ));
             return AppExit::from_code(1);
         }
     };

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use bevy::prelude::*;
 use bevy::render::view::screenshot::{Screenshot, ScreenshotCaptured, save_to_disk};
 use bevy::window::{FileDragAndDrop, PrimaryWindow};
-use serde_json::json;
+use duet_shared::automation::{self as auto, Event};
 
 use super::panels::PanelState;
 use super::scene::RoomCamera;
@@ -39,18 +39,30 @@ impl Plugin for AutomationPlugin {
                     (finish_drop, report_notices, report_layout).in_set(FrameSet::Presentation),
                 ),
             )
-            .add_systems(OnEnter(Screen::Room), |room: Option<Res<crate::room::CurrentRoom>>, out: Res<EventOut>| {
-                out.emit(json!({"event": "screen", "screen": "room", "link": room.map(|r| r.link.clone())}));
-            })
-            .add_systems(PostStartup, |received: Option<Res<ReceivedFiles>>, out: Res<EventOut>| {
-                let names: Vec<&str> = received
-                    .iter()
-                    .flat_map(|r| r.files.iter().map(|f| f.name.as_str()))
-                    .collect();
-                out.emit(json!({"event": "received_files", "names": names}));
-            })
+            .add_systems(
+                OnEnter(Screen::Room),
+                |room: Option<Res<crate::room::CurrentRoom>>, out: Res<EventOut>| {
+                    out.emit(Event::Screen {
+                        screen: auto::Screen::Room,
+                        link: room.map(|r| r.link.clone()),
+                    });
+                },
+            )
+            .add_systems(
+                PostStartup,
+                |received: Option<Res<ReceivedFiles>>, out: Res<EventOut>| {
+                    let names = received
+                        .iter()
+                        .flat_map(|r| r.files.iter().map(|f| f.name.clone()))
+                        .collect();
+                    out.emit(Event::ReceivedFiles { names });
+                },
+            )
             .add_systems(OnEnter(Screen::Lobby), |out: Res<EventOut>| {
-                out.emit(json!({"event": "screen", "screen": "lobby"}));
+                out.emit(Event::Screen {
+                    screen: auto::Screen::Lobby,
+                    link: None,
+                });
             });
     }
 }
@@ -64,7 +76,7 @@ fn commands(
     mut drags: MessageWriter<FileDragAndDrop>,
     mut pending: ResMut<PendingDrop>,
 ) {
-    let emit = |value| out.emit(value);
+    let emit = |event| out.emit(event);
     for ExtraCommand(line) in lines.read() {
         let mut words = line.splitn(4, ' ');
         match (words.next(), words.next(), words.next(), words.next()) {
@@ -74,7 +86,9 @@ fn commands(
             }
             (Some("drop"), Some(x), Some(y), Some(path)) => {
                 let (Ok(x), Ok(y)) = (x.parse::<f32>(), y.parse::<f32>()) else {
-                    emit(json!({"event": "error", "message": "usage: drop X Y PATH"}));
+                    emit(Event::Error {
+                        message: "usage: drop X Y PATH".into(),
+                    });
                     continue;
                 };
                 let Ok((window_entity, mut window)) = windows.single_mut() else {
@@ -96,13 +110,16 @@ fn commands(
                     .spawn(Screenshot::primary_window())
                     .observe(save_to_disk(path))
                     .observe(move |_: On<ScreenshotCaptured>| {
-                        out.emit(json!({"event": "screenshot", "path": reported}));
+                        out.emit(Event::Screenshot {
+                            path: reported.display().to_string(),
+                        });
                     });
             }
-            _ => emit(json!({
-                "event": "error",
-                "message": format!("unknown command {line:?}; also: layout, drop X Y PATH, screenshot PATH"),
-            })),
+            _ => emit(Event::Error {
+                message: format!(
+                    "unknown command {line:?}; also: layout, drop X Y PATH, screenshot PATH"
+                ),
+            }),
         }
     }
 }
@@ -112,7 +129,7 @@ fn layout(
     window: Option<&Window>,
     camera: &Query<(&Camera, &GlobalTransform), With<RoomCamera>>,
     panel: &PanelState,
-) -> serde_json::Value {
+) -> Event {
     let screen = |p: Vec2| {
         camera
             .single()
@@ -121,38 +138,33 @@ fn layout(
             .map(|v| [v.x, v.y])
     };
     let center = |r: Option<bevy_egui::egui::Rect>| r.map(|r| [r.center().x, r.center().y]);
-    json!({
-        "event": "layout",
-        "window": window.map(|w| [w.width(), w.height()]),
-        "me": screen(MY_SPOT),
-        "peer": screen(PEER_SPOT),
-        "chat_input": center(panel.chat_input),
-        "chat_focused": panel.chat_focused,
-        "create_button": center(panel.create_button),
-        "kick_button": center(panel.kick_button),
-        "copy_button": center(panel.copy_button),
-        "file_button": center(panel.file_button),
-        "file_actions": panel
-            .file_actions
+    let centers = |rects: &[(String, bevy_egui::egui::Rect)]| {
+        rects
             .iter()
-            .map(|(label, rect)| (label.to_string(), json!(center(Some(*rect)))))
-            .collect::<serde_json::Map<_, _>>(),
-        "send_button": center(panel.send_button),
-        "offer_buttons": panel
-            .offer_buttons
+            .map(|(key, rect)| (key.clone(), [rect.center().x, rect.center().y]))
+            .collect()
+    };
+    let named = |rects: &[(&'static str, bevy_egui::egui::Rect)]| {
+        rects
             .iter()
-            .map(|(key, rect)| (key.to_string(), json!(center(Some(*rect)))))
-            .collect::<serde_json::Map<_, _>>(),
-        "seat_buttons": panel
-            .seat_buttons
-            .iter()
-            .map(|(key, rect)| (key.clone(), json!(center(Some(*rect)))))
-            .collect::<serde_json::Map<_, _>>(),
-        "call_buttons": panel
-            .call_buttons
-            .iter()
-            .map(|(key, rect)| (key.to_string(), json!(center(Some(*rect)))))
-            .collect::<serde_json::Map<_, _>>(),
+            .map(|(key, rect)| (key.to_string(), [rect.center().x, rect.center().y]))
+            .collect()
+    };
+    Event::Layout(auto::Layout {
+        window: window.map(|w| [w.width(), w.height()]),
+        me: screen(MY_SPOT),
+        peer: screen(PEER_SPOT),
+        chat_input: center(panel.chat_input),
+        chat_focused: panel.chat_focused,
+        create_button: center(panel.create_button),
+        kick_button: center(panel.kick_button),
+        copy_button: center(panel.copy_button),
+        file_button: center(panel.file_button),
+        file_actions: named(&panel.file_actions),
+        send_button: center(panel.send_button),
+        offer_buttons: named(&panel.offer_buttons),
+        seat_buttons: centers(&panel.seat_buttons),
+        call_buttons: named(&panel.call_buttons),
     })
 }
 
@@ -174,7 +186,7 @@ fn report_layout(
     if !enabled.0 {
         return;
     }
-    let now = layout(windows.single().ok(), &camera, &panel).to_string();
+    let now = layout(windows.single().ok(), &camera, &panel).to_line();
     let (candidate, frames, reported) = &mut *seen;
     if now != *candidate {
         *candidate = now;
@@ -209,7 +221,7 @@ fn finish_drop(
         window: entity,
         path_buf: path.clone(),
     });
-    out.emit(json!({"event": "dropped", "at": [at.x, at.y]}));
+    out.emit(Event::Dropped { at: [at.x, at.y] });
     pending.0 = None;
 }
 
@@ -222,7 +234,9 @@ fn report_notices(notices: Res<Notices>, out: Res<EventOut>, mut seen: Local<usi
         .saturating_sub(*seen)
         .min(notices.items.len());
     for (text, _) in &notices.items[notices.items.len() - new..] {
-        out.emit(json!({"event": "notice", "message": text}));
+        out.emit(Event::Notice {
+            message: text.clone(),
+        });
     }
     *seen = notices.posted;
 }

@@ -24,8 +24,11 @@ use duet_shared::call::{CallId, CallSignal};
 use duet_shared::peer::{
     CONTROL_CHANNEL, Control, DATA_CHANNEL, FileOffer, PROTOCOL_VERSION, TransferId,
 };
+use duet_tests::automation::Delivery;
 use duet_tests::evil::Evil;
-use duet_tests::{HeadlessClient, Wrangler, WranglerOptions, median, repo_root, rss, temp_dir};
+use duet_tests::{
+    Event, HeadlessClient, Wrangler, WranglerOptions, median, repo_root, rss, temp_dir,
+};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -167,7 +170,7 @@ async fn one_flood(wrangler: &Wrangler, binary: &Path, kind: &str, secs: u64) ->
     let hello = Instant::now() + Duration::from_secs(30);
     'hello: loop {
         for event in victim.pending() {
-            if event["event"] == "peer_hello" {
+            if matches!(event, Event::PeerHello { .. }) {
                 break 'hello;
             }
         }
@@ -192,15 +195,15 @@ async fn one_flood(wrangler: &Wrangler, binary: &Path, kind: &str, secs: u64) ->
     let per_sec = rate(kind);
     let mut watch = |victim: &mut HeadlessClient, probes: &mut HashMap<String, Instant>| {
         for event in victim.pending() {
-            if event["event"] == "chat"
-                && event["mine"] == true
-                && event["state"] == "delivered"
-                && let Some(at) = event["text"].as_str().and_then(|t| probes.remove(t))
+            if let Event::Chat(line) = &event
+                && line.mine
+                && line.state == Delivery::Delivered
+                && let Some(at) = probes.remove(&line.text)
             {
                 rtts.push(at.elapsed().as_secs_f64() * 1e3);
             }
-            if event["event"] == "error" {
-                eprintln!("{kind}: the victim said {event}");
+            if let Event::Error { message } = &event {
+                eprintln!("{kind}: the victim said {message}");
             }
         }
     };

@@ -26,9 +26,10 @@ use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use duet_tests::{HeadlessClient, Wrangler, WranglerOptions, median, repo_root, rss, temp_dir};
+use duet_tests::{
+    Event, HeadlessClient, Wrangler, WranglerOptions, median, on, repo_root, rss, temp_dir,
+};
 use serde::Serialize;
-use serde_json::Value;
 
 const SIZE: usize = 200 * 1024 * 1024;
 const CHUNK: usize = 16 * 1024;
@@ -114,13 +115,21 @@ fn make_file(path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Waits for `kind` from a headless client; a `transfer_failed` on the way fails the run.
-fn wait_for(client: &mut HeadlessClient, kind: &str, limit: Duration) -> Result<Value> {
-    let event = client.wait(kind, limit, |e| {
-        e["event"] == kind || e["event"] == "transfer_failed"
-    })?;
-    if event["event"] == "transfer_failed" {
-        bail!("transfer failed: {event}");
+/// Waits for an event `want` takes from a headless client; a failed transfer on the way fails
+/// the run.
+fn wait_for(
+    client: &mut HeadlessClient,
+    what: &str,
+    limit: Duration,
+    want: impl Fn(&Event) -> bool,
+) -> Result<Event> {
+    let event = client.wait(
+        what,
+        limit,
+        on!(e if want(e) || matches!(e, Event::TransferFailed { .. })),
+    )?;
+    if let Event::TransferFailed { message, .. } = &event {
+        bail!("transfer failed: {message}");
     }
     Ok(event)
 }
@@ -140,13 +149,19 @@ fn duet_run(wrangler: &Wrangler, binary: &Path, source: &Path) -> Result<Sample>
         &work.join("b"),
         "receiver",
     )?;
-    wait_for(&mut a, "peer_hello", Duration::from_secs(60))?;
-    wait_for(&mut b, "peer_hello", Duration::from_secs(60))?;
+    let hello = |e: &Event| matches!(e, Event::PeerHello { .. });
+    wait_for(&mut a, "peer_hello", Duration::from_secs(60), hello)?;
+    wait_for(&mut b, "peer_hello", Duration::from_secs(60), hello)?;
     let connect_s = started.elapsed().as_secs_f64();
     let (rss_a, rss_b) = (PeakRss::watch(a.pid()), PeakRss::watch(b.pid()));
     let sent_at = Instant::now();
     a.command(&format!("send {}", source.display()))?;
-    wait_for(&mut b, "transfer_completed", Duration::from_secs(600))?;
+    wait_for(
+        &mut b,
+        "transfer_completed",
+        Duration::from_secs(600),
+        |e| matches!(e, Event::TransferCompleted { .. }),
+    )?;
     let secs = sent_at.elapsed().as_secs_f64();
     let sample = Sample {
         mb_s: SIZE as f64 / secs / 1e6,
