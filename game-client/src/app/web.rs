@@ -33,6 +33,14 @@ pub fn main() -> AppExit {
         .search()
         .is_ok_and(|query| query.contains("automation"))
         && crate::platform::test_hooks_here();
+    if location
+        .search()
+        .is_ok_and(|query| query.contains("store_contract"))
+        && crate::platform::test_hooks_here()
+    {
+        crate::platform::run_store_contract();
+        return AppExit::Success;
+    }
     let config = ClientConfig::from_ron(BUILT_IN_CONFIG, "assets/config.ron").unwrap_or_default();
     let config = ClientConfig {
         server: origin.clone(),
@@ -87,14 +95,11 @@ pub fn main() -> AppExit {
 }
 
 /// How often to draw (see `ui::FramePacing`): only as often as the picture changes, and
-/// sparingly when WebGL runs on the CPU, where one frame of the room costs ~100 ms of CPU
-/// (SwiftShader, 2 cores) and every frame drawn during a transfer is taken from it: there a
-/// still room or a running transfer (progress, rate) redraws once a second (measured, 200 MiB
-/// between two such tabs: 4 frames/s 10.1 MiB/s, 1 frame/s 13.2 MiB/s), and so does a call
-/// in progress: its speaking rings follow levels that come once a second anyway, and the
-/// peer's video is the page's own element (measured, a 60 s video call, CPU per tab: 96-101 %
-/// at 15 frames/s, 87 % at 4, against 37-39 % for a page with the call alone); input still
-/// draws at once.
+/// sparingly when WebGL runs on the CPU, where every frame drawn during a transfer is taken
+/// from it: there a still room or a running transfer (progress, rate) redraws once a second,
+/// and so does a call in progress: its speaking rings follow levels that come once a second
+/// anyway, and the peer's video is the page's own element; input still draws at once. The
+/// measurements: `docs/bench/browser.md`, "Drawing".
 fn frame_pacing(software: bool) -> crate::ui::FramePacing {
     let ms = std::time::Duration::from_millis;
     if software {

@@ -52,7 +52,7 @@ const MSAA: bevy::render::view::Msaa = bevy::render::view::Msaa::Off;
 
 /// Most chunks per data frame a browser takes: browsers send and receive 256 KiB messages
 /// (Chromium's and Firefox's SDP say `max-message-size` ≥ 262,144), and one 240 KiB message
-/// costs a browser about what one 64 KiB message does.
+/// costs a browser about what one 64 KiB message does (`docs/bench/browser.md`).
 const FRAME_CHUNKS: usize = duet_shared::peer::MAX_FRAME_CHUNKS;
 
 /// The receiver's flow-control window in a browser: credit goes back as IndexedDB commits,
@@ -101,11 +101,10 @@ const NUDGE_BYTES: u32 = 64 << 20;
 /// ones already handled. Each data-channel message reaches the page as its own `ArrayBuffer`,
 /// which the message loop copies into wasm and drops; V8 frees such buffers only at a major
 /// collection, and starts one only once 64 MiB more buffer memory than at the last one has been
-/// allocated, so a receiving tab carries up to 64 MiB of handled messages (measured in a
-/// plain-JS page receiving 200 MiB and storing nothing: +51 MiB). Allocating a 64 MiB
+/// allocated, so a receiving tab carries up to 64 MiB of handled messages. Allocating a 64 MiB
 /// `ArrayBuffer` and dropping it at once moves V8's count past that trigger without using the
-/// memory (its pages are never touched), so the collection comes now (the same page: +24 MiB,
-/// same speed and CPU).
+/// memory (its pages are never touched), so the collection comes now (the figures:
+/// `docs/bench/browser.md`, "Memory").
 fn received_from_peer(bytes: usize) {
     thread_local! {
         static SINCE_NUDGE: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
@@ -129,9 +128,9 @@ pub fn test_hooks_here() -> bool {
     };
     let host = location.hostname().unwrap_or_default();
     let allowed = crate::config::test_hooks_allowed(&host);
-    let asked = location
-        .search()
-        .is_ok_and(|q| q.contains("automation") || q.contains("fault_drop_grant"));
+    let asked = location.search().is_ok_and(|q| {
+        q.contains("automation") || q.contains("fault_drop_grant") || q.contains("store_contract")
+    });
     if asked && !allowed {
         web_sys::console::warn_1(
             &format!(
@@ -141,6 +140,31 @@ pub fn test_hooks_here() -> bool {
         );
     }
     allowed
+}
+
+/// A test page's run of the store contract ([`crate::storage::check_contract`]) against
+/// IndexedDB, reported as a `store_contract` event; the app itself does not start.
+pub fn run_store_contract() {
+    wasm_bindgen_futures::spawn_local(async {
+        let mut store = IdbStore::new(Wake::default());
+        let prefix = format!("contract-{}", uuid::Uuid::new_v4());
+        let result = crate::storage::check_contract(&mut store, &prefix, || sleep_ms(2)).await;
+        let (checks, failure) = match result {
+            Ok(checks) => (checks, None),
+            Err(failure) => (0, Some(failure)),
+        };
+        emit_line(&duet_shared::automation::Event::StoreContract { checks, failure }.to_line());
+    });
+}
+
+/// A future that ends after `ms` milliseconds (the page's timer).
+async fn sleep_ms(ms: i32) {
+    let promise = js_sys::Promise::new(&mut |resolve, _| {
+        if let Some(window) = web_sys::window() {
+            let _ = window.set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, ms);
+        }
+    });
+    let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
 }
 
 /// Fault injection for tests: `fault_drop_grant=N` in the page's query (see
@@ -260,7 +284,7 @@ fn hash_file(path: PathBuf, wake: Wake) -> Task<std::io::Result<([u8; 32], u64)>
 /// Reads a file from `start` to its end, block after block, into one JS buffer that is reused
 /// for every read (a BYOB reader on `Blob.stream()`): a 200 MiB file read by
 /// `slice().arrayBuffer()` leaves 200 MiB of buffers for the garbage collector, which lets
-/// them pile up (measured: +75 MiB for the sending tab; +16 MiB this way). Browsers without
+/// them pile up (`docs/bench/browser.md`, "Memory"). Browsers without
 /// BYOB readers on blob streams fall back to one `slice().arrayBuffer()` per block.
 struct ByteStream {
     file: web_sys::File,
@@ -581,7 +605,7 @@ fn app_ready() {
     {
         let _ = status.set_attribute("hidden", "");
     }
-    emit_line(&serde_json::json!({"event": "first_frame", "ms": now}).to_string());
+    emit_line(&duet_shared::automation::Event::FirstFrame { ms: now }.to_line());
 }
 
 /// The page's tab shows the site's icon; a canvas has none of its own.

@@ -34,6 +34,7 @@ use wasm_bindgen_futures::JsFuture;
 use crate::ports::Wake;
 use crate::storage::{
     BlobStore, MAX_RECEIVED_KEPT, PartAge, StoreDone, StoreError, StoreOp, parts_to_expire,
+    resume_plan,
 };
 
 const DATABASE: &str = "duet";
@@ -156,6 +157,47 @@ async fn part_records(db: &Rexie, key: &str) -> Result<Vec<Record>, StoreError> 
             }
         })
         .collect())
+}
+
+/// Replaces the record of `key` that starts at chunk `first` with `bytes`.
+async fn rewrite_record(db: &Rexie, key: &str, first: u32, bytes: &[u8]) -> Result<(), StoreError> {
+    let tx = db
+        .transaction(&[CHUNKS], TransactionMode::ReadWrite)
+        .map_err(store_error)?;
+    let id = Array::of2(
+        &JsValue::from_str(key),
+        &JsValue::from_f64(f64::from(first)),
+    );
+    tx.store(CHUNKS)
+        .map_err(store_error)?
+        .put(&Uint8Array::from(bytes), Some(&id))
+        .await
+        .map_err(store_error)?;
+    tx.done().await.map_err(store_error)?;
+    Ok(())
+}
+
+/// Deletes the records of `key` that start at chunk `first` or later.
+async fn delete_records_from(db: &Rexie, key: &str, first: u32) -> Result<(), StoreError> {
+    let lower = Array::of2(
+        &JsValue::from_str(key),
+        &JsValue::from_f64(f64::from(first)),
+    );
+    let upper = Array::of2(
+        &JsValue::from_str(key),
+        &JsValue::from_f64(f64::from(u32::MAX)),
+    );
+    let range = KeyRange::bound(&lower, &upper, None, None).map_err(store_error)?;
+    let tx = db
+        .transaction(&[CHUNKS], TransactionMode::ReadWrite)
+        .map_err(store_error)?;
+    tx.store(CHUNKS)
+        .map_err(store_error)?
+        .delete(range.into())
+        .await
+        .map_err(store_error)?;
+    tx.done().await.map_err(store_error)?;
+    Ok(())
 }
 
 /// Deletes a part kept for a resume: its chunks and its `partials` record.
@@ -636,8 +678,8 @@ impl Task {
             }
         }
         // Bytes, not a Blob: a Blob's data stays in the browser process's memory until the
-        // page's garbage collector drops the Blob object (measured: +426 MiB for 200 MiB
-        // written), while bytes are copied by the write. All puts are issued at once and each
+        // page's garbage collector drops the Blob object (`docs/bench/browser.md`, "Memory"),
+        // while bytes are copied by the write. All puts are issued at once and each
         // record is filled just before its own put, so the shared buffer is never overwritten
         // before it was copied.
         let record = &self.record;
@@ -737,7 +779,9 @@ impl Task {
             bevy::log::warn!("received files: could not expire old parts: {e}");
         }
         let records = part_records(db, &key).await?;
-        let have: u64 = records.iter().map(Record::len).sum::<u64>().min(size);
+        let stored: u64 = records.iter().map(Record::len).sum();
+        let plan = resume_plan(stored, size);
+        let have = plan.keep_bytes;
         if let Some(free) = storage_free().await {
             let promised: u64 = self.parts.values().map(|p| p.size).sum();
             let need = (size - have)
@@ -747,20 +791,33 @@ impl Task {
                 return Err(StoreError::NoSpace);
             }
         }
-        let key = key.as_str();
-        let stored: u64 = records.iter().map(Record::len).sum();
-        let chunks = (stored.min(size) / CHUNK_BYTES as u64) as u32;
-        let keep = u64::from(chunks) * CHUNK_BYTES as u64;
         let mut hasher = Sha256::new();
-        if stored != keep {
-            // Records always hold whole chunks; anything else is not worth trusting.
-            delete_part(db, key).await?;
-            return Ok((key.to_owned(), 0, hasher));
+        if plan.chunks == 0 {
+            if stored > 0 {
+                delete_part(db, &key).await?;
+            }
+            return Ok((key, 0, hasher));
         }
+        // Keep the whole-chunk prefix: records hold consecutive whole chunks, so only the
+        // record with the file's short last chunk can reach past it; it is cut back.
+        let mut at = 0u64;
         for record in records {
-            hasher.update(record.bytes().await?);
+            if at >= plan.keep_bytes {
+                break;
+            }
+            let bytes = record.bytes().await?;
+            let take = (plan.keep_bytes - at).min(bytes.len() as u64) as usize;
+            hasher.update(&bytes[..take]);
+            if take < bytes.len() {
+                let first = (at / CHUNK_BYTES as u64) as u32;
+                rewrite_record(db, &key, first, &bytes[..take]).await?;
+            }
+            at += bytes.len() as u64;
         }
-        Ok((key.to_owned(), chunks, hasher))
+        if stored > plan.keep_bytes {
+            delete_records_from(db, &key, plan.chunks).await?;
+        }
+        Ok((key, plan.chunks, hasher))
     }
 
     /// Lists the verified file under a unique, safe name; its chunks stay where they are and
