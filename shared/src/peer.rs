@@ -40,8 +40,8 @@ pub const MAX_DATA_FRAME: usize = MAX_FRAME_CHUNKS * (CHUNK_BYTES + 32);
 /// which every stack takes.
 pub const CHUNKS_PER_FRAME: usize = 3;
 /// Most chunks any data frame carries: fifteen (at most 246,240 bytes) fit the 262,144-byte
-/// messages browsers take from each other, where a 256 KiB message moves about 1.3x what a
-/// 64 KiB one does and 2x a 16 KiB one (measured in Chromium on loopback).
+/// messages browsers take from each other, where a 256 KiB message moves more than a 64 KiB
+/// one (the figures: `docs/bench/transfer.md`).
 pub const MAX_FRAME_CHUNKS: usize = 15;
 
 /// Identifies one file transfer between two peers; chosen at random by the sender.

@@ -394,13 +394,9 @@ pub struct WindowConfig {
 impl Default for WindowConfig {
     fn default() -> Self {
         Self {
-            // Measured with 200 MiB over real WebRTC on loopback (2 cores), with the client's
-            // 4 MiB UDP socket buffers: fixed 8 chunks ~56 MB/s, 32 ~78, 64 ~70, 256 ~85 (noisy;
-            // stock matchbox in a tight loop tops out near 95 here). With the OS default 208 KiB
-            // buffers anything past ~128 KiB in flight overflowed them and stalled SCTP (8 chunks:
-            // 16-18 MB/s, 64: 14). So: start at 256 KiB, grow to 1 MiB while chunks flow, and
-            // halve on a stall (down to 64 KiB) for receivers that cannot keep up, such as a
-            // browser tab or a small socket buffer.
+            // Start at 256 KiB, grow to 1 MiB while chunks flow, and halve on a stall (down to
+            // 64 KiB) for receivers that cannot keep up, such as a browser tab or a small socket
+            // buffer. The measurements behind these: `docs/bench/transfer.md`.
             initial: 16,
             min: 4,
             max: 64,

@@ -52,9 +52,9 @@ pub fn host() -> Host {
 /// Kernel buffer size asked for each WebRTC UDP socket.
 ///
 /// Why: webrtc-rs's SCTP sends bursts; with the default 208 KiB receive buffer the kernel drops
-/// datagrams whenever the receiving task is late and SCTP stalls on retransmits (measured:
-/// 16-18 MB/s with ~700 drops per 200 MiB, versus ~95 MB/s and none with 4 MiB). The kernel
-/// caps it at its own maximum (`net.core.rmem_max` on Linux), which is harmless.
+/// datagrams whenever the receiving task is late and SCTP stalls on retransmits (the figures:
+/// `docs/bench/transfer.md`). The kernel caps it at its own maximum (`net.core.rmem_max` on
+/// Linux), which is harmless.
 pub const UDP_BUFFER_BYTES: usize = 4 << 20;
 
 /// Multisampling for the room's camera: smooth circle edges on a desktop GPU.

@@ -61,8 +61,8 @@ pub(super) fn plugin(app: &mut App) {
 }
 
 /// Draws only as often as what is on screen changes, where the platform asks for it (the
-/// browser: under software WebGL one frame of this scene costs ~100 ms of the GPU process's
-/// CPU, so drawing an idle lobby continuously took 1.85 cores of 2): a frame every
+/// browser: under software WebGL a frame of this scene is expensive, see
+/// `docs/bench/browser.md`, "Drawing"): a frame every
 /// [`FramePacing::busy`] while a file moves (the transfer runs between frames and keeps the
 /// CPU), every [`FramePacing::moving`] while something on screen moves (a bubble fading, the
 /// waiting seat breathing, a drag over the window, a call ringing), every [`FramePacing::call`]

@@ -3,8 +3,7 @@
 //! Why: a data channel pushes SCTP packets in bursts. With Linux's default 208 KiB receive buffer
 //! a burst of ~128 KiB of payload (plus per-datagram overhead) overflows it whenever the receiving
 //! task is a little late, the kernel drops datagrams (`RcvbufErrors`) and SCTP stalls on
-//! retransmits: measured 16-18 MB/s with 8 x 16 KiB in flight and ~700 drops per 200 MiB, versus
-//! ~95 MB/s and zero drops with 4 MiB buffers. Stock matchbox gives no access to the sockets, so
+//! retransmits (Duet's measurements: `docs/bench/transfer.md` in its repository). Stock matchbox gives no access to the sockets, so
 //! this wraps the runtime matchbox already uses and sizes each socket before webrtc-rs wraps it.
 //! The default (0) leaves the sockets exactly as stock matchbox does.
 
