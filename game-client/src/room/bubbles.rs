@@ -65,10 +65,13 @@ pub(super) fn bubbles(
             let (entity, _, _) = mine.remove(0);
             commands.entity(*entity).despawn();
         }
-        commands.spawn(Bubble {
-            who,
-            text,
-            age: 0.0,
-        });
+        commands.spawn((
+            Bubble {
+                who,
+                text,
+                age: 0.0,
+            },
+            DespawnOnExit(Screen::Room),
+        ));
     }
 }

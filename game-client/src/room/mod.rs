@@ -451,7 +451,6 @@ fn leave_room(
     mut leaves: MessageReader<LeaveRoom>,
     mut next: ResMut<NextState<Screen>>,
     mut chat: ResMut<ChatLog>,
-    avatars: Query<Entity, RoomEntity>,
 ) {
     if leaves.read().count() == 0 {
         return;
@@ -461,9 +460,7 @@ fn leave_room(
     commands.insert_resource(Presence::default());
     commands.insert_resource(SeatHolders::default());
     chat.entries.clear();
-    for entity in &avatars {
-        commands.entity(entity).despawn();
-    }
+    // The room's entities go with the screen (`DespawnOnExit`).
     next.set(Screen::Lobby);
 }
 

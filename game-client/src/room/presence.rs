@@ -104,10 +104,12 @@ impl Who {
     }
 
     /// The avatar entity's components, standing on its spot.
-    pub(super) fn avatar(self) -> (Avatar, Transform) {
+    /// The avatar's entity: it goes when the room screen does.
+    pub(super) fn avatar(self) -> (Avatar, Transform, DespawnOnExit<Screen>) {
         (
             Avatar(self),
             Transform::from_translation(self.spot().extend(0.0)),
+            DespawnOnExit(Screen::Room),
         )
     }
 }
@@ -116,7 +118,8 @@ impl Who {
 #[derive(Component, Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Avatar(pub Who);
 
-/// Entities that belong to the room on screen (cleared when the room changes).
+/// Entities that belong to the room on screen: they go with the room screen
+/// ([`DespawnOnExit`]), and when one room follows another without the lobby between.
 pub(super) type RoomEntity = Or<(With<Avatar>, With<Bubble>)>;
 
 #[allow(clippy::too_many_arguments)]
