@@ -16,12 +16,12 @@
 //! | 3 | [`identity`] | who I am (UUID + display name), kept on this device; the peer's hello |
 //! | 4 | [`chat`] | messages with delivery state; [`chat::history`] is where they are kept |
 //! |  | [`call`] | voice/video calls: the shared call machine over the control channel |
-//! |  | [`storage`] | where received files go (a folder natively; the browser's is an adapter) |
+//! |  | [`storage`] | where received files go: the store contract and its one resume rule, the folder store |
 //! |  | [`api`] | the worker's HTTP API (create a room, kick, ban, seats) as messages |
-//! | 5 | [`transfer`] | streaming file transfer with flow control, resume and verification |
+//! | 5 | [`transfer`] | file transfer: a sans-IO engine (time and a link injected) and its plugin |
 //! | 6 adapters | [`platform`] | the desktop's and the browser's implementations of [`ports`] |
 //! | 6 features | [`room`] | room logic for the window: screens, presence, avatars, file lists |
-//! |  | [`headless`] | a runner printing JSON events and taking commands on stdin (tests) |
+//! |  | [`headless`] | a runner printing `duet_shared::automation` events, taking stdin commands |
 //! | 7 presentation | [`ui`] | the window, the 2D room, the egui panels; headless runs skip it |
 //! | 8 assembly | [`app`] | the composition root both `main`s use: the only user of [`platform`] |
 //!
