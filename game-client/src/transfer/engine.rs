@@ -14,16 +14,17 @@ use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use bevy::prelude::{Message, debug, warn};
+use bevy::prelude::{debug, warn};
 use duet_shared::admission::{Admission, Verdict};
 use duet_shared::peer::{
     CancelReason, Chunk, Control, DeclineReason, FileOffer, MAX_FILE_BYTES, TransferId,
 };
 use duet_shared::transfer::{
-    ChunkSpan, Outcome, Progress, Receiver, ResumePoint, Sender, TransferError, WindowConfig,
+    ChunkSpan, Outcome, Receiver, ResumePoint, Sender, TransferError, WindowConfig,
 };
 
 use super::end::TransferEnd;
+use super::event::{Direction, TransferEvent};
 use crate::ports::{FileRead, HashJob, LocalFiles, ReadPoll};
 use crate::storage::{BlobStore, StoreDone, StoreError, StoreOp, part_key};
 
@@ -33,83 +34,6 @@ pub const GRANT_REPEAT_MS: u64 = 2_000;
 pub const PROGRESS_EVERY_MS: u64 = 250;
 /// Files the person said yes to that are remembered for a resume without asking again.
 const MAX_APPROVED: usize = 64;
-
-/// Which way a transfer goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Direction {
-    /// I send.
-    Outgoing,
-    /// I receive.
-    Incoming,
-}
-
-/// What happened to a transfer (for the UI and the event log).
-#[derive(Message, Debug, Clone, PartialEq)]
-pub enum TransferEvent {
-    /// A transfer began (offer sent or accepted).
-    Started {
-        /// The transfer.
-        id: TransferId,
-        /// Which way.
-        direction: Direction,
-        /// File name (sanitized for incoming).
-        name: String,
-        /// Size in bytes.
-        size: u64,
-        /// Bytes already there from an earlier attempt (resume).
-        resumed_from: u64,
-    },
-    /// The peer offers a file too large to take unasked: the person says yes or no
-    /// (`AnswerOffer`). Nothing is stored before they do.
-    Asked {
-        /// The offer.
-        id: TransferId,
-        /// File name (sanitized).
-        name: String,
-        /// Size in bytes.
-        size: u64,
-    },
-    /// The peer accepted my offer: bytes start moving (until then the sender waits for them).
-    Accepted {
-        /// The transfer.
-        id: TransferId,
-    },
-    /// Bytes moved.
-    Progress {
-        /// The transfer.
-        id: TransferId,
-        /// Which way.
-        direction: Direction,
-        /// Bytes, rate, ETA.
-        progress: Progress,
-    },
-    /// Done and verified; `location` is where an incoming file was saved.
-    Completed {
-        /// The transfer.
-        id: TransferId,
-        /// Which way.
-        direction: Direction,
-        /// Saved path (incoming) or the source (outgoing).
-        location: String,
-    },
-    /// An incoming transfer stopped, and its bytes are kept so the same file sent again
-    /// resumes (until unclaimed partials expire).
-    Paused {
-        /// The transfer.
-        id: TransferId,
-        /// Why.
-        why: TransferEnd,
-    },
-    /// Ended without a file.
-    Failed {
-        /// The transfer.
-        id: TransferId,
-        /// Which way.
-        direction: Direction,
-        /// Why.
-        why: TransferEnd,
-    },
-}
 
 /// The connection to the peer, as the engine sees it during one [`Engine::pump`].
 pub trait Link {

@@ -8,12 +8,13 @@
 //! input (oversized offers, lies about size, unknown transfers, bad sequence numbers, hash
 //! mismatches) ends the transfer with a clear error and never leaves a visible partial file.
 //!
-//! Module map: `end` (why a transfer ended, typed) ← `engine` (the sans-IO engine and its
-//! [`Link`] to the peer) ← this file (the Bevy plugin: messages in, events out, the clock and
-//! the wire plugged in).
+//! Module map: `end` (why a transfer ended, typed) ← `event` (what the engine reports) ←
+//! `engine` (the sans-IO engine and its [`Link`] to the peer) ← this file (the Bevy plugin:
+//! messages in, events out, the clock and the wire plugged in).
 
 mod end;
 mod engine;
+mod event;
 #[cfg(test)]
 mod tests;
 
@@ -24,7 +25,8 @@ use bevy::prelude::*;
 use duet_shared::peer::{Control, TransferId};
 
 pub use end::TransferEnd;
-pub use engine::{Direction, Engine, Link, LinkClosed, TransferEvent};
+pub use engine::{Engine, Link, LinkClosed};
+pub use event::{Direction, TransferEvent};
 
 use crate::frame::FrameSet;
 use crate::net::{NetEvent, Socket, Wire, WireState};
@@ -180,16 +182,21 @@ fn start_pump(
     }
 }
 
+/// What the app asked of the transfers this frame.
+#[derive(bevy::ecs::system::SystemParam)]
+struct Requests<'w, 's> {
+    send: MessageReader<'w, 's, SendFile>,
+    cancel: MessageReader<'w, 's, CancelTransfer>,
+    answer: MessageReader<'w, 's, AnswerOffer>,
+}
+
 /// One frame's turn: requests from the app, the peer leaving, then [`Engine::pump`], and the
 /// engine's events out as messages.
-#[allow(clippy::too_many_arguments)]
 fn drive(
     transfers: Res<Transfers>,
     socket: Option<Res<Socket>>,
     host: Option<Res<Host>>,
-    mut requests: MessageReader<SendFile>,
-    mut cancels: MessageReader<CancelTransfer>,
-    mut answers: MessageReader<AnswerOffer>,
+    mut asked: Requests,
     mut net: MessageReader<NetEvent>,
     mut events: MessageWriter<TransferEvent>,
 ) {
@@ -199,13 +206,13 @@ fn drive(
     }
     let wire = socket.as_ref().map(|s| s.wire.clone());
     let peer_present = wire.as_ref().is_some_and(|w| w.lock().peer().is_some());
-    for SendFile(path) in requests.read() {
+    for SendFile(path) in asked.send.read() {
         engine.send(path, peer_present);
     }
-    for CancelTransfer(id) in cancels.read() {
+    for CancelTransfer(id) in asked.cancel.read() {
         engine.cancel(*id);
     }
-    for answer in answers.read() {
+    for answer in asked.answer.read() {
         engine.answer(answer.id, answer.accept);
     }
     // The peer leaving, or me leaving the room (the socket closed), ends every running transfer.
