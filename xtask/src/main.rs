@@ -404,8 +404,19 @@ fn run_bench(root: &Path, cargo_args: &[&str], binary: &str, args: &[String]) ->
 
 fn bench(root: &Path, args: &[String]) -> Result<()> {
     let name = args.first().map(String::as_str).unwrap_or("");
+    let started = SystemTime::now();
     run_named_bench(root, name, args.get(1..).unwrap_or_default())?;
-    bench_doc(root, name)
+    // A partial run (`--only`) writes no report: the page keeps the last full one.
+    let report = root.join("target/bench").join(format!("{name}.json"));
+    let fresh = std::fs::metadata(&report)
+        .and_then(|m| m.modified())
+        .is_ok_and(|written| written >= started);
+    if fresh {
+        bench_doc(root, name)
+    } else {
+        println!("no new {} written; docs/bench left as they are", report.display());
+        Ok(())
+    }
 }
 
 /// Rewrites the "Latest run" block of `docs/bench/NAME.md` (between `<!-- bench:begin -->` and
