@@ -17,8 +17,8 @@ use duet_shared::peer::Control;
 use crate::frame::FrameSet;
 use crate::identity::PeerProfile;
 use crate::net::{ControlReceived, NetEvent, SendControl};
-use crate::ports::Host;
 pub use crate::ports::{CallStats, MediaReport};
+use crate::ports::{Host, MediaOp};
 
 /// What the person does about calls (from the UI or the headless runner).
 #[derive(Message, Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,10 +46,10 @@ pub enum CallAction {
     },
 }
 
-/// What the media layer must do: the machine's effects other than talking to the peer and to
-/// the UI (start or stop media, apply the peer's description or candidate, mute).
+/// What the media layer must do: the machine's media effects (start or stop media, apply the
+/// peer's description or candidate, mute), as [`MediaOp`]s.
 #[derive(Message, Debug, Clone, PartialEq, Eq)]
-pub struct MediaCommand(pub CallEffect);
+pub struct MediaCommand(pub MediaOp);
 
 /// Something the UI and the event log show about the call.
 #[derive(Message, Debug, Clone, PartialEq)]
@@ -127,8 +127,8 @@ fn drive_media(
     config: Option<Res<crate::config::ClientConfig>>,
 ) {
     let ice = config.map(|c| c.ice_servers.clone()).unwrap_or_default();
-    for MediaCommand(effect) in commands.read() {
-        host.media.command(effect.clone(), &ice);
+    for MediaCommand(op) in commands.read() {
+        host.media.command(op.clone(), &ice);
     }
     reports.write_batch(host.media.reports());
 }
@@ -225,23 +225,26 @@ fn step_calls(
         changed.write(CallChanged::Phase(state.call.phase()));
     }
     for effect in effects {
-        match effect {
-            CallEffect::Send(signal) => {
+        match MediaOp::from_effect(effect) {
+            Ok(op) => {
+                media.write(MediaCommand(op));
+            }
+            Err(CallEffect::Send(signal)) => {
                 send.write(SendControl(Control::Call(signal)));
             }
-            CallEffect::Ended(why) => {
+            Err(CallEffect::Ended(why)) => {
                 state.peer_muted = false;
                 state.peer_camera = false;
                 state.stats = CallStats::default();
                 changed.write(CallChanged::Ended(why));
             }
-            CallEffect::PeerMedia { muted, camera } => {
+            Err(CallEffect::PeerMedia { muted, camera }) => {
                 state.peer_muted = muted;
                 state.peer_camera = camera;
                 changed.write(CallChanged::PeerMedia { muted, camera });
             }
-            other => {
-                media.write(MediaCommand(other));
+            Err(media_effect) => {
+                unreachable!("MediaOp takes every media effect: {media_effect:?}")
             }
         }
     }
@@ -253,24 +256,15 @@ mod tests {
     use crate::net::NetEvent;
     use matchbox_socket::PeerId;
 
+    use crate::net::testing::drain;
+
     fn app() -> App {
-        let mut app = App::new();
-        app.add_plugins(MinimalPlugins)
-            .add_message::<NetEvent>()
-            .add_message::<ControlReceived>()
-            .add_message::<SendControl>()
-            .init_resource::<PeerProfile>()
+        let mut app = crate::net::testing::offline_app(None);
+        app.init_resource::<PeerProfile>()
             .add_plugins(CallPlugin)
             // These tests are about the logic, not the platform: no devices, no connections.
             .insert_resource(CallsSupported(true));
         app
-    }
-
-    fn drain<M: Message>(app: &mut App) -> Vec<M> {
-        app.world_mut()
-            .resource_mut::<Messages<M>>()
-            .drain()
-            .collect()
     }
 
     /// Moves every control message `from` sent to `to`.
@@ -351,13 +345,13 @@ mod tests {
         // Bob's media layer is told to start, as the answering side.
         assert!(matches!(
             drain::<MediaCommand>(&mut bob)[..],
-            [MediaCommand(CallEffect::StartMedia { offerer: false, .. })]
+            [MediaCommand(MediaOp::Start { offerer: false, .. })]
         ));
         pass(&mut bob, &mut ada);
         ada.update();
         let started = drain::<MediaCommand>(&mut ada);
         let [
-            MediaCommand(CallEffect::StartMedia {
+            MediaCommand(MediaOp::Start {
                 call,
                 offerer: true,
                 ..
@@ -377,10 +371,7 @@ mod tests {
         bob.update();
         assert!(matches!(
             drain::<MediaCommand>(&mut bob)[..],
-            [MediaCommand(CallEffect::RemoteDescription {
-                offer: true,
-                ..
-            })]
+            [MediaCommand(MediaOp::RemoteDescription { offer: true, .. })]
         ));
         ada.world_mut().write_message(MediaReport::Connected(call));
         ada.update();
@@ -396,9 +387,7 @@ mod tests {
         ada.world_mut()
             .write_message(NetEvent::PeerLeft(PeerId(uuid::Uuid::nil())));
         ada.update();
-        assert!(
-            drain::<MediaCommand>(&mut ada).contains(&MediaCommand(CallEffect::StopMedia { call }))
-        );
+        assert!(drain::<MediaCommand>(&mut ada).contains(&MediaCommand(MediaOp::Stop { call })));
         assert!(drain::<CallChanged>(&mut ada).contains(&CallChanged::Ended(CallEnd::PeerLeft)));
         assert_eq!(
             ada.world().resource::<CallState>().call.phase(),

@@ -218,13 +218,8 @@ mod tests {
     use super::*;
 
     fn app(dir: &std::path::Path) -> App {
-        let mut app = App::new();
-        app.add_plugins(MinimalPlugins)
-            .insert_resource(PkvStore::new_in_dir(dir))
-            .add_message::<NetEvent>()
-            .add_message::<ControlReceived>()
-            .add_message::<SendControl>()
-            .add_plugins(IdentityPlugin);
+        let mut app = crate::net::testing::offline_app(Some(dir));
+        app.add_plugins(IdentityPlugin);
         app
     }
 

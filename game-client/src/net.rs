@@ -677,6 +677,36 @@ fn flush_outgoing(
     }
 }
 
+/// For logic tests of the modules above `net`: an app with the connection's messages and no
+/// socket, which a test writes and reads as messages; `dir` (if any) holds its key-value store.
+#[cfg(test)]
+pub mod testing {
+    use bevy::prelude::*;
+
+    use super::{ControlReceived, NetEvent, SendControl};
+
+    /// `MinimalPlugins`, the connection's messages, and a key-value store in `dir`.
+    pub fn offline_app(dir: Option<&std::path::Path>) -> App {
+        let mut app = App::new();
+        app.add_plugins(MinimalPlugins)
+            .add_message::<NetEvent>()
+            .add_message::<ControlReceived>()
+            .add_message::<SendControl>();
+        if let Some(dir) = dir {
+            app.insert_resource(bevy_pkv::PkvStore::new_in_dir(dir));
+        }
+        app
+    }
+
+    /// Every message of type `M` written since the last drain.
+    pub fn drain<M: Message>(app: &mut App) -> Vec<M> {
+        app.world_mut()
+            .resource_mut::<Messages<M>>()
+            .drain()
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -227,11 +227,94 @@ pub struct CallStats {
     pub packets_lost: u64,
 }
 
+/// What the call machine asks of the media connection: the media part of its effects, so each
+/// platform's media engine handles exactly these and nothing else.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MediaOp {
+    /// Open the microphone (and the camera when `video`) and create the media connection; the
+    /// offerer then creates an offer.
+    Start {
+        /// The call.
+        call: CallId,
+        /// We offer (we are the caller).
+        offerer: bool,
+        /// Start with the camera on.
+        video: bool,
+    },
+    /// Apply the peer's offer (then answer) or answer.
+    RemoteDescription {
+        /// The call.
+        call: CallId,
+        /// Offer (we answer) or answer.
+        offer: bool,
+        /// The SDP.
+        sdp: String,
+    },
+    /// Add the peer's ICE candidate.
+    RemoteCandidate {
+        /// The call.
+        call: CallId,
+        /// The candidate line.
+        candidate: String,
+        /// Media section id.
+        mid: Option<String>,
+        /// Media section index.
+        mline: Option<u16>,
+    },
+    /// Mute or unmute the microphone, turn the camera on or off.
+    SetLocal {
+        /// Microphone muted.
+        muted: bool,
+        /// Camera on.
+        camera: bool,
+    },
+    /// Close the media connection and release the devices.
+    Stop {
+        /// The call.
+        call: CallId,
+    },
+}
+
+impl MediaOp {
+    /// The media part of a call effect, or the effect back when it is not one (a signal for
+    /// the peer, the peer's media state, the end of the call).
+    pub fn from_effect(effect: CallEffect) -> Result<Self, CallEffect> {
+        Ok(match effect {
+            CallEffect::StartMedia {
+                call,
+                offerer,
+                video,
+            } => MediaOp::Start {
+                call,
+                offerer,
+                video,
+            },
+            CallEffect::RemoteDescription { call, offer, sdp } => {
+                MediaOp::RemoteDescription { call, offer, sdp }
+            }
+            CallEffect::RemoteCandidate {
+                call,
+                candidate,
+                mid,
+                mline,
+            } => MediaOp::RemoteCandidate {
+                call,
+                candidate,
+                mid,
+                mline,
+            },
+            CallEffect::SetLocalMedia { muted, camera } => MediaOp::SetLocal { muted, camera },
+            CallEffect::StopMedia { call } => MediaOp::Stop { call },
+            other => return Err(other),
+        })
+    }
+}
+
 /// A call's media connection (microphone, speakers, camera, its own WebRTC connection), driven
 /// by the call machine's effects.
 pub trait Media: Send + Sync + 'static {
-    /// Carries out one of the call machine's media effects.
-    fn command(&self, effect: CallEffect, ice_servers: &[IceServer]);
+    /// Carries out one media operation.
+    fn command(&self, op: MediaOp, ice_servers: &[IceServer]);
     /// What happened since the last call.
     fn reports(&self) -> Vec<MediaReport>;
     /// Where the peer's camera shows: centre and radius in window pixels, or hidden.

@@ -414,7 +414,10 @@ fn bench(root: &Path, args: &[String]) -> Result<()> {
     if fresh {
         bench_doc(root, name)
     } else {
-        println!("no new {} written; docs/bench left as they are", report.display());
+        println!(
+            "no new {} written; docs/bench left as they are",
+            report.display()
+        );
         Ok(())
     }
 }

@@ -482,22 +482,16 @@ mod tests {
     use crate::net::NetEvent;
 
     fn app(dir: &std::path::Path) -> App {
-        let mut app = App::new();
-        app.add_plugins(MinimalPlugins)
-            .insert_resource(PkvStore::new_in_dir(dir))
-            .insert_resource(history::test_archive(dir))
+        let mut app = crate::net::testing::offline_app(Some(dir));
+        app.insert_resource(history::test_archive(dir))
             .insert_resource(RoomLink::parse("http://h/r/abcdefghijklmnopqrstuv").unwrap())
-            .add_message::<NetEvent>()
-            .add_message::<ControlReceived>()
-            .add_message::<SendControl>()
             .add_plugins((IdentityPlugin, ChatPlugin));
         app
     }
 
     fn sent(app: &mut App) -> Vec<Control> {
-        app.world_mut()
-            .resource_mut::<Messages<SendControl>>()
-            .drain()
+        crate::net::testing::drain::<SendControl>(app)
+            .into_iter()
             .map(|SendControl(c)| c)
             .collect()
     }

@@ -16,17 +16,13 @@ const LINK: &str = "http://127.0.0.1:8787/r/abcdefghijklmnopqrstuv";
 /// Room logic with the chat and identity plugins, no network: net, transfer and API traffic
 /// is written and read as messages by the test.
 fn room_app(dir: &std::path::Path) -> App {
-    let mut app = App::new();
-    app.add_plugins((MinimalPlugins, StatesPlugin))
+    let mut app = crate::net::testing::offline_app(Some(dir));
+    app.add_plugins(StatesPlugin)
         .insert_resource(TimeUpdateStrategy::ManualDuration(Duration::from_millis(
             250,
         )))
-        .insert_resource(PkvStore::new_in_dir(dir))
         .insert_resource(crate::chat::history::test_archive(dir))
         .insert_resource(ClientConfig::default())
-        .add_message::<NetEvent>()
-        .add_message::<ControlReceived>()
-        .add_message::<SendControl>()
         .add_message::<TransferEvent>()
         .add_message::<SendFile>()
         .add_message::<ApiCall>()

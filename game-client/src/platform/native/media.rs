@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use duet_shared::call::{CallEffect, CallEnd, CallId};
+use duet_shared::call::{CallEnd, CallId};
 use futures::StreamExt;
 use futures::channel::mpsc::{UnboundedReceiver, UnboundedSender, unbounded};
 use rtc::media::Sample;
@@ -37,10 +37,10 @@ use webrtc::runtime::Runtime;
 
 use super::audio::{self, Devices, FRAME, lock};
 use crate::config::IceServer;
-use crate::ports::{CallStats, Media as MediaPort, MediaReport};
+use crate::ports::{CallStats, Media as MediaPort, MediaOp, MediaReport};
 
 /// One effect for the media task, with the ICE servers to use if it starts a connection.
-type Command = (CallEffect, Vec<IceServer>);
+type Command = (MediaOp, Vec<IceServer>);
 
 static QUEUE: Mutex<Option<UnboundedSender<Command>>> = Mutex::new(None);
 static REPORTS: Mutex<Vec<MediaReport>> = Mutex::new(Vec::new());
@@ -50,7 +50,7 @@ pub struct DesktopMedia;
 
 impl MediaPort for DesktopMedia {
     /// Hands one effect to the media task (started on first use).
-    fn command(&self, effect: CallEffect, ice_servers: &[IceServer]) {
+    fn command(&self, op: MediaOp, ice_servers: &[IceServer]) {
         let mut queue = lock(&QUEUE);
         let sender = queue.get_or_insert_with(|| {
             let (tx, rx) = unbounded();
@@ -62,7 +62,7 @@ impl MediaPort for DesktopMedia {
             }
             tx
         });
-        let _ = sender.unbounded_send((effect, ice_servers.to_vec()));
+        let _ = sender.unbounded_send((op, ice_servers.to_vec()));
     }
 
     fn reports(&self) -> Vec<MediaReport> {
@@ -267,9 +267,9 @@ impl Media {
 
 async fn run(mut queue: UnboundedReceiver<Command>) {
     let mut media: Option<Media> = None;
-    while let Some((effect, ice)) = queue.next().await {
-        match effect {
-            CallEffect::StartMedia { call, offerer, .. } => {
+    while let Some((op, ice)) = queue.next().await {
+        match op {
+            MediaOp::Start { call, offerer, .. } => {
                 if let Some(old) = media.take() {
                     old.stop().await;
                 }
@@ -278,7 +278,7 @@ async fn run(mut queue: UnboundedReceiver<Command>) {
                     Err(why) => report(MediaReport::Failed(call, why)),
                 }
             }
-            CallEffect::RemoteDescription { call, offer, sdp } => {
+            MediaOp::RemoteDescription { call, offer, sdp } => {
                 let Some(m) = media.as_mut().filter(|m| m.shared.call == call) else {
                     continue;
                 };
@@ -287,7 +287,7 @@ async fn run(mut queue: UnboundedReceiver<Command>) {
                     report(MediaReport::Failed(call, CallEnd::MediaFailed));
                 }
             }
-            CallEffect::RemoteCandidate {
+            MediaOp::RemoteCandidate {
                 call,
                 candidate,
                 mid,
@@ -309,19 +309,18 @@ async fn run(mut queue: UnboundedReceiver<Command>) {
                     bevy::log::warn!("call {call}: a candidate of the peer's: {e}");
                 }
             }
-            CallEffect::SetLocalMedia { muted, .. } => {
+            MediaOp::SetLocal { muted, .. } => {
                 if let Some(m) = &media {
                     m.shared.muted.store(muted, Ordering::SeqCst);
                 }
             }
-            CallEffect::StopMedia { call } => {
+            MediaOp::Stop { call } => {
                 if media.as_ref().is_some_and(|m| m.shared.call == call)
                     && let Some(m) = media.take()
                 {
                     m.stop().await;
                 }
             }
-            CallEffect::Send(_) | CallEffect::PeerMedia { .. } | CallEffect::Ended(_) => {}
         }
     }
 }

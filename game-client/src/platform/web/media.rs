@@ -12,7 +12,7 @@
 
 use std::cell::RefCell;
 
-use duet_shared::call::{CallEffect, CallEnd, CallId};
+use duet_shared::call::{CallEnd, CallId};
 use futures::StreamExt;
 use futures::channel::mpsc::{UnboundedReceiver, UnboundedSender, unbounded};
 use wasm_bindgen::JsCast;
@@ -26,10 +26,10 @@ use web_sys::{
 };
 
 use crate::config::IceServer;
-use crate::ports::{CallStats, Media as MediaPort, MediaReport};
+use crate::ports::{CallStats, Media as MediaPort, MediaOp, MediaReport};
 
 /// One effect for the media task, with the ICE servers to use if it starts a connection.
-type Command = (CallEffect, Vec<IceServer>);
+type Command = (MediaOp, Vec<IceServer>);
 
 thread_local! {
     static QUEUE: RefCell<Option<UnboundedSender<Command>>> = const { RefCell::new(None) };
@@ -41,7 +41,7 @@ pub struct BrowserMedia;
 
 impl MediaPort for BrowserMedia {
     /// Hands one effect to the media task (started on first use).
-    fn command(&self, effect: CallEffect, ice_servers: &[IceServer]) {
+    fn command(&self, op: MediaOp, ice_servers: &[IceServer]) {
         QUEUE.with(|queue| {
             let mut queue = queue.borrow_mut();
             let sender = queue.get_or_insert_with(|| {
@@ -49,7 +49,7 @@ impl MediaPort for BrowserMedia {
                 wasm_bindgen_futures::spawn_local(run(rx));
                 tx
             });
-            let _ = sender.unbounded_send((effect, ice_servers.to_vec()));
+            let _ = sender.unbounded_send((op, ice_servers.to_vec()));
         });
     }
 
@@ -105,9 +105,9 @@ impl Media {
 
 async fn run(mut queue: UnboundedReceiver<Command>) {
     let mut media: Option<Media> = None;
-    while let Some((effect, ice)) = queue.next().await {
-        match effect {
-            CallEffect::StartMedia {
+    while let Some((op, ice)) = queue.next().await {
+        match op {
+            MediaOp::Start {
                 call,
                 offerer,
                 video,
@@ -120,7 +120,7 @@ async fn run(mut queue: UnboundedReceiver<Command>) {
                     Err(why) => report(MediaReport::Failed(call, why)),
                 }
             }
-            CallEffect::RemoteDescription { call, offer, sdp } => {
+            MediaOp::RemoteDescription { call, offer, sdp } => {
                 let Some(m) = media.as_ref().filter(|m| m.call == call) else {
                     continue;
                 };
@@ -129,7 +129,7 @@ async fn run(mut queue: UnboundedReceiver<Command>) {
                     report(MediaReport::Failed(call, CallEnd::MediaFailed));
                 }
             }
-            CallEffect::RemoteCandidate {
+            MediaOp::RemoteCandidate {
                 call,
                 candidate,
                 mid,
@@ -150,19 +150,18 @@ async fn run(mut queue: UnboundedReceiver<Command>) {
                     web_sys::console::warn_1(&e);
                 }
             }
-            CallEffect::SetLocalMedia { muted, camera } => {
+            MediaOp::SetLocal { muted, camera } => {
                 if let Some(m) = media.as_mut() {
                     set_local_media(m, muted, camera).await;
                 }
             }
-            CallEffect::StopMedia { call } => {
+            MediaOp::Stop { call } => {
                 if media.as_ref().is_some_and(|m| m.call == call)
                     && let Some(m) = media.take()
                 {
                     m.stop();
                 }
             }
-            CallEffect::Send(_) | CallEffect::PeerMedia { .. } | CallEffect::Ended(_) => {}
         }
     }
 }
