@@ -424,7 +424,8 @@ fn bench(root: &Path, args: &[String]) -> Result<()> {
 
 /// Rewrites the "Latest run" block of `docs/bench/NAME.md` (between `<!-- bench:begin -->` and
 /// `<!-- bench:end -->`) from `target/bench/NAME.json`: one table row per number, string or
-/// flag, named by its path in the JSON. A bench whose page has no such block is left alone.
+/// flag outside lists, named by its path in the JSON. A bench whose page has no such block is
+/// left alone.
 fn bench_doc(root: &Path, name: &str) -> Result<()> {
     let page = root.join("docs/bench").join(format!("{name}.md"));
     let Ok(text) = std::fs::read_to_string(&page) else {
@@ -454,7 +455,7 @@ fn bench_doc(root: &Path, name: &str) -> Result<()> {
     Ok(())
 }
 
-/// Every leaf of `value` as (`a.b[2].c`, its text), in document order.
+/// Every leaf of `value` as (`a.b.c`, its text), in document order; a list is one row.
 fn flatten(prefix: &str, value: &serde_json::Value, rows: &mut Vec<(String, String)>) {
     match value {
         serde_json::Value::Object(map) => {
@@ -467,10 +468,12 @@ fn flatten(prefix: &str, value: &serde_json::Value, rows: &mut Vec<(String, Stri
                 flatten(&path, value, rows);
             }
         }
+        // Lists are per-run details: the JSON keeps them, the page shows the summary.
         serde_json::Value::Array(items) => {
-            for (i, value) in items.iter().enumerate() {
-                flatten(&format!("{prefix}[{i}]"), value, rows);
-            }
+            rows.push((
+                prefix.to_owned(),
+                format!("{} entries (in the JSON)", items.len()),
+            ));
         }
         serde_json::Value::Number(n) => rows.push((
             prefix.to_owned(),
