@@ -225,19 +225,7 @@ fn call_event(event: &CallChanged) -> Event {
         CallChanged::Refused(why) => Event::CallRefused {
             message: why.to_string(),
         },
-        CallChanged::Stats(stats) => Event::CallStats(auto::CallStats {
-            inbound_audio_bytes: stats.inbound_audio_bytes,
-            inbound_audio_packets: stats.inbound_audio_packets,
-            outbound_audio_bytes: stats.outbound_audio_bytes,
-            inbound_video_bytes: stats.inbound_video_bytes,
-            outbound_video_bytes: stats.outbound_video_bytes,
-            peer_level: stats.peer_level,
-            my_level: stats.my_level,
-            video_fps: stats.video_fps,
-            rtt_ms: stats.rtt_ms,
-            jitter_ms: stats.jitter_ms,
-            packets_lost: stats.packets_lost,
-        }),
+        CallChanged::Stats(stats) => Event::CallStats(*stats),
     }
 }
 

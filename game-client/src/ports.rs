@@ -200,32 +200,9 @@ pub enum MediaReport {
     Stats(CallId, CallStats),
 }
 
-/// What a call's media connection reports about itself (from `getStats()` in the browser).
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct CallStats {
-    /// Audio received from the peer, bytes.
-    pub inbound_audio_bytes: u64,
-    /// Audio received from the peer, RTP packets.
-    pub inbound_audio_packets: u64,
-    /// Audio sent, bytes.
-    pub outbound_audio_bytes: u64,
-    /// Video received, bytes.
-    pub inbound_video_bytes: u64,
-    /// Video sent, bytes.
-    pub outbound_video_bytes: u64,
-    /// The peer's audio level, 0..1 (their speaking indicator).
-    pub peer_level: f64,
-    /// Our microphone's level, 0..1.
-    pub my_level: f64,
-    /// Received video frames per second.
-    pub video_fps: f64,
-    /// Round-trip time of the media connection, ms.
-    pub rtt_ms: f64,
-    /// Inbound audio jitter, ms.
-    pub jitter_ms: f64,
-    /// Inbound packets lost (audio and video).
-    pub packets_lost: u64,
-}
+/// What a call's media connection reports about itself (from `getStats()` in the browser):
+/// the automation protocol's type, so the report goes to tests as it is.
+pub use duet_shared::automation::CallStats;
 
 /// What the call machine asks of the media connection: the media part of its effects, so each
 /// platform's media engine handles exactly these and nothing else.
