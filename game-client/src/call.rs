@@ -225,26 +225,23 @@ fn step_calls(
         changed.write(CallChanged::Phase(state.call.phase()));
     }
     for effect in effects {
-        match MediaOp::from_effect(effect) {
-            Ok(op) => {
+        match effect {
+            CallEffect::Media(op) => {
                 media.write(MediaCommand(op));
             }
-            Err(CallEffect::Send(signal)) => {
+            CallEffect::Send(signal) => {
                 send.write(SendControl(Control::Call(signal)));
             }
-            Err(CallEffect::Ended(why)) => {
+            CallEffect::Ended(why) => {
                 state.peer_muted = false;
                 state.peer_camera = false;
                 state.stats = CallStats::default();
                 changed.write(CallChanged::Ended(why));
             }
-            Err(CallEffect::PeerMedia { muted, camera }) => {
+            CallEffect::PeerMedia { muted, camera } => {
                 state.peer_muted = muted;
                 state.peer_camera = camera;
                 changed.write(CallChanged::PeerMedia { muted, camera });
-            }
-            Err(media_effect) => {
-                unreachable!("MediaOp takes every media effect: {media_effect:?}")
             }
         }
     }

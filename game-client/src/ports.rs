@@ -20,7 +20,7 @@ use bevy::ecs::entity::Entity;
 use bevy::math::Vec2;
 use bevy::prelude::Resource;
 use bevy::tasks::Task;
-use duet_shared::call::{CallEffect, CallEnd, CallId};
+use duet_shared::call::{CallEnd, CallId};
 use duet_shared::transfer::WindowConfig;
 
 use crate::config::IceServer;
@@ -204,88 +204,8 @@ pub enum MediaReport {
 /// the automation protocol's type, so the report goes to tests as it is.
 pub use duet_shared::automation::CallStats;
 
-/// What the call machine asks of the media connection: the media part of its effects, so each
-/// platform's media engine handles exactly these and nothing else.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum MediaOp {
-    /// Open the microphone (and the camera when `video`) and create the media connection; the
-    /// offerer then creates an offer.
-    Start {
-        /// The call.
-        call: CallId,
-        /// We offer (we are the caller).
-        offerer: bool,
-        /// Start with the camera on.
-        video: bool,
-    },
-    /// Apply the peer's offer (then answer) or answer.
-    RemoteDescription {
-        /// The call.
-        call: CallId,
-        /// Offer (we answer) or answer.
-        offer: bool,
-        /// The SDP.
-        sdp: String,
-    },
-    /// Add the peer's ICE candidate.
-    RemoteCandidate {
-        /// The call.
-        call: CallId,
-        /// The candidate line.
-        candidate: String,
-        /// Media section id.
-        mid: Option<String>,
-        /// Media section index.
-        mline: Option<u16>,
-    },
-    /// Mute or unmute the microphone, turn the camera on or off.
-    SetLocal {
-        /// Microphone muted.
-        muted: bool,
-        /// Camera on.
-        camera: bool,
-    },
-    /// Close the media connection and release the devices.
-    Stop {
-        /// The call.
-        call: CallId,
-    },
-}
-
-impl MediaOp {
-    /// The media part of a call effect, or the effect back when it is not one (a signal for
-    /// the peer, the peer's media state, the end of the call).
-    pub fn from_effect(effect: CallEffect) -> Result<Self, CallEffect> {
-        Ok(match effect {
-            CallEffect::StartMedia {
-                call,
-                offerer,
-                video,
-            } => MediaOp::Start {
-                call,
-                offerer,
-                video,
-            },
-            CallEffect::RemoteDescription { call, offer, sdp } => {
-                MediaOp::RemoteDescription { call, offer, sdp }
-            }
-            CallEffect::RemoteCandidate {
-                call,
-                candidate,
-                mid,
-                mline,
-            } => MediaOp::RemoteCandidate {
-                call,
-                candidate,
-                mid,
-                mline,
-            },
-            CallEffect::SetLocalMedia { muted, camera } => MediaOp::SetLocal { muted, camera },
-            CallEffect::StopMedia { call } => MediaOp::Stop { call },
-            other => return Err(other),
-        })
-    }
-}
+/// What the call machine asks of the media connection (the shared machine's media effects).
+pub use duet_shared::call::MediaOp;
 
 /// A call's media connection (microphone, speakers, camera, its own WebRTC connection), driven
 /// by the call machine's effects.

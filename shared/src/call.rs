@@ -310,9 +310,26 @@ impl CallEnd {
 pub enum CallEffect {
     /// Send this to the peer over the control channel.
     Send(CallSignal),
+    /// Something for the media connection to do.
+    Media(MediaOp),
+    /// The peer's microphone or camera changed.
+    PeerMedia {
+        /// Their microphone is muted.
+        muted: bool,
+        /// Their camera is on.
+        camera: bool,
+    },
+    /// The call is over; show why.
+    Ended(CallEnd),
+}
+
+/// What the media connection must do: the part of the machine's effects each platform's media
+/// engine carries out (and nothing else).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MediaOp {
     /// Open the microphone (and the camera when `video`) and create the media connection; the
     /// offerer then creates an offer and hands it to [`Call::local_description`].
-    StartMedia {
+    Start {
         /// The call.
         call: CallId,
         /// We offer (we are the caller).
@@ -341,26 +358,17 @@ pub enum CallEffect {
         mline: Option<u16>,
     },
     /// Mute or unmute the microphone track, turn the camera track on or off.
-    SetLocalMedia {
+    SetLocal {
         /// Microphone muted.
         muted: bool,
         /// Camera on.
         camera: bool,
     },
-    /// The peer's microphone or camera changed.
-    PeerMedia {
-        /// Their microphone is muted.
-        muted: bool,
-        /// Their camera is on.
-        camera: bool,
-    },
     /// Close the media connection and release the devices.
-    StopMedia {
+    Stop {
         /// The call.
         call: CallId,
     },
-    /// The call is over; show why.
-    Ended(CallEnd),
 }
 
 /// A local action that does not fit the call's state: the UI should not have offered it.
@@ -483,11 +491,11 @@ impl Call {
         );
         Ok(vec![
             CallEffect::Send(CallSignal::Accept { call }),
-            CallEffect::StartMedia {
+            CallEffect::Media(MediaOp::Start {
                 call,
                 offerer: false,
                 video,
-            },
+            }),
         ])
     }
 
@@ -561,7 +569,7 @@ impl Call {
             }));
         }
         if media {
-            effects.push(CallEffect::StopMedia { call });
+            effects.push(CallEffect::Media(MediaOp::Stop { call }));
         }
         effects.push(CallEffect::Ended(if ringing && why == CallEnd::HungUp {
             CallEnd::Declined
@@ -636,7 +644,7 @@ impl Call {
         self.camera = camera;
         match self.phase {
             CallPhase::Connecting { call, .. } | CallPhase::Active { call, .. } => vec![
-                CallEffect::SetLocalMedia { muted, camera },
+                CallEffect::Media(MediaOp::SetLocal { muted, camera }),
                 CallEffect::Send(CallSignal::Media {
                     call,
                     muted,
@@ -712,11 +720,11 @@ impl Call {
                         },
                         now_ms,
                     );
-                    vec![CallEffect::StartMedia {
+                    vec![CallEffect::Media(MediaOp::Start {
                         call,
                         offerer: true,
                         video,
-                    }]
+                    })]
                 }
                 _ => Vec::new(),
             },
@@ -739,11 +747,11 @@ impl Call {
                 | CallPhase::Active {
                     call: c,
                     offerer: false,
-                } if c == call => vec![CallEffect::RemoteDescription {
+                } if c == call => vec![CallEffect::Media(MediaOp::RemoteDescription {
                     call,
                     offer: true,
                     sdp,
-                }],
+                })],
                 _ => Vec::new(),
             },
             CallSignal::Answer { call, sdp } => match self.phase {
@@ -754,11 +762,11 @@ impl Call {
                 | CallPhase::Active {
                     call: c,
                     offerer: true,
-                } if c == call => vec![CallEffect::RemoteDescription {
+                } if c == call => vec![CallEffect::Media(MediaOp::RemoteDescription {
                     call,
                     offer: false,
                     sdp,
-                }],
+                })],
                 _ => Vec::new(),
             },
             CallSignal::Candidate {
@@ -771,12 +779,12 @@ impl Call {
                     if c == call && self.remote_candidates < MAX_REMOTE_CANDIDATES =>
                 {
                     self.remote_candidates += 1;
-                    vec![CallEffect::RemoteCandidate {
+                    vec![CallEffect::Media(MediaOp::RemoteCandidate {
                         call,
                         candidate,
                         mid,
                         mline,
-                    }]
+                    })]
                 }
                 _ => Vec::new(),
             },
@@ -912,34 +920,37 @@ mod tests {
             }
         );
         let accepted = bob.accept(true, 20).unwrap();
-        assert!(accepted.contains(&CallEffect::StartMedia {
+        assert!(accepted.contains(&CallEffect::Media(MediaOp::Start {
             call: id,
             offerer: false,
             video: true
-        }));
+        })));
         let started = deliver(&accepted, &mut ada, 30);
         assert_eq!(
             started,
-            vec![CallEffect::StartMedia {
+            vec![CallEffect::Media(MediaOp::Start {
                 call: id,
                 offerer: true,
                 video: false
-            }]
+            })]
         );
         let offer = ada.local_description(id, "v=0 offer".into());
         let applied = deliver(&offer, &mut bob, 40);
         assert_eq!(
             applied,
-            vec![CallEffect::RemoteDescription {
+            vec![CallEffect::Media(MediaOp::RemoteDescription {
                 call: id,
                 offer: true,
                 sdp: "v=0 offer".into()
-            }]
+            })]
         );
         let answer = bob.local_description(id, "v=0 answer".into());
         assert!(matches!(
             deliver(&answer, &mut ada, 50)[..],
-            [CallEffect::RemoteDescription { offer: false, .. }]
+            [CallEffect::Media(MediaOp::RemoteDescription {
+                offer: false,
+                ..
+            })]
         ));
         let candidate = bob.local_candidate(
             id,
@@ -949,7 +960,7 @@ mod tests {
         );
         assert!(matches!(
             deliver(&candidate, &mut ada, 55)[..],
-            [CallEffect::RemoteCandidate { .. }]
+            [CallEffect::Media(MediaOp::RemoteCandidate { .. })]
         ));
         let ada_media = ada.media_connected(id, 60);
         let bob_media = bob.media_connected(id, 60);
@@ -989,10 +1000,10 @@ mod tests {
     fn a_call_connects_and_either_side_hangs_up() {
         let (mut ada, mut bob, id) = connected_pair();
         let hangup = bob.hang_up(100);
-        assert!(hangup.contains(&CallEffect::StopMedia { call: id }));
+        assert!(hangup.contains(&CallEffect::Media(MediaOp::Stop { call: id })));
         assert_eq!(ended(&hangup), Some(CallEnd::HungUp));
         let on_ada = deliver(&hangup, &mut ada, 110);
-        assert!(on_ada.contains(&CallEffect::StopMedia { call: id }));
+        assert!(on_ada.contains(&CallEffect::Media(MediaOp::Stop { call: id })));
         assert_eq!(ended(&on_ada), Some(CallEnd::PeerHungUp));
         assert_eq!(ada.phase(), CallPhase::Idle);
         assert_eq!(bob.phase(), CallPhase::Idle);
@@ -1004,10 +1015,10 @@ mod tests {
     fn mute_and_camera_reach_the_peer() {
         let (mut ada, mut bob, _) = connected_pair();
         let muted = ada.set_media(true, false);
-        assert!(muted.contains(&CallEffect::SetLocalMedia {
+        assert!(muted.contains(&CallEffect::Media(MediaOp::SetLocal {
             muted: true,
             camera: false
-        }));
+        })));
         assert_eq!(
             deliver(&muted, &mut bob, 70),
             vec![CallEffect::PeerMedia {
@@ -1083,11 +1094,11 @@ mod tests {
         let bob_started = deliver(&ada_did, &mut bob, 2);
         assert_eq!(
             bob_started,
-            vec![CallEffect::StartMedia {
+            vec![CallEffect::Media(MediaOp::Start {
                 call: CallId(20),
                 offerer: true,
                 video: true
-            }]
+            })]
         );
     }
 
@@ -1177,10 +1188,10 @@ mod tests {
         // Bob's browser refuses the microphone.
         let failed = bob.media_failed(CallId(5), CallEnd::PermissionDenied, 3);
         assert_eq!(ended(&failed), Some(CallEnd::PermissionDenied));
-        assert!(failed.contains(&CallEffect::StopMedia { call: CallId(5) }));
+        assert!(failed.contains(&CallEffect::Media(MediaOp::Stop { call: CallId(5) })));
         let on_ada = deliver(&failed, &mut ada, 4);
         assert_eq!(ended(&on_ada), Some(CallEnd::PeerPermissionDenied));
-        assert!(on_ada.contains(&CallEffect::StopMedia { call: CallId(5) }));
+        assert!(on_ada.contains(&CallEffect::Media(MediaOp::Stop { call: CallId(5) })));
         assert!(CallEnd::PermissionDenied.to_string().contains("Allow it"));
     }
 
@@ -1200,7 +1211,7 @@ mod tests {
         let (mut ada, _bob, id) = connected_pair();
         let left = ada.peer_left(200);
         assert!(sent(&left).is_empty(), "nobody to tell");
-        assert!(left.contains(&CallEffect::StopMedia { call: id }));
+        assert!(left.contains(&CallEffect::Media(MediaOp::Stop { call: id })));
         assert_eq!(ended(&left), Some(CallEnd::PeerLeft));
     }
 
@@ -1225,7 +1236,7 @@ mod tests {
         assert!(
             !gone
                 .iter()
-                .any(|e| matches!(e, CallEffect::StopMedia { .. }))
+                .any(|e| matches!(e, CallEffect::Media(MediaOp::Stop { .. })))
         );
         assert_eq!(
             ended(&deliver(&gone, &mut ada, 2)),
