@@ -86,6 +86,9 @@ try {
   await adaContext.addInitScript(countConnections);
   const ada = await Person.inContext(adaContext, "Ada", `${base}/?automation`);
   const link = await createRoom(ada);
+  // Ada must be in the room before Mallory comes: the one already there makes the offer (a
+  // slow tab still connecting would be the newcomer, and both would wait for the other).
+  await ada.waitFor("Ada's connection to the room", (e) => e.event === "connected");
   const room = link.split("/r/")[1];
   const signalUrl = () => `${base.replace(/^http/, "ws")}/signal/${room}?identity=${crypto.randomUUID()}`;
   const adaOpen = () => ada.page.evaluate(() => window.__duetConnections.open());
