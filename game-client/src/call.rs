@@ -272,8 +272,11 @@ mod tests {
     }
 
     fn greet(app: &mut App) {
-        app.world_mut().resource_mut::<PeerProfile>().hello =
-            Some((uuid::Uuid::new_v4(), "Peer".into()));
+        app.world_mut().resource_mut::<PeerProfile>().hello = Some(crate::identity::PeerHello {
+            key: duet_shared::trust::DeviceKey::from_seed([9; 32]).public(),
+            name: "Peer".into(),
+            safety_code: "000 000".into(),
+        });
     }
 
     /// An app without call media refuses to call and turns a call down at once, in words on

@@ -309,15 +309,35 @@ fn net_event(event: &NetEvent) -> Event {
         NetEvent::SignalingClosed(why) => Event::SignalingClosed {
             message: why.to_string(),
         },
+        NetEvent::Negotiated(descriptions) => {
+            let fingerprint = |sdp: &str| {
+                duet_shared::trust::dtls_fingerprint(sdp).unwrap_or_else(|e| e.to_string())
+            };
+            Event::Negotiated {
+                local_fingerprint: fingerprint(&descriptions.local),
+                remote_fingerprint: fingerprint(&descriptions.remote),
+            }
+        }
     }
 }
 
 fn identity_event(event: &IdentityEvent) -> Event {
     match event {
         IdentityEvent::Renamed(name) => Event::Renamed { name: name.clone() },
-        IdentityEvent::PeerHello { identity, name } => Event::PeerHello {
+        IdentityEvent::PeerHello {
+            identity,
+            key,
+            name,
+            safety_code,
+        } => Event::PeerHello {
             identity: *identity,
             name: name.clone(),
+            key: key.to_hex(),
+            safety_code: safety_code.clone(),
+        },
+        IdentityEvent::HelloFailed(why) => Event::HelloFailed {
+            reason: format!("{why:?}"),
+            message: crate::room::hello_failure_notice(why).to_owned(),
         },
         IdentityEvent::PeerRenamed(name) => Event::PeerRenamed { name: name.clone() },
         IdentityEvent::VersionMismatch { theirs } => Event::VersionMismatch {

@@ -1,37 +1,81 @@
-//! Who I am: a random UUID and a display name, created on first start and kept on this device.
+//! Who I am, and who the peer proved to be.
 //!
-//! There is no account: the identity is what lets the signaling server recognise a reload (and a
-//! ban), and what the peer sees in `Hello`. Renaming persists and is announced to the peer.
+//! There is no account. A device has a long-term Ed25519 key, made on first start and kept on
+//! the device, and a display name the person can change. The key is what peers remember: the
+//! signaling server only ever sees a per-room key derived from it (see `duet_shared::trust`).
+//! Each connection starts with the authenticated hello (`duet_shared::handshake`): nothing the
+//! peer says is taken, and no name is shown, before its proof over this very connection
+//! verified. A proof that does not verify ends the connection with a warning: someone may be in
+//! the middle.
 
 use bevy::prelude::*;
 use bevy_pkv::PkvStore;
+use duet_shared::handshake::{Handshake, HandshakeError};
 use duet_shared::peer::{Control, MAX_DISPLAY_NAME_CHARS, PROTOCOL_VERSION};
+use duet_shared::trust::{DeviceKey, NONCE_BYTES, PublicKey, SEED_BYTES};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::frame::FrameSet;
-use crate::net::{ControlReceived, NetEvent, SendControl, SignalingIdentity};
+use crate::net::{
+    ControlReceived, Disconnect, NetEvent, RoomLink, SendControl, SignalingIdentity, TrustPeer,
+};
 use crate::ports::Capabilities;
 
 const KEY: &str = "identity";
+/// Where the device key's seed is kept, beside (not inside) the name: identities from before
+/// keys existed keep their record as it was and gain a key on first start.
+const DEVICE_KEY: &str = "device_key";
+
+/// The stored record: the name, and the UUID earlier versions were known by.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Stored {
+    id: Uuid,
+    name: String,
+}
 
 /// This device's identity.
-#[derive(Resource, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Resource, Debug, Clone)]
 pub struct Identity {
-    /// Stable random id.
+    /// The UUID of the public key: stable for this device, used where a short stable id is
+    /// wanted (the avatar's colour, automation reports).
     pub id: Uuid,
     /// Display name shown to the peer.
     pub name: String,
+    /// The long-term key. Secret; its public half is who this device is.
+    pub key: DeviceKey,
+}
+
+impl Identity {
+    /// Who this device is to its peers.
+    pub fn public(&self) -> PublicKey {
+        self.key.public()
+    }
+}
+
+/// Who the peer proved to be on this connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerHello {
+    /// Its long-term key.
+    pub key: PublicKey,
+    /// Its name (cleaned).
+    pub name: String,
+    /// The code both people see when nobody is in the middle.
+    pub safety_code: String,
 }
 
 /// What the peer told us about themselves.
 #[derive(Resource, Debug, Clone, Default, PartialEq, Eq)]
 pub struct PeerProfile {
-    /// Their identity and name, once their `Hello` arrived.
-    pub hello: Option<(Uuid, String)>,
+    /// Who they are, once their proof verified.
+    pub hello: Option<PeerHello>,
     /// Set when their protocol version differs from ours: nothing else is exchanged.
     pub incompatible: Option<u16>,
 }
+
+/// The authenticated hello of the current connection.
+#[derive(Resource, Debug, Default)]
+struct HelloState(Option<Handshake>);
 
 /// Change my display name.
 #[derive(Message, Debug, Clone, PartialEq, Eq)]
@@ -42,12 +86,16 @@ pub struct Rename(pub String);
 pub enum IdentityEvent {
     /// My name changed (after cleaning).
     Renamed(String),
-    /// The peer introduced themselves.
+    /// The peer proved who it is.
     PeerHello {
-        /// Their identity.
+        /// The UUID of its key.
         identity: Uuid,
-        /// Their name.
+        /// Its key.
+        key: PublicKey,
+        /// Its name.
         name: String,
+        /// The code both people can compare.
+        safety_code: String,
     },
     /// The peer changed their name.
     PeerRenamed(String),
@@ -56,9 +104,11 @@ pub enum IdentityEvent {
         /// Their version.
         theirs: u16,
     },
+    /// The peer's hello did not verify: the connection was closed.
+    HelloFailed(HandshakeError),
 }
 
-/// Loads or creates the identity; says hello; handles renames both ways.
+/// Loads or creates the identity; runs the authenticated hello; handles renames both ways.
 pub struct IdentityPlugin;
 
 impl Plugin for IdentityPlugin {
@@ -67,6 +117,7 @@ impl Plugin for IdentityPlugin {
             .add_message::<Rename>()
             .add_message::<IdentityEvent>()
             .init_resource::<PeerProfile>()
+            .init_resource::<HelloState>()
             .add_systems(PreStartup, load_or_create)
             .add_systems(
                 Update,
@@ -106,88 +157,178 @@ pub fn clean_name(name: &str) -> String {
     }
 }
 
-fn load_or_create(mut commands: Commands, mut pkv: ResMut<PkvStore>) {
-    let identity = match pkv.get::<Identity>(KEY) {
-        Ok(identity) => identity,
-        Err(_) => {
-            let id = Uuid::new_v4();
-            let identity = Identity {
-                id,
-                name: format!("Guest {}", &id.simple().to_string()[..4]),
-            };
-            if let Err(e) = pkv.set(KEY, &identity) {
-                error!("could not save the new identity: {e}");
-            }
-            identity
-        }
-    };
-    commands.insert_resource(SignalingIdentity(identity.id));
-    commands.insert_resource(identity);
+/// Fresh random bytes from the platform's generator. There is no way on without it: a
+/// predictable key or nonce would be worse than stopping.
+fn random<const N: usize>() -> [u8; N] {
+    let mut bytes = [0u8; N];
+    getrandom::fill(&mut bytes).expect("the platform's random generator failed");
+    bytes
 }
 
-fn hello(identity: &Identity) -> Control {
+fn load_or_create(mut commands: Commands, mut pkv: ResMut<PkvStore>) {
+    let key = match pkv.get::<[u8; SEED_BYTES]>(DEVICE_KEY) {
+        Ok(seed) => DeviceKey::from_seed(seed),
+        Err(_) => {
+            let key = DeviceKey::from_seed(random());
+            if let Err(e) = pkv.set(DEVICE_KEY, &key.seed()) {
+                error!("could not save the new device key: {e}");
+            }
+            key
+        }
+    };
+    let id = key.public().uuid();
+    let name = match pkv.get::<Stored>(KEY) {
+        Ok(stored) => stored.name,
+        Err(_) => {
+            let name = format!("Guest {}", &id.simple().to_string()[..4]);
+            if let Err(e) = pkv.set(
+                KEY,
+                &Stored {
+                    id,
+                    name: name.clone(),
+                },
+            ) {
+                error!("could not save the new identity: {e}");
+            }
+            name
+        }
+    };
+    commands.insert_resource(SignalingIdentity(key.clone()));
+    commands.insert_resource(Identity { id, name, key });
+}
+
+/// What older versions read first: the version. The UUID and the name stay empty: who this
+/// side is comes in its proof.
+fn hello() -> Control {
     Control::Hello {
         version: PROTOCOL_VERSION,
-        identity: identity.id,
-        name: identity.name.clone(),
+        identity: Uuid::nil(),
+        name: String::new(),
     }
 }
 
 fn greet_peer(
     identity: Res<Identity>,
     capabilities: Res<Capabilities>,
+    link: Option<Res<RoomLink>>,
     mut net: MessageReader<NetEvent>,
     mut profile: ResMut<PeerProfile>,
+    mut state: ResMut<HelloState>,
     mut send: MessageWriter<SendControl>,
+    mut events: MessageWriter<IdentityEvent>,
+    mut leave: MessageWriter<Disconnect>,
 ) {
     for event in net.read() {
         match event {
-            NetEvent::PeerJoined(_) => {
+            NetEvent::PeerJoined(_) | NetEvent::PeerLeft(_) => {
                 *profile = PeerProfile::default();
-                send.write(SendControl(hello(&identity)));
-                // What this side's WebRTC stack takes; the wire layer reads the peer's.
-                send.write(SendControl(Control::Frames {
-                    chunks: capabilities.frame_chunks as u8,
-                }));
+                state.0 = None;
             }
-            NetEvent::PeerLeft(_) => *profile = PeerProfile::default(),
+            NetEvent::Negotiated(descriptions) => {
+                let room = link.as_deref().map(RoomLink::room).unwrap_or_default();
+                let nonce: [u8; NONCE_BYTES] = random();
+                match Handshake::start(
+                    room,
+                    &descriptions.local,
+                    &descriptions.remote,
+                    nonce,
+                    identity.public(),
+                ) {
+                    Ok((handshake, greet)) => {
+                        state.0 = Some(handshake);
+                        send.write(SendControl(hello()));
+                        // What this side's WebRTC stack takes; the wire layer reads the peer's.
+                        send.write(SendControl(Control::Frames {
+                            chunks: capabilities.frame_chunks as u8,
+                        }));
+                        send.write(SendControl(greet));
+                    }
+                    Err(e) => {
+                        events.write(IdentityEvent::HelloFailed(e));
+                        leave.write(Disconnect);
+                    }
+                }
+            }
             _ => {}
         }
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn receive_profile(
+    identity: Res<Identity>,
     mut received: MessageReader<ControlReceived>,
     mut profile: ResMut<PeerProfile>,
+    mut state: ResMut<HelloState>,
+    mut send: MessageWriter<SendControl>,
+    mut trust: MessageWriter<TrustPeer>,
     mut events: MessageWriter<IdentityEvent>,
+    mut leave: MessageWriter<Disconnect>,
 ) {
+    let mut failure = None;
     for ControlReceived(message) in received.read() {
+        if failure.is_some() {
+            // The connection is being left: nothing more from it counts.
+            break;
+        }
         match message {
-            Control::Hello {
-                version,
-                identity,
-                name,
-            } => {
+            Control::Hello { version, .. } => {
                 if *version != PROTOCOL_VERSION {
                     profile.incompatible = Some(*version);
                     events.write(IdentityEvent::VersionMismatch { theirs: *version });
-                    continue;
                 }
-                let name = clean_name(name);
-                profile.hello = Some((*identity, name.clone()));
-                events.write(IdentityEvent::PeerHello {
-                    identity: *identity,
-                    name,
-                });
+            }
+            Control::Greet { commitment } => {
+                let Some(handshake) = state.0.as_mut() else {
+                    continue;
+                };
+                match handshake.on_greet(*commitment, &identity.key, &identity.name) {
+                    Ok(proof) => {
+                        send.write(SendControl(proof));
+                    }
+                    Err(e) => failure = Some(e),
+                }
+            }
+            Control::Proof {
+                key,
+                name,
+                nonce,
+                signature,
+            } => {
+                let Some(handshake) = state.0.as_mut() else {
+                    continue;
+                };
+                match handshake.on_proof(*key, clean_name(name), *nonce, signature) {
+                    Ok(verified) => {
+                        trust.write(TrustPeer(verified.key.uuid()));
+                        events.write(IdentityEvent::PeerHello {
+                            identity: verified.key.uuid(),
+                            key: verified.key,
+                            name: verified.name.clone(),
+                            safety_code: verified.safety_code.clone(),
+                        });
+                        profile.hello = Some(PeerHello {
+                            key: verified.key,
+                            name: verified.name,
+                            safety_code: verified.safety_code,
+                        });
+                    }
+                    Err(e) => failure = Some(e),
+                }
             }
             Control::Rename { name } => {
-                if let Some((_, current)) = profile.hello.as_mut() {
-                    *current = clean_name(name);
-                    events.write(IdentityEvent::PeerRenamed(current.clone()));
+                if let Some(hello) = profile.hello.as_mut() {
+                    hello.name = clean_name(name);
+                    events.write(IdentityEvent::PeerRenamed(hello.name.clone()));
                 }
             }
             _ => {}
         }
+    }
+    if let Some(error) = failure {
+        state.0 = None;
+        events.write(IdentityEvent::HelloFailed(error));
+        leave.write(Disconnect);
     }
 }
 
@@ -201,7 +342,11 @@ fn rename(
 ) {
     for Rename(name) in requests.read() {
         identity.name = clean_name(name);
-        if let Err(e) = pkv.set(KEY, &*identity) {
+        let stored = Stored {
+            id: identity.id,
+            name: identity.name.clone(),
+        };
+        if let Err(e) = pkv.set(KEY, &stored) {
             error!("could not save the new name: {e}");
         }
         events.write(IdentityEvent::Renamed(identity.name.clone()));
@@ -210,6 +355,31 @@ fn rename(
                 name: identity.name.clone(),
             }));
         }
+    }
+}
+
+/// For the logic tests of modules above this one.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+
+    /// What the net layer reports once a connection with these certificates is up: both apps
+    /// of an in-memory pair get mirrored views (`"AA", "BB"` and `"BB", "AA"`).
+    pub fn negotiated(local: &str, remote: &str) -> NetEvent {
+        let sdp = |fingerprint: &str| format!("v=0\r\na=fingerprint:sha-256 {fingerprint}\r\n");
+        NetEvent::Negotiated(crate::net::SessionDescriptions {
+            local: sdp(local),
+            remote: sdp(remote),
+        })
+    }
+
+    /// Makes `app` see a verified peer called `name`, as if its proof had just checked out.
+    pub fn verified_peer(app: &mut App, name: &str) {
+        app.world_mut().resource_mut::<PeerProfile>().hello = Some(PeerHello {
+            key: DeviceKey::from_seed([42; SEED_BYTES]).public(),
+            name: name.to_owned(),
+            safety_code: "000 000".to_owned(),
+        });
     }
 }
 
@@ -240,6 +410,7 @@ mod tests {
         again.update();
         let reloaded = again.world().resource::<Identity>();
         assert_eq!(reloaded.id, first.id, "same identity after restart");
+        assert_eq!(reloaded.public(), first.public(), "same key after restart");
         assert_eq!(reloaded.name, "Ada", "rename persisted");
     }
 
@@ -254,19 +425,150 @@ mod tests {
         assert_eq!(clean_name("Zoë 日本"), "Zoë 日本");
     }
 
+    fn sdp(fingerprint: &str) -> String {
+        format!("v=0\r\na=fingerprint:sha-256 {fingerprint}\r\n")
+    }
+
+    /// A peer connection negotiated with these certificates, as `app`'s net layer reports it.
+    fn connect(app: &mut App, local: &str, remote: &str) {
+        let peer = matchbox_socket::PeerId(Uuid::new_v4());
+        app.world_mut().write_message(NetEvent::PeerJoined(peer));
+        app.world_mut()
+            .write_message(NetEvent::Negotiated(crate::net::SessionDescriptions {
+                local: sdp(local),
+                remote: sdp(remote),
+            }));
+        app.update();
+    }
+
+    /// Moves every control message `from` sent to `to`; returns how many.
+    fn pass(from: &mut App, to: &mut App) -> usize {
+        let sent = crate::net::testing::drain::<SendControl>(from);
+        let count = sent.len();
+        for SendControl(message) in sent {
+            to.world_mut().write_message(ControlReceived(message));
+        }
+        to.update();
+        count
+    }
+
+    fn hellos(app: &mut App) -> Vec<IdentityEvent> {
+        crate::net::testing::drain::<IdentityEvent>(app)
+            .into_iter()
+            .filter(|e| {
+                matches!(
+                    e,
+                    IdentityEvent::PeerHello { .. } | IdentityEvent::HelloFailed(_)
+                )
+            })
+            .collect()
+    }
+
+    /// Ada and Bob meet over connections with these certificates (Ada's view, Bob's view).
+    fn meet(ada_view: (&str, &str), bob_view: (&str, &str)) -> (App, App) {
+        let (da, db) = (
+            duet_tests::temp_dir("identity-ada").unwrap(),
+            duet_tests::temp_dir("identity-bob").unwrap(),
+        );
+        let (mut ada, mut bob) = (app(&da), app(&db));
+        ada.update();
+        bob.update();
+        connect(&mut ada, ada_view.0, ada_view.1);
+        connect(&mut bob, bob_view.0, bob_view.1);
+        // Hello, frames and greet each way; then the proofs.
+        assert_eq!(pass(&mut ada, &mut bob), 3);
+        assert_eq!(
+            pass(&mut bob, &mut ada),
+            4,
+            "hello, frames, greet and the proof"
+        );
+        pass(&mut ada, &mut bob);
+        (ada, bob)
+    }
+
     #[test]
-    fn hello_is_sent_on_join_and_version_mismatch_is_reported() {
+    fn two_peers_prove_who_they_are_and_see_the_same_code() {
+        let (mut ada, mut bob) = meet(("AA", "BB"), ("BB", "AA"));
+        let ada_key = ada.world().resource::<Identity>().public();
+        let bob_key = bob.world().resource::<Identity>().public();
+        let [
+            IdentityEvent::PeerHello {
+                key: seen_by_ada,
+                safety_code: code_a,
+                ..
+            },
+        ] = &hellos(&mut ada)[..]
+        else {
+            panic!("Ada verified Bob");
+        };
+        let [
+            IdentityEvent::PeerHello {
+                key: seen_by_bob,
+                safety_code: code_b,
+                ..
+            },
+        ] = &hellos(&mut bob)[..]
+        else {
+            panic!("Bob verified Ada");
+        };
+        assert_eq!((*seen_by_ada, *seen_by_bob), (bob_key, ada_key));
+        assert_eq!(code_a, code_b);
+        assert_eq!(
+            crate::net::testing::drain::<TrustPeer>(&mut ada),
+            vec![TrustPeer(bob_key.uuid())]
+        );
+        assert!(ada.world().resource::<PeerProfile>().hello.is_some());
+    }
+
+    #[test]
+    fn a_relay_in_the_middle_ends_the_connection_on_both_sides() {
+        let (mut ada, mut bob) = meet(("AA", "M1"), ("BB", "M2"));
+        for app in [&mut ada, &mut bob] {
+            assert_eq!(
+                hellos(app),
+                vec![IdentityEvent::HelloFailed(HandshakeError::Intercepted)]
+            );
+            assert!(app.world().resource::<PeerProfile>().hello.is_none());
+            assert!(crate::net::testing::drain::<TrustPeer>(app).is_empty());
+            assert_eq!(crate::net::testing::drain::<Disconnect>(app).len(), 1);
+        }
+    }
+
+    #[test]
+    fn an_identity_from_before_keys_keeps_its_name_and_gains_a_key() {
+        let dir = duet_tests::temp_dir("identity-migrate").unwrap();
+        {
+            // What the previous version stored, and nothing else.
+            let mut pkv = bevy_pkv::PkvStore::new_in_dir(&dir);
+            let old = Stored {
+                id: Uuid::new_v4(),
+                name: "Ada".into(),
+            };
+            pkv.set(KEY, &old).unwrap();
+        }
+        let key = {
+            let mut app = app(&dir);
+            app.update();
+            let identity = app.world().resource::<Identity>();
+            assert_eq!(identity.name, "Ada");
+            identity.public()
+        };
+        let mut again = app(&dir);
+        again.update();
+        assert_eq!(
+            again.world().resource::<Identity>().public(),
+            key,
+            "the key is kept"
+        );
+    }
+
+    #[test]
+    fn version_mismatch_is_reported() {
         let dir = duet_tests::temp_dir("identity-hello").unwrap();
         let mut app = app(&dir);
         app.update();
-        let peer = matchbox_socket::PeerId(Uuid::new_v4());
-        app.world_mut().write_message(NetEvent::PeerJoined(peer));
-        app.update();
-        let sent: Vec<SendControl> = app
-            .world_mut()
-            .resource_mut::<Messages<SendControl>>()
-            .drain()
-            .collect();
+        connect(&mut app, "AA", "BB");
+        let sent: Vec<SendControl> = crate::net::testing::drain(&mut app);
         assert!(matches!(
             sent.as_slice(),
             [
@@ -274,7 +576,8 @@ mod tests {
                     version: PROTOCOL_VERSION,
                     ..
                 }),
-                SendControl(Control::Frames { .. })
+                SendControl(Control::Frames { .. }),
+                SendControl(Control::Greet { .. })
             ]
         ));
         app.world_mut()

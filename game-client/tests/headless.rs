@@ -81,9 +81,15 @@ fn two_headless_clients_meet_chat_rename_and_keep_history() {
     let ready_b = b.expect("ready", on!(Event::Ready { identity, .. } => *identity));
 
     // Hello and names, both ways.
-    let hello = on!(Event::PeerHello { identity, name } => (*identity, name.clone()));
-    assert_eq!(a.expect("peer_hello", hello), (ready_b, "Bob".to_owned()));
-    assert_eq!(b.expect("peer_hello", hello), (ready_a, "Ada".to_owned()));
+    // Each side proved its key over this connection, and both show the same safety code.
+    let hello = on!(Event::PeerHello { identity, name, safety_code, .. }
+        => (*identity, name.clone(), safety_code.clone()));
+    let (seen_by_a, name_b, code_a) = a.expect("peer_hello", hello);
+    let (seen_by_b, name_a, code_b) = b.expect("peer_hello", hello);
+    assert_eq!((seen_by_a, name_b.as_str()), (ready_b, "Bob"));
+    assert_eq!((seen_by_b, name_a.as_str()), (ready_a, "Ada"));
+    assert_eq!(code_a, code_b);
+    assert_eq!(code_a.len(), 7, "{code_a}");
 
     // Chat with a receipt.
     a.command("say hi Bob, ünïcode ok? 👋");

@@ -105,6 +105,12 @@ pub enum ErrorCode {
     Banned,
     /// `identity` query parameter missing or not a UUID.
     InvalidIdentity,
+    /// A join proof (`key`, `ts`, `sig`) that is incomplete, forged, or signed at a time too
+    /// far from the server's clock (see [`crate::trust::JoinProof`]).
+    InvalidProof,
+    /// A join proof the room has already taken, or one older than the proof the same key holds
+    /// its seat with: a copy, never the person who signed it.
+    ProofReused,
     /// Moderation without the right `Authorization: Bearer {owner_key}`.
     Unauthorized,
     /// The peer named in a kick/ban is not in the room.
@@ -133,8 +139,10 @@ impl ErrorCode {
         match self {
             ErrorCode::UnknownRoom | ErrorCode::NotFound | ErrorCode::UnknownPeer => 404,
             ErrorCode::RoomFull => 409,
+            // Not 409: a client tells a full room from a reused proof by the status alone.
+            ErrorCode::ProofReused => 412,
             ErrorCode::Banned | ErrorCode::ForeignOrigin => 403,
-            ErrorCode::InvalidIdentity | ErrorCode::BadRequest => 400,
+            ErrorCode::InvalidIdentity | ErrorCode::InvalidProof | ErrorCode::BadRequest => 400,
             ErrorCode::Unauthorized => 401,
             ErrorCode::UpgradeRequired => 426,
             ErrorCode::MethodNotAllowed => 405,
@@ -154,6 +162,8 @@ pub mod close {
     pub const KICKED: u16 = 4003;
     /// The room owner banned this peer; it may not come back.
     pub const BANNED: u16 = 4004;
+    /// The room's owner came back to a full room: the newest other seat makes way for them.
+    pub const SEAT_RESERVED: u16 = 4005;
     /// The frame was not a matchbox `PeerRequest` (not JSON, unknown variant, bad peer id), or
     /// its signal is not `{"Offer"|"Answer"|"IceCandidate": string}` within its size limit.
     pub const INVALID_FRAME: u16 = 1007;

@@ -194,12 +194,32 @@ pub enum Event {
         /// The new name.
         name: String,
     },
-    /// The peer said who it is.
+    /// The peer proved who it is (its authenticated hello verified).
     PeerHello {
-        /// Its identity.
+        /// The UUID of its key.
         identity: Uuid,
         /// Its name.
         name: String,
+        /// Its public key, in hex.
+        #[serde(default)]
+        key: String,
+        /// The safety code both sides show.
+        #[serde(default)]
+        safety_code: String,
+    },
+    /// The peer's authenticated hello failed; this side left the room.
+    HelloFailed {
+        /// The failure, as a name.
+        reason: String,
+        /// What the person is told.
+        message: String,
+    },
+    /// The peer's connection was negotiated (its session descriptions are known).
+    Negotiated {
+        /// This side's DTLS fingerprint.
+        local_fingerprint: String,
+        /// The peer's, as this side sees it.
+        remote_fingerprint: String,
     },
     /// The peer renamed itself.
     PeerRenamed {

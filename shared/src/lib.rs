@@ -9,7 +9,9 @@
 //! client reports to tests and scripts.
 //!
 //! Plus the pure logic both clients share: [`transfer`] (sans-IO sender/receiver state machines
-//! with end-to-end flow control), [`call`] (the call state machine) and [`names`] (making a peer's file name safe to write).
+//! with end-to-end flow control), [`call`] (the call state machine), [`names`] (making a peer's file name
+//! safe to write), [`trust`] (device keys, join and hello proofs, the safety code) and
+//! [`handshake`] (the authenticated hello over one connection).
 //! Plain types and pure functions only: no I/O, no runtime, no clock.
 #![forbid(unsafe_code)]
 
@@ -17,6 +19,8 @@ pub mod admission;
 pub mod api;
 pub mod automation;
 pub mod call;
+pub mod handshake;
 pub mod names;
 pub mod peer;
 pub mod transfer;
+pub mod trust;

@@ -12,9 +12,10 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::call::CallSignal;
+use crate::trust::{NONCE_BYTES, PublicKey, Sig};
 
 /// Bumped on any incompatible change; peers with different versions refuse each other politely.
-pub const PROTOCOL_VERSION: u16 = 5;
+pub const PROTOCOL_VERSION: u16 = 6;
 /// Channel index for control and chat.
 pub const CONTROL_CHANNEL: usize = 0;
 /// Channel index for file chunks.
@@ -221,6 +222,25 @@ pub enum Control {
     /// Call signaling for the media connection (see [`crate::call`]): it rides this channel so
     /// the signaling server never sees it.
     Call(CallSignal),
+    /// Sent right after `Hello` (since version 6): the commitment to this side's nonce for the
+    /// authenticated hello (see [`crate::handshake`]).
+    Greet {
+        /// SHA-256 of the nonce ([`crate::trust::commit`]).
+        commitment: [u8; 32],
+    },
+    /// Sent once the peer's `Greet` arrived: who this side is, proven over this connection
+    /// (see [`crate::handshake`]). Nothing but the hello is taken from a peer before its proof
+    /// verified.
+    Proof {
+        /// The sender's long-term public key: its identity.
+        key: PublicKey,
+        /// The sender's display name.
+        name: String,
+        /// The nonce the sender committed to in its `Greet`.
+        nonce: [u8; NONCE_BYTES],
+        /// Signature over the [`crate::trust::Transcript`].
+        signature: Sig,
+    },
 }
 
 impl Control {
@@ -290,7 +310,9 @@ impl Control {
     pub fn validate(&self) -> Result<(), DecodeError> {
         let chars = |s: &str| s.chars().count();
         match self {
-            Control::Hello { name, .. } | Control::Rename { name }
+            Control::Hello { name, .. }
+            | Control::Rename { name }
+            | Control::Proof { name, .. }
                 if chars(name) > MAX_DISPLAY_NAME_CHARS =>
             {
                 Err(DecodeError::Invalid("display name too long"))

@@ -245,6 +245,22 @@ impl Wrangler {
         )
     }
 
+    /// `ws://…/signal/{room}?key=…&ts=…&sig=…`: a Duet client's join, proven by `device`'s key
+    /// for the room, signed at `ts_ms`.
+    pub fn keyed_signal_url(
+        &self,
+        room: &str,
+        device: &duet_shared::trust::DeviceKey,
+        ts_ms: u64,
+    ) -> String {
+        let proof = device.room_key(room).sign_join(room, ts_ms);
+        format!(
+            "{}/signal/{room}?{}",
+            self.base.replace("http://", "ws://"),
+            proof.query()
+        )
+    }
+
     /// Files of this instance's Durable Object storage.
     pub fn storage_files(&self) -> Vec<PathBuf> {
         storage_files(&self.persist_to)
@@ -276,6 +292,13 @@ impl Drop for Wrangler {
         drop(self.supervisor.stdin.take());
         let _ = self.supervisor.wait();
     }
+}
+
+/// Milliseconds since the Unix epoch, for join proofs.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// A fresh directory under `target/test-tmp`.

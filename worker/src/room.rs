@@ -6,12 +6,13 @@
 //! actions out. Keeping storage off this path is deliberate: a storage write per relayed frame was
 //! measured to be the throughput knee of a relay object, so nothing here ever asks for one.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use duet_shared::api::{
     CLIENT_JOIN_BURST, CLIENT_JOINS_PER_SECOND, ErrorCode, MAX_CANDIDATE_BYTES, MAX_FRAME_BYTES,
     MAX_SDP_BYTES, ROOM_CAPACITY, ROOM_JOIN_BURST, ROOM_JOINS_PER_SECOND, close,
 };
+use duet_shared::trust::{JOIN_PROOF_SKEW_MS, PublicKey};
 use matchbox_protocol::{JsonPeerEvent, JsonPeerRequest, PeerId, PeerRequest};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -22,7 +23,8 @@ use uuid::Uuid;
 pub struct Member {
     /// The id matchbox knows this socket by (sent in `IdAssigned`).
     pub peer: PeerId,
-    /// The client's stable identity (its `?identity=` UUID), used for takeover and bans.
+    /// The client's stable identity: its `?identity=` UUID, or for a Duet client one derived
+    /// from its room key.
     pub identity: Uuid,
     /// Salted hash of the client's IP address, if the edge told us one. Never the address itself.
     pub ip_hash: Option<String>,
@@ -34,6 +36,46 @@ pub struct Member {
     /// seats. 0 for a socket that joined before it was recorded.
     #[serde(default)]
     pub joined_ms: u64,
+    /// The room key a Duet client proved it holds (see [`duet_shared::trust::JoinProof`]);
+    /// `None` for a plain matchbox client, which named only a UUID.
+    #[serde(default)]
+    pub key: Option<PublicKey>,
+    /// The time of the proof this seat was taken with: only a newer proof by the same key
+    /// replaces it.
+    #[serde(default)]
+    pub proof_ms: u64,
+}
+
+/// Who a joining socket says it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// A plain matchbox client: a UUID anyone who learns it can repeat.
+    Plain(Uuid),
+    /// A Duet client whose proof for `key`, signed at `proof_ms`, verified.
+    Keyed {
+        /// Its room key.
+        key: PublicKey,
+        /// When the proof was signed.
+        proof_ms: u64,
+    },
+}
+
+impl Claim {
+    /// The UUID the seat is recorded under.
+    pub fn identity(&self) -> Uuid {
+        match self {
+            Claim::Plain(id) => *id,
+            Claim::Keyed { key, .. } => key.uuid(),
+        }
+    }
+
+    /// The key, for a keyed claim.
+    pub fn key(&self) -> Option<PublicKey> {
+        match self {
+            Claim::Plain(_) => None,
+            Claim::Keyed { key, .. } => Some(*key),
+        }
+    }
 }
 
 /// Everything the room persists: written on create, ban and join/leave, never per message.
@@ -58,32 +100,80 @@ fn joined_before_the_field() -> bool {
     true
 }
 
-/// The room's ban list: identities and salted IP hashes.
+/// The room's ban list: room keys, identities and salted IP hashes.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Bans {
-    /// Banned client identities.
+    /// Banned plain-client identities.
     pub identities: BTreeSet<Uuid>,
     /// Banned salted IP hashes (catches a banned person who mints a new identity).
     pub ip_hashes: BTreeSet<String>,
+    /// Banned room keys: a Duet client is banned by the key it proved, which nobody else holds.
+    #[serde(default)]
+    pub keys: BTreeSet<PublicKey>,
 }
 
 impl Bans {
-    /// Adds a member's identity and (if known) IP hash.
+    /// Adds a member's key (or, for a plain client, its identity) and (if known) IP hash.
     pub fn ban(&mut self, member: &Member) {
-        self.identities.insert(member.identity);
+        match member.key {
+            Some(key) => {
+                self.keys.insert(key);
+            }
+            None => {
+                self.identities.insert(member.identity);
+            }
+        }
         if let Some(hash) = &member.ip_hash {
             self.ip_hashes.insert(hash.clone());
         }
     }
 
-    /// Whether a newcomer with this identity and IP hash is refused.
-    pub fn covers(&self, identity: Uuid, ip_hash: Option<&str>) -> bool {
-        self.identities.contains(&identity) || ip_hash.is_some_and(|h| self.ip_hashes.contains(h))
+    /// Whether the claim itself (its key or plain identity) is banned.
+    fn names(&self, claim: &Claim) -> bool {
+        match claim {
+            Claim::Plain(id) => self.identities.contains(id),
+            Claim::Keyed { key, .. } => self.keys.contains(key),
+        }
+    }
+
+    /// Whether a newcomer with this claim and IP hash is refused.
+    pub fn covers(&self, claim: &Claim, ip_hash: Option<&str>) -> bool {
+        self.names(claim) || ip_hash.is_some_and(|h| self.ip_hashes.contains(h))
     }
 
     /// True when nobody is banned.
     pub fn is_empty(&self) -> bool {
-        self.identities.is_empty() && self.ip_hashes.is_empty()
+        self.identities.is_empty() && self.ip_hashes.is_empty() && self.keys.is_empty()
+    }
+}
+
+/// The newest join proof the room took per key, for the last [`JOIN_PROOF_SKEW_MS`]: a proof
+/// is taken once. Older entries are dropped, as their proofs are refused as stale anyway, so
+/// the list stays as short as the join rate limits allow.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeenProofs(pub BTreeMap<PublicKey, u64>);
+
+/// Most entries [`SeenProofs`] keeps, whatever the rate limits: the oldest go first.
+pub const MAX_SEEN_PROOFS: usize = 512;
+
+impl SeenProofs {
+    /// The newest proof time taken for `key`.
+    pub fn last(&self, key: &PublicKey) -> Option<u64> {
+        self.0.get(key).copied()
+    }
+
+    /// Records a taken proof and forgets what can no longer verify.
+    pub fn record(&mut self, key: PublicKey, proof_ms: u64, now_ms: u64) {
+        let newest = self.0.entry(key).or_insert(proof_ms);
+        *newest = (*newest).max(proof_ms);
+        self.0
+            .retain(|_, ms| ms.saturating_add(JOIN_PROOF_SKEW_MS) >= now_ms);
+        while self.0.len() > MAX_SEEN_PROOFS {
+            let Some(oldest) = self.0.iter().min_by_key(|(_, ms)| **ms).map(|(k, _)| *k) else {
+                break;
+            };
+            self.0.remove(&oldest);
+        }
     }
 }
 
@@ -99,27 +189,42 @@ pub enum JoinDecision {
     Refuse(ErrorCode),
 }
 
-/// Decides whether `identity` (from `ip_hash`) may join a room whose live members are `present`.
+/// Decides whether a socket making `claim` (from `ip_hash`) may join a room whose live members
+/// are `present`. `seen` is the newest proof the room took for the claim's key, if any.
 ///
 /// A returning identity takes its old seat instead of counting as a third person, unless that
-/// identity itself is banned. The IP ban is not applied to a returning identity: the person already
-/// in the room is not the one who was banned, even when they share a network.
+/// identity itself is banned. For a Duet client that means the same room key with a newer proof
+/// than any the room took for it; a plain client's UUID never displaces a key holder. The IP ban
+/// is not applied to a returning identity: the person already in the room is not the one who was
+/// banned, even when they share a network.
 pub fn decide_join(
     present: &[Member],
     bans: &Bans,
-    identity: Uuid,
+    claim: &Claim,
     ip_hash: Option<&str>,
+    seen: Option<u64>,
 ) -> JoinDecision {
     let live: Vec<&Member> = present.iter().filter(|m| !m.gone).collect();
-    if let Some(old) = live.iter().find(|m| m.identity == identity) {
-        if bans.identities.contains(&identity) {
-            return JoinDecision::Refuse(ErrorCode::Banned);
+    if bans.names(claim) {
+        return JoinDecision::Refuse(ErrorCode::Banned);
+    }
+    let returning = match claim {
+        Claim::Plain(id) => live.iter().find(|m| m.key.is_none() && m.identity == *id),
+        Claim::Keyed { key, proof_ms } => {
+            let old = live.iter().find(|m| m.key == Some(*key));
+            let newest = old.map(|m| m.proof_ms).max(seen);
+            if newest.is_some_and(|newest| *proof_ms <= newest) {
+                return JoinDecision::Refuse(ErrorCode::ProofReused);
+            }
+            old
         }
+    };
+    if let Some(old) = returning {
         return JoinDecision::Admit {
             replaces: Some(old.peer),
         };
     }
-    if bans.covers(identity, ip_hash) {
+    if bans.covers(claim, ip_hash) {
         return JoinDecision::Refuse(ErrorCode::Banned);
     }
     if live.len() >= ROOM_CAPACITY as usize {
@@ -439,6 +544,7 @@ pub fn truncate_reason(reason: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use duet_shared::trust::DeviceKey;
 
     fn member(identity: u128, ip: Option<&str>) -> Member {
         Member {
@@ -447,7 +553,13 @@ mod tests {
             ip_hash: ip.map(str::to_owned),
             gone: false,
             joined_ms: 0,
+            key: None,
+            proof_ms: 0,
         }
+    }
+
+    fn plain(identity: u128) -> Claim {
+        Claim::Plain(Uuid::from_u128(identity))
     }
 
     #[test]
@@ -456,15 +568,21 @@ mod tests {
         let a = member(1, Some("ip"));
         let b = member(2, Some("ip"));
         assert_eq!(
-            decide_join(&[], &bans, a.identity, Some("ip")),
+            decide_join(&[], &bans, &Claim::Plain(a.identity), Some("ip"), None),
             JoinDecision::Admit { replaces: None }
         );
         assert_eq!(
-            decide_join(std::slice::from_ref(&a), &bans, b.identity, Some("ip")),
+            decide_join(
+                std::slice::from_ref(&a),
+                &bans,
+                &Claim::Plain(b.identity),
+                Some("ip"),
+                None
+            ),
             JoinDecision::Admit { replaces: None }
         );
         assert_eq!(
-            decide_join(&[a, b], &bans, Uuid::from_u128(3), Some("ip")),
+            decide_join(&[a, b], &bans, &plain(3), Some("ip"), None),
             JoinDecision::Refuse(ErrorCode::RoomFull)
         );
     }
@@ -473,7 +591,13 @@ mod tests {
     fn returning_identity_takes_over_instead_of_being_third() {
         let a = member(1, None);
         let b = member(2, None);
-        let decision = decide_join(&[a.clone(), b], &Bans::default(), a.identity, None);
+        let decision = decide_join(
+            &[a.clone(), b],
+            &Bans::default(),
+            &Claim::Plain(a.identity),
+            None,
+            None,
+        );
         assert_eq!(
             decision,
             JoinDecision::Admit {
@@ -488,7 +612,7 @@ mod tests {
         a.gone = true;
         let b = member(2, None);
         assert_eq!(
-            decide_join(&[a, b], &Bans::default(), Uuid::from_u128(3), None),
+            decide_join(&[a, b], &Bans::default(), &plain(3), None, None),
             JoinDecision::Admit { replaces: None }
         );
     }
@@ -500,24 +624,30 @@ mod tests {
         bans.ban(&banned);
         // Same identity from elsewhere.
         assert_eq!(
-            decide_join(&[], &bans, banned.identity, Some("other")),
+            decide_join(
+                &[],
+                &bans,
+                &Claim::Plain(banned.identity),
+                Some("other"),
+                None
+            ),
             JoinDecision::Refuse(ErrorCode::Banned)
         );
         // New identity from the banned address.
         assert_eq!(
-            decide_join(&[], &bans, Uuid::from_u128(8), Some("h1")),
+            decide_join(&[], &bans, &plain(8), Some("h1"), None),
             JoinDecision::Refuse(ErrorCode::Banned)
         );
         // Somebody else entirely.
         assert_eq!(
-            decide_join(&[], &bans, Uuid::from_u128(9), Some("h2")),
+            decide_join(&[], &bans, &plain(9), Some("h2"), None),
             JoinDecision::Admit { replaces: None }
         );
         // Banned beats full: the banned person learns why, not a misleading "full".
         let a = member(1, None);
         let b = member(2, None);
         assert_eq!(
-            decide_join(&[a, b], &bans, banned.identity, None),
+            decide_join(&[a, b], &bans, &Claim::Plain(banned.identity), None, None),
             JoinDecision::Refuse(ErrorCode::Banned)
         );
     }
@@ -531,13 +661,153 @@ mod tests {
             decide_join(
                 std::slice::from_ref(&stayer),
                 &bans,
-                stayer.identity,
-                Some("shared-nat")
+                &Claim::Plain(stayer.identity),
+                Some("shared-nat"),
+                None
             ),
             JoinDecision::Admit {
                 replaces: Some(stayer.peer)
             }
         );
+    }
+
+    fn keyed(byte: u8, proof_ms: u64) -> Claim {
+        let key = DeviceKey::from_seed([byte; 32]).room_key("room").public();
+        Claim::Keyed { key, proof_ms }
+    }
+
+    fn seated(claim: &Claim, ip: Option<&str>) -> Member {
+        let Claim::Keyed { key, proof_ms } = *claim else {
+            panic!("a keyed claim");
+        };
+        Member {
+            key: Some(key),
+            proof_ms,
+            identity: key.uuid(),
+            ..member(0, ip)
+        }
+    }
+
+    #[test]
+    fn a_key_replaces_its_own_seat_only_with_a_newer_proof() {
+        let ada = seated(&keyed(1, 100), None);
+        let bob = seated(&keyed(2, 100), None);
+        let room = [ada.clone(), bob];
+        assert_eq!(
+            decide_join(&room, &Bans::default(), &keyed(1, 101), None, Some(100)),
+            JoinDecision::Admit {
+                replaces: Some(ada.peer)
+            },
+            "a reload signs anew"
+        );
+        for replayed in [100, 99] {
+            assert_eq!(
+                decide_join(
+                    &room,
+                    &Bans::default(),
+                    &keyed(1, replayed),
+                    None,
+                    Some(100)
+                ),
+                JoinDecision::Refuse(ErrorCode::ProofReused),
+                "a copied proof never takes the seat"
+            );
+        }
+        // Taken once even after its holder left: the room remembers it.
+        assert_eq!(
+            decide_join(&[], &Bans::default(), &keyed(1, 100), None, Some(100)),
+            JoinDecision::Refuse(ErrorCode::ProofReused)
+        );
+    }
+
+    #[test]
+    fn a_plain_uuid_never_displaces_a_key_holder() {
+        let ada = seated(&keyed(1, 100), None);
+        let bob = member(2, None);
+        let room = [ada.clone(), bob];
+        assert_eq!(
+            decide_join(
+                &room,
+                &Bans::default(),
+                &Claim::Plain(ada.identity),
+                None,
+                None
+            ),
+            JoinDecision::Refuse(ErrorCode::RoomFull)
+        );
+        assert_eq!(
+            decide_join(
+                &[ada.clone()],
+                &Bans::default(),
+                &Claim::Plain(ada.identity),
+                None,
+                None
+            ),
+            JoinDecision::Admit { replaces: None },
+            "it takes a free seat as somebody else"
+        );
+    }
+
+    #[test]
+    fn a_ban_names_the_key_and_spares_the_innocent() {
+        let ada = seated(&keyed(1, 100), Some("ada-net"));
+        let mallory = seated(&keyed(3, 100), Some("shared"));
+        let mut bans = Bans::default();
+        bans.ban(&mallory);
+        assert!(bans.identities.is_empty(), "a key holder is banned by key");
+        assert_eq!(
+            decide_join(&[], &bans, &keyed(3, 200), Some("elsewhere"), None),
+            JoinDecision::Refuse(ErrorCode::Banned)
+        );
+        // Mallory on a new network with a new key is caught by the address, but not Ada.
+        assert_eq!(
+            decide_join(&[], &bans, &keyed(4, 200), Some("shared"), None),
+            JoinDecision::Refuse(ErrorCode::Banned)
+        );
+        assert_eq!(
+            decide_join(
+                &[ada.clone()],
+                &bans,
+                &keyed(1, 200),
+                Some("shared"),
+                Some(100)
+            ),
+            JoinDecision::Admit {
+                replaces: Some(ada.peer)
+            },
+            "Ada on the banned network keeps her seat"
+        );
+        // Wearing Ada's public key without her signature gets Mallory nothing: the proof
+        // does not verify (see the shared crate's tests), and a copy is refused above.
+    }
+
+    #[test]
+    fn seen_proofs_forget_what_can_no_longer_verify() {
+        let mut seen = SeenProofs::default();
+        let Claim::Keyed { key: a, .. } = keyed(1, 0) else {
+            unreachable!()
+        };
+        let Claim::Keyed { key: b, .. } = keyed(2, 0) else {
+            unreachable!()
+        };
+        seen.record(a, 1_000, 1_000);
+        seen.record(a, 500, 1_000);
+        assert_eq!(seen.last(&a), Some(1_000), "only the newest counts");
+        seen.record(b, 1_000 + JOIN_PROOF_SKEW_MS, 1_000 + JOIN_PROOF_SKEW_MS);
+        assert_eq!(seen.last(&a), Some(1_000), "still within the window");
+        seen.record(b, 1_001 + JOIN_PROOF_SKEW_MS, 1_001 + JOIN_PROOF_SKEW_MS);
+        assert_eq!(seen.last(&a), None, "past the window: stale anyway");
+        for i in 0..(MAX_SEEN_PROOFS as u64 + 10) {
+            let Claim::Keyed { key, .. } = keyed((i % 250) as u8, 0) else {
+                unreachable!()
+            };
+            let mut k = key;
+            k.0[31] ^= (i / 250) as u8;
+            seen.0.insert(k, 5_000_000 - i);
+        }
+        seen.record(a, 5_000_000, 5_000_000);
+        assert!(seen.0.len() <= MAX_SEEN_PROOFS);
+        assert_eq!(seen.last(&a), Some(5_000_000));
     }
 
     #[test]

@@ -441,7 +441,7 @@ fn receive_chat(
                         author: profile
                             .hello
                             .as_ref()
-                            .map_or_else(|| "Peer".to_owned(), |(_, name)| name.clone()),
+                            .map_or_else(|| "Peer".to_owned(), |hello| hello.name.clone()),
                         mine: false,
                         sent_ms: *sent_ms,
                         text: text.clone(),
@@ -479,6 +479,7 @@ fn save_history(mut history: History) {
 mod tests {
     use super::*;
     use crate::identity::IdentityPlugin;
+    use crate::identity::testing::{negotiated, verified_peer};
     use crate::net::NetEvent;
 
     fn app(dir: &std::path::Path) -> App {
@@ -581,6 +582,8 @@ mod tests {
         let peer = matchbox_socket::PeerId(Uuid::new_v4());
         a.world_mut().write_message(NetEvent::PeerJoined(peer));
         b.world_mut().write_message(NetEvent::PeerJoined(peer));
+        a.world_mut().write_message(negotiated("AA", "BB"));
+        b.world_mut().write_message(negotiated("BB", "AA"));
         a.update();
         b.update();
         let pump = |from: &mut App, to: &mut App| {
@@ -589,8 +592,10 @@ mod tests {
             }
             to.update();
         };
+        // Hellos and greets, then both proofs (the wire holds chat until then).
         pump(&mut a, &mut b);
         pump(&mut b, &mut a);
+        pump(&mut a, &mut b);
         a.world_mut().write_message(SendChat("hello B".into()));
         a.update();
         pump(&mut a, &mut b); // chat arrives at B, B stores and sends a receipt
@@ -730,12 +735,8 @@ mod tests {
         a.update();
         let peer = matchbox_socket::PeerId(Uuid::new_v4());
         a.world_mut().write_message(NetEvent::PeerJoined(peer));
-        a.world_mut().write_message(ControlReceived(Control::Hello {
-            version: duet_shared::peer::PROTOCOL_VERSION,
-            identity: Uuid::new_v4(),
-            name: "Bob".into(),
-        }));
         a.update();
+        verified_peer(&mut a, "Bob");
         let count = 2 * HISTORY_BLOCK + 17;
         for i in 0..count {
             a.world_mut()

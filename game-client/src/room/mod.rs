@@ -21,10 +21,30 @@ use crate::chat::{ChatChanged, ChatLog};
 use crate::config::ClientConfig;
 use crate::frame::FrameSet;
 use crate::identity::{IdentityEvent, PeerProfile};
-use crate::net::{NetEvent, RebuildSocket, RoomLink, SignalingEnd};
+use crate::net::{Disconnect, NetEvent, RebuildSocket, RoomLink, SignalingEnd};
 use crate::ports::Host;
 use crate::transfer::{Direction, SendFile, TransferEnd, TransferEvent};
 use matchbox_socket::PeerId;
+
+/// What the person is told when the peer's authenticated hello failed (this side left the room).
+pub fn hello_failure_notice(why: &duet_shared::handshake::HandshakeError) -> &'static str {
+    use duet_shared::handshake::HandshakeError;
+    match why {
+        HandshakeError::Intercepted => {
+            "Warning: someone may be in the middle of this connection. The other side's proof of \
+             who they are did not match the connection, so Duet closed it and sent nothing. Do \
+             not trust this network or server; rejoin to try again."
+        }
+        HandshakeError::NoFingerprint => {
+            "The connection could not be secured (it named no certificate), so Duet closed it \
+             and sent nothing. Rejoin to try again."
+        }
+        HandshakeError::BrokenCommitment | HandshakeError::OutOfOrder | HandshakeError::BadName => {
+            "The other side's app broke the rules of saying hello, so Duet closed the connection \
+             and sent nothing. Rejoin to try again."
+        }
+    }
+}
 
 mod bubbles;
 mod files;

@@ -37,6 +37,8 @@ pub enum Seat {
         name: String,
         /// Identity (the avatar colour derives from it).
         identity: uuid::Uuid,
+        /// The code both people can compare.
+        safety_code: String,
     },
     /// They were here and left.
     Left {
@@ -131,7 +133,7 @@ pub(super) fn presence(
     mut notices: ResMut<Notices>,
     avatars: Query<(Entity, &Avatar)>,
     room: Option<Res<CurrentRoom>>,
-    mut calls: MessageWriter<ApiCall>,
+    (mut calls, mut leave): (MessageWriter<ApiCall>, MessageWriter<Disconnect>),
     mut seats: ResMut<SeatHolders>,
     time: Res<Time<Real>>,
 ) {
@@ -185,6 +187,11 @@ pub(super) fn presence(
             NetEvent::SignalingClosed(why) => {
                 notices.post(why.to_string());
                 presence.link = Link::Failed(why.to_string());
+                if why.leaves_the_room() {
+                    // Signaling is gone, but matchbox keeps the peer connection: close it too,
+                    // so this side does not look present where it is not.
+                    leave.write(Disconnect);
+                }
                 if *why == SignalingEnd::RoomFull {
                     ask_seat_holders(room.as_deref(), &mut calls);
                 }
@@ -196,6 +203,7 @@ pub(super) fn presence(
                     });
                 }
             }
+            NetEvent::Negotiated(_) => {}
             NetEvent::SecondHello => notices.post(
                 "Your peer's app introduced itself a second time, which Duet never does; the \
                  connection was restarted.",
@@ -210,10 +218,16 @@ pub(super) fn presence(
     }
     for event in identities.read() {
         match event {
-            IdentityEvent::PeerHello { identity, name } => {
+            IdentityEvent::PeerHello {
+                identity,
+                name,
+                safety_code,
+                ..
+            } => {
                 presence.seat = Seat::Here {
                     name: name.clone(),
                     identity: *identity,
+                    safety_code: safety_code.clone(),
                 };
                 if !spawned {
                     commands.spawn(Who::Peer.avatar());
@@ -230,6 +244,16 @@ pub(super) fn presence(
                 "Your peer's Duet speaks protocol version {theirs}, this one {}: one of you needs to update.",
                 duet_shared::peer::PROTOCOL_VERSION
             )),
+            IdentityEvent::HelloFailed(why) => {
+                let notice = super::hello_failure_notice(why);
+                notices.post(notice);
+                presence.link = Link::Failed(notice.to_owned());
+                presence.seat = Seat::Empty;
+                if let Some(entity) = peer_avatar {
+                    commands.entity(entity).despawn();
+                }
+                spawned = false;
+            }
             IdentityEvent::Renamed(_) => {}
         }
     }

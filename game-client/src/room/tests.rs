@@ -56,13 +56,20 @@ fn drain<M: Message + Clone>(app: &mut App) -> Vec<M> {
         .collect()
 }
 
+fn hello(name: &str) -> IdentityEvent {
+    let key = duet_shared::trust::DeviceKey::from_seed([7; 32]).public();
+    IdentityEvent::PeerHello {
+        identity: key.uuid(),
+        key,
+        name: name.into(),
+        safety_code: "123 456".into(),
+    }
+}
+
 fn peer_arrives(app: &mut App, name: &str) -> PeerId {
     let id = PeerId(uuid::Uuid::new_v4());
     app.world_mut().write_message(NetEvent::PeerJoined(id));
-    app.world_mut().write_message(IdentityEvent::PeerHello {
-        identity: uuid::Uuid::new_v4(),
-        name: name.into(),
-    });
+    app.world_mut().write_message(hello(name));
     app.update();
     id
 }
@@ -285,10 +292,7 @@ fn avatars_spawn_and_despawn_with_presence() {
     assert_eq!(avatars(&mut app), vec![Who::Me, Who::Peer]);
     assert_eq!(app.world().resource::<Presence>().peer_name(), Some("Bob"));
     // A second hello (e.g. after a rename race) does not duplicate the avatar.
-    app.world_mut().write_message(IdentityEvent::PeerHello {
-        identity: uuid::Uuid::new_v4(),
-        name: "Bob".into(),
-    });
+    app.world_mut().write_message(hello("Bob"));
     app.update();
     assert_eq!(avatars(&mut app), vec![Who::Me, Who::Peer]);
 

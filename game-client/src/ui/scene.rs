@@ -274,7 +274,7 @@ fn label_avatars(
 ) {
     let Some(identity) = identity else { return };
     let peer = match &presence.seat {
-        Seat::Here { name, identity } => Some((name.clone(), *identity)),
+        Seat::Here { name, identity, .. } => Some((name.clone(), *identity)),
         _ => None,
     };
     let name_of = |who: Who| match who {

@@ -13,6 +13,7 @@ use std::collections::{HashMap, HashSet};
 use duet_shared::api::{
     ErrorCode, PeerTarget, ROOM_CAPACITY, RoomInfo, RoomMembers, SeatHolder, close,
 };
+use duet_shared::trust::{JoinProof, TrustError};
 use matchbox_protocol::{JsonPeerEvent, PeerId};
 use uuid::Uuid;
 use worker::{
@@ -24,7 +25,7 @@ use super::entry::{CREATION_PATH, INIT_PATH, InitRoom};
 use super::respond::{self, Failure};
 use crate::room::{
     self, AlarmDecision, Bans, Frame, FrameError, JoinDecision, JoinLimits, Member, RateLimiter,
-    RoomRecord, Routed,
+    RoomRecord, Routed, SeenProofs,
 };
 use crate::secrets;
 
@@ -40,6 +41,8 @@ pub(crate) fn too_large() -> Failure {
     )
 }
 const BANS_KEY: &str = "bans";
+/// The join proofs the room took lately ([`SeenProofs`]), so that each is taken once.
+const SEEN_PROOFS_KEY: &str = "proofs";
 /// Default idle lifetime of a room: a day without anybody in it.
 const DEFAULT_IDLE_TTL_SECS: u64 = 24 * 60 * 60;
 /// Default lifetime of a room nobody ever joined: ten minutes after its creation.
@@ -63,6 +66,58 @@ pub struct Room {
 }
 
 type Outcome = std::result::Result<Response, Failure>;
+
+/// Who the joining socket says it is: a Duet client's verified join proof, or a plain matchbox
+/// client's `?identity=` UUID. A proof that is there but does not verify refuses the join; it
+/// never falls back to the UUID.
+fn claim_of(
+    url: &worker::Url,
+    room: &str,
+    now_ms: u64,
+) -> std::result::Result<room::Claim, Failure> {
+    let mut pairs = url.query_pairs();
+    match JoinProof::from_query(pairs.clone()) {
+        Ok(Some(proof)) => {
+            if let Err(e) = proof.verify(room, now_ms) {
+                let message = match e {
+                    TrustError::Stale => {
+                        "Your device's clock is more than ten minutes off. Set it right, then \
+                         join again."
+                    }
+                    _ => "Your app's proof of who it is did not check out. Reload and join again.",
+                };
+                return Err(Failure::refuse(ErrorCode::InvalidProof, message));
+            }
+            return Ok(room::Claim::Keyed {
+                key: proof.key,
+                proof_ms: proof.ts_ms,
+            });
+        }
+        Ok(None) => {}
+        Err(_) => {
+            return Err(Failure::refuse(
+                ErrorCode::InvalidProof,
+                "The join proof (key, ts, sig) is incomplete or malformed.",
+            ));
+        }
+    }
+    let identity = pairs
+        .find(|(k, _)| k == "identity")
+        .map(|(_, v)| v.into_owned());
+    match identity.as_deref().map(Uuid::parse_str) {
+        Some(Ok(id)) => Ok(room::Claim::Plain(id)),
+        Some(Err(_)) => Err(Failure::refuse(
+            ErrorCode::InvalidIdentity,
+            "The identity parameter is not a UUID. Connect to \
+             /signal/{room}?identity={uuid} with your client's UUID.",
+        )),
+        None => Err(Failure::refuse(
+            ErrorCode::InvalidIdentity,
+            "The identity parameter is missing. Connect to \
+             /signal/{room}?identity={uuid} with your client's UUID.",
+        )),
+    }
+}
 
 fn now_ms() -> u64 {
     Date::now().as_millis()
@@ -110,6 +165,15 @@ impl Room {
                  Create a new room and share its link.",
             )
         })
+    }
+
+    async fn seen_proofs(&self) -> Result<SeenProofs> {
+        Ok(self
+            .state
+            .storage()
+            .get::<SeenProofs>(SEEN_PROOFS_KEY)
+            .await?
+            .unwrap_or_default())
     }
 
     async fn bans(&self) -> Result<Bans> {
@@ -220,27 +284,11 @@ impl Room {
     async fn join(&self, req: Request) -> Outcome {
         let record = self.existing_record().await?;
         let url = req.url()?;
-        let identity = url
-            .query_pairs()
-            .find(|(k, _)| k == "identity")
-            .map(|(_, v)| v.into_owned());
-        let identity = match identity.as_deref().map(Uuid::parse_str) {
-            Some(Ok(id)) => id,
-            Some(Err(_)) => {
-                return Err(Failure::refuse(
-                    ErrorCode::InvalidIdentity,
-                    "The identity parameter is not a UUID. Connect to \
-                     /signal/{room}?identity={uuid} with your client's UUID.",
-                ));
-            }
-            None => {
-                return Err(Failure::refuse(
-                    ErrorCode::InvalidIdentity,
-                    "The identity parameter is missing. Connect to \
-                     /signal/{room}?identity={uuid} with your client's UUID.",
-                ));
-            }
-        };
+        let room = url
+            .path()
+            .strip_prefix("/signal/")
+            .unwrap_or_default()
+            .to_owned();
         let ip_hash = req
             .headers()
             .get("cf-connecting-ip")?
@@ -256,14 +304,26 @@ impl Room {
                  try again.",
             ));
         }
+        let claim = claim_of(&url, &room, now_ms())?;
         let members = self.members();
         let present: Vec<Member> = members.iter().map(|(_, m)| m.clone()).collect();
         let bans = self.bans().await?;
-        let replaces = match room::decide_join(&present, &bans, identity, ip_hash.as_deref()) {
+        let mut seen = self.seen_proofs().await?;
+        let last_proof = claim.key().and_then(|key| seen.last(&key));
+        let decision = room::decide_join(&present, &bans, &claim, ip_hash.as_deref(), last_proof);
+        let replaces = match decision {
             JoinDecision::Refuse(ErrorCode::Banned) => {
                 return Err(Failure::refuse(
                     ErrorCode::Banned,
                     "The owner of this room has banned you from it.",
+                ));
+            }
+            JoinDecision::Refuse(ErrorCode::ProofReused) => {
+                return Err(Failure::refuse(
+                    ErrorCode::ProofReused,
+                    "This sign-in to the room was used already. Your app signs a new one each \
+                     time it joins; a copied link with a key and signature does not let \
+                     anyone in.",
                 ));
             }
             JoinDecision::Refuse(ErrorCode::RoomFull) => {
@@ -300,15 +360,24 @@ impl Room {
                 "Replaced by a newer connection with the same identity.",
             );
         }
+        if let room::Claim::Keyed { key, proof_ms } = claim {
+            seen.record(key, proof_ms, now_ms());
+            self.state.storage().put(SEEN_PROOFS_KEY, &seen).await?;
+        }
         let pair = WebSocketPair::new()?;
         let server = pair.server;
         self.state.accept_web_socket(&server);
         server.serialize_attachment(&Member {
             peer,
-            identity,
+            identity: claim.identity(),
             ip_hash,
             gone: false,
             joined_ms: now_ms(),
+            key: claim.key(),
+            proof_ms: match claim {
+                room::Claim::Keyed { proof_ms, .. } => proof_ms,
+                room::Claim::Plain(_) => 0,
+            },
         })?;
         Self::send(&server, &JsonPeerEvent::IdAssigned(peer));
         for (other, member) in self.members() {

@@ -36,6 +36,16 @@ pub enum SignalingError {
     #[error("Message received in unknown format")]
     UnknownFormat,
 
+    /// Duet patch: the server closed the WebSocket with this close code and reason (a
+    /// signaling server says why it ended a session: replaced, kicked, banned).
+    #[error("the signaling server closed the connection ({code}: {reason})")]
+    ClosedByServer {
+        /// The WebSocket close code.
+        code: u16,
+        /// The close reason the server gave.
+        reason: String,
+    },
+
     /// Failed To Establish Initial Connection
     #[error("failed to establish initial connection: {0}")]
     NegotiationFailed(#[from] Box<SignalingError>),

@@ -25,8 +25,8 @@ use matchbox_protocol::PeerId;
 pub use messages::*;
 pub(crate) use socket::MessageLoopChannels;
 pub use socket::{
-    CandidatePair, CandidateType, ChannelConfig, HandshakeFailure, PeerState, RtcIceServerConfig,
-    WebRtcChannel, WebRtcSocket, WebRtcSocketBuilder,
+    CandidatePair, CandidateType, ChannelConfig, HandshakeFailure, PeerReport, PeerState,
+    RtcIceServerConfig, SessionDescriptions, WebRtcChannel, WebRtcSocket, WebRtcSocketBuilder,
 };
 use std::{collections::HashMap, pin::Pin, time::Duration};
 
@@ -159,6 +159,8 @@ struct HandshakeResult<D: PeerDataSender, M> {
     peer_id: PeerId,
     data_channels: Vec<D>,
     metadata: M,
+    /// Duet patch: the offer and answer, for [`WebRtcSocket::session_descriptions`].
+    descriptions: SessionDescriptions,
 }
 
 #[cfg_attr(not(target_arch = "wasm32"), async_trait)]
@@ -188,7 +190,7 @@ trait Messenger {
     async fn peer_loop(
         peer_uuid: PeerId,
         handshake_meta: Self::HandshakeMeta,
-        candidate_pair_tx: UnboundedSender<(PeerId, CandidatePair)>,
+        candidate_pair_tx: UnboundedSender<(PeerId, PeerReport)>,
     ) -> PeerId;
 }
 
@@ -389,6 +391,9 @@ async fn message_loop<M: Messenger>(
                     None => continue,
                 };
                 data_channels.insert(handshake_result.peer_id, handshake_result.data_channels);
+                // Duet patch: the descriptions go first, so they are there when the socket
+                // reports the peer connected.
+                let _ = candidate_pair_tx.unbounded_send((handshake_result.peer_id, PeerReport::Descriptions(handshake_result.descriptions)));
                 if peer_state_tx.unbounded_send((handshake_result.peer_id, PeerState::Connected)).is_err() {
                     // sending can only fail on socket drop, in which case connected_peers is unavailable, ignore
                     break Ok(());

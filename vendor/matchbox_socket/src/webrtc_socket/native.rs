@@ -3,7 +3,7 @@ use super::{
     messages::{PeerEvent, PeerRequest},
 };
 use crate::{
-    CandidatePair, CandidateType, RtcIceServerConfig,
+    CandidatePair, CandidateType, PeerReport, SessionDescriptions, RtcIceServerConfig,
     webrtc_socket::{
         ChannelConfig, HandshakeFailure, Messenger, Packet, Signaller,
         error::SignalingError,
@@ -101,6 +101,11 @@ impl Signaller for NativeSignaller {
     async fn next_message(&mut self) -> Result<PeerEvent, SignalingError> {
         let message = match self.websocket_stream.next().await {
             Some(Ok(Message::Text(message))) => Ok(message),
+            // Duet patch: say why the server closed the connection.
+            Some(Ok(Message::Close(Some(frame)))) => Err(SignalingError::ClosedByServer {
+                code: frame.code.into(),
+                reason: frame.reason.to_string(),
+            }),
             Some(Ok(_)) => Err(SignalingError::UnknownFormat),
             Some(Err(err)) => Err(SignalingError::from(err)),
             None => Err(SignalingError::StreamExhausted),
@@ -188,7 +193,7 @@ impl Messenger for NativeMessenger {
             .set_local_description(offer)
             .await
             .map_err(local_failure)?;
-        signal_peer.send(PeerSignal::Offer(sdp));
+        signal_peer.send(PeerSignal::Offer(sdp.clone()));
 
         let answer = loop {
             let signal = peer_signal_rx
@@ -209,6 +214,11 @@ impl Messenger for NativeMessenger {
             };
         };
 
+        // Duet patch: kept for `WebRtcSocket::session_descriptions`.
+        let descriptions = SessionDescriptions {
+            local: sdp,
+            remote: answer.clone(),
+        };
         let remote_description =
             RTCSessionDescription::answer(answer).map_err(bad_description)?;
         connection
@@ -229,6 +239,7 @@ impl Messenger for NativeMessenger {
 
         Ok(HandshakeResult::<Self::DataChannel, Self::HandshakeMeta> {
             peer_id: signal_peer.id,
+            descriptions,
             data_channels: to_peer_message_tx,
             metadata: NativeHandshakeMeta {
                 to_peer_message_rx,
@@ -289,6 +300,7 @@ impl Messenger for NativeMessenger {
             }
         };
         debug!("received offer");
+        let remote_sdp = offer.clone();
         let remote_description = RTCSessionDescription::offer(offer).map_err(bad_description)?;
         connection
             .set_remote_description(remote_description)
@@ -302,6 +314,11 @@ impl Messenger for NativeMessenger {
             .await
             .map_err(bad_description)?;
         signal_peer.send(PeerSignal::Answer(answer.sdp.clone()));
+        // Duet patch: kept for `WebRtcSocket::session_descriptions`.
+        let descriptions = SessionDescriptions {
+            local: answer.sdp.clone(),
+            remote: remote_sdp,
+        };
         connection
             .set_local_description(answer)
             .await
@@ -320,6 +337,7 @@ impl Messenger for NativeMessenger {
 
         Ok(HandshakeResult::<Self::DataChannel, Self::HandshakeMeta> {
             peer_id: signal_peer.id,
+            descriptions,
             data_channels: to_peer_message_tx,
             metadata: NativeHandshakeMeta {
                 to_peer_message_rx,
@@ -336,7 +354,7 @@ impl Messenger for NativeMessenger {
     async fn peer_loop(
         peer_uuid: PeerId,
         handshake_meta: Self::HandshakeMeta,
-        candidate_pair_tx: UnboundedSender<(PeerId, CandidatePair)>,
+        candidate_pair_tx: UnboundedSender<(PeerId, PeerReport)>,
     ) -> PeerId {
         let NativeHandshakeMeta {
             mut to_peer_message_rx,
@@ -392,7 +410,7 @@ impl Messenger for NativeMessenger {
 async fn report_candidate_pairs(
     connection: &Arc<dyn PeerConnection>,
     peer: PeerId,
-    tx: UnboundedSender<(PeerId, CandidatePair)>,
+    tx: UnboundedSender<(PeerId, PeerReport)>,
     signaled: SignaledCandidates,
 ) {
     let mut reported = None;
@@ -401,7 +419,7 @@ async fn report_candidate_pairs(
             && reported != Some(pair)
         {
             reported = Some(pair);
-            if tx.unbounded_send((peer, pair)).is_err() {
+            if tx.unbounded_send((peer, PeerReport::Pair(pair))).is_err() {
                 // socket dropped
                 return;
             }

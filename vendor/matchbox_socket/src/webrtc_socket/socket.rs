@@ -247,6 +247,8 @@ impl WebRtcSocketBuilder {
                 SignalingError::NegotiationFailed(e) => Error::ConnectionFailed(*e),
                 SignalingError::WebSocket(e) => Error::Disconnected(e.into()),
                 SignalingError::UserImplementationError(_) => Error::ConnectionFailed(e),
+                // Duet patch: the server's close code reaches the caller.
+                SignalingError::ClosedByServer { .. } => Error::Disconnected(e),
                 SignalingError::UnknownFormat | SignalingError::StreamExhausted => {
                     unimplemented!("these errors should never be propagated here")
                 }
@@ -261,6 +263,7 @@ impl WebRtcSocketBuilder {
                 peers: Default::default(),
                 candidate_pair_rx,
                 candidate_pairs: Default::default(),
+                descriptions: Default::default(),
                 channels,
             },
             Box::pin(socket_fut),
@@ -510,6 +513,25 @@ impl Sink<(PeerId, Packet)> for WebRtcChannel {
     }
 }
 
+/// Duet patch: the two session descriptions a peer connection was negotiated with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionDescriptions {
+    /// The SDP this side sent (its offer or answer).
+    pub local: String,
+    /// The SDP this side received from the peer.
+    pub remote: String,
+}
+
+/// What the message loop reports about a connected peer besides its state.
+#[derive(Debug, Clone)]
+pub enum PeerReport {
+    /// The candidate pair its traffic uses now.
+    Pair(CandidatePair),
+    /// Duet patch: the descriptions it was negotiated with, sent once before it is reported
+    /// connected.
+    Descriptions(SessionDescriptions),
+}
+
 /// Contains a set of [`WebRtcChannel`]s and connection metadata.
 #[derive(Debug)]
 pub struct WebRtcSocket {
@@ -517,8 +539,10 @@ pub struct WebRtcSocket {
     id_rx: futures_channel::oneshot::Receiver<PeerId>,
     peer_state_rx: futures_channel::mpsc::UnboundedReceiver<(PeerId, PeerState)>,
     peers: HashMap<PeerId, PeerState>,
-    candidate_pair_rx: futures_channel::mpsc::UnboundedReceiver<(PeerId, CandidatePair)>,
+    candidate_pair_rx: futures_channel::mpsc::UnboundedReceiver<(PeerId, PeerReport)>,
     candidate_pairs: HashMap<PeerId, CandidatePair>,
+    /// Duet patch: the session descriptions each connected peer was negotiated with.
+    descriptions: HashMap<PeerId, SessionDescriptions>,
     /// The channels, in the order specified by the builder.
     /// These are [`Some`] even before any connection is made: the only transition to [`None`] when
     /// [`ChannelError::Taken`].
@@ -621,6 +645,7 @@ impl WebRtcSocket {
                     }
                     if state == PeerState::Disconnected {
                         self.candidate_pairs.remove(&id);
+                        self.descriptions.remove(&id);
                     }
                 }
                 // Report the changes received before the closure first (the last
@@ -633,9 +658,16 @@ impl WebRtcSocket {
             }
         }
 
-        while let Ok((id, pair)) = self.candidate_pair_rx.try_recv() {
+        while let Ok((id, report)) = self.candidate_pair_rx.try_recv() {
             if self.peers.get(&id) == Some(&PeerState::Connected) {
-                self.candidate_pairs.insert(id, pair);
+                match report {
+                    PeerReport::Pair(pair) => {
+                        self.candidate_pairs.insert(id, pair);
+                    }
+                    PeerReport::Descriptions(descriptions) => {
+                        self.descriptions.insert(id, descriptions);
+                    }
+                }
             }
         }
 
@@ -659,6 +691,16 @@ impl WebRtcSocket {
     /// second and refreshed by [`WebRtcSocket::update_peers`].
     pub fn candidate_pair(&self, peer: PeerId) -> Option<CandidatePair> {
         self.candidate_pairs.get(&peer).copied()
+    }
+
+    /// Duet patch: the offer and answer a connected peer's connection was negotiated with, as
+    /// this side sent and received them. Their DTLS fingerprints name the certificates the
+    /// connection is encrypted with, which lets the application bind its own authentication
+    /// to this very connection (someone relaying between two peers holds other certificates).
+    ///
+    /// Set when [`WebRtcSocket::update_peers`] reports the peer connected; `None` otherwise.
+    pub fn session_descriptions(&self, peer: PeerId) -> Option<&SessionDescriptions> {
+        self.descriptions.get(&peer)
     }
 
     /// Returns an iterator of the ids of the connected peers.
@@ -865,7 +907,7 @@ pub struct MessageLoopChannels {
     pub events_receiver: futures_channel::mpsc::UnboundedReceiver<PeerEvent>,
     pub peer_messages_out_rx: Vec<futures_channel::mpsc::UnboundedReceiver<(PeerId, Packet)>>,
     pub peer_state_tx: futures_channel::mpsc::UnboundedSender<(PeerId, PeerState)>,
-    pub candidate_pair_tx: futures_channel::mpsc::UnboundedSender<(PeerId, CandidatePair)>,
+    pub candidate_pair_tx: futures_channel::mpsc::UnboundedSender<(PeerId, PeerReport)>,
     pub messages_from_peers_tx: Vec<futures_channel::mpsc::UnboundedSender<(PeerId, Packet)>>,
 }
 
@@ -875,7 +917,7 @@ async fn run_socket(
     config: SocketConfig,
     peer_messages_out_rx: Vec<futures_channel::mpsc::UnboundedReceiver<(PeerId, Packet)>>,
     peer_state_tx: futures_channel::mpsc::UnboundedSender<(PeerId, PeerState)>,
-    candidate_pair_tx: futures_channel::mpsc::UnboundedSender<(PeerId, CandidatePair)>,
+    candidate_pair_tx: futures_channel::mpsc::UnboundedSender<(PeerId, PeerReport)>,
     messages_from_peers_tx: Vec<futures_channel::mpsc::UnboundedSender<(PeerId, Packet)>>,
 ) -> Result<(), SignalingError> {
     debug!("Starting WebRtcSocket");

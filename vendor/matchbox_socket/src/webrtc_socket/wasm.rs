@@ -4,7 +4,7 @@ use super::{
     messages::{PeerEvent, PeerRequest},
 };
 use crate::{
-    CandidatePair, CandidateType,
+    CandidatePair, CandidateType, PeerReport, SessionDescriptions,
     webrtc_socket::{
         ChannelConfig, HandshakeFailure, MAX_REMOTE_CANDIDATES, Messenger, Packet,
         RtcIceServerConfig, Signaller,
@@ -34,10 +34,14 @@ use web_sys::{
     RtcIceCandidateInit, RtcIceGatheringState, RtcPeerConnection, RtcPeerConnectionIceEvent,
     RtcSdpType, RtcSessionDescriptionInit,
 };
-use ws_stream_wasm::{WsMessage, WsMeta, WsStream};
+use ws_stream_wasm::{WsEvent, WsMessage, WsMeta, WsStream};
 
 pub(crate) struct WasmSignaller {
     websocket_stream: futures::stream::Fuse<WsStream>,
+    /// Duet patch: the socket's events, for the close code once the stream ends.
+    events: Option<pharos::Events<WsEvent>>,
+    /// Kept so the events keep coming (dropping the meta closes the socket).
+    _meta: WsMeta,
 }
 
 #[derive(Debug, Default)]
@@ -50,12 +54,12 @@ impl SignallerBuilder for WasmSignallerBuilder {
         mut attempts: Option<u16>,
         room_url: String,
     ) -> Result<Box<dyn Signaller>, SignalingError> {
-        let websocket_stream = 'signaling: loop {
+        let (mut meta, websocket_stream) = 'signaling: loop {
             match WsMeta::connect(&room_url, None)
                 .await
                 .map_err(SignalingError::from)
             {
-                Ok((_, wss)) => break wss.fuse(),
+                Ok((meta, wss)) => break (meta, wss.fuse()),
                 Err(e) => {
                     if let Some(attempts) = attempts.as_mut() {
                         if *attempts <= 1 {
@@ -76,7 +80,35 @@ impl SignallerBuilder for WasmSignallerBuilder {
                 }
             };
         };
-        Ok(Box::new(WasmSignaller { websocket_stream }))
+        let events = pharos::Observable::observe(&mut meta, pharos::ObserveConfig::default())
+            .await
+            .ok();
+        Ok(Box::new(WasmSignaller {
+            websocket_stream,
+            events,
+            _meta: meta,
+        }))
+    }
+}
+
+impl WasmSignaller {
+    /// Duet patch: the close code and reason the server sent, from the events already
+    /// delivered (the close event comes before the stream ends).
+    fn close_reason(&mut self) -> SignalingError {
+        let Some(events) = self.events.as_mut() else {
+            return SignalingError::StreamExhausted;
+        };
+        while let Some(Some(event)) = events.next().now_or_never() {
+            if let WsEvent::Closed(close) = event {
+                if close.code >= 4000 {
+                    return SignalingError::ClosedByServer {
+                        code: close.code,
+                        reason: close.reason,
+                    };
+                }
+            }
+        }
+        SignalingError::StreamExhausted
     }
 }
 
@@ -94,7 +126,8 @@ impl Signaller for WasmSignaller {
         let message = match self.websocket_stream.next().await {
             Some(WsMessage::Text(message)) => Ok(message),
             Some(_) => Err(SignalingError::UnknownFormat),
-            None => Err(SignalingError::StreamExhausted),
+            // Duet patch: say why the server closed the connection, when it said.
+            None => Err(self.close_reason()),
         }?;
         let message = serde_json::from_str(&message).map_err(|e| {
             error!("failed to deserialize message: {e:?}");
@@ -222,7 +255,8 @@ impl Messenger for WasmMessenger {
         wait_for_ice_gathering_complete(conn.0.clone()).await;
 
         let local = conn.local_description().ok_or(HandshakeFailure::Local)?;
-        signal_peer.send(PeerSignal::Offer(local.sdp()));
+        let local_sdp = local.sdp();
+        signal_peer.send(PeerSignal::Offer(local_sdp.clone()));
 
         let mut received_candidates = vec![];
 
@@ -247,6 +281,11 @@ impl Messenger for WasmMessenger {
             };
         };
 
+        // Duet patch: kept for `WebRtcSocket::session_descriptions`.
+        let descriptions = SessionDescriptions {
+            local: local_sdp,
+            remote: sdp.clone(),
+        };
         // Set remote description
         let remote_description = RtcSessionDescriptionInit::new(RtcSdpType::Answer);
         remote_description.set_sdp(&sdp);
@@ -271,6 +310,7 @@ impl Messenger for WasmMessenger {
 
         Ok(HandshakeResult {
             peer_id: signal_peer.id,
+            descriptions,
             data_channels,
             metadata: (peer_disconnected_rx, conn, signaled, peer_signal_rx, budget),
         })
@@ -327,7 +367,7 @@ impl Messenger for WasmMessenger {
         // Set remote description
         {
             let remote_description = RtcSessionDescriptionInit::new(RtcSdpType::Offer);
-            let sdp = offer;
+            let sdp = offer.clone();
             remote_description.set_sdp(&sdp);
             JsFuture::from(conn.set_remote_description(&remote_description))
                 .await
@@ -362,7 +402,13 @@ impl Messenger for WasmMessenger {
         wait_for_ice_gathering_complete(conn.0.clone()).await;
 
         let local = conn.local_description().ok_or(HandshakeFailure::Local)?;
-        signal_peer.send(PeerSignal::Answer(local.sdp()));
+        let local_sdp = local.sdp();
+        signal_peer.send(PeerSignal::Answer(local_sdp.clone()));
+        // Duet patch: kept for `WebRtcSocket::session_descriptions`.
+        let descriptions = SessionDescriptions {
+            local: local_sdp,
+            remote: offer,
+        };
 
         let signaled = SignaledCandidates::default();
         let mut budget = CandidateBudget::default();
@@ -379,6 +425,7 @@ impl Messenger for WasmMessenger {
 
         Ok(HandshakeResult {
             peer_id: signal_peer.id,
+            descriptions,
             data_channels,
             metadata: (peer_disconnected_rx, conn, signaled, peer_signal_rx, budget),
         })
@@ -387,7 +434,7 @@ impl Messenger for WasmMessenger {
     async fn peer_loop(
         peer_uuid: PeerId,
         handshake_meta: Self::HandshakeMeta,
-        candidate_pair_tx: UnboundedSender<(PeerId, CandidatePair)>,
+        candidate_pair_tx: UnboundedSender<(PeerId, PeerReport)>,
     ) -> PeerId {
         let (mut peer_loop_finished_rx, conn, signaled, mut peer_signal_rx, mut budget) =
             handshake_meta;
@@ -415,7 +462,7 @@ impl Messenger for WasmMessenger {
 async fn report_candidate_pairs(
     conn: &RtcPeerConnection,
     peer: PeerId,
-    tx: UnboundedSender<(PeerId, CandidatePair)>,
+    tx: UnboundedSender<(PeerId, PeerReport)>,
     signaled: SignaledCandidates,
 ) {
     let mut reported = None;
@@ -424,7 +471,7 @@ async fn report_candidate_pairs(
             && reported != Some(pair)
         {
             reported = Some(pair);
-            if tx.unbounded_send((peer, pair)).is_err() {
+            if tx.unbounded_send((peer, PeerReport::Pair(pair))).is_err() {
                 // socket dropped
                 return;
             }

@@ -1,0 +1,474 @@
+//! The two channels to the peer and the gate in front of them: what arrives is sorted (app,
+//! transfers, data), held while the peer is not yet announced or not yet authenticated, and
+//! dropped when it comes from anyone but the peer.
+
+use bevy::log::debug;
+use duet_shared::peer::{
+    CHUNKS_PER_FRAME, CONTROL_CHANNEL, Control, DATA_CHANNEL, MAX_FRAME_CHUNKS,
+};
+use matchbox_socket::PeerId;
+
+use super::NetError;
+
+/// Duet's two channels to the peer, shared: the frame loop reads and writes them, and in the
+/// browser so does the transfer pump that runs between frames (file data must not wait for the
+/// next drawn frame, and a hidden tab draws none). The mutex is never held across an await.
+#[derive(Clone)]
+pub struct Wire(std::sync::Arc<std::sync::Mutex<WireState>>);
+
+impl Wire {
+    /// Shares `state` between the frame loop and the transfer pump.
+    pub(crate) fn new(state: WireState) -> Self {
+        Self(std::sync::Arc::new(std::sync::Mutex::new(state)))
+    }
+
+    /// The channels' state, locked (a poisoned lock is taken over: the state stays consistent
+    /// because every method leaves it so).
+    pub fn lock(&self) -> std::sync::MutexGuard<'_, WireState> {
+        crate::util::lock_shared(&self.0)
+    }
+}
+
+/// Everything `rx` has ready now (registering `cx` for the next), and whether it is still open.
+fn drain_ready(
+    rx: &mut PacketRx,
+    cx: &mut std::task::Context<'_>,
+) -> (Vec<(PeerId, matchbox_socket::Packet)>, bool) {
+    use futures::StreamExt;
+    use std::task::Poll;
+    let mut ready = Vec::new();
+    loop {
+        match rx.poll_next_unpin(cx) {
+            Poll::Ready(Some(item)) => ready.push(item),
+            Poll::Ready(None) => return (ready, false),
+            Poll::Pending => return (ready, true),
+        }
+    }
+}
+
+/// How many bytes of frames may arrive before the app has seen the peer connect: a hello, an
+/// offer and a credit window's worth of chunks fit easily; a lingering connection of someone
+/// removed, or a peer flooding before its connection is announced, cannot fill memory.
+pub const EARLY_BYTES: usize = 4 << 20;
+
+pub(crate) type PacketTx =
+    futures::channel::mpsc::UnboundedSender<(PeerId, matchbox_socket::Packet)>;
+pub(crate) type PacketRx =
+    futures::channel::mpsc::UnboundedReceiver<(PeerId, matchbox_socket::Packet)>;
+
+/// Most messages held from a peer between its hello and its verified proof (a chat or an
+/// offer sent right after it verified us can overtake our verification of it).
+pub const HELD_MESSAGES: usize = 64;
+
+/// What the peer's `Hello` and `Proof` decided for the current connection. The first hello
+/// decides the version: until it arrives, and after an incompatible one, nothing the peer sends
+/// is processed. After a compatible one only the authenticated hello (greet, proof, frames) is
+/// processed until the app has verified the peer's proof ([`WireState::trust`]); anything else
+/// waits, and file data is dropped (no transfer starts before both sides verified).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HelloGate {
+    /// No hello yet.
+    Awaiting,
+    /// Same protocol version, proof not verified yet.
+    Authenticating,
+    /// The peer's proof verified: everything is processed.
+    Trusted,
+    /// Another protocol version: only its hello was passed on (so both sides say so in words).
+    Incompatible,
+    /// A second hello arrived: the connection is to be ended.
+    Violated,
+}
+
+/// See [`Wire`]. Arrivals are sorted as they are pulled: control messages for the app (hello,
+/// chat...), control messages for transfers, and file data.
+pub struct WireState {
+    peer: Option<PeerId>,
+    control_tx: PacketTx,
+    data_tx: PacketTx,
+    control_rx: PacketRx,
+    data_rx: PacketRx,
+    for_app: std::collections::VecDeque<Result<Control, String>>,
+    for_transfers: std::collections::VecDeque<Control>,
+    data: std::collections::VecDeque<matchbox_socket::Packet>,
+    early: Vec<(PeerId, usize, matchbox_socket::Packet)>,
+    /// Bytes held in `early`, against [`EARLY_BYTES`].
+    early_bytes: usize,
+    /// What the peer's first `Hello` (and its proof) decided for this connection.
+    pub(crate) hello: HelloGate,
+    /// Messages that arrived while authenticating, delivered once the peer is trusted.
+    held: std::collections::VecDeque<Result<Control, String>>,
+    /// Bytes of `held`, against [`EARLY_BYTES`].
+    held_bytes: usize,
+    /// Most chunks the peer takes per data frame (its `Frames` message).
+    peer_frame_chunks: usize,
+    /// The identity the peer proved on this connection (its key's UUID).
+    peer_identity: Option<uuid::Uuid>,
+    /// Most chunks per data frame this side's WebRTC stack takes ([`Capabilities`]).
+    local_frame_chunks: usize,
+}
+
+impl WireState {
+    /// The state of a fresh socket's two channels: nobody connected yet.
+    pub(crate) fn new(
+        control: (PacketTx, PacketRx),
+        data: (PacketTx, PacketRx),
+        local_frame_chunks: usize,
+    ) -> Self {
+        Self {
+            peer: None,
+            control_tx: control.0,
+            data_tx: data.0,
+            control_rx: control.1,
+            data_rx: data.1,
+            for_app: Default::default(),
+            for_transfers: Default::default(),
+            data: Default::default(),
+            early: Vec::new(),
+            early_bytes: 0,
+            hello: HelloGate::Awaiting,
+            held: Default::default(),
+            held_bytes: 0,
+            peer_frame_chunks: CHUNKS_PER_FRAME,
+            peer_identity: None,
+            local_frame_chunks,
+        }
+    }
+
+    /// The one other person in the room, when connected.
+    pub fn peer(&self) -> Option<PeerId> {
+        self.peer
+    }
+
+    /// The identity the connected peer proved, once it has.
+    pub fn peer_identity(&self) -> Option<uuid::Uuid> {
+        self.peer_identity
+    }
+
+    /// How many chunks one data frame to the peer may carry: what both stacks take.
+    pub fn frame_chunks(&self) -> usize {
+        self.peer_frame_chunks.min(self.local_frame_chunks)
+    }
+
+    /// Sends raw bytes on the data channel to the peer.
+    pub fn send_data(&mut self, bytes: Vec<u8>) -> Result<(), NetError> {
+        let peer = self.peer.ok_or(NetError::NoPeer)?;
+        self.data_tx
+            .unbounded_send((peer, bytes.into()))
+            .map_err(|_| NetError::NoPeer)
+    }
+
+    /// Sends a control message to the peer.
+    pub fn send_control(&mut self, message: &Control) -> Result<(), NetError> {
+        let peer = self.peer.ok_or(NetError::NoPeer)?;
+        let bytes = message.encode()?;
+        self.control_tx
+            .unbounded_send((peer, bytes.into()))
+            .map_err(|_| NetError::NoPeer)
+    }
+
+    /// Takes what arrived for file transfers: control messages, then data frames (as received:
+    /// no copy).
+    pub fn take_transfer_arrivals(&mut self) -> (Vec<Control>, Vec<matchbox_socket::Packet>) {
+        self.pull();
+        (
+            self.for_transfers.drain(..).collect(),
+            self.data.drain(..).collect(),
+        )
+    }
+
+    /// The peer's proof verified as `identity`: what waited for it is delivered, and from now on
+    /// everything the peer sends is processed.
+    pub(crate) fn trust(&mut self, identity: uuid::Uuid) {
+        if self.hello != HelloGate::Authenticating {
+            return;
+        }
+        self.hello = HelloGate::Trusted;
+        self.peer_identity = Some(identity);
+        self.held_bytes = 0;
+        for message in std::mem::take(&mut self.held) {
+            self.route(message);
+        }
+    }
+
+    pub(crate) fn take_app_arrivals(&mut self) -> Vec<Result<Control, String>> {
+        self.pull();
+        self.for_app.drain(..).collect()
+    }
+
+    /// Moves everything that arrived into the queues, without waiting.
+    fn pull(&mut self) {
+        while let Ok((from, packet)) = self.control_rx.try_recv() {
+            self.sort_control(from, packet);
+        }
+        while let Ok((from, packet)) = self.data_rx.try_recv() {
+            self.sort_data(from, packet);
+        }
+    }
+
+    /// Pulls arrivals, registering `cx` to be woken by the next one. `Ready(true)`: something
+    /// arrived; `Ready(false)`: the connection is gone (both channels closed).
+    pub fn poll_arrivals(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<bool> {
+        use std::task::Poll;
+        let (control, control_open) = drain_ready(&mut self.control_rx, cx);
+        let (data, data_open) = drain_ready(&mut self.data_rx, cx);
+        let arrived = !control.is_empty() || !data.is_empty();
+        for (from, packet) in control {
+            self.sort_control(from, packet);
+        }
+        for (from, packet) in data {
+            self.sort_data(from, packet);
+        }
+        if arrived {
+            Poll::Ready(true)
+        } else if !control_open && !data_open {
+            Poll::Ready(false)
+        } else {
+            Poll::Pending
+        }
+    }
+
+    /// The peer's connection is up (or gone, with `None`). What arrived from them before the
+    /// app saw them connect (the pump may pull first) is sorted now.
+    pub(crate) fn set_peer(&mut self, peer: Option<PeerId>) {
+        self.peer = peer;
+        self.peer_frame_chunks = CHUNKS_PER_FRAME;
+        self.early_bytes = 0;
+        self.hello = HelloGate::Awaiting;
+        self.peer_identity = None;
+        self.held.clear();
+        self.held_bytes = 0;
+        for (from, channel, packet) in std::mem::take(&mut self.early) {
+            if channel == CONTROL_CHANNEL {
+                self.sort_control(from, packet);
+            } else {
+                self.sort_data(from, packet);
+            }
+        }
+    }
+
+    /// Whether a frame from `from` counts now; frames that arrive before the app has seen
+    /// any peer connect wait in `early`.
+    fn admit(&mut self, from: PeerId, channel: usize, packet: &matchbox_socket::Packet) -> bool {
+        match self.peer {
+            // Only the person in the room speaks: a removed peer's lingering connection is
+            // ignored.
+            Some(peer) => peer == from,
+            None => {
+                // Empty frames count too: each held one costs its bookkeeping.
+                let cost = packet.len() + 64;
+                if self.early_bytes + cost <= EARLY_BYTES {
+                    self.early_bytes += cost;
+                    self.early.push((from, channel, packet.clone()));
+                }
+                false
+            }
+        }
+    }
+
+    pub(crate) fn sort_control(&mut self, from: PeerId, packet: matchbox_socket::Packet) {
+        if !self.admit(from, CONTROL_CHANNEL, &packet) {
+            return;
+        }
+        let message = Control::decode(&packet).map_err(|e| e.to_string());
+        match (&self.hello, &message) {
+            (HelloGate::Awaiting, Ok(Control::Hello { version, .. })) => {
+                self.hello = if *version == duet_shared::peer::PROTOCOL_VERSION {
+                    HelloGate::Authenticating
+                } else {
+                    HelloGate::Incompatible
+                };
+            }
+            // A connection has one hello: a second one (another identity, another version) is a
+            // protocol violation, and the connection is ended.
+            (
+                HelloGate::Authenticating | HelloGate::Trusted | HelloGate::Incompatible,
+                Ok(Control::Hello { .. }),
+            ) => {
+                self.hello = HelloGate::Violated;
+                return;
+            }
+            (
+                HelloGate::Authenticating | HelloGate::Trusted,
+                Ok(Control::Greet { .. } | Control::Proof { .. } | Control::Frames { .. }),
+            ) => {}
+            (HelloGate::Authenticating, _) => {
+                let cost = packet.len() + 64;
+                if self.held.len() < HELD_MESSAGES && self.held_bytes + cost <= EARLY_BYTES {
+                    self.held_bytes += cost;
+                    self.held.push_back(message);
+                }
+                return;
+            }
+            (HelloGate::Trusted, _) => {}
+            // Before the hello, after an incompatible one or a violation: nothing is processed.
+            _ => return,
+        }
+        self.route(message);
+    }
+
+    /// Delivers a processed control message to whoever takes it.
+    fn route(&mut self, message: Result<Control, String>) {
+        match message {
+            Ok(Control::Frames { chunks }) => {
+                self.peer_frame_chunks =
+                    usize::from(chunks).clamp(CHUNKS_PER_FRAME, MAX_FRAME_CHUNKS);
+            }
+            Ok(message) if message.is_transfer() => {
+                debug!("control from the peer: {message:?}");
+                self.for_transfers.push_back(message)
+            }
+            other => self.for_app.push_back(other),
+        }
+    }
+
+    pub(crate) fn sort_data(&mut self, from: PeerId, packet: matchbox_socket::Packet) {
+        if self.admit(from, DATA_CHANNEL, &packet) && self.hello == HelloGate::Trusted {
+            self.data.push_back(packet);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn new_wire() -> WireState {
+        let mut wire = WireState::new(
+            futures::channel::mpsc::unbounded(),
+            futures::channel::mpsc::unbounded(),
+            CHUNKS_PER_FRAME,
+        );
+        wire.hello = HelloGate::Trusted;
+        wire
+    }
+
+    #[test]
+    fn frames_before_the_peer_is_announced_are_held_up_to_a_byte_budget() {
+        let mut wire = new_wire();
+        let peer = PeerId(uuid::Uuid::new_v4());
+        // Its hello, then 1 GiB of 64 KiB frames and a million empty ones, before the peer is
+        // announced.
+        let hello = Control::Hello {
+            version: duet_shared::peer::PROTOCOL_VERSION,
+            identity: uuid::Uuid::new_v4(),
+            name: "Mallory".into(),
+        };
+        wire.sort_control(peer, hello.encode().unwrap().into());
+        let big = matchbox_socket::Packet::from(vec![7u8; 64 * 1024]);
+        for _ in 0..16_384 {
+            wire.sort_data(peer, big.clone());
+        }
+        for _ in 0..1_000_000 {
+            wire.sort_control(peer, matchbox_socket::Packet::new());
+        }
+        let held: usize = wire.early.iter().map(|(_, _, p)| p.len()).sum();
+        assert!(wire.early_bytes <= EARLY_BYTES, "{}", wire.early_bytes);
+        assert!((EARLY_BYTES / 2..=EARLY_BYTES).contains(&held), "{held}");
+        assert!(wire.early.len() < EARLY_BYTES / 64);
+        // Once the peer is announced, what was held is sorted and the budget starts over: its
+        // hello counts, its file data does not (nobody is trusted before its proof).
+        wire.set_peer(Some(peer));
+        assert_eq!(wire.hello, HelloGate::Authenticating);
+        assert!(wire.data.is_empty());
+        assert_eq!(wire.early_bytes, 0);
+        // Frames of someone else than the announced peer are dropped, not held.
+        wire.trust(uuid::Uuid::new_v4());
+        wire.sort_data(PeerId(uuid::Uuid::new_v4()), big.clone());
+        assert!(wire.data.is_empty());
+        assert!(wire.early.is_empty());
+        wire.sort_data(peer, big);
+        assert_eq!(wire.data.len(), 1, "the trusted peer's data flows");
+    }
+
+    fn hello(version: u16) -> matchbox_socket::Packet {
+        Control::Hello {
+            version,
+            identity: uuid::Uuid::new_v4(),
+            name: "Mallory".into(),
+        }
+        .encode()
+        .unwrap()
+        .into()
+    }
+
+    fn chat() -> matchbox_socket::Packet {
+        Control::Chat {
+            id: uuid::Uuid::new_v4(),
+            sent_ms: 1,
+            text: "hi".into(),
+        }
+        .encode()
+        .unwrap()
+        .into()
+    }
+
+    #[test]
+    fn what_waits_for_the_proof_is_bounded() {
+        let peer = PeerId(uuid::Uuid::new_v4());
+        let mut wire = new_wire();
+        wire.set_peer(Some(peer));
+        wire.sort_control(peer, hello(duet_shared::peer::PROTOCOL_VERSION));
+        for _ in 0..10_000 {
+            wire.sort_control(peer, chat());
+        }
+        assert_eq!(wire.held.len(), HELD_MESSAGES);
+        assert!(wire.held_bytes <= EARLY_BYTES);
+        // A new connection forgets what the last one held.
+        wire.set_peer(None);
+        assert!(wire.held.is_empty());
+        assert_eq!(wire.held_bytes, 0);
+    }
+
+    #[test]
+    fn the_first_hello_decides_and_a_second_one_is_a_violation() {
+        use duet_shared::peer::PROTOCOL_VERSION;
+        let peer = PeerId(uuid::Uuid::new_v4());
+        let chats = |wire: &mut WireState| {
+            wire.take_app_arrivals()
+                .into_iter()
+                .filter(|a| matches!(a, Ok(Control::Chat { .. })))
+                .count()
+        };
+        // Before any hello nothing is processed.
+        let mut wire = new_wire();
+        wire.set_peer(Some(peer));
+        wire.sort_control(peer, chat());
+        wire.sort_data(peer, vec![1, 2, 3].into());
+        assert_eq!(chats(&mut wire), 0);
+        assert!(wire.data.is_empty());
+        // An incompatible hello is passed on (to be said in words), and then nothing is.
+        wire.sort_control(peer, hello(PROTOCOL_VERSION + 1));
+        assert!(matches!(
+            wire.take_app_arrivals()[..],
+            [Ok(Control::Hello { .. })]
+        ));
+        wire.sort_control(peer, chat());
+        wire.sort_data(peer, vec![1, 2, 3].into());
+        assert_eq!(chats(&mut wire), 0);
+        assert!(wire.data.is_empty());
+        // A compatible hello after it does not undo that: it is a second hello.
+        wire.sort_control(peer, hello(PROTOCOL_VERSION));
+        assert_eq!(wire.hello, HelloGate::Violated);
+        assert!(wire.take_app_arrivals().is_empty());
+        // A compatible connection: chat waits for the peer's proof, file data before it is
+        // dropped; once trusted, what waited is delivered and everything flows.
+        let mut wire = new_wire();
+        wire.set_peer(Some(peer));
+        wire.sort_control(peer, hello(PROTOCOL_VERSION));
+        wire.sort_control(peer, chat());
+        wire.sort_data(peer, vec![1, 2, 3].into());
+        assert_eq!(chats(&mut wire), 0);
+        assert!(wire.data.is_empty());
+        wire.trust(uuid::Uuid::from_u128(5));
+        assert_eq!(wire.peer_identity(), Some(uuid::Uuid::from_u128(5)));
+        assert_eq!(chats(&mut wire), 1, "the held chat, once");
+        wire.sort_control(peer, chat());
+        wire.sort_data(peer, vec![1, 2, 3].into());
+        assert_eq!(wire.data.len(), 1);
+        assert_eq!(chats(&mut wire), 1);
+        wire.sort_control(peer, hello(PROTOCOL_VERSION));
+        wire.sort_control(peer, chat());
+        assert_eq!(wire.hello, HelloGate::Violated);
+        assert_eq!(chats(&mut wire), 0);
+    }
+}
