@@ -80,11 +80,7 @@ async fn victim_and_mallory(prefix: &str) -> (Client, Evil, PathBuf) {
     let dir = temp_dir(prefix).unwrap();
     let mut client = Client::start(&link, &dir);
     let mut evil = Evil::join(&wrangler.signal_url(&room, Uuid::new_v4())).await;
-    evil.control(&Control::Hello {
-        version: PROTOCOL_VERSION,
-        identity: Uuid::new_v4(),
-        name: "Mallory".into(),
-    });
+    evil.introduce("Mallory").await;
     client.expect(
         "hello",
         on!(Event::PeerHello { name, .. } if *name == "Mallory"),
@@ -437,11 +433,7 @@ async fn a_hostile_peer_gets_clear_errors_and_leaves_nothing_behind() {
     assert!(!dir.join("etc").exists() && !Path::new("/etc/passwd.duet").exists());
 
     // 8. After all that, an honest file with a path-traversing name lands safely inside.
-    evil.control(&Control::Hello {
-        version: PROTOCOL_VERSION,
-        identity: Uuid::new_v4(),
-        name: "Mallory".into(),
-    });
+    evil.introduce("Mallory").await;
     let honest = b"finally, real bytes";
     evil.control(&Control::Offer(offer(
         6,

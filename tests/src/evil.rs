@@ -3,7 +3,11 @@
 
 use std::time::{Duration, Instant};
 
-use duet_shared::peer::{CONTROL_CHANNEL, Chunk, Control, DATA_CHANNEL, TransferId};
+use duet_shared::handshake::Handshake;
+use duet_shared::peer::{
+    CONTROL_CHANNEL, Chunk, Control, DATA_CHANNEL, PROTOCOL_VERSION, TransferId,
+};
+use duet_shared::trust::DeviceKey;
 use matchbox_socket::{PeerId, PeerState, WebRtcSocket};
 
 use crate::loopback_ice;
@@ -14,6 +18,8 @@ pub struct Evil {
     pub socket: WebRtcSocket,
     /// The victim.
     pub peer: PeerId,
+    /// The room id (from the signaling URL), which the authenticated hello names.
+    pub room: String,
 }
 
 impl Evil {
@@ -30,7 +36,13 @@ impl Evil {
             assert!(Instant::now() < deadline, "evil peer never connected");
             for (peer, state) in socket.update_peers() {
                 if state == PeerState::Connected {
-                    return Evil { socket, peer };
+                    let room = url
+                        .split("/signal/")
+                        .nth(1)
+                        .and_then(|rest| rest.split('?').next())
+                        .unwrap_or_default()
+                        .to_owned();
+                    return Evil { socket, peer, room };
                 }
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -50,6 +62,47 @@ impl Evil {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+    }
+
+    /// Says hello as a Duet peer with a key of its own: the victim takes nothing from anyone
+    /// before that peer has proven a key over this connection. Mallory is hostile, not an
+    /// impostor: what she sends after this is what the tests are about.
+    pub async fn introduce(&mut self, name: &str) {
+        let seed = |_| *uuid::Uuid::new_v4().as_bytes();
+        let halves: [[u8; 16]; 2] = [0, 1].map(seed);
+        let mut bytes = [0u8; 32];
+        bytes[..16].copy_from_slice(&halves[0]);
+        bytes[16..].copy_from_slice(&halves[1]);
+        let key = DeviceKey::from_seed(bytes);
+        let descriptions = self
+            .socket
+            .session_descriptions(self.peer)
+            .expect("the connection's descriptions")
+            .clone();
+        let (mut handshake, greet) = Handshake::start(
+            &self.room,
+            &descriptions.local,
+            &descriptions.remote,
+            *uuid::Uuid::new_v4().as_bytes(),
+            key.public(),
+        )
+        .expect("fingerprints in both descriptions");
+        self.control(&Control::Hello {
+            version: PROTOCOL_VERSION,
+            identity: uuid::Uuid::nil(),
+            name: String::new(),
+        });
+        self.control(&greet);
+        let Control::Greet { commitment } = self
+            .expect("the victim's greet", |m| matches!(m, Control::Greet { .. }))
+            .await
+        else {
+            unreachable!("expect returned a greet");
+        };
+        let proof = handshake
+            .on_greet(commitment, &key, name)
+            .expect("the first greet");
+        self.control(&proof);
     }
 
     /// Sends one control frame, encoded as Duet would but without its limits.

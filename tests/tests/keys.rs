@@ -180,6 +180,10 @@ async fn proofs_for_another_room_or_far_from_now_are_refused() {
         assert_eq!(refused.status, 400);
         assert!(refused.body.contains("clock"), "{}", refused.body);
     }
+    // A fresh room: each refused attempt counts against the room's join budget.
+    let room = wrangler.api().create_room().await.unwrap();
+    let base = wrangler.signal_url(&room.room, Uuid::nil());
+    let base = base.split('?').next().unwrap();
     for broken in ["key=zz&ts=1&sig=00", "ts=1&sig=00", "key=00"] {
         let refused = Ws::connect(&format!("{base}?{broken}"))
             .await

@@ -21,9 +21,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 use duet_shared::call::{CallId, CallSignal};
-use duet_shared::peer::{
-    CONTROL_CHANNEL, Control, DATA_CHANNEL, FileOffer, PROTOCOL_VERSION, TransferId,
-};
+use duet_shared::peer::{CONTROL_CHANNEL, Control, DATA_CHANNEL, FileOffer, TransferId};
 use duet_tests::automation::Delivery;
 use duet_tests::evil::Evil;
 use duet_tests::{
@@ -162,11 +160,7 @@ async fn one_flood(wrangler: &Wrangler, binary: &Path, kind: &str, secs: u64) ->
     let dir = temp_dir(&format!("bench-hostile-{kind}"))?;
     let mut victim = HeadlessClient::start(binary, &link, &dir, "Victim")?;
     let mut evil = Evil::join(&wrangler.signal_url(&room, Uuid::new_v4())).await;
-    evil.control(&Control::Hello {
-        version: PROTOCOL_VERSION,
-        identity: Uuid::new_v4(),
-        name: "Mallory".into(),
-    });
+    evil.introduce("Mallory").await;
     let hello = Instant::now() + Duration::from_secs(30);
     'hello: loop {
         for event in victim.pending() {
