@@ -337,7 +337,7 @@ fn identity_event(event: &IdentityEvent) -> Event {
         },
         IdentityEvent::HelloFailed(why) => Event::HelloFailed {
             reason: format!("{why:?}"),
-            message: crate::room::hello_failure_notice(why).to_owned(),
+            message: why.to_string(),
         },
         IdentityEvent::PeerRenamed(name) => Event::PeerRenamed { name: name.clone() },
         IdentityEvent::VersionMismatch { theirs } => Event::VersionMismatch {

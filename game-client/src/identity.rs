@@ -8,6 +8,7 @@
 //! verified. A proof that does not verify ends the connection with a warning: someone may be in
 //! the middle.
 
+use bevy::ecs::system::SystemParam;
 use bevy::prelude::*;
 use bevy_pkv::PkvStore;
 use duet_shared::handshake::{Handshake, HandshakeError};
@@ -71,6 +72,15 @@ pub struct PeerProfile {
     pub hello: Option<PeerHello>,
     /// Set when their protocol version differs from ours: nothing else is exchanged.
     pub incompatible: Option<u16>,
+}
+
+/// What the hello systems send: to the peer, to the app, and to the connection.
+#[derive(SystemParam)]
+struct HelloOut<'w> {
+    send: MessageWriter<'w, SendControl>,
+    events: MessageWriter<'w, IdentityEvent>,
+    leave: MessageWriter<'w, Disconnect>,
+    trust: MessageWriter<'w, TrustPeer>,
 }
 
 /// The authenticated hello of the current connection.
@@ -214,9 +224,7 @@ fn greet_peer(
     mut net: MessageReader<NetEvent>,
     mut profile: ResMut<PeerProfile>,
     mut state: ResMut<HelloState>,
-    mut send: MessageWriter<SendControl>,
-    mut events: MessageWriter<IdentityEvent>,
-    mut leave: MessageWriter<Disconnect>,
+    mut out: HelloOut,
 ) {
     for event in net.read() {
         match event {
@@ -236,16 +244,16 @@ fn greet_peer(
                 ) {
                     Ok((handshake, greet)) => {
                         state.0 = Some(handshake);
-                        send.write(SendControl(hello()));
+                        out.send.write(SendControl(hello()));
                         // What this side's WebRTC stack takes; the wire layer reads the peer's.
-                        send.write(SendControl(Control::Frames {
+                        out.send.write(SendControl(Control::Frames {
                             chunks: capabilities.frame_chunks as u8,
                         }));
-                        send.write(SendControl(greet));
+                        out.send.write(SendControl(greet));
                     }
                     Err(e) => {
-                        events.write(IdentityEvent::HelloFailed(e));
-                        leave.write(Disconnect);
+                        out.events.write(IdentityEvent::HelloFailed(e));
+                        out.leave.write(Disconnect);
                     }
                 }
             }
@@ -254,16 +262,12 @@ fn greet_peer(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 fn receive_profile(
     identity: Res<Identity>,
     mut received: MessageReader<ControlReceived>,
     mut profile: ResMut<PeerProfile>,
     mut state: ResMut<HelloState>,
-    mut send: MessageWriter<SendControl>,
-    mut trust: MessageWriter<TrustPeer>,
-    mut events: MessageWriter<IdentityEvent>,
-    mut leave: MessageWriter<Disconnect>,
+    mut out: HelloOut,
 ) {
     let mut failure = None;
     for ControlReceived(message) in received.read() {
@@ -272,11 +276,10 @@ fn receive_profile(
             break;
         }
         match message {
-            Control::Hello { version, .. } => {
-                if *version != PROTOCOL_VERSION {
-                    profile.incompatible = Some(*version);
-                    events.write(IdentityEvent::VersionMismatch { theirs: *version });
-                }
+            Control::Hello { version, .. } if *version != PROTOCOL_VERSION => {
+                profile.incompatible = Some(*version);
+                out.events
+                    .write(IdentityEvent::VersionMismatch { theirs: *version });
             }
             Control::Greet { commitment } => {
                 let Some(handshake) = state.0.as_mut() else {
@@ -284,7 +287,7 @@ fn receive_profile(
                 };
                 match handshake.on_greet(*commitment, &identity.key, &identity.name) {
                     Ok(proof) => {
-                        send.write(SendControl(proof));
+                        out.send.write(SendControl(proof));
                     }
                     Err(e) => failure = Some(e),
                 }
@@ -300,8 +303,8 @@ fn receive_profile(
                 };
                 match handshake.on_proof(*key, clean_name(name), *nonce, signature) {
                     Ok(verified) => {
-                        trust.write(TrustPeer(verified.key.uuid()));
-                        events.write(IdentityEvent::PeerHello {
+                        out.trust.write(TrustPeer(verified.key.uuid()));
+                        out.events.write(IdentityEvent::PeerHello {
                             identity: verified.key.uuid(),
                             key: verified.key,
                             name: verified.name.clone(),
@@ -319,7 +322,8 @@ fn receive_profile(
             Control::Rename { name } => {
                 if let Some(hello) = profile.hello.as_mut() {
                     hello.name = clean_name(name);
-                    events.write(IdentityEvent::PeerRenamed(hello.name.clone()));
+                    out.events
+                        .write(IdentityEvent::PeerRenamed(hello.name.clone()));
                 }
             }
             _ => {}
@@ -327,8 +331,8 @@ fn receive_profile(
     }
     if let Some(error) = failure {
         state.0 = None;
-        events.write(IdentityEvent::HelloFailed(error));
-        leave.write(Disconnect);
+        out.events.write(IdentityEvent::HelloFailed(error));
+        out.leave.write(Disconnect);
     }
 }
 

@@ -13,7 +13,7 @@
 //! |  | [`config`] | server URL, STUN/TURN servers, thresholds from `assets/config.ron` |
 //! | 1 seam | [`ports`] | the platform as traits ([`ports::Host`]) and values ([`ports::Capabilities`]) |
 //! | 2 core | [`net`] | the WebRTC socket to the room, the peer's presence, the control channel |
-//! | 3 | [`identity`] | who I am (UUID + display name), kept on this device; the peer's hello |
+//! | 3 | [`identity`] | who I am (a device key + display name), kept on this device; the peer's authenticated hello |
 //! | 4 | [`chat`] | messages with delivery state; [`chat::history`] is where they are kept |
 //! |  | [`call`] | voice/video calls: the shared call machine over the control channel |
 //! |  | [`storage`] | where received files go: the store contract and its one resume rule, the folder store |

@@ -393,14 +393,14 @@ fn two_desktop_clients_chat_and_drop_a_file_on_the_avatar() {
             seen.1 = true;
         }
     }
-    // Ada's client also cut the direct connection: Bob sees her go and is told, in words, that
-    // he is out (in either order).
+    // The server told Bob why it closed his connection, and his client left the room: he sees
+    // Ada go and is told, in words, that he was removed (in either order).
     let mut told = (false, false);
     while told != (true, true) {
         let event = bob.expect("connection cut and Bob told", |e| match e {
             Event::PeerLeft { .. } => Some(e.clone()),
             Event::SignalingClosed { message }
-                if message.starts_with("You are no longer connected to the room") =>
+                if message.starts_with("The room's creator removed you") =>
             {
                 Some(e.clone())
             }

@@ -737,7 +737,7 @@ mod tests {
         );
         assert_eq!(
             decide_join(
-                &[ada.clone()],
+                std::slice::from_ref(&ada),
                 &Bans::default(),
                 &Claim::Plain(ada.identity),
                 None,
@@ -766,7 +766,7 @@ mod tests {
         );
         assert_eq!(
             decide_join(
-                &[ada.clone()],
+                std::slice::from_ref(&ada),
                 &bans,
                 &keyed(1, 200),
                 Some("shared"),

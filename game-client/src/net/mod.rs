@@ -374,8 +374,18 @@ fn trust_peer(socket: Option<Res<Socket>>, mut asks: MessageReader<TrustPeer>) {
     }
 }
 
-fn disconnect(mut commands: Commands, mut asks: MessageReader<Disconnect>) {
+fn disconnect(
+    mut commands: Commands,
+    socket: Option<Res<Socket>>,
+    mut asks: MessageReader<Disconnect>,
+    mut events: MessageWriter<NetEvent>,
+) {
     if asks.read().count() > 0 {
+        // The person in the room is gone for this side: everything that follows them (the
+        // hello, transfers, the avatar) ends as when they leave.
+        if let Some(peer) = socket.as_ref().and_then(|s| s.peer()) {
+            events.write(NetEvent::PeerLeft(peer));
+        }
         // Dropping the socket closes its connections; `StayingOut` keeps a new one from opening.
         commands.remove_resource::<Socket>();
         commands.remove_resource::<LoopEnded>();

@@ -76,7 +76,7 @@ fn claim_of(
     now_ms: u64,
 ) -> std::result::Result<room::Claim, Failure> {
     let mut pairs = url.query_pairs();
-    match JoinProof::from_query(pairs.clone()) {
+    match JoinProof::from_query(pairs) {
         Ok(Some(proof)) => {
             if let Err(e) = proof.verify(room, now_ms) {
                 let message = match e {
