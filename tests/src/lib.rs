@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod evil;
+pub mod mitm;
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};

@@ -819,3 +819,26 @@ fn tempdir(name: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+/// A hello that does not verify ends the stay in the room with a warning in words, and the
+/// peer's avatar goes.
+#[test]
+fn a_failed_hello_warns_that_someone_may_be_in_the_middle() {
+    let dir = tempdir("hello-failed");
+    let mut app = room_app(&dir);
+    join_link(&mut app);
+    peer_arrives(&mut app, "Bob");
+    assert_eq!(avatars(&mut app), vec![Who::Me, Who::Peer]);
+    app.world_mut().write_message(IdentityEvent::HelloFailed(
+        duet_shared::handshake::HandshakeError::Intercepted,
+    ));
+    app.update();
+    let presence = app.world().resource::<Presence>();
+    assert!(
+        matches!(&presence.link, Link::Failed(why) if why.contains("someone may be in the middle")),
+        "{:?}",
+        presence.link
+    );
+    assert_eq!(presence.peer_name(), None);
+    assert_eq!(avatars(&mut app), vec![Who::Me]);
+}

@@ -1,0 +1,143 @@
+//! Identity under attack, on the real stack (headless clients over webrtc-rs, `wrangler dev`, in
+//! an `lo`-only namespace): a relay in the middle is caught on both sides and nothing passes it;
+//! a stranger who saw everything Ada's hello and links reveal cannot take her seat.
+
+use std::path::Path;
+use std::time::Duration;
+
+use duet_shared::peer::Control;
+use duet_shared::trust::{DeviceKey, PublicKey};
+use duet_tests::automation::Delivery;
+use duet_tests::mitm::Mitm;
+use duet_tests::{Event, HeadlessClient, Wrangler, Ws, assert_loopback_only, on, temp_dir};
+
+/// The harness's headless client, with 45 s patience and panics for failures.
+struct Client(HeadlessClient);
+
+impl Client {
+    fn start(room_link: &str, name: &'static str) -> Client {
+        let binary = Path::new(env!("CARGO_BIN_EXE_duet-client"));
+        let dir = temp_dir(&format!("trust-{name}")).unwrap();
+        Client(HeadlessClient::start(binary, room_link, &dir, name).expect("start duet-client"))
+    }
+
+    fn command(&mut self, line: &str) {
+        self.0.command(line).unwrap();
+    }
+
+    fn expect<T>(&mut self, what: &str, pick: impl Fn(&Event) -> Option<T>) -> T {
+        self.0
+            .wait(what, Duration::from_secs(45), pick)
+            .unwrap_or_else(|e| panic!("{e:#}"))
+    }
+}
+
+/// Ada and Bob each open the same link, but the server in front gives each a connection to a
+/// relay: both notice, nobody is shown as the other, and no chat passes the relay.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_relay_in_the_middle_is_caught_on_both_sides_and_nothing_passes() {
+    assert_loopback_only();
+    let wrangler = Wrangler::shared();
+    let api = wrangler.api();
+    let link_room = api.create_room().await.unwrap().room;
+    let rooms = [
+        api.create_room().await.unwrap().room,
+        api.create_room().await.unwrap().room,
+    ];
+    let mitm = Mitm::start(&wrangler.base, rooms).await;
+    let link = format!("{}/r/{link_room}", mitm.base);
+    let mut ada = Client::start(&link, "Ada");
+    let mut bob = Client::start(&link, "Bob");
+
+    // Each side's connection is real, and to someone else than the other side.
+    let fingerprints = on!(Event::Negotiated { local_fingerprint, remote_fingerprint }
+        => (local_fingerprint.clone(), remote_fingerprint.clone()));
+    let (ada_local, ada_remote) = ada.expect("negotiated", fingerprints);
+    let (bob_local, bob_remote) = bob.expect("negotiated", fingerprints);
+    assert_ne!(ada_remote, bob_local, "Ada is not connected to Bob");
+    assert_ne!(bob_remote, ada_local, "Bob is not connected to Ada");
+
+    for client in [&mut ada, &mut bob] {
+        let caught = client.expect("the hello to fail", |e| match e {
+            Event::HelloFailed { reason, .. } => Some(Ok(reason.clone())),
+            Event::PeerHello { name, .. } => Some(Err(name.clone())),
+            _ => None,
+        });
+        assert_eq!(caught, Ok("Intercepted".to_owned()));
+    }
+    // What Ada writes now reaches nobody, and says so.
+    ada.command("say are you really Bob?");
+    let state = ada.expect(
+        "chat",
+        on!(Event::Chat(x) if x.text == "are you really Bob?" => x.state),
+    );
+    assert_eq!(state, Delivery::NotDelivered);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let relayed = mitm.relayed();
+    assert!(
+        relayed.iter().any(|m| matches!(m, Control::Proof { .. })),
+        "the relay passed the proofs on: {relayed:?}"
+    );
+    assert!(
+        !relayed
+            .iter()
+            .any(|m| matches!(m, Control::Chat { .. } | Control::Offer(_))),
+        "no chat or file passed the relay: {relayed:?}"
+    );
+}
+
+/// Mallory has seen Ada's hello (her key) and knows the room: wearing Ada's identity as a plain
+/// client, or Ada's key with a signature of her own, she is refused; Ada and Bob keep chatting.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stranger_with_adas_hello_cannot_take_her_seat() {
+    assert_loopback_only();
+    let wrangler = Wrangler::shared();
+    let room = wrangler.api().create_room().await.unwrap().room;
+    let link = format!("{}/r/{room}", wrangler.base);
+    let mut ada = Client::start(&link, "Ada");
+    let mut bob = Client::start(&link, "Bob");
+    let (ada_id, ada_key) = bob.expect(
+        "Ada's hello",
+        on!(Event::PeerHello { identity, key, .. } => (*identity, key.clone())),
+    );
+    ada.expect("Bob's hello", on!(Event::PeerHello { .. }));
+    let ada_key = PublicKey::from_hex(&ada_key).unwrap();
+
+    // Ada's identity as a plain matchbox client: the room is full.
+    let refused = Ws::connect(&wrangler.signal_url(&room, ada_id))
+        .await
+        .err()
+        .expect("refused");
+    assert_eq!(refused.status, 409);
+    // Ada's key with Mallory's signature: not a proof.
+    let mallory = DeviceKey::from_seed([66; 32]);
+    let mut forged = mallory
+        .room_key(&room)
+        .sign_join(&room, duet_tests::now_ms());
+    forged.key = ada_key;
+    let base = wrangler.signal_url(&room, ada_id);
+    let base = base.split('?').next().unwrap();
+    let refused = Ws::connect(&format!("{base}?{}", forged.query()))
+        .await
+        .err()
+        .expect("refused");
+    assert_eq!(refused.status, 400);
+    // Mallory's own key: the room is full.
+    let own = mallory
+        .room_key(&room)
+        .sign_join(&room, duet_tests::now_ms());
+    let refused = Ws::connect(&format!("{base}?{}", own.query()))
+        .await
+        .err()
+        .expect("refused");
+    assert_eq!(refused.status, 409);
+
+    // Ada and Bob never noticed.
+    ada.command("say still here");
+    let got = bob.expect("chat", on!(Event::Chat(x) if !x.mine => x.text.clone()));
+    assert_eq!(got, "still here");
+    ada.expect(
+        "delivered",
+        on!(Event::Chat(x) if x.text == "still here" && x.state == Delivery::Delivered),
+    );
+}
