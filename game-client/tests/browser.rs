@@ -551,3 +551,44 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// Two browsers open the same link on a hostile signaling server that connects each to a relay
+/// (see `duet_tests::mitm`): both notice, warn in words, and nothing of the chat passes.
+#[test]
+fn two_browsers_catch_a_relay_in_the_middle() {
+    assert_loopback_only();
+    let _serial = one_at_a_time();
+    let wrangler = Wrangler::shared();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (mitm, room) = runtime.block_on(async {
+        let api = wrangler.api();
+        let room = api.create_room().await.unwrap().room;
+        let rooms = [
+            api.create_room().await.unwrap().room,
+            api.create_room().await.unwrap().room,
+        ];
+        (duet_tests::mitm::Mitm::start(&wrangler.base, rooms).await, room)
+    });
+    let r = scenario("mitm.mjs", &[mitm.base.clone(), room]);
+    eprintln!("{}", serde_json::to_string_pretty(&r).unwrap());
+    assert_ne!(r["ada_remote"], r["bob_local"], "{r}");
+    assert_ne!(r["bob_remote"], r["ada_local"], "{r}");
+    for who in ["ada", "bob"] {
+        assert_eq!(r[format!("{who}_hello")], "hello_failed", "{r}");
+        assert_eq!(r[format!("{who}_reason")], "Intercepted", "{r}");
+    }
+    let relayed = mitm.relayed();
+    assert!(
+        relayed
+            .iter()
+            .any(|m| matches!(m, duet_shared::peer::Control::Proof { .. })),
+        "{relayed:?}"
+    );
+    assert!(
+        !relayed.iter().any(|m| matches!(
+            m,
+            duet_shared::peer::Control::Chat { .. } | duet_shared::peer::Control::Offer(_)
+        )),
+        "{relayed:?}"
+    );
+}
