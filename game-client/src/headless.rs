@@ -9,10 +9,11 @@ use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
 
 use bevy::prelude::*;
-use duet_shared::automation::{self as auto, Event};
+use duet_shared::automation::{self as auto, ContactLine, Event};
 
 use crate::call::{CallAction, CallChanged, CallState};
 use crate::chat::{ChatChanged, ChatLog, Delivery, HistoryFailed, HistoryLoaded, SendChat};
+use crate::contacts::{Contact, ContactAction, ContactEvent, Contacts, Standing};
 use crate::frame::FrameSet;
 use crate::identity::{Identity, IdentityEvent, Rename};
 use crate::net::{NetEvent, SendFailed};
@@ -91,10 +92,10 @@ fn announce(identity: Res<Identity>, out: Res<EventOut>) {
 #[allow(clippy::too_many_arguments)]
 fn run_commands(
     commands: Res<Commands>,
-    log: Res<ChatLog>,
+    (log, people): (Res<ChatLog>, Res<Contacts>),
     mut chat: MessageWriter<SendChat>,
     (mut files, mut answers): (MessageWriter<SendFile>, MessageWriter<AnswerOffer>),
-    mut rename: MessageWriter<Rename>,
+    (mut rename, mut contacts): (MessageWriter<Rename>, MessageWriter<ContactAction>),
     mut calls: MessageWriter<CallAction>,
     call_state: Res<CallState>,
     mut exit: MessageWriter<AppExit>,
@@ -156,6 +157,32 @@ fn run_commands(
             "history" => emit(Event::History {
                 entries: log.entries.iter().map(chat_line).collect(),
             }),
+            "verify" => {
+                contacts.write(ContactAction::VerifyPeer);
+            }
+            "contacts" => emit(Event::Contacts {
+                contacts: people.0.iter().map(contact_line).collect(),
+            }),
+            "forget" | "rename_contact" => {
+                let (key, name) = rest.split_once(' ').unwrap_or((rest, ""));
+                match duet_shared::trust::PublicKey::from_hex(key.trim()) {
+                    Ok(key) if verb == "forget" => {
+                        contacts.write(ContactAction::Forget { key });
+                    }
+                    Ok(key) => {
+                        contacts.write(ContactAction::Rename {
+                            key,
+                            name: name.to_owned(),
+                        });
+                    }
+                    Err(_) => emit(Event::Error {
+                        message: format!(
+                            "usage: {verb} KEY_HEX{}",
+                            if verb == "forget" { "" } else { " NAME" }
+                        ),
+                    }),
+                }
+            }
             "quit" => {
                 exit.write(AppExit::Success);
             }
@@ -167,7 +194,8 @@ fn run_commands(
                 message: format!(
                     "unknown command {other:?}; commands: say TEXT, send PATH, take_file ID, \
                      refuse_file ID, rename NAME, call [video], accept [video], decline, hangup, \
-                     mute, unmute, history, quit"
+                     mute, unmute, history, verify, contacts, forget KEY, rename_contact KEY NAME, \
+                     quit"
                 ),
             }),
         }
@@ -253,7 +281,7 @@ fn dir(direction: &Direction) -> auto::Dir {
 
 fn print_events(
     mut net: MessageReader<NetEvent>,
-    mut identity: MessageReader<IdentityEvent>,
+    (mut identity, mut contacts): (MessageReader<IdentityEvent>, MessageReader<ContactEvent>),
     mut chat: MessageReader<ChatChanged>,
     mut history: (MessageReader<HistoryLoaded>, MessageReader<HistoryFailed>),
     mut failed: MessageReader<SendFailed>,
@@ -269,6 +297,9 @@ fn print_events(
     }
     for event in identity.read() {
         emit(identity_event(event));
+    }
+    for event in contacts.read() {
+        emit(contact_event(event));
     }
     for ChatChanged(entry) in chat.read() {
         emit(Event::Chat(chat_line(entry)));
@@ -318,6 +349,46 @@ fn net_event(event: &NetEvent) -> Event {
                 remote_fingerprint: fingerprint(&descriptions.remote),
             }
         }
+    }
+}
+
+fn contact_event(event: &ContactEvent) -> Event {
+    match event {
+        ContactEvent::Met {
+            key,
+            name,
+            standing,
+        } => {
+            let (word, since_ms, verified) = match *standing {
+                Standing::New => ("new", None, false),
+                Standing::Known { since_ms, verified } => ("known", Some(since_ms), verified),
+                Standing::NotTheOneMet {
+                    known_since_ms,
+                    verified,
+                } => ("not_the_one_met", Some(known_since_ms), verified),
+            };
+            Event::PeerStanding {
+                key: key.to_hex(),
+                name: name.clone(),
+                standing: word.to_owned(),
+                since_ms,
+                verified,
+            }
+        }
+        ContactEvent::Verified { key } => Event::PeerVerified { key: key.to_hex() },
+        ContactEvent::Refused { name } => Event::ImpostorRefused { name: name.clone() },
+    }
+}
+
+/// A contact as the automation protocol reports it.
+pub fn contact_line(contact: &Contact) -> ContactLine {
+    ContactLine {
+        key: contact.key.to_hex(),
+        fingerprint: contact.key.fingerprint(),
+        name: contact.shown_name().to_owned(),
+        first_seen_ms: contact.first_seen_ms,
+        last_seen_ms: contact.last_seen_ms,
+        verified: contact.verified,
     }
 }
 

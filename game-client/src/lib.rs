@@ -16,6 +16,7 @@
 //! | 3 | [`identity`] | who I am (a device key + display name), kept on this device; the peer's authenticated hello |
 //! | 4 | [`chat`] | messages with delivery state; [`chat::history`] is where they are kept |
 //! |  | [`call`] | voice/video calls: the shared call machine over the control channel |
+//! |  | [`contacts`] | the people this device met: known, new, not the one met before, verified |
 //! |  | [`storage`] | where received files go: the store contract and its one resume rule, the folder store |
 //! |  | [`api`] | the worker's HTTP API (create a room, kick, ban, seats) as messages |
 //! | 5 | [`transfer`] | file transfer: a sans-IO engine (time and a link injected) and its plugin |
@@ -36,6 +37,7 @@ pub mod app;
 pub mod call;
 pub mod chat;
 pub mod config;
+pub mod contacts;
 pub mod frame;
 pub mod headless;
 pub mod identity;

@@ -18,6 +18,35 @@ pub fn now_ms() -> u64 {
         .unwrap_or_default()
 }
 
+/// The day `ms` (since the Unix epoch) falls on, in words people read: `3 March 2026` (UTC).
+pub fn date_words(ms: u64) -> String {
+    const MONTHS: [&str; 12] = [
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
+    ];
+    // Howard Hinnant's days-to-civil.
+    let z = (ms / 86_400_000) as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{day} {} {year}", MONTHS[(month - 1) as usize])
+}
+
 /// Removes the finished tasks from `tasks` and returns their results, without blocking: used
 /// for work that must not stall a frame (hashing a file, a native file dialog).
 pub fn take_finished<T>(tasks: &mut Vec<bevy::tasks::Task<T>>) -> Vec<T> {
@@ -42,4 +71,14 @@ pub fn take_finished_with<E, T>(
         }
     }
     done
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn dates_read_as_days() {
+        assert_eq!(super::date_words(0), "1 January 1970");
+        assert_eq!(super::date_words(951_782_400_000), "29 February 2000");
+        assert_eq!(super::date_words(1_772_496_000_000), "3 March 2026");
+    }
 }

@@ -567,7 +567,10 @@ fn two_browsers_catch_a_relay_in_the_middle() {
             api.create_room().await.unwrap().room,
             api.create_room().await.unwrap().room,
         ];
-        (duet_tests::mitm::Mitm::start(&wrangler.base, rooms).await, room)
+        (
+            duet_tests::mitm::Mitm::start(&wrangler.base, rooms).await,
+            room,
+        )
     });
     let r = scenario("mitm.mjs", &[mitm.base.clone(), room]);
     eprintln!("{}", serde_json::to_string_pretty(&r).unwrap());

@@ -14,6 +14,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("net", 2),
     ("identity", 3),
     ("chat", 4),
+    ("contacts", 4),
     ("call", 4),
     ("storage", 4),
     ("api", 4),

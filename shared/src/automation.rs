@@ -53,6 +53,23 @@ pub struct ChatLine {
     pub state: Delivery,
 }
 
+/// A person this device met, as reported (the `contacts` command).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContactLine {
+    /// Their public key, in hex.
+    pub key: String,
+    /// The short form of the key people compare.
+    pub fingerprint: String,
+    /// The name shown for them (the person's own name for them, else theirs).
+    pub name: String,
+    /// First met (ms since the epoch).
+    pub first_seen_ms: u64,
+    /// Last met (ms since the epoch).
+    pub last_seen_ms: u64,
+    /// The person compared the safety code with them.
+    pub verified: bool,
+}
+
 /// Where a call stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -370,6 +387,34 @@ pub enum Event {
     Dropped {
         /// Where.
         at: Point,
+    },
+    /// Where the peer who just proved its key stands for this device.
+    PeerStanding {
+        /// Its key, in hex.
+        key: String,
+        /// Its name.
+        name: String,
+        /// `new`, `known` or `not_the_one_met`.
+        standing: String,
+        /// First met: this key (known), or the namesake met before (not the one met).
+        since_ms: Option<u64>,
+        /// Verified: this key (known), or the namesake (not the one met).
+        verified: bool,
+    },
+    /// The person marked the peer verified (they compared the safety code).
+    PeerVerified {
+        /// Its key, in hex.
+        key: String,
+    },
+    /// A newcomer wore the name of a verified contact; this side left the room.
+    ImpostorRefused {
+        /// The name it wore.
+        name: String,
+    },
+    /// The people this device met (the `contacts` command), most recently met first.
+    Contacts {
+        /// Each of them.
+        contacts: Vec<ContactLine>,
     },
     /// A notice was posted for the person.
     Notice {

@@ -6,7 +6,7 @@
 use bevy::prelude::*;
 
 use crate::ports::{Capabilities, Host};
-use crate::{api, call, chat, config, identity, net, room, transfer, ui};
+use crate::{api, call, chat, config, contacts, identity, net, room, transfer, ui};
 
 #[cfg(not(target_arch = "wasm32"))]
 mod native;
@@ -27,6 +27,7 @@ impl PluginGroup for DuetCorePlugins {
             .add(identity::IdentityPlugin)
             .add(net::NetPlugin)
             .add(chat::ChatPlugin)
+            .add(contacts::ContactsPlugin)
             .add(call::CallPlugin)
             .add(transfer::TransferPlugin)
     }

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::api::{ApiCall, ApiReply, Moderation};
 use crate::chat::{ChatChanged, ChatLog};
 use crate::config::ClientConfig;
+use crate::contacts::{ContactEvent, Standing};
 use crate::frame::FrameSet;
 use crate::identity::{IdentityEvent, PeerProfile};
 use crate::net::{Disconnect, NetEvent, RebuildSocket, RoomLink, SignalingEnd};

@@ -39,6 +39,8 @@ pub enum Seat {
         identity: uuid::Uuid,
         /// The code both people can compare.
         safety_code: String,
+        /// Where they stand for this device, once the contacts said.
+        standing: Option<Standing>,
     },
     /// They were here and left.
     Left {
@@ -69,7 +71,31 @@ impl Presence {
             ),
             (_, Seat::Empty) => "Waiting for your peer — share this link.".into(),
             (_, Seat::Arriving) => "Your peer is connecting…".into(),
-            (_, Seat::Here { name, .. }) => format!("{name} is here."),
+            (
+                _,
+                Seat::Here {
+                    name,
+                    safety_code,
+                    standing,
+                    ..
+                },
+            ) => match standing {
+                None => format!("{name} is here."),
+                Some(Standing::New) => format!(
+                    "{name} is here: a new, unknown person to this device. To be sure it is them, \
+                     compare the safety code {safety_code} with them."
+                ),
+                Some(Standing::Known { since_ms, verified }) => format!(
+                    "{name} is here (known since {}{}).",
+                    crate::util::date_words(*since_ms),
+                    if *verified { ", verified" } else { "" }
+                ),
+                Some(Standing::NotTheOneMet { known_since_ms, .. }) => format!(
+                    "This is not the {name} you met on {}: the same name, but another key. \
+                     Compare the safety code {safety_code} before you trust them.",
+                    crate::util::date_words(*known_since_ms)
+                ),
+            },
             (_, Seat::Left { name }) => {
                 format!(
                     "{name} left. Nothing you send now is delivered; share the link to bring them back."
@@ -128,7 +154,7 @@ pub(super) type RoomEntity = Or<(With<Avatar>, With<Bubble>)>;
 pub(super) fn presence(
     mut commands: Commands,
     mut net: MessageReader<NetEvent>,
-    mut identities: MessageReader<IdentityEvent>,
+    (mut identities, mut contacts): (MessageReader<IdentityEvent>, MessageReader<ContactEvent>),
     mut presence: ResMut<Presence>,
     mut notices: ResMut<Notices>,
     avatars: Query<(Entity, &Avatar)>,
@@ -228,6 +254,7 @@ pub(super) fn presence(
                     name: name.clone(),
                     identity: *identity,
                     safety_code: safety_code.clone(),
+                    standing: None,
                 };
                 if !spawned {
                     commands.spawn(Who::Peer.avatar());
@@ -255,6 +282,46 @@ pub(super) fn presence(
                 spawned = false;
             }
             IdentityEvent::Renamed(_) => {}
+        }
+    }
+    for event in contacts.read() {
+        match event {
+            ContactEvent::Met { standing, .. } => {
+                if let Seat::Here {
+                    standing: slot,
+                    name,
+                    ..
+                } = &mut presence.seat
+                {
+                    *slot = Some(*standing);
+                    if let Standing::NotTheOneMet { .. } = standing {
+                        notices.post(format!(
+                            "Careful: this is not the {name} you met before. Same name, another key."
+                        ));
+                    }
+                }
+            }
+            ContactEvent::Verified { .. } => {
+                if let Seat::Here { standing, name, .. } = &mut presence.seat {
+                    if let Some(Standing::Known { verified, .. }) = standing {
+                        *verified = true;
+                    }
+                    notices.post(format!("{name} is verified on this device."));
+                }
+            }
+            ContactEvent::Refused { name } => {
+                let why = format!(
+                    "Someone calling themselves {name} came in, but not with the key of the {name} \
+                     you verified, so Duet left the room. If {name} changed devices, forget the \
+                     old {name} in People, then join again."
+                );
+                notices.post(why.clone());
+                presence.link = Link::Failed(why);
+                presence.seat = Seat::Empty;
+                if let Some(entity) = peer_avatar {
+                    commands.entity(entity).despawn();
+                }
+            }
         }
     }
 }

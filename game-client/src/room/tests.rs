@@ -31,6 +31,7 @@ fn room_app(dir: &std::path::Path) -> App {
         .add_plugins((
             crate::identity::IdentityPlugin,
             crate::chat::ChatPlugin,
+            crate::contacts::ContactsPlugin,
             crate::call::CallPlugin,
             RoomPlugin,
         ));
@@ -841,4 +842,40 @@ fn a_failed_hello_warns_that_someone_may_be_in_the_middle() {
     );
     assert_eq!(presence.peer_name(), None);
     assert_eq!(avatars(&mut app), vec![Who::Me]);
+}
+
+/// Where the peer stands shows in the status line: new, known since a day, not the one met.
+#[test]
+fn the_status_says_whether_the_peer_was_met_before() {
+    let dir = tempdir("standing");
+    let mut app = room_app(&dir);
+    join_link(&mut app);
+    app.world_mut()
+        .write_message(NetEvent::Connected(PeerId(uuid::Uuid::new_v4())));
+    peer_arrives(&mut app, "Bob");
+    app.update();
+    let status = app.world().resource::<Presence>().status();
+    assert!(status.contains("new, unknown person"), "{status}");
+    assert!(status.contains("123 456"), "{status}");
+    // The same key again: known since today.
+    app.world_mut()
+        .write_message(NetEvent::PeerLeft(PeerId(uuid::Uuid::new_v4())));
+    app.update();
+    peer_arrives(&mut app, "Bob");
+    app.update();
+    let status = app.world().resource::<Presence>().status();
+    assert!(status.contains("known since"), "{status}");
+    // Another key under the same name.
+    let other = duet_shared::trust::DeviceKey::from_seed([8; 32]).public();
+    app.world_mut().write_message(IdentityEvent::PeerHello {
+        identity: other.uuid(),
+        key: other,
+        name: "Bob".into(),
+        safety_code: "654 321".into(),
+    });
+    app.update();
+    app.update();
+    let status = app.world().resource::<Presence>().status();
+    assert!(status.contains("not the Bob you met"), "{status}");
+    assert!(latest_notice(&app).contains("not the Bob you met before"));
 }
