@@ -105,6 +105,22 @@ impl Presence {
     }
 
     /// The peer's name when they are here.
+    /// The peer's safety code, and whether they are verified, while they are here.
+    pub fn safety_code(&self) -> Option<(&str, bool)> {
+        match &self.seat {
+            Seat::Here {
+                safety_code,
+                standing,
+                ..
+            } => Some((
+                safety_code.as_str(),
+                matches!(standing, Some(Standing::Known { verified: true, .. })),
+            )),
+            _ => None,
+        }
+    }
+
+    /// The peer's name, while they are here.
     pub fn peer_name(&self) -> Option<&str> {
         match &self.seat {
             Seat::Here { name, .. } => Some(name),

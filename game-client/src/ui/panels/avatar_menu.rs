@@ -10,7 +10,9 @@ pub(super) fn show(
     out: &mut RoomOut,
 ) {
     let RoomView { presence, .. } = view;
-    let RoomOut { moderate, .. } = out;
+    let RoomOut {
+        moderate, people, ..
+    } = out;
     // The peer avatar's context menu (opened by a right click on it).
     if let Some(at) = state.avatar_menu {
         let mut close = false;
@@ -20,6 +22,34 @@ pub(super) fn show(
             .show(ctx, |ui| {
                 egui::Frame::popup(ui.style()).show(ui, |ui| {
                     let name = presence.peer_name().unwrap_or("your peer").to_owned();
+                    if let Some((code, verified)) = presence.safety_code() {
+                        ui.label(
+                            egui::RichText::new("Safety code")
+                                .small()
+                                .color(ecolor(palette::MUTED)),
+                        );
+                        ui.label(egui::RichText::new(code).monospace().size(22.0));
+                        if verified {
+                            ui.label(
+                                egui::RichText::new(format!("✔ {name} is verified"))
+                                    .color(ecolor(palette::GOOD)),
+                            );
+                        } else {
+                            ui.label(
+                                egui::RichText::new(format!(
+                                    "Ask {name} to read theirs out (a call, or in person): \
+                                     the same code means nobody is in the middle."
+                                ))
+                                .small()
+                                .color(ecolor(palette::MUTED)),
+                            );
+                            if ui.button("We compared it: it matches").clicked() {
+                                people.write(ContactAction::VerifyPeer);
+                                close = true;
+                            }
+                        }
+                        ui.separator();
+                    }
                     if current.is_owner() {
                         let kick = ui.button(format!("Kick {name}"));
                         state.kick_button = Some(kick.rect);

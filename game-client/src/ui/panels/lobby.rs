@@ -9,6 +9,7 @@ pub(super) struct LobbyView<'w> {
     recent: Option<Res<'w, RecentRooms>>,
     notices: Res<'w, Notices>,
     foreign: Res<'w, ForeignLink>,
+    contacts: Option<Res<'w, Contacts>>,
 }
 
 /// What the lobby can ask for.
@@ -18,6 +19,7 @@ pub(super) struct LobbyOut<'w> {
     join: MessageWriter<'w, JoinRoom>,
     rename: MessageWriter<'w, Rename>,
     answer: MessageWriter<'w, AnswerForeignLink>,
+    people: MessageWriter<'w, ContactAction>,
 }
 
 pub(super) fn lobby(
@@ -31,12 +33,14 @@ pub(super) fn lobby(
         recent,
         notices,
         foreign,
+        contacts,
     } = view;
     let LobbyOut {
         create,
         join,
         rename,
         answer,
+        people,
     } = &mut out;
     let ctx = contexts.ctx_mut()?;
     let Some(identity) = identity else {
@@ -153,6 +157,10 @@ pub(super) fn lobby(
                                 });
                             }
                         }
+                        if let Some(contacts) = contacts.as_ref().filter(|c| !c.0.is_empty()) {
+                            ui.add_space(14.0);
+                            people_list(ui, &mut state, contacts, people);
+                        }
                     });
                 if let Some(notice) = notices.latest(12_000) {
                     ui.add_space(16.0);
@@ -161,4 +169,72 @@ pub(super) fn lobby(
             });
         });
     Ok(())
+}
+
+/// How many people the lobby lists before "and N more".
+const PEOPLE_SHOWN: usize = 12;
+
+/// The people this device met: each with the short form of their key, since when, whether they
+/// are verified; a name of one's own for them, and forgetting them.
+fn people_list(
+    ui: &mut egui::Ui,
+    state: &mut PanelState,
+    contacts: &Contacts,
+    people: &mut MessageWriter<ContactAction>,
+) {
+    ui.label(egui::RichText::new("People you met").color(ecolor(palette::MUTED)));
+    for contact in contacts.0.iter().take(PEOPLE_SHOWN) {
+        ui.horizontal(|ui| {
+            let editing = state.renaming_contact == Some(contact.key);
+            if editing {
+                let field = ui.add(
+                    egui::TextEdit::singleline(&mut state.contact_name)
+                        .desired_width(160.0)
+                        .char_limit(duet_shared::peer::MAX_DISPLAY_NAME_CHARS),
+                );
+                if field.lost_focus() {
+                    people.write(ContactAction::Rename {
+                        key: contact.key,
+                        name: state.contact_name.clone(),
+                    });
+                    state.renaming_contact = None;
+                }
+            } else {
+                ui.label(contact.shown_name());
+            }
+            if contact.verified {
+                ui.label(
+                    egui::RichText::new("✔ verified")
+                        .small()
+                        .color(ecolor(palette::GOOD)),
+                );
+            }
+            ui.label(
+                egui::RichText::new(format!(
+                    "{} · since {}",
+                    contact.key.fingerprint(),
+                    crate::util::date_words(contact.first_seen_ms)
+                ))
+                .small()
+                .monospace()
+                .color(ecolor(palette::MUTED)),
+            );
+            ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                if ui.small_button("Forget").clicked() {
+                    people.write(ContactAction::Forget { key: contact.key });
+                }
+                if !editing && ui.small_button("Rename").clicked() {
+                    state.renaming_contact = Some(contact.key);
+                    state.contact_name = contact.shown_name().to_owned();
+                }
+            });
+        });
+    }
+    if contacts.0.len() > PEOPLE_SHOWN {
+        ui.label(
+            egui::RichText::new(format!("and {} more", contacts.0.len() - PEOPLE_SHOWN))
+                .small()
+                .color(ecolor(palette::MUTED)),
+        );
+    }
 }

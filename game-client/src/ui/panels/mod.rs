@@ -25,6 +25,7 @@ use super::theme::{ecolor, palette};
 use crate::api::Moderation;
 use crate::call::{CallAction, CallState, CallsSupported};
 use crate::chat::{ChatEntry, ChatLog, Delivery, SendChat};
+use crate::contacts::{ContactAction, Contacts};
 use crate::frame::FrameSet;
 use crate::identity::{Identity, Rename};
 use crate::ports::{Capabilities, Host};
@@ -49,6 +50,10 @@ pub struct PanelState {
     pub link: String,
     /// The rename field.
     pub name: String,
+    /// The contact being given a name of one's own in the lobby's list, if any.
+    pub renaming_contact: Option<duet_shared::trust::PublicKey>,
+    /// Its name field.
+    pub contact_name: String,
     /// How many of the newest chat lines are shown.
     pub shown: usize,
     /// Where the chat input is on screen (logical pixels), for automation.
@@ -156,6 +161,7 @@ pub(super) struct RoomOut<'w> {
     free_seat: MessageWriter<'w, FreeSeat>,
     rename: MessageWriter<'w, Rename>,
     calls: MessageWriter<'w, CallAction>,
+    people: MessageWriter<'w, ContactAction>,
 }
 
 /// The room screen: each panel in egui's order.
