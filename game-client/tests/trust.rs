@@ -141,3 +141,72 @@ async fn a_stranger_with_adas_hello_cannot_take_her_seat() {
         on!(Event::Chat(x) if x.text == "still here" && x.state == Delivery::Delivered),
     );
 }
+
+/// What this device remembers of people, across restarts: a new key under a known name is
+/// flagged, verifying sticks, and once verified, someone else wearing that name is refused.
+#[test]
+fn people_are_remembered_verified_and_told_apart_from_namesakes() {
+    assert_loopback_only();
+    let wrangler = Wrangler::shared();
+    let link = wrangler.new_room_link().unwrap();
+    let ada_dir = temp_dir("people-ada").unwrap();
+    let (dan_dir, dan2_dir) = (
+        temp_dir("people-dan").unwrap(),
+        temp_dir("people-dan2").unwrap(),
+    );
+    let binary = Path::new(env!("CARGO_BIN_EXE_duet-client"));
+    let start = |dir: &Path, name: &str| {
+        Client(HeadlessClient::start(binary, &link, dir, name).expect("start duet-client"))
+    };
+    let standing = on!(Event::PeerStanding { standing, verified, .. }
+        => (standing.clone(), *verified));
+
+    let mut ada = start(&ada_dir, "Ada");
+    let dan = start(&dan_dir, "Dan");
+    assert_eq!(
+        ada.expect("Dan's standing", standing),
+        ("new".into(), false)
+    );
+    dan.0.kill9();
+    ada.expect("Dan left", on!(Event::PeerLeft { .. }));
+
+    // Another device, also called Dan: not the Dan met before.
+    let dan2 = start(&dan2_dir, "Dan");
+    assert_eq!(
+        ada.expect("the namesake's standing", standing),
+        ("not_the_one_met".into(), false)
+    );
+    // Ada compares the code with this Dan and says so.
+    ada.command("verify");
+    ada.expect("verified", on!(Event::PeerVerified { .. }));
+    dan2.0.kill9();
+    ada.expect("Dan left", on!(Event::PeerLeft { .. }));
+
+    // Ada restarts; the second Dan comes back: known, and still verified.
+    drop(ada);
+    let mut ada = start(&ada_dir, "Ada");
+    let dan2 = start(&dan2_dir, "Dan");
+    let (word, verified) = ada.expect("Dan's standing", standing);
+    assert_eq!((word.as_str(), verified), ("known", true));
+    ada.command("contacts");
+    let contacts = ada.expect(
+        "contacts",
+        on!(Event::Contacts { contacts } => contacts.clone()),
+    );
+    assert_eq!(contacts.len(), 2, "{contacts:?}");
+    assert!(
+        contacts[0].verified && !contacts[1].verified,
+        "{contacts:?}"
+    );
+    dan2.0.kill9();
+    ada.expect("Dan left", on!(Event::PeerLeft { .. }));
+
+    // A third device calling itself Dan: someone wearing the name of the verified Dan with a
+    // key never met is refused, and Ada's side leaves the room.
+    let _dan3 = start(&temp_dir("people-dan3").unwrap(), "Dan");
+    let name = ada.expect(
+        "the refusal",
+        on!(Event::ImpostorRefused { name } => name.clone()),
+    );
+    assert_eq!(name, "Dan");
+}
