@@ -210,3 +210,80 @@ fn people_are_remembered_verified_and_told_apart_from_namesakes() {
     );
     assert_eq!(name, "Dan");
 }
+
+/// Mallory in the free seat, as a Duet peer: claiming Ada's key with her own signature gets
+/// her refused; proving her own key and then switching to another mid-session too.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_impostor_and_a_change_of_key_are_refused_by_the_peer() {
+    use duet_shared::handshake::Handshake;
+    use duet_tests::evil::Evil;
+    assert_loopback_only();
+    let wrangler = Wrangler::shared();
+    let ada_key = DeviceKey::from_seed([1; 32]).public();
+
+    // 1. Ada's key, Mallory's signature.
+    let room = wrangler.api().create_room().await.unwrap().room;
+    let mut bob = Client::start(&format!("{}/r/{room}", wrangler.base), "Bob");
+    let mut evil = Evil::join(&wrangler.signal_url(&room, uuid::Uuid::new_v4())).await;
+    let mallory = DeviceKey::from_seed([66; 32]);
+    let descriptions = evil.socket.session_descriptions(evil.peer).unwrap().clone();
+    let (mut handshake, greet) = Handshake::start(
+        &room,
+        &descriptions.local,
+        &descriptions.remote,
+        [3; 16],
+        mallory.public(),
+    )
+    .unwrap();
+    evil.control(&Control::Hello {
+        version: duet_shared::peer::PROTOCOL_VERSION,
+        identity: uuid::Uuid::nil(),
+        name: String::new(),
+    });
+    evil.control(&greet);
+    let Control::Greet { commitment } = evil
+        .expect("Bob's greet", |m| matches!(m, Control::Greet { .. }))
+        .await
+    else {
+        unreachable!()
+    };
+    let Control::Proof {
+        name,
+        nonce,
+        signature,
+        ..
+    } = handshake.on_greet(commitment, &mallory, "Ada").unwrap()
+    else {
+        unreachable!()
+    };
+    evil.control(&Control::Proof {
+        key: ada_key,
+        name,
+        nonce,
+        signature,
+    });
+    let failed = bob.expect("the impostor refused", |e| match e {
+        Event::HelloFailed { reason, .. } => Some(Ok(reason.clone())),
+        Event::PeerHello { name, .. } => Some(Err(name.clone())),
+        _ => None,
+    });
+    assert_eq!(failed, Ok("Intercepted".to_owned()));
+
+    // 2. Her own key, then another one on the same connection.
+    let room = wrangler.api().create_room().await.unwrap().room;
+    let mut bob = Client::start(&format!("{}/r/{room}", wrangler.base), "Bob");
+    let mut evil = Evil::join(&wrangler.signal_url(&room, uuid::Uuid::new_v4())).await;
+    evil.introduce("Mallory").await;
+    bob.expect("Mallory's hello", on!(Event::PeerHello { .. }));
+    evil.control(&Control::Proof {
+        key: ada_key,
+        name: "Ada".into(),
+        nonce: [0; 16],
+        signature: duet_shared::trust::Sig([0; 64]),
+    });
+    let reason = bob.expect(
+        "the change of key refused",
+        on!(Event::HelloFailed { reason, .. } => reason.clone()),
+    );
+    assert_eq!(reason, "OutOfOrder");
+}
