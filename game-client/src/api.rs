@@ -43,6 +43,16 @@ pub enum ApiCall {
         /// The owner key kept when the room was created.
         owner_key: String,
     },
+    /// `PUT /api/rooms/{room}/owner-seat` with the owner key: this device's room key always
+    /// finds a seat in the room.
+    ReserveSeat {
+        /// Room id.
+        room: String,
+        /// The owner key kept when the room was created.
+        owner_key: String,
+        /// This device's key for the room.
+        key: duet_shared::trust::PublicKey,
+    },
 }
 
 /// A moderation action (room owner only).
@@ -74,6 +84,8 @@ pub enum ApiReply {
     RoomInfo(RoomInfo),
     /// Who holds a room's seats (owner only).
     Members(RoomMembers),
+    /// The owner's seat is reserved.
+    SeatReserved,
     /// The call failed; `message` is a sentence for the user.
     Failed {
         /// Which call.
@@ -134,6 +146,24 @@ fn send_calls(mut calls: MessageReader<ApiCall>, config: Res<ClientConfig>, inbo
             ApiCall::RoomInfo { room } => {
                 ehttp::Request::get(format!("{}/api/rooms/{room}", config.server))
             }
+            ApiCall::ReserveSeat {
+                room,
+                owner_key,
+                key,
+            } => {
+                let body = serde_json::to_vec(&duet_shared::api::OwnerSeat { key: *key })
+                    .unwrap_or_default();
+                let mut request = ehttp::Request::post(
+                    format!("{}/api/rooms/{room}/owner-seat", config.server),
+                    body,
+                );
+                request.method = "PUT".to_owned();
+                request.headers.insert("Content-Type", "application/json");
+                request
+                    .headers
+                    .insert("Authorization", format!("Bearer {owner_key}"));
+                request
+            }
             ApiCall::Members { room, owner_key } => {
                 let mut request =
                     ehttp::Request::get(format!("{}/api/rooms/{room}/members", config.server));
@@ -182,6 +212,7 @@ fn interpret(call: ApiCall, result: ehttp::Result<ehttp::Response>) -> ApiReply 
             Err(e) => fail(format!("The server's answer was not understood: {e}")),
         },
         ApiCall::Moderate { action, .. } => ApiReply::Moderated(*action),
+        ApiCall::ReserveSeat { .. } => ApiReply::SeatReserved,
         ApiCall::RoomInfo { .. } => match serde_json::from_slice::<RoomInfo>(&response.bytes) {
             Ok(info) => ApiReply::RoomInfo(info),
             Err(e) => fail(format!("The server's answer was not understood: {e}")),

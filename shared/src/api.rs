@@ -84,6 +84,15 @@ pub struct PeerTarget {
     pub peer: PeerId,
 }
 
+/// Body of `PUT /api/rooms/{room}/owner-seat` (owner key required): the room key (hex) of the
+/// owner's device for this room. A join proven by that key always finds a seat: when the room is
+/// full, the newest other seat makes way (closed with [`close::SEAT_RESERVED`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OwnerSeat {
+    /// The owner's room key, as in its join proofs.
+    pub key: crate::trust::PublicKey,
+}
+
 /// Every error response's body: a stable code for programs and a sentence for people.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiError {

@@ -423,6 +423,24 @@ impl Api {
         .await
     }
 
+    /// `PUT /api/rooms/{room}/owner-seat` with the owner key: reserves a seat for `key`.
+    pub async fn reserve_owner_seat(
+        &self,
+        room: &str,
+        owner_key: &str,
+        key: duet_shared::trust::PublicKey,
+    ) -> Result<Reply> {
+        Self::reply(
+            self.http
+                .put(format!("{}/api/rooms/{room}/owner-seat", self.base))
+                .bearer_auth(owner_key)
+                .json(&duet_shared::api::OwnerSeat { key })
+                .send()
+                .await?,
+        )
+        .await
+    }
+
     /// `GET /api/rooms/{room}/members` with `Authorization: Bearer {owner_key}` if given.
     pub async fn members(&self, room: &str, owner_key: Option<&str>) -> Result<Reply> {
         let mut request = self

@@ -252,3 +252,49 @@ async fn a_ban_names_the_key_and_the_present_person_keeps_her_seat() {
         JsonPeerEvent::NewPeer(id_m2)
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_owner_gets_back_into_a_room_squatters_filled() {
+    let wrangler = Wrangler::shared();
+    let api = wrangler.api();
+    let room = api.create_room().await.unwrap();
+    let owner = device();
+    let owner_key = owner.room_key(&room.room).public();
+    // Only with the owner key.
+    let refused = api
+        .reserve_owner_seat(&room.room, "not-the-key", owner_key)
+        .await
+        .unwrap();
+    assert_eq!(refused.status, 401, "{refused:?}");
+    let reply = api
+        .reserve_owner_seat(&room.room, &room.owner_key, owner_key)
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 204, "{reply:?}");
+    // Two squatters take both seats.
+    let mut first = Ws::join(&wrangler.signal_url(&room.room, Uuid::new_v4())).await;
+    let id_first = first.id().await;
+    let mut newest = Ws::join(&wrangler.signal_url(&room.room, Uuid::new_v4())).await;
+    newest.id().await;
+    let id_newest = match first.next_event().await.unwrap() {
+        JsonPeerEvent::NewPeer(id) => id,
+        other => panic!("{other:?}"),
+    };
+    // A stranger is refused; the owner is let in, and the newest squatter makes way.
+    let stranger = wrangler.keyed_signal_url(&room.room, &device(), now_ms());
+    assert_eq!(Ws::connect(&stranger).await.err().unwrap().status, 409);
+    let mut back = Ws::join(&wrangler.keyed_signal_url(&room.room, &owner, now_ms())).await;
+    let id_owner = back.id().await;
+    let closed = newest.closed(WAIT).await.unwrap();
+    assert_eq!(closed.code, close::SEAT_RESERVED);
+    assert!(closed.reason.contains("owner"), "{}", closed.reason);
+    assert_eq!(
+        first.next_event().await.unwrap(),
+        JsonPeerEvent::PeerLeft(id_newest)
+    );
+    assert_eq!(
+        first.next_event().await.unwrap(),
+        JsonPeerEvent::NewPeer(id_owner)
+    );
+    relays(&mut back, id_owner, &mut first, id_first).await;
+}

@@ -89,6 +89,10 @@ pub struct RoomRecord {
     pub ip_salt: String,
     /// Last join or leave (ms since the epoch); the idle clock starts here.
     pub last_active_ms: u64,
+    /// The room key of the owner's device, once the owner reserved a seat
+    /// (`PUT /api/rooms/{room}/owner-seat`).
+    #[serde(default)]
+    pub owner_seat: Option<PublicKey>,
     /// Whether anybody ever joined. A room nobody joins lives only [the short TTL]
     /// (`UNJOINED_ROOM_TTL_SECS`), so minted rooms nobody uses do not pile up. Records from
     /// before this field count as joined.
@@ -185,6 +189,11 @@ pub enum JoinDecision {
         /// The stale socket this one takes over from (reload, ghost connection).
         replaces: Option<PeerId>,
     },
+    /// The room's owner, back to a full room: that seat (the newest other one) makes way.
+    Reclaim {
+        /// The seat that is closed for the owner.
+        displaces: PeerId,
+    },
     /// Refuse before upgrading, with this reason.
     Refuse(ErrorCode),
 }
@@ -203,6 +212,19 @@ pub fn decide_join(
     claim: &Claim,
     ip_hash: Option<&str>,
     seen: Option<u64>,
+) -> JoinDecision {
+    decide_join_with_owner(present, bans, claim, ip_hash, seen, None)
+}
+
+/// [`decide_join`] for a room whose owner reserved a seat for `owner` (its room key): a join
+/// proven by that key is never refused as full; the newest other seat makes way.
+pub fn decide_join_with_owner(
+    present: &[Member],
+    bans: &Bans,
+    claim: &Claim,
+    ip_hash: Option<&str>,
+    seen: Option<u64>,
+    owner: Option<&PublicKey>,
 ) -> JoinDecision {
     let live: Vec<&Member> = present.iter().filter(|m| !m.gone).collect();
     if bans.names(claim) {
@@ -228,7 +250,17 @@ pub fn decide_join(
         return JoinDecision::Refuse(ErrorCode::Banned);
     }
     if live.len() >= ROOM_CAPACITY as usize {
-        return JoinDecision::Refuse(ErrorCode::RoomFull);
+        let is_owner = owner.is_some_and(|owner| claim.key().as_ref() == Some(owner));
+        let newest_other = live
+            .iter()
+            .filter(|m| m.key.as_ref() != owner)
+            .max_by_key(|m| m.joined_ms);
+        return match (is_owner, newest_other) {
+            (true, Some(other)) => JoinDecision::Reclaim {
+                displaces: other.peer,
+            },
+            _ => JoinDecision::Refuse(ErrorCode::RoomFull),
+        };
     }
     JoinDecision::Admit { replaces: None }
 }
@@ -782,6 +814,46 @@ mod tests {
     }
 
     #[test]
+    fn the_owners_key_always_finds_a_seat_and_the_newest_other_makes_way() {
+        let owner = keyed(9, 100);
+        let Claim::Keyed { key: owner_key, .. } = owner else {
+            unreachable!()
+        };
+        let first = Member {
+            joined_ms: 1,
+            ..member(1, None)
+        };
+        let newest = Member {
+            joined_ms: 2,
+            ..member(2, None)
+        };
+        let full = [first.clone(), newest.clone()];
+        let bans = Bans::default();
+        assert_eq!(
+            decide_join_with_owner(&full, &bans, &owner, None, None, Some(&owner_key)),
+            JoinDecision::Reclaim {
+                displaces: newest.peer
+            }
+        );
+        // Nobody else gets that right, and without a reservation the owner is refused too.
+        assert_eq!(
+            decide_join_with_owner(&full, &bans, &keyed(5, 100), None, None, Some(&owner_key)),
+            JoinDecision::Refuse(ErrorCode::RoomFull)
+        );
+        assert_eq!(
+            decide_join_with_owner(&full, &bans, &owner, None, None, None),
+            JoinDecision::Refuse(ErrorCode::RoomFull)
+        );
+        // A banned owner key is still banned.
+        let mut banned = Bans::default();
+        banned.keys.insert(owner_key);
+        assert_eq!(
+            decide_join_with_owner(&full, &banned, &owner, None, None, Some(&owner_key)),
+            JoinDecision::Refuse(ErrorCode::Banned)
+        );
+    }
+
+    #[test]
     fn seen_proofs_forget_what_can_no_longer_verify() {
         let mut seen = SeenProofs::default();
         let Claim::Keyed { key: a, .. } = keyed(1, 0) else {
@@ -970,6 +1042,7 @@ mod tests {
             ip_salt: String::new(),
             last_active_ms,
             ever_joined,
+            owner_seat: None,
         }
     }
 

@@ -219,6 +219,7 @@ impl Plugin for RoomPlugin {
                     api_replies,
                     answer_foreign_link,
                     join_room,
+                    reserve_owner_seat,
                     leave_room,
                     presence,
                     retry_connection,
@@ -286,6 +287,28 @@ fn calls(
 fn load_saved(mut commands: Commands, pkv: Res<PkvStore>) {
     commands.insert_resource(pkv.get::<RecentRooms>(RECENT_KEY).unwrap_or_default());
     commands.insert_resource(pkv.get::<ReceivedFiles>(RECEIVED_KEY).unwrap_or_default());
+}
+
+/// Entering a room this device owns reserves its seat there (for the key this device joins that
+/// room with), so a squatter can never keep the owner out.
+fn reserve_owner_seat(
+    room: Option<Res<CurrentRoom>>,
+    identity: Option<Res<crate::identity::Identity>>,
+    mut calls: MessageWriter<ApiCall>,
+) {
+    let (Some(room), Some(identity)) = (room, identity) else {
+        return;
+    };
+    if !room.is_added() {
+        return;
+    }
+    if let Some(owner_key) = &room.owner_key {
+        calls.write(ApiCall::ReserveSeat {
+            room: room.room.clone(),
+            owner_key: owner_key.clone(),
+            key: identity.key.room_key(&room.room).public(),
+        });
+    }
 }
 
 fn create_room(mut asks: MessageReader<CreateRoom>, mut calls: MessageWriter<ApiCall>) {
@@ -365,7 +388,12 @@ fn api_replies(
                 notices.post(message.clone());
                 presence.link = Link::Failed(message.clone());
             }
+            ApiReply::Failed {
+                call: ApiCall::ReserveSeat { .. },
+                message,
+            } => warn!("could not reserve the owner's seat: {message}"),
             ApiReply::Failed { message, .. } => notices.post(message.clone()),
+            ApiReply::SeatReserved => {}
         }
     }
 }

@@ -879,3 +879,36 @@ fn the_status_says_whether_the_peer_was_met_before() {
     assert!(status.contains("not the Bob you met"), "{status}");
     assert!(latest_notice(&app).contains("not the Bob you met before"));
 }
+
+/// Entering a room this device owns reserves its seat there, for the key it joins with; a room
+/// someone else owns reserves nothing.
+#[test]
+fn the_owner_reserves_a_seat_for_this_devices_key() {
+    let dir = tempdir("owner-seat");
+    let mut app = room_app(&dir);
+    create_owned_room(&mut app);
+    let key = app
+        .world()
+        .resource::<crate::identity::Identity>()
+        .key
+        .room_key("zyxwvutsrqponmlkjihgfe")
+        .public();
+    let calls = drain::<ApiCall>(&mut app);
+    assert!(
+        calls.contains(&ApiCall::ReserveSeat {
+            room: "zyxwvutsrqponmlkjihgfe".into(),
+            owner_key: "secret".into(),
+            key,
+        }),
+        "{calls:?}"
+    );
+    let dir = tempdir("guest-seat");
+    let mut guest = room_app(&dir);
+    join_link(&mut guest);
+    guest.update();
+    assert!(
+        !drain::<ApiCall>(&mut guest)
+            .iter()
+            .any(|c| matches!(c, ApiCall::ReserveSeat { .. }))
+    );
+}

@@ -11,7 +11,7 @@ use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 
 use duet_shared::api::{
-    ErrorCode, PeerTarget, ROOM_CAPACITY, RoomInfo, RoomMembers, SeatHolder, close,
+    ErrorCode, OwnerSeat, PeerTarget, ROOM_CAPACITY, RoomInfo, RoomMembers, SeatHolder, close,
 };
 use duet_shared::trust::{JoinProof, TrustError};
 use matchbox_protocol::{JsonPeerEvent, PeerId};
@@ -260,6 +260,7 @@ impl Room {
             ip_salt: secrets::new_salt().map_err(|e| worker::Error::RustError(e.to_string()))?,
             last_active_ms: now,
             ever_joined: false,
+            owner_seat: None,
         };
         self.state.storage().put(RECORD_KEY, &record).await?;
         self.state
@@ -310,8 +311,15 @@ impl Room {
         let bans = self.bans().await?;
         let mut seen = self.seen_proofs().await?;
         let last_proof = claim.key().and_then(|key| seen.last(&key));
-        let decision = room::decide_join(&present, &bans, &claim, ip_hash.as_deref(), last_proof);
-        let replaces = match decision {
+        let decision = room::decide_join_with_owner(
+            &present,
+            &bans,
+            &claim,
+            ip_hash.as_deref(),
+            last_proof,
+            record.owner_seat.as_ref(),
+        );
+        let (replaces, displaces) = match decision {
             JoinDecision::Refuse(ErrorCode::Banned) => {
                 return Err(Failure::refuse(
                     ErrorCode::Banned,
@@ -336,7 +344,8 @@ impl Room {
             JoinDecision::Refuse(code) => {
                 return Err(Failure::refuse(code, "You cannot join this room."));
             }
-            JoinDecision::Admit { replaces } => replaces,
+            JoinDecision::Admit { replaces } => (replaces, None),
+            JoinDecision::Reclaim { displaces } => (None, Some(displaces)),
         };
         let upgrade = req.headers().get("upgrade")?.unwrap_or_default();
         if !upgrade.eq_ignore_ascii_case("websocket") {
@@ -358,6 +367,16 @@ impl Room {
                 old,
                 close::REPLACED,
                 "Replaced by a newer connection with the same identity.",
+            );
+        }
+        if let Some((other_ws, other)) =
+            displaces.and_then(|peer| members.iter().find(|(_, m)| m.peer == peer))
+        {
+            self.say_goodbye(
+                other_ws,
+                other,
+                close::SEAT_RESERVED,
+                "The room's owner came back and needed their seat.",
             );
         }
         if let room::Claim::Keyed { key, proof_ms } = claim {
@@ -471,6 +490,26 @@ impl Room {
         Ok(respond::json(200, &RoomMembers { members })?)
     }
 
+    /// The owner reserves a seat for their device's room key: from then on a join proven by
+    /// that key always finds a seat.
+    async fn reserve_owner_seat(&self, mut req: Request) -> Outcome {
+        let body = req.bytes().await?;
+        let mut record = self.authorize(&req).await?;
+        if body.len() > MAX_MODERATION_BODY {
+            return Err(too_large());
+        }
+        let seat: OwnerSeat = serde_json::from_slice(&body).map_err(|_| {
+            Failure::refuse(
+                ErrorCode::BadRequest,
+                "Send a JSON body {\"key\": \"<your room key, hex>\"} naming the key your \
+                 app joins this room with.",
+            )
+        })?;
+        record.owner_seat = Some(seat.key);
+        self.state.storage().put(RECORD_KEY, &record).await?;
+        Ok(respond::no_content()?)
+    }
+
     async fn clear_bans(&self, req: Request) -> Outcome {
         self.authorize(&req).await?;
         self.state.storage().delete(BANS_KEY).await?;
@@ -499,6 +538,7 @@ impl Room {
             (Method::Post, "kick") => self.moderate(req, false).await,
             (Method::Post, "ban") => self.moderate(req, true).await,
             (Method::Delete, "bans") => self.clear_bans(req).await,
+            (Method::Put, "owner-seat") => self.reserve_owner_seat(req).await,
             _ => Err(Failure::refuse(ErrorCode::NotFound, "No such route.")),
         }
     }

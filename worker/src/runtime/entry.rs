@@ -70,6 +70,7 @@ async fn route(req: Request, env: &Env) -> std::result::Result<Response, Failure
                 | (Method::Post, "/kick")
                 | (Method::Post, "/ban")
                 | (Method::Delete, "/bans")
+                | (Method::Put, "/owner-seat")
         );
         if !allowed {
             return Err(Failure::refuse(
@@ -77,11 +78,11 @@ async fn route(req: Request, env: &Env) -> std::result::Result<Response, Failure
                 format!(
                     "No API route {method:?} {path}. Routes: GET /api/rooms/{{room}}, \
                      GET /api/rooms/{{room}}/members, POST /api/rooms/{{room}}/kick, POST /api/rooms/{{room}}/ban, \
-                     DELETE /api/rooms/{{room}}/bans."
+                     DELETE /api/rooms/{{room}}/bans, PUT /api/rooms/{{room}}/owner-seat."
                 ),
             ));
         }
-        if method == Method::Post && !moderation_body_fits(&req)? {
+        if matches!(method, Method::Post | Method::Put) && !moderation_body_fits(&req)? {
             return Err(refuse_large_body(req).await);
         }
         return forward_to_room(room, req, env).await;
