@@ -736,7 +736,7 @@ pub struct HeadlessClient {
     stdin: Option<std::process::ChildStdin>,
     /// Each event line, typed; a line the protocol does not know arrives as itself, and fails
     /// the next wait.
-    events: std::sync::mpsc::Receiver<std::result::Result<Event, String>>,
+    events: std::sync::mpsc::Receiver<(Instant, std::result::Result<Event, String>)>,
     /// Label used in diagnostics.
     pub label: String,
 }
@@ -816,7 +816,7 @@ impl HeadlessClient {
                     continue;
                 }
                 let event = serde_json::from_str::<Event>(&line).map_err(|_| line);
-                if tx.send(event).is_err() {
+                if tx.send((Instant::now(), event)).is_err() {
                     return;
                 }
             }
@@ -850,15 +850,26 @@ impl HeadlessClient {
         limit: Duration,
         pick: impl Fn(&Event) -> Option<T>,
     ) -> Result<T> {
+        self.wait_timed(what, limit, pick).map(|(picked, _)| picked)
+    }
+
+    /// [`wait`](Self::wait), with the moment the picked event's line arrived (for measuring:
+    /// it may have waited in the queue since).
+    pub fn wait_timed<T>(
+        &mut self,
+        what: &str,
+        limit: Duration,
+        pick: impl Fn(&Event) -> Option<T>,
+    ) -> Result<(T, Instant)> {
         let deadline = Instant::now() + limit;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.events.recv_timeout(left) {
-                Ok(Ok(event)) => match pick(&event) {
-                    Some(picked) => return Ok(picked),
+                Ok((arrived, Ok(event))) => match pick(&event) {
+                    Some(picked) => return Ok((picked, arrived)),
                     None => eprintln!("[{}] {}", self.label, event.to_line()),
                 },
-                Ok(Err(line)) => {
+                Ok((_, Err(line))) => {
                     bail!(
                         "[{}] reported an event the protocol does not know: {line}",
                         self.label
@@ -878,7 +889,7 @@ impl HeadlessClient {
     /// protocol does not know, which are printed).
     pub fn pending(&mut self) -> Vec<Event> {
         std::iter::from_fn(|| self.events.try_recv().ok())
-            .filter_map(|event| {
+            .filter_map(|(_, event)| {
                 event
                     .map_err(|line| eprintln!("[{}] unknown event: {line}", self.label))
                     .ok()

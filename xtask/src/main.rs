@@ -27,7 +27,7 @@ const USAGE: &str =
     "usage: cargo xtask <dev | test [-- TEST ARGS] | bench NAME | bench-doc NAME | build-worker | build-web | deploy | setup>
   dev           install missing tools, build, serve Duet on http://127.0.0.1:8787
   test          install missing tools, build, run every test
-  bench NAME    run a benchmark (signaling, transfer, hostile, browser, call, chat) and write target/bench/NAME.json
+  bench NAME    run a benchmark (signaling, transfer, hostile, hello, browser, call, chat) and write target/bench/NAME.json
   bench-doc NAME  rewrite docs/bench/NAME.md's latest-run table from target/bench/NAME.json
   build-worker  rebuild the worker's wasm if its sources changed
   build-web     rebuild the browser client (web/pkg) if its sources changed (--shipped: the deploy build)
@@ -535,6 +535,23 @@ fn run_named_bench(root: &Path, name: &str, rest: &[String]) -> Result<()> {
             "debug/bench-hostile",
             rest,
         ),
+        // Two headless clients meeting ten times; shares the tests' build.
+        "hello" => run_bench(
+            root,
+            &[
+                "build",
+                "-p",
+                "duet-client",
+                "-p",
+                "duet-tests",
+                "--bin",
+                "duet-client",
+                "--bin",
+                "bench-hello",
+            ],
+            "debug/bench-hello",
+            rest,
+        ),
         "browser" => {
             tools::ensure_all(root)?;
             tools::ensure_test_packages()?;
@@ -567,7 +584,7 @@ fn run_named_bench(root: &Path, name: &str, rest: &[String]) -> Result<()> {
         ])),
         _ => {
             bail!(
-                "unknown benchmark {name:?}; available: signaling, transfer, hostile, browser, call, chat"
+                "unknown benchmark {name:?}; available: signaling, transfer, hostile, hello, browser, call, chat"
             )
         }
     }

@@ -1,0 +1,131 @@
+//! `cargo xtask bench hello`: what the authenticated hello costs between "both in the room" and
+//! "chat ready", native to native over real WebRTC through `wrangler dev`.
+//!
+//! `DUET_JOINS` times (default 10), in a fresh room each: Ada joins and waits; Bob joins. Times
+//! are taken in this process as each client's event line arrives:
+//! - `in_room`: Bob's `connected` (the server took him; both are in the room);
+//! - `connected`: the later of the two `peer_joined` (the WebRTC connection is up);
+//! - `verified`: the later of the two `peer_hello` (both proofs verified: chat is ready).
+//!
+//! The hello is `connected → verified`: a greet each way, then a proof each way, each handled in
+//! the next frame. The reference, in the same run on the same connection: Ada's chat round trip
+//! (her `say` to her `delivered` event: a message each way, each handled in a frame), which is
+//! what the earlier, unauthenticated hello cost at most (one message one way). Writes
+//! `target/bench/hello.json`: `{"joins", "in_room_to_connected_ms", "connected_to_verified_ms",
+//! "in_room_to_verified_ms", "chat_rtt_ms", "hello_minus_chat_rtt_ms", "target_added_ms",
+//! "pass"}`, each a median (and max) over the joins.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail};
+use duet_tests::automation::Delivery;
+use duet_tests::{Event, HeadlessClient, Wrangler, WranglerOptions, repo_root, temp_dir};
+use serde_json::json;
+
+/// The target: what the authenticated hello may add to "both in room → chat ready".
+const TARGET_ADDED_MS: f64 = 50.0;
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// Waits for `pick` and returns its value with the time the event line arrived.
+fn at<T>(
+    client: &mut HeadlessClient,
+    what: &str,
+    pick: impl Fn(&Event) -> Option<T>,
+) -> Result<(T, Instant)> {
+    client.wait_timed(what, PATIENCE, pick)
+}
+
+fn ms(from: Instant, to: Instant) -> f64 {
+    to.saturating_duration_since(from).as_secs_f64() * 1000.0
+}
+
+fn stats(values: &[f64]) -> serde_json::Value {
+    let max = values.iter().copied().fold(0.0, f64::max);
+    json!({
+        "median": (duet_tests::median(values.to_vec()) * 10.0).round() / 10.0,
+        "max": (max * 10.0).round() / 10.0,
+    })
+}
+
+struct Join {
+    in_room_to_connected: f64,
+    connected_to_verified: f64,
+    in_room_to_verified: f64,
+    chat_rtt: f64,
+}
+
+fn one_join(binary: &Path, wrangler: &Wrangler, n: usize) -> Result<Join> {
+    let link = wrangler.new_room_link()?;
+    let mut ada =
+        HeadlessClient::start(binary, &link, &temp_dir(&format!("hello-ada-{n}"))?, "Ada")?;
+    ada.wait("Ada in the room", PATIENCE, |e| {
+        matches!(e, Event::Connected { .. }).then_some(())
+    })?;
+    let mut bob =
+        HeadlessClient::start(binary, &link, &temp_dir(&format!("hello-bob-{n}"))?, "Bob")?;
+    let ((), in_room) = at(&mut bob, "Bob in the room", |e| {
+        matches!(e, Event::Connected { .. }).then_some(())
+    })?;
+    let joined = |e: &Event| matches!(e, Event::PeerJoined { .. }).then_some(());
+    let hello = |e: &Event| match e {
+        Event::PeerHello { .. } => Some(Ok(())),
+        Event::HelloFailed { message, .. } => Some(Err(message.clone())),
+        _ => None,
+    };
+    let ((), bob_joined) = at(&mut bob, "Bob's connection", joined)?;
+    let (bob_hello, bob_verified) = at(&mut bob, "Bob's hello", hello)?;
+    let ((), ada_joined) = at(&mut ada, "Ada's connection", joined)?;
+    let (ada_hello, ada_verified) = at(&mut ada, "Ada's hello", hello)?;
+    if let Err(why) = bob_hello.and(ada_hello) {
+        bail!("the hello failed: {why}");
+    }
+    let connected = bob_joined.max(ada_joined);
+    let verified = bob_verified.max(ada_verified);
+    // The reference: a chat round trip on the same connection.
+    let text = format!("ping {n}");
+    let sent = Instant::now();
+    ada.command(&format!("say {text}"))?;
+    let ((), delivered) = at(&mut ada, "the receipt", |e| match e {
+        Event::Chat(line) if line.text == text && line.state == Delivery::Delivered => Some(()),
+        _ => None,
+    })?;
+    Ok(Join {
+        in_room_to_connected: ms(in_room, connected),
+        connected_to_verified: ms(connected, verified),
+        in_room_to_verified: ms(in_room, verified),
+        chat_rtt: ms(sent, delivered),
+    })
+}
+
+fn main() -> Result<()> {
+    duet_tests::assert_loopback_only();
+    let joins: usize = std::env::var("DUET_JOINS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
+    let binary = repo_root().join("target/debug/duet-client");
+    let wrangler = Wrangler::start(WranglerOptions::default())?;
+    let results = (0..joins)
+        .map(|n| one_join(&binary, &wrangler, n))
+        .collect::<Result<Vec<Join>>>()?;
+    let column = |f: fn(&Join) -> f64| results.iter().map(f).collect::<Vec<f64>>();
+    let hello = column(|j| j.connected_to_verified);
+    let rtt = column(|j| j.chat_rtt);
+    let added = duet_tests::median(hello.clone()) - duet_tests::median(rtt.clone());
+    let result = json!({
+        "joins": joins,
+        "in_room_to_connected_ms": stats(&column(|j| j.in_room_to_connected)),
+        "connected_to_verified_ms": stats(&hello),
+        "in_room_to_verified_ms": stats(&column(|j| j.in_room_to_verified)),
+        "chat_rtt_ms": stats(&rtt),
+        "hello_minus_chat_rtt_ms": (added * 10.0).round() / 10.0,
+        "target_added_ms": TARGET_ADDED_MS,
+        "pass": duet_tests::median(hello) <= TARGET_ADDED_MS,
+    });
+    let out = repo_root().join("target/bench/hello.json");
+    std::fs::create_dir_all(out.parent().unwrap_or(Path::new(".")))?;
+    std::fs::write(&out, serde_json::to_string_pretty(&result)?)?;
+    println!("{}", serde_json::to_string_pretty(&result)?);
+    Ok(())
+}
