@@ -402,6 +402,25 @@ fn run_bench(root: &Path, cargo_args: &[&str], binary: &str, args: &[String]) ->
     run(&mut cmd)
 }
 
+fn hello_bench(root: &Path, rest: &[String]) -> Result<()> {
+    run_bench(
+        root,
+        &[
+            "build",
+            "-p",
+            "duet-client",
+            "-p",
+            "duet-tests",
+            "--bin",
+            "duet-client",
+            "--bin",
+            "bench-hello",
+        ],
+        "debug/bench-hello",
+        rest,
+    )
+}
+
 fn bench(root: &Path, args: &[String]) -> Result<()> {
     let name = args.first().map(String::as_str).unwrap_or("");
     let started = SystemTime::now();
@@ -535,23 +554,13 @@ fn run_named_bench(root: &Path, name: &str, rest: &[String]) -> Result<()> {
             "debug/bench-hostile",
             rest,
         ),
-        // Two headless clients meeting ten times; shares the tests' build.
-        "hello" => run_bench(
-            root,
-            &[
-                "build",
-                "-p",
-                "duet-client",
-                "-p",
-                "duet-tests",
-                "--bin",
-                "duet-client",
-                "--bin",
-                "bench-hello",
-            ],
-            "debug/bench-hello",
-            rest,
-        ),
+        // Two headless clients, then two Chromium pages, meeting ten times; the tests' builds.
+        "hello" => {
+            tools::ensure_all(root)?;
+            tools::ensure_test_packages()?;
+            build_web(root, false, WebBuild::Dev)?;
+            hello_bench(root, rest)
+        }
         "browser" => {
             tools::ensure_all(root)?;
             tools::ensure_test_packages()?;
