@@ -292,8 +292,8 @@ fn print_events(
     for event in calls.read() {
         emit(call_event(event));
     }
-    for event in net.read() {
-        emit(net_event(event));
+    for event in net.read().filter_map(net_event) {
+        emit(event);
     }
     for event in identity.read() {
         emit(identity_event(event));
@@ -324,8 +324,10 @@ fn print_events(
     }
 }
 
-fn net_event(event: &NetEvent) -> Event {
-    match event {
+/// The automation event for a connection event; the hello's end is reported as an identity
+/// event instead.
+fn net_event(event: &NetEvent) -> Option<Event> {
+    Some(match event {
         NetEvent::Connected(id) => Event::Connected { peer_id: id.0 },
         NetEvent::PeerJoined(id) => Event::PeerJoined { peer_id: id.0 },
         NetEvent::PeerLeft(id) => Event::PeerLeft { peer_id: id.0 },
@@ -340,6 +342,7 @@ fn net_event(event: &NetEvent) -> Event {
         NetEvent::SignalingClosed(why) => Event::SignalingClosed {
             message: why.to_string(),
         },
+        NetEvent::PeerVerified(_) | NetEvent::HelloFailed(_) => return None,
         NetEvent::Negotiated(descriptions) => {
             let fingerprint = |sdp: &str| {
                 duet_shared::trust::dtls_fingerprint(sdp).unwrap_or_else(|e| e.to_string())
@@ -349,7 +352,7 @@ fn net_event(event: &NetEvent) -> Event {
                 remote_fingerprint: fingerprint(&descriptions.remote),
             }
         }
-    }
+    })
 }
 
 fn contact_event(event: &ContactEvent) -> Event {

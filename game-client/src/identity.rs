@@ -8,19 +8,16 @@
 //! verified. A proof that does not verify ends the connection with a warning: someone may be in
 //! the middle.
 
-use bevy::ecs::system::SystemParam;
 use bevy::prelude::*;
 use bevy_pkv::PkvStore;
-use duet_shared::handshake::{Handshake, HandshakeError};
+use duet_shared::handshake::HandshakeError;
 use duet_shared::peer::{Control, MAX_DISPLAY_NAME_CHARS, PROTOCOL_VERSION};
-use duet_shared::trust::{DeviceKey, NONCE_BYTES, PublicKey, SEED_BYTES};
+use duet_shared::trust::{DeviceKey, PublicKey, SEED_BYTES};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::frame::FrameSet;
-use crate::net::{
-    ControlReceived, Disconnect, NetEvent, RoomLink, SendControl, SignalingIdentity, TrustPeer,
-};
+use crate::net::{ControlReceived, Disconnect, NetEvent, SendControl, SignalingIdentity};
 use crate::ports::Capabilities;
 
 const KEY: &str = "identity";
@@ -74,19 +71,6 @@ pub struct PeerProfile {
     pub incompatible: Option<u16>,
 }
 
-/// What the hello systems send: to the peer, to the app, and to the connection.
-#[derive(SystemParam)]
-struct HelloOut<'w> {
-    send: MessageWriter<'w, SendControl>,
-    events: MessageWriter<'w, IdentityEvent>,
-    leave: MessageWriter<'w, Disconnect>,
-    trust: MessageWriter<'w, TrustPeer>,
-}
-
-/// The authenticated hello of the current connection.
-#[derive(Resource, Debug, Default)]
-struct HelloState(Option<Handshake>);
-
 /// Change my display name.
 #[derive(Message, Debug, Clone, PartialEq, Eq)]
 pub struct Rename(pub String);
@@ -127,11 +111,10 @@ impl Plugin for IdentityPlugin {
             .add_message::<Rename>()
             .add_message::<IdentityEvent>()
             .init_resource::<PeerProfile>()
-            .init_resource::<HelloState>()
             .add_systems(PreStartup, load_or_create)
             .add_systems(
                 Update,
-                (greet_peer, receive_profile, rename)
+                (meet_peer, receive_profile, rename)
                     .chain()
                     .in_set(FrameSet::Core),
             );
@@ -167,19 +150,11 @@ pub fn clean_name(name: &str) -> String {
     }
 }
 
-/// Fresh random bytes from the platform's generator. There is no way on without it: a
-/// predictable key or nonce would be worse than stopping.
-fn random<const N: usize>() -> [u8; N] {
-    let mut bytes = [0u8; N];
-    getrandom::fill(&mut bytes).expect("the platform's random generator failed");
-    bytes
-}
-
 fn load_or_create(mut commands: Commands, mut pkv: ResMut<PkvStore>) {
     let key = match pkv.get::<[u8; SEED_BYTES]>(DEVICE_KEY) {
         Ok(seed) => DeviceKey::from_seed(seed),
         Err(_) => {
-            let key = DeviceKey::from_seed(random());
+            let key = DeviceKey::from_seed(crate::net::random());
             if let Err(e) = pkv.set(DEVICE_KEY, &key.seed()) {
                 error!("could not save the new device key: {e}");
             }
@@ -203,59 +178,42 @@ fn load_or_create(mut commands: Commands, mut pkv: ResMut<PkvStore>) {
             name
         }
     };
-    commands.insert_resource(SignalingIdentity(key.clone()));
+    commands.insert_resource(SignalingIdentity {
+        key: key.clone(),
+        name: name.clone(),
+    });
     commands.insert_resource(Identity { id, name, key });
 }
 
-/// What older versions read first: the version. The UUID and the name stay empty: who this
-/// side is comes in its proof.
-fn hello() -> Control {
-    Control::Hello {
-        version: PROTOCOL_VERSION,
-        identity: Uuid::nil(),
-        name: String::new(),
-    }
-}
-
-fn greet_peer(
-    identity: Res<Identity>,
-    capabilities: Res<Capabilities>,
-    link: Option<Res<RoomLink>>,
+/// The connection's authenticated hello (run by the net layer as messages arrive) ended: the
+/// peer is someone, or the connection is left with a warning.
+fn meet_peer(
     mut net: MessageReader<NetEvent>,
     mut profile: ResMut<PeerProfile>,
-    mut state: ResMut<HelloState>,
-    mut out: HelloOut,
+    mut events: MessageWriter<IdentityEvent>,
+    mut leave: MessageWriter<Disconnect>,
 ) {
     for event in net.read() {
         match event {
-            NetEvent::PeerJoined(_) | NetEvent::PeerLeft(_) => {
-                *profile = PeerProfile::default();
-                state.0 = None;
+            NetEvent::PeerJoined(_) | NetEvent::PeerLeft(_) => *profile = PeerProfile::default(),
+            NetEvent::PeerVerified(verified) => {
+                let name = clean_name(&verified.name);
+                events.write(IdentityEvent::PeerHello {
+                    identity: verified.key.uuid(),
+                    key: verified.key,
+                    name: name.clone(),
+                    safety_code: verified.safety_code.clone(),
+                });
+                profile.hello = Some(PeerHello {
+                    key: verified.key,
+                    name,
+                    safety_code: verified.safety_code.clone(),
+                });
             }
-            NetEvent::Negotiated(descriptions) => {
-                let room = link.as_deref().map(RoomLink::room).unwrap_or_default();
-                let nonce: [u8; NONCE_BYTES] = random();
-                match Handshake::start(
-                    room,
-                    &descriptions.local,
-                    &descriptions.remote,
-                    nonce,
-                    identity.public(),
-                ) {
-                    Ok((handshake, greet)) => {
-                        state.0 = Some(handshake);
-                        out.send.write(SendControl(hello()));
-                        // What this side's WebRTC stack takes; the wire layer reads the peer's.
-                        out.send.write(SendControl(Control::Frames {
-                            chunks: capabilities.frame_chunks as u8,
-                        }));
-                        out.send.write(SendControl(greet));
-                    }
-                    Err(e) => {
-                        out.events.write(IdentityEvent::HelloFailed(e));
-                        out.leave.write(Disconnect);
-                    }
-                }
+            NetEvent::HelloFailed(why) => {
+                profile.hello = None;
+                events.write(IdentityEvent::HelloFailed(why.clone()));
+                leave.write(Disconnect);
             }
             _ => {}
         }
@@ -263,82 +221,30 @@ fn greet_peer(
 }
 
 fn receive_profile(
-    identity: Res<Identity>,
     mut received: MessageReader<ControlReceived>,
     mut profile: ResMut<PeerProfile>,
-    mut state: ResMut<HelloState>,
-    mut out: HelloOut,
+    mut events: MessageWriter<IdentityEvent>,
 ) {
-    let mut failure = None;
     for ControlReceived(message) in received.read() {
-        if failure.is_some() {
-            // The connection is being left: nothing more from it counts.
-            break;
-        }
         match message {
             Control::Hello { version, .. } if *version != PROTOCOL_VERSION => {
                 profile.incompatible = Some(*version);
-                out.events
-                    .write(IdentityEvent::VersionMismatch { theirs: *version });
-            }
-            Control::Greet { commitment } => {
-                let Some(handshake) = state.0.as_mut() else {
-                    continue;
-                };
-                match handshake.on_greet(*commitment, &identity.key, &identity.name) {
-                    Ok(proof) => {
-                        out.send.write(SendControl(proof));
-                    }
-                    Err(e) => failure = Some(e),
-                }
-            }
-            Control::Proof {
-                key,
-                name,
-                nonce,
-                signature,
-            } => {
-                let Some(handshake) = state.0.as_mut() else {
-                    continue;
-                };
-                match handshake.on_proof(*key, clean_name(name), *nonce, signature) {
-                    Ok(verified) => {
-                        out.trust.write(TrustPeer(verified.key.uuid()));
-                        out.events.write(IdentityEvent::PeerHello {
-                            identity: verified.key.uuid(),
-                            key: verified.key,
-                            name: verified.name.clone(),
-                            safety_code: verified.safety_code.clone(),
-                        });
-                        profile.hello = Some(PeerHello {
-                            key: verified.key,
-                            name: verified.name,
-                            safety_code: verified.safety_code,
-                        });
-                    }
-                    Err(e) => failure = Some(e),
-                }
+                events.write(IdentityEvent::VersionMismatch { theirs: *version });
             }
             Control::Rename { name } => {
                 if let Some(hello) = profile.hello.as_mut() {
                     hello.name = clean_name(name);
-                    out.events
-                        .write(IdentityEvent::PeerRenamed(hello.name.clone()));
+                    events.write(IdentityEvent::PeerRenamed(hello.name.clone()));
                 }
             }
             _ => {}
         }
     }
-    if let Some(error) = failure {
-        state.0 = None;
-        out.events.write(IdentityEvent::HelloFailed(error));
-        out.leave.write(Disconnect);
-    }
 }
 
 fn rename(
     mut requests: MessageReader<Rename>,
-    mut identity: ResMut<Identity>,
+    (mut identity, mut signaling): (ResMut<Identity>, ResMut<SignalingIdentity>),
     mut pkv: ResMut<PkvStore>,
     profile: Res<PeerProfile>,
     mut send: MessageWriter<SendControl>,
@@ -353,6 +259,7 @@ fn rename(
         if let Err(e) = pkv.set(KEY, &stored) {
             error!("could not save the new name: {e}");
         }
+        signaling.name.clone_from(&identity.name);
         events.write(IdentityEvent::Renamed(identity.name.clone()));
         if profile.hello.is_some() {
             send.write(SendControl(Control::Rename {
@@ -366,16 +273,6 @@ fn rename(
 #[cfg(test)]
 pub(crate) mod testing {
     use super::*;
-
-    /// What the net layer reports once a connection with these certificates is up: both apps
-    /// of an in-memory pair get mirrored views (`"AA", "BB"` and `"BB", "AA"`).
-    pub fn negotiated(local: &str, remote: &str) -> NetEvent {
-        let sdp = |fingerprint: &str| format!("v=0\r\na=fingerprint:sha-256 {fingerprint}\r\n");
-        NetEvent::Negotiated(crate::net::SessionDescriptions {
-            local: sdp(local),
-            remote: sdp(remote),
-        })
-    }
 
     /// Makes `app` see a verified peer called `name`, as if its proof had just checked out.
     pub fn verified_peer(app: &mut App, name: &str) {
@@ -429,113 +326,40 @@ mod tests {
         assert_eq!(clean_name("Zoë 日本"), "Zoë 日本");
     }
 
-    fn sdp(fingerprint: &str) -> String {
-        format!("v=0\r\na=fingerprint:sha-256 {fingerprint}\r\n")
-    }
-
-    /// A peer connection negotiated with these certificates, as `app`'s net layer reports it.
-    fn connect(app: &mut App, local: &str, remote: &str) {
-        let peer = matchbox_socket::PeerId(Uuid::new_v4());
-        app.world_mut().write_message(NetEvent::PeerJoined(peer));
+    #[test]
+    fn a_verified_peer_is_someone_and_a_failed_hello_leaves() {
+        let dir = duet_tests::temp_dir("identity-meet").unwrap();
+        let mut app = app(&dir);
+        app.update();
+        let key = DeviceKey::from_seed([2; SEED_BYTES]).public();
         app.world_mut()
-            .write_message(NetEvent::Negotiated(crate::net::SessionDescriptions {
-                local: sdp(local),
-                remote: sdp(remote),
+            .write_message(NetEvent::PeerVerified(duet_shared::handshake::Verified {
+                key,
+                name: "Bob\u{202E}".into(),
+                safety_code: "123 456".into(),
             }));
         app.update();
-    }
-
-    /// Moves every control message `from` sent to `to`; returns how many.
-    fn pass(from: &mut App, to: &mut App) -> usize {
-        let sent = crate::net::testing::drain::<SendControl>(from);
-        let count = sent.len();
-        for SendControl(message) in sent {
-            to.world_mut().write_message(ControlReceived(message));
-        }
-        to.update();
-        count
-    }
-
-    fn hellos(app: &mut App) -> Vec<IdentityEvent> {
-        crate::net::testing::drain::<IdentityEvent>(app)
-            .into_iter()
-            .filter(|e| {
-                matches!(
-                    e,
-                    IdentityEvent::PeerHello { .. } | IdentityEvent::HelloFailed(_)
-                )
-            })
-            .collect()
-    }
-
-    /// Ada and Bob meet over connections with these certificates (Ada's view, Bob's view).
-    fn meet(ada_view: (&str, &str), bob_view: (&str, &str)) -> (App, App) {
-        let (da, db) = (
-            duet_tests::temp_dir("identity-ada").unwrap(),
-            duet_tests::temp_dir("identity-bob").unwrap(),
-        );
-        let (mut ada, mut bob) = (app(&da), app(&db));
-        ada.update();
-        bob.update();
-        connect(&mut ada, ada_view.0, ada_view.1);
-        connect(&mut bob, bob_view.0, bob_view.1);
-        // Hello, frames and greet each way; then the proofs.
-        assert_eq!(pass(&mut ada, &mut bob), 3);
+        let hello = app.world().resource::<PeerProfile>().hello.clone().unwrap();
         assert_eq!(
-            pass(&mut bob, &mut ada),
-            4,
-            "hello, frames, greet and the proof"
+            (hello.key, hello.name.as_str()),
+            (key, "Bob"),
+            "the name is cleaned"
         );
-        pass(&mut ada, &mut bob);
-        (ada, bob)
-    }
-
-    #[test]
-    fn two_peers_prove_who_they_are_and_see_the_same_code() {
-        let (mut ada, mut bob) = meet(("AA", "BB"), ("BB", "AA"));
-        let ada_key = ada.world().resource::<Identity>().public();
-        let bob_key = bob.world().resource::<Identity>().public();
-        let [
-            IdentityEvent::PeerHello {
-                key: seen_by_ada,
-                safety_code: code_a,
-                ..
-            },
-        ] = &hellos(&mut ada)[..]
-        else {
-            panic!("Ada verified Bob");
-        };
-        let [
-            IdentityEvent::PeerHello {
-                key: seen_by_bob,
-                safety_code: code_b,
-                ..
-            },
-        ] = &hellos(&mut bob)[..]
-        else {
-            panic!("Bob verified Ada");
-        };
-        assert_eq!((*seen_by_ada, *seen_by_bob), (bob_key, ada_key));
-        assert_eq!(code_a, code_b);
-        assert_eq!(
-            crate::net::testing::drain::<TrustPeer>(&mut ada),
-            vec![TrustPeer(bob_key.uuid())]
+        let events = crate::net::testing::drain::<IdentityEvent>(&mut app);
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(e, IdentityEvent::PeerHello { key: k, .. } if *k == key))
         );
-        assert!(ada.world().resource::<PeerProfile>().hello.is_some());
-    }
-
-    #[test]
-    fn a_relay_in_the_middle_ends_the_connection_on_both_sides() {
-        let (mut ada, mut bob) = meet(("AA", "M1"), ("BB", "M2"));
-        for app in [&mut ada, &mut bob] {
-            assert_eq!(
-                hellos(app),
-                vec![IdentityEvent::HelloFailed(HandshakeError::Intercepted)]
-            );
-            assert!(app.world().resource::<PeerProfile>().hello.is_none());
-            assert!(crate::net::testing::drain::<TrustPeer>(app).is_empty());
-            assert_eq!(crate::net::testing::drain::<Disconnect>(app).len(), 1);
-        }
+        app.world_mut()
+            .write_message(NetEvent::HelloFailed(HandshakeError::Intercepted));
+        app.update();
+        assert!(app.world().resource::<PeerProfile>().hello.is_none());
+        assert_eq!(crate::net::testing::drain::<Disconnect>(&mut app).len(), 1);
+        assert!(
+            crate::net::testing::drain::<IdentityEvent>(&mut app)
+                .contains(&IdentityEvent::HelloFailed(HandshakeError::Intercepted))
+        );
     }
 
     #[test]
@@ -571,19 +395,6 @@ mod tests {
         let dir = duet_tests::temp_dir("identity-hello").unwrap();
         let mut app = app(&dir);
         app.update();
-        connect(&mut app, "AA", "BB");
-        let sent: Vec<SendControl> = crate::net::testing::drain(&mut app);
-        assert!(matches!(
-            sent.as_slice(),
-            [
-                SendControl(Control::Hello {
-                    version: PROTOCOL_VERSION,
-                    ..
-                }),
-                SendControl(Control::Frames { .. }),
-                SendControl(Control::Greet { .. })
-            ]
-        ));
         app.world_mut()
             .write_message(ControlReceived(Control::Hello {
                 version: PROTOCOL_VERSION + 1,

@@ -6,6 +6,7 @@
 //! [`NetEvent::BadFrame`] and dropped; they never crash the client.
 
 mod end;
+mod hello;
 mod wire;
 
 use bevy::prelude::*;
@@ -14,6 +15,7 @@ use duet_shared::trust::DeviceKey;
 use matchbox_socket::{PeerId, PeerState, RtcIceServerConfig, WebRtcSocket};
 
 pub use end::SignalingEnd;
+pub use hello::{Credentials, HelloOutcome, random};
 pub use matchbox_socket::SessionDescriptions;
 use wire::HelloGate;
 pub use wire::{EARLY_BYTES, HELD_MESSAGES, Wire, WireState};
@@ -73,7 +75,12 @@ impl RoomLink {
 /// identity plugin sets it once the identity is loaded; the socket waits for it, so a reload is
 /// recognised (and a ban holds) from the first connection.
 #[derive(Resource, Debug, Clone)]
-pub struct SignalingIdentity(pub DeviceKey);
+pub struct SignalingIdentity {
+    /// The device's long-term key.
+    pub key: DeviceKey,
+    /// The name this side's hello proofs carry.
+    pub name: String,
+}
 
 /// Errors of the network layer.
 #[derive(Debug, thiserror::Error)]
@@ -123,6 +130,10 @@ pub enum NetEvent {
     /// The peer's connection was negotiated with these descriptions (right after
     /// [`NetEvent::PeerJoined`]): the authenticated hello binds itself to their certificates.
     Negotiated(SessionDescriptions),
+    /// The peer proved its key over this connection: from now on everything it sends is taken.
+    PeerVerified(duet_shared::handshake::Verified),
+    /// The peer's authenticated hello failed: nothing more is taken from this connection.
+    HelloFailed(duet_shared::handshake::HandshakeError),
     /// The peer sent a frame that does not decode; it was dropped.
     BadFrame(String),
     /// Signaling refused or closed the connection (room full, banned, unknown room...).
@@ -134,10 +145,6 @@ pub enum NetEvent {
 /// would otherwise live on (matchbox keeps peer connections when signaling goes away).
 #[derive(Message, Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RebuildSocket;
-
-/// The peer's proof verified as this identity: the wire lets everything through from now on.
-#[derive(Message, Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TrustPeer(pub uuid::Uuid);
 
 /// Leave the room and stay out until asked to rejoin ([`RebuildSocket`]): every connection is
 /// closed. For when staying would be wrong: the seat was taken by this person elsewhere, or
@@ -173,7 +180,6 @@ impl Plugin for NetPlugin {
             .add_message::<SendControl>()
             .add_message::<SendFailed>()
             .add_message::<RebuildSocket>()
-            .add_message::<TrustPeer>()
             .add_message::<Disconnect>()
             .add_systems(
                 PreUpdate,
@@ -184,7 +190,7 @@ impl Plugin for NetPlugin {
             .add_systems(
                 PostUpdate,
                 (
-                    trust_peer,
+                    sync_hello_name,
                     flush_outgoing,
                     close_when_left,
                     disconnect,
@@ -221,7 +227,7 @@ fn open_socket(
     };
     host.runtime.prepare_network();
     let proof = identity
-        .0
+        .key
         .room_key(link.room())
         .sign_join(link.room(), crate::util::now_ms());
     let url = format!("{}?{}", link.signal_url, proof.query());
@@ -238,10 +244,16 @@ fn open_socket(
         unreachable!("the builder above added both channels");
     };
     let ((control_tx, control_rx), (data_tx, data_rx)) = (control.split(), data.split());
+    let credentials = Credentials {
+        key: identity.key.clone(),
+        room: link.room().to_owned(),
+        name: identity.name.clone(),
+    };
     let wire = Wire::new(WireState::new(
         (control_tx, control_rx),
         (data_tx, data_rx),
         capabilities.frame_chunks,
+        Some(credentials),
     ));
     let (tx, rx) = std::sync::mpsc::channel::<SignalingEnd>();
     host.runtime.spawn_loop(Box::pin(async move {
@@ -311,18 +323,19 @@ fn poll_socket(
     for (peer, state) in changes {
         match state {
             PeerState::Connected => {
-                wire.set_peer(Some(peer));
-                events.write(NetEvent::PeerJoined(peer));
                 // The descriptions the authenticated hello binds itself to (the socket always
-                // has them for a connected peer).
-                if let Some(descriptions) = socket.socket.session_descriptions(peer) {
+                // has them for a connected peer; without them the hello fails).
+                let descriptions = socket.socket.session_descriptions(peer);
+                wire.set_peer(Some(peer), descriptions);
+                events.write(NetEvent::PeerJoined(peer));
+                if let Some(descriptions) = descriptions {
                     events.write(NetEvent::Negotiated(descriptions.clone()));
                 }
             }
             // Only the person in the room leaves: the end of a connection that never became
             // theirs (a replaced one, a stranger's failed attempt) is nobody leaving.
             PeerState::Disconnected if wire.peer() == Some(peer) => {
-                wire.set_peer(None);
+                wire.set_peer(None, None);
                 events.write(NetEvent::PeerLeft(peer));
             }
             PeerState::Disconnected => {}
@@ -332,6 +345,12 @@ fn poll_socket(
         }
     }
     let arrivals = wire.take_app_arrivals();
+    for outcome in wire.take_outcomes() {
+        events.write(match outcome {
+            HelloOutcome::Verified(verified) => NetEvent::PeerVerified(verified),
+            HelloOutcome::Failed(why) => NetEvent::HelloFailed(why),
+        });
+    }
     if wire.hello == HelloGate::Violated {
         // Handled once: the rebuilt socket's wire starts over.
         wire.hello = HelloGate::Incompatible;
@@ -366,11 +385,12 @@ fn close_when_left(
     }
 }
 
-fn trust_peer(socket: Option<Res<Socket>>, mut asks: MessageReader<TrustPeer>) {
-    for TrustPeer(identity) in asks.read() {
-        if let Some(socket) = &socket {
-            socket.wire.lock().trust(*identity);
-        }
+/// A rename reaches the proofs of the socket's next connections.
+fn sync_hello_name(socket: Option<Res<Socket>>, identity: Option<Res<SignalingIdentity>>) {
+    if let (Some(socket), Some(identity)) = (socket, identity)
+        && identity.is_changed()
+    {
+        socket.wire.lock().set_name(&identity.name);
     }
 }
 
@@ -427,7 +447,7 @@ fn flush_outgoing(
 pub mod testing {
     use bevy::prelude::*;
 
-    use super::{ControlReceived, Disconnect, NetEvent, SendControl, TrustPeer};
+    use super::{ControlReceived, Disconnect, NetEvent, SendControl};
 
     /// `MinimalPlugins`, the connection's messages, and a key-value store in `dir`.
     pub fn offline_app(dir: Option<&std::path::Path>) -> App {
@@ -436,7 +456,6 @@ pub mod testing {
             .add_message::<NetEvent>()
             .add_message::<ControlReceived>()
             .add_message::<SendControl>()
-            .add_message::<TrustPeer>()
             .add_message::<Disconnect>();
         if let Some(dir) = dir {
             app.insert_resource(bevy_pkv::PkvStore::new_in_dir(dir));

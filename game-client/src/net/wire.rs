@@ -2,13 +2,14 @@
 //! transfers, data), held while the peer is not yet announced or not yet authenticated, and
 //! dropped when it comes from anyone but the peer.
 
-use bevy::log::debug;
+use bevy::log::{debug, warn};
 use duet_shared::peer::{
     CHUNKS_PER_FRAME, CONTROL_CHANNEL, Control, DATA_CHANNEL, MAX_FRAME_CHUNKS,
 };
 use matchbox_socket::PeerId;
 
 use super::NetError;
+use super::hello::{Credentials, HelloDriver, HelloOutcome};
 
 /// Duet's two channels to the peer, shared: the frame loop reads and writes them, and in the
 /// browser so does the transfer pump that runs between frames (file data must not wait for the
@@ -77,6 +78,8 @@ pub(crate) enum HelloGate {
     Incompatible,
     /// A second hello arrived: the connection is to be ended.
     Violated,
+    /// The authenticated hello failed: nothing more is processed, the connection is to be left.
+    Failed,
 }
 
 /// See [`Wire`]. Arrivals are sorted as they are pulled: control messages for the app (hello,
@@ -105,6 +108,12 @@ pub struct WireState {
     peer_identity: Option<uuid::Uuid>,
     /// Most chunks per data frame this side's WebRTC stack takes ([`Capabilities`]).
     local_frame_chunks: usize,
+    /// Who this side is, for the authenticated hello (`None`: tests of the gate alone).
+    credentials: Option<Credentials>,
+    /// The current connection's hello.
+    driver: Option<HelloDriver>,
+    /// How hellos ended, for the app.
+    outcomes: std::collections::VecDeque<HelloOutcome>,
 }
 
 impl WireState {
@@ -113,6 +122,7 @@ impl WireState {
         control: (PacketTx, PacketRx),
         data: (PacketTx, PacketRx),
         local_frame_chunks: usize,
+        credentials: Option<Credentials>,
     ) -> Self {
         Self {
             peer: None,
@@ -131,7 +141,31 @@ impl WireState {
             peer_frame_chunks: CHUNKS_PER_FRAME,
             peer_identity: None,
             local_frame_chunks,
+            credentials,
+            driver: None,
+            outcomes: Default::default(),
         }
+    }
+
+    /// The name this side's next proofs carry.
+    pub(crate) fn set_name(&mut self, name: &str) {
+        if let Some(credentials) = self.credentials.as_mut() {
+            name.clone_into(&mut credentials.name);
+        }
+    }
+
+    /// How the hellos since the last call ended.
+    pub(crate) fn take_outcomes(&mut self) -> Vec<HelloOutcome> {
+        self.outcomes.drain(..).collect()
+    }
+
+    /// The hello failed: the connection is to be left, and nothing more is taken from it.
+    fn fail(&mut self, error: duet_shared::handshake::HandshakeError) {
+        self.hello = HelloGate::Failed;
+        self.driver = None;
+        self.held.clear();
+        self.held_bytes = 0;
+        self.outcomes.push_back(HelloOutcome::Failed(error));
     }
 
     /// The one other person in the room, when connected.
@@ -227,9 +261,14 @@ impl WireState {
         }
     }
 
-    /// The peer's connection is up (or gone, with `None`). What arrived from them before the
-    /// app saw them connect (the pump may pull first) is sorted now.
-    pub(crate) fn set_peer(&mut self, peer: Option<PeerId>) {
+    /// The peer's connection is up (or gone, with `None`), negotiated with `descriptions`: this
+    /// side says hello. What arrived from them before the app saw them connect (the pump may
+    /// pull first) is sorted now.
+    pub(crate) fn set_peer(
+        &mut self,
+        peer: Option<PeerId>,
+        descriptions: Option<&matchbox_socket::SessionDescriptions>,
+    ) {
         self.peer = peer;
         self.peer_frame_chunks = CHUNKS_PER_FRAME;
         self.early_bytes = 0;
@@ -237,6 +276,25 @@ impl WireState {
         self.peer_identity = None;
         self.held.clear();
         self.held_bytes = 0;
+        self.driver = None;
+        if peer.is_some()
+            && let Some(credentials) = &self.credentials
+        {
+            let (local, remote) = descriptions
+                .map(|d| (d.local.as_str(), d.remote.as_str()))
+                .unwrap_or_default();
+            match HelloDriver::start(credentials, local, remote, self.local_frame_chunks) {
+                Ok((driver, first)) => {
+                    self.driver = Some(driver);
+                    for message in first {
+                        if let Err(e) = self.send_control(&message) {
+                            warn!("could not say hello: {e}");
+                        }
+                    }
+                }
+                Err(e) => self.fail(e),
+            }
+        }
         for (from, channel, packet) in std::mem::take(&mut self.early) {
             if channel == CONTROL_CHANNEL {
                 self.sort_control(from, packet);
@@ -287,10 +345,23 @@ impl WireState {
                 self.hello = HelloGate::Violated;
                 return;
             }
-            (
-                HelloGate::Authenticating | HelloGate::Trusted,
-                Ok(Control::Greet { .. } | Control::Proof { .. } | Control::Frames { .. }),
-            ) => {}
+            (HelloGate::Authenticating, Ok(Control::Greet { commitment })) => {
+                let commitment = *commitment;
+                self.on_greet(commitment);
+                return;
+            }
+            (HelloGate::Authenticating, Ok(Control::Proof { .. })) => {
+                if let Ok(proof) = message {
+                    self.on_proof(proof);
+                }
+                return;
+            }
+            // One hello per connection: a greet or proof after it (a change of key) ends it.
+            (HelloGate::Trusted, Ok(Control::Greet { .. } | Control::Proof { .. })) => {
+                self.fail(duet_shared::handshake::HandshakeError::OutOfOrder);
+                return;
+            }
+            (HelloGate::Authenticating | HelloGate::Trusted, Ok(Control::Frames { .. })) => {}
             (HelloGate::Authenticating, _) => {
                 let cost = packet.len() + 64;
                 if self.held.len() < HELD_MESSAGES && self.held_bytes + cost <= EARLY_BYTES {
@@ -304,6 +375,34 @@ impl WireState {
             _ => return,
         }
         self.route(message);
+    }
+
+    fn on_greet(&mut self, commitment: [u8; 32]) {
+        let (Some(driver), Some(credentials)) = (self.driver.as_mut(), self.credentials.as_ref())
+        else {
+            return;
+        };
+        match driver.on_greet(commitment, credentials) {
+            Ok(proof) => {
+                if let Err(e) = self.send_control(&proof) {
+                    warn!("could not send the proof: {e}");
+                }
+            }
+            Err(e) => self.fail(e),
+        }
+    }
+
+    fn on_proof(&mut self, proof: Control) {
+        let Some(driver) = self.driver.as_mut() else {
+            return;
+        };
+        match driver.on_proof(proof) {
+            Ok(verified) => {
+                self.trust(verified.key.uuid());
+                self.outcomes.push_back(HelloOutcome::Verified(verified));
+            }
+            Err(e) => self.fail(e),
+        }
     }
 
     /// Delivers a processed control message to whoever takes it.
@@ -337,6 +436,7 @@ mod tests {
             futures::channel::mpsc::unbounded(),
             futures::channel::mpsc::unbounded(),
             CHUNKS_PER_FRAME,
+            None,
         );
         wire.hello = HelloGate::Trusted;
         wire
@@ -367,7 +467,7 @@ mod tests {
         assert!(wire.early.len() < EARLY_BYTES / 64);
         // Once the peer is announced, what was held is sorted and the budget starts over: its
         // hello counts, its file data does not (nobody is trusted before its proof).
-        wire.set_peer(Some(peer));
+        wire.set_peer(Some(peer), None);
         assert_eq!(wire.hello, HelloGate::Authenticating);
         assert!(wire.data.is_empty());
         assert_eq!(wire.early_bytes, 0);
@@ -406,7 +506,7 @@ mod tests {
     fn what_waits_for_the_proof_is_bounded() {
         let peer = PeerId(uuid::Uuid::new_v4());
         let mut wire = new_wire();
-        wire.set_peer(Some(peer));
+        wire.set_peer(Some(peer), None);
         wire.sort_control(peer, hello(duet_shared::peer::PROTOCOL_VERSION));
         for _ in 0..10_000 {
             wire.sort_control(peer, chat());
@@ -414,7 +514,7 @@ mod tests {
         assert_eq!(wire.held.len(), HELD_MESSAGES);
         assert!(wire.held_bytes <= EARLY_BYTES);
         // A new connection forgets what the last one held.
-        wire.set_peer(None);
+        wire.set_peer(None, None);
         assert!(wire.held.is_empty());
         assert_eq!(wire.held_bytes, 0);
     }
@@ -431,7 +531,7 @@ mod tests {
         };
         // Before any hello nothing is processed.
         let mut wire = new_wire();
-        wire.set_peer(Some(peer));
+        wire.set_peer(Some(peer), None);
         wire.sort_control(peer, chat());
         wire.sort_data(peer, vec![1, 2, 3].into());
         assert_eq!(chats(&mut wire), 0);
@@ -453,7 +553,7 @@ mod tests {
         // A compatible connection: chat waits for the peer's proof, file data before it is
         // dropped; once trusted, what waited is delivered and everything flows.
         let mut wire = new_wire();
-        wire.set_peer(Some(peer));
+        wire.set_peer(Some(peer), None);
         wire.sort_control(peer, hello(PROTOCOL_VERSION));
         wire.sort_control(peer, chat());
         wire.sort_data(peer, vec![1, 2, 3].into());
@@ -470,5 +570,116 @@ mod tests {
         wire.sort_control(peer, chat());
         assert_eq!(wire.hello, HelloGate::Violated);
         assert_eq!(chats(&mut wire), 0);
+    }
+
+    /// A wire with credentials whose sent control messages can be read back.
+    struct End {
+        wire: WireState,
+        sent: PacketRx,
+        peer: PeerId,
+    }
+
+    fn end(seed: u8, name: &str) -> End {
+        let (control_tx, sent) = futures::channel::mpsc::unbounded();
+        let (_, control_rx) = futures::channel::mpsc::unbounded();
+        let wire = WireState::new(
+            (control_tx, control_rx),
+            futures::channel::mpsc::unbounded(),
+            CHUNKS_PER_FRAME,
+            Some(Credentials {
+                key: duet_shared::trust::DeviceKey::from_seed([seed; 32]),
+                room: "AAAAAAAAAAAAAAAAAAAAAA".into(),
+                name: name.into(),
+            }),
+        );
+        End {
+            wire,
+            sent,
+            peer: PeerId(uuid::Uuid::from_u128(u128::from(seed))),
+        }
+    }
+
+    fn descriptions(local: &str, remote: &str) -> matchbox_socket::SessionDescriptions {
+        let sdp = |f: &str| format!("v=0\r\na=fingerprint:sha-256 {f}\r\n");
+        matchbox_socket::SessionDescriptions {
+            local: sdp(local),
+            remote: sdp(remote),
+        }
+    }
+
+    /// Moves what `from` sent into `to`, as the channel would; returns how many.
+    fn carry(from: &mut End, to: &mut End) -> usize {
+        let mut count = 0;
+        while let Ok((_, packet)) = from.sent.try_recv() {
+            to.wire.sort_control(from.peer, packet);
+            count += 1;
+        }
+        count
+    }
+
+    fn meet(views: [(&str, &str); 2]) -> (End, End) {
+        let (mut ada, mut bob) = (end(1, "Ada"), end(2, "Bob"));
+        let (ada_peer, bob_peer) = (ada.peer, bob.peer);
+        ada.wire
+            .set_peer(Some(bob_peer), Some(&descriptions(views[0].0, views[0].1)));
+        bob.wire
+            .set_peer(Some(ada_peer), Some(&descriptions(views[1].0, views[1].1)));
+        // Hello, frames and greet each way; each greet is answered with a proof at once.
+        assert_eq!(carry(&mut ada, &mut bob), 3);
+        assert_eq!(carry(&mut bob, &mut ada), 4);
+        assert_eq!(carry(&mut ada, &mut bob), 1);
+        (ada, bob)
+    }
+
+    #[test]
+    fn two_wires_prove_who_they_are_as_messages_arrive() {
+        let (mut ada, mut bob) = meet([("AA", "BB"), ("BB", "AA")]);
+        let bob_key = duet_shared::trust::DeviceKey::from_seed([2; 32]).public();
+        let [HelloOutcome::Verified(seen_by_ada)] = &ada.wire.take_outcomes()[..] else {
+            panic!("Ada verified Bob");
+        };
+        let [HelloOutcome::Verified(seen_by_bob)] = &bob.wire.take_outcomes()[..] else {
+            panic!("Bob verified Ada");
+        };
+        assert_eq!(seen_by_ada.key, bob_key);
+        assert_eq!(seen_by_ada.name, "Bob");
+        assert_eq!(seen_by_ada.safety_code, seen_by_bob.safety_code);
+        assert_eq!(ada.wire.hello, HelloGate::Trusted);
+        assert_eq!(ada.wire.peer_identity(), Some(bob_key.uuid()));
+        // A second proof on the same connection (a change of key) ends it.
+        let proof = Control::Proof {
+            key: bob_key,
+            name: "Bob".into(),
+            nonce: [0; 16],
+            signature: duet_shared::trust::Sig([0; 64]),
+        };
+        ada.wire
+            .sort_control(bob.peer, proof.encode().unwrap().into());
+        assert_eq!(ada.wire.hello, HelloGate::Failed);
+        assert_eq!(
+            ada.wire.take_outcomes(),
+            vec![HelloOutcome::Failed(
+                duet_shared::handshake::HandshakeError::OutOfOrder
+            )]
+        );
+    }
+
+    #[test]
+    fn a_relay_in_the_middle_fails_both_wires_and_nothing_is_trusted() {
+        let (mut ada, mut bob) = meet([("AA", "M1"), ("BB", "M2")]);
+        for end in [&mut ada, &mut bob] {
+            assert_eq!(
+                end.wire.take_outcomes(),
+                vec![HelloOutcome::Failed(
+                    duet_shared::handshake::HandshakeError::Intercepted
+                )]
+            );
+            assert_eq!(end.wire.hello, HelloGate::Failed);
+            assert_eq!(end.wire.peer_identity(), None);
+        }
+        // Nothing from the relay is taken any more.
+        ada.wire.take_app_arrivals();
+        ada.wire.sort_control(bob.peer, chat());
+        assert!(ada.wire.take_app_arrivals().is_empty());
     }
 }
