@@ -154,6 +154,12 @@ impl WireState {
         }
     }
 
+    /// Whether something waits for the app (a hello's end, a chat, a call signal): the browser's
+    /// pump then asks for a frame now rather than at the next paced one.
+    pub fn has_app_news(&self) -> bool {
+        !self.outcomes.is_empty() || !self.for_app.is_empty()
+    }
+
     /// How the hellos since the last call ended.
     pub(crate) fn take_outcomes(&mut self) -> Vec<HelloOutcome> {
         self.outcomes.drain(..).collect()

@@ -233,9 +233,10 @@ fn drive(
 /// Runs [`Engine::pump`] whenever data or a control message arrives, or the platform's
 /// [`Wake`] rings, until the connection closes. In the browser this is what keeps a transfer
 /// moving at the speed of the network rather than of drawn frames (and in a hidden tab, which
-/// draws none). When a turn produces news other than progress (an offer went out, a file
-/// arrived, a transfer failed) it calls `redraw`, so the person sees it now rather than at the
-/// next paced frame, which can be a second away while a file moves.
+/// draws none); the wire's sorting also runs the authenticated hello here. When a turn produces
+/// news other than progress (an offer went out, a file arrived, a transfer failed, the hello
+/// ended, a chat came in) it calls `redraw`, so the person sees it now rather than at the next
+/// paced frame, which can be a second away while a file moves.
 pub async fn pump_between_frames(
     transfers: Transfers,
     wire: Wire,
@@ -263,7 +264,8 @@ pub async fn pump_between_frames(
         let news = engine.pending_events()[before..]
             .iter()
             .any(|e| !matches!(e, TransferEvent::Progress { .. }));
-        if news {
+        // Also what the wire holds for the app: the hello's end, a chat, a call signal.
+        if news || wire.lock().has_app_news() {
             redraw();
         }
     }
