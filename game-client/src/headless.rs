@@ -163,26 +163,12 @@ fn run_commands(
             "contacts" => emit(Event::Contacts {
                 contacts: people.0.iter().map(contact_line).collect(),
             }),
-            "forget" | "rename_contact" => {
-                let (key, name) = rest.split_once(' ').unwrap_or((rest, ""));
-                match duet_shared::trust::PublicKey::from_hex(key.trim()) {
-                    Ok(key) if verb == "forget" => {
-                        contacts.write(ContactAction::Forget { key });
-                    }
-                    Ok(key) => {
-                        contacts.write(ContactAction::Rename {
-                            key,
-                            name: name.to_owned(),
-                        });
-                    }
-                    Err(_) => emit(Event::Error {
-                        message: format!(
-                            "usage: {verb} KEY_HEX{}",
-                            if verb == "forget" { "" } else { " NAME" }
-                        ),
-                    }),
+            "forget" | "rename_contact" => match contact_command(verb, rest) {
+                Ok(action) => {
+                    contacts.write(action);
                 }
-            }
+                Err(message) => emit(Event::Error { message }),
+            },
             "quit" => {
                 exit.write(AppExit::Success);
             }
@@ -200,6 +186,25 @@ fn run_commands(
             }),
         }
     }
+}
+
+/// `forget KEY` or `rename_contact KEY NAME` as the action it asks for, or its usage.
+fn contact_command(verb: &str, rest: &str) -> Result<ContactAction, String> {
+    let (key, name) = rest.split_once(' ').unwrap_or((rest, ""));
+    let key = duet_shared::trust::PublicKey::from_hex(key.trim()).map_err(|_| {
+        format!(
+            "usage: {verb} KEY_HEX{}",
+            if verb == "forget" { "" } else { " NAME" }
+        )
+    })?;
+    Ok(if verb == "forget" {
+        ContactAction::Forget { key }
+    } else {
+        ContactAction::Rename {
+            key,
+            name: name.to_owned(),
+        }
+    })
 }
 
 fn say_when_ready(

@@ -11,25 +11,10 @@ use duet_tests::automation::Delivery;
 use duet_tests::mitm::Mitm;
 use duet_tests::{Event, HeadlessClient, Wrangler, Ws, assert_loopback_only, on, temp_dir};
 
-/// The harness's headless client, with 45 s patience and panics for failures.
-struct Client(HeadlessClient);
-
-impl Client {
-    fn start(room_link: &str, name: &'static str) -> Client {
-        let binary = Path::new(env!("CARGO_BIN_EXE_duet-client"));
-        let dir = temp_dir(&format!("trust-{name}")).unwrap();
-        Client(HeadlessClient::start(binary, room_link, &dir, name).expect("start duet-client"))
-    }
-
-    fn command(&mut self, line: &str) {
-        self.0.command(line).unwrap();
-    }
-
-    fn expect<T>(&mut self, what: &str, pick: impl Fn(&Event) -> Option<T>) -> T {
-        self.0
-            .wait(what, Duration::from_secs(45), pick)
-            .unwrap_or_else(|e| panic!("{e:#}"))
-    }
+fn start(room_link: &str, name: &'static str) -> HeadlessClient {
+    let binary = Path::new(env!("CARGO_BIN_EXE_duet-client"));
+    let dir = temp_dir(&format!("trust-{name}")).unwrap();
+    HeadlessClient::start(binary, room_link, &dir, name).expect("start duet-client")
 }
 
 /// Ada and Bob each open the same link, but the server in front gives each a connection to a
@@ -46,8 +31,8 @@ async fn a_relay_in_the_middle_is_caught_on_both_sides_and_nothing_passes() {
     ];
     let mitm = Mitm::start(&wrangler.base, rooms).await;
     let link = format!("{}/r/{link_room}", mitm.base);
-    let mut ada = Client::start(&link, "Ada");
-    let mut bob = Client::start(&link, "Bob");
+    let mut ada = start(&link, "Ada");
+    let mut bob = start(&link, "Bob");
 
     // Each side's connection is real, and to someone else than the other side.
     let fingerprints = on!(Event::Negotiated { local_fingerprint, remote_fingerprint }
@@ -66,7 +51,7 @@ async fn a_relay_in_the_middle_is_caught_on_both_sides_and_nothing_passes() {
         assert_eq!(caught, Ok("Intercepted".to_owned()));
     }
     // What Ada writes now reaches nobody, and says so.
-    ada.command("say are you really Bob?");
+    ada.command("say are you really Bob?").unwrap();
     let state = ada.expect(
         "chat",
         on!(Event::Chat(x) if x.text == "are you really Bob?" => x.state),
@@ -94,8 +79,8 @@ async fn a_stranger_with_adas_hello_cannot_take_her_seat() {
     let wrangler = Wrangler::shared();
     let room = wrangler.api().create_room().await.unwrap().room;
     let link = format!("{}/r/{room}", wrangler.base);
-    let mut ada = Client::start(&link, "Ada");
-    let mut bob = Client::start(&link, "Bob");
+    let mut ada = start(&link, "Ada");
+    let mut bob = start(&link, "Bob");
     let (ada_id, ada_key) = bob.expect(
         "Ada's hello",
         on!(Event::PeerHello { identity, key, .. } => (*identity, key.clone())),
@@ -133,7 +118,7 @@ async fn a_stranger_with_adas_hello_cannot_take_her_seat() {
     assert_eq!(refused.status, 409);
 
     // Ada and Bob never noticed.
-    ada.command("say still here");
+    ada.command("say still here").unwrap();
     let got = bob.expect("chat", on!(Event::Chat(x) if !x.mine => x.text.clone()));
     assert_eq!(got, "still here");
     ada.expect(
@@ -156,7 +141,7 @@ fn people_are_remembered_verified_and_told_apart_from_namesakes() {
     );
     let binary = Path::new(env!("CARGO_BIN_EXE_duet-client"));
     let start = |dir: &Path, name: &str| {
-        Client(HeadlessClient::start(binary, &link, dir, name).expect("start duet-client"))
+        HeadlessClient::start(binary, &link, dir, name).expect("start duet-client")
     };
     let standing = on!(Event::PeerStanding { standing, verified, .. }
         => (standing.clone(), *verified));
@@ -167,7 +152,7 @@ fn people_are_remembered_verified_and_told_apart_from_namesakes() {
         ada.expect("Dan's standing", standing),
         ("new".into(), false)
     );
-    dan.0.kill9();
+    dan.kill9();
     ada.expect("Dan left", on!(Event::PeerLeft { .. }));
 
     // Another device, also called Dan: not the Dan met before.
@@ -177,9 +162,9 @@ fn people_are_remembered_verified_and_told_apart_from_namesakes() {
         ("not_the_one_met".into(), false)
     );
     // Ada compares the code with this Dan and says so.
-    ada.command("verify");
+    ada.command("verify").unwrap();
     ada.expect("verified", on!(Event::PeerVerified { .. }));
-    dan2.0.kill9();
+    dan2.kill9();
     ada.expect("Dan left", on!(Event::PeerLeft { .. }));
 
     // Ada restarts; the second Dan comes back: known, and still verified.
@@ -188,7 +173,7 @@ fn people_are_remembered_verified_and_told_apart_from_namesakes() {
     let dan2 = start(&dan2_dir, "Dan");
     let (word, verified) = ada.expect("Dan's standing", standing);
     assert_eq!((word.as_str(), verified), ("known", true));
-    ada.command("contacts");
+    ada.command("contacts").unwrap();
     let contacts = ada.expect(
         "contacts",
         on!(Event::Contacts { contacts } => contacts.clone()),
@@ -198,7 +183,7 @@ fn people_are_remembered_verified_and_told_apart_from_namesakes() {
         contacts[0].verified && !contacts[1].verified,
         "{contacts:?}"
     );
-    dan2.0.kill9();
+    dan2.kill9();
     ada.expect("Dan left", on!(Event::PeerLeft { .. }));
 
     // A third device calling itself Dan: someone wearing the name of the verified Dan with a
@@ -223,7 +208,7 @@ async fn an_impostor_and_a_change_of_key_are_refused_by_the_peer() {
 
     // 1. Ada's key, Mallory's signature.
     let room = wrangler.api().create_room().await.unwrap().room;
-    let mut bob = Client::start(&format!("{}/r/{room}", wrangler.base), "Bob");
+    let mut bob = start(&format!("{}/r/{room}", wrangler.base), "Bob");
     let mut evil = Evil::join(&wrangler.signal_url(&room, uuid::Uuid::new_v4())).await;
     let mallory = DeviceKey::from_seed([66; 32]);
     let descriptions = evil.socket.session_descriptions(evil.peer).unwrap().clone();
@@ -271,7 +256,7 @@ async fn an_impostor_and_a_change_of_key_are_refused_by_the_peer() {
 
     // 2. Her own key, then another one on the same connection.
     let room = wrangler.api().create_room().await.unwrap().room;
-    let mut bob = Client::start(&format!("{}/r/{room}", wrangler.base), "Bob");
+    let mut bob = start(&format!("{}/r/{room}", wrangler.base), "Bob");
     let mut evil = Evil::join(&wrangler.signal_url(&room, uuid::Uuid::new_v4())).await;
     evil.introduce("Mallory").await;
     bob.expect("Mallory's hello", on!(Event::PeerHello { .. }));

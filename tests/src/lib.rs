@@ -295,6 +295,22 @@ impl Drop for Wrangler {
     }
 }
 
+/// Proves `from` can still signal `to` (a socket is alive and routed): a candidate with a fresh
+/// nonce goes through, exactly as sent.
+pub async fn relays(from: &mut Ws, from_id: PeerId, to: &mut Ws, to_id: PeerId) {
+    let nonce = Uuid::new_v4().to_string();
+    from.send_text(signal_to(to_id, serde_json::json!({"IceCandidate": nonce})))
+        .await
+        .unwrap();
+    assert_eq!(
+        to.next_event().await.unwrap(),
+        JsonPeerEvent::Signal {
+            sender: from_id,
+            data: serde_json::json!({"IceCandidate": nonce})
+        }
+    );
+}
+
 /// Milliseconds since the Unix epoch, for join proofs.
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
@@ -851,6 +867,12 @@ impl HeadlessClient {
         pick: impl Fn(&Event) -> Option<T>,
     ) -> Result<T> {
         self.wait_timed(what, limit, pick).map(|(picked, _)| picked)
+    }
+
+    /// [`wait`](Self::wait) with 45 s of patience, panicking with the reason: for tests.
+    pub fn expect<T>(&mut self, what: &str, pick: impl Fn(&Event) -> Option<T>) -> T {
+        self.wait(what, Duration::from_secs(45), pick)
+            .unwrap_or_else(|e| panic!("{e:#}"))
     }
 
     /// [`wait`](Self::wait), with the moment the picked event's line arrived (for measuring:

@@ -7,9 +7,8 @@ use std::time::Duration;
 
 use duet_shared::api::{CreatedRoom, close};
 use duet_shared::trust::{DeviceKey, JOIN_PROOF_SKEW_MS};
-use duet_tests::{Wrangler, Ws, now_ms, signal_to};
+use duet_tests::{Wrangler, Ws, now_ms, relays};
 use matchbox_protocol::{JsonPeerEvent, PeerId};
-use serde_json::json;
 use uuid::Uuid;
 
 const QUIET: Duration = Duration::from_millis(300);
@@ -51,20 +50,6 @@ async fn keyed_pair(wrangler: &Wrangler) -> Keyed {
         b,
         id_b,
     }
-}
-
-async fn relays(from: &mut Ws, from_id: PeerId, to: &mut Ws, to_id: PeerId) {
-    let nonce = Uuid::new_v4().to_string();
-    from.send_text(signal_to(to_id, json!({"IceCandidate": nonce})))
-        .await
-        .unwrap();
-    assert_eq!(
-        to.next_event().await.unwrap(),
-        JsonPeerEvent::Signal {
-            sender: from_id,
-            data: json!({"IceCandidate": nonce})
-        }
-    );
 }
 
 /// Both are still there and talking, and nobody else came or went.

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use duet_shared::api::{CreatedRoom, ErrorCode, RoomMembers, close, is_valid_room_id};
-use duet_tests::{Wrangler, WranglerOptions, Ws, signal_to};
+use duet_tests::{Wrangler, WranglerOptions, Ws, relays, signal_to};
 use matchbox_protocol::{JsonPeerEvent, PeerId};
 use serde_json::json;
 use uuid::Uuid;
@@ -41,21 +41,6 @@ async fn pair(wrangler: &Wrangler) -> Pair {
         b,
         id_b,
     }
-}
-
-/// `from` can still signal `to` (proves a socket is alive and routed).
-async fn relays(from: &mut Ws, from_id: PeerId, to: &mut Ws, to_id: PeerId) {
-    let nonce = Uuid::new_v4().to_string();
-    from.send_text(signal_to(to_id, json!({"IceCandidate": nonce})))
-        .await
-        .unwrap();
-    assert_eq!(
-        to.next_event().await.unwrap(),
-        JsonPeerEvent::Signal {
-            sender: from_id,
-            data: json!({"IceCandidate": nonce})
-        }
-    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -402,7 +402,9 @@ fn run_bench(root: &Path, cargo_args: &[&str], binary: &str, args: &[String]) ->
     run(&mut cmd)
 }
 
-fn hello_bench(root: &Path, rest: &[String]) -> Result<()> {
+/// A benchmark binary of `duet-tests` that drives headless `duet-client`s: both built with the
+/// tests' (dev) profile, which optimises dependencies.
+fn headless_bench(root: &Path, bench: &str, rest: &[String]) -> Result<()> {
     run_bench(
         root,
         &[
@@ -414,9 +416,9 @@ fn hello_bench(root: &Path, rest: &[String]) -> Result<()> {
             "--bin",
             "duet-client",
             "--bin",
-            "bench-hello",
+            bench,
         ],
-        "debug/bench-hello",
+        &format!("debug/{bench}"),
         rest,
     )
 }
@@ -521,45 +523,15 @@ fn run_named_bench(root: &Path, name: &str, rest: &[String]) -> Result<()> {
             rest,
         ),
         // The dev profile optimises dependencies: this bench shares the tests' build.
-        "transfer" => run_bench(
-            root,
-            &[
-                "build",
-                "-p",
-                "duet-client",
-                "-p",
-                "duet-tests",
-                "--bin",
-                "duet-client",
-                "--bin",
-                "bench-transfer",
-            ],
-            "debug/bench-transfer",
-            rest,
-        ),
+        "transfer" => headless_bench(root, "bench-transfer", rest),
         // A headless victim under each kind of flood from a hostile peer; shares the tests' build.
-        "hostile" => run_bench(
-            root,
-            &[
-                "build",
-                "-p",
-                "duet-client",
-                "-p",
-                "duet-tests",
-                "--bin",
-                "duet-client",
-                "--bin",
-                "bench-hostile",
-            ],
-            "debug/bench-hostile",
-            rest,
-        ),
+        "hostile" => headless_bench(root, "bench-hostile", rest),
         // Two headless clients, then two Chromium pages, meeting ten times; the tests' builds.
         "hello" => {
             tools::ensure_all(root)?;
             tools::ensure_test_packages()?;
             build_web(root, false, WebBuild::Dev)?;
-            hello_bench(root, rest)
+            headless_bench(root, "bench-hello", rest)
         }
         "browser" => {
             tools::ensure_all(root)?;

@@ -222,6 +222,7 @@ impl Plugin for RoomPlugin {
                     reserve_owner_seat,
                     leave_room,
                     presence,
+                    peer_standing,
                     retry_connection,
                     bubbles,
                     drops,

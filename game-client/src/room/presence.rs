@@ -170,7 +170,7 @@ pub(super) type RoomEntity = Or<(With<Avatar>, With<Bubble>)>;
 pub(super) fn presence(
     mut commands: Commands,
     mut net: MessageReader<NetEvent>,
-    (mut identities, mut contacts): (MessageReader<IdentityEvent>, MessageReader<ContactEvent>),
+    mut identities: MessageReader<IdentityEvent>,
     mut presence: ResMut<Presence>,
     mut notices: ResMut<Notices>,
     avatars: Query<(Entity, &Avatar)>,
@@ -300,6 +300,17 @@ pub(super) fn presence(
             IdentityEvent::Renamed(_) => {}
         }
     }
+}
+
+/// Where the peer stands for this device (new, known, not the one met), once the contacts
+/// said; a newcomer refused for wearing a verified contact's name ends the stay in the room.
+pub(super) fn peer_standing(
+    mut commands: Commands,
+    mut contacts: MessageReader<ContactEvent>,
+    mut presence: ResMut<Presence>,
+    mut notices: ResMut<Notices>,
+    avatars: Query<(Entity, &Avatar)>,
+) {
     for event in contacts.read() {
         match event {
             ContactEvent::Met { standing, .. } => {
@@ -334,8 +345,10 @@ pub(super) fn presence(
                 notices.post(why.clone());
                 presence.link = Link::Failed(why);
                 presence.seat = Seat::Empty;
-                if let Some(entity) = peer_avatar {
-                    commands.entity(entity).despawn();
+                for (entity, avatar) in &avatars {
+                    if avatar.0 == Who::Peer {
+                        commands.entity(entity).despawn();
+                    }
                 }
             }
         }
