@@ -120,6 +120,14 @@ impl Presence {
         }
     }
 
+    /// Where the peer stands for this device, while they are here and the contacts said.
+    pub fn standing(&self) -> Option<Standing> {
+        match &self.seat {
+            Seat::Here { standing, .. } => *standing,
+            _ => None,
+        }
+    }
+
     /// The peer's name, while they are here.
     pub fn peer_name(&self) -> Option<&str> {
         match &self.seat {

@@ -6,6 +6,7 @@ use bevy::text::TextLayoutInfo;
 
 use super::PANEL_WIDTH;
 use super::theme::{Fonts, color, palette};
+use crate::contacts::Standing;
 use crate::frame::FrameSet;
 use crate::identity::Identity;
 use crate::ports::{Capabilities, Host};
@@ -306,7 +307,14 @@ fn label_avatars(
                 Some(p) => format!("sending you a file… {p}%"),
                 None => match running(Direction::Outgoing) {
                     Some(p) => format!("receiving… {p}%"),
-                    None => "here".into(),
+                    // Who they are to this device, under their name.
+                    None => match presence.standing() {
+                        Some(Standing::Known { verified: true, .. }) => "verified".into(),
+                        Some(Standing::Known { .. }) => "met before".into(),
+                        Some(Standing::New) => "new to you".into(),
+                        Some(Standing::NotTheOneMet { .. }) => "not the one you met!".into(),
+                        None => "here".into(),
+                    },
                 },
             },
         }

@@ -21,6 +21,8 @@ pub(super) fn show(
             .order(egui::Order::Foreground)
             .show(ctx, |ui| {
                 egui::Frame::popup(ui.style()).show(ui, |ui| {
+                    // The explanation wraps instead of stretching the menu across the room.
+                    ui.set_max_width(280.0);
                     let name = presence.peer_name().unwrap_or("your peer").to_owned();
                     if let Some((code, verified)) = presence.safety_code() {
                         ui.label(
