@@ -25,6 +25,7 @@ fn history(len: usize) -> ChatLog {
             .map(|i| ChatEntry {
                 id: uuid::Uuid::from_u128(i as u128 + 1),
                 author: "Bob".into(),
+                author_key: None,
                 mine: i % 3 == 0,
                 sent_ms: 1_700_000_000_000 + i as u64,
                 text: format!("message number {i}: a line of chat long enough to wrap once"),

@@ -14,6 +14,7 @@ use std::collections::{HashMap, VecDeque};
 use bevy::prelude::*;
 use bevy_pkv::PkvStore;
 use duet_shared::peer::{Control, MAX_CHAT_CHARS};
+use duet_shared::trust::PublicKey;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -52,6 +53,10 @@ pub struct ChatEntry {
     pub text: String,
     /// Delivery state.
     pub delivery: Delivery,
+    /// The key of whoever wrote it, as proven on the connection it came over (mine for my
+    /// lines). `None` for lines kept from before keys existed.
+    #[serde(default)]
+    pub author_key: Option<PublicKey>,
 }
 
 /// Messages per stored block of history (see the module doc).
@@ -400,6 +405,7 @@ fn send_chat(
         let entry = ChatEntry {
             id: Uuid::new_v4(),
             author: identity.name.clone(),
+            author_key: Some(identity.public()),
             mine: true,
             sent_ms: crate::util::now_ms(),
             text,
@@ -442,6 +448,7 @@ fn receive_chat(
                             .hello
                             .as_ref()
                             .map_or_else(|| "Peer".to_owned(), |hello| hello.name.clone()),
+                        author_key: profile.hello.as_ref().map(|hello| hello.key),
                         mine: false,
                         sent_ms: *sent_ms,
                         text: text.clone(),
@@ -605,6 +612,16 @@ mod tests {
         assert_eq!(log_b.entries[0].text, "hello B");
         assert_eq!(log_b.entries[0].delivery, Delivery::Received);
         assert_eq!(log_b.entries[0].author, "Ada");
+        // Each line keeps the key of whoever wrote it, as proven on the connection.
+        let ada_key = a.world().resource::<Identity>().public();
+        let verified_key = b
+            .world()
+            .resource::<PeerProfile>()
+            .hello
+            .as_ref()
+            .map(|h| h.key);
+        assert_eq!(log_a.entries[1].author_key, Some(ada_key));
+        assert_eq!(log_b.entries[0].author_key, verified_key);
         drop(a);
         let mut restarted = app(&dir_a);
         restarted.update();
@@ -677,6 +694,7 @@ mod tests {
             sent_ms: 1,
             text: "from yesterday".into(),
             delivery: Delivery::NotDelivered,
+            author_key: None,
         };
         slow.0.lock().unwrap().history = vec![old.clone()];
         let mut app = app(&dir);
@@ -804,5 +822,39 @@ mod tests {
             again.update();
             assert_eq!(*again.world().resource::<ChatLog>(), log);
         }
+    }
+
+    /// A history written before lines carried keys still loads, in both the desktop's store
+    /// (MessagePack, fields in order) and the browser's (JSON).
+    #[test]
+    fn lines_from_before_keys_still_load() {
+        #[derive(Serialize)]
+        struct Before {
+            id: Uuid,
+            author: String,
+            mine: bool,
+            sent_ms: u64,
+            text: String,
+            delivery: Delivery,
+        }
+        let before = vec![Before {
+            id: Uuid::from_u128(1),
+            author: "Ada".into(),
+            mine: false,
+            sent_ms: 5,
+            text: "kept".into(),
+            delivery: Delivery::Received,
+        }];
+        let dir = duet_tests::temp_dir("chat-before-keys").unwrap();
+        let mut pkv = PkvStore::new_in_dir(&dir);
+        pkv.set("old", &before).unwrap();
+        let loaded: Vec<ChatEntry> = pkv.get("old").unwrap();
+        assert_eq!(
+            (loaded[0].text.as_str(), loaded[0].author_key),
+            ("kept", None)
+        );
+        let json = serde_json::to_string(&before).unwrap();
+        let loaded: Vec<ChatEntry> = serde_json::from_str(&json).unwrap();
+        assert_eq!((loaded[0].sent_ms, loaded[0].author_key), (5, None));
     }
 }

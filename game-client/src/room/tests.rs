@@ -409,6 +409,7 @@ fn entry(text: &str, mine: bool, delivery: Delivery) -> ChatEntry {
     ChatEntry {
         id: uuid::Uuid::new_v4(),
         author: "Ada".into(),
+        author_key: None,
         mine,
         sent_ms: 0,
         text: text.into(),

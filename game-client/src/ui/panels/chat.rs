@@ -104,6 +104,7 @@ mod tests {
             .map(|i| ChatEntry {
                 id: uuid::Uuid::from_u128(i as u128),
                 author: "Bob".into(),
+                author_key: None,
                 mine: i % 3 == 0,
                 sent_ms: i as u64,
                 text: format!("message number {i}, long enough to wrap onto a second line"),
