@@ -219,11 +219,15 @@ pub(super) fn presence(
                 }
                 spawned = false;
             }
-            NetEvent::SignalingClosed(SignalingEnd::Unreachable) if in_room => {
+            // Worth another attempt: the server is away, or it saw this join's proof already
+            // (the next socket signs a new one).
+            NetEvent::SignalingClosed(
+                why @ (SignalingEnd::Unreachable | SignalingEnd::ProofReused),
+            ) if in_room => {
                 let attempt = match presence.link {
                     Link::Reconnecting { attempt, .. } => attempt + 1,
                     _ => {
-                        notices.post(SignalingEnd::Unreachable.to_string());
+                        notices.post(why.to_string());
                         1
                     }
                 };

@@ -913,3 +913,21 @@ fn the_owner_reserves_a_seat_for_this_devices_key() {
             .any(|c| matches!(c, ApiCall::ReserveSeat { .. }))
     );
 }
+
+/// A join whose proof the server had already taken (412) is tried again with a fresh socket,
+/// and so a fresh proof, as the notice says.
+#[test]
+fn a_reused_proof_is_retried_with_a_new_one() {
+    let dir = tempdir("proof-reused");
+    let mut app = room_app(&dir);
+    join_link(&mut app);
+    app.world_mut()
+        .write_message(NetEvent::SignalingClosed(SignalingEnd::ProofReused));
+    app.update();
+    assert!(matches!(
+        app.world().resource::<Presence>().link,
+        Link::Reconnecting { attempt: 1, .. }
+    ));
+    assert!(latest_notice(&app).contains("joining again"));
+    assert_eq!(rebuilds_within(&mut app, 2_000), 1);
+}
