@@ -62,6 +62,12 @@ impl Contacts {
     /// Records a meeting at `now_ms` and says where the peer stands, from what was known before.
     pub fn meet(&mut self, key: PublicKey, name: &str, now_ms: u64) -> Standing {
         let standing = self.standing(&key, name);
+        self.record(key, name, now_ms);
+        standing
+    }
+
+    /// Records a meeting at `now_ms`: the contact moves to the front, new or not.
+    fn record(&mut self, key: PublicKey, name: &str, now_ms: u64) {
         match self.0.iter().position(|c| c.key == key) {
             Some(index) => {
                 let mut contact = self.0.remove(index);
@@ -82,7 +88,6 @@ impl Contacts {
             ),
         }
         self.0.truncate(MAX_CONTACTS);
-        standing
     }
 
     /// Where a peer proving `key` under `name` stands, without recording anything.
@@ -236,7 +241,7 @@ fn meet(
             leave.write(Disconnect);
             continue;
         }
-        contacts.meet(*key, name, crate::util::now_ms());
+        contacts.record(*key, name, crate::util::now_ms());
         save(&contacts, pkv.as_deref_mut());
         events.write(ContactEvent::Met {
             key: *key,

@@ -7,7 +7,6 @@ use duet_shared::handshake::Handshake;
 use duet_shared::peer::{
     CONTROL_CHANNEL, Chunk, Control, DATA_CHANNEL, PROTOCOL_VERSION, TransferId,
 };
-use duet_shared::trust::DeviceKey;
 use matchbox_socket::{PeerId, PeerState, WebRtcSocket};
 
 use crate::loopback_ice;
@@ -68,12 +67,7 @@ impl Evil {
     /// before that peer has proven a key over this connection. Mallory is hostile, not an
     /// impostor: what she sends after this is what the tests are about.
     pub async fn introduce(&mut self, name: &str) {
-        let seed = |_| *uuid::Uuid::new_v4().as_bytes();
-        let halves: [[u8; 16]; 2] = [0, 1].map(seed);
-        let mut bytes = [0u8; 32];
-        bytes[..16].copy_from_slice(&halves[0]);
-        bytes[16..].copy_from_slice(&halves[1]);
-        let key = DeviceKey::from_seed(bytes);
+        let key = crate::random_device();
         let descriptions = self
             .socket
             .session_descriptions(self.peer)

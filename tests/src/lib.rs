@@ -311,6 +311,14 @@ pub async fn relays(from: &mut Ws, from_id: PeerId, to: &mut Ws, to_id: PeerId) 
     );
 }
 
+/// A device key from fresh random bytes (two v4 UUIDs): a new person for each call.
+pub fn random_device() -> duet_shared::trust::DeviceKey {
+    let mut seed = [0u8; 32];
+    seed[..16].copy_from_slice(Uuid::new_v4().as_bytes());
+    seed[16..].copy_from_slice(Uuid::new_v4().as_bytes());
+    duet_shared::trust::DeviceKey::from_seed(seed)
+}
+
 /// Milliseconds since the Unix epoch, for join proofs.
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use duet_shared::api::{CreatedRoom, close};
 use duet_shared::trust::{DeviceKey, JOIN_PROOF_SKEW_MS};
-use duet_tests::{Wrangler, Ws, now_ms, relays};
+use duet_tests::{Wrangler, Ws, now_ms, random_device, relays};
 use matchbox_protocol::{JsonPeerEvent, PeerId};
 use uuid::Uuid;
 
@@ -25,16 +25,9 @@ struct Keyed {
     id_b: PeerId,
 }
 
-fn device() -> DeviceKey {
-    let mut seed = [0u8; 32];
-    seed[..16].copy_from_slice(Uuid::new_v4().as_bytes());
-    seed[16..].copy_from_slice(Uuid::new_v4().as_bytes());
-    DeviceKey::from_seed(seed)
-}
-
 async fn keyed_pair(wrangler: &Wrangler) -> Keyed {
     let room = wrangler.api().create_room().await.unwrap();
-    let (ada, bob) = (device(), device());
+    let (ada, bob) = (random_device(), random_device());
     let ada_url = wrangler.keyed_signal_url(&room.room, &ada, now_ms());
     let mut a = Ws::join(&ada_url).await;
     let id_a = a.id().await;
@@ -104,7 +97,7 @@ async fn a_copied_join_url_never_takes_the_seat() {
 async fn a_proof_is_taken_once_even_after_its_holder_left() {
     let wrangler = Wrangler::shared();
     let room = wrangler.api().create_room().await.unwrap();
-    let ada = device();
+    let ada = random_device();
     let url = wrangler.keyed_signal_url(&room.room, &ada, now_ms());
     let mut a = Ws::join(&url).await;
     a.id().await;
@@ -145,7 +138,7 @@ async fn proofs_for_another_room_or_far_from_now_are_refused() {
     let wrangler = Wrangler::shared();
     let room = wrangler.api().create_room().await.unwrap();
     let other = wrangler.api().create_room().await.unwrap();
-    let ada = device();
+    let ada = random_device();
     let base = wrangler.signal_url(&room.room, Uuid::nil());
     let base = base.split('?').next().unwrap();
     let proof = ada.room_key(&other.room).sign_join(&other.room, now_ms());
@@ -197,7 +190,7 @@ async fn a_plain_identity_never_displaces_a_key_holder() {
 async fn a_ban_names_the_key_and_the_present_person_keeps_her_seat() {
     let wrangler = Wrangler::shared();
     let room = wrangler.api().create_room().await.unwrap();
-    let (ada, mallory) = (device(), device());
+    let (ada, mallory) = (random_device(), random_device());
     let mut a = Ws::join(&wrangler.keyed_signal_url(&room.room, &ada, now_ms())).await;
     let id_a = a.id().await;
     let mut m = Ws::join(&wrangler.keyed_signal_url(&room.room, &mallory, now_ms())).await;
@@ -243,7 +236,7 @@ async fn the_owner_gets_back_into_a_room_squatters_filled() {
     let wrangler = Wrangler::shared();
     let api = wrangler.api();
     let room = api.create_room().await.unwrap();
-    let owner = device();
+    let owner = random_device();
     let owner_key = owner.room_key(&room.room).public();
     // Only with the owner key.
     let refused = api
@@ -266,7 +259,7 @@ async fn the_owner_gets_back_into_a_room_squatters_filled() {
         other => panic!("{other:?}"),
     };
     // A stranger is refused; the owner is let in, and the newest squatter makes way.
-    let stranger = wrangler.keyed_signal_url(&room.room, &device(), now_ms());
+    let stranger = wrangler.keyed_signal_url(&room.room, &random_device(), now_ms());
     assert_eq!(Ws::connect(&stranger).await.err().unwrap().status, 409);
     let mut back = Ws::join(&wrangler.keyed_signal_url(&room.room, &owner, now_ms())).await;
     let id_owner = back.id().await;

@@ -205,20 +205,9 @@ pub enum JoinDecision {
 /// identity itself is banned. For a Duet client that means the same room key with a newer proof
 /// than any the room took for it; a plain client's UUID never displaces a key holder. The IP ban
 /// is not applied to a returning identity: the person already in the room is not the one who was
-/// banned, even when they share a network.
+/// banned, even when they share a network. `owner` is the room key the owner reserved a seat for:
+/// a join proven by it is never refused as full; the newest other seat makes way.
 pub fn decide_join(
-    present: &[Member],
-    bans: &Bans,
-    claim: &Claim,
-    ip_hash: Option<&str>,
-    seen: Option<u64>,
-) -> JoinDecision {
-    decide_join_with_owner(present, bans, claim, ip_hash, seen, None)
-}
-
-/// [`decide_join`] for a room whose owner reserved a seat for `owner` (its room key): a join
-/// proven by that key is never refused as full; the newest other seat makes way.
-pub fn decide_join_with_owner(
     present: &[Member],
     bans: &Bans,
     claim: &Claim,
@@ -600,7 +589,14 @@ mod tests {
         let a = member(1, Some("ip"));
         let b = member(2, Some("ip"));
         assert_eq!(
-            decide_join(&[], &bans, &Claim::Plain(a.identity), Some("ip"), None),
+            decide_join(
+                &[],
+                &bans,
+                &Claim::Plain(a.identity),
+                Some("ip"),
+                None,
+                None
+            ),
             JoinDecision::Admit { replaces: None }
         );
         assert_eq!(
@@ -609,12 +605,13 @@ mod tests {
                 &bans,
                 &Claim::Plain(b.identity),
                 Some("ip"),
+                None,
                 None
             ),
             JoinDecision::Admit { replaces: None }
         );
         assert_eq!(
-            decide_join(&[a, b], &bans, &plain(3), Some("ip"), None),
+            decide_join(&[a, b], &bans, &plain(3), Some("ip"), None, None),
             JoinDecision::Refuse(ErrorCode::RoomFull)
         );
     }
@@ -627,6 +624,7 @@ mod tests {
             &[a.clone(), b],
             &Bans::default(),
             &Claim::Plain(a.identity),
+            None,
             None,
             None,
         );
@@ -644,7 +642,7 @@ mod tests {
         a.gone = true;
         let b = member(2, None);
         assert_eq!(
-            decide_join(&[a, b], &Bans::default(), &plain(3), None, None),
+            decide_join(&[a, b], &Bans::default(), &plain(3), None, None, None),
             JoinDecision::Admit { replaces: None }
         );
     }
@@ -661,25 +659,33 @@ mod tests {
                 &bans,
                 &Claim::Plain(banned.identity),
                 Some("other"),
+                None,
                 None
             ),
             JoinDecision::Refuse(ErrorCode::Banned)
         );
         // New identity from the banned address.
         assert_eq!(
-            decide_join(&[], &bans, &plain(8), Some("h1"), None),
+            decide_join(&[], &bans, &plain(8), Some("h1"), None, None),
             JoinDecision::Refuse(ErrorCode::Banned)
         );
         // Somebody else entirely.
         assert_eq!(
-            decide_join(&[], &bans, &plain(9), Some("h2"), None),
+            decide_join(&[], &bans, &plain(9), Some("h2"), None, None),
             JoinDecision::Admit { replaces: None }
         );
         // Banned beats full: the banned person learns why, not a misleading "full".
         let a = member(1, None);
         let b = member(2, None);
         assert_eq!(
-            decide_join(&[a, b], &bans, &Claim::Plain(banned.identity), None, None),
+            decide_join(
+                &[a, b],
+                &bans,
+                &Claim::Plain(banned.identity),
+                None,
+                None,
+                None
+            ),
             JoinDecision::Refuse(ErrorCode::Banned)
         );
     }
@@ -695,6 +701,7 @@ mod tests {
                 &bans,
                 &Claim::Plain(stayer.identity),
                 Some("shared-nat"),
+                None,
                 None
             ),
             JoinDecision::Admit {
@@ -726,7 +733,14 @@ mod tests {
         let bob = seated(&keyed(2, 100), None);
         let room = [ada.clone(), bob];
         assert_eq!(
-            decide_join(&room, &Bans::default(), &keyed(1, 101), None, Some(100)),
+            decide_join(
+                &room,
+                &Bans::default(),
+                &keyed(1, 101),
+                None,
+                Some(100),
+                None
+            ),
             JoinDecision::Admit {
                 replaces: Some(ada.peer)
             },
@@ -739,7 +753,8 @@ mod tests {
                     &Bans::default(),
                     &keyed(1, replayed),
                     None,
-                    Some(100)
+                    Some(100),
+                    None
                 ),
                 JoinDecision::Refuse(ErrorCode::ProofReused),
                 "a copied proof never takes the seat"
@@ -747,7 +762,7 @@ mod tests {
         }
         // Taken once even after its holder left: the room remembers it.
         assert_eq!(
-            decide_join(&[], &Bans::default(), &keyed(1, 100), None, Some(100)),
+            decide_join(&[], &Bans::default(), &keyed(1, 100), None, Some(100), None),
             JoinDecision::Refuse(ErrorCode::ProofReused)
         );
     }
@@ -763,6 +778,7 @@ mod tests {
                 &Bans::default(),
                 &Claim::Plain(ada.identity),
                 None,
+                None,
                 None
             ),
             JoinDecision::Refuse(ErrorCode::RoomFull)
@@ -772,6 +788,7 @@ mod tests {
                 std::slice::from_ref(&ada),
                 &Bans::default(),
                 &Claim::Plain(ada.identity),
+                None,
                 None,
                 None
             ),
@@ -788,12 +805,12 @@ mod tests {
         bans.ban(&mallory);
         assert!(bans.identities.is_empty(), "a key holder is banned by key");
         assert_eq!(
-            decide_join(&[], &bans, &keyed(3, 200), Some("elsewhere"), None),
+            decide_join(&[], &bans, &keyed(3, 200), Some("elsewhere"), None, None),
             JoinDecision::Refuse(ErrorCode::Banned)
         );
         // Mallory on a new network with a new key is caught by the address, but not Ada.
         assert_eq!(
-            decide_join(&[], &bans, &keyed(4, 200), Some("shared"), None),
+            decide_join(&[], &bans, &keyed(4, 200), Some("shared"), None, None),
             JoinDecision::Refuse(ErrorCode::Banned)
         );
         assert_eq!(
@@ -802,7 +819,8 @@ mod tests {
                 &bans,
                 &keyed(1, 200),
                 Some("shared"),
-                Some(100)
+                Some(100),
+                None
             ),
             JoinDecision::Admit {
                 replaces: Some(ada.peer)
@@ -830,25 +848,25 @@ mod tests {
         let full = [first.clone(), newest.clone()];
         let bans = Bans::default();
         assert_eq!(
-            decide_join_with_owner(&full, &bans, &owner, None, None, Some(&owner_key)),
+            decide_join(&full, &bans, &owner, None, None, Some(&owner_key)),
             JoinDecision::Reclaim {
                 displaces: newest.peer
             }
         );
         // Nobody else gets that right, and without a reservation the owner is refused too.
         assert_eq!(
-            decide_join_with_owner(&full, &bans, &keyed(5, 100), None, None, Some(&owner_key)),
+            decide_join(&full, &bans, &keyed(5, 100), None, None, Some(&owner_key)),
             JoinDecision::Refuse(ErrorCode::RoomFull)
         );
         assert_eq!(
-            decide_join_with_owner(&full, &bans, &owner, None, None, None),
+            decide_join(&full, &bans, &owner, None, None, None),
             JoinDecision::Refuse(ErrorCode::RoomFull)
         );
         // A banned owner key is still banned.
         let mut banned = Bans::default();
         banned.keys.insert(owner_key);
         assert_eq!(
-            decide_join_with_owner(&full, &banned, &owner, None, None, Some(&owner_key)),
+            decide_join(&full, &banned, &owner, None, None, Some(&owner_key)),
             JoinDecision::Refuse(ErrorCode::Banned)
         );
     }

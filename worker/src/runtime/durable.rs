@@ -311,7 +311,7 @@ impl Room {
         let bans = self.bans().await?;
         let mut seen = self.seen_proofs().await?;
         let last_proof = claim.key().and_then(|key| seen.last(&key));
-        let decision = room::decide_join_with_owner(
+        let decision = room::decide_join(
             &present,
             &bans,
             &claim,
