@@ -76,6 +76,14 @@ impl Claim {
             Claim::Keyed { key, .. } => Some(*key),
         }
     }
+
+    /// When its proof was signed (0 for a plain claim, which has none).
+    pub fn proof_ms(&self) -> u64 {
+        match self {
+            Claim::Plain(_) => 0,
+            Claim::Keyed { proof_ms, .. } => *proof_ms,
+        }
+    }
 }
 
 /// Everything the room persists: written on create, ban and join/leave, never per message.

@@ -309,7 +309,11 @@ impl Room {
         let members = self.members();
         let present: Vec<Member> = members.iter().map(|(_, m)| m.clone()).collect();
         let bans = self.bans().await?;
-        let mut seen = self.seen_proofs().await?;
+        // Only a keyed join has proofs to compare: a plain one costs no storage read for them.
+        let mut seen = match claim {
+            room::Claim::Keyed { .. } => self.seen_proofs().await?,
+            room::Claim::Plain(_) => SeenProofs::default(),
+        };
         let last_proof = claim.key().and_then(|key| seen.last(&key));
         let decision = room::decide_join(
             &present,
@@ -393,10 +397,7 @@ impl Room {
             gone: false,
             joined_ms: now_ms(),
             key: claim.key(),
-            proof_ms: match claim {
-                room::Claim::Keyed { proof_ms, .. } => proof_ms,
-                room::Claim::Plain(_) => 0,
-            },
+            proof_ms: claim.proof_ms(),
         })?;
         Self::send(&server, &JsonPeerEvent::IdAssigned(peer));
         for (other, member) in self.members() {
