@@ -832,9 +832,17 @@ impl HeadlessClient {
             .with_context(|| format!("start {}", binary.display()))?;
         let stdout = child.stdout.take().context("stdout")?;
         let (tx, events) = std::sync::mpsc::channel();
+        // `DUET_ECHO_EVENTS=1`: every event of every client to stderr as it arrives, for the
+        // runs where a test fails on one client because of what the other did.
+        let echo = std::env::var_os("DUET_ECHO_EVENTS")
+            .is_some()
+            .then(|| name.to_owned());
         std::thread::spawn(move || {
             for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
                 let Ok(line) = line else { return };
+                if let Some(label) = &echo {
+                    eprintln!("[{label} {:?}] {line}", std::time::SystemTime::now());
+                }
                 if serde_json::from_str::<serde_json::Value>(&line).is_err() {
                     eprintln!("non-JSON output: {line}");
                     continue;

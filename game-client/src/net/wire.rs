@@ -283,6 +283,11 @@ impl WireState {
         self.held.clear();
         self.held_bytes = 0;
         self.driver = None;
+        debug!(
+            "peer {peer:?}, negotiated: {}, {} frames held",
+            descriptions.is_some(),
+            self.early.len()
+        );
         if peer.is_some()
             && let Some(credentials) = &self.credentials
         {
@@ -368,6 +373,10 @@ impl WireState {
                 return;
             }
             (HelloGate::Authenticating | HelloGate::Trusted, Ok(Control::Frames { .. })) => {}
+            (HelloGate::Awaiting, _) => {
+                debug!("before the peer's hello, dropped: {message:?}");
+                return;
+            }
             (HelloGate::Authenticating, _) => {
                 let cost = packet.len() + 64;
                 if self.held.len() < HELD_MESSAGES && self.held_bytes + cost <= EARLY_BYTES {
@@ -386,8 +395,10 @@ impl WireState {
     fn on_greet(&mut self, commitment: [u8; 32]) {
         let (Some(driver), Some(credentials)) = (self.driver.as_mut(), self.credentials.as_ref())
         else {
+            debug!("a greet with no hello under way");
             return;
         };
+        debug!("the peer's greet: sending the proof");
         match driver.on_greet(commitment, credentials) {
             Ok(proof) => {
                 if let Err(e) = self.send_control(&proof) {
@@ -400,9 +411,12 @@ impl WireState {
 
     fn on_proof(&mut self, proof: Control) {
         let Some(driver) = self.driver.as_mut() else {
+            debug!("a proof with no hello under way");
             return;
         };
-        match driver.on_proof(proof) {
+        let verdict = driver.on_proof(proof);
+        debug!("the peer's proof: {:?}", verdict.as_ref().map(|v| v.key));
+        match verdict {
             Ok(verified) => {
                 self.trust(verified.key.uuid());
                 self.outcomes.push_back(HelloOutcome::Verified(verified));
