@@ -124,9 +124,11 @@ fn drive_media(
     host: Res<Host>,
     mut commands: MessageReader<MediaCommand>,
     mut reports: MessageWriter<MediaReport>,
-    config: Option<Res<crate::config::ClientConfig>>,
+    ice: Option<Res<crate::net::IceServers>>,
 ) {
-    let ice = config.map(|c| c.ice_servers.clone()).unwrap_or_default();
+    // The call's connection goes through the same servers as the room's (the configured ones,
+    // or the server's with their credentials).
+    let ice = ice.map(|ice| ice.servers.clone()).unwrap_or_default();
     for MediaCommand(op) in commands.read() {
         host.media.command(op.clone(), &ice);
     }

@@ -333,6 +333,15 @@ fn print_events(
 /// event instead.
 fn net_event(event: &NetEvent) -> Option<Event> {
     Some(match event {
+        NetEvent::IceServers(ice) => Event::IceServers {
+            urls: ice.servers.iter().flat_map(|s| s.urls.clone()).collect(),
+            relay: ice.has_relay() && ice.servers.iter().any(|s| s.credential.is_some()),
+            source: match &ice.source {
+                crate::net::IceSource::Configured => "configured".to_owned(),
+                crate::net::IceSource::Server => "server".to_owned(),
+                crate::net::IceSource::Unavailable(why) => format!("unavailable: {why}"),
+            },
+        },
         NetEvent::Connected(id) => Event::Connected { peer_id: id.0 },
         NetEvent::PeerJoined(id) => Event::PeerJoined { peer_id: id.0 },
         NetEvent::PeerLeft(id) => Event::PeerLeft { peer_id: id.0 },

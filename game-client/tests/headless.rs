@@ -911,3 +911,55 @@ fn a_desktop_app_talks_through_its_sound_card() {
         "the speakers played no tone: peak {peak} of 32768"
     );
 }
+
+/// Every client asks its room's server for STUN and TURN servers before it opens the socket,
+/// and connects with them: here a real coturn on 127.0.0.1 with the secret the worker mints
+/// credentials from.
+#[test]
+fn clients_connect_through_the_ice_servers_their_room_hands_out() {
+    assert_loopback_only();
+    let secret = "shared by the worker and coturn";
+    let port = duet_tests::free_port();
+    let _coturn = duet_tests::turn::Coturn::start(
+        std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+        port,
+        secret,
+        true,
+    )
+    .unwrap();
+    let wrangler = Wrangler::start(WranglerOptions {
+        vars: vec![
+            ("STUN_URLS".into(), format!("stun:127.0.0.1:{port}")),
+            ("TURN_URLS".into(), format!("turn:127.0.0.1:{port}")),
+            ("TURN_SECRET".into(), secret.into()),
+        ],
+        ..Default::default()
+    })
+    .unwrap();
+    let link = wrangler.new_room_link().unwrap();
+    let work = temp_dir("ice-servers").unwrap();
+    let mut a = Client::start(&link, &work.join("a"), "Ada");
+    let mut b = Client::start(&link, &work.join("b"), "Bob");
+    for client in [&mut a, &mut b] {
+        let (urls, relay, source) = client.expect(
+            "ice servers",
+            on!(Event::IceServers { urls, relay, source } => (urls.clone(), *relay, source.clone())),
+        );
+        assert_eq!(source, "server");
+        assert!(relay, "TURN credentials handed out: {urls:?}");
+        assert_eq!(
+            urls,
+            vec![
+                format!("stun:127.0.0.1:{port}"),
+                format!("turn:127.0.0.1:{port}")
+            ]
+        );
+    }
+    a.expect("peer_hello", on!(Event::PeerHello { .. }));
+    b.expect("peer_hello", on!(Event::PeerHello { .. }));
+    a.command("say through the configured servers");
+    b.expect(
+        "chat",
+        on!(Event::Chat(x) if x.text == "through the configured servers"),
+    );
+}

@@ -40,6 +40,51 @@ pub const CLIENT_JOIN_BURST: f64 = 10.0;
 /// See [`CLIENT_JOIN_BURST`]: one join every 6 s, sustained.
 pub const CLIENT_JOINS_PER_SECOND: f64 = 1.0 / 6.0;
 
+/// Requests for ICE servers one room answers back to back (each client asks once per
+/// connection attempt), and the rate it refills at: a script cannot mint TURN credentials by the
+/// thousand through one room.
+pub const ROOM_ICE_BURST: f64 = 30.0;
+/// See [`ROOM_ICE_BURST`]: one every 2 s, sustained.
+pub const ROOM_ICE_PER_SECOND: f64 = 1.0 / 2.0;
+/// Requests for ICE servers one client address may make to one room back to back.
+pub const CLIENT_ICE_BURST: f64 = 8.0;
+/// See [`CLIENT_ICE_BURST`]: one every 10 s, sustained.
+pub const CLIENT_ICE_PER_SECOND: f64 = 1.0 / 10.0;
+/// Longest life of TURN credentials the server hands out, in seconds.
+pub const MAX_ICE_TTL_S: u32 = 3600;
+
+/// `200` body of `GET /api/rooms/{room}/ice`: the STUN and TURN servers a client of this room
+/// connects through, asked before it opens the signaling socket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IceConfig {
+    /// In the shape of WebRTC's `RTCIceServer` list.
+    pub ice_servers: Vec<IceServer>,
+    /// How long the credentials in it stay valid, in seconds (at most [`MAX_ICE_TTL_S`]).
+    pub ttl_s: u32,
+}
+
+/// One entry of [`IceConfig`]: STUN URLs alone, or TURN URLs with their credentials.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct IceServer {
+    /// `stun:`, `turn:` or `turns:` URLs.
+    pub urls: Vec<String>,
+    /// TURN user name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// TURN password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
+}
+
+impl IceServer {
+    /// Whether any of its URLs is a TURN relay.
+    pub fn is_turn(&self) -> bool {
+        self.urls
+            .iter()
+            .any(|u| u.starts_with("turn:") || u.starts_with("turns:"))
+    }
+}
+
 /// `201` body of `POST /api/rooms`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CreatedRoom {

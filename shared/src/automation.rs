@@ -231,6 +231,15 @@ pub enum Event {
         /// What the person is told.
         message: String,
     },
+    /// The socket is about to open with these STUN/TURN servers (credentials are not shown).
+    IceServers {
+        /// Every server's URLs.
+        urls: Vec<String>,
+        /// Whether a TURN server with credentials is among them.
+        relay: bool,
+        /// `configured`, `server`, or `unavailable: why`.
+        source: String,
+    },
     /// The peer's connection was negotiated (its session descriptions are known).
     Negotiated {
         /// This side's DTLS fingerprint.

@@ -10,6 +10,7 @@
 
 pub mod evil;
 pub mod mitm;
+pub mod turn;
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
@@ -146,9 +147,14 @@ impl Wrangler {
             if options.verbose { "log" } else { "warn" }.into(),
         ];
         // Every test creates rooms from 127.0.0.1: the creation budget per address is for the
-        // one test of it to set (a later `--var` wins).
-        let unlimited = [("ROOM_CREATION_BURST".to_owned(), "1000000".to_owned())];
-        for (name, value) in unlimited.iter().chain(&options.vars) {
+        // one test of it to set (a later `--var` wins). No STUN server either: the shipped
+        // default is a public one, and tests talk to nothing outside this machine (a test of
+        // ICE servers sets its own).
+        let defaults = [
+            ("ROOM_CREATION_BURST".to_owned(), "1000000".to_owned()),
+            ("STUN_URLS".to_owned(), String::new()),
+        ];
+        for (name, value) in defaults.iter().chain(&options.vars) {
             args.push("--var".into());
             args.push(format!("{name}:{value}"));
         }

@@ -3,6 +3,7 @@
 //! Map of the crate:
 //! - [`room`]: every decision (join, route, close, ban, expire) as pure functions over plain data.
 //!   Compiled natively and unit-tested; it never touches the runtime or storage.
+//! - [`ice`]: the STUN/TURN servers handed to a room's clients, and TURN credentials.
 //! - [`secrets`]: room ids, owner keys, and the hashes stored in their place.
 //! - `runtime` (wasm32 only): the Worker entry point (HTTP routing, static assets) and the `Room`
 //!   Durable Object, which adapts WebSocket Hibernation events to [`room`] and carries out the
@@ -13,6 +14,7 @@
 //! and the ban list; no signal or message content is stored.
 #![forbid(unsafe_code)]
 
+pub mod ice;
 pub mod room;
 pub mod secrets;
 

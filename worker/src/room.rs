@@ -9,8 +9,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use duet_shared::api::{
-    CLIENT_JOIN_BURST, CLIENT_JOINS_PER_SECOND, ErrorCode, MAX_CANDIDATE_BYTES, MAX_FRAME_BYTES,
-    MAX_SDP_BYTES, ROOM_CAPACITY, ROOM_JOIN_BURST, ROOM_JOINS_PER_SECOND, close,
+    CLIENT_ICE_BURST, CLIENT_ICE_PER_SECOND, CLIENT_JOIN_BURST, CLIENT_JOINS_PER_SECOND, ErrorCode,
+    MAX_CANDIDATE_BYTES, MAX_FRAME_BYTES, MAX_SDP_BYTES, ROOM_CAPACITY, ROOM_ICE_BURST,
+    ROOM_ICE_PER_SECOND, ROOM_JOIN_BURST, ROOM_JOINS_PER_SECOND, close,
 };
 use duet_shared::trust::{JOIN_PROOF_SKEW_MS, PublicKey};
 use matchbox_protocol::{JsonPeerEvent, JsonPeerRequest, PeerId, PeerRequest};
@@ -418,7 +419,7 @@ pub fn event_text(event: &JsonPeerEvent) -> String {
 /// A token bucket: `burst` events back to back, refilled at `per_second`.
 ///
 /// Per socket it is flood protection for frames ([`RateLimiter::new`]); per room and per client
-/// address it limits joins ([`JoinLimits`]).
+/// address it limits joins and ICE requests ([`RequestLimits`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct RateLimiter {
     tokens: f64,
@@ -478,37 +479,61 @@ impl RateLimiter {
     }
 }
 
-/// Join limits of one room: a bucket for the room and one per client address (its salted hash;
-/// clients without one share a bucket). Two tabs on one machine are two joins, well within.
+/// Request limits of one room, for one kind of request (joins, ICE servers): a bucket for the
+/// room and one per client address (its salted hash; clients without one share a bucket). Two
+/// tabs on one machine are two requests, well within.
 #[derive(Debug, Clone)]
-pub struct JoinLimits {
+pub struct RequestLimits {
     room: RateLimiter,
     clients: std::collections::HashMap<String, RateLimiter>,
+    client_burst: f64,
+    client_per_second: f64,
 }
 
-impl JoinLimits {
+impl RequestLimits {
     /// Most client buckets kept: past this, full buckets are forgotten (they hold no debt).
     const MAX_CLIENTS: usize = 256;
 
-    /// Fresh limits at `now_ms`.
-    pub fn new(now_ms: f64) -> Self {
+    /// Fresh join limits at `now_ms`.
+    pub fn joins(now_ms: f64) -> Self {
+        Self::with(
+            (ROOM_JOIN_BURST, ROOM_JOINS_PER_SECOND),
+            (CLIENT_JOIN_BURST, CLIENT_JOINS_PER_SECOND),
+            now_ms,
+        )
+    }
+
+    /// Fresh limits on asking for ICE servers (which may mint TURN credentials) at `now_ms`.
+    pub fn ice(now_ms: f64) -> Self {
+        Self::with(
+            (ROOM_ICE_BURST, ROOM_ICE_PER_SECOND),
+            (CLIENT_ICE_BURST, CLIENT_ICE_PER_SECOND),
+            now_ms,
+        )
+    }
+
+    fn with(room: (f64, f64), client: (f64, f64), now_ms: f64) -> Self {
         Self {
-            room: RateLimiter::with(ROOM_JOIN_BURST, ROOM_JOINS_PER_SECOND, now_ms),
+            room: RateLimiter::with(room.0, room.1, now_ms),
             clients: Default::default(),
+            client_burst: client.0,
+            client_per_second: client.1,
         }
     }
 
-    /// Whether a join from `client` may go ahead at `now_ms`; takes a token from both buckets
-    /// if so, from neither if not (a client cut off does not drain the room's budget).
+    /// Whether a request from `client` may go ahead at `now_ms`; takes a token from both
+    /// buckets if so, from neither if not (a client cut off does not drain the room's budget).
     pub fn allow(&mut self, client: Option<&str>, now_ms: f64) -> bool {
         if self.clients.len() >= Self::MAX_CLIENTS {
             self.clients.retain(|_, bucket| !bucket.is_full(now_ms));
         }
         let client = client.unwrap_or("").to_owned();
         let full = self.clients.len() >= Self::MAX_CLIENTS && !self.clients.contains_key(&client);
-        let bucket = self.clients.entry(client).or_insert_with(|| {
-            RateLimiter::with(CLIENT_JOIN_BURST, CLIENT_JOINS_PER_SECOND, now_ms)
-        });
+        let (burst, per_second) = (self.client_burst, self.client_per_second);
+        let bucket = self
+            .clients
+            .entry(client)
+            .or_insert_with(|| RateLimiter::with(burst, per_second, now_ms));
         if full || !bucket.has_token(now_ms) || !self.room.has_token(now_ms) {
             return false;
         }
@@ -1038,7 +1063,7 @@ mod tests {
 
     #[test]
     fn joins_are_limited_per_client_and_per_room() {
-        let mut limits = JoinLimits::new(0.0);
+        let mut limits = RequestLimits::joins(0.0);
         let client_burst = CLIENT_JOIN_BURST as usize;
         let allowed = (0..100).filter(|_| limits.allow(Some("a"), 0.0)).count();
         assert_eq!(allowed, client_burst, "one client gets its burst");
@@ -1056,7 +1081,7 @@ mod tests {
         assert!(limits.allow(Some("a"), later));
         assert!(!limits.allow(Some("a"), later));
         // Clients without an address share one bucket.
-        let mut limits = JoinLimits::new(0.0);
+        let mut limits = RequestLimits::joins(0.0);
         let anonymous = (0..100).filter(|_| limits.allow(None, 0.0)).count();
         assert_eq!(anonymous, client_burst);
     }

@@ -70,9 +70,13 @@ pub fn ensure_all(root: &Path) -> Result<()> {
 /// Debian packages the client tests need: an X server without a screen (Xvfb), Mesa's software
 /// Vulkan/GL (llvmpipe), the X libraries winit loads at run time, xdotool to type into the
 /// window like a person, and Chromium for the browser tests (driven by playwright-core, never a
-/// downloaded browser). The build itself needs none of them.
+/// downloaded browser), and for the network lab a TURN server (coturn, started by the tests
+/// themselves, never as a service) and nftables for its NATs. The build itself needs none of
+/// them.
 const TEST_PACKAGES: &[&str] = &[
     "chromium",
+    "coturn",
+    "nftables",
     "xvfb",
     "xdotool",
     "mesa-vulkan-drivers",

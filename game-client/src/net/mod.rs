@@ -7,6 +7,7 @@
 
 mod end;
 mod hello;
+mod ice;
 mod wire;
 
 use bevy::prelude::*;
@@ -16,6 +17,7 @@ use matchbox_socket::{PeerId, PeerState, RtcIceServerConfig, WebRtcSocket};
 
 pub use end::SignalingEnd;
 pub use hello::{Credentials, HelloOutcome, random};
+pub use ice::{ICE_FETCH_TIMEOUT_MS, IceServers, IceSource};
 pub use matchbox_socket::SessionDescriptions;
 use wire::HelloGate;
 pub use wire::{EARLY_BYTES, HELD_MESSAGES, Wire, WireState};
@@ -115,6 +117,8 @@ impl Socket {
 /// Something happened to the connection.
 #[derive(Message, Debug, Clone, PartialEq)]
 pub enum NetEvent {
+    /// The socket is about to open with these STUN/TURN servers.
+    IceServers(IceServers),
     /// Signaling assigned us a peer id: we are in the room.
     Connected(PeerId),
     /// The other person's WebRTC connection is up.
@@ -218,6 +222,11 @@ fn open_socket(
     socket: Option<Res<Socket>>,
     staying_out: Option<Res<StayingOut>>,
     (host, capabilities): (Res<Host>, Res<Capabilities>),
+    (ice, fetch, mut events): (
+        Option<Res<IceServers>>,
+        Option<Res<ice::IceFetch>>,
+        MessageWriter<NetEvent>,
+    ),
 ) {
     if socket.is_some() || staying_out.is_some() {
         return;
@@ -225,6 +234,17 @@ fn open_socket(
     let Some(identity) = identity else {
         return;
     };
+    let Some(ice) = ice::ready(
+        &mut commands,
+        &link.ice_servers,
+        &link.signal_url,
+        ice.as_deref(),
+        fetch.as_deref(),
+        crate::util::now_ms(),
+    ) else {
+        return;
+    };
+    events.write(NetEvent::IceServers(ice.clone()));
     host.runtime.prepare_network();
     let proof = identity
         .key
@@ -232,7 +252,7 @@ fn open_socket(
         .sign_join(link.room(), crate::util::now_ms());
     let url = format!("{}?{}", link.signal_url, proof.query());
     let mut builder = WebRtcSocket::builder(url)
-        .ice_server(ice_config(&link.ice_servers))
+        .ice_server(ice_config(&ice.servers))
         .reconnect_attempts(Some(3));
     // Fixed order on both sides: matchbox pre-negotiates channels by index.
     builder = builder.add_reliable_channel().add_reliable_channel();

@@ -257,7 +257,10 @@ pub(super) fn presence(
                     });
                 }
             }
-            NetEvent::Negotiated(_) | NetEvent::PeerVerified(_) | NetEvent::HelloFailed(_) => {}
+            NetEvent::IceServers(_)
+            | NetEvent::Negotiated(_)
+            | NetEvent::PeerVerified(_)
+            | NetEvent::HelloFailed(_) => {}
             NetEvent::SecondHello => notices.post(
                 "Your peer's app introduced itself a second time, which Duet never does; the \
                  connection was restarted.",

@@ -24,7 +24,7 @@ use worker::{
 use super::entry::{CREATION_PATH, INIT_PATH, InitRoom};
 use super::respond::{self, Failure};
 use crate::room::{
-    self, AlarmDecision, Bans, Frame, FrameError, JoinDecision, JoinLimits, Member, RateLimiter,
+    self, AlarmDecision, Bans, Frame, FrameError, JoinDecision, Member, RateLimiter, RequestLimits,
     RoomRecord, Routed, SeenProofs,
 };
 use crate::secrets;
@@ -59,7 +59,10 @@ pub struct Room {
     departed: RefCell<HashSet<PeerId>>,
     /// Join rate limits (per room, per client address). In memory: an object looping joins is
     /// never idle long enough to be evicted, and a fresh object starts with full buckets.
-    join_limits: RefCell<JoinLimits>,
+    join_limits: RefCell<RequestLimits>,
+    /// Limits on asking for ICE servers (per room, per client address), in memory like the
+    /// join limits: each answer may mint TURN credentials.
+    ice_limits: RefCell<RequestLimits>,
     /// When this object counts one client address's room creations (and is no room): its
     /// bucket. In memory, like the join limits.
     creations: RefCell<Option<RateLimiter>>,
@@ -280,6 +283,28 @@ impl Room {
                 capacity: ROOM_CAPACITY,
             },
         )?)
+    }
+
+    /// `GET /api/rooms/{room}/ice`: STUN and TURN servers, only for a room that exists and
+    /// within the ICE request limits.
+    async fn ice_servers(&self, req: &Request) -> Outcome {
+        let record = self.existing_record().await?;
+        let ip_hash = req
+            .headers()
+            .get("cf-connecting-ip")?
+            .map(|ip| secrets::hash_ip(&record.ip_salt, &ip));
+        if !self
+            .ice_limits
+            .borrow_mut()
+            .allow(ip_hash.as_deref(), now_ms() as f64)
+        {
+            return Err(Failure::refuse(
+                ErrorCode::RateLimited,
+                "Too many requests for connection servers in a short time. Wait a minute, \
+                 then join again.",
+            ));
+        }
+        super::ice::answer(&self.env, now_ms() / 1000).await
     }
 
     async fn join(&self, req: Request) -> Outcome {
@@ -536,6 +561,7 @@ impl Room {
         match (method, action) {
             (Method::Get, "") => self.info(room).await,
             (Method::Get, "members") => self.seat_holders(&req).await,
+            (Method::Get, "ice") => self.ice_servers(&req).await,
             (Method::Post, "kick") => self.moderate(req, false).await,
             (Method::Post, "ban") => self.moderate(req, true).await,
             (Method::Delete, "bans") => self.clear_bans(req).await,
@@ -591,7 +617,8 @@ impl DurableObject for Room {
             env,
             limiters: RefCell::new(HashMap::new()),
             departed: RefCell::new(HashSet::new()),
-            join_limits: RefCell::new(JoinLimits::new(now_ms() as f64)),
+            join_limits: RefCell::new(RequestLimits::joins(now_ms() as f64)),
+            ice_limits: RefCell::new(RequestLimits::ice(now_ms() as f64)),
             creations: RefCell::new(None),
         }
     }

@@ -67,6 +67,7 @@ async fn route(req: Request, env: &Env) -> std::result::Result<Response, Failure
             (&method, rest),
             (Method::Get, "")
                 | (Method::Get, "/members")
+                | (Method::Get, "/ice")
                 | (Method::Post, "/kick")
                 | (Method::Post, "/ban")
                 | (Method::Delete, "/bans")
@@ -77,7 +78,7 @@ async fn route(req: Request, env: &Env) -> std::result::Result<Response, Failure
                 ErrorCode::NotFound,
                 format!(
                     "No API route {method:?} {path}. Routes: GET /api/rooms/{{room}}, \
-                     GET /api/rooms/{{room}}/members, POST /api/rooms/{{room}}/kick, POST /api/rooms/{{room}}/ban, \
+                     GET /api/rooms/{{room}}/members, GET /api/rooms/{{room}}/ice, POST /api/rooms/{{room}}/kick, POST /api/rooms/{{room}}/ban, \
                      DELETE /api/rooms/{{room}}/bans, PUT /api/rooms/{{room}}/owner-seat."
                 ),
             ));

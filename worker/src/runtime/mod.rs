@@ -3,4 +3,5 @@
 
 mod durable;
 mod entry;
+mod ice;
 mod respond;
