@@ -17,7 +17,9 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::frame::FrameSet;
-use crate::net::{ControlReceived, Disconnect, NetEvent, SendControl, SignalingIdentity};
+use crate::net::{
+    ControlReceived, Disconnect, NetEvent, RebuildSocket, SendControl, SignalingIdentity,
+};
 use crate::ports::Capabilities;
 
 const KEY: &str = "identity";
@@ -186,12 +188,13 @@ fn load_or_create(mut commands: Commands, mut pkv: ResMut<PkvStore>) {
 }
 
 /// The connection's authenticated hello (run by the net layer as messages arrive) ended: the
-/// peer is someone, or the connection is left with a warning.
+/// peer is someone, or the connection is left with a warning (a hello that only ran out of
+/// time is tried again on a fresh connection).
 fn meet_peer(
     mut net: MessageReader<NetEvent>,
     mut profile: ResMut<PeerProfile>,
     mut events: MessageWriter<IdentityEvent>,
-    mut leave: MessageWriter<Disconnect>,
+    (mut leave, mut rejoin): (MessageWriter<Disconnect>, MessageWriter<RebuildSocket>),
 ) {
     for event in net.read() {
         match event {
@@ -213,7 +216,12 @@ fn meet_peer(
             NetEvent::HelloFailed(why) => {
                 profile.hello = None;
                 events.write(IdentityEvent::HelloFailed(why.clone()));
-                leave.write(Disconnect);
+                if *why == HandshakeError::TimedOut {
+                    // Nothing suggests an attack: meet again on a fresh connection.
+                    rejoin.write(RebuildSocket);
+                } else {
+                    leave.write(Disconnect);
+                }
             }
             _ => {}
         }
@@ -360,6 +368,16 @@ mod tests {
             crate::net::testing::drain::<IdentityEvent>(&mut app)
                 .contains(&IdentityEvent::HelloFailed(HandshakeError::Intercepted))
         );
+        assert!(crate::net::testing::drain::<RebuildSocket>(&mut app).is_empty());
+        // A hello that only ran out of time is tried again, not left.
+        app.world_mut()
+            .write_message(NetEvent::HelloFailed(HandshakeError::TimedOut));
+        app.update();
+        assert_eq!(
+            crate::net::testing::drain::<RebuildSocket>(&mut app).len(),
+            1
+        );
+        assert!(crate::net::testing::drain::<Disconnect>(&mut app).is_empty());
     }
 
     #[test]

@@ -35,6 +35,10 @@ pub enum HandshakeError {
     /// The proof's name breaks the protocol's limit.
     #[error("the peer's name is too long")]
     BadName,
+    /// The peer did not prove who it is in time (an app that never answers, or one that
+    /// holds the seat without proving anything).
+    #[error("the peer did not finish the hello in time")]
+    TimedOut,
 }
 
 /// The peer, once its proof verified.

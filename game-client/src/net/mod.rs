@@ -20,7 +20,7 @@ pub use hello::{Credentials, HelloOutcome, random};
 pub use ice::{ICE_FETCH_TIMEOUT_MS, IceServers, IceSource};
 pub use matchbox_socket::SessionDescriptions;
 use wire::HelloGate;
-pub use wire::{EARLY_BYTES, HELD_MESSAGES, Wire, WireState};
+pub use wire::{EARLY_BYTES, HELD_MESSAGES, HELLO_TIMEOUT_MS, Wire, WireState};
 
 use crate::ports::{Capabilities, Host};
 
@@ -365,6 +365,7 @@ fn poll_socket(
         }
     }
     let arrivals = wire.take_app_arrivals();
+    wire.check_hello_deadline(crate::util::now_ms());
     for outcome in wire.take_outcomes() {
         events.write(match outcome {
             HelloOutcome::Verified(verified) => NetEvent::PeerVerified(verified),
@@ -467,7 +468,7 @@ fn flush_outgoing(
 pub mod testing {
     use bevy::prelude::*;
 
-    use super::{ControlReceived, Disconnect, NetEvent, SendControl};
+    use super::{ControlReceived, Disconnect, NetEvent, RebuildSocket, SendControl};
 
     /// `MinimalPlugins`, the connection's messages, and a key-value store in `dir`.
     pub fn offline_app(dir: Option<&std::path::Path>) -> App {
@@ -476,7 +477,8 @@ pub mod testing {
             .add_message::<NetEvent>()
             .add_message::<ControlReceived>()
             .add_message::<SendControl>()
-            .add_message::<Disconnect>();
+            .add_message::<Disconnect>()
+            .add_message::<RebuildSocket>();
         if let Some(dir) = dir {
             app.insert_resource(bevy_pkv::PkvStore::new_in_dir(dir));
         }

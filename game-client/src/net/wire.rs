@@ -57,6 +57,12 @@ pub(crate) type PacketTx =
 pub(crate) type PacketRx =
     futures::channel::mpsc::UnboundedReceiver<(PeerId, matchbox_socket::Packet)>;
 
+/// How long a connection's authenticated hello may take, from the moment this side started it.
+/// Generous: the peer's side starts its half in a frame, and a browser tab in the background
+/// may draw one frame a second or fewer; a connection that has proved nothing by then is
+/// ended, so a silent seat-holder cannot leave the person on "connecting" for ever.
+pub const HELLO_TIMEOUT_MS: u64 = 90_000;
+
 /// Most messages held from a peer between its hello and its verified proof (a chat or an
 /// offer sent right after it verified us can overtake our verification of it).
 pub const HELD_MESSAGES: usize = 64;
@@ -114,6 +120,8 @@ pub struct WireState {
     driver: Option<HelloDriver>,
     /// How hellos ended, for the app.
     outcomes: std::collections::VecDeque<HelloOutcome>,
+    /// When the current connection's hello was first checked against [`HELLO_TIMEOUT_MS`].
+    hello_started_ms: Option<u64>,
 }
 
 impl WireState {
@@ -144,6 +152,21 @@ impl WireState {
             credentials,
             driver: None,
             outcomes: Default::default(),
+            hello_started_ms: None,
+        }
+    }
+
+    /// Ends the current connection's hello if it has run past [`HELLO_TIMEOUT_MS`] at `now_ms`.
+    /// The clock starts at the first check after the peer connected (the same frame).
+    pub(crate) fn check_hello_deadline(&mut self, now_ms: u64) {
+        let under_way = self.driver.is_some()
+            && matches!(self.hello, HelloGate::Awaiting | HelloGate::Authenticating);
+        if !under_way {
+            return;
+        }
+        let started = *self.hello_started_ms.get_or_insert(now_ms);
+        if now_ms >= started + HELLO_TIMEOUT_MS {
+            self.fail(duet_shared::handshake::HandshakeError::TimedOut);
         }
     }
 
@@ -283,6 +306,7 @@ impl WireState {
         self.held.clear();
         self.held_bytes = 0;
         self.driver = None;
+        self.hello_started_ms = None;
         debug!(
             "peer {peer:?}, negotiated: {}, {} frames held",
             descriptions.is_some(),
@@ -681,6 +705,41 @@ mod tests {
             vec![HelloOutcome::Failed(
                 duet_shared::handshake::HandshakeError::OutOfOrder
             )]
+        );
+    }
+
+    #[test]
+    fn a_hello_that_is_never_answered_ends_at_its_deadline() {
+        let mut ada = end(1, "Ada");
+        let silent = PeerId(uuid::Uuid::from_u128(9));
+        ada.wire
+            .set_peer(Some(silent), Some(&descriptions("AA", "BB")));
+        ada.wire.check_hello_deadline(1_000);
+        ada.wire.check_hello_deadline(1_000 + HELLO_TIMEOUT_MS - 1);
+        assert!(ada.wire.take_outcomes().is_empty());
+        // Its hello alone does not count as proof.
+        ada.wire
+            .sort_control(silent, hello(duet_shared::peer::PROTOCOL_VERSION));
+        ada.wire.check_hello_deadline(1_000 + HELLO_TIMEOUT_MS);
+        assert_eq!(
+            ada.wire.take_outcomes(),
+            vec![HelloOutcome::Failed(
+                duet_shared::handshake::HandshakeError::TimedOut
+            )]
+        );
+        assert_eq!(ada.wire.hello, HelloGate::Failed);
+        // A proved connection has no deadline; a new connection starts its own clock.
+        let (mut ada, _bob) = meet([("AA", "BB"), ("BB", "AA")]);
+        ada.wire.take_outcomes();
+        ada.wire.check_hello_deadline(0);
+        ada.wire.check_hello_deadline(10 * HELLO_TIMEOUT_MS);
+        assert!(ada.wire.take_outcomes().is_empty());
+        ada.wire
+            .set_peer(Some(silent), Some(&descriptions("AA", "CC")));
+        ada.wire.check_hello_deadline(20 * HELLO_TIMEOUT_MS);
+        assert!(
+            ada.wire.take_outcomes().is_empty(),
+            "the clock started anew"
         );
     }
 

@@ -40,6 +40,10 @@ pub fn hello_failure_notice(why: &duet_shared::handshake::HandshakeError) -> &'s
             "The connection could not be secured (it named no certificate), so Duet closed it \
              and sent nothing. Rejoin to try again."
         }
+        HandshakeError::TimedOut => {
+            "Your peer's app did not prove who it is within 90 seconds, so Duet closed the \
+             connection and sent nothing. It is joining the room again."
+        }
         HandshakeError::BrokenCommitment | HandshakeError::OutOfOrder | HandshakeError::BadName => {
             "The other side's app broke the rules of saying hello, so Duet closed the connection \
              and sent nothing. Rejoin to try again."
