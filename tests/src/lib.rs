@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod evil;
+pub mod lab;
 pub mod mitm;
 pub mod turn;
 
@@ -710,6 +711,15 @@ pub async fn stock_matchbox() -> String {
     let addr = server.bind().expect("bind stock matchbox_signaling");
     tokio::spawn(server.serve());
     format!("ws://{addr}")
+}
+
+/// Whether this process runs as root (namespaces, TUN devices and NAT need it).
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|status| {
+        status
+            .lines()
+            .any(|line| line.starts_with("Uid:") && line.split_whitespace().nth(1) == Some("0"))
+    })
 }
 
 /// Panics unless this process runs in a network namespace whose only interface is `lo`. WebRTC
