@@ -342,6 +342,22 @@ fn net_event(event: &NetEvent) -> Option<Event> {
                 crate::net::IceSource::Unavailable(why) => format!("unavailable: {why}"),
             },
         },
+        NetEvent::Path(pair) => {
+            let word = |t: matchbox_socket::CandidateType| {
+                match t {
+                    matchbox_socket::CandidateType::Host => "host",
+                    matchbox_socket::CandidateType::ServerReflexive => "srflx",
+                    matchbox_socket::CandidateType::PeerReflexive => "prflx",
+                    matchbox_socket::CandidateType::Relay => "relay",
+                }
+                .to_owned()
+            };
+            Event::Path {
+                local: word(pair.local),
+                remote: word(pair.remote),
+                relayed: pair.is_relayed(),
+            }
+        }
         NetEvent::Connected(id) => Event::Connected { peer_id: id.0 },
         NetEvent::PeerJoined(id) => Event::PeerJoined { peer_id: id.0 },
         NetEvent::PeerLeft(id) => Event::PeerLeft { peer_id: id.0 },

@@ -3,14 +3,13 @@
 //! while the peer is away, history and identity surviving a `kill -9`, and voice calls (a test
 //! tone, a missing microphone, and ALSA devices backed by files).
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use duet_tests::automation::{CallPhase, Delivery, Dir};
 use duet_tests::{
-    Event, HeadlessClient, Wrangler, WranglerOptions, assert_loopback_only, on, storage_files,
-    temp_dir,
+    Event, HeadlessClient, Wrangler, WranglerOptions, assert_loopback_only, make_file, on,
+    sha256_of, storage_files, temp_dir,
 };
 
 /// The harness's headless client, with this file's 45 s patience and panics for failures.
@@ -150,37 +149,6 @@ fn two_headless_clients_meet_chat_rename_and_keep_history() {
 }
 
 /// A deterministic pseudo-random file (xorshift), written in 1 MiB blocks.
-fn make_file(path: &Path, size: usize) -> [u8; 32] {
-    use sha2::{Digest, Sha256};
-    let mut file = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
-    let mut hasher = Sha256::new();
-    let mut state = 0x9E37_79B9_7F4A_7C15u64;
-    let mut block = vec![0u8; 1 << 20];
-    let mut left = size;
-    while left > 0 {
-        for word in block.chunks_mut(8) {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            word.copy_from_slice(&state.to_le_bytes()[..word.len()]);
-        }
-        let n = left.min(block.len());
-        file.write_all(&block[..n]).unwrap();
-        hasher.update(&block[..n]);
-        left -= n;
-    }
-    file.flush().unwrap();
-    hasher.finalize().into()
-}
-
-fn sha256_of(path: &Path) -> [u8; 32] {
-    use sha2::{Digest, Sha256};
-    let mut hasher = Sha256::new();
-    let mut file = std::fs::File::open(path).unwrap();
-    std::io::copy(&mut file, &mut hasher).unwrap();
-    hasher.finalize().into()
-}
-
 fn visible_files(dir: &Path) -> Vec<String> {
     std::fs::read_dir(dir)
         .map(|entries| {

@@ -240,6 +240,17 @@ pub enum Event {
         /// `configured`, `server`, or `unavailable: why`.
         source: String,
     },
+    /// The candidate pair the peer's connection runs over (first known, or changed). Types
+    /// are `host`, `srflx` (a NAT's public address), `prflx` (learned from the peer's packets)
+    /// or `relay` (a TURN server).
+    Path {
+        /// This side's candidate type.
+        local: String,
+        /// The peer's.
+        remote: String,
+        /// Whether a TURN relay carries the traffic.
+        relayed: bool,
+    },
     /// The peer's connection was negotiated (its session descriptions are known).
     Negotiated {
         /// This side's DTLS fingerprint.

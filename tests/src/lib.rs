@@ -102,6 +102,9 @@ pub struct WranglerOptions {
     pub port: Option<u16>,
     /// Log the worker's own `console.log` lines too (`--log-level log`), not just warnings.
     pub verbose: bool,
+    /// Run it in this network namespace (a `/proc/PID/ns/net`, see [`lab`]) instead of this
+    /// process's, listening on `ip`.
+    pub netns: Option<(PathBuf, Ipv4Addr)>,
 }
 
 /// A running `wrangler dev`, stopped (whole process group) when dropped — or when the test process
@@ -113,6 +116,8 @@ pub struct Wrangler {
     pub persist_to: PathBuf,
     /// Where wrangler's output goes.
     pub log: PathBuf,
+    /// The network namespace it runs in, when not this process's.
+    netns: Option<PathBuf>,
     supervisor: Child,
 }
 
@@ -131,10 +136,14 @@ impl Wrangler {
         let log = logs.join(format!("wrangler-{port}.log"));
         // An older run's log on this port must not be read as this one's (see `wait_ready`).
         let _ = std::fs::remove_file(&log);
+        let ip = options
+            .netns
+            .as_ref()
+            .map_or(Ipv4Addr::LOCALHOST, |(_, ip)| *ip);
         let mut args = vec![
             "dev".to_owned(),
             "--ip".into(),
-            "127.0.0.1".into(),
+            ip.to_string(),
             "--port".into(),
             port.to_string(),
             "--inspector-ip".into(),
@@ -159,16 +168,25 @@ impl Wrangler {
             args.push("--var".into());
             args.push(format!("{name}:{value}"));
         }
-        let quoted: Vec<String> = args.iter().map(|a| format!("'{a}'")).collect();
+        // Single-quoted for the shell (a quote inside closes, escapes and reopens).
+        let quoted: Vec<String> = args
+            .iter()
+            .map(|a| format!("'{}'", a.replace('\'', "'\\''")))
+            .collect();
         // The shell owns a fresh process group (setsid); wrangler and workerd join it. When our
         // stdin pipe closes (drop or crash), `read` returns and the whole group is killed.
+        let enter = options
+            .netns
+            .as_ref()
+            .map(|(netns, _)| format!("nsenter --net={} ", netns.display()))
+            .unwrap_or_default();
         let script = format!(
-            "trap '' TERM; node_modules/.bin/wrangler {} > '{}' 2>&1 & read _; kill -TERM 0; \
-             sleep 0.5; kill -KILL 0",
+            "trap '' TERM; {enter}node_modules/.bin/wrangler {} > '{}' 2>&1 & read _; \
+             kill -TERM 0; sleep 0.5; kill -KILL 0",
             quoted.join(" "),
             log.display()
         );
-        if TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_ok() {
+        if options.netns.is_none() && TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_ok() {
             bail!("port {port} is already taken; wrangler dev would not get it");
         }
         let supervisor = Command::new("setsid")
@@ -185,9 +203,10 @@ impl Wrangler {
             .spawn()
             .context("starting wrangler dev (run `cargo xtask test`, which installs it)")?;
         let wrangler = Wrangler {
-            base: format!("http://127.0.0.1:{port}"),
+            base: format!("http://{ip}:{port}"),
             persist_to,
             log,
+            netns: options.netns.map(|(netns, _)| netns),
             supervisor,
         };
         wrangler.wait_ready(Duration::from_secs(90))?;
@@ -204,7 +223,11 @@ impl Wrangler {
             if log.contains("ERROR") {
                 bail!("wrangler dev failed to start; its log:\n{log}");
             }
-            if let Ok(mut stream) = TcpStream::connect(&addr) {
+            let connected = match &self.netns {
+                Some(netns) => lab::in_netns(netns, || TcpStream::connect(&addr))?,
+                None => TcpStream::connect(&addr),
+            };
+            if let Ok(mut stream) = connected {
                 let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
                 let request = "GET /api/rooms/AAAAAAAAAAAAAAAAAAAAAA HTTP/1.1\r\nHost: x\r\n\
                                Connection: close\r\n\r\n";
@@ -233,10 +256,18 @@ impl Wrangler {
     /// Creates a room through the API and returns its link (`http://…/r/{room}`), blocking:
     /// for tests that run no async runtime of their own.
     pub fn new_room_link(&self) -> Result<String> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        let room = runtime.block_on(self.api().create_room())?.room;
+        let api = self.api();
+        let create = move || -> Result<String> {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            Ok(runtime.block_on(api.create_room())?.room)
+        };
+        // In another namespace, the request has to leave from there.
+        let room = match &self.netns {
+            Some(netns) => lab::on_thread_in(netns, create)??,
+            None => create()?,
+        };
         Ok(format!("{}/r/{room}", self.base))
     }
 
@@ -711,6 +742,40 @@ pub async fn stock_matchbox() -> String {
     let addr = server.bind().expect("bind stock matchbox_signaling");
     tokio::spawn(server.serve());
     format!("ws://{addr}")
+}
+
+/// Writes `size` bytes of a fixed pseudo-random pattern to `path` (incompressible, the same
+/// every run) and returns their SHA-256.
+pub fn make_file(path: &Path, size: usize) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut file = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let mut hasher = Sha256::new();
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let mut block = vec![0u8; 1 << 20];
+    let mut left = size;
+    while left > 0 {
+        for word in block.chunks_mut(8) {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            word.copy_from_slice(&state.to_le_bytes()[..word.len()]);
+        }
+        let n = left.min(block.len());
+        file.write_all(&block[..n]).unwrap();
+        hasher.update(&block[..n]);
+        left -= n;
+    }
+    file.flush().unwrap();
+    hasher.finalize().into()
+}
+
+/// The SHA-256 of the file at `path`.
+pub fn sha256_of(path: &Path) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    let mut file = std::fs::File::open(path).unwrap();
+    std::io::copy(&mut file, &mut hasher).unwrap();
+    hasher.finalize().into()
 }
 
 /// Whether this process runs as root (namespaces, TUN devices and NAT need it).

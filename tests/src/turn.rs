@@ -17,6 +17,8 @@ pub struct Coturn {
     pub port: u16,
     /// Its log.
     pub log: PathBuf,
+    /// The namespace it runs in, when not this process's.
+    netns: Option<PathBuf>,
     child: Child,
 }
 
@@ -24,13 +26,46 @@ impl Coturn {
     /// Starts coturn on `ip:port` relaying from `ip`, taking credentials made with `secret`.
     /// `loopback` lets it relay to loopback peers (only for tests on `lo`).
     pub fn start(ip: IpAddr, port: u16, secret: &str, loopback: bool) -> Result<Self> {
+        Self::start_in(None, ip, port, secret, loopback)
+    }
+
+    /// [`Coturn::start`] in the network namespace `netns` (a `/proc/PID/ns/net`, see
+    /// [`crate::lab`]) when given.
+    pub fn start_in(
+        netns: Option<&std::path::Path>,
+        ip: IpAddr,
+        port: u16,
+        secret: &str,
+        loopback: bool,
+    ) -> Result<Self> {
         let logs = crate::repo_root().join("target/test-logs");
         std::fs::create_dir_all(&logs)?;
-        let log = logs.join(format!("coturn-{ip}-{port}.log"));
         let dir = crate::temp_dir("coturn")?;
-        let mut command = Command::new("turnserver");
+        // Tests in parallel may each run a coturn on the same address in their own namespace.
+        let unique = dir.file_name().map(|n| n.to_string_lossy().into_owned());
+        let log = logs.join(format!(
+            "coturn-{ip}-{port}-{}.log",
+            unique.unwrap_or_default()
+        ));
+        let mut command = match netns {
+            Some(netns) => {
+                let mut command = Command::new("nsenter");
+                command
+                    .arg(format!("--net={}", netns.display()))
+                    .arg("turnserver");
+                command
+            }
+            None => Command::new("turnserver"),
+        };
         command
-            .args(["-n", "--no-cli", "--no-tls", "--no-dtls", "--simple-log"])
+            .args([
+                "-n",
+                "--no-cli",
+                "--no-tls",
+                "--no-dtls",
+                "--simple-log",
+                "--verbose",
+            ])
             .arg(format!("--listening-ip={ip}"))
             .arg(format!("--relay-ip={ip}"))
             .arg(format!("--listening-port={port}"))
@@ -54,6 +89,7 @@ impl Coturn {
             ip,
             port,
             log,
+            netns: netns.map(|n| n.to_owned()),
             child,
         };
         coturn.wait_ready(Duration::from_secs(10))?;
@@ -63,7 +99,12 @@ impl Coturn {
     fn wait_ready(&self, limit: Duration) -> Result<()> {
         let started = Instant::now();
         while started.elapsed() < limit {
-            if std::net::TcpStream::connect((self.ip, self.port)).is_ok() {
+            let probe = || std::net::TcpStream::connect((self.ip, self.port)).is_ok();
+            let up = match &self.netns {
+                Some(netns) => crate::lab::in_netns(netns, probe)?,
+                None => probe(),
+            };
+            if up {
                 return Ok(());
             }
             std::thread::sleep(Duration::from_millis(50));

@@ -105,6 +105,8 @@ pub struct Socket {
     /// Both channels to the peer.
     pub wire: Wire,
     announced_id: bool,
+    /// The candidate pair last reported for the peer's connection.
+    path: Option<matchbox_socket::CandidatePair>,
 }
 
 impl Socket {
@@ -121,6 +123,9 @@ pub enum NetEvent {
     IceServers(IceServers),
     /// Signaling assigned us a peer id: we are in the room.
     Connected(PeerId),
+    /// The ICE candidate pair the peer's connection runs over (first known, or changed):
+    /// direct, through a NAT's public address, or through a TURN relay.
+    Path(matchbox_socket::CandidatePair),
     /// The other person's WebRTC connection is up.
     PeerJoined(PeerId),
     /// The other person left (or their connection dropped).
@@ -298,6 +303,7 @@ fn open_socket(
         socket,
         wire,
         announced_id: false,
+        path: None,
     });
 }
 
@@ -338,7 +344,7 @@ fn poll_socket(
     let Ok(changes) = socket.socket.try_update_peers() else {
         return;
     };
-    let socket = &*socket;
+    let socket = &mut *socket;
     let mut wire = socket.wire.lock();
     for (peer, state) in changes {
         match state {
@@ -366,6 +372,16 @@ fn poll_socket(
     }
     let arrivals = wire.take_app_arrivals();
     wire.check_hello_deadline(crate::util::now_ms());
+    // How the peer is reached (direct, through its NAT, relayed), as matchbox last saw it.
+    let path = wire
+        .peer()
+        .and_then(|peer| socket.socket.candidate_pair(peer));
+    if path != socket.path {
+        socket.path = path;
+        if let Some(pair) = path {
+            events.write(NetEvent::Path(pair));
+        }
+    }
     for outcome in wire.take_outcomes() {
         events.write(match outcome {
             HelloOutcome::Verified(verified) => NetEvent::PeerVerified(verified),

@@ -58,18 +58,47 @@ pub struct Presence {
     pub seat: Seat,
     /// Their signaling id while connected (what kick and ban name).
     pub peer_id: Option<PeerId>,
+    /// How their connection runs (direct or relayed), once known.
+    pub path: Option<matchbox_socket::CandidatePair>,
+    /// Why the last attempt to connect to someone in the other seat failed, until someone
+    /// connects.
+    pub unreachable: Option<String>,
 }
 
 impl Presence {
+    /// How the peer is reached, in words, once known.
+    pub fn path_words(&self) -> Option<&'static str> {
+        use matchbox_socket::CandidateType;
+        let pair = self.path?;
+        Some(if pair.is_relayed() {
+            "Connected through a relay server."
+        } else if pair.remote == CandidateType::Host && pair.local == CandidateType::Host {
+            "Connected directly, on the same network."
+        } else {
+            "Connected directly."
+        })
+    }
+
     /// The status line under the room.
     pub fn status(&self) -> String {
+        let line = self.situation();
+        match (&self.seat, self.path_words()) {
+            (Seat::Here { .. }, Some(path)) => format!("{line} {path}"),
+            _ => line,
+        }
+    }
+
+    fn situation(&self) -> String {
         match (&self.link, &self.seat) {
             (Link::Failed(why), _) => why.clone(),
             (Link::Connecting, _) => "Connecting to the room…".into(),
             (Link::Reconnecting { attempt, .. }, _) => format!(
                 "Lost the connection to the Duet server; reconnecting (attempt {attempt})… Nothing is delivered until it is back."
             ),
-            (_, Seat::Empty) => "Waiting for your peer — share this link.".into(),
+            (_, Seat::Empty) => match &self.unreachable {
+                Some(why) => why.clone(),
+                None => "Waiting for your peer — share this link.".into(),
+            },
             (_, Seat::Arriving) => "Your peer is connecting…".into(),
             (
                 _,
@@ -174,6 +203,20 @@ pub struct Avatar(pub Who);
 /// ([`DespawnOnExit`]), and when one room follows another without the lobby between.
 pub(super) type RoomEntity = Or<(With<Avatar>, With<Bubble>)>;
 
+/// Why nobody could be reached in the handshake's time, in words: whether a relay was there to
+/// try decides what the person can do about it.
+pub fn unreachable_words(relay: bool) -> &'static str {
+    if relay {
+        "Your peer could not be reached within 15 seconds, not even through the relay server: \
+         one of your networks blocks the connection. You are still in the room; rejoin to try \
+         again, or try another network."
+    } else {
+        "Your networks block a direct connection and no relay is configured, so your peer \
+         could not be reached within 15 seconds. You are still in the room; rejoin to try \
+         again, or try another network."
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 pub(super) fn presence(
     mut commands: Commands,
@@ -184,7 +227,7 @@ pub(super) fn presence(
     avatars: Query<(Entity, &Avatar)>,
     room: Option<Res<CurrentRoom>>,
     (mut calls, mut leave): (MessageWriter<ApiCall>, MessageWriter<Disconnect>),
-    mut seats: ResMut<SeatHolders>,
+    (mut seats, ice): (ResMut<SeatHolders>, Option<Res<crate::net::IceServers>>),
     time: Res<Time<Real>>,
 ) {
     let in_room = room.is_some();
@@ -205,9 +248,13 @@ pub(super) fn presence(
             NetEvent::PeerJoined(id) => {
                 presence.seat = Seat::Arriving;
                 presence.peer_id = Some(*id);
+                presence.path = None;
+                presence.unreachable = None;
             }
+            NetEvent::Path(pair) => presence.path = Some(*pair),
             NetEvent::PeerLeft(_) => {
                 presence.peer_id = None;
+                presence.path = None;
                 let name = match &presence.seat {
                     Seat::Here { name, .. } => name.clone(),
                     _ => "Your peer".into(),
@@ -265,6 +312,12 @@ pub(super) fn presence(
                 "Your peer's app introduced itself a second time, which Duet never does; the \
                  connection was restarted.",
             ),
+            NetEvent::PeerFailed(matchbox_socket::HandshakeFailure::TimedOut) => {
+                let relay = ice.as_ref().is_some_and(|ice| ice.has_relay());
+                let why = unreachable_words(relay);
+                notices.post(why);
+                presence.unreachable = Some(why.to_owned());
+            }
             NetEvent::PeerFailed(why) => notices.post(format!(
                 "A connection attempt from the other seat failed ({why}). You are still in the room."
             )),

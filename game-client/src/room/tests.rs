@@ -931,3 +931,49 @@ fn a_reused_proof_is_retried_with_a_new_one() {
     assert!(latest_notice(&app).contains("joining again"));
     assert_eq!(rebuilds_within(&mut app, 2_000), 1);
 }
+
+/// A connection attempt that times out says why in words that depend on whether a relay was
+/// there to try, and the status line keeps saying it until someone connects; once connected,
+/// the status says how (direct or relayed).
+#[test]
+fn an_unreachable_peer_is_explained_and_a_connection_says_its_path() {
+    use matchbox_socket::{CandidateType, HandshakeFailure};
+    let dir = tempdir("unreachable");
+    let mut app = room_app(&dir);
+    join_link(&mut app);
+    app.world_mut()
+        .write_message(NetEvent::Connected(PeerId(uuid::Uuid::new_v4())));
+    app.update();
+    app.world_mut()
+        .write_message(NetEvent::PeerFailed(HandshakeFailure::TimedOut));
+    app.update();
+    let status = app.world().resource::<Presence>().status();
+    assert!(
+        status.contains("no relay is configured") && status.contains("15 seconds"),
+        "{status}"
+    );
+    app.insert_resource(crate::net::IceServers {
+        servers: vec![crate::config::IceServer {
+            urls: vec!["turn:relay.example:3478".into()],
+            username: Some("u".into()),
+            credential: Some("c".into()),
+        }],
+        source: crate::net::IceSource::Server,
+        refresh_at_ms: None,
+    });
+    app.world_mut()
+        .write_message(NetEvent::PeerFailed(HandshakeFailure::TimedOut));
+    app.update();
+    let status = app.world().resource::<Presence>().status();
+    assert!(status.contains("not even through the relay"), "{status}");
+    peer_arrives(&mut app, "Bob");
+    app.update();
+    let relayed = matchbox_socket::CandidatePair::new(CandidateType::Host, CandidateType::Relay);
+    app.world_mut().write_message(NetEvent::Path(relayed));
+    app.update();
+    let status = app.world().resource::<Presence>().status();
+    assert!(
+        status.contains("Bob is here") && status.ends_with("Connected through a relay server."),
+        "{status}"
+    );
+}

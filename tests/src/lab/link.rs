@@ -141,8 +141,7 @@ impl LinkQueue {
         let sent = match params.rate_bps {
             Some(rate) if rate > 0 => {
                 let start = self.busy_until.map_or(now, |busy| busy.max(now));
-                let on_wire =
-                    Duration::from_nanos(packet.len() as u64 * 8 * 1_000_000_000 / rate);
+                let on_wire = Duration::from_nanos(packet.len() as u64 * 8 * 1_000_000_000 / rate);
                 self.busy_until = Some(start + on_wire);
                 start + on_wire
             }

@@ -291,7 +291,10 @@ mod tests {
         lab.a.link.set_down(true);
         assert_eq!(ask(&lab.a.home), None, "a cut link carries nothing");
         lab.a.link.set_down(false);
-        assert!(ask(&lab.a.home).is_some(), "and carries again when restored");
+        assert!(
+            ask(&lab.a.home).is_some(),
+            "and carries again when restored"
+        );
         on_thread_in(&lab.internet.netns(), || {
             let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
             socket.send_to(b"q", (SERVERS, 7000)).unwrap();

@@ -32,7 +32,7 @@ use std::{collections::HashMap, pin::Pin, time::Duration};
 
 /// Duet patch: how long a handshake may take before it is abandoned (its connection closed). A
 /// peer that never answers, or answers with garbage, must not hold a connection and its sockets.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Duet patch: most handshakes under way at once. A room has one other seat, so more than a few
 /// at a time is churn (a peer reconnecting in a loop); each holds UDP sockets until it ends.

@@ -346,6 +346,12 @@ pub struct CandidatePair {
 }
 
 impl CandidatePair {
+    /// Duet patch: a pair of these types (the struct is non-exhaustive, so code that reads
+    /// pairs could not otherwise be tested without a connection).
+    pub fn new(local: CandidateType, remote: CandidateType) -> Self {
+        Self { local, remote }
+    }
+
     /// Whether either end is a TURN relay, so the traffic goes through a TURN server
     pub fn is_relayed(&self) -> bool {
         self.local == CandidateType::Relay || self.remote == CandidateType::Relay

@@ -1,0 +1,197 @@
+//! Two headless clients in two homes behind NAT, across emulated WAN links (the lab in
+//! `tests/src/lab`): the signaling server and a real coturn (STUN and TURN) in the lab's
+//! internet, each client in its home namespace, nothing outside them.
+
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use duet_tests::automation::Dir;
+use duet_tests::lab::{Lab, LinkParams, Nat, SERVERS};
+use duet_tests::turn::Coturn;
+use duet_tests::{
+    Event, HeadlessClient, Wrangler, WranglerOptions, make_file, on, sha256_of, temp_dir,
+};
+
+/// The lab, its servers and a room.
+struct World {
+    lab: Lab,
+    _coturn: Coturn,
+    _wrangler: Wrangler,
+    link: String,
+}
+
+const SECRET: &str = "the lab's TURN secret";
+
+fn world(nat: Nat, link: LinkParams, relay: bool) -> Option<World> {
+    if !duet_tests::is_root() {
+        eprintln!("skipped: the network lab needs root (`cargo xtask test` runs as root)");
+        return None;
+    }
+    let lab = Lab::start(nat, link, nat, link).unwrap();
+    let netns = lab.internet.netns();
+    let coturn = Coturn::start_in(Some(&netns), IpAddr::V4(SERVERS), 3478, SECRET, true).unwrap();
+    let mut vars = vec![("STUN_URLS".to_owned(), format!("stun:{SERVERS}:3478"))];
+    if relay {
+        vars.push(("TURN_URLS".into(), format!("turn:{SERVERS}:3478")));
+        vars.push(("TURN_SECRET".into(), SECRET.into()));
+    }
+    let wrangler = Wrangler::start(WranglerOptions {
+        vars,
+        netns: Some((netns, SERVERS)),
+        ..Default::default()
+    })
+    .unwrap();
+    let link = wrangler.new_room_link().unwrap();
+    Some(World {
+        lab,
+        _coturn: coturn,
+        _wrangler: wrangler,
+        link,
+    })
+}
+
+/// A headless client in `home`, with this file's patience.
+struct Client(HeadlessClient);
+
+impl Client {
+    fn start(home: &duet_tests::lab::Namespace, link: &str, dir: &Path, name: &str) -> Client {
+        let wrapper = home.wrapper();
+        let wrapper: Vec<&str> = wrapper.iter().map(String::as_str).collect();
+        let binary = Path::new(env!("CARGO_BIN_EXE_duet-client"));
+        Client(HeadlessClient::start_wrapped(&wrapper, binary, link, dir, name).unwrap())
+    }
+
+    fn expect<T>(&mut self, what: &str, pick: impl Fn(&Event) -> Option<T>) -> T {
+        self.0
+            .wait(what, Duration::from_secs(60), pick)
+            .unwrap_or_else(|e| panic!("{e:#}"))
+    }
+}
+
+/// Waits until `client` verified its peer and knows its connection's path (in either order);
+/// returns the path: `(local, remote, relayed)`.
+fn meet(client: &mut Client) -> (String, String, bool) {
+    let (mut hello, mut path) = (false, None);
+    while !hello || path.is_none() {
+        match client.expect("the peer's hello and the connection's path", |e| match e {
+            Event::PeerHello { .. } => Some(None),
+            Event::Path {
+                local,
+                remote,
+                relayed,
+            } => Some(Some((local.clone(), remote.clone(), *relayed))),
+            _ => None,
+        }) {
+            None => hello = true,
+            Some(seen) => path = Some(seen),
+        }
+    }
+    path.expect("seen")
+}
+
+/// Chat both ways and a 20 MiB file from A to B that verifies.
+fn chat_and_a_file(a: &mut Client, b: &mut Client, work: &Path) {
+    a.0.command("say hello from home A").unwrap();
+    b.expect(
+        "A's chat",
+        on!(Event::Chat(x) if x.text == "hello from home A"),
+    );
+    b.0.command("say and back from home B").unwrap();
+    a.expect(
+        "B's chat",
+        on!(Event::Chat(x) if x.text == "and back from home B"),
+    );
+    let source = work.join("across the networks.bin");
+    let digest = make_file(&source, 20 << 20);
+    a.0.command(&format!("send {}", source.display())).unwrap();
+    let saved = b.expect(
+        "the file",
+        on!(Event::TransferCompleted { dir: Dir::In, location, .. } => location.clone()),
+    );
+    assert_eq!(sha256_of(Path::new(&saved)), digest);
+}
+
+#[test]
+fn two_homes_behind_cone_nats_connect_directly_through_stun() {
+    let Some(world) = world(Nat::Cone, LinkParams::rtt(Duration::from_millis(20)), true) else {
+        return;
+    };
+    let work = temp_dir("cone").unwrap();
+    let started = Instant::now();
+    let mut a = Client::start(&world.lab.a.home, &world.link, &work.join("a"), "Ada");
+    let mut b = Client::start(&world.lab.b.home, &world.link, &work.join("b"), "Bob");
+    let paths = [meet(&mut a), meet(&mut b)];
+    eprintln!("chat ready after {:?}", started.elapsed());
+    for (local, remote, relayed) in paths {
+        assert!(
+            !relayed,
+            "a relay was available but not needed: {local}/{remote}"
+        );
+        // The peer is reached at its NAT's public address (signaled, or learned from its
+        // packets), never at its home address, which is not routable from here.
+        assert!(remote == "srflx" || remote == "prflx", "{local}/{remote}");
+    }
+    chat_and_a_file(&mut a, &mut b, &work);
+}
+
+/// Not passing yet: both clients allocate on coturn and bind channels, then coturn closes both
+/// allocations about a second later ("reason: general" in its log) and ICE times out. Kept,
+/// ignored, so the lab reproduces it: `cargo test -p duet-client --test networks -- --ignored`.
+#[test]
+#[ignore = "coturn drops webrtc-rs's allocations a second after they are made; under investigation"]
+fn two_homes_behind_symmetric_nats_meet_through_the_relay() {
+    let Some(world) = world(
+        Nat::Symmetric,
+        LinkParams::rtt(Duration::from_millis(20)),
+        true,
+    ) else {
+        return;
+    };
+    let work = temp_dir("symmetric").unwrap();
+    let mut a = Client::start(&world.lab.a.home, &world.link, &work.join("a"), "Ada");
+    let mut b = Client::start(&world.lab.b.home, &world.link, &work.join("b"), "Bob");
+    for client in [&mut a, &mut b] {
+        let (local, remote, relayed) = meet(client);
+        assert!(
+            relayed,
+            "symmetric NATs are crossed only by a relay: {local}/{remote}"
+        );
+    }
+    chat_and_a_file(&mut a, &mut b, &work);
+}
+
+#[test]
+fn symmetric_nats_without_a_relay_fail_in_words_within_15_s() {
+    let Some(world) = world(
+        Nat::Symmetric,
+        LinkParams::rtt(Duration::from_millis(20)),
+        false,
+    ) else {
+        return;
+    };
+    let work = temp_dir("no-relay").unwrap();
+    let mut a = Client::start(&world.lab.a.home, &world.link, &work.join("a"), "Ada");
+    let mut b = Client::start(&world.lab.b.home, &world.link, &work.join("b"), "Bob");
+    let both_in = Instant::now();
+    for client in [&mut a, &mut b] {
+        let reason = client.expect(
+            "the attempt's end",
+            on!(Event::PeerFailed { reason, .. } => reason.clone()),
+        );
+        assert_eq!(reason, "TimedOut");
+    }
+    let took = both_in.elapsed();
+    // 15 s from the handshake's start, which follows both being in the room closely.
+    assert!(took < Duration::from_secs(20), "{took:?}");
+    for client in [&mut a, &mut b] {
+        assert!(
+            !client
+                .0
+                .pending()
+                .iter()
+                .any(|e| matches!(e, Event::PeerHello { .. })),
+            "nobody met"
+        );
+    }
+}
