@@ -211,7 +211,8 @@ async fn join_churn_and_hanging_handshakes_leave_no_connections_behind() {
     let waited = started.elapsed();
     eprintln!("hanging handshake ended after {waited:?}");
     assert!(
-        waited >= Duration::from_secs(15) && waited <= Duration::from_secs(30),
+        // The 15 s run from the handshake's start, a moment before `started`.
+        waited >= Duration::from_secs(13) && waited <= Duration::from_secs(30),
         "{waited:?}"
     );
     let after_timeout = victim.open_files_settle(before + 2, Duration::from_secs(10));
