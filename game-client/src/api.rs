@@ -235,16 +235,7 @@ fn deliver_replies(inbox: Res<Inbox>, mut replies: MessageWriter<ApiReply>) {
 mod tests {
     use super::*;
 
-    fn response(status: u16, body: &str) -> ehttp::Result<ehttp::Response> {
-        Ok(ehttp::Response {
-            url: "http://h/api/rooms".into(),
-            ok: (200..300).contains(&status),
-            status,
-            status_text: String::new(),
-            headers: Default::default(),
-            bytes: body.as_bytes().to_vec(),
-        })
-    }
+    use crate::util::http_answer as response;
 
     #[test]
     fn replies_are_parsed_and_failures_are_sentences() {

@@ -73,6 +73,20 @@ pub fn take_finished_with<E, T>(
     done
 }
 
+/// An HTTP answer with `status` and `body`, as the HTTP client would hand it over (for tests
+/// of code that reads answers, without a server).
+#[cfg(test)]
+pub(crate) fn http_answer(status: u16, body: &str) -> ehttp::Result<ehttp::Response> {
+    Ok(ehttp::Response {
+        url: "http://h/api/rooms".into(),
+        ok: (200..300).contains(&status),
+        status,
+        status_text: String::new(),
+        headers: Default::default(),
+        bytes: body.as_bytes().to_vec(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -180,16 +180,7 @@ pub(crate) fn ready(
 mod tests {
     use super::*;
 
-    fn response(status: u16, body: &str) -> ehttp::Result<ehttp::Response> {
-        Ok(ehttp::Response {
-            url: "http://h/api/rooms/r/ice".into(),
-            ok: (200..300).contains(&status),
-            status,
-            status_text: String::new(),
-            headers: Default::default(),
-            bytes: body.as_bytes().to_vec(),
-        })
-    }
+    use crate::util::http_answer as response;
 
     #[test]
     fn the_ice_url_is_beside_the_signaling_url() {

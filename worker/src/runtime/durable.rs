@@ -122,6 +122,15 @@ fn claim_of(
     }
 }
 
+/// The requesting client's address, hashed with the room's salt (what rate limits and bans
+/// key on; the address itself is never kept). `None` when the edge gave no address.
+fn client_hash(req: &Request, record: &RoomRecord) -> Result<Option<String>> {
+    Ok(req
+        .headers()
+        .get("cf-connecting-ip")?
+        .map(|ip| secrets::hash_ip(&record.ip_salt, &ip)))
+}
+
 fn now_ms() -> u64 {
     Date::now().as_millis()
 }
@@ -289,10 +298,7 @@ impl Room {
     /// within the ICE request limits.
     async fn ice_servers(&self, req: &Request) -> Outcome {
         let record = self.existing_record().await?;
-        let ip_hash = req
-            .headers()
-            .get("cf-connecting-ip")?
-            .map(|ip| secrets::hash_ip(&record.ip_salt, &ip));
+        let ip_hash = client_hash(req, &record)?;
         if !self
             .ice_limits
             .borrow_mut()
@@ -315,10 +321,7 @@ impl Room {
             .strip_prefix("/signal/")
             .unwrap_or_default()
             .to_owned();
-        let ip_hash = req
-            .headers()
-            .get("cf-connecting-ip")?
-            .map(|ip| secrets::hash_ip(&record.ip_salt, &ip));
+        let ip_hash = client_hash(&req, &record)?;
         if !self
             .join_limits
             .borrow_mut()
