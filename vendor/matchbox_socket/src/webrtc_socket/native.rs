@@ -665,20 +665,6 @@ impl CandidateTrickle {
     }
 }
 
-/// Duet patch: how long ICE waits before it takes a working pair through a NAT. webrtc-rs
-/// waits 500 ms for a server-reflexive pair and 1,000 ms for a peer-reflexive one (hoping a
-/// better pair turns up), which put a fixed second on every connection between two homes;
-/// host pairs (the same network) wait nothing and are checked first anyway. Relay pairs keep
-/// their 2 s, so a direct path still wins over a relay when one exists.
-pub const NAT_PAIR_ACCEPTANCE_WAIT: Duration = Duration::from_millis(100);
-
-fn setting_engine() -> webrtc::peer_connection::SettingEngine {
-    webrtc::peer_connection::SettingEngineBuilder::new()
-        .with_srflx_acceptance_min_wait(Some(NAT_PAIR_ACCEPTANCE_WAIT))
-        .with_prflx_acceptance_min_wait(Some(NAT_PAIR_ACCEPTANCE_WAIT))
-        .build()
-}
-
 async fn create_rtc_peer_connection(
     signal_peer: SignalPeer,
     ice_server_config: &RtcIceServerConfig,
@@ -700,7 +686,6 @@ async fn create_rtc_peer_connection(
 
     let connection = PeerConnectionBuilder::new()
         .with_configuration(config)
-        .with_setting_engine(setting_engine())
         .with_runtime(runtime())
         .with_handler(Arc::new(handler))
         // One socket per local interface. A family the host doesn't have is skipped.
