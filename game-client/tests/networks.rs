@@ -114,7 +114,10 @@ fn chat_and_a_file(a: &mut Client, b: &mut Client, work: &Path) {
 
 #[test]
 fn two_homes_behind_cone_nats_connect_directly_through_stun() {
-    let Some(world) = world(Nat::Cone, LinkParams::rtt(Duration::from_millis(20)), true) else {
+    // No relay offered: with coturn in the list, about one run in four timed out without any
+    // connection (the native stack's relay allocations are dropped, see the ignored test
+    // below), which this test is not about.
+    let Some(world) = world(Nat::Cone, LinkParams::rtt(Duration::from_millis(20)), false) else {
         return;
     };
     let work = temp_dir("cone").unwrap();
