@@ -7,18 +7,9 @@
 use bevy::prelude::*;
 use serde::{Deserialize, Serialize};
 
-/// One STUN or TURN server (TURN needs the credentials).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-pub struct IceServer {
-    /// `stun:host:port` or `turn:host:port` URLs.
-    pub urls: Vec<String>,
-    /// TURN user name.
-    #[serde(default)]
-    pub username: Option<String>,
-    /// TURN password.
-    #[serde(default)]
-    pub credential: Option<String>,
-}
+/// One STUN or TURN server (TURN needs the credentials): the same entry the room's server
+/// hands out, so a configured list and a fetched one are one type.
+pub use duet_shared::api::IceServer;
 
 /// The whole configuration.
 #[derive(Resource, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

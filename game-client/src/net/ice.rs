@@ -38,11 +38,7 @@ pub struct IceServers {
 impl IceServers {
     /// Whether a TURN relay is among them.
     pub fn has_relay(&self) -> bool {
-        self.servers.iter().any(|s| {
-            s.urls
-                .iter()
-                .any(|u| u.starts_with("turn:") || u.starts_with("turns:"))
-        })
+        self.servers.iter().any(IceServer::is_turn)
     }
 
     /// Whether they are still good for a new connection at `now_ms`.
@@ -57,15 +53,7 @@ impl IceServers {
 
     fn from_server(config: IceConfig, now_ms: u64) -> Self {
         Self {
-            servers: config
-                .ice_servers
-                .into_iter()
-                .map(|s| IceServer {
-                    urls: s.urls,
-                    username: s.username,
-                    credential: s.credential,
-                })
-                .collect(),
+            servers: config.ice_servers,
             source: IceSource::Server,
             refresh_at_ms: Some(now_ms + u64::from(config.ttl_s) * 1000 / 2),
         }
