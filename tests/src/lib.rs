@@ -364,11 +364,13 @@ pub fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// A fresh directory under `target/test-tmp`.
+/// A fresh directory under `$DUET_TEST_TMP` (set per test binary by `cargo xtask test`, which
+/// removes it once the binary passed), else under `target/test-tmp`.
 pub fn temp_dir(prefix: &str) -> Result<PathBuf> {
-    let dir = repo_root()
-        .join("target/test-tmp")
-        .join(format!("{prefix}-{}", Uuid::new_v4()));
+    let base = std::env::var_os("DUET_TEST_TMP")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target/test-tmp"));
+    let dir = base.join(format!("{prefix}-{}", Uuid::new_v4()));
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
 }

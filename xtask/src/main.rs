@@ -373,10 +373,18 @@ fn test(root: &Path, extra: &[String]) -> Result<()> {
             .unwrap_or_default();
         println!("\n=== {name}");
         let args: Vec<OsString> = extra.iter().map(OsString::from).collect();
+        // Each binary's files (received test files, wrangler state) live in a folder of their
+        // own, removed when it passes: a full run writes gigabytes, and CI's disk is shared.
+        let scratch = root.join("target/test-tmp").join(&name);
+        let _ = std::fs::remove_dir_all(&scratch);
         let mut cmd = in_loopback_namespace(binary, &args);
-        cmd.current_dir(root).env("DUET_PREBUILT", "1");
+        cmd.current_dir(root)
+            .env("DUET_PREBUILT", "1")
+            .env("DUET_TEST_TMP", &scratch);
         if run(&mut cmd).is_err() {
             failed.push(name);
+        } else {
+            let _ = std::fs::remove_dir_all(&scratch);
         }
     }
     if !failed.is_empty() {
