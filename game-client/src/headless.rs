@@ -332,6 +332,7 @@ fn print_events(
 /// The automation event for a connection event; the hello's end is reported as an identity
 /// event instead.
 fn net_event(event: &NetEvent) -> Option<Event> {
+    use duet_shared::liveness::Health;
     Some(match event {
         NetEvent::IceServers(ice) => Event::IceServers {
             urls: ice.servers.iter().flat_map(|s| s.urls.clone()).collect(),
@@ -358,6 +359,16 @@ fn net_event(event: &NetEvent) -> Option<Event> {
                 relayed: pair.is_relayed(),
             }
         }
+        NetEvent::Link(health) => match *health {
+            Health::Live { rtt_ms } => Event::Link {
+                rtt_ms,
+                silent_s: None,
+            },
+            Health::Quiet { silent_s } => Event::Link {
+                rtt_ms: None,
+                silent_s: Some(silent_s),
+            },
+        },
         NetEvent::Connected(id) => Event::Connected { peer_id: id.0 },
         NetEvent::PeerJoined(id) => Event::PeerJoined { peer_id: id.0 },
         NetEvent::PeerLeft(id) => Event::PeerLeft { peer_id: id.0 },

@@ -63,8 +63,17 @@ impl Client {
     }
 
     fn expect<T>(&mut self, what: &str, pick: impl Fn(&Event) -> Option<T>) -> T {
+        self.expect_within(what, Duration::from_secs(60), pick)
+    }
+
+    fn expect_within<T>(
+        &mut self,
+        what: &str,
+        within: Duration,
+        pick: impl Fn(&Event) -> Option<T>,
+    ) -> T {
         self.0
-            .wait(what, Duration::from_secs(60), pick)
+            .wait(what, within, pick)
             .unwrap_or_else(|e| panic!("{e:#}"))
     }
 }
@@ -197,4 +206,150 @@ fn symmetric_nats_without_a_relay_fail_in_words_within_15_s() {
             "nobody met"
         );
     }
+}
+
+/// The link's round trip as the client reports it, once measured.
+fn measured_rtt(client: &mut Client) -> u32 {
+    client.expect(
+        "a measured round trip",
+        on!(Event::Link { rtt_ms: Some(rtt), silent_s: None } => *rtt),
+    )
+}
+
+#[test]
+fn an_outage_is_shown_refuses_chat_and_the_room_recovers_when_the_link_returns() {
+    // 20 ms each home link: 40 ms between the peers.
+    let Some(world) = world(Nat::Cone, LinkParams::rtt(Duration::from_millis(20)), false) else {
+        return;
+    };
+    let work = temp_dir("outage").unwrap();
+    let mut a = Client::start(&world.lab.a.home, &world.link, &work.join("a"), "Ada");
+    let mut b = Client::start(&world.lab.b.home, &world.link, &work.join("b"), "Bob");
+    meet(&mut a);
+    meet(&mut b);
+    for client in [&mut a, &mut b] {
+        let rtt = measured_rtt(client);
+        assert!(
+            (38..=150).contains(&rtt),
+            "round trip {rtt} ms over a 40 ms path"
+        );
+    }
+    a.0.command("say before the outage").unwrap();
+    b.expect(
+        "the chat",
+        on!(Event::Chat(x) if x.text == "before the outage"),
+    );
+
+    // Ada's home loses its link for 10 s.
+    world.lab.a.link.set_down(true);
+    let cut = Instant::now();
+    for client in [&mut a, &mut b] {
+        let silent = client.expect(
+            "the link reported interrupted",
+            on!(Event::Link { silent_s: Some(s), .. } => *s),
+        );
+        assert!(silent >= 3, "{silent}");
+        let noticed = cut.elapsed();
+        assert!(
+            noticed < Duration::from_secs(6),
+            "noticed after {noticed:?}"
+        );
+        eprintln!("interruption noticed after {noticed:?}");
+    }
+    a.0.command("say during the outage").unwrap();
+    let state = a.expect(
+        "Ada's own line",
+        on!(Event::Chat(x) if x.text == "during the outage" => x.state.clone()),
+    );
+    assert_eq!(state, duet_tests::automation::Delivery::NotDelivered);
+    std::thread::sleep(Duration::from_secs(10).saturating_sub(cut.elapsed()));
+    world.lab.a.link.set_down(false);
+    let restored = Instant::now();
+    for client in [&mut a, &mut b] {
+        client.expect(
+            "the link back",
+            on!(Event::Link { silent_s: None, .. } => ()),
+        );
+        eprintln!("link back after {:?}", restored.elapsed());
+    }
+    assert!(restored.elapsed() < Duration::from_secs(30));
+    a.0.command("say after the outage").unwrap();
+    b.expect(
+        "the chat",
+        on!(Event::Chat(x) if x.text == "after the outage"),
+    );
+    a.expect(
+        "the receipt",
+        on!(Event::Chat(x) if x.text == "after the outage"
+            && x.state == duet_tests::automation::Delivery::Delivered),
+    );
+    // What was refused during the outage never arrives.
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        !b.0.pending()
+            .iter()
+            .any(|e| matches!(e, Event::Chat(x) if x.text == "during the outage")),
+        "a refused message arrived"
+    );
+}
+
+#[test]
+fn a_ten_second_outage_mid_transfer_resumes_and_the_file_verifies() {
+    // 40 ms between the peers and 0.5 % loss end to end (a quarter percent on each home link,
+    // each way).
+    let wan = LinkParams {
+        loss: 0.0025,
+        ..LinkParams::rtt(Duration::from_millis(20))
+    };
+    let Some(world) = world(Nat::Cone, wan, false) else {
+        return;
+    };
+    let work = temp_dir("outage-transfer").unwrap();
+    let mut a = Client::start(&world.lab.a.home, &world.link, &work.join("a"), "Ada");
+    let mut b = Client::start(&world.lab.b.home, &world.link, &work.join("b"), "Bob");
+    meet(&mut a);
+    meet(&mut b);
+    let source = work.join("a hundred mebibytes.bin");
+    let digest = make_file(&source, 100 << 20);
+    let started = Instant::now();
+    a.0.command(&format!("send {}", source.display())).unwrap();
+    let asked = b.expect(
+        "the question",
+        on!(Event::TransferAsked { id, .. } => id.clone()),
+    );
+    b.0.command(&format!("take_file {asked}")).unwrap();
+    b.expect(
+        "a fifth of the file",
+        on!(Event::TransferProgress { dir: Dir::In, done, .. } if *done >= 20 << 20),
+    );
+    eprintln!("20 MiB after {:?}", started.elapsed());
+    world.lab.b.link.set_down(true);
+    let cut = Instant::now();
+    for client in [&mut a, &mut b] {
+        client.expect(
+            "the link reported interrupted",
+            on!(Event::Link { silent_s: Some(_), .. } => ()),
+        );
+    }
+    std::thread::sleep(Duration::from_secs(10).saturating_sub(cut.elapsed()));
+    world.lab.b.link.set_down(false);
+    let restored = Instant::now();
+    for client in [&mut a, &mut b] {
+        client.expect(
+            "the link back",
+            on!(Event::Link { silent_s: None, .. } => ()),
+        );
+        eprintln!("link back after {:?}", restored.elapsed());
+    }
+    let saved = b.expect_within(
+        "the file",
+        Duration::from_secs(400),
+        on!(Event::TransferCompleted { dir: Dir::In, location, .. } => location.clone()),
+    );
+    eprintln!(
+        "completed {:?} after the link returned, {:?} in all",
+        restored.elapsed(),
+        started.elapsed()
+    );
+    assert_eq!(sha256_of(Path::new(&saved)), digest);
 }

@@ -251,6 +251,17 @@ pub enum Event {
         /// Whether a TURN relay carries the traffic.
         relayed: bool,
     },
+    /// How the link to the trusted peer is (when it changes, at most about once a second):
+    /// its smoothed round trip, or how many seconds nothing arrived (`silent_s`, from 3 on:
+    /// the UI says the connection is interrupted).
+    Link {
+        /// Smoothed round trip in ms, once measured; absent while silent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rtt_ms: Option<u32>,
+        /// Seconds without a frame from the peer, while interrupted.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        silent_s: Option<u32>,
+    },
     /// The peer's connection was negotiated (its session descriptions are known).
     Negotiated {
         /// This side's DTLS fingerprint.

@@ -15,7 +15,7 @@ use crate::call::CallSignal;
 use crate::trust::{NONCE_BYTES, PublicKey, Sig};
 
 /// Bumped on any incompatible change; peers with different versions refuse each other politely.
-pub const PROTOCOL_VERSION: u16 = 6;
+pub const PROTOCOL_VERSION: u16 = 7;
 /// Channel index for control and chat.
 pub const CONTROL_CHANNEL: usize = 0;
 /// Channel index for file chunks.
@@ -240,6 +240,17 @@ pub enum Control {
         nonce: [u8; NONCE_BYTES],
         /// Signature over the [`crate::trust::Transcript`].
         signature: Sig,
+    },
+    /// Liveness (since version 7, see [`crate::liveness`]): answered at once with a `Pong`
+    /// carrying the same id.
+    Ping {
+        /// Chosen by the sender.
+        id: u32,
+    },
+    /// The answer to `Ping { id }`.
+    Pong {
+        /// The ping's id.
+        id: u32,
     },
 }
 

@@ -22,7 +22,7 @@ pub mod history;
 
 use crate::frame::FrameSet;
 use crate::identity::{Identity, PeerProfile};
-use crate::net::{ControlReceived, RoomLink, SendControl};
+use crate::net::{ControlReceived, LinkHealth, RoomLink, SendControl};
 use history::{ChatArchive, HistoryDone, HistoryOp, block_key, count_key};
 
 /// Where a message stands.
@@ -32,7 +32,10 @@ pub enum Delivery {
     Sent,
     /// The peer's client stored it.
     Delivered,
-    /// The peer was not in the room: it was not sent, and will not be.
+    /// The peer was not in the room, or nothing had arrived from them for seconds (the link
+    /// was interrupted): it was not sent, and will not be. Also a message sent just before an
+    /// interruption whose receipt had not come: if its receipt comes later after all, it
+    /// becomes `Delivered` (the peer stored it; it is never sent twice).
     NotDelivered,
     /// It came from the peer.
     Received,
@@ -199,6 +202,18 @@ impl History<'_> {
             .enumerate()
             .map(|(at, e)| (e.id, at))
             .collect();
+    }
+
+    /// Marks my messages still waiting for their receipt as not delivered.
+    fn give_up_on_unreceipted(&mut self, changed: &mut MessageWriter<ChatChanged>) {
+        for index in 0..self.log.entries.len() {
+            let entry = &mut self.log.entries[index];
+            if entry.mine && entry.delivery == Delivery::Sent {
+                entry.delivery = Delivery::NotDelivered;
+                changed.write(ChatChanged(entry.clone()));
+                self.touch(index);
+            }
+        }
     }
 
     /// Where the message `id` is in the log.
@@ -393,15 +408,22 @@ fn send_chat(
     mut requests: MessageReader<SendChat>,
     identity: Res<Identity>,
     profile: Res<PeerProfile>,
+    link: Option<Res<LinkHealth>>,
     mut history: History,
     mut changed: MessageWriter<ChatChanged>,
 ) {
+    let interrupted = link.as_ref().is_some_and(|l| l.interrupted());
+    if interrupted && link.as_ref().is_some_and(|l| l.is_changed()) {
+        // What was handed to the connection without a receipt may be lost with it: say so
+        // now rather than leave it "sent" for ever. A receipt that comes later still counts.
+        history.give_up_on_unreceipted(&mut changed);
+    }
     for SendChat(text) in requests.read() {
         let text: String = text.chars().take(MAX_CHAT_CHARS).collect();
         if text.trim().is_empty() {
             continue;
         }
-        let present = profile.hello.is_some() && profile.incompatible.is_none();
+        let present = profile.hello.is_some() && profile.incompatible.is_none() && !interrupted;
         let entry = ChatEntry {
             id: Uuid::new_v4(),
             author: identity.name.clone(),
@@ -463,7 +485,9 @@ fn receive_chat(
             Control::ChatReceipt { id } => {
                 if let Some(index) = history.index_of(id) {
                     let entry = &mut history.log.entries[index];
-                    if entry.mine && entry.delivery == Delivery::Sent {
+                    if entry.mine
+                        && matches!(entry.delivery, Delivery::Sent | Delivery::NotDelivered)
+                    {
                         entry.delivery = Delivery::Delivered;
                         changed.write(ChatChanged(entry.clone()));
                         history.touch(index);
@@ -564,6 +588,64 @@ mod tests {
         let reloaded = &again.world().resource::<ChatLog>().entries;
         assert!(reloaded.len() < MAX_HISTORY + HISTORY_BLOCK);
         assert_eq!(reloaded.last().unwrap().text, last);
+    }
+
+    #[test]
+    fn an_interrupted_link_refuses_chat_and_gives_up_on_missing_receipts() {
+        use duet_shared::liveness::Health;
+        let dir = duet_tests::temp_dir("chat-interrupted").unwrap();
+        let mut app = app(&dir);
+        app.insert_resource(LinkHealth(Some(Health::Live { rtt_ms: Some(40) })));
+        app.update();
+        let peer = matchbox_socket::PeerId(Uuid::new_v4());
+        app.world_mut().write_message(NetEvent::PeerJoined(peer));
+        app.update();
+        verified_peer(&mut app, "Bob");
+        app.world_mut()
+            .write_message(SendChat("just before".into()));
+        app.update();
+        let first = sent(&mut app);
+        assert!(
+            matches!(first.as_slice(), [Control::Chat { .. }]),
+            "{first:?}"
+        );
+        // The link goes quiet: the unreceipted message is given up on, a new one not sent.
+        app.insert_resource(LinkHealth(Some(Health::Quiet { silent_s: 3 })));
+        app.world_mut().write_message(SendChat("during".into()));
+        app.update();
+        assert!(
+            sent(&mut app).is_empty(),
+            "nothing is queued into a cut link"
+        );
+        let deliveries: Vec<Delivery> = app
+            .world()
+            .resource::<ChatLog>()
+            .entries
+            .iter()
+            .map(|e| e.delivery)
+            .collect();
+        assert_eq!(deliveries, [Delivery::NotDelivered, Delivery::NotDelivered]);
+        // Back: the late receipt of the first proves it was stored after all.
+        app.insert_resource(LinkHealth(Some(Health::Live { rtt_ms: Some(40) })));
+        let Control::Chat { id, .. } = first[0] else {
+            unreachable!()
+        };
+        app.world_mut()
+            .write_message(ControlReceived(Control::ChatReceipt { id }));
+        app.world_mut().write_message(SendChat("after".into()));
+        app.update();
+        let deliveries: Vec<Delivery> = app
+            .world()
+            .resource::<ChatLog>()
+            .entries
+            .iter()
+            .map(|e| e.delivery)
+            .collect();
+        assert_eq!(
+            deliveries,
+            [Delivery::Delivered, Delivery::NotDelivered, Delivery::Sent]
+        );
+        assert_eq!(sent(&mut app).len(), 1);
     }
 
     /// Two apps wired back to back in memory (logic only; the real transport is tested elsewhere).

@@ -11,6 +11,7 @@ mod ice;
 mod wire;
 
 use bevy::prelude::*;
+use duet_shared::liveness::Health;
 use duet_shared::peer::{CONTROL_CHANNEL, Control, DATA_CHANNEL};
 use duet_shared::trust::DeviceKey;
 use matchbox_socket::{PeerId, PeerState, RtcIceServerConfig, WebRtcSocket};
@@ -107,6 +108,8 @@ pub struct Socket {
     announced_id: bool,
     /// The candidate pair last reported for the peer's connection.
     path: Option<matchbox_socket::CandidatePair>,
+    /// The link's health last reported.
+    health: Option<Health>,
 }
 
 impl Socket {
@@ -126,6 +129,9 @@ pub enum NetEvent {
     /// The ICE candidate pair the peer's connection runs over (first known, or changed):
     /// direct, through a NAT's public address, or through a TURN relay.
     Path(matchbox_socket::CandidatePair),
+    /// How the link to the trusted peer is: its round trip, or how long it has been silent
+    /// (reported when it changes; at most about once a second).
+    Link(Health),
     /// The other person's WebRTC connection is up.
     PeerJoined(PeerId),
     /// The other person left (or their connection dropped).
@@ -147,6 +153,18 @@ pub enum NetEvent {
     BadFrame(String),
     /// Signaling refused or closed the connection (room full, banned, unknown room...).
     SignalingClosed(SignalingEnd),
+}
+
+/// How the link to the trusted peer is now (`None`: no trusted peer). What [`NetEvent::Link`]
+/// reports, kept for whoever must decide on it (chat refuses to send into an interrupted link).
+#[derive(Resource, Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LinkHealth(pub Option<Health>);
+
+impl LinkHealth {
+    /// Whether a trusted peer's link has gone quiet.
+    pub fn interrupted(&self) -> bool {
+        self.0.is_some_and(|h| h.is_quiet())
+    }
 }
 
 /// Close every peer connection and join the room again with a fresh socket. Used after the
@@ -184,6 +202,7 @@ pub struct NetPlugin;
 impl Plugin for NetPlugin {
     fn build(&self, app: &mut App) {
         app.init_resource::<Capabilities>()
+            .init_resource::<LinkHealth>()
             .add_message::<NetEvent>()
             .add_message::<ControlReceived>()
             .add_message::<SendControl>()
@@ -304,6 +323,7 @@ fn open_socket(
         wire,
         announced_id: false,
         path: None,
+        health: None,
     });
 }
 
@@ -323,8 +343,10 @@ fn poll_socket(
     mut events: MessageWriter<NetEvent>,
     mut received: MessageWriter<ControlReceived>,
     mut rebuild: MessageWriter<RebuildSocket>,
+    mut link_health: ResMut<LinkHealth>,
 ) {
     let Some(mut socket) = socket else {
+        link_health.set_if_neq(LinkHealth(None));
         return;
     };
     if !socket.announced_id
@@ -380,6 +402,14 @@ fn poll_socket(
         socket.path = path;
         if let Some(pair) = path {
             events.write(NetEvent::Path(pair));
+        }
+    }
+    let health = wire.keepalive();
+    link_health.set_if_neq(LinkHealth(health));
+    if health != socket.health {
+        socket.health = health;
+        if let Some(health) = health {
+            events.write(NetEvent::Link(health));
         }
     }
     for outcome in wire.take_outcomes() {

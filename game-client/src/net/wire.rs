@@ -8,6 +8,8 @@ use duet_shared::peer::{
 };
 use matchbox_socket::PeerId;
 
+use duet_shared::liveness::{Health, Liveness};
+
 use super::NetError;
 use super::hello::{Credentials, HelloDriver, HelloOutcome};
 
@@ -122,6 +124,10 @@ pub struct WireState {
     outcomes: std::collections::VecDeque<HelloOutcome>,
     /// When the current connection's hello was first checked against [`HELLO_TIMEOUT_MS`].
     hello_started_ms: Option<u64>,
+    /// Whether the trusted peer is still there, and its round trip (from its verified hello on).
+    liveness: Option<Liveness>,
+    /// The clock liveness reads (ms since the Unix epoch; replaced in tests).
+    clock: fn() -> u64,
 }
 
 impl WireState {
@@ -153,6 +159,30 @@ impl WireState {
             driver: None,
             outcomes: Default::default(),
             hello_started_ms: None,
+            liveness: None,
+            clock: crate::util::now_ms,
+        }
+    }
+
+    /// Pings the trusted peer when a ping is due, and says how the link is. `None` while no
+    /// peer is trusted. Called every frame and by the browser's between-frames pump, so pings
+    /// leave on time in a hidden tab too.
+    pub fn keepalive(&mut self) -> Option<Health> {
+        let now = (self.clock)();
+        let clock = self.liveness.as_mut()?;
+        if let Some(id) = clock.ping_due(now) {
+            // A ping that cannot be sent (the channel closed) is the peer leaving, reported
+            // by the socket; nothing to do here.
+            let _ = self.send_control(&Control::Ping { id });
+        }
+        self.liveness.as_ref().map(|clock| clock.health(now))
+    }
+
+    /// The peer sent something: it is still there.
+    fn heard(&mut self) {
+        let now = (self.clock)();
+        if let Some(clock) = self.liveness.as_mut() {
+            clock.heard(now);
         }
     }
 
@@ -247,6 +277,7 @@ impl WireState {
         }
         self.hello = HelloGate::Trusted;
         self.peer_identity = Some(identity);
+        self.liveness = Some(Liveness::new((self.clock)()));
         self.held_bytes = 0;
         for message in std::mem::take(&mut self.held) {
             self.route(message);
@@ -307,6 +338,7 @@ impl WireState {
         self.held_bytes = 0;
         self.driver = None;
         self.hello_started_ms = None;
+        self.liveness = None;
         debug!(
             "peer {peer:?}, negotiated: {}, {} frames held",
             descriptions.is_some(),
@@ -361,6 +393,9 @@ impl WireState {
     pub(crate) fn sort_control(&mut self, from: PeerId, packet: matchbox_socket::Packet) {
         if !self.admit(from, CONTROL_CHANNEL, &packet) {
             return;
+        }
+        if self.hello == HelloGate::Trusted {
+            self.heard();
         }
         let message = Control::decode(&packet).map_err(|e| e.to_string());
         match (&self.hello, &message) {
@@ -456,6 +491,17 @@ impl WireState {
                 self.peer_frame_chunks =
                     usize::from(chunks).clamp(CHUNKS_PER_FRAME, MAX_FRAME_CHUNKS);
             }
+            // Answered here, at once, rather than after the next drawn frame: the round trip
+            // the person sees is the network's.
+            Ok(Control::Ping { id }) => {
+                let _ = self.send_control(&Control::Pong { id });
+            }
+            Ok(Control::Pong { id }) => {
+                let now = (self.clock)();
+                if let Some(clock) = self.liveness.as_mut() {
+                    clock.on_pong(id, now);
+                }
+            }
             Ok(message) if message.is_transfer() => {
                 debug!("control from the peer: {message:?}");
                 self.for_transfers.push_back(message)
@@ -466,6 +512,7 @@ impl WireState {
 
     pub(crate) fn sort_data(&mut self, from: PeerId, packet: matchbox_socket::Packet) {
         if self.admit(from, DATA_CHANNEL, &packet) && self.hello == HelloGate::Trusted {
+            self.heard();
             self.data.push_back(packet);
         }
     }

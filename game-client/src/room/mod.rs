@@ -13,6 +13,7 @@ use std::path::PathBuf;
 
 use bevy::prelude::*;
 use bevy_pkv::PkvStore;
+use duet_shared::liveness::Health;
 use duet_shared::peer::TransferId;
 use serde::{Deserialize, Serialize};
 

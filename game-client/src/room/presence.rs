@@ -63,6 +63,8 @@ pub struct Presence {
     /// Why the last attempt to connect to someone in the other seat failed, until someone
     /// connects.
     pub unreachable: Option<String>,
+    /// How the link to them is (round trip, or interrupted), from their verified hello on.
+    pub health: Option<Health>,
 }
 
 impl Presence {
@@ -82,10 +84,27 @@ impl Presence {
     /// The status line under the room.
     pub fn status(&self) -> String {
         let line = self.situation();
-        match (&self.seat, self.path_words()) {
+        if let (Seat::Here { name, .. }, Some(Health::Quiet { silent_s })) =
+            (&self.seat, self.health)
+        {
+            return interrupted_words(name, silent_s);
+        }
+        let line = match (&self.seat, self.path_words()) {
             (Seat::Here { .. }, Some(path)) => format!("{line} {path}"),
             _ => line,
+        };
+        match (&self.seat, self.health) {
+            (Seat::Here { .. }, Some(Health::Live { rtt_ms: Some(rtt) })) => {
+                format!("{line} Round trip {rtt} ms.")
+            }
+            _ => line,
         }
+    }
+
+    /// Whether the peer is here but nothing has arrived from them for a while: what is sent
+    /// now would wait in a queue of the network's, so it is refused instead.
+    pub fn interrupted(&self) -> bool {
+        matches!(self.seat, Seat::Here { .. }) && self.health.is_some_and(|h| h.is_quiet())
     }
 
     fn situation(&self) -> String {
@@ -203,6 +222,14 @@ pub struct Avatar(pub Who);
 /// ([`DespawnOnExit`]), and when one room follows another without the lobby between.
 pub(super) type RoomEntity = Or<(With<Avatar>, With<Bubble>)>;
 
+/// The status while nothing arrives from the peer, in words.
+pub fn interrupted_words(name: &str, silent_s: u32) -> String {
+    format!(
+        "No answer from {name} for {silent_s} s: the connection is interrupted, reconnecting… \
+         Nothing you send is delivered until it is back."
+    )
+}
+
 /// Why nobody could be reached in the handshake's time, in words: whether a relay was there to
 /// try decides what the person can do about it.
 pub fn unreachable_words(relay: bool) -> &'static str {
@@ -250,11 +277,26 @@ pub(super) fn presence(
                 presence.peer_id = Some(*id);
                 presence.path = None;
                 presence.unreachable = None;
+                presence.health = None;
             }
             NetEvent::Path(pair) => presence.path = Some(*pair),
+            NetEvent::Link(health) => {
+                let was_quiet = presence.health.is_some_and(|h| h.is_quiet());
+                presence.health = Some(*health);
+                let name = presence.peer_name().unwrap_or("your peer").to_owned();
+                match (was_quiet, health.is_quiet()) {
+                    (false, true) => notices.post(format!(
+                        "Nothing arrives from {name}: the connection is interrupted. Duet keeps \
+                         trying; what you send meanwhile is not delivered."
+                    )),
+                    (true, false) => notices.post(format!("The connection to {name} is back.")),
+                    _ => {}
+                }
+            }
             NetEvent::PeerLeft(_) => {
                 presence.peer_id = None;
                 presence.path = None;
+                presence.health = None;
                 let name = match &presence.seat {
                     Seat::Here { name, .. } => name.clone(),
                     _ => "Your peer".into(),

@@ -261,6 +261,8 @@ pub async fn pump_between_frames(
         // Frames take the events, so only what this turn added counts as news.
         let before = engine.pending_events().len();
         pump_on(&mut engine, Some(&mut wire.lock()), Some(&*host.runtime));
+        // Pings leave on time even when no frame is drawn (the socket reports the health).
+        wire.lock().keepalive();
         let news = engine.pending_events()[before..]
             .iter()
             .any(|e| !matches!(e, TransferEvent::Progress { .. }));
