@@ -216,8 +216,20 @@ fn measured_rtt(client: &mut Client) -> u32 {
     )
 }
 
+/// Ten seconds: the connection survives (SCTP retransmits once the link is back).
 #[test]
-fn an_outage_is_shown_refuses_chat_and_the_room_recovers_when_the_link_returns() {
+fn a_short_outage_is_shown_refuses_chat_and_the_connection_recovers() {
+    outage_during_chat(Duration::from_secs(10));
+}
+
+/// Forty-five seconds: ICE gives up on the connection after ~30 s of silence, and both sides
+/// join the room again and meet over a new one.
+#[test]
+fn after_a_long_outage_both_rejoin_and_meet_again() {
+    outage_during_chat(Duration::from_secs(45));
+}
+
+fn outage_during_chat(outage: Duration) {
     // 20 ms each home link: 40 ms between the peers.
     let Some(world) = world(Nat::Cone, LinkParams::rtt(Duration::from_millis(20)), false) else {
         return;
@@ -262,7 +274,7 @@ fn an_outage_is_shown_refuses_chat_and_the_room_recovers_when_the_link_returns()
         on!(Event::Chat(x) if x.text == "during the outage" => x.state.clone()),
     );
     assert_eq!(state, duet_tests::automation::Delivery::NotDelivered);
-    std::thread::sleep(Duration::from_secs(10).saturating_sub(cut.elapsed()));
+    std::thread::sleep(outage.saturating_sub(cut.elapsed()));
     world.lab.a.link.set_down(false);
     let restored = Instant::now();
     for client in [&mut a, &mut b] {
@@ -352,4 +364,104 @@ fn a_ten_second_outage_mid_transfer_resumes_and_the_file_verifies() {
         started.elapsed()
     );
     assert_eq!(sha256_of(Path::new(&saved)), digest);
+}
+
+#[test]
+fn a_home_that_changes_address_mid_chat_recovers_within_30_s() {
+    let Some(world) = world(Nat::Cone, LinkParams::rtt(Duration::from_millis(20)), false) else {
+        return;
+    };
+    let work = temp_dir("rebinding").unwrap();
+    let mut a = Client::start(&world.lab.a.home, &world.link, &work.join("a"), "Ada");
+    let mut b = Client::start(&world.lab.b.home, &world.link, &work.join("b"), "Bob");
+    meet(&mut a);
+    meet(&mut b);
+    a.0.command("say before the move").unwrap();
+    b.expect(
+        "the chat",
+        on!(Event::Chat(x) if x.text == "before the move"),
+    );
+
+    let new = world.lab.rebind(&world.lab.a).unwrap();
+    let moved = Instant::now();
+    eprintln!("home A now at {new}");
+    for client in [&mut a, &mut b] {
+        client.expect(
+            "the link reported interrupted",
+            on!(Event::Link { silent_s: Some(_), .. } => ()),
+        );
+        client.expect(
+            "the link back",
+            on!(Event::Link { silent_s: None, .. } => ()),
+        );
+        eprintln!("link back after {:?}", moved.elapsed());
+    }
+    let took = moved.elapsed();
+    assert!(took < Duration::from_secs(30), "{took:?}");
+    a.0.command("say from the new address").unwrap();
+    b.expect(
+        "the chat",
+        on!(Event::Chat(x) if x.text == "from the new address"),
+    );
+    b.0.command("say and back").unwrap();
+    a.expect("the chat", on!(Event::Chat(x) if x.text == "and back"));
+}
+
+#[test]
+fn after_a_long_outage_mid_transfer_the_sending_resumes_on_a_new_connection() {
+    // 40 ms between the peers, 16 Mbit/s each home link: 20 MiB take ~10 s, so the cut
+    // lands mid-file.
+    let wan = LinkParams {
+        rate_bps: Some(16_000_000),
+        ..LinkParams::rtt(Duration::from_millis(20))
+    };
+    let Some(world) = world(Nat::Cone, wan, false) else {
+        return;
+    };
+    let work = temp_dir("outage-rejoin").unwrap();
+    let mut a = Client::start(&world.lab.a.home, &world.link, &work.join("a"), "Ada");
+    let mut b = Client::start(&world.lab.b.home, &world.link, &work.join("b"), "Bob");
+    meet(&mut a);
+    meet(&mut b);
+    let source = work.join("twenty mebibytes.bin");
+    let digest = make_file(&source, 20 << 20);
+    a.0.command(&format!("send {}", source.display())).unwrap();
+    b.expect(
+        "a quarter of the file",
+        on!(Event::TransferProgress { dir: Dir::In, done, .. } if *done >= 5 << 20),
+    );
+    // Past the 15 s after which both give the connection up and join again.
+    world.lab.a.link.set_down(true);
+    let cut = Instant::now();
+    b.expect(
+        "the transfer paused",
+        on!(Event::TransferFailed { dir: Dir::In, paused: true, .. } => ()),
+    );
+    eprintln!("paused after {:?}", cut.elapsed());
+    std::thread::sleep(Duration::from_secs(20).saturating_sub(cut.elapsed()));
+    world.lab.a.link.set_down(false);
+    let restored = Instant::now();
+    let resumed_from = b.expect(
+        "the file offered again",
+        on!(Event::TransferStarted { dir: Dir::In, resumed_from, .. } => *resumed_from),
+    );
+    eprintln!("resumed from {resumed_from} after {:?}", restored.elapsed());
+    assert!(resumed_from >= 5 << 20, "{resumed_from}");
+    let saved = b.expect(
+        "the file",
+        on!(Event::TransferCompleted { dir: Dir::In, location, .. } => location.clone()),
+    );
+    eprintln!("completed {:?} after the link returned", restored.elapsed());
+    assert_eq!(sha256_of(Path::new(&saved)), digest);
+    // One file, not two.
+    let files: Vec<_> = std::fs::read_dir(Path::new(&saved).parent().unwrap())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("twenty mebibytes")
+        })
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
 }

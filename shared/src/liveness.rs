@@ -15,6 +15,13 @@ pub const PING_INTERVAL_MS: u64 = 1_000;
 /// retransmission after ~1 RTO) or a busy frame does not flap the status.
 pub const QUIET_AFTER_MS: u64 = 3_000;
 
+/// Silence after which the connection is given up and both sides join the room afresh. Until
+/// then the connection may still recover by itself (SCTP retransmits once the link is back:
+/// a 10 s outage resumed on the same connection); past it a new connection is quicker than
+/// waiting for ICE to declare failure (~30 s), and it is the only way back when the home's
+/// address changed (NAT rebinding), where the old path never answers again.
+pub const REJOIN_AFTER_MS: u64 = 15_000;
+
 /// How the link to the peer is, as the person should see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Health {
@@ -34,6 +41,12 @@ impl Health {
     /// Whether the link is interrupted.
     pub fn is_quiet(&self) -> bool {
         matches!(self, Health::Quiet { .. })
+    }
+
+    /// Whether the silence has lasted long enough to give the connection up
+    /// ([`REJOIN_AFTER_MS`]).
+    pub fn gives_up(&self) -> bool {
+        matches!(self, Health::Quiet { silent_s } if u64::from(*silent_s) * 1_000 >= REJOIN_AFTER_MS)
     }
 }
 
@@ -159,8 +172,10 @@ mod tests {
         assert!(!clock.health(3_999).is_quiet());
         assert_eq!(clock.health(4_000), Health::Quiet { silent_s: 3 });
         assert_eq!(clock.health(11_900), Health::Quiet { silent_s: 10 });
-        clock.heard(12_000);
-        assert_eq!(clock.health(12_000), Health::Live { rtt_ms: None });
+        assert!(!clock.health(15_999).gives_up());
+        assert!(clock.health(16_000).gives_up());
+        clock.heard(16_000);
+        assert_eq!(clock.health(16_000), Health::Live { rtt_ms: None });
     }
 
     #[test]

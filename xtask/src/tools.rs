@@ -77,6 +77,7 @@ const TEST_PACKAGES: &[&str] = &[
     "chromium",
     "coturn",
     "nftables",
+    "conntrack",
     "xvfb",
     "xdotool",
     "mesa-vulkan-drivers",

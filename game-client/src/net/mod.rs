@@ -385,6 +385,14 @@ fn poll_socket(
             PeerState::Disconnected if wire.peer() == Some(peer) => {
                 wire.set_peer(None, None);
                 events.write(NetEvent::PeerLeft(peer));
+                // Lost while nothing arrived from them: the network failed (ICE gave up after
+                // ~30 s of silence), not the person. Signaling still counts them in the room
+                // and would never introduce the two again, so join afresh: the server replaces
+                // this side's old seat and sets up a new connection once both are back.
+                if socket.health.is_some_and(|h| h.is_quiet()) {
+                    debug!("the connection to {peer} was lost while silent: rejoining");
+                    rebuild.write(RebuildSocket);
+                }
             }
             PeerState::Disconnected => {}
             PeerState::Failed(why) => {
@@ -411,6 +419,16 @@ fn poll_socket(
         if let Some(health) = health {
             events.write(NetEvent::Link(health));
         }
+    }
+    // Silent for too long: the connection is given up (everything that follows the peer ends
+    // as when they leave) and this side joins again; see `REJOIN_AFTER_MS`.
+    if health.is_some_and(|h| h.gives_up())
+        && let Some(peer) = wire.peer()
+    {
+        debug!("nothing from {peer} for too long: rejoining the room");
+        wire.set_peer(None, None);
+        events.write(NetEvent::PeerLeft(peer));
+        rebuild.write(RebuildSocket);
     }
     for outcome in wire.take_outcomes() {
         events.write(match outcome {

@@ -593,6 +593,68 @@ mod tests {
         .into()
     }
 
+    /// A clock the liveness test moves by hand.
+    static FAKE_NOW: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+    fn fake_now() -> u64 {
+        FAKE_NOW.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    #[test]
+    fn pings_are_answered_at_once_and_silence_is_noticed() {
+        use duet_shared::liveness::Health;
+        let set = |ms| FAKE_NOW.store(ms, std::sync::atomic::Ordering::SeqCst);
+        set(100_000);
+        let peer = PeerId(uuid::Uuid::new_v4());
+        let mut wire = new_wire();
+        wire.clock = fake_now;
+        wire.set_peer(Some(peer), None);
+        assert_eq!(
+            wire.keepalive(),
+            None,
+            "no liveness before the peer is trusted"
+        );
+        wire.sort_control(peer, hello(duet_shared::peer::PROTOCOL_VERSION));
+        wire.trust(uuid::Uuid::new_v4());
+        assert!(matches!(
+            wire.take_app_arrivals()[..],
+            [Ok(Control::Hello { .. })]
+        ));
+        // Both channels loop back in this wire: what it sends, it reads next.
+        let sent = |wire: &mut WireState| {
+            std::iter::from_fn(|| wire.control_rx.try_recv().ok())
+                .map(|(_, p)| Control::decode(&p).unwrap())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(wire.keepalive(), Some(Health::Live { rtt_ms: None }));
+        assert_eq!(sent(&mut wire), [Control::Ping { id: 0 }]);
+        // The peer's ping is answered in the same call that sorts it, not at the next frame.
+        wire.sort_control(peer, Control::Ping { id: 77 }.encode().unwrap().into());
+        assert_eq!(sent(&mut wire), [Control::Pong { id: 77 }]);
+        // Its pong for ours, 40 ms later, is the round trip; neither reaches the app.
+        set(100_040);
+        wire.sort_control(peer, Control::Pong { id: 0 }.encode().unwrap().into());
+        assert_eq!(wire.keepalive(), Some(Health::Live { rtt_ms: Some(40) }));
+        assert!(wire.take_app_arrivals().is_empty());
+        // Silence: interrupted after 3 s, with a ping each second meanwhile.
+        set(103_040);
+        assert_eq!(wire.keepalive(), Some(Health::Quiet { silent_s: 3 }));
+        assert!(matches!(sent(&mut wire)[..], [Control::Ping { .. }]));
+        // Any frame ends it, a file chunk too.
+        wire.sort_data(peer, vec![1, 2, 3].into());
+        assert_eq!(wire.keepalive(), Some(Health::Live { rtt_ms: Some(40) }));
+        // A stranger's frames prove nothing.
+        set(110_000);
+        wire.sort_control(
+            PeerId(uuid::Uuid::new_v4()),
+            Control::Pong { id: 1 }.encode().unwrap().into(),
+        );
+        assert!(wire.keepalive().is_some_and(|h| h.is_quiet()));
+        // The peer gone: no liveness.
+        wire.set_peer(None, None);
+        assert_eq!(wire.keepalive(), None);
+    }
+
     #[test]
     fn what_waits_for_the_proof_is_bounded() {
         let peer = PeerId(uuid::Uuid::new_v4());

@@ -42,10 +42,13 @@ pub enum Seat {
         /// Where they stand for this device, once the contacts said.
         standing: Option<Standing>,
     },
-    /// They were here and left.
+    /// They were here and left, or their connection was lost.
     Left {
         /// Their last name.
         name: String,
+        /// The connection failed while nothing arrived from them (the network, not the
+        /// person): Duet is joining again to reconnect.
+        lost: bool,
     },
 }
 
@@ -144,7 +147,11 @@ impl Presence {
                     crate::util::date_words(*known_since_ms)
                 ),
             },
-            (_, Seat::Left { name }) => {
+            (_, Seat::Left { name, lost: true }) => format!(
+                "The connection to {name} was lost; reconnecting… Nothing you send is delivered \
+                 until they are back."
+            ),
+            (_, Seat::Left { name, lost: false }) => {
                 format!(
                     "{name} left. Nothing you send now is delivered; share the link to bring them back."
                 )
@@ -296,13 +303,18 @@ pub(super) fn presence(
             NetEvent::PeerLeft(_) => {
                 presence.peer_id = None;
                 presence.path = None;
-                presence.health = None;
+                // The net layer rejoins by itself when the link had gone quiet.
+                let lost = presence.health.take().is_some_and(|h| h.is_quiet());
                 let name = match &presence.seat {
                     Seat::Here { name, .. } => name.clone(),
                     _ => "Your peer".into(),
                 };
-                notices.post(format!("{name} left the room."));
-                presence.seat = Seat::Left { name };
+                notices.post(if lost {
+                    format!("The connection to {name} was lost; joining the room again to reconnect.")
+                } else {
+                    format!("{name} left the room.")
+                });
+                presence.seat = Seat::Left { name, lost };
                 if let Some(entity) = peer_avatar {
                     commands.entity(entity).despawn();
                 }

@@ -303,7 +303,10 @@ fn avatars_spawn_and_despawn_with_presence() {
     assert_eq!(avatars(&mut app), vec![Who::Me]);
     assert_eq!(
         app.world().resource::<Presence>().seat,
-        Seat::Left { name: "Bob".into() }
+        Seat::Left {
+            name: "Bob".into(),
+            lost: false
+        }
     );
     assert_eq!(latest_notice(&app), "Bob left the room.");
 
@@ -698,7 +701,8 @@ fn transfers_are_listed_and_received_files_survive_a_restart() {
     assert_eq!(list.running(Direction::Incoming), None);
     assert_eq!(
         latest_notice(&app),
-        "Your peer left before the file was complete."
+        "Your peer left before the file was complete; if they are back within 10 minutes, it \
+         resumes by itself."
     );
     let received = app.world().resource::<ReceivedFiles>().clone();
     assert_eq!(received.files.len(), 1);
@@ -976,4 +980,56 @@ fn an_unreachable_peer_is_explained_and_a_connection_says_its_path() {
         status.contains("Bob is here") && status.ends_with("Connected through a relay server."),
         "{status}"
     );
+}
+
+#[test]
+fn an_interrupted_link_is_said_and_a_connection_lost_in_silence_is_not_a_leave() {
+    use duet_shared::liveness::Health;
+    let dir = duet_tests::temp_dir("room-interrupted").unwrap();
+    let mut app = room_app(&dir);
+    join_link(&mut app);
+    app.world_mut()
+        .write_message(NetEvent::Connected(PeerId(uuid::Uuid::new_v4())));
+    let peer = peer_arrives(&mut app, "Bob");
+    app.world_mut()
+        .write_message(NetEvent::Link(Health::Live { rtt_ms: Some(42) }));
+    app.update();
+    let status = app.world().resource::<Presence>().status();
+    assert!(status.starts_with("Bob is here"), "{status}");
+    assert!(status.ends_with("Round trip 42 ms."), "{status}");
+    app.world_mut()
+        .write_message(NetEvent::Link(Health::Quiet { silent_s: 4 }));
+    app.update();
+    let presence = app.world().resource::<Presence>().clone();
+    assert!(presence.interrupted());
+    assert_eq!(presence.status(), interrupted_words("Bob", 4));
+    assert!(
+        latest_notice(&app).contains("interrupted"),
+        "{}",
+        latest_notice(&app)
+    );
+    // The connection ends while silent: lost, not left, and said so.
+    app.world_mut().write_message(NetEvent::PeerLeft(peer));
+    app.update();
+    let presence = app.world().resource::<Presence>().clone();
+    assert_eq!(
+        presence.seat,
+        Seat::Left {
+            name: "Bob".into(),
+            lost: true
+        }
+    );
+    assert!(
+        presence.status().contains("reconnecting"),
+        "{}",
+        presence.status()
+    );
+    assert!(!presence.interrupted());
+    // Back, live: the status is about Bob again.
+    peer_arrives(&mut app, "Bob");
+    app.world_mut()
+        .write_message(NetEvent::Link(Health::Live { rtt_ms: None }));
+    app.update();
+    let status = app.world().resource::<Presence>().status();
+    assert!(status.starts_with("Bob is here"), "{status}");
 }

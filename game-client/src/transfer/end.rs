@@ -56,10 +56,16 @@ pub enum TransferEnd {
     #[error("Your peer ended the transfer: {0}.")]
     PeerCancelled(CancelReason),
     /// The peer left while I was sending.
-    #[error("Your peer left before the file was complete.")]
+    #[error(
+        "Your peer left before the file was complete; if they are back within 10 minutes, it \
+         resumes by itself."
+    )]
     PeerLeftSending,
     /// The peer left while I was receiving; the bytes are kept.
-    #[error("Your peer left before the file was complete; it will resume if they send it again.")]
+    #[error(
+        "Your peer left before the file was complete; the part is kept, and it resumes when \
+         they send it again (by itself if they are back within 10 minutes)."
+    )]
     PeerLeftReceiving,
     /// The peer left while the person was still deciding about its offer.
     #[error("Your peer left before you answered.")]

@@ -111,6 +111,34 @@ pub struct Engine {
     /// most [`MAX_APPROVED`]): the same file offered again to resume (the sender reconnected)
     /// is not asked about twice. Kept for the app's run, across the peer's comings and goings.
     approved: VecDeque<String>,
+    /// Files whose sending the connection cut (not the person): offered again, to resume, when
+    /// the same peer is back within [`RESUME_WITHIN_MS`].
+    interrupted: Vec<Interrupted>,
+    /// The time of the last turn (ms), for what has no clock of its own.
+    now_ms: u64,
+    /// The last peer identity seen on the link, until they leave: whom cut sendings were for
+    /// (`sender` may already be cleared by a turn between the wire losing the peer and the
+    /// app telling the engine).
+    peer_seen: Option<uuid::Uuid>,
+}
+
+/// How long after a connection was lost a cut sending resumes by itself when the same person
+/// is back: covers an outage, a network change or a reload; later than that the person may
+/// no longer expect their file to go out on its own, and sends it again (it still resumes).
+pub const RESUME_WITHIN_MS: u64 = 10 * 60 * 1_000;
+
+// The person reads the window in `TransferEnd`'s words ("within 10 minutes").
+const _: () = assert!(RESUME_WITHIN_MS == 10 * 60 * 1_000);
+
+/// Most cut sendings remembered for a resume.
+const MAX_INTERRUPTED: usize = 16;
+
+/// A sending the connection cut.
+struct Interrupted {
+    path: std::path::PathBuf,
+    /// Who it was going to: it resumes only to them.
+    peer: uuid::Uuid,
+    at_ms: u64,
 }
 
 impl Engine {
@@ -200,10 +228,15 @@ impl Engine {
         if self.store.is_none() {
             return;
         }
+        self.now_ms = now;
         if let Some(link) = link.as_deref_mut() {
             let (controls, frames) = link.take_arrivals();
             self.moved |= !controls.is_empty() || !frames.is_empty();
             self.sender = link.peer_identity();
+            if self.sender.is_some() {
+                self.peer_seen = self.sender;
+            }
+            self.resume_interrupted(now);
             for message in controls {
                 self.on_control(message, now);
             }
@@ -345,9 +378,40 @@ impl Engine {
         }
     }
 
+    /// Offers again what the connection cut, once the same peer is back (see
+    /// [`RESUME_WITHIN_MS`]); the receiver still has the part and resumes from it.
+    fn resume_interrupted(&mut self, now: u64) {
+        self.interrupted
+            .retain(|cut| now.saturating_sub(cut.at_ms) <= RESUME_WITHIN_MS);
+        let Some(peer) = self.sender else {
+            return;
+        };
+        let (again, kept): (Vec<Interrupted>, Vec<Interrupted>) =
+            std::mem::take(&mut self.interrupted)
+                .into_iter()
+                .partition(|cut| cut.peer == peer);
+        self.interrupted = kept;
+        for cut in again {
+            debug!("{} is back: sending {} again", peer, cut.path.display());
+            self.send(&cut.path, true);
+        }
+    }
+
     /// The peer left (or I did): every running transfer ends; the receiver keeps its partial
-    /// bytes, so the same file offered again resumes from them.
+    /// bytes, so the same file offered again resumes from them, and a sending that was under
+    /// way is offered again by itself if the same peer is back soon.
     pub fn peer_left(&mut self) {
+        if let Some(peer) = self.peer_seen.take() {
+            for out in self.outgoing.values() {
+                if out.why.is_none() && self.interrupted.len() < MAX_INTERRUPTED {
+                    self.interrupted.push(Interrupted {
+                        path: out.path.clone(),
+                        peer,
+                        at_ms: self.now_ms,
+                    });
+                }
+            }
+        }
         // Its held offers and open questions go, and the next session's budgets start over.
         for offer in self.admission.asking() {
             self.events.push(failed(

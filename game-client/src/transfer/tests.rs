@@ -369,6 +369,69 @@ fn a_lossless_transfer_never_waits_for_a_timeout_but_progress() {
 }
 
 #[test]
+fn a_sending_cut_by_the_connection_goes_only_to_the_same_peer() {
+    let data = file_bytes(2 * 1024 * 1024 + 5);
+    let mut pair = Pair::new(&data, 10);
+    send(&mut pair);
+    pair.run_until(60_000, |p| p.loss_a.data_seen >= 16);
+    pair.a.engine.peer_left();
+    pair.b.engine.peer_left();
+    pair.a_to_b.clear();
+    pair.b_to_a.clear();
+    // Someone else takes the other seat: nothing is offered to them.
+    pair.b.id = uuid::Uuid::new_v4();
+    let started = |side: &Side| {
+        side.events
+            .iter()
+            .filter(|e| {
+                matches!(
+                    e,
+                    TransferEvent::Started {
+                        direction: Direction::Outgoing,
+                        ..
+                    }
+                )
+            })
+            .count()
+    };
+    for _ in 0..10 {
+        pair.now += 100;
+        pair.turn();
+    }
+    assert_eq!(started(&pair.a), 1, "offered to a stranger");
+    assert!(pair.a_to_b.is_empty());
+}
+
+#[test]
+fn a_sending_cut_by_the_connection_is_forgotten_after_the_resume_window() {
+    let data = file_bytes(2 * 1024 * 1024 + 5);
+    let mut pair = Pair::new(&data, 10);
+    send(&mut pair);
+    pair.run_until(60_000, |p| p.loss_a.data_seen >= 16);
+    pair.a.engine.peer_left();
+    pair.b.engine.peer_left();
+    pair.a_to_b.clear();
+    pair.b_to_a.clear();
+    pair.now += super::engine::RESUME_WITHIN_MS + 1;
+    pair.turn();
+    let started = pair
+        .a
+        .events
+        .iter()
+        .filter(|e| {
+            matches!(
+                e,
+                TransferEvent::Started {
+                    direction: Direction::Outgoing,
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!(started, 1, "sent again after the window");
+}
+
+#[test]
 fn the_peer_leaving_pauses_and_the_same_file_resumes() {
     let data = file_bytes(2 * 1024 * 1024 + 5);
     let mut pair = Pair::new(&data, 10);
@@ -405,8 +468,8 @@ fn the_peer_leaving_pauses_and_the_same_file_resumes() {
         pair.b.visible_files().is_empty(),
         "nothing half-received shows"
     );
-    // The same file again: it resumes from what was kept.
-    send(&mut pair);
+    // The same peer back: the cut sending is offered again by itself, and resumes from what
+    // was kept.
     pair.run_until(60_000, |p| completed(&p.b, Direction::Incoming).is_some());
     let resumed_from = pair
         .b

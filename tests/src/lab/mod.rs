@@ -151,6 +151,8 @@ pub struct Home {
     pub link: Link,
     /// The router's public address.
     pub public: Ipv4Addr,
+    /// Its number in the lab (1 for A, 2 for B).
+    n: u8,
 }
 
 /// The whole lab.
@@ -177,6 +179,24 @@ impl Lab {
         let a = Self::home(&internet, 1, nat_a, link_a)?;
         let b = Self::home(&internet, 2, nat_b, link_b)?;
         Ok(Self { internet, a, b })
+    }
+
+    /// The home's network changes its public address mid-session (a new lease, a carrier's
+    /// NAT remapping): the router translates to a new address and forgets every mapping, so
+    /// the peers' packets to the old one go nowhere and the home's next packets come from the
+    /// new one. Returns the new address.
+    pub fn rebind(&self, home: &Home) -> Result<Ipv4Addr> {
+        let n = home.n;
+        let new = Ipv4Addr::new(10, 101, n, 2);
+        self.internet
+            .sh(&format!("ip route replace {new}/32 dev home{n}"))?;
+        home.router.sh(&format!(
+            "ip addr add {new}/32 dev wan && \
+             nft flush chain ip nat post && \
+             nft add rule ip nat post oifname wan snat to {new} && \
+             conntrack -F 2>/dev/null"
+        ))?;
+        Ok(new)
     }
 
     fn home(internet: &Namespace, n: u8, nat: Nat, params: LinkParams) -> Result<Home> {
@@ -228,6 +248,7 @@ impl Lab {
             router,
             link,
             public,
+            n,
         })
     }
 }
