@@ -271,7 +271,7 @@ fn outage_during_chat(outage: Duration) {
     a.0.command("say during the outage").unwrap();
     let state = a.expect(
         "Ada's own line",
-        on!(Event::Chat(x) if x.text == "during the outage" => x.state.clone()),
+        on!(Event::Chat(x) if x.text == "during the outage" => x.state),
     );
     assert_eq!(state, duet_tests::automation::Delivery::NotDelivered);
     std::thread::sleep(outage.saturating_sub(cut.elapsed()));
