@@ -465,3 +465,122 @@ fn after_a_long_outage_mid_transfer_the_sending_resumes_on_a_new_connection() {
         .collect();
     assert_eq!(files.len(), 1, "{files:?}");
 }
+
+/// A browser in home A (Chromium run inside the home's namespace) and a native client in home
+/// B: they meet through STUN across both NATs, and ride out a 10 s cut of A's link.
+#[test]
+fn a_browser_and_a_native_client_meet_across_nats_and_ride_out_an_outage() {
+    use std::io::BufRead;
+    let Some(world) = world(Nat::Cone, LinkParams::rtt(Duration::from_millis(20)), false) else {
+        return;
+    };
+    let root = duet_tests::repo_root();
+    if !root.join("web/pkg/duet-client_bg.wasm.gz").exists()
+        && !root.join("web/pkg/duet-client_bg.wasm").exists()
+    {
+        panic!("the web client is not built: run `cargo xtask test` (or `cargo xtask build-web`)");
+    }
+    let work = temp_dir("lab-browser").unwrap();
+    // The page and signaling at a loopback address of the home's own (where the app allows
+    // its test hooks), forwarded through the home's NAT to the server.
+    let server: std::net::SocketAddr = world
+        .link
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let local = std::net::SocketAddr::from(([127, 0, 0, 1], server.port()));
+    let _forward =
+        duet_tests::lab::Forward::start(&world.lab.a.home.netns(), local, server).unwrap();
+    let page = world.link.replace(&server.to_string(), &local.to_string());
+    let chromium = work.join("chromium-in-home-a");
+    std::fs::write(
+        &chromium,
+        format!(
+            "#!/bin/sh\nexec {} /usr/bin/chromium \"$@\"\n",
+            world.lab.a.home.wrapper().join(" ")
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &chromium,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let out = root.join("target/e2e");
+    let mut node = std::process::Command::new("node")
+        .arg(root.join("tests/e2e/lab.mjs"))
+        .args([&page, &out.display().to_string()])
+        .current_dir(&root)
+        .env("DUET_CHROMIUM", &chromium)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("node (cargo xtask test installs the npm packages)");
+    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
+    let stdout = node.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            eprintln!("[lab.mjs] {line}");
+            let _ = lines_tx.send(line);
+        }
+    });
+
+    let mut native = Client::start(&world.lab.b.home, &world.link, &work.join("b"), "Dex");
+    let (local_type, remote_type, relayed) = meet(&mut native);
+    assert!(!relayed, "{local_type}/{remote_type}");
+    native.expect_within(
+        "the browser's chat",
+        Duration::from_secs(120),
+        on!(Event::Chat(x) if x.text == "hello from the browser"),
+    );
+    native.0.command("say hello from the desktop").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let line = lines
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("the browser script never asked for the cut");
+        if line == "CUT" {
+            break;
+        }
+    }
+    world.lab.a.link.set_down(true);
+    let cut = Instant::now();
+    native.expect(
+        "the link reported interrupted",
+        on!(Event::Link { silent_s: Some(_), .. } => ()),
+    );
+    std::thread::sleep(Duration::from_secs(10).saturating_sub(cut.elapsed()));
+    world.lab.a.link.set_down(false);
+    native.expect(
+        "the link back",
+        on!(Event::Link { silent_s: None, .. } => ()),
+    );
+    let status = node.wait().unwrap();
+    let mut stdout = String::new();
+    while let Ok(line) = lines.recv_timeout(Duration::from_secs(1)) {
+        stdout.push_str(&line);
+        stdout.push('\n');
+    }
+    let result = duet_tests::result_line(&stdout).unwrap_or_else(|| panic!("no result: {stdout}"));
+    eprintln!("lab browser: {result}");
+    assert!(status.success() && result["ok"] == true, "{result}");
+    let remote = result["path"]["remote"].as_str().unwrap_or_default();
+    assert!(remote == "srflx" || remote == "prflx", "{result}");
+    assert_eq!(result["path"]["relayed"], false, "{result}");
+    let rtt = result["rtt_ms"].as_u64().unwrap_or_default();
+    assert!((38..=200).contains(&rtt), "{result}");
+    assert!(
+        result["interrupted_after_ms"].as_u64().unwrap_or(u64::MAX) < 6_000,
+        "{result}"
+    );
+    assert_eq!(result["during_state"], "not_delivered", "{result}");
+    assert!(
+        result["back_after_cut_ms"].as_u64().unwrap_or(u64::MAX) < 40_000,
+        "{result}"
+    );
+}

@@ -189,10 +189,17 @@ export class Person {
 
   /** Types like a person: focus the chat input with a click, then key presses and Enter. */
   async say(text) {
-    await this.click("chat_input");
+    // A click into an input that already has the keyboard can be handled a frame after the
+    // first key presses (frames are sparse in a test browser) and move the cursor among them.
+    if (!this.latest("layout")?.chat_focused) await this.click("chat_input");
     // Key presses before egui has given the input the keyboard would be lost.
     for (let waited = 0; !this.latest("layout")?.chat_focused; waited += 50) {
-      if (waited > 20_000) throw new Error(`${this.name}: the chat input never took the keyboard`);
+      if (waited > 20_000) {
+        // What the person saw, for whoever reads the failure.
+        await this.page.screenshot({ path: `target/e2e/no-focus-${this.name}.png` }).catch(() => {});
+        console.error(JSON.stringify(this.latest("layout")));
+        throw new Error(`${this.name}: the chat input never took the keyboard`);
+      }
       await sleep(50);
     }
     await this.page.keyboard.type(text, { delay: 15 });

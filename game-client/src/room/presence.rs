@@ -76,31 +76,39 @@ impl Presence {
         use matchbox_socket::CandidateType;
         let pair = self.path?;
         Some(if pair.is_relayed() {
-            "Connected through a relay server."
+            "Through a relay server"
         } else if pair.remote == CandidateType::Host && pair.local == CandidateType::Host {
-            "Connected directly, on the same network."
+            "Direct, same network"
         } else {
-            "Connected directly."
+            "Direct"
         })
     }
 
-    /// The status line under the room.
+    /// The status line under the room: where the peer is, or why they are not.
     pub fn status(&self) -> String {
-        let line = self.situation();
         if let (Seat::Here { name, .. }, Some(Health::Quiet { silent_s })) =
             (&self.seat, self.health)
         {
             return interrupted_words(name, silent_s);
         }
-        let line = match (&self.seat, self.path_words()) {
-            (Seat::Here { .. }, Some(path)) => format!("{line} {path}"),
-            _ => line,
+        self.situation()
+    }
+
+    /// How the connection runs while the peer is here, shown beside the status line (kept out
+    /// of its sentence, which then stays on one line): "Direct · 42 ms".
+    pub fn connection_badge(&self) -> Option<String> {
+        if !matches!(self.seat, Seat::Here { .. }) || self.interrupted() {
+            return None;
+        }
+        let rtt = match self.health {
+            Some(Health::Live { rtt_ms: Some(rtt) }) => Some(format!("{rtt} ms")),
+            _ => None,
         };
-        match (&self.seat, self.health) {
-            (Seat::Here { .. }, Some(Health::Live { rtt_ms: Some(rtt) })) => {
-                format!("{line} Round trip {rtt} ms.")
-            }
-            _ => line,
+        match (self.path_words(), rtt) {
+            (Some(path), Some(rtt)) => Some(format!("{path} · {rtt}")),
+            (Some(path), None) => Some(path.to_owned()),
+            (None, Some(rtt)) => Some(rtt),
+            (None, None) => None,
         }
     }
 

@@ -975,10 +975,12 @@ fn an_unreachable_peer_is_explained_and_a_connection_says_its_path() {
     let relayed = matchbox_socket::CandidatePair::new(CandidateType::Host, CandidateType::Relay);
     app.world_mut().write_message(NetEvent::Path(relayed));
     app.update();
-    let status = app.world().resource::<Presence>().status();
-    assert!(
-        status.contains("Bob is here") && status.ends_with("Connected through a relay server."),
-        "{status}"
+    let presence = app.world().resource::<Presence>();
+    let status = presence.status();
+    assert!(status.contains("Bob is here"), "{status}");
+    assert_eq!(
+        presence.connection_badge().as_deref(),
+        Some("Through a relay server")
     );
 }
 
@@ -994,15 +996,20 @@ fn an_interrupted_link_is_said_and_a_connection_lost_in_silence_is_not_a_leave()
     app.world_mut()
         .write_message(NetEvent::Link(Health::Live { rtt_ms: Some(42) }));
     app.update();
-    let status = app.world().resource::<Presence>().status();
-    assert!(status.starts_with("Bob is here"), "{status}");
-    assert!(status.ends_with("Round trip 42 ms."), "{status}");
+    let presence = app.world().resource::<Presence>();
+    assert!(
+        presence.status().starts_with("Bob is here"),
+        "{}",
+        presence.status()
+    );
+    assert_eq!(presence.connection_badge().as_deref(), Some("42 ms"));
     app.world_mut()
         .write_message(NetEvent::Link(Health::Quiet { silent_s: 4 }));
     app.update();
     let presence = app.world().resource::<Presence>().clone();
     assert!(presence.interrupted());
     assert_eq!(presence.status(), interrupted_words("Bob", 4));
+    assert_eq!(presence.connection_badge(), None);
     assert!(
         latest_notice(&app).contains("interrupted"),
         "{}",

@@ -13,6 +13,7 @@
 //! Each namespace is held open by a `sh` that exits when its stdin closes: when the test
 //! process ends, however it ends, its namespaces (and every device in them) go with it.
 
+pub mod forward;
 pub mod link;
 
 use std::net::Ipv4Addr;
@@ -21,6 +22,7 @@ use std::process::{Child, Command, Stdio};
 
 use anyhow::{Context, Result, bail};
 
+pub use forward::Forward;
 pub use link::{Link, LinkEnd, LinkParams};
 
 /// Runs `f` on this thread inside the network namespace at `netns` (a `/proc/PID/ns/net`),
@@ -225,6 +227,11 @@ impl Lab {
         if !status.success() {
             bail!("veth between home {n} and its router");
         }
+        // Like a home router's firewall, unsolicited packets from the WAN are dropped rather
+        // than answered: otherwise the peer's first hole-punching packet, arriving before this
+        // side's own, leaves a conntrack entry that makes the NAT pick another port for this
+        // side's packets to the peer (seen with Chromium: its checks left from a port the
+        // peer's NAT had never seen). Nothing leaves for an address outside the lab.
         let random = match nat {
             Nat::Cone => "",
             Nat::Symmetric => " fully-random",
@@ -235,7 +242,12 @@ impl Lab {
              sysctl -qw net.ipv4.ip_forward=1 && \
              nft add table ip nat && \
              nft add chain ip nat post '{{ type nat hook postrouting priority 100 ; }}' && \
-             nft add rule ip nat post oifname wan masquerade{random}"
+             nft add rule ip nat post oifname wan masquerade{random} && \
+             nft add table ip filter && \
+             nft add chain ip filter input '{{ type filter hook input priority 0 ; }}' && \
+             nft add rule ip filter input iifname wan ct state new drop && \
+             nft add chain ip filter forward '{{ type filter hook forward priority 0 ; }}' && \
+             nft add rule ip filter forward oifname wan ip daddr != {{ 10.100.0.0/16, 10.101.0.0/16 }} drop"
         ))?;
         home.sh(&format!(
             "ip addr add 192.168.{n}.2/24 dev lan && ip link set lan up && \

@@ -18,6 +18,18 @@ pub(super) fn show(root: &mut egui::Ui, view: &RoomView) {
                 Some(notice) => (notice.to_owned(), palette::ACCENT),
                 None => (presence.status(), palette::MUTED),
             };
-            ui.label(egui::RichText::new(text).color(ecolor(tint)));
+            // One line, whatever is said: a wrapped line made the panel's size change every
+            // frame, and egui then discarded the frames a click in the chat input was in.
+            ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                if let Some(badge) = presence.connection_badge() {
+                    ui.label(egui::RichText::new(badge).color(ecolor(palette::MUTED)));
+                    ui.separator();
+                }
+                ui.with_layout(egui::Layout::left_to_right(egui::Align::Center), |ui| {
+                    ui.add(
+                        egui::Label::new(egui::RichText::new(text).color(ecolor(tint))).truncate(),
+                    );
+                });
+            });
         });
 }
