@@ -99,6 +99,16 @@ fn meet(client: &mut Client) -> (String, String, bool) {
     path.expect("seen")
 }
 
+/// Ada in home A and Bob in home B, both past each other's hello; and a folder for the test.
+fn two_met(world: &World, name: &str) -> (Client, Client, std::path::PathBuf) {
+    let work = temp_dir(name).unwrap();
+    let mut a = Client::start(&world.lab.a.home, &world.link, &work.join("a"), "Ada");
+    let mut b = Client::start(&world.lab.b.home, &world.link, &work.join("b"), "Bob");
+    meet(&mut a);
+    meet(&mut b);
+    (a, b, work)
+}
+
 /// Chat both ways and a 20 MiB file from A to B that verifies.
 fn chat_and_a_file(a: &mut Client, b: &mut Client, work: &Path) {
     a.0.command("say hello from home A").unwrap();
@@ -234,11 +244,7 @@ fn outage_during_chat(outage: Duration) {
     let Some(world) = world(Nat::Cone, LinkParams::rtt(Duration::from_millis(20)), false) else {
         return;
     };
-    let work = temp_dir("outage").unwrap();
-    let mut a = Client::start(&world.lab.a.home, &world.link, &work.join("a"), "Ada");
-    let mut b = Client::start(&world.lab.b.home, &world.link, &work.join("b"), "Bob");
-    meet(&mut a);
-    meet(&mut b);
+    let (mut a, mut b, _work) = two_met(&world, "outage");
     for client in [&mut a, &mut b] {
         let rtt = measured_rtt(client);
         assert!(
@@ -316,11 +322,7 @@ fn a_ten_second_outage_mid_transfer_resumes_and_the_file_verifies() {
     let Some(world) = world(Nat::Cone, wan, false) else {
         return;
     };
-    let work = temp_dir("outage-transfer").unwrap();
-    let mut a = Client::start(&world.lab.a.home, &world.link, &work.join("a"), "Ada");
-    let mut b = Client::start(&world.lab.b.home, &world.link, &work.join("b"), "Bob");
-    meet(&mut a);
-    meet(&mut b);
+    let (mut a, mut b, work) = two_met(&world, "outage-transfer");
     let source = work.join("a hundred mebibytes.bin");
     let digest = make_file(&source, 100 << 20);
     let started = Instant::now();
@@ -371,11 +373,7 @@ fn a_home_that_changes_address_mid_chat_recovers_within_30_s() {
     let Some(world) = world(Nat::Cone, LinkParams::rtt(Duration::from_millis(20)), false) else {
         return;
     };
-    let work = temp_dir("rebinding").unwrap();
-    let mut a = Client::start(&world.lab.a.home, &world.link, &work.join("a"), "Ada");
-    let mut b = Client::start(&world.lab.b.home, &world.link, &work.join("b"), "Bob");
-    meet(&mut a);
-    meet(&mut b);
+    let (mut a, mut b, _work) = two_met(&world, "rebinding");
     a.0.command("say before the move").unwrap();
     b.expect(
         "the chat",
@@ -418,11 +416,7 @@ fn after_a_long_outage_mid_transfer_the_sending_resumes_on_a_new_connection() {
     let Some(world) = world(Nat::Cone, wan, false) else {
         return;
     };
-    let work = temp_dir("outage-rejoin").unwrap();
-    let mut a = Client::start(&world.lab.a.home, &world.link, &work.join("a"), "Ada");
-    let mut b = Client::start(&world.lab.b.home, &world.link, &work.join("b"), "Bob");
-    meet(&mut a);
-    meet(&mut b);
+    let (mut a, mut b, work) = two_met(&world, "outage-rejoin");
     let source = work.join("twenty mebibytes.bin");
     let digest = make_file(&source, 20 << 20);
     a.0.command(&format!("send {}", source.display())).unwrap();

@@ -590,6 +590,11 @@ mod tests {
         assert_eq!(reloaded.last().unwrap().text, last);
     }
 
+    fn deliveries(app: &App) -> Vec<Delivery> {
+        let log = app.world().resource::<ChatLog>();
+        log.entries.iter().map(|e| e.delivery).collect()
+    }
+
     #[test]
     fn an_interrupted_link_refuses_chat_and_gives_up_on_missing_receipts() {
         use duet_shared::liveness::Health;
@@ -617,14 +622,10 @@ mod tests {
             sent(&mut app).is_empty(),
             "nothing is queued into a cut link"
         );
-        let deliveries: Vec<Delivery> = app
-            .world()
-            .resource::<ChatLog>()
-            .entries
-            .iter()
-            .map(|e| e.delivery)
-            .collect();
-        assert_eq!(deliveries, [Delivery::NotDelivered, Delivery::NotDelivered]);
+        assert_eq!(
+            deliveries(&app),
+            [Delivery::NotDelivered, Delivery::NotDelivered]
+        );
         // Back: the late receipt of the first proves it was stored after all.
         app.insert_resource(LinkHealth(Some(Health::Live { rtt_ms: Some(40) })));
         let Control::Chat { id, .. } = first[0] else {
@@ -634,15 +635,8 @@ mod tests {
             .write_message(ControlReceived(Control::ChatReceipt { id }));
         app.world_mut().write_message(SendChat("after".into()));
         app.update();
-        let deliveries: Vec<Delivery> = app
-            .world()
-            .resource::<ChatLog>()
-            .entries
-            .iter()
-            .map(|e| e.delivery)
-            .collect();
         assert_eq!(
-            deliveries,
+            deliveries(&app),
             [Delivery::Delivered, Delivery::NotDelivered, Delivery::Sent]
         );
         assert_eq!(sent(&mut app).len(), 1);

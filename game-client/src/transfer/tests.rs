@@ -368,8 +368,8 @@ fn a_lossless_transfer_never_waits_for_a_timeout_but_progress() {
     assert_eq!(std::fs::read(location).unwrap(), data);
 }
 
-#[test]
-fn a_sending_cut_by_the_connection_goes_only_to_the_same_peer() {
+/// A pair whose connection was lost (nothing in flight) after part of a 2 MiB file went out.
+fn cut_mid_file() -> Pair {
     let data = file_bytes(2 * 1024 * 1024 + 5);
     let mut pair = Pair::new(&data, 10);
     send(&mut pair);
@@ -378,45 +378,12 @@ fn a_sending_cut_by_the_connection_goes_only_to_the_same_peer() {
     pair.b.engine.peer_left();
     pair.a_to_b.clear();
     pair.b_to_a.clear();
-    // Someone else takes the other seat: nothing is offered to them.
-    pair.b.id = uuid::Uuid::new_v4();
-    let started = |side: &Side| {
-        side.events
-            .iter()
-            .filter(|e| {
-                matches!(
-                    e,
-                    TransferEvent::Started {
-                        direction: Direction::Outgoing,
-                        ..
-                    }
-                )
-            })
-            .count()
-    };
-    for _ in 0..10 {
-        pair.now += 100;
-        pair.turn();
-    }
-    assert_eq!(started(&pair.a), 1, "offered to a stranger");
-    assert!(pair.a_to_b.is_empty());
+    pair
 }
 
-#[test]
-fn a_sending_cut_by_the_connection_is_forgotten_after_the_resume_window() {
-    let data = file_bytes(2 * 1024 * 1024 + 5);
-    let mut pair = Pair::new(&data, 10);
-    send(&mut pair);
-    pair.run_until(60_000, |p| p.loss_a.data_seen >= 16);
-    pair.a.engine.peer_left();
-    pair.b.engine.peer_left();
-    pair.a_to_b.clear();
-    pair.b_to_a.clear();
-    pair.now += super::engine::RESUME_WITHIN_MS + 1;
-    pair.turn();
-    let started = pair
-        .a
-        .events
+/// How many outgoing transfers `side` started.
+fn started_out(side: &Side) -> usize {
+    side.events
         .iter()
         .filter(|e| {
             matches!(
@@ -427,8 +394,28 @@ fn a_sending_cut_by_the_connection_is_forgotten_after_the_resume_window() {
                 }
             )
         })
-        .count();
-    assert_eq!(started, 1, "sent again after the window");
+        .count()
+}
+
+#[test]
+fn a_sending_cut_by_the_connection_goes_only_to_the_same_peer() {
+    let mut pair = cut_mid_file();
+    // Someone else takes the other seat: nothing is offered to them.
+    pair.b.id = uuid::Uuid::new_v4();
+    for _ in 0..10 {
+        pair.now += 100;
+        pair.turn();
+    }
+    assert_eq!(started_out(&pair.a), 1, "offered to a stranger");
+    assert!(pair.a_to_b.is_empty());
+}
+
+#[test]
+fn a_sending_cut_by_the_connection_is_forgotten_after_the_resume_window() {
+    let mut pair = cut_mid_file();
+    pair.now += super::engine::RESUME_WITHIN_MS + 1;
+    pair.turn();
+    assert_eq!(started_out(&pair.a), 1, "sent again after the window");
 }
 
 #[test]
