@@ -109,6 +109,22 @@ fn two_met(world: &World, name: &str) -> (Client, Client, std::path::PathBuf) {
     (a, b, work)
 }
 
+/// Lifts the cut of `link` at `at`, and waits until both clients hear each other again;
+/// returns when the link came back.
+fn restore(link: &duet_tests::lab::Link, at: Instant, clients: [&mut Client; 2]) -> Instant {
+    std::thread::sleep(at.saturating_duration_since(Instant::now()));
+    link.set_down(false);
+    let restored = Instant::now();
+    for client in clients {
+        client.expect(
+            "the link back",
+            on!(Event::Link { silent_s: None, .. } => ()),
+        );
+        eprintln!("link back after {:?}", restored.elapsed());
+    }
+    restored
+}
+
 /// Chat both ways and a 20 MiB file from A to B that verifies.
 fn chat_and_a_file(a: &mut Client, b: &mut Client, work: &Path) {
     a.0.command("say hello from home A").unwrap();
@@ -280,16 +296,7 @@ fn outage_during_chat(outage: Duration) {
         on!(Event::Chat(x) if x.text == "during the outage" => x.state),
     );
     assert_eq!(state, duet_tests::automation::Delivery::NotDelivered);
-    std::thread::sleep(outage.saturating_sub(cut.elapsed()));
-    world.lab.a.link.set_down(false);
-    let restored = Instant::now();
-    for client in [&mut a, &mut b] {
-        client.expect(
-            "the link back",
-            on!(Event::Link { silent_s: None, .. } => ()),
-        );
-        eprintln!("link back after {:?}", restored.elapsed());
-    }
+    let restored = restore(&world.lab.a.link, cut + outage, [&mut a, &mut b]);
     assert!(restored.elapsed() < Duration::from_secs(30));
     a.0.command("say after the outage").unwrap();
     b.expect(
@@ -345,16 +352,11 @@ fn a_ten_second_outage_mid_transfer_resumes_and_the_file_verifies() {
             on!(Event::Link { silent_s: Some(_), .. } => ()),
         );
     }
-    std::thread::sleep(Duration::from_secs(10).saturating_sub(cut.elapsed()));
-    world.lab.b.link.set_down(false);
-    let restored = Instant::now();
-    for client in [&mut a, &mut b] {
-        client.expect(
-            "the link back",
-            on!(Event::Link { silent_s: None, .. } => ()),
-        );
-        eprintln!("link back after {:?}", restored.elapsed());
-    }
+    let restored = restore(
+        &world.lab.b.link,
+        cut + Duration::from_secs(10),
+        [&mut a, &mut b],
+    );
     let saved = b.expect_within(
         "the file",
         Duration::from_secs(400),
