@@ -125,8 +125,18 @@ impl Wrangler {
     /// Starts `wrangler dev` and waits until the worker answers (up to 90 s).
     pub fn start(options: WranglerOptions) -> Result<Self> {
         let root = repo_root();
-        let port = options.port.unwrap_or_else(free_port);
-        let inspector = free_port();
+        // Ports picked here come from the ephemeral range, where any process's outgoing
+        // connection may take one before wrangler binds it (seen once in CI): pick again.
+        let taken = |port: u16| TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_ok();
+        let mut picks = 0;
+        let (port, inspector) = loop {
+            let (port, inspector) = (options.port.unwrap_or_else(free_port), free_port());
+            picks += 1;
+            let clash = options.netns.is_none() && taken(port) || taken(inspector);
+            if !clash || options.port.is_some() || picks == 10 {
+                break (port, inspector);
+            }
+        };
         let persist_to = match options.persist_to {
             Some(dir) => dir,
             None => temp_dir("wrangler-state")?,
