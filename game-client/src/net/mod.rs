@@ -108,8 +108,6 @@ pub struct Socket {
     announced_id: bool,
     /// The candidate pair last reported for the peer's connection.
     path: Option<matchbox_socket::CandidatePair>,
-    /// The link's health last reported.
-    health: Option<Health>,
 }
 
 impl Socket {
@@ -323,7 +321,6 @@ fn open_socket(
         wire,
         announced_id: false,
         path: None,
-        health: None,
     });
 }
 
@@ -389,7 +386,7 @@ fn poll_socket(
                 // ~30 s of silence), not the person. Signaling still counts them in the room
                 // and would never introduce the two again, so join afresh: the server replaces
                 // this side's old seat and sets up a new connection once both are back.
-                if socket.health.is_some_and(|h| h.is_quiet()) {
+                if link_health.interrupted() {
                     debug!("the connection to {peer} was lost while silent: rejoining");
                     rebuild.write(RebuildSocket);
                 }
@@ -413,12 +410,10 @@ fn poll_socket(
         }
     }
     let health = wire.keepalive();
-    link_health.set_if_neq(LinkHealth(health));
-    if health != socket.health {
-        socket.health = health;
-        if let Some(health) = health {
-            events.write(NetEvent::Link(health));
-        }
+    if link_health.set_if_neq(LinkHealth(health))
+        && let Some(health) = health
+    {
+        events.write(NetEvent::Link(health));
     }
     // Silent for too long: the connection is given up (everything that follows the peer ends
     // as when they leave) and this side joins again; see `REJOIN_AFTER_MS`.
