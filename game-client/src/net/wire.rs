@@ -65,6 +65,10 @@ pub(crate) type PacketRx =
 /// ended, so a silent seat-holder cannot leave the person on "connecting" for ever.
 pub const HELLO_TIMEOUT_MS: u64 = 90_000;
 
+/// Least time between two pongs: the peer pings once a second, so 4 answers a second leave
+/// room for jitter while a flood of pings gets at most that many.
+pub const PONG_SPACING_MS: u64 = 250;
+
 /// Most messages held from a peer between its hello and its verified proof (a chat or an
 /// offer sent right after it verified us can overtake our verification of it).
 pub const HELD_MESSAGES: usize = 64;
@@ -128,6 +132,8 @@ pub struct WireState {
     liveness: Option<Liveness>,
     /// The clock liveness reads (ms since the Unix epoch; replaced in tests).
     clock: fn() -> u64,
+    /// When the last pong left (see [`PONG_SPACING_MS`]).
+    last_pong_ms: Option<u64>,
 }
 
 impl WireState {
@@ -161,6 +167,7 @@ impl WireState {
             hello_started_ms: None,
             liveness: None,
             clock: crate::util::now_ms,
+            last_pong_ms: None,
         }
     }
 
@@ -493,8 +500,17 @@ impl WireState {
             }
             // Answered here, at once, rather than after the next drawn frame: the round trip
             // the person sees is the network's.
+            // At most one pong per `PONG_SPACING_MS`: a peer that floods pings (and perhaps
+            // reads nothing) cannot make this side queue answers without bound.
             Ok(Control::Ping { id }) => {
-                let _ = self.send_control(&Control::Pong { id });
+                let now = (self.clock)();
+                if self
+                    .last_pong_ms
+                    .is_none_or(|last| now >= last + PONG_SPACING_MS)
+                {
+                    self.last_pong_ms = Some(now);
+                    let _ = self.send_control(&Control::Pong { id });
+                }
             }
             Ok(Control::Pong { id }) => {
                 let now = (self.clock)();
@@ -650,6 +666,22 @@ mod tests {
             Control::Pong { id: 1 }.encode().unwrap().into(),
         );
         assert!(wire.keepalive().is_some_and(|h| h.is_quiet()));
+        // A flood of pings gets one pong per spacing, not one each.
+        let flood = |wire: &mut WireState| {
+            for id in 0..1_000 {
+                wire.sort_control(peer, Control::Ping { id }.encode().unwrap().into());
+            }
+        };
+        sent(&mut wire);
+        set(120_000);
+        flood(&mut wire);
+        assert_eq!(sent(&mut wire), [Control::Pong { id: 0 }]);
+        set(120_000 + PONG_SPACING_MS - 1);
+        flood(&mut wire);
+        assert!(sent(&mut wire).is_empty());
+        set(120_000 + PONG_SPACING_MS);
+        flood(&mut wire);
+        assert_eq!(sent(&mut wire), [Control::Pong { id: 0 }]);
         // The peer gone: no liveness.
         wire.set_peer(None, None);
         assert_eq!(wire.keepalive(), None);
