@@ -10,6 +10,7 @@
 //! peer at once with [`DeclineReason::Unsupported`], so the caller reads why instead of
 //! waiting for an answer.
 
+use bevy::ecs::system::SystemParam;
 use bevy::prelude::*;
 use duet_shared::call::{Call, CallEffect, CallEnd, CallId, CallPhase, DeclineReason};
 use duet_shared::peer::Control;
@@ -135,77 +136,53 @@ fn drive_media(
     reports.write_batch(host.media.reports());
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What the call machine hears in a frame: the person's actions, the peer's signals and
+/// presence, the media layer's reports.
+#[derive(SystemParam)]
+struct CallInputs<'w, 's> {
+    actions: MessageReader<'w, 's, CallAction>,
+    received: MessageReader<'w, 's, ControlReceived>,
+    net: MessageReader<'w, 's, NetEvent>,
+    reports: MessageReader<'w, 's, MediaReport>,
+}
+
+/// Where the call machine's effects go: the peer, the media layer, the UI.
+#[derive(SystemParam)]
+struct CallOutputs<'w> {
+    send: MessageWriter<'w, SendControl>,
+    media: MessageWriter<'w, MediaCommand>,
+    changed: MessageWriter<'w, CallChanged>,
+}
+
 fn step_calls(
     mut state: ResMut<CallState>,
     supported: Res<CallsSupported>,
     profile: Res<PeerProfile>,
-    mut actions: MessageReader<CallAction>,
-    mut received: MessageReader<ControlReceived>,
-    mut net: MessageReader<NetEvent>,
-    mut reports: MessageReader<MediaReport>,
-    mut send: MessageWriter<SendControl>,
-    mut media: MessageWriter<MediaCommand>,
-    mut changed: MessageWriter<CallChanged>,
+    mut inputs: CallInputs,
+    mut out: CallOutputs,
 ) {
     let now = crate::util::now_ms();
     let before = state.call.phase();
     let mut effects = Vec::new();
-    for event in net.read() {
+    for event in inputs.net.read() {
         if let NetEvent::PeerLeft(_) = event {
             effects.extend(state.call.peer_left(now));
         }
     }
-    for ControlReceived(message) in received.read() {
+    for ControlReceived(message) in inputs.received.read() {
         if let Control::Call(signal) = message {
             effects.extend(state.call.on_signal(signal.clone(), now));
         }
     }
-    for report in reports.read() {
-        effects.extend(match report.clone() {
-            MediaReport::LocalDescription { call, sdp } => state.call.local_description(call, sdp),
-            MediaReport::LocalCandidate {
-                call,
-                candidate,
-                mid,
-                mline,
-            } => state.call.local_candidate(call, candidate, mid, mline),
-            MediaReport::Connected(call) => state.call.media_connected(call, now),
-            MediaReport::Failed(call, why) => state.call.media_failed(call, why, now),
-            MediaReport::Stats(call, stats) => {
-                if state.call.phase().call() == Some(call) {
-                    state.stats = stats;
-                    changed.write(CallChanged::Stats(stats));
-                }
-                Vec::new()
-            }
-        });
+    for report in inputs.reports.read() {
+        effects.extend(on_report(&mut state, report.clone(), now, &mut out.changed));
     }
-    for action in actions.read() {
-        let present = profile.hello.is_some() && profile.incompatible.is_none();
-        let result = match *action {
-            CallAction::Start { .. } if !supported.0 => Err(
-                "This app cannot make calls: open this room's link in a browser to call."
-                    .to_owned(),
-            ),
-            CallAction::Start { .. } if !present => {
-                Err("Your peer is not in the room, so there is nobody to call yet.".to_owned())
-            }
-            CallAction::Start { video } => {
-                let id = CallId(uuid::Uuid::new_v4().as_u64_pair().0);
-                state.call.start(id, video, now).map_err(|e| e.to_string())
-            }
-            CallAction::Accept { video } => {
-                state.call.accept(video, now).map_err(|e| e.to_string())
-            }
-            CallAction::Decline => state.call.decline(now).map_err(|e| e.to_string()),
-            CallAction::HangUp => Ok(state.call.hang_up(now)),
-            CallAction::SetMedia { muted, camera } => Ok(state.call.set_media(muted, camera)),
-        };
-        match result {
+    let present = profile.hello.is_some() && profile.incompatible.is_none();
+    for action in inputs.actions.read() {
+        match on_action(&mut state.call, *action, supported.0, present, now) {
             Ok(more) => effects.extend(more),
             Err(why) => {
-                changed.write(CallChanged::Refused(why));
+                out.changed.write(CallChanged::Refused(why));
             }
         }
     }
@@ -224,27 +201,86 @@ fn step_calls(
     effects.extend(state.call.tick(now));
 
     if state.call.phase() != before {
-        changed.write(CallChanged::Phase(state.call.phase()));
+        out.changed.write(CallChanged::Phase(state.call.phase()));
     }
     for effect in effects {
-        match effect {
-            CallEffect::Media(op) => {
-                media.write(MediaCommand(op));
+        apply(&mut state, effect, &mut out);
+    }
+}
+
+/// The machine's answer to a report of the media layer; the numbers of the running call are
+/// kept and shown, not given to the machine.
+fn on_report(
+    state: &mut CallState,
+    report: MediaReport,
+    now: u64,
+    changed: &mut MessageWriter<CallChanged>,
+) -> Vec<CallEffect> {
+    match report {
+        MediaReport::LocalDescription { call, sdp } => state.call.local_description(call, sdp),
+        MediaReport::LocalCandidate {
+            call,
+            candidate,
+            mid,
+            mline,
+        } => state.call.local_candidate(call, candidate, mid, mline),
+        MediaReport::Connected(call) => state.call.media_connected(call, now),
+        MediaReport::Failed(call, why) => state.call.media_failed(call, why, now),
+        MediaReport::Stats(call, stats) => {
+            if state.call.phase().call() == Some(call) {
+                state.stats = stats;
+                changed.write(CallChanged::Stats(stats));
             }
-            CallEffect::Send(signal) => {
-                send.write(SendControl(Control::Call(signal)));
-            }
-            CallEffect::Ended(why) => {
-                state.peer_muted = false;
-                state.peer_camera = false;
-                state.stats = CallStats::default();
-                changed.write(CallChanged::Ended(why));
-            }
-            CallEffect::PeerMedia { muted, camera } => {
-                state.peer_muted = muted;
-                state.peer_camera = camera;
-                changed.write(CallChanged::PeerMedia { muted, camera });
-            }
+            Vec::new()
+        }
+    }
+}
+
+/// The machine's answer to what the person did, or why it cannot be done, in words.
+fn on_action(
+    call: &mut Call,
+    action: CallAction,
+    supported: bool,
+    present: bool,
+    now: u64,
+) -> Result<Vec<CallEffect>, String> {
+    match action {
+        CallAction::Start { .. } if !supported => Err(
+            "This app cannot make calls: open this room's link in a browser to call.".to_owned(),
+        ),
+        CallAction::Start { .. } if !present => {
+            Err("Your peer is not in the room, so there is nobody to call yet.".to_owned())
+        }
+        CallAction::Start { video } => {
+            let id = CallId(uuid::Uuid::new_v4().as_u64_pair().0);
+            call.start(id, video, now).map_err(|e| e.to_string())
+        }
+        CallAction::Accept { video } => call.accept(video, now).map_err(|e| e.to_string()),
+        CallAction::Decline => call.decline(now).map_err(|e| e.to_string()),
+        CallAction::HangUp => Ok(call.hang_up(now)),
+        CallAction::SetMedia { muted, camera } => Ok(call.set_media(muted, camera)),
+    }
+}
+
+/// Carries out one of the machine's effects.
+fn apply(state: &mut CallState, effect: CallEffect, out: &mut CallOutputs) {
+    match effect {
+        CallEffect::Media(op) => {
+            out.media.write(MediaCommand(op));
+        }
+        CallEffect::Send(signal) => {
+            out.send.write(SendControl(Control::Call(signal)));
+        }
+        CallEffect::Ended(why) => {
+            state.peer_muted = false;
+            state.peer_camera = false;
+            state.stats = CallStats::default();
+            out.changed.write(CallChanged::Ended(why));
+        }
+        CallEffect::PeerMedia { muted, camera } => {
+            state.peer_muted = muted;
+            state.peer_camera = camera;
+            out.changed.write(CallChanged::PeerMedia { muted, camera });
         }
     }
 }

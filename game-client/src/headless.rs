@@ -42,7 +42,7 @@ pub struct ExtraCommand(pub String);
 pub struct AcceptExtraCommands(pub bool);
 
 #[derive(Resource)]
-struct Commands(Mutex<Receiver<Option<String>>>);
+struct StdinLines(Mutex<Receiver<Option<String>>>);
 
 impl Plugin for HeadlessPlugin {
     fn build(&self, app: &mut App) {
@@ -51,7 +51,7 @@ impl Plugin for HeadlessPlugin {
             .get_resource::<Host>()
             .map(|host| host.automation.clone())
             .expect("the app inserts the platform's Host before the headless runner");
-        app.insert_resource(Commands(Mutex::new(automation.command_lines())))
+        app.insert_resource(StdinLines(Mutex::new(automation.command_lines())))
             .insert_resource(EventOut(automation))
             .init_resource::<HeadlessOptions>()
             .init_resource::<AcceptExtraCommands>()
@@ -89,101 +89,129 @@ fn announce(identity: Res<Identity>, out: Res<EventOut>) {
     });
 }
 
-#[allow(clippy::too_many_arguments)]
+/// A stdin line, understood.
+#[derive(Debug, Clone, PartialEq)]
+enum Command {
+    Say(String),
+    Rename(String),
+    Send(std::path::PathBuf),
+    Call(CallAction),
+    Answer(AnswerOffer),
+    Contact(ContactAction),
+    History,
+    Contacts,
+    Quit,
+    Nothing,
+    /// A verb this runner does not know (maybe the windowed automation does).
+    Unknown(String),
+    /// A known verb used wrongly: its usage.
+    Usage(String),
+}
+
+/// The commands, for an unknown verb's error.
+const COMMANDS: &str = "say TEXT, send PATH, take_file ID, refuse_file ID, rename NAME, \
+     call [video], accept [video], decline, hangup, mute, unmute, history, verify, contacts, \
+     forget KEY, rename_contact KEY NAME, quit";
+
+/// Reads one stdin line; `camera` is whether the camera is on now (mute keeps it as it is).
+fn parse(line: &str, camera: bool) -> Command {
+    let (verb, rest) = line.split_once(' ').unwrap_or((line, ""));
+    match verb {
+        "say" => Command::Say(rest.to_owned()),
+        "rename" => Command::Rename(rest.to_owned()),
+        "send" => Command::Send(rest.into()),
+        "call" => Command::Call(CallAction::Start {
+            video: rest == "video",
+        }),
+        "accept" => Command::Call(CallAction::Accept {
+            video: rest == "video",
+        }),
+        "decline" => Command::Call(CallAction::Decline),
+        "hangup" => Command::Call(CallAction::HangUp),
+        "mute" | "unmute" => Command::Call(CallAction::SetMedia {
+            muted: verb == "mute",
+            camera,
+        }),
+        "take_file" | "refuse_file" => match u64::from_str_radix(rest.trim(), 16) {
+            Ok(id) => Command::Answer(AnswerOffer {
+                id: duet_shared::peer::TransferId(id),
+                accept: verb == "take_file",
+            }),
+            Err(_) => Command::Usage(format!("usage: {verb} ID")),
+        },
+        "history" => Command::History,
+        "verify" => Command::Contact(ContactAction::VerifyPeer),
+        "contacts" => Command::Contacts,
+        "forget" | "rename_contact" => {
+            contact_command(verb, rest).map_or_else(Command::Usage, Command::Contact)
+        }
+        "quit" => Command::Quit,
+        "" => Command::Nothing,
+        other => Command::Unknown(other.to_owned()),
+    }
+}
+
+/// What stdin commands may make happen.
+#[derive(bevy::ecs::system::SystemParam)]
+struct Doers<'w> {
+    chat: MessageWriter<'w, SendChat>,
+    files: MessageWriter<'w, SendFile>,
+    answers: MessageWriter<'w, AnswerOffer>,
+    rename: MessageWriter<'w, Rename>,
+    contacts: MessageWriter<'w, ContactAction>,
+    calls: MessageWriter<'w, CallAction>,
+    exit: MessageWriter<'w, AppExit>,
+    more: MessageWriter<'w, ExtraCommand>,
+}
+
 fn run_commands(
-    commands: Res<Commands>,
-    (log, people): (Res<ChatLog>, Res<Contacts>),
-    mut chat: MessageWriter<SendChat>,
-    (mut files, mut answers): (MessageWriter<SendFile>, MessageWriter<AnswerOffer>),
-    (mut rename, mut contacts): (MessageWriter<Rename>, MessageWriter<ContactAction>),
-    mut calls: MessageWriter<CallAction>,
-    call_state: Res<CallState>,
-    mut exit: MessageWriter<AppExit>,
+    lines: Res<StdinLines>,
+    (log, people, call_state): (Res<ChatLog>, Res<Contacts>, Res<CallState>),
     (extra, out): (Res<AcceptExtraCommands>, Res<EventOut>),
-    mut more: MessageWriter<ExtraCommand>,
+    mut doers: Doers,
 ) {
-    let emit = |event| out.emit(event);
-    let Ok(rx) = commands.0.lock() else { return };
+    let Ok(rx) = lines.0.lock() else { return };
     while let Ok(line) = rx.try_recv() {
         let Some(line) = line else {
-            exit.write(AppExit::Success);
+            doers.exit.write(AppExit::Success);
             return;
         };
-        let (verb, rest) = line.split_once(' ').unwrap_or((line.as_str(), ""));
-        match verb {
-            "say" => {
-                chat.write(SendChat(rest.to_owned()));
+        match parse(&line, call_state.call.camera()) {
+            Command::Say(text) => {
+                doers.chat.write(SendChat(text));
             }
-            "rename" => {
-                rename.write(Rename(rest.to_owned()));
+            Command::Rename(name) => {
+                doers.rename.write(Rename(name));
             }
-            "send" => {
-                files.write(SendFile(rest.into()));
+            Command::Send(path) => {
+                doers.files.write(SendFile(path));
             }
-            "call" => {
-                calls.write(CallAction::Start {
-                    video: rest == "video",
-                });
+            Command::Call(action) => {
+                doers.calls.write(action);
             }
-            "accept" => {
-                calls.write(CallAction::Accept {
-                    video: rest == "video",
-                });
+            Command::Answer(answer) => {
+                doers.answers.write(answer);
             }
-            "decline" => {
-                calls.write(CallAction::Decline);
+            Command::Contact(action) => {
+                doers.contacts.write(action);
             }
-            "hangup" => {
-                calls.write(CallAction::HangUp);
-            }
-            "mute" | "unmute" => {
-                calls.write(CallAction::SetMedia {
-                    muted: verb == "mute",
-                    camera: call_state.call.camera(),
-                });
-            }
-            "take_file" | "refuse_file" => match u64::from_str_radix(rest.trim(), 16) {
-                Ok(id) => {
-                    let id = duet_shared::peer::TransferId(id);
-                    answers.write(AnswerOffer {
-                        id,
-                        accept: verb == "take_file",
-                    });
-                }
-                Err(_) => emit(Event::Error {
-                    message: format!("usage: {verb} ID"),
-                }),
-            },
-            "history" => emit(Event::History {
+            Command::History => out.emit(Event::History {
                 entries: log.entries.iter().map(chat_line).collect(),
             }),
-            "verify" => {
-                contacts.write(ContactAction::VerifyPeer);
-            }
-            "contacts" => emit(Event::Contacts {
+            Command::Contacts => out.emit(Event::Contacts {
                 contacts: people.0.iter().map(contact_line).collect(),
             }),
-            "forget" | "rename_contact" => match contact_command(verb, rest) {
-                Ok(action) => {
-                    contacts.write(action);
-                }
-                Err(message) => emit(Event::Error { message }),
-            },
-            "quit" => {
-                exit.write(AppExit::Success);
+            Command::Quit => {
+                doers.exit.write(AppExit::Success);
             }
-            "" => {}
-            _ if extra.0 => {
-                more.write(ExtraCommand(line.clone()));
+            Command::Nothing => {}
+            Command::Unknown(_) if extra.0 => {
+                doers.more.write(ExtraCommand(line.clone()));
             }
-            other => emit(Event::Error {
-                message: format!(
-                    "unknown command {other:?}; commands: say TEXT, send PATH, take_file ID, \
-                     refuse_file ID, rename NAME, call [video], accept [video], decline, hangup, \
-                     mute, unmute, history, verify, contacts, forget KEY, rename_contact KEY NAME, \
-                     quit"
-                ),
+            Command::Unknown(other) => out.emit(Event::Error {
+                message: format!("unknown command {other:?}; commands: {COMMANDS}"),
             }),
+            Command::Usage(message) => out.emit(Event::Error { message }),
         }
     }
 }
@@ -519,5 +547,41 @@ fn transfer_event(event: &TransferEvent) -> Event {
             size: *size,
         },
         TransferEvent::Accepted { id } => Event::TransferAccepted { id: id.to_string() },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_become_commands_and_misuse_gets_its_usage() {
+        assert_eq!(
+            parse("say hi there", false),
+            Command::Say("hi there".into())
+        );
+        assert_eq!(
+            parse("mute", true),
+            Command::Call(CallAction::SetMedia {
+                muted: true,
+                camera: true
+            })
+        );
+        assert_eq!(
+            parse("take_file 1f", false),
+            Command::Answer(AnswerOffer {
+                id: duet_shared::peer::TransferId(0x1f),
+                accept: true
+            })
+        );
+        assert_eq!(
+            parse("refuse_file zz", false),
+            Command::Usage("usage: refuse_file ID".into())
+        );
+        assert!(
+            matches!(parse("forget nothex", false), Command::Usage(u) if u.starts_with("usage: forget"))
+        );
+        assert_eq!(parse("drop a b", false), Command::Unknown("drop".into()));
+        assert_eq!(parse("", false), Command::Nothing);
     }
 }

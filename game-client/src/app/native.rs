@@ -156,36 +156,11 @@ pub fn main() -> AppExit {
             return AppExit::from_code(2);
         }
     };
-    let store_dir = args.data_dir.join("store");
-    if let Err(e) = std::fs::create_dir_all(&store_dir) {
-        emit_error(format!("cannot create {}: {e}", store_dir.display()));
-        return AppExit::from_code(1);
-    }
-    // One client per data directory: the key-value store cannot be shared, and two people on one
-    // machine need two identities anyway. Held until the process exits.
-    let lock = match std::fs::File::create(args.data_dir.join("duet.lock")) {
-        Ok(file) => file,
-        Err(e) => {
-            eprintln!("duet-client: cannot use {}: {e}", args.data_dir.display());
-            return AppExit::from_code(1);
-        }
-    };
-    if lock.try_lock().is_err() {
-        let message = format!(
-            "another Duet client is already using {}; to run a second one (a second person), give it its own folder with --data-dir",
-            args.data_dir.display()
-        );
-        emit_error(message.clone());
-        eprintln!("duet-client: {message}");
-        return AppExit::from_code(1);
-    }
-    let store = match FolderStore::new(&args.downloads) {
-        Ok(store) => store,
-        Err(e) => {
-            emit_error(format!(
-                "cannot use {} for downloads: {e}",
-                args.downloads.display()
-            ));
+    let data = match DataDir::claim(&args) {
+        Ok(data) => data,
+        Err(message) => {
+            emit_error(message.clone());
+            eprintln!("duet-client: {message}");
             return AppExit::from_code(1);
         }
     };
@@ -201,31 +176,7 @@ pub fn main() -> AppExit {
         }
     });
     if args.headless {
-        // Chunks are pumped and credit granted once per update, so the tick bounds the credit
-        // round trip. DUET_TICK_US overrides it for measurements.
-        let tick_us = std::env::var("DUET_TICK_US")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(500);
-        app.add_plugins((
-            MinimalPlugins.set(ScheduleRunnerPlugin::run_loop(Duration::from_micros(
-                tick_us,
-            ))),
-            // Warnings to stderr (`RUST_LOG` overrides): when a test run stalls, the network
-            // stack's and the transfer engine's complaints are what explains it.
-            bevy::log::LogPlugin {
-                level: bevy::log::Level::WARN,
-                ..Default::default()
-            },
-        ))
-        .insert_resource(HeadlessOptions {
-            say: args.say,
-            send: args.send,
-        });
-        if let Some(mut room) = args.room.take() {
-            room.ice_servers = args.config.ice_servers.clone();
-            app.insert_resource(room);
-        }
+        add_headless_runner(&mut app, &mut args);
     } else {
         app.add_plugins(DefaultPlugins.set(WindowPlugin {
             primary_window: Some(Window {
@@ -237,12 +188,12 @@ pub fn main() -> AppExit {
         }));
     }
     // Chat in a file of its own, so a flood of messages can fill only that.
-    let chat = PkvStore::new_in_dir_with_filename(&store_dir, "chat.redb");
-    app.insert_resource(PkvStore::new_in_dir(&store_dir))
+    let chat = PkvStore::new_in_dir_with_filename(&data.store_dir, "chat.redb");
+    app.insert_resource(PkvStore::new_in_dir(&data.store_dir))
         .insert_resource(crate::chat::history::ChatArchive(Box::new(
             crate::chat::history::PkvHistory::new(chat),
         )))
-        .insert_resource(Store(Box::new(store)))
+        .insert_resource(Store(Box::new(data.downloads)))
         .insert_resource(args.config)
         .add_plugins(DuetCorePlugins);
     if args.headless {
@@ -260,6 +211,68 @@ pub fn main() -> AppExit {
         app.world_mut().write_message(crate::identity::Rename(name));
     }
     let exit = app.run();
-    drop(lock);
+    drop(data.lock);
     exit
+}
+
+/// The data directory, held by this process, and the folder for received files.
+struct DataDir {
+    store_dir: PathBuf,
+    /// Held until the process exits.
+    lock: std::fs::File,
+    downloads: FolderStore,
+}
+
+impl DataDir {
+    /// One client per data directory: the key-value store cannot be shared, and two people on
+    /// one machine need two identities anyway.
+    fn claim(args: &Args) -> Result<Self, String> {
+        let store_dir = args.data_dir.join("store");
+        std::fs::create_dir_all(&store_dir)
+            .map_err(|e| format!("cannot create {}: {e}", store_dir.display()))?;
+        let lock = std::fs::File::create(args.data_dir.join("duet.lock"))
+            .map_err(|e| format!("cannot use {}: {e}", args.data_dir.display()))?;
+        if lock.try_lock().is_err() {
+            return Err(format!(
+                "another Duet client is already using {}; to run a second one (a second person), give it its own folder with --data-dir",
+                args.data_dir.display()
+            ));
+        }
+        let downloads = FolderStore::new(&args.downloads)
+            .map_err(|e| format!("cannot use {} for downloads: {e}", args.downloads.display()))?;
+        Ok(Self {
+            store_dir,
+            lock,
+            downloads,
+        })
+    }
+}
+
+/// No window: a loop at a fixed tick, warnings to stderr, the room from the flags.
+fn add_headless_runner(app: &mut App, args: &mut Args) {
+    // Chunks are pumped and credit granted once per update, so the tick bounds the credit
+    // round trip. DUET_TICK_US overrides it for measurements.
+    let tick_us = std::env::var("DUET_TICK_US")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(500);
+    app.add_plugins((
+        MinimalPlugins.set(ScheduleRunnerPlugin::run_loop(Duration::from_micros(
+            tick_us,
+        ))),
+        // Warnings to stderr (`RUST_LOG` overrides): when a test run stalls, the network
+        // stack's and the transfer engine's complaints are what explains it.
+        bevy::log::LogPlugin {
+            level: bevy::log::Level::WARN,
+            ..Default::default()
+        },
+    ))
+    .insert_resource(HeadlessOptions {
+        say: std::mem::take(&mut args.say),
+        send: std::mem::take(&mut args.send),
+    });
+    if let Some(mut room) = args.room.take() {
+        room.ice_servers = args.config.ice_servers.clone();
+        app.insert_resource(room);
+    }
 }

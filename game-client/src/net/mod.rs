@@ -334,18 +334,25 @@ fn ice_config(servers: &[crate::config::IceServer]) -> RtcIceServerConfig {
     }
 }
 
+/// What the socket's turn tells the rest of the app.
+#[derive(bevy::ecs::system::SystemParam)]
+struct SocketNews<'w> {
+    events: MessageWriter<'w, NetEvent>,
+    received: MessageWriter<'w, ControlReceived>,
+    rebuild: MessageWriter<'w, RebuildSocket>,
+}
+
 fn poll_socket(
     socket: Option<ResMut<Socket>>,
     ended: Option<Res<LoopEnded>>,
-    mut events: MessageWriter<NetEvent>,
-    mut received: MessageWriter<ControlReceived>,
-    mut rebuild: MessageWriter<RebuildSocket>,
+    mut news: SocketNews,
     mut link_health: ResMut<LinkHealth>,
 ) {
     let Some(mut socket) = socket else {
         link_health.set_if_neq(LinkHealth(None));
         return;
     };
+    let events = &mut news.events;
     if !socket.announced_id
         && let Some(id) = socket.socket.id()
     {
@@ -363,70 +370,103 @@ fn poll_socket(
     let Ok(changes) = socket.socket.try_update_peers() else {
         return;
     };
-    let socket = &mut *socket;
-    let mut wire = socket.wire.lock();
+    let Socket {
+        socket, wire, path, ..
+    } = &mut *socket;
+    let mut wire = wire.lock();
     for (peer, state) in changes {
-        match state {
-            PeerState::Connected => {
-                // The descriptions the authenticated hello binds itself to (the socket always
-                // has them for a connected peer; without them the hello fails).
-                let descriptions = socket.socket.session_descriptions(peer);
-                wire.set_peer(Some(peer), descriptions);
-                events.write(NetEvent::PeerJoined(peer));
-                if let Some(descriptions) = descriptions {
-                    events.write(NetEvent::Negotiated(descriptions.clone()));
-                }
-            }
-            // Only the person in the room leaves: the end of a connection that never became
-            // theirs (a replaced one, a stranger's failed attempt) is nobody leaving.
-            PeerState::Disconnected if wire.peer() == Some(peer) => {
-                wire.set_peer(None, None);
-                events.write(NetEvent::PeerLeft(peer));
-                // Lost while nothing arrived from them: the network failed (ICE gave up after
-                // ~30 s of silence), not the person. Signaling still counts them in the room
-                // and would never introduce the two again, so join afresh: the server replaces
-                // this side's old seat and sets up a new connection once both are back.
-                if link_health.interrupted() {
-                    debug!("the connection to {peer} was lost while silent: rejoining");
-                    rebuild.write(RebuildSocket);
-                }
-            }
-            PeerState::Disconnected => {}
-            PeerState::Failed(why) => {
-                events.write(NetEvent::PeerFailed(why));
-            }
-        }
+        peer_changed(peer, state, socket, &mut wire, &mut news, &link_health);
     }
     let arrivals = wire.take_app_arrivals();
     wire.check_hello_deadline(crate::util::now_ms());
     // How the peer is reached (direct, through its NAT, relayed), as matchbox last saw it.
-    let path = wire
-        .peer()
-        .and_then(|peer| socket.socket.candidate_pair(peer));
-    if path != socket.path {
-        socket.path = path;
-        if let Some(pair) = path {
-            events.write(NetEvent::Path(pair));
+    let now_path = wire.peer().and_then(|peer| socket.candidate_pair(peer));
+    if now_path != *path {
+        *path = now_path;
+        if let Some(pair) = now_path {
+            news.events.write(NetEvent::Path(pair));
         }
     }
+    keep_alive(&mut wire, &mut news, &mut link_health);
+    hello_news(&mut wire, &mut news);
+    for arrival in arrivals {
+        match arrival {
+            Ok(message) => {
+                news.received.write(ControlReceived(message));
+            }
+            Err(e) => {
+                news.events.write(NetEvent::BadFrame(e));
+            }
+        }
+    }
+}
+
+/// A peer connection came up, ended or failed.
+fn peer_changed(
+    peer: PeerId,
+    state: PeerState,
+    socket: &mut WebRtcSocket,
+    wire: &mut WireState,
+    news: &mut SocketNews,
+    link_health: &LinkHealth,
+) {
+    match state {
+        PeerState::Connected => {
+            // The descriptions the authenticated hello binds itself to (the socket always
+            // has them for a connected peer; without them the hello fails).
+            let descriptions = socket.session_descriptions(peer);
+            wire.set_peer(Some(peer), descriptions);
+            news.events.write(NetEvent::PeerJoined(peer));
+            if let Some(descriptions) = descriptions {
+                news.events
+                    .write(NetEvent::Negotiated(descriptions.clone()));
+            }
+        }
+        // Only the person in the room leaves: the end of a connection that never became
+        // theirs (a replaced one, a stranger's failed attempt) is nobody leaving.
+        PeerState::Disconnected if wire.peer() == Some(peer) => {
+            wire.set_peer(None, None);
+            news.events.write(NetEvent::PeerLeft(peer));
+            // Lost while nothing arrived from them: the network failed (ICE gave up after
+            // ~30 s of silence), not the person. Signaling still counts them in the room
+            // and would never introduce the two again, so join afresh: the server replaces
+            // this side's old seat and sets up a new connection once both are back.
+            if link_health.interrupted() {
+                debug!("the connection to {peer} was lost while silent: rejoining");
+                news.rebuild.write(RebuildSocket);
+            }
+        }
+        PeerState::Disconnected => {}
+        PeerState::Failed(why) => {
+            news.events.write(NetEvent::PeerFailed(why));
+        }
+    }
+}
+
+/// Pings the peer, says when the link's health changes, and gives the connection up (and
+/// joins again) after too long a silence; see `REJOIN_AFTER_MS`.
+fn keep_alive(wire: &mut WireState, news: &mut SocketNews, link_health: &mut ResMut<LinkHealth>) {
     let health = wire.keepalive();
     if link_health.set_if_neq(LinkHealth(health))
         && let Some(health) = health
     {
-        events.write(NetEvent::Link(health));
+        news.events.write(NetEvent::Link(health));
     }
-    // Silent for too long: the connection is given up (everything that follows the peer ends
-    // as when they leave) and this side joins again; see `REJOIN_AFTER_MS`.
+    // Everything that follows the peer ends as when they leave.
     if health.is_some_and(|h| h.gives_up())
         && let Some(peer) = wire.peer()
     {
         debug!("nothing from {peer} for too long: rejoining the room");
         wire.set_peer(None, None);
-        events.write(NetEvent::PeerLeft(peer));
-        rebuild.write(RebuildSocket);
+        news.events.write(NetEvent::PeerLeft(peer));
+        news.rebuild.write(RebuildSocket);
     }
+}
+
+/// The authenticated hello's outcomes, and a second hello (which restarts the connection).
+fn hello_news(wire: &mut WireState, news: &mut SocketNews) {
     for outcome in wire.take_outcomes() {
-        events.write(match outcome {
+        news.events.write(match outcome {
             HelloOutcome::Verified(verified) => NetEvent::PeerVerified(verified),
             HelloOutcome::Failed(why) => NetEvent::HelloFailed(why),
         });
@@ -434,18 +474,8 @@ fn poll_socket(
     if wire.hello == HelloGate::Violated {
         // Handled once: the rebuilt socket's wire starts over.
         wire.hello = HelloGate::Incompatible;
-        events.write(NetEvent::SecondHello);
-        rebuild.write(RebuildSocket);
-    }
-    for arrival in arrivals {
-        match arrival {
-            Ok(message) => {
-                received.write(ControlReceived(message));
-            }
-            Err(e) => {
-                events.write(NetEvent::BadFrame(e));
-            }
-        }
+        news.events.write(NetEvent::SecondHello);
+        news.rebuild.write(RebuildSocket);
     }
 }
 

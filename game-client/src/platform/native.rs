@@ -41,7 +41,7 @@ pub fn host() -> Host {
     Host {
         runtime: desktop.clone(),
         files: desktop.clone(),
-        media: std::sync::Arc::new(media::DesktopMedia),
+        media: std::sync::Arc::new(media::DesktopMedia::default()),
         shell: desktop.clone(),
         automation: desktop,
         // The desktop's transfers move with its frames; nothing waits on this.

@@ -9,6 +9,7 @@ mod media;
 
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
 
 use bevy::math::Vec2;
@@ -75,11 +76,8 @@ const PUMP_BETWEEN_FRAMES: bool = true;
 /// Runs the between-frames pump once a second even when nothing arrives: a hidden tab draws no
 /// frames, and the engine's clock (a grant repeated after a quiet spell, see
 /// `Receiver::repeat_credit`) would otherwise wait for the next message, which may never come.
+/// Started once per page ([`Browser::keep_pump_ticking`]).
 fn keep_pump_ticking(wake: Wake) {
-    static STARTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-    if STARTED.swap(true, std::sync::atomic::Ordering::SeqCst) {
-        return;
-    }
     let tick = Closure::<dyn FnMut()>::new(move || wake.wake());
     if let Some(window) = web_sys::window() {
         let _ = window.set_interval_with_callback_and_timeout_and_arguments_0(
@@ -105,19 +103,14 @@ const NUDGE_BYTES: u32 = 64 << 20;
 /// `ArrayBuffer` and dropping it at once moves V8's count past that trigger without using the
 /// memory (its pages are never touched), so the collection comes now (the figures:
 /// `docs/bench/browser.md`, "Memory").
-fn received_from_peer(bytes: usize) {
-    thread_local! {
-        static SINCE_NUDGE: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+fn received_from_peer(since_nudge: &AtomicUsize, bytes: usize) {
+    let total = since_nudge.load(Ordering::Relaxed) + bytes;
+    if total < COLLECT_EVERY {
+        since_nudge.store(total, Ordering::Relaxed);
+        return;
     }
-    SINCE_NUDGE.with(|since| {
-        let total = since.get() + bytes;
-        if total < COLLECT_EVERY {
-            since.set(total);
-            return;
-        }
-        since.set(0);
-        drop(js_sys::ArrayBuffer::new(NUDGE_BYTES));
-    });
+    since_nudge.store(0, Ordering::Relaxed);
+    drop(js_sys::ArrayBuffer::new(NUDGE_BYTES));
 }
 
 /// Whether this page may use its test hooks ([`crate::config::test_hooks_allowed`]); says so on
@@ -617,6 +610,10 @@ fn set_window_icon(_entity: bevy::ecs::entity::Entity, _rgba: fn(u32) -> Vec<u8>
 struct Browser {
     /// Rings the between-frames transfer pump when a read or a hash finished.
     wake: Wake,
+    /// The pump's once-a-second tick is running.
+    ticking: AtomicBool,
+    /// Peer message bytes since the last nudge of the garbage collector.
+    since_nudge: AtomicUsize,
 }
 
 /// What the browser can do.
@@ -635,11 +632,15 @@ pub fn capabilities() -> Capabilities {
 /// The browser's implementations of the ports.
 pub fn host() -> Host {
     let wake = Wake::default();
-    let browser = std::sync::Arc::new(Browser { wake: wake.clone() });
+    let browser = std::sync::Arc::new(Browser {
+        wake: wake.clone(),
+        ticking: AtomicBool::new(false),
+        since_nudge: AtomicUsize::new(0),
+    });
     Host {
         runtime: browser.clone(),
         files: browser.clone(),
-        media: std::sync::Arc::new(media::BrowserMedia),
+        media: std::sync::Arc::new(media::BrowserMedia::default()),
         shell: browser.clone(),
         automation: browser,
         wake,
@@ -655,11 +656,13 @@ impl Runtime for Browser {
     }
 
     fn received_from_peer(&self, bytes: usize) {
-        received_from_peer(bytes);
+        received_from_peer(&self.since_nudge, bytes);
     }
 
     fn keep_pump_ticking(&self) {
-        keep_pump_ticking(self.wake.clone());
+        if !self.ticking.swap(true, Ordering::SeqCst) {
+            keep_pump_ticking(self.wake.clone());
+        }
     }
 }
 

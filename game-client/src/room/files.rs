@@ -166,7 +166,6 @@ pub(super) fn drops(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 pub(super) fn transfers(
     mut events: MessageReader<TransferEvent>,
     mut list: ResMut<TransferList>,
@@ -178,100 +177,30 @@ pub(super) fn transfers(
 ) {
     let mut received_changed = false;
     for event in events.read() {
-        match event {
-            TransferEvent::Started {
-                id,
-                direction,
-                name,
+        let row = list.apply(event);
+        if let Some(notice) = notice(event, presence.peer_name()) {
+            notices.post(notice);
+        }
+        if let TransferEvent::Completed {
+            direction: Direction::Incoming,
+            location,
+            ..
+        } = event
+        {
+            let (name, size) = row.map(|r| (r.name.clone(), r.size)).unwrap_or_default();
+            let saved_name = std::path::Path::new(location)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or(name);
+            received.files.push(ReceivedFile {
+                name: saved_name,
+                location: location.clone(),
                 size,
-                resumed_from,
-            } => {
-                list.rows.retain(|r| r.id != *id);
-                list.rows.push(TransferRow {
-                    id: *id,
-                    direction: *direction,
-                    name: name.clone(),
-                    size: *size,
-                    done: *resumed_from,
-                    rate: 0.0,
-                    eta: None,
-                    state: match direction {
-                        Direction::Outgoing => RowState::AwaitingPeer,
-                        Direction::Incoming => RowState::Running,
-                    },
-                });
-            }
-            TransferEvent::Asked { id, name, size } => {
-                list.rows.retain(|r| r.id != *id);
-                list.rows.push(TransferRow {
-                    id: *id,
-                    direction: Direction::Incoming,
-                    name: name.clone(),
-                    size: *size,
-                    done: 0,
-                    rate: 0.0,
-                    eta: None,
-                    state: RowState::Asking,
-                });
-                notices.post(format!(
-                    "{} wants to send you {name} ({:.1} MB): accept or decline it in the file list.",
-                    presence.peer_name().unwrap_or("Your peer"),
-                    *size as f64 / 1e6
-                ));
-            }
-            TransferEvent::Accepted { id } => {
-                if let Some(row) = list.rows.iter_mut().find(|r| r.id == *id) {
-                    row.state = RowState::Running;
-                }
-            }
-            TransferEvent::Paused { id, why } => {
-                if let Some(row) = list.rows.iter_mut().find(|r| r.id == *id) {
-                    row.state = RowState::Paused(why.clone());
-                }
-                notices.post(why.to_string());
-            }
-            TransferEvent::Progress { id, progress, .. } => {
-                if let Some(row) = list.rows.iter_mut().find(|r| r.id == *id) {
-                    row.done = progress.done;
-                    row.rate = progress.bytes_per_sec;
-                    row.eta = progress.eta_secs;
-                }
-            }
-            TransferEvent::Completed {
-                id,
-                direction,
-                location,
-            } => {
-                let mut name = String::new();
-                let mut size = 0;
-                if let Some(row) = list.rows.iter_mut().find(|r| r.id == *id) {
-                    row.done = row.size;
-                    row.state = RowState::Done(location.clone());
-                    name = row.name.clone();
-                    size = row.size;
-                }
-                if *direction == Direction::Incoming {
-                    let saved_name = std::path::Path::new(location)
-                        .file_name()
-                        .map(|n| n.to_string_lossy().into_owned())
-                        .unwrap_or(name);
-                    received.files.push(ReceivedFile {
-                        name: saved_name,
-                        location: location.clone(),
-                        size,
-                        from: presence.peer_name().unwrap_or("your peer").to_owned(),
-                        room: room.as_ref().map(|r| r.room.clone()).unwrap_or_default(),
-                        at_ms: crate::util::now_ms(),
-                    });
-                    received_changed = true;
-                }
-            }
-            TransferEvent::Failed { id, why, .. } => {
-                if let Some(row) = list.rows.iter_mut().find(|r| r.id == *id) {
-                    row.state = RowState::Failed(why.clone());
-                }
-                notices.post(why.to_string());
-            }
+                from: presence.peer_name().unwrap_or("your peer").to_owned(),
+                room: room.as_ref().map(|r| r.room.clone()).unwrap_or_default(),
+                at_ms: crate::util::now_ms(),
+            });
+            received_changed = true;
         }
     }
     // A flood of tiny files costs one save per frame, of a bounded list, not one per file.
@@ -290,5 +219,89 @@ pub(super) fn transfers(
             excess -= usize::from(drop);
             !drop
         });
+    }
+}
+
+impl TransferList {
+    /// Brings the row an event is about up to date (a start or an offer adds it) and returns
+    /// it.
+    fn apply(&mut self, event: &TransferEvent) -> Option<&TransferRow> {
+        let (id, state) = match event {
+            TransferEvent::Started {
+                id,
+                direction,
+                name,
+                size,
+                resumed_from,
+            } => {
+                let state = match direction {
+                    Direction::Outgoing => RowState::AwaitingPeer,
+                    Direction::Incoming => RowState::Running,
+                };
+                return Some(self.add(*id, *direction, name, *size, *resumed_from, state));
+            }
+            TransferEvent::Asked { id, name, size } => {
+                return Some(self.add(*id, Direction::Incoming, name, *size, 0, RowState::Asking));
+            }
+            TransferEvent::Accepted { id } => (id, Some(RowState::Running)),
+            TransferEvent::Paused { id, why } => (id, Some(RowState::Paused(why.clone()))),
+            TransferEvent::Progress { id, .. } => (id, None),
+            TransferEvent::Completed { id, location, .. } => {
+                (id, Some(RowState::Done(location.clone())))
+            }
+            TransferEvent::Failed { id, why, .. } => (id, Some(RowState::Failed(why.clone()))),
+        };
+        let row = self.rows.iter_mut().find(|r| r.id == *id)?;
+        match event {
+            TransferEvent::Progress { progress, .. } => {
+                row.done = progress.done;
+                row.rate = progress.bytes_per_sec;
+                row.eta = progress.eta_secs;
+            }
+            TransferEvent::Completed { .. } => row.done = row.size,
+            _ => {}
+        }
+        if let Some(state) = state {
+            row.state = state;
+        }
+        Some(row)
+    }
+
+    /// A new row, in place of any old one with the same id.
+    fn add(
+        &mut self,
+        id: TransferId,
+        direction: Direction,
+        name: &str,
+        size: u64,
+        done: u64,
+        state: RowState,
+    ) -> &TransferRow {
+        self.rows.retain(|r| r.id != id);
+        self.rows.push(TransferRow {
+            id,
+            direction,
+            name: name.to_owned(),
+            size,
+            done,
+            rate: 0.0,
+            eta: None,
+            state,
+        });
+        self.rows.last().expect("just pushed")
+    }
+}
+
+/// What the person is told about a transfer event, if anything.
+fn notice(event: &TransferEvent, peer: Option<&str>) -> Option<String> {
+    match event {
+        TransferEvent::Asked { name, size, .. } => Some(format!(
+            "{} wants to send you {name} ({:.1} MB): accept or decline it in the file list.",
+            peer.unwrap_or("Your peer"),
+            *size as f64 / 1e6
+        )),
+        TransferEvent::Paused { why, .. } => Some(why.to_string()),
+        TransferEvent::Failed { why, .. } => Some(why.to_string()),
+        _ => None,
     }
 }

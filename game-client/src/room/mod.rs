@@ -323,36 +323,73 @@ fn create_room(mut asks: MessageReader<CreateRoom>, mut calls: MessageWriter<Api
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Recent rooms, with the store that keeps them.
+#[derive(bevy::ecs::system::SystemParam)]
+struct Recent<'w> {
+    rooms: ResMut<'w, RecentRooms>,
+    pkv: ResMut<'w, PkvStore>,
+}
+
+impl Recent<'_> {
+    /// Records a visit (keeping an owner key learned earlier) and saves the list.
+    fn remember(&mut self, mut visit: RecentRoom) {
+        let rooms = &mut self.rooms.rooms;
+        if let Some(old) = rooms.iter().position(|r| r.room == visit.room) {
+            let old = rooms.remove(old);
+            visit.owner_key = visit.owner_key.or(old.owner_key);
+        }
+        rooms.insert(0, visit);
+        rooms.truncate(MAX_RECENT);
+        if let Err(e) = self.pkv.set(RECENT_KEY, &*self.rooms) {
+            error!("could not save recent rooms: {e}");
+        }
+    }
+}
+
+/// Where the room stands with the server and the seats, and what the person is told.
+#[derive(bevy::ecs::system::SystemParam)]
+struct RoomStanding<'w> {
+    presence: ResMut<'w, Presence>,
+    seats: ResMut<'w, SeatHolders>,
+    notices: ResMut<'w, Notices>,
+}
+
+/// What the API's answers make the room do next.
+#[derive(bevy::ecs::system::SystemParam)]
+struct NextMoves<'w> {
+    join: MessageWriter<'w, JoinRoom>,
+    rebuild: MessageWriter<'w, RebuildSocket>,
+    calls: MessageWriter<'w, ApiCall>,
+}
+
 fn api_replies(
     mut replies: MessageReader<ApiReply>,
     config: Res<ClientConfig>,
-    mut recent: ResMut<RecentRooms>,
-    mut pkv: ResMut<PkvStore>,
-    mut join: MessageWriter<JoinRoom>,
-    mut notices: ResMut<Notices>,
-    mut rebuild: MessageWriter<RebuildSocket>,
-    mut presence: ResMut<Presence>,
-    (mut seats, mut calls, room): (
-        ResMut<SeatHolders>,
-        MessageWriter<ApiCall>,
-        Option<Res<CurrentRoom>>,
-    ),
+    mut recent: Recent,
+    mut standing: RoomStanding,
+    mut moves: NextMoves,
+    room: Option<Res<CurrentRoom>>,
 ) {
+    let RoomStanding {
+        presence,
+        seats,
+        notices,
+    } = &mut standing;
+    let NextMoves {
+        join,
+        rebuild,
+        calls,
+    } = &mut moves;
     for reply in replies.read() {
         match reply {
             ApiReply::RoomCreated(created) => {
                 let link = config.room_link(&created.room);
-                remember(
-                    &mut recent,
-                    &mut pkv,
-                    RecentRoom {
-                        room: created.room.clone(),
-                        link: link.clone(),
-                        owner_key: Some(created.owner_key.clone()),
-                        last_ms: crate::util::now_ms(),
-                    },
-                );
+                recent.remember(RecentRoom {
+                    room: created.room.clone(),
+                    link: link.clone(),
+                    owner_key: Some(created.owner_key.clone()),
+                    last_ms: crate::util::now_ms(),
+                });
                 join.write(JoinRoom(link));
             }
             ApiReply::Moderated(action) if !seats.members.is_empty() => {
@@ -384,7 +421,7 @@ fn api_replies(
                 if info.peers >= info.capacity {
                     notices.post(SignalingEnd::RoomFull.to_string());
                     presence.link = Link::Failed(SignalingEnd::RoomFull.to_string());
-                    ask_seat_holders(room.as_deref(), &mut calls);
+                    ask_seat_holders(room.as_deref(), calls);
                 }
             }
             ApiReply::Failed {
@@ -401,19 +438,6 @@ fn api_replies(
             ApiReply::Failed { message, .. } => notices.post(message.clone()),
             ApiReply::SeatReserved => {}
         }
-    }
-}
-
-/// Records a visit (keeping an owner key learned earlier) and saves the list.
-fn remember(recent: &mut RecentRooms, pkv: &mut PkvStore, mut visit: RecentRoom) {
-    if let Some(old) = recent.rooms.iter().position(|r| r.room == visit.room) {
-        let old = recent.rooms.remove(old);
-        visit.owner_key = visit.owner_key.or(old.owner_key);
-    }
-    recent.rooms.insert(0, visit);
-    recent.rooms.truncate(MAX_RECENT);
-    if let Err(e) = pkv.set(RECENT_KEY, recent) {
-        error!("could not save recent rooms: {e}");
     }
 }
 
@@ -435,13 +459,11 @@ fn answer_foreign_link(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 fn join_room(
     mut commands: Commands,
     mut joins: MessageReader<JoinRoom>,
     (config, trusted, mut foreign): (Res<ClientConfig>, Res<TrustedServers>, ResMut<ForeignLink>),
-    mut recent: ResMut<RecentRooms>,
-    mut pkv: ResMut<PkvStore>,
+    mut recent: Recent,
     mut notices: ResMut<Notices>,
     mut next: ResMut<NextState<Screen>>,
     avatars: Query<Entity, RoomEntity>,
@@ -471,20 +493,17 @@ fn join_room(
     let room = room_link.room().to_owned();
     let owner_key = recent
         .rooms
+        .rooms
         .iter()
         .find(|r| r.room == room)
         .and_then(|r| r.owner_key.clone());
     let shareable = room_link.page_link();
-    remember(
-        &mut recent,
-        &mut pkv,
-        RecentRoom {
-            room: room.clone(),
-            link: shareable.clone(),
-            owner_key: owner_key.clone(),
-            last_ms: crate::util::now_ms(),
-        },
-    );
+    recent.remember(RecentRoom {
+        room: room.clone(),
+        link: shareable.clone(),
+        owner_key: owner_key.clone(),
+        last_ms: crate::util::now_ms(),
+    });
     for entity in &avatars {
         commands.entity(entity).despawn();
     }

@@ -259,177 +259,237 @@ pub fn unreachable_words(relay: bool) -> &'static str {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What presence reads of the room and the server, and where its requests go.
+#[derive(bevy::ecs::system::SystemParam)]
+pub(super) struct Surroundings<'w> {
+    room: Option<Res<'w, CurrentRoom>>,
+    seats: ResMut<'w, SeatHolders>,
+    ice: Option<Res<'w, crate::net::IceServers>>,
+    time: Res<'w, Time<Real>>,
+    calls: MessageWriter<'w, ApiCall>,
+    leave: MessageWriter<'w, Disconnect>,
+}
+
+/// What an event does to the peer's avatar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AvatarChange {
+    /// The peer said hello: they stand in the room.
+    Arrived,
+    /// The peer left or failed their hello.
+    Gone,
+}
+
 pub(super) fn presence(
     mut commands: Commands,
-    mut net: MessageReader<NetEvent>,
-    mut identities: MessageReader<IdentityEvent>,
+    (mut net, mut identities): (MessageReader<NetEvent>, MessageReader<IdentityEvent>),
     mut presence: ResMut<Presence>,
     mut notices: ResMut<Notices>,
     avatars: Query<(Entity, &Avatar)>,
-    room: Option<Res<CurrentRoom>>,
-    (mut calls, mut leave): (MessageWriter<ApiCall>, MessageWriter<Disconnect>),
-    (mut seats, ice): (ResMut<SeatHolders>, Option<Res<crate::net::IceServers>>),
-    time: Res<Time<Real>>,
+    mut around: Surroundings,
 ) {
-    let in_room = room.is_some();
     let peer_avatar = avatars
         .iter()
         .find(|(_, a)| a.0 == Who::Peer)
         .map(|(e, _)| e);
-    let mut spawned = peer_avatar.is_some();
+    let mut shown = peer_avatar.is_some();
+    let mut changes = Vec::new();
     for event in net.read() {
-        match event {
-            NetEvent::Connected(_) => {
-                seats.members.clear();
-                if matches!(presence.link, Link::Reconnecting { .. }) {
-                    notices.post("Connected to the room again.");
-                }
-                presence.link = Link::InRoom;
-            }
-            NetEvent::PeerJoined(id) => {
-                presence.seat = Seat::Arriving;
-                presence.peer_id = Some(*id);
-                presence.path = None;
-                presence.unreachable = None;
-                presence.health = None;
-            }
-            NetEvent::Path(pair) => presence.path = Some(*pair),
-            NetEvent::Link(health) => {
-                let was_quiet = presence.health.is_some_and(|h| h.is_quiet());
-                presence.health = Some(*health);
-                let name = presence.peer_name().unwrap_or("your peer").to_owned();
-                match (was_quiet, health.is_quiet()) {
-                    (false, true) => notices.post(format!(
-                        "Nothing arrives from {name}: the connection is interrupted. Duet keeps \
-                         trying; what you send meanwhile is not delivered."
-                    )),
-                    (true, false) => notices.post(format!("The connection to {name} is back.")),
-                    _ => {}
-                }
-            }
-            NetEvent::PeerLeft(_) => {
-                presence.peer_id = None;
-                presence.path = None;
-                // The net layer rejoins by itself when the link had gone quiet.
-                let lost = presence.health.take().is_some_and(|h| h.is_quiet());
-                let name = match &presence.seat {
-                    Seat::Here { name, .. } => name.clone(),
-                    _ => "Your peer".into(),
-                };
-                notices.post(if lost {
-                    format!("The connection to {name} was lost; joining the room again to reconnect.")
-                } else {
-                    format!("{name} left the room.")
-                });
-                presence.seat = Seat::Left { name, lost };
-                if let Some(entity) = peer_avatar {
-                    commands.entity(entity).despawn();
-                }
-                spawned = false;
-            }
-            // Worth another attempt: the server is away, or it saw this join's proof already
-            // (the next socket signs a new one).
-            NetEvent::SignalingClosed(
-                why @ (SignalingEnd::Unreachable | SignalingEnd::ProofReused),
-            ) if in_room => {
-                let attempt = match presence.link {
-                    Link::Reconnecting { attempt, .. } => attempt + 1,
-                    _ => {
-                        notices.post(why.to_string());
-                        1
-                    }
-                };
-                presence.link = Link::Reconnecting {
-                    attempt,
-                    retry_at: Some(
-                        time.elapsed() + std::time::Duration::from_millis(retry_delay_ms(attempt)),
-                    ),
-                };
-            }
-            NetEvent::SignalingClosed(why) => {
-                notices.post(why.to_string());
-                presence.link = Link::Failed(why.to_string());
-                if why.leaves_the_room() {
-                    // Signaling is gone, but matchbox keeps the peer connection: close it too,
-                    // so this side does not look present where it is not.
-                    leave.write(Disconnect);
-                }
-                if *why == SignalingEnd::RoomFull {
-                    ask_seat_holders(room.as_deref(), &mut calls);
-                }
-                if let SignalingEnd::Unexplained(_) = why
-                    && let Some(room) = room.as_deref()
-                {
-                    calls.write(ApiCall::RoomInfo {
-                        room: room.room.clone(),
-                    });
-                }
-            }
-            NetEvent::IceServers(_)
-            | NetEvent::Negotiated(_)
-            | NetEvent::PeerVerified(_)
-            | NetEvent::HelloFailed(_) => {}
-            NetEvent::SecondHello => notices.post(
-                "Your peer's app introduced itself a second time, which Duet never does; the \
-                 connection was restarted.",
-            ),
-            NetEvent::PeerFailed(matchbox_socket::HandshakeFailure::TimedOut) => {
-                let relay = ice.as_ref().is_some_and(|ice| ice.has_relay());
-                let why = unreachable_words(relay);
-                notices.post(why);
-                presence.unreachable = Some(why.to_owned());
-            }
-            NetEvent::PeerFailed(why) => notices.post(format!(
-                "A connection attempt from the other seat failed ({why}). You are still in the room."
-            )),
-            NetEvent::BadFrame(why) => notices.post(format!(
-                "Your peer's app sent something broken ({why}); it was ignored."
-            )),
-        }
+        changes.extend(on_net(event, &mut presence, &mut notices, &mut around));
     }
     for event in identities.read() {
-        match event {
-            IdentityEvent::PeerHello {
-                identity,
-                name,
-                safety_code,
-                ..
-            } => {
-                presence.seat = Seat::Here {
-                    name: name.clone(),
-                    identity: *identity,
-                    safety_code: safety_code.clone(),
-                    standing: None,
-                };
-                if !spawned {
-                    commands.spawn(Who::Peer.avatar());
-                    spawned = true;
-                }
+        changes.extend(on_identity(event, &mut presence, &mut notices));
+    }
+    for change in changes {
+        match change {
+            AvatarChange::Arrived if !shown => {
+                commands.spawn(Who::Peer.avatar());
+                shown = true;
             }
-            IdentityEvent::PeerRenamed(new) => {
-                if let Seat::Here { name, .. } = &mut presence.seat {
-                    notices.post(format!("{name} is now called {new}."));
-                    *name = new.clone();
-                }
-            }
-            IdentityEvent::VersionMismatch { theirs } => notices.post(format!(
-                "Your peer's Duet speaks protocol version {theirs}, this one {}: one of you needs to update.",
-                duet_shared::peer::PROTOCOL_VERSION
-            )),
-            IdentityEvent::HelloFailed(why) => {
-                let notice = super::hello_failure_notice(why);
-                notices.post(notice);
-                presence.link = Link::Failed(notice.to_owned());
-                presence.seat = Seat::Empty;
+            AvatarChange::Arrived => {}
+            AvatarChange::Gone => {
                 if let Some(entity) = peer_avatar {
                     commands.entity(entity).despawn();
                 }
-                spawned = false;
+                shown = false;
             }
-            IdentityEvent::Renamed(_) => {}
         }
     }
+}
+
+/// Presence after an event of the connection.
+fn on_net(
+    event: &NetEvent,
+    presence: &mut Presence,
+    notices: &mut Notices,
+    around: &mut Surroundings,
+) -> Option<AvatarChange> {
+    match event {
+        NetEvent::Connected(_) => {
+            around.seats.members.clear();
+            if matches!(presence.link, Link::Reconnecting { .. }) {
+                notices.post("Connected to the room again.");
+            }
+            presence.link = Link::InRoom;
+        }
+        NetEvent::PeerJoined(id) => {
+            presence.seat = Seat::Arriving;
+            presence.peer_id = Some(*id);
+            presence.path = None;
+            presence.unreachable = None;
+            presence.health = None;
+        }
+        NetEvent::Path(pair) => presence.path = Some(*pair),
+        NetEvent::Link(health) => on_health(*health, presence, notices),
+        NetEvent::PeerLeft(_) => {
+            on_peer_left(presence, notices);
+            return Some(AvatarChange::Gone);
+        }
+        NetEvent::SignalingClosed(why) => on_signaling_closed(why, presence, notices, around),
+        NetEvent::IceServers(_)
+        | NetEvent::Negotiated(_)
+        | NetEvent::PeerVerified(_)
+        | NetEvent::HelloFailed(_) => {}
+        NetEvent::SecondHello => notices.post(
+            "Your peer's app introduced itself a second time, which Duet never does; the \
+             connection was restarted.",
+        ),
+        NetEvent::PeerFailed(matchbox_socket::HandshakeFailure::TimedOut) => {
+            let relay = around.ice.as_ref().is_some_and(|ice| ice.has_relay());
+            let why = unreachable_words(relay);
+            notices.post(why);
+            presence.unreachable = Some(why.to_owned());
+        }
+        NetEvent::PeerFailed(why) => notices.post(format!(
+            "A connection attempt from the other seat failed ({why}). You are still in the room."
+        )),
+        NetEvent::BadFrame(why) => notices.post(format!(
+            "Your peer's app sent something broken ({why}); it was ignored."
+        )),
+    }
+    None
+}
+
+/// The link went quiet or came back: say so once, on the change.
+fn on_health(health: Health, presence: &mut Presence, notices: &mut Notices) {
+    let was_quiet = presence.health.is_some_and(|h| h.is_quiet());
+    presence.health = Some(health);
+    let name = presence.peer_name().unwrap_or("your peer").to_owned();
+    match (was_quiet, health.is_quiet()) {
+        (false, true) => notices.post(format!(
+            "Nothing arrives from {name}: the connection is interrupted. Duet keeps trying; \
+             what you send meanwhile is not delivered."
+        )),
+        (true, false) => notices.post(format!("The connection to {name} is back.")),
+        _ => {}
+    }
+}
+
+/// The peer's seat emptied: they left, or the link had gone quiet (the net layer rejoins by
+/// itself then).
+fn on_peer_left(presence: &mut Presence, notices: &mut Notices) {
+    presence.peer_id = None;
+    presence.path = None;
+    let lost = presence.health.take().is_some_and(|h| h.is_quiet());
+    let name = match &presence.seat {
+        Seat::Here { name, .. } => name.clone(),
+        _ => "Your peer".into(),
+    };
+    notices.post(if lost {
+        format!("The connection to {name} was lost; joining the room again to reconnect.")
+    } else {
+        format!("{name} left the room.")
+    });
+    presence.seat = Seat::Left { name, lost };
+}
+
+/// The server ended this socket: try again later, or stop and say why.
+fn on_signaling_closed(
+    why: &SignalingEnd,
+    presence: &mut Presence,
+    notices: &mut Notices,
+    around: &mut Surroundings,
+) {
+    let room = around.room.as_deref();
+    match why {
+        // Worth another attempt: the server is away, or it saw this join's proof already
+        // (the next socket signs a new one).
+        SignalingEnd::Unreachable | SignalingEnd::ProofReused if room.is_some() => {
+            let attempt = match presence.link {
+                Link::Reconnecting { attempt, .. } => attempt + 1,
+                _ => {
+                    notices.post(why.to_string());
+                    1
+                }
+            };
+            presence.link = Link::Reconnecting {
+                attempt,
+                retry_at: Some(
+                    around.time.elapsed()
+                        + std::time::Duration::from_millis(retry_delay_ms(attempt)),
+                ),
+            };
+        }
+        _ => {
+            notices.post(why.to_string());
+            presence.link = Link::Failed(why.to_string());
+            if why.leaves_the_room() {
+                // Signaling is gone, but matchbox keeps the peer connection: close it too,
+                // so this side does not look present where it is not.
+                around.leave.write(Disconnect);
+            }
+            if *why == SignalingEnd::RoomFull {
+                ask_seat_holders(room, &mut around.calls);
+            }
+            if let (SignalingEnd::Unexplained(_), Some(room)) = (why, room) {
+                around.calls.write(ApiCall::RoomInfo {
+                    room: room.room.clone(),
+                });
+            }
+        }
+    }
+}
+
+/// Presence after an event of the peer's identity.
+fn on_identity(
+    event: &IdentityEvent,
+    presence: &mut Presence,
+    notices: &mut Notices,
+) -> Option<AvatarChange> {
+    match event {
+        IdentityEvent::PeerHello {
+            identity,
+            name,
+            safety_code,
+            ..
+        } => {
+            presence.seat = Seat::Here {
+                name: name.clone(),
+                identity: *identity,
+                safety_code: safety_code.clone(),
+                standing: None,
+            };
+            return Some(AvatarChange::Arrived);
+        }
+        IdentityEvent::PeerRenamed(new) => {
+            if let Seat::Here { name, .. } = &mut presence.seat {
+                notices.post(format!("{name} is now called {new}."));
+                *name = new.clone();
+            }
+        }
+        IdentityEvent::VersionMismatch { theirs } => notices.post(format!(
+            "Your peer's Duet speaks protocol version {theirs}, this one {}: one of you needs to update.",
+            duet_shared::peer::PROTOCOL_VERSION
+        )),
+        IdentityEvent::HelloFailed(why) => {
+            let notice = super::hello_failure_notice(why);
+            notices.post(notice);
+            presence.link = Link::Failed(notice.to_owned());
+            presence.seat = Seat::Empty;
+            return Some(AvatarChange::Gone);
+        }
+        IdentityEvent::Renamed(_) => {}
+    }
+    None
 }
 
 /// Where the peer stands for this device (new, known, not the one met), once the contacts

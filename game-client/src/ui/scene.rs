@@ -71,15 +71,10 @@ pub(super) fn plugin(app: &mut App) {
 /// at once on input. egui's own redraw requests are dropped: it asks after nearly every frame
 /// (a blinking cursor, a scheduled repaint), which would mean drawing continuously again; its
 /// next frame comes with the clock or the input.
-#[allow(clippy::too_many_arguments)]
 fn pace_frames(
     pacing: Res<FramePacing>,
     transfers: Res<crate::transfer::Transfers>,
-    seat: Query<&Visibility, With<EmptySeat>>,
-    bubbles: Query<(), With<Bubble>>,
-    zone: Res<DropZone>,
-    screen: Res<State<Screen>>,
-    call: Res<crate::call::CallState>,
+    screen: OnScreen,
     settings: Option<ResMut<bevy::winit::WinitSettings>>,
     mut redraws: ResMut<Messages<bevy::window::RequestRedraw>>,
 ) {
@@ -88,28 +83,11 @@ fn pace_frames(
     let Some(mut settings) = settings else {
         return;
     };
-    let in_room = *screen.get() == Screen::Room;
-    // A ringing call pulses; a call in progress shows who speaks, from levels that come once
-    // a second (the peer's video is the page's own element, not drawn here).
-    use duet_shared::call::CallPhase;
-    let ringing = matches!(
-        call.call.phase(),
-        CallPhase::Calling { .. } | CallPhase::Ringing { .. }
-    );
-    let in_call = matches!(
-        call.call.phase(),
-        CallPhase::Connecting { .. } | CallPhase::Active { .. }
-    );
-    let moving = in_room
-        && (seat.iter().any(|v| *v == Visibility::Visible)
-            || !bubbles.is_empty()
-            || zone.dragging
-            || ringing);
     let wait = if transfers.lock().running() > 0 {
         pacing.busy
-    } else if moving {
+    } else if screen.moving() {
         pacing.moving
-    } else if in_room && in_call {
+    } else if screen.in_call() {
         pacing.call
     } else {
         pacing.still
@@ -118,6 +96,47 @@ fn pace_frames(
     if settings.focused_mode != mode {
         settings.focused_mode = mode;
         settings.unfocused_mode = mode;
+    }
+}
+
+/// What is on screen, as far as the frame pace cares.
+#[derive(bevy::ecs::system::SystemParam)]
+struct OnScreen<'w, 's> {
+    seat: Query<'w, 's, &'static Visibility, With<EmptySeat>>,
+    bubbles: Query<'w, 's, (), With<Bubble>>,
+    zone: Res<'w, DropZone>,
+    screen: Res<'w, State<Screen>>,
+    call: Res<'w, crate::call::CallState>,
+}
+
+impl OnScreen<'_, '_> {
+    fn in_room(&self) -> bool {
+        *self.screen.get() == Screen::Room
+    }
+
+    /// The waiting seat breathing, a bubble fading, a drag over the window, a call ringing.
+    fn moving(&self) -> bool {
+        use duet_shared::call::CallPhase;
+        let ringing = matches!(
+            self.call.call.phase(),
+            CallPhase::Calling { .. } | CallPhase::Ringing { .. }
+        );
+        self.in_room()
+            && (self.seat.iter().any(|v| *v == Visibility::Visible)
+                || !self.bubbles.is_empty()
+                || self.zone.dragging
+                || ringing)
+    }
+
+    /// A call in progress shows who speaks, from levels that come once a second (the peer's
+    /// video is the page's own element, not drawn here).
+    fn in_call(&self) -> bool {
+        use duet_shared::call::CallPhase;
+        self.in_room()
+            && matches!(
+                self.call.call.phase(),
+                CallPhase::Connecting { .. } | CallPhase::Active { .. }
+            )
     }
 }
 

@@ -42,21 +42,35 @@ use crate::ports::{CallStats, Media as MediaPort, MediaOp, MediaReport};
 /// One effect for the media task, with the ICE servers to use if it starts a connection.
 type Command = (MediaOp, Vec<IceServer>);
 
-static QUEUE: Mutex<Option<UnboundedSender<Command>>> = Mutex::new(None);
-static REPORTS: Mutex<Vec<MediaReport>> = Mutex::new(Vec::new());
+/// Where the media task's reports wait for the app's next frame; the task and the
+/// connection's callbacks each hold one.
+#[derive(Clone, Default)]
+struct Reports(Arc<Mutex<Vec<MediaReport>>>);
+
+impl Reports {
+    fn push(&self, what: MediaReport) {
+        lock(&self.0).push(what);
+    }
+}
 
 /// The desktop's call media: voice only (see the module docs).
-pub struct DesktopMedia;
+#[derive(Default)]
+pub struct DesktopMedia {
+    /// The media task's queue, once started.
+    queue: Mutex<Option<UnboundedSender<Command>>>,
+    reports: Reports,
+}
 
 impl MediaPort for DesktopMedia {
     /// Hands one effect to the media task (started on first use).
     fn command(&self, op: MediaOp, ice_servers: &[IceServer]) {
-        let mut queue = lock(&QUEUE);
+        let mut queue = lock(&self.queue);
         let sender = queue.get_or_insert_with(|| {
             let (tx, rx) = unbounded();
+            let reports = self.reports.clone();
             let started = std::thread::Builder::new()
                 .name("duet-call".into())
-                .spawn(move || futures::executor::block_on(run(rx)));
+                .spawn(move || futures::executor::block_on(run(rx, reports)));
             if let Err(e) = started {
                 bevy::log::error!("cannot start the call thread: {e}");
             }
@@ -66,15 +80,11 @@ impl MediaPort for DesktopMedia {
     }
 
     fn reports(&self) -> Vec<MediaReport> {
-        std::mem::take(&mut *lock(&REPORTS))
+        std::mem::take(&mut *lock(&self.reports.0))
     }
 
     /// The desktop shows no video.
     fn show_peer_video(&self, _rect: Option<(f32, f32, f32)>) {}
-}
-
-fn report(what: MediaReport) {
-    lock(&REPORTS).push(what);
 }
 
 fn runtime() -> Option<Arc<dyn Runtime>> {
@@ -98,6 +108,7 @@ fn opus_codec() -> RTCRtpCodec {
 /// What the call's tasks share: its counters, the devices, and whether it still runs.
 struct Shared {
     call: CallId,
+    reports: Reports,
     stopped: AtomicBool,
     muted: AtomicBool,
     sending: AtomicBool,
@@ -183,19 +194,19 @@ impl Shared {
         let mut held = lock(&self.held_candidates);
         match held.as_mut() {
             Some(held) => held.push(candidate),
-            None => report(candidate),
+            None => self.reports.push(candidate),
         }
     }
 
     /// Reports our description, then the candidates that waited for it.
     fn local_description(&self, sdp: String) {
         let mut held = lock(&self.held_candidates);
-        report(MediaReport::LocalDescription {
+        self.reports.push(MediaReport::LocalDescription {
             call: self.call,
             sdp,
         });
         for candidate in held.take().into_iter().flatten() {
-            report(candidate);
+            self.reports.push(candidate);
         }
     }
 }
@@ -223,7 +234,7 @@ impl PeerConnectionEventHandler for Events {
         let call = self.shared.call;
         match state {
             RTCPeerConnectionState::Connected => {
-                report(MediaReport::Connected(call));
+                self.shared.reports.push(MediaReport::Connected(call));
                 if !self.shared.sending.swap(true, Ordering::SeqCst) {
                     let shared = self.shared.clone();
                     let runtime = self.runtime.clone();
@@ -233,7 +244,9 @@ impl PeerConnectionEventHandler for Events {
                 }
             }
             RTCPeerConnectionState::Failed if !self.shared.stopped.load(Ordering::SeqCst) => {
-                report(MediaReport::Failed(call, CallEnd::MediaFailed));
+                self.shared
+                    .reports
+                    .push(MediaReport::Failed(call, CallEnd::MediaFailed));
             }
             _ => {}
         }
@@ -265,7 +278,7 @@ impl Media {
     }
 }
 
-async fn run(mut queue: UnboundedReceiver<Command>) {
+async fn run(mut queue: UnboundedReceiver<Command>, reports: Reports) {
     let mut media: Option<Media> = None;
     while let Some((op, ice)) = queue.next().await {
         match op {
@@ -273,9 +286,9 @@ async fn run(mut queue: UnboundedReceiver<Command>) {
                 if let Some(old) = media.take() {
                     old.stop().await;
                 }
-                match start(call, offerer, &ice).await {
+                match start(call, offerer, &ice, &reports).await {
                     Ok(started) => media = Some(started),
-                    Err(why) => report(MediaReport::Failed(call, why)),
+                    Err(why) => reports.push(MediaReport::Failed(call, why)),
                 }
             }
             MediaOp::RemoteDescription { call, offer, sdp } => {
@@ -284,7 +297,7 @@ async fn run(mut queue: UnboundedReceiver<Command>) {
                 };
                 if let Err(e) = remote_description(m, offer, sdp).await {
                     bevy::log::warn!("call {call}: the peer's description: {e}");
-                    report(MediaReport::Failed(call, CallEnd::MediaFailed));
+                    reports.push(MediaReport::Failed(call, CallEnd::MediaFailed));
                 }
             }
             MediaOp::RemoteCandidate {
@@ -325,7 +338,12 @@ async fn run(mut queue: UnboundedReceiver<Command>) {
     }
 }
 
-async fn start(call: CallId, offerer: bool, ice: &[IceServer]) -> Result<Media, CallEnd> {
+async fn start(
+    call: CallId,
+    offerer: bool,
+    ice: &[IceServer],
+    reports: &Reports,
+) -> Result<Media, CallEnd> {
     let devices = Devices::open()?;
     let runtime = runtime().ok_or(CallEnd::MediaFailed)?;
     let failed = |e: webrtc::error::Error| {
@@ -334,6 +352,7 @@ async fn start(call: CallId, offerer: bool, ice: &[IceServer]) -> Result<Media, 
     };
     let shared = Arc::new(Shared {
         call,
+        reports: reports.clone(),
         stopped: AtomicBool::new(false),
         muted: AtomicBool::new(false),
         sending: AtomicBool::new(false),
@@ -342,12 +361,54 @@ async fn start(call: CallId, offerer: bool, ice: &[IceServer]) -> Result<Media, 
         held_candidates: Mutex::new(Some(Vec::new())),
         counters: Mutex::default(),
     });
+    let pc = peer_connection(ice, &shared, &runtime)
+        .await
+        .map_err(failed)?;
+    let media = Media {
+        shared: shared.clone(),
+        pc: pc.clone(),
+        early: Vec::new(),
+        described: false,
+    };
+    runtime
+        .spawn(Box::pin(report_stats(shared.clone(), runtime.clone())))
+        .detach();
 
+    // Added before any description: the caller offers it, and the callee's answer puts it into
+    // the audio section of the peer's offer.
+    let track = voice_track(call).map_err(failed)?;
+    let sender = match pc.add_track(track.clone() as Arc<dyn TrackLocal>).await {
+        Ok(sender) => sender,
+        Err(e) => {
+            media.stop().await;
+            return Err(failed(e));
+        }
+    };
+    let _ = shared.outgoing.set((track, sender));
+
+    if offerer {
+        match offer(pc.as_ref()).await {
+            Ok(sdp) => shared.local_description(sdp),
+            Err(e) => {
+                media.stop().await;
+                return Err(failed(e));
+            }
+        }
+    }
+    Ok(media)
+}
+
+/// The call's own connection, through the room's ICE servers, reporting to `shared`.
+async fn peer_connection(
+    ice: &[IceServer],
+    shared: &Arc<Shared>,
+    runtime: &Arc<dyn Runtime>,
+) -> Result<Arc<dyn PeerConnection>, webrtc::error::Error> {
     let mut engine = MediaEngine::default();
     // Opus for us; the browser's video codecs too, so its camera's section is accepted
     // (received and counted, not shown) rather than refused.
-    engine.register_default_codecs().map_err(failed)?;
-    let registry = register_default_interceptors(Registry::new(), &mut engine).map_err(failed)?;
+    engine.register_default_codecs()?;
+    let registry = register_default_interceptors(Registry::new(), &mut engine)?;
     let servers: Vec<RTCIceServer> = ice
         .iter()
         .filter(|s| !s.urls.is_empty())
@@ -372,67 +433,37 @@ async fn start(call: CallId, offerer: bool, ice: &[IceServer]) -> Result<Media, 
         .with_handler(Arc::new(events))
         .with_udp_addrs(vec!["0.0.0.0:0", "[::]:0"])
         .build()
-        .await
-        .map_err(failed)?;
-    let pc: Arc<dyn PeerConnection> = Arc::new(pc);
-    let media = Media {
-        shared: shared.clone(),
-        pc: pc.clone(),
-        early: Vec::new(),
-        described: false,
-    };
-    runtime
-        .spawn(Box::pin(report_stats(shared.clone(), runtime.clone())))
-        .detach();
+        .await?;
+    Ok(Arc::new(pc))
+}
 
-    // Added before any description: the caller offers it, and the callee's answer puts it into
-    // the audio section of the peer's offer.
-    let track = Arc::new(
-        TrackLocalStaticSample::new(
-            Instant::now(),
-            MediaStreamTrack::new(
-                format!("duet-{call}"),
-                format!("duet-voice-{call}"),
-                "voice".into(),
-                RtpCodecKind::Audio,
-                vec![RTCRtpEncodingParameters {
-                    rtp_coding_parameters: RTCRtpCodingParameters {
-                        ssrc: Some(rand_ssrc()),
-                        ..Default::default()
-                    },
-                    codec: opus_codec(),
+/// The microphone's track: Opus, one random SSRC.
+fn voice_track(call: CallId) -> Result<Arc<TrackLocalStaticSample>, webrtc::error::Error> {
+    Ok(Arc::new(TrackLocalStaticSample::new(
+        Instant::now(),
+        MediaStreamTrack::new(
+            format!("duet-{call}"),
+            format!("duet-voice-{call}"),
+            "voice".into(),
+            RtpCodecKind::Audio,
+            vec![RTCRtpEncodingParameters {
+                rtp_coding_parameters: RTCRtpCodingParameters {
+                    ssrc: Some(rand_ssrc()),
                     ..Default::default()
-                }],
-            ),
-        )
-        .map_err(failed)?,
-    );
-    let sender = match pc.add_track(track.clone() as Arc<dyn TrackLocal>).await {
-        Ok(sender) => sender,
-        Err(e) => {
-            media.stop().await;
-            return Err(failed(e));
-        }
-    };
-    let _ = shared.outgoing.set((track, sender));
+                },
+                codec: opus_codec(),
+                ..Default::default()
+            }],
+        ),
+    )?))
+}
 
-    if offerer {
-        let offered = async {
-            let offer = pc.create_offer(None).await?;
-            let sdp = offer.sdp.clone();
-            pc.set_local_description(offer).await?;
-            Ok::<_, webrtc::error::Error>(sdp)
-        }
-        .await;
-        match offered {
-            Ok(sdp) => shared.local_description(sdp),
-            Err(e) => {
-                media.stop().await;
-                return Err(failed(e));
-            }
-        }
-    }
-    Ok(media)
+/// Creates and sets the offer; its SDP goes to the peer.
+async fn offer(pc: &dyn PeerConnection) -> Result<String, webrtc::error::Error> {
+    let offer = pc.create_offer(None).await?;
+    let sdp = offer.sdp.clone();
+    pc.set_local_description(offer).await?;
+    Ok(sdp)
 }
 
 /// A random SSRC for our audio (RFC 3550 asks for one chosen at random).
@@ -488,7 +519,9 @@ async fn send_audio(shared: Arc<Shared>, runtime: Arc<dyn Runtime>) {
             Ok(encoder) => encoder,
             Err(e) => {
                 bevy::log::warn!("no Opus encoder: {e}");
-                report(MediaReport::Failed(shared.call, CallEnd::MediaFailed));
+                shared
+                    .reports
+                    .push(MediaReport::Failed(shared.call, CallEnd::MediaFailed));
                 return;
             }
         };
@@ -600,7 +633,7 @@ async fn report_stats(shared: Arc<Shared>, runtime: Arc<dyn Runtime>) {
             c.my_level = 0.0;
             stats
         };
-        report(MediaReport::Stats(shared.call, stats));
+        shared.reports.push(MediaReport::Stats(shared.call, stats));
     }
 }
 

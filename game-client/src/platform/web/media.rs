@@ -10,7 +10,7 @@
 //! through an `<audio>` element; their video shows in a `<video>` element the room positions
 //! over their avatar ([`MediaPort::show_peer_video`]).
 
-use std::cell::RefCell;
+use std::sync::{Arc, Mutex};
 
 use duet_shared::call::{CallEnd, CallId};
 use futures::StreamExt;
@@ -31,30 +31,41 @@ use crate::ports::{CallStats, Media as MediaPort, MediaOp, MediaReport};
 /// One effect for the media task, with the ICE servers to use if it starts a connection.
 type Command = (MediaOp, Vec<IceServer>);
 
-thread_local! {
-    static QUEUE: RefCell<Option<UnboundedSender<Command>>> = const { RefCell::new(None) };
-    static REPORTS: RefCell<Vec<MediaReport>> = const { RefCell::new(Vec::new()) };
+/// Where the media task's reports wait for the app's next frame; the task and the
+/// connection's handlers each hold one.
+#[derive(Clone, Default)]
+struct Reports(Arc<Mutex<Vec<MediaReport>>>);
+
+impl Reports {
+    /// Keeps a report and draws a frame soon, so the app reads it without waiting for input.
+    fn push(&self, what: MediaReport) {
+        crate::util::lock_shared(&self.0).push(what);
+        super::wake_frame();
+    }
 }
 
 /// The browser's call media: voice and video.
-pub struct BrowserMedia;
+#[derive(Default)]
+pub struct BrowserMedia {
+    /// The media task's queue, once started.
+    queue: Mutex<Option<UnboundedSender<Command>>>,
+    reports: Reports,
+}
 
 impl MediaPort for BrowserMedia {
     /// Hands one effect to the media task (started on first use).
     fn command(&self, op: MediaOp, ice_servers: &[IceServer]) {
-        QUEUE.with(|queue| {
-            let mut queue = queue.borrow_mut();
-            let sender = queue.get_or_insert_with(|| {
-                let (tx, rx) = unbounded();
-                wasm_bindgen_futures::spawn_local(run(rx));
-                tx
-            });
-            let _ = sender.unbounded_send((op, ice_servers.to_vec()));
+        let mut queue = crate::util::lock_shared(&self.queue);
+        let sender = queue.get_or_insert_with(|| {
+            let (tx, rx) = unbounded();
+            wasm_bindgen_futures::spawn_local(run(rx, self.reports.clone()));
+            tx
         });
+        let _ = sender.unbounded_send((op, ice_servers.to_vec()));
     }
 
     fn reports(&self) -> Vec<MediaReport> {
-        REPORTS.with(|r| std::mem::take(&mut *r.borrow_mut()))
+        std::mem::take(&mut *crate::util::lock_shared(&self.reports.0))
     }
 
     fn show_peer_video(&self, rect: Option<(f32, f32, f32)>) {
@@ -62,14 +73,10 @@ impl MediaPort for BrowserMedia {
     }
 }
 
-fn report(what: MediaReport) {
-    REPORTS.with(|r| r.borrow_mut().push(what));
-    super::wake_frame();
-}
-
 /// The running call's media.
 struct Media {
     call: CallId,
+    reports: Reports,
     pc: RtcPeerConnection,
     local: MediaStream,
     audio: Option<MediaStreamTrack>,
@@ -103,7 +110,7 @@ impl Media {
     }
 }
 
-async fn run(mut queue: UnboundedReceiver<Command>) {
+async fn run(mut queue: UnboundedReceiver<Command>, reports: Reports) {
     let mut media: Option<Media> = None;
     while let Some((op, ice)) = queue.next().await {
         match op {
@@ -115,9 +122,9 @@ async fn run(mut queue: UnboundedReceiver<Command>) {
                 if let Some(old) = media.take() {
                     old.stop();
                 }
-                match start(call, offerer, video, &ice).await {
+                match start(call, offerer, video, &ice, &reports).await {
                     Ok(started) => media = Some(started),
-                    Err(why) => report(MediaReport::Failed(call, why)),
+                    Err(why) => reports.push(MediaReport::Failed(call, why)),
                 }
             }
             MediaOp::RemoteDescription { call, offer, sdp } => {
@@ -126,7 +133,7 @@ async fn run(mut queue: UnboundedReceiver<Command>) {
                 };
                 if let Err(e) = remote_description(m, offer, &sdp).await {
                     web_sys::console::warn_1(&e);
-                    report(MediaReport::Failed(call, CallEnd::MediaFailed));
+                    reports.push(MediaReport::Failed(call, CallEnd::MediaFailed));
                 }
             }
             MediaOp::RemoteCandidate {
@@ -284,6 +291,7 @@ async fn start(
     offerer: bool,
     video: bool,
     ice: &[IceServer],
+    reports: &Reports,
 ) -> Result<Media, CallEnd> {
     let local = user_media(true, video).await?;
     let tracks = |kind: &str| -> Option<MediaStreamTrack> {
@@ -311,11 +319,39 @@ async fn start(
         return Err(CallEnd::MediaFailed);
     };
 
-    let mut handlers: Vec<Closure<dyn FnMut(JsValue)>> = Vec::new();
+    let handlers = watch(&pc, call, reports);
+    wasm_bindgen_futures::spawn_local(watch_stats(call, pc.clone(), reports.clone()));
+    let media = Media {
+        call,
+        reports: reports.clone(),
+        pc,
+        local,
+        audio,
+        camera,
+        _handlers: handlers,
+    };
+    if offerer {
+        add_transceivers(&media);
+        if describe(&media, RtcSdpType::Offer).await.is_err() {
+            media.stop();
+            return Err(CallEnd::MediaFailed);
+        }
+    }
+    Ok(media)
+}
+
+/// Reports the connection's candidates and state, and plays the peer's tracks in the page's
+/// media elements. The handlers live as long as the call.
+fn watch(
+    pc: &RtcPeerConnection,
+    call: CallId,
+    reports: &Reports,
+) -> Vec<Closure<dyn FnMut(JsValue)>> {
+    let to_app = reports.clone();
     let on_candidate = Closure::<dyn FnMut(JsValue)>::new(move |event: JsValue| {
         let event: RtcPeerConnectionIceEvent = event.unchecked_into();
         if let Some(candidate) = event.candidate() {
-            report(MediaReport::LocalCandidate {
+            to_app.push(MediaReport::LocalCandidate {
                 call,
                 candidate: candidate.candidate(),
                 mid: candidate.sdp_mid(),
@@ -324,7 +360,6 @@ async fn start(
         }
     });
     pc.set_onicecandidate(Some(on_candidate.as_ref().unchecked_ref()));
-    handlers.push(on_candidate);
     let on_track = Closure::<dyn FnMut(JsValue)>::new(move |event: JsValue| {
         let event: RtcTrackEvent = event.unchecked_into();
         let track = event.track();
@@ -333,63 +368,51 @@ async fn start(
         } else {
             ("duet-peer-video", "video")
         };
-        if let Some(element) = media_element(id, tag) {
-            let stream = MediaStream::new().ok();
-            if let Some(stream) = stream {
-                stream.add_track(&track);
-                element.set_src_object(Some(&stream));
-                let _ = element.play();
-            }
+        if let Some(element) = media_element(id, tag)
+            && let Ok(stream) = MediaStream::new()
+        {
+            stream.add_track(&track);
+            element.set_src_object(Some(&stream));
+            let _ = element.play();
         }
     });
     pc.set_ontrack(Some(on_track.as_ref().unchecked_ref()));
-    handlers.push(on_track);
     let watched = pc.clone();
+    let to_app = reports.clone();
     let on_state = Closure::<dyn FnMut(JsValue)>::new(move |_| match watched.connection_state() {
-        RtcPeerConnectionState::Connected => report(MediaReport::Connected(call)),
-        RtcPeerConnectionState::Failed => report(MediaReport::Failed(call, CallEnd::MediaFailed)),
+        RtcPeerConnectionState::Connected => to_app.push(MediaReport::Connected(call)),
+        RtcPeerConnectionState::Failed => {
+            to_app.push(MediaReport::Failed(call, CallEnd::MediaFailed));
+        }
         _ => {}
     });
     pc.set_onconnectionstatechange(Some(on_state.as_ref().unchecked_ref()));
-    handlers.push(on_state);
+    vec![on_candidate, on_track, on_state]
+}
 
-    wasm_bindgen_futures::spawn_local(watch_stats(call, pc.clone()));
-    let media = Media {
-        call,
-        pc,
-        local,
-        audio,
-        camera,
-        _handlers: handlers,
-    };
-    if offerer {
-        // One audio and one video transceiver, both ways, negotiated once.
-        for kind in ["audio", "video"] {
-            let init = RtcRtpTransceiverInit::new();
-            init.set_direction(RtcRtpTransceiverDirection::Sendrecv);
-            let track = if kind == "audio" {
-                media.audio.as_ref()
-            } else {
-                media.camera.as_ref()
-            };
-            match track {
-                Some(track) => {
-                    init.set_streams(&js_sys::Array::of1(&media.local));
-                    media
-                        .pc
-                        .add_transceiver_with_media_stream_track_and_init(track, &init);
-                }
-                None => {
-                    media.pc.add_transceiver_with_str_and_init(kind, &init);
-                }
+/// One audio and one video transceiver, both ways, negotiated once (a side without a camera
+/// still receives the peer's video).
+fn add_transceivers(media: &Media) {
+    for kind in ["audio", "video"] {
+        let init = RtcRtpTransceiverInit::new();
+        init.set_direction(RtcRtpTransceiverDirection::Sendrecv);
+        let track = if kind == "audio" {
+            media.audio.as_ref()
+        } else {
+            media.camera.as_ref()
+        };
+        match track {
+            Some(track) => {
+                init.set_streams(&js_sys::Array::of1(&media.local));
+                media
+                    .pc
+                    .add_transceiver_with_media_stream_track_and_init(track, &init);
+            }
+            None => {
+                media.pc.add_transceiver_with_str_and_init(kind, &init);
             }
         }
-        if describe(&media, RtcSdpType::Offer).await.is_err() {
-            media.stop();
-            return Err(CallEnd::MediaFailed);
-        }
     }
-    Ok(media)
 }
 
 /// Creates our offer or answer, sets it, and reports it for the peer.
@@ -405,7 +428,7 @@ async fn describe(media: &Media, kind: RtcSdpType) -> Result<(), JsValue> {
     let init = RtcSessionDescriptionInit::new(kind);
     init.set_sdp(&sdp);
     JsFuture::from(media.pc.set_local_description(&init)).await?;
-    report(MediaReport::LocalDescription {
+    media.reports.push(MediaReport::LocalDescription {
         call: media.call,
         sdp,
     });
@@ -476,7 +499,7 @@ async fn set_local_media(media: &mut Media, muted: bool, camera: bool) {
 
 /// Once a second while the connection lives: what flows, and how loud each side is (for the
 /// speaking indicators and for tests, which read the same numbers as `call_stats` events).
-async fn watch_stats(call: CallId, pc: RtcPeerConnection) {
+async fn watch_stats(call: CallId, pc: RtcPeerConnection, reports: Reports) {
     loop {
         let _ = sleep_ms(1000).await;
         if pc.connection_state() == RtcPeerConnectionState::Closed {
@@ -485,7 +508,7 @@ async fn watch_stats(call: CallId, pc: RtcPeerConnection) {
         let Ok(stats) = JsFuture::from(pc.get_stats()).await else {
             continue;
         };
-        report(MediaReport::Stats(call, summarize(&stats)));
+        reports.push(MediaReport::Stats(call, summarize(&stats)));
     }
 }
 

@@ -83,97 +83,98 @@ fn transfer_row(
                     });
                 }
             });
-            let muted = |text: String| {
-                egui::RichText::new(text)
-                    .small()
-                    .color(ecolor(palette::MUTED))
-            };
-            match &row.state {
-                RowState::Asking => {
-                    ui.label(muted(format!(
-                        "{} · {} wants to send you this file",
-                        human_bytes(row.size as f64),
-                        peer_name
-                    )));
-                    ui.horizontal(|ui| {
-                        let yes = ui.button("Accept");
-                        let no = ui.button("Decline");
-                        if state.offer_buttons.is_empty() {
-                            // The list is newest first: the newest question's.
-                            state.offer_buttons = vec![("accept", yes.rect), ("decline", no.rect)];
-                        }
-                        if yes.clicked() {
-                            answer.write(AnswerOffer {
-                                id: row.id,
-                                accept: true,
-                            });
-                        }
-                        if no.clicked() {
-                            answer.write(AnswerOffer {
-                                id: row.id,
-                                accept: false,
-                            });
-                        }
-                    });
-                }
-                RowState::AwaitingPeer => {
-                    ui.label(muted(format!(
-                        "{} · waiting for {} to accept",
-                        human_bytes(row.size as f64),
-                        peer_name
-                    )));
-                }
-                RowState::Paused(why) => {
-                    ui.add(
-                        egui::ProgressBar::new(row.fraction())
-                            .fill(ecolor(palette::MUTED))
-                            .desired_height(8.0),
-                    );
-                    ui.label(muted(format!(
-                        "paused, {:.0} % · {why}",
-                        row.fraction() * 100.0
-                    )));
-                }
-                RowState::Running => {
-                    ui.add(
-                        egui::ProgressBar::new(row.fraction())
-                            .fill(ecolor(palette::ACCENT))
-                            .desired_height(8.0),
-                    );
-                    let eta = row
-                        .eta
-                        .map(|s| format!(", {s:.0} s left"))
-                        .unwrap_or_default();
-                    ui.label(
-                        egui::RichText::new(format!(
-                            "{} of {} · {}/s{eta}",
-                            human_bytes(row.done as f64),
-                            human_bytes(row.size as f64),
-                            human_bytes(row.rate)
-                        ))
-                        .small()
-                        .color(ecolor(palette::MUTED)),
-                    );
-                }
-                RowState::Done(_) => {
-                    ui.label(
-                        egui::RichText::new(format!(
-                            "{} · done, checksum verified",
-                            human_bytes(row.size as f64)
-                        ))
-                        .small()
-                        .color(ecolor(palette::GOOD)),
-                    );
-                }
-                RowState::Failed(why) => {
-                    ui.label(
-                        egui::RichText::new(why.to_string())
-                            .small()
-                            .color(ecolor(palette::BAD)),
-                    );
-                }
+            if row.state == RowState::Asking {
+                offer_question(ui, row, state, answer, peer_name);
+            } else {
+                row_state(ui, row, peer_name);
             }
         });
+}
+
+fn small(text: impl Into<String>, colour: [u8; 3]) -> egui::RichText {
+    egui::RichText::new(text).small().color(ecolor(colour))
+}
+
+/// An offer waiting for the person's answer.
+fn offer_question(
+    ui: &mut egui::Ui,
+    row: &TransferRow,
+    state: &mut PanelState,
+    answer: &mut MessageWriter<AnswerOffer>,
+    peer_name: &str,
+) {
+    ui.label(small(
+        format!(
+            "{} · {peer_name} wants to send you this file",
+            human_bytes(row.size as f64)
+        ),
+        palette::MUTED,
+    ));
+    ui.horizontal(|ui| {
+        let yes = ui.button("Accept");
+        let no = ui.button("Decline");
+        if state.offer_buttons.is_empty() {
+            // The list is newest first: the newest question's.
+            state.offer_buttons = vec![("accept", yes.rect), ("decline", no.rect)];
+        }
+        for (button, accept) in [(yes, true), (no, false)] {
+            if button.clicked() {
+                answer.write(AnswerOffer { id: row.id, accept });
+            }
+        }
+    });
+}
+
+/// Where a transfer that is not asking stands: waiting, moving, paused, done or failed.
+fn row_state(ui: &mut egui::Ui, row: &TransferRow, peer_name: &str) {
+    let bar = |ui: &mut egui::Ui, colour| {
+        ui.add(
+            egui::ProgressBar::new(row.fraction())
+                .fill(ecolor(colour))
+                .desired_height(8.0),
+        );
+    };
+    let size = human_bytes(row.size as f64);
+    match &row.state {
+        RowState::Asking => {}
+        RowState::AwaitingPeer => {
+            ui.label(small(
+                format!("{size} · waiting for {peer_name} to accept"),
+                palette::MUTED,
+            ));
+        }
+        RowState::Paused(why) => {
+            bar(ui, palette::MUTED);
+            ui.label(small(
+                format!("paused, {:.0} % · {why}", row.fraction() * 100.0),
+                palette::MUTED,
+            ));
+        }
+        RowState::Running => {
+            bar(ui, palette::ACCENT);
+            let eta = row
+                .eta
+                .map(|s| format!(", {s:.0} s left"))
+                .unwrap_or_default();
+            ui.label(small(
+                format!(
+                    "{} of {size} · {}/s{eta}",
+                    human_bytes(row.done as f64),
+                    human_bytes(row.rate)
+                ),
+                palette::MUTED,
+            ));
+        }
+        RowState::Done(_) => {
+            ui.label(small(
+                format!("{size} · done, checksum verified"),
+                palette::GOOD,
+            ));
+        }
+        RowState::Failed(why) => {
+            ui.label(small(why.to_string(), palette::BAD));
+        }
+    }
 }
 
 /// The files received (newest first), with what this platform can do with each.

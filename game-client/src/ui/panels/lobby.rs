@@ -28,22 +28,8 @@ pub(super) fn lobby(
     view: LobbyView,
     mut out: LobbyOut,
 ) -> Result {
-    let LobbyView {
-        identity,
-        recent,
-        notices,
-        foreign,
-        contacts,
-    } = view;
-    let LobbyOut {
-        create,
-        join,
-        rename,
-        answer,
-        people,
-    } = &mut out;
     let ctx = contexts.ctx_mut()?;
-    let Some(identity) = identity else {
+    let Some(identity) = view.identity.as_deref() else {
         return Ok(());
     };
     let mut root = root_ui(ctx);
@@ -54,121 +40,149 @@ pub(super) fn lobby(
         .frame(egui::Frame::NONE.fill(ecolor(palette::NIGHT)))
         .show(&mut root, |ui| {
             ui.vertical_centered(|ui| {
-                ui.add_space(56.0);
-                ui.label(
-                    egui::RichText::new("Duet")
-                        .size(54.0)
-                        .family(egui::FontFamily::Name("bold".into()))
-                        .color(ecolor(palette::ACCENT)),
-                );
-                ui.label(
-                    egui::RichText::new(
-                        "A room for two. Chat and files go straight between you — no accounts, no server in the middle.",
-                    )
-                    .color(ecolor(palette::MUTED)),
-                );
-                ui.add_space(28.0);
+                title(ui);
                 egui::Frame::new()
                     .fill(ecolor(palette::PANEL))
                     .corner_radius(14)
                     .inner_margin(24)
                     .show(ui, |ui| {
                         ui.set_width(460.0);
-                        ui.horizontal(|ui| {
-                            ui.label("Your name");
-                            let field = ui.add(
-                                egui::TextEdit::singleline(&mut state.name)
-                                    .desired_width(220.0)
-                                    .char_limit(duet_shared::peer::MAX_DISPLAY_NAME_CHARS),
-                            );
-                            let enter = field.lost_focus()
-                                && ui.input(|i| i.key_pressed(egui::Key::Enter));
-                            let changed = state.name.trim() != identity.name;
-                            if (ui.add_enabled(changed, egui::Button::new("Save")).clicked()
-                                || enter)
-                                && changed
-                            {
-                                rename.write(Rename(state.name.clone()));
-                            }
-                        });
+                        name_row(ui, &mut state, identity, &mut out.rename);
                         ui.add_space(14.0);
-                        let big = egui::Button::new(
-                            egui::RichText::new("Create a room").size(18.0).color(ecolor(palette::NIGHT)),
-                        )
-                        .fill(ecolor(palette::ACCENT))
-                        .min_size(egui::vec2(460.0, 44.0));
-                        let button = ui.add(big);
-                        state.create_button = Some(button.rect);
-                        if button.clicked() {
-                            create.write(CreateRoom);
+                        create_and_join(ui, &mut state, &mut out);
+                        if let Some(asked) = &view.foreign.0 {
+                            foreign_question(ui, asked, &mut out.answer);
                         }
-                        ui.add_space(14.0);
-                        ui.label(egui::RichText::new("or join one with its link").color(ecolor(palette::MUTED)));
-                        ui.horizontal(|ui| {
-                            let field = ui.add(
-                                egui::TextEdit::singleline(&mut state.link)
-                                    .hint_text("http://127.0.0.1:8787/r/…")
-                                    .desired_width(350.0),
-                            );
-                            let enter = field.lost_focus()
-                                && ui.input(|i| i.key_pressed(egui::Key::Enter));
-                            if ui.button("Join").clicked() || (enter && !state.link.is_empty()) {
-                                join.write(JoinRoom(state.link.trim().to_owned()));
-                            }
-                        });
-                        if let Some(asked) = &foreign.0 {
-                            ui.add_space(10.0);
-                            ui.label(
-                                egui::RichText::new(format!(
-                                    "This link is for another server, {}, not yours. That server \
-                                     would see your address and name and could pretend to be the \
-                                     room. Open it only if you trust whoever sent it.",
-                                    asked.server
-                                ))
-                                .color(ecolor(palette::BAD)),
-                            );
-                            ui.horizontal(|ui| {
-                                if ui.button("Open it anyway").clicked() {
-                                    answer.write(AnswerForeignLink(true));
-                                }
-                                if ui.button("Don't open").clicked() {
-                                    answer.write(AnswerForeignLink(false));
-                                }
-                            });
+                        if let Some(recent) = view.recent.as_ref().filter(|r| !r.rooms.is_empty()) {
+                            recent_rooms(ui, recent, &mut out.join);
                         }
-                        if let Some(recent) = recent.as_ref().filter(|r| !r.rooms.is_empty()) {
+                        if let Some(contacts) = view.contacts.as_ref().filter(|c| !c.0.is_empty()) {
                             ui.add_space(14.0);
-                            ui.label(egui::RichText::new("Recent rooms").color(ecolor(palette::MUTED)));
-                            for room in &recent.rooms {
-                                ui.horizontal(|ui| {
-                                    ui.monospace(&room.room);
-                                    if room.owner_key.is_some() {
-                                        ui.label(
-                                            egui::RichText::new("yours")
-                                                .small()
-                                                .color(ecolor(palette::ACCENT)),
-                                        );
-                                    }
-                                    ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
-                                        if ui.button("Open").clicked() {
-                                            join.write(JoinRoom(room.link.clone()));
-                                        }
-                                    });
-                                });
-                            }
-                        }
-                        if let Some(contacts) = contacts.as_ref().filter(|c| !c.0.is_empty()) {
-                            ui.add_space(14.0);
-                            people_list(ui, &mut state, contacts, people);
+                            people_list(ui, &mut state, contacts, &mut out.people);
                         }
                     });
-                if let Some(notice) = notices.latest(12_000) {
+                if let Some(notice) = view.notices.latest(12_000) {
                     ui.add_space(16.0);
                     ui.label(egui::RichText::new(notice).color(ecolor(palette::BAD)));
                 }
             });
         });
     Ok(())
+}
+
+fn title(ui: &mut egui::Ui) {
+    ui.add_space(56.0);
+    ui.label(
+        egui::RichText::new("Duet")
+            .size(54.0)
+            .family(egui::FontFamily::Name("bold".into()))
+            .color(ecolor(palette::ACCENT)),
+    );
+    ui.label(
+        egui::RichText::new(
+            "A room for two. Chat and files go straight between you — no accounts, no server in the middle.",
+        )
+        .color(ecolor(palette::MUTED)),
+    );
+    ui.add_space(28.0);
+}
+
+/// My name, saved with the button or Enter.
+fn name_row(
+    ui: &mut egui::Ui,
+    state: &mut PanelState,
+    identity: &Identity,
+    rename: &mut MessageWriter<Rename>,
+) {
+    ui.horizontal(|ui| {
+        ui.label("Your name");
+        let field = ui.add(
+            egui::TextEdit::singleline(&mut state.name)
+                .desired_width(220.0)
+                .char_limit(duet_shared::peer::MAX_DISPLAY_NAME_CHARS),
+        );
+        let enter = field.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+        let changed = state.name.trim() != identity.name;
+        if (ui.add_enabled(changed, egui::Button::new("Save")).clicked() || enter) && changed {
+            rename.write(Rename(state.name.clone()));
+        }
+    });
+}
+
+/// The big "Create a room" button, and a field to join by a link.
+fn create_and_join(ui: &mut egui::Ui, state: &mut PanelState, out: &mut LobbyOut) {
+    let big = egui::Button::new(
+        egui::RichText::new("Create a room")
+            .size(18.0)
+            .color(ecolor(palette::NIGHT)),
+    )
+    .fill(ecolor(palette::ACCENT))
+    .min_size(egui::vec2(460.0, 44.0));
+    let button = ui.add(big);
+    state.create_button = Some(button.rect);
+    if button.clicked() {
+        out.create.write(CreateRoom);
+    }
+    ui.add_space(14.0);
+    ui.label(egui::RichText::new("or join one with its link").color(ecolor(palette::MUTED)));
+    ui.horizontal(|ui| {
+        let field = ui.add(
+            egui::TextEdit::singleline(&mut state.link)
+                .hint_text("http://127.0.0.1:8787/r/…")
+                .desired_width(350.0),
+        );
+        let enter = field.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+        if ui.button("Join").clicked() || (enter && !state.link.is_empty()) {
+            out.join.write(JoinRoom(state.link.trim().to_owned()));
+        }
+    });
+}
+
+/// A link to another server opens only when the person says so, after reading what it means.
+fn foreign_question(
+    ui: &mut egui::Ui,
+    asked: &ForeignQuestion,
+    answer: &mut MessageWriter<AnswerForeignLink>,
+) {
+    ui.add_space(10.0);
+    ui.label(
+        egui::RichText::new(format!(
+            "This link is for another server, {}, not yours. That server would see your address \
+             and name and could pretend to be the room. Open it only if you trust whoever sent it.",
+            asked.server
+        ))
+        .color(ecolor(palette::BAD)),
+    );
+    ui.horizontal(|ui| {
+        if ui.button("Open it anyway").clicked() {
+            answer.write(AnswerForeignLink(true));
+        }
+        if ui.button("Don't open").clicked() {
+            answer.write(AnswerForeignLink(false));
+        }
+    });
+}
+
+fn recent_rooms(ui: &mut egui::Ui, recent: &RecentRooms, join: &mut MessageWriter<JoinRoom>) {
+    ui.add_space(14.0);
+    ui.label(egui::RichText::new("Recent rooms").color(ecolor(palette::MUTED)));
+    for room in &recent.rooms {
+        ui.horizontal(|ui| {
+            ui.monospace(&room.room);
+            if room.owner_key.is_some() {
+                ui.label(
+                    egui::RichText::new("yours")
+                        .small()
+                        .color(ecolor(palette::ACCENT)),
+                );
+            }
+            ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                if ui.button("Open").clicked() {
+                    join.write(JoinRoom(room.link.clone()));
+                }
+            });
+        });
+    }
 }
 
 /// How many people the lobby lists before "and N more".

@@ -30,9 +30,9 @@ use crate::frame::FrameSet;
 use crate::identity::{Identity, Rename};
 use crate::ports::{Capabilities, Host};
 use crate::room::{
-    AnswerForeignLink, CreateRoom, CurrentRoom, ForeignLink, FreeSeat, JoinRoom, LeaveRoom,
-    Moderate, Notices, Presence, ReceivedFiles, RecentRooms, RowState, Screen, SeatHolders,
-    TransferList, TransferRow,
+    AnswerForeignLink, CreateRoom, CurrentRoom, ForeignLink, ForeignQuestion, FreeSeat, JoinRoom,
+    LeaveRoom, Moderate, Notices, Presence, ReceivedFiles, RecentRooms, RowState, Screen,
+    SeatHolders, TransferList, TransferRow,
 };
 use crate::transfer::{AnswerOffer, CancelTransfer, Direction, SendFile};
 use duet_shared::call::CallPhase;
