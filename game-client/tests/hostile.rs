@@ -505,3 +505,88 @@ async fn a_hostile_peer_gets_clear_errors_and_leaves_nothing_behind() {
     );
     let _ = std::io::stdout().flush();
 }
+
+/// A peer that floods pings gets at most one pong per 250 ms back, not one per ping: answering
+/// each would queue replies without bound on the victim's side (this peer reads slowly on
+/// purpose). The victim keeps working through it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_ping_flood_gets_at_most_four_pongs_a_second() {
+    let (mut client, mut evil, _dir) = victim_and_mallory("duet-hostile-pings").await;
+    let started = Instant::now();
+    let mut pongs = 0u32;
+    let mut sent = 0u64;
+    // 10,000 pings a second for 3 s, reading the victim's answers every 100 ms.
+    while started.elapsed() < Duration::from_secs(3) {
+        for _ in 0..1_000 {
+            evil.control(&Control::Ping { id: sent as u32 });
+            sent += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        for (_, packet) in evil.socket.channel_mut(CONTROL_CHANNEL).receive() {
+            if let Ok(Control::Pong { .. }) = Control::decode(&packet) {
+                pongs += 1;
+            }
+        }
+    }
+    // What the victim answered while the flood was still arriving.
+    let until = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < until {
+        for (_, packet) in evil.socket.channel_mut(CONTROL_CHANNEL).receive() {
+            if let Ok(Control::Pong { .. }) = Control::decode(&packet) {
+                pongs += 1;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let window_ms = started.elapsed().as_millis() as u64;
+    println!("{sent} pings in 3 s; {pongs} pongs in {window_ms} ms");
+    assert!(pongs >= 4, "the victim stopped answering: {pongs} pongs");
+    assert!(
+        u64::from(pongs) <= window_ms / 250 + 2,
+        "{pongs} pongs in {window_ms} ms: more than one per 250 ms"
+    );
+    still_chats(&mut client, &mut evil).await;
+}
+
+/// A peer that proves who it is and then says nothing more (no pongs, no frames) is shown as
+/// interrupted after about 3 s, takes no chat meanwhile, and is given up after about 15 s: the
+/// victim joins the room again instead of staying "connected" to nobody.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_peer_that_goes_silent_is_shown_as_interrupted_then_given_up() {
+    let (mut client, mut evil, _dir) = victim_and_mallory("duet-hostile-silent").await;
+    let hello = Instant::now();
+    let silent_s = client.expect(
+        "the link gone quiet",
+        on!(Event::Link { silent_s: Some(s), .. } => *s),
+    );
+    let quiet_after = hello.elapsed();
+    assert!(silent_s >= 3, "quiet after {silent_s} s of silence");
+    assert!(
+        quiet_after >= Duration::from_millis(2_500) && quiet_after <= Duration::from_secs(6),
+        "shown as interrupted {quiet_after:?} after the hello"
+    );
+    client.0.command("say are you there").unwrap();
+    let state = client.expect(
+        "the refused chat",
+        on!(Event::Chat(line) if line.text == "are you there" => line.state),
+    );
+    assert_eq!(state, duet_shared::automation::Delivery::NotDelivered);
+    client.expect(
+        "the silent peer given up",
+        on!(Event::PeerLeft { .. } => ()),
+    );
+    let given_up = hello.elapsed();
+    assert!(
+        given_up >= Duration::from_secs(14) && given_up <= Duration::from_secs(20),
+        "given up {given_up:?} after the hello"
+    );
+    // Nothing of the refused line ever reached the peer.
+    for (_, packet) in evil.socket.channel_mut(CONTROL_CHANNEL).receive() {
+        if let Ok(Control::Chat { text, .. }) = Control::decode(&packet) {
+            assert_ne!(text, "are you there", "a refused line was sent");
+        }
+    }
+    // The victim is back in the room on a new connection, waiting for a hello again.
+    evil.reconnected().await;
+    println!("interrupted after {quiet_after:?}, given up after {given_up:?}");
+}
