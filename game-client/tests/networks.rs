@@ -464,6 +464,130 @@ fn after_a_long_outage_mid_transfer_the_sending_resumes_on_a_new_connection() {
 
 /// A browser in home A (Chromium run inside the home's namespace) and a native client in home
 /// B: they meet through STUN across both NATs, and ride out a 10 s cut of A's link.
+/// Audio packets `client` hears over about two seconds, from the first report made after now.
+fn audio_heard_over_2_s(client: &mut Client) -> u64 {
+    let mut stats = || {
+        client.0.skip_pending();
+        client.expect(
+            "call_stats",
+            on!(Event::CallStats(x) => x.inbound_audio_packets),
+        )
+    };
+    let first = stats();
+    std::thread::sleep(Duration::from_secs(2));
+    stats() - first
+}
+
+/// A voice call between two desktops in two homes: a 10 s outage interrupts it and the voice
+/// comes back on the same call; a 25 s outage (longer than the room's connection waits) ends
+/// it on both sides in words, and the two meet again afterwards.
+#[test]
+fn a_call_resumes_after_a_short_outage_and_ends_in_words_after_a_long_one() {
+    let Some(world) = world(Nat::Cone, LinkParams::rtt(Duration::from_millis(20)), false) else {
+        return;
+    };
+    let (mut a, mut b, _work) = two_met(&world, "lab-call");
+    a.0.command("call").unwrap();
+    b.expect(
+        "ringing",
+        on!(Event::Call {
+            phase: duet_tests::automation::CallPhase::Ringing,
+            ..
+        }),
+    );
+    b.0.command("accept").unwrap();
+    for client in [&mut a, &mut b] {
+        client.expect(
+            "the peer's voice",
+            on!(Event::CallStats(x) if x.inbound_audio_packets >= 50),
+        );
+    }
+
+    // 10 s: the room says interrupted, the call's own connection waits, and the voice returns.
+    world.lab.a.link.set_down(true);
+    let cut = Instant::now();
+    for client in [&mut a, &mut b] {
+        client.expect(
+            "the link reported interrupted",
+            on!(Event::Link { silent_s: Some(_), .. } => ()),
+        );
+    }
+    std::thread::sleep((cut + Duration::from_secs(10)).saturating_duration_since(Instant::now()));
+    world.lab.a.link.set_down(false);
+    let restored = Instant::now();
+    for (who, client) in [("Ada", &mut a), ("Bob", &mut b)] {
+        // The room's link and the tone (its level is 0 while nothing arrives) both come back,
+        // on the same call; whichever first.
+        let (mut link, mut voice) = (None, None);
+        while link.is_none() || voice.is_none() {
+            let (seen, at) = client
+                .0
+                .wait_timed(
+                    "the link and the voice back",
+                    Duration::from_secs(30),
+                    |e| match e {
+                        Event::Link { silent_s: None, .. } => Some(Ok(true)),
+                        Event::CallStats(x) if x.peer_level > 0.25 => Some(Ok(false)),
+                        Event::CallEnded { message, .. } => Some(Err(message.clone())),
+                        _ => None,
+                    },
+                )
+                .unwrap_or_else(|e| panic!("{e:#}"));
+            match seen {
+                Ok(true) => link = link.or(Some(at - restored)),
+                Ok(false) => voice = voice.or(Some(at - restored)),
+                Err(why) => panic!("{who}'s call ended after a 10 s outage: {why}"),
+            }
+        }
+        let packets = audio_heard_over_2_s(client);
+        eprintln!(
+            "{who}: link back after {link:?}, voice after {voice:?}; then {packets} packets in 2 s"
+        );
+        assert!(
+            packets >= 80,
+            "{who} heard {packets} packets in 2 s after the outage"
+        );
+    }
+
+    // 25 s: the room's connection is given up after 15 s of silence, and with it the call.
+    world.lab.a.link.set_down(true);
+    let cut = Instant::now();
+    for (who, client) in [("Ada", &mut a), ("Bob", &mut b)] {
+        let (reason, message) = client.expect_within(
+            "the call's end",
+            Duration::from_secs(25),
+            on!(Event::CallEnded { reason, message } => (reason.clone(), message.clone())),
+        );
+        eprintln!(
+            "{who}: call ended after {:?}: {reason}: {message}",
+            cut.elapsed()
+        );
+        assert!(
+            cut.elapsed() < Duration::from_secs(22),
+            "{who}'s call ended only after {:?}",
+            cut.elapsed()
+        );
+        assert!(
+            message.len() > 10,
+            "{who}'s call ended without words: {message:?}"
+        );
+    }
+    std::thread::sleep((cut + Duration::from_secs(25)).saturating_duration_since(Instant::now()));
+    world.lab.a.link.set_down(false);
+    for client in [&mut a, &mut b] {
+        client.expect_within(
+            "the peer's hello on a new connection",
+            Duration::from_secs(60),
+            on!(Event::PeerHello { .. }),
+        );
+    }
+    a.0.command("say after the call").unwrap();
+    b.expect(
+        "the chat",
+        on!(Event::Chat(x) if x.text == "after the call"),
+    );
+}
+
 #[test]
 fn a_browser_and_a_native_client_meet_across_nats_and_ride_out_an_outage() {
     use std::io::BufRead;

@@ -153,6 +153,16 @@ impl Side {
     }
 }
 
+/// Whether `side` is connected to someone other than the last person it met (kept in `met`).
+fn renewed(side: &Side, met: &mut Option<PeerId>) -> bool {
+    let Some(peer) = side.peer else {
+        return false;
+    };
+    let renewed = met.is_some_and(|before| before != peer);
+    *met = Some(peer);
+    renewed
+}
+
 /// Moves what arrived on `channel` from one side to the other's peer.
 fn pass(from: &mut Side, to: &mut Side, channel: usize, relayed: &std::sync::Mutex<Vec<Control>>) {
     // Until both people are connected, what arrives waits in the socket, as a careful relay
@@ -174,10 +184,23 @@ fn pass(from: &mut Side, to: &mut Side, channel: usize, relayed: &std::sync::Mut
 /// Passes every message of both channels between the two rooms, as long as both people are
 /// connected to it; what arrives while one is missing waits.
 async fn relay(a: String, b: String, relayed: Arc<std::sync::Mutex<Vec<Control>>>) {
-    let (mut a, mut b) = (Side::join(&a), Side::join(&b));
+    let (url_a, url_b) = (a, b);
+    let (mut a, mut b) = (Side::join(&url_a), Side::join(&url_b));
+    let (mut met_a, mut met_b) = (None, None);
     loop {
         a.update();
         b.update();
+        // A person who connected to the relay afresh (the first attempt timed out on a busy
+        // machine) would never get the other's hello again, which went to the first
+        // connection: the other side starts over with them, as with a real peer.
+        if renewed(&a, &mut met_a) {
+            b = Side::join(&url_b);
+            met_b = None;
+        }
+        if renewed(&b, &mut met_b) {
+            a = Side::join(&url_a);
+            met_a = None;
+        }
         for channel in [CONTROL_CHANNEL, DATA_CHANNEL] {
             pass(&mut a, &mut b, channel, &relayed);
             pass(&mut b, &mut a, channel, &relayed);
