@@ -175,8 +175,15 @@ impl Lab {
     /// `link_b` (both directions).
     pub fn start(nat_a: Nat, link_a: LinkParams, nat_b: Nat, link_b: LinkParams) -> Result<Self> {
         let internet = Namespace::new("internet")?;
+        // "The rest of the internet": a default route into a veth whose other end is down, so
+        // a packet for an address outside the lab (a peer's private host candidate, which a
+        // TURN client asks the relay to reach) vanishes as it would on the internet. Without
+        // it the relay's send fails at once (ENETUNREACH), and coturn ends the whole
+        // allocation for that one failed send.
         internet.sh(&format!(
-            "ip addr add {SERVERS}/32 dev lo && sysctl -qw net.ipv4.ip_forward=1"
+            "ip addr add {SERVERS}/32 dev lo && sysctl -qw net.ipv4.ip_forward=1 && \
+             ip link add rest type veth peer name void && ip link set rest up && \
+             ip route add default dev rest"
         ))?;
         let a = Self::home(&internet, 1, nat_a, link_a)?;
         let b = Self::home(&internet, 2, nat_b, link_b)?;
