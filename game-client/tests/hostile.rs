@@ -590,3 +590,38 @@ async fn a_peer_that_goes_silent_is_shown_as_interrupted_then_given_up() {
     evil.reconnected().await;
     println!("interrupted after {quiet_after:?}, given up after {given_up:?}");
 }
+
+/// A stranger who takes the free seat and never proves who it is (no hello at all, only a
+/// connection) holds the victim for the hello's 90 s at most: the victim shows no name,
+/// ends that connection with a sentence, and joins the room afresh.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_seat_holder_that_never_says_hello_is_dropped_after_90_s() {
+    assert_loopback_only();
+    let wrangler = Wrangler::shared();
+    let room = wrangler.api().create_room().await.unwrap().room;
+    let link = format!("{}/r/{room}", wrangler.base);
+    let dir = temp_dir("duet-hostile-mute").unwrap();
+    let mut client = Client::start(&link, &dir);
+    let mut evil = Evil::join(&wrangler.signal_url(&room, Uuid::new_v4())).await;
+    client.expect("the stranger's connection", on!(Event::Negotiated { .. }));
+    let connected = Instant::now();
+    let outcome = client
+        .0
+        .wait("the hello's end", Duration::from_secs(120), |e| match e {
+            Event::HelloFailed { reason, message } => Some(Ok((reason.clone(), message.clone()))),
+            Event::PeerHello { name, .. } => Some(Err(name.clone())),
+            _ => None,
+        })
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let (reason, message) = outcome.unwrap_or_else(|name| panic!("a name was shown: {name}"));
+    let after = connected.elapsed();
+    println!("hello ended after {after:?}: {reason}: {message}");
+    assert_eq!(reason, "TimedOut");
+    assert!(message.contains("in time"), "{message}");
+    assert!(
+        after >= Duration::from_secs(88) && after <= Duration::from_secs(95),
+        "the hello ended {after:?} after the connection"
+    );
+    // The victim is back in the room on a new connection, waiting for a hello again.
+    evil.reconnected().await;
+}
