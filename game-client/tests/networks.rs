@@ -81,22 +81,35 @@ impl Client {
 /// Waits until `client` verified its peer and knows its connection's path (in either order);
 /// returns the path: `(local, remote, relayed)`.
 fn meet(client: &mut Client) -> (String, String, bool) {
-    let (mut hello, mut path) = (false, None);
-    while !hello || path.is_none() {
-        match client.expect("the peer's hello and the connection's path", |e| match e {
-            Event::PeerHello { .. } => Some(None),
-            Event::Path {
-                local,
-                remote,
-                relayed,
-            } => Some(Some((local.clone(), remote.clone(), *relayed))),
-            _ => None,
-        }) {
-            None => hello = true,
+    meet_at(client).0
+}
+
+/// [`meet`], with the moment the peer's hello arrived.
+fn meet_at(client: &mut Client) -> ((String, String, bool), Instant) {
+    let (mut hello, mut path) = (None, None);
+    while hello.is_none() || path.is_none() {
+        let (seen, at) = client
+            .0
+            .wait_timed(
+                "the peer's hello and the connection's path",
+                Duration::from_secs(60),
+                |e| match e {
+                    Event::PeerHello { .. } => Some(None),
+                    Event::Path {
+                        local,
+                        remote,
+                        relayed,
+                    } => Some(Some((local.clone(), remote.clone(), *relayed))),
+                    _ => None,
+                },
+            )
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        match seen {
+            None => hello = Some(at),
             Some(seen) => path = Some(seen),
         }
     }
-    path.expect("seen")
+    (path.expect("seen"), hello.expect("seen"))
 }
 
 /// Ada in home A and Bob in home B, both past each other's hello; and a folder for the test.
@@ -216,25 +229,9 @@ fn chat_ready(a: &mut Client, b: &mut Client) -> (Duration, bool) {
             )
             .unwrap_or_else(|e| panic!("{e:#}"));
         in_room.push(at);
-        let (mut hello, mut path) = (None, false);
-        while hello.is_none() || !path {
-            let (seen, at) = client
-                .0
-                .wait_timed("hello and path", Duration::from_secs(60), |e| match e {
-                    Event::PeerHello { .. } => Some(None),
-                    Event::Path { relayed, .. } => Some(Some(*relayed)),
-                    _ => None,
-                })
-                .unwrap_or_else(|e| panic!("{e:#}"));
-            match seen {
-                None => hello = Some(at),
-                Some(through_relay) => {
-                    relayed = through_relay;
-                    path = true;
-                }
-            }
-        }
-        ready.push(hello.expect("seen"));
+        let ((_, _, through_relay), hello) = meet_at(client);
+        relayed = through_relay;
+        ready.push(hello);
     }
     let start = in_room.iter().max().copied().expect("two");
     let end = ready.iter().max().copied().expect("two");
