@@ -226,7 +226,7 @@ impl TransferList {
     /// Brings the row an event is about up to date (a start or an offer adds it) and returns
     /// it.
     fn apply(&mut self, event: &TransferEvent) -> Option<&TransferRow> {
-        let (id, state) = match event {
+        let row = match event {
             TransferEvent::Started {
                 id,
                 direction,
@@ -243,28 +243,40 @@ impl TransferList {
             TransferEvent::Asked { id, name, size } => {
                 return Some(self.add(*id, Direction::Incoming, name, *size, 0, RowState::Asking));
             }
-            TransferEvent::Accepted { id } => (id, Some(RowState::Running)),
-            TransferEvent::Paused { id, why } => (id, Some(RowState::Paused(why.clone()))),
-            TransferEvent::Progress { id, .. } => (id, None),
-            TransferEvent::Completed { id, location, .. } => {
-                (id, Some(RowState::Done(location.clone())))
+            TransferEvent::Accepted { id } => {
+                let row = self.row(*id)?;
+                row.state = RowState::Running;
+                row
             }
-            TransferEvent::Failed { id, why, .. } => (id, Some(RowState::Failed(why.clone()))),
-        };
-        let row = self.rows.iter_mut().find(|r| r.id == *id)?;
-        match event {
-            TransferEvent::Progress { progress, .. } => {
+            TransferEvent::Paused { id, why } => {
+                let row = self.row(*id)?;
+                row.state = RowState::Paused(why.clone());
+                row
+            }
+            TransferEvent::Progress { id, progress, .. } => {
+                let row = self.row(*id)?;
                 row.done = progress.done;
                 row.rate = progress.bytes_per_sec;
                 row.eta = progress.eta_secs;
+                row
             }
-            TransferEvent::Completed { .. } => row.done = row.size,
-            _ => {}
-        }
-        if let Some(state) = state {
-            row.state = state;
-        }
+            TransferEvent::Completed { id, location, .. } => {
+                let row = self.row(*id)?;
+                row.done = row.size;
+                row.state = RowState::Done(location.clone());
+                row
+            }
+            TransferEvent::Failed { id, why, .. } => {
+                let row = self.row(*id)?;
+                row.state = RowState::Failed(why.clone());
+                row
+            }
+        };
         Some(row)
+    }
+
+    fn row(&mut self, id: TransferId) -> Option<&mut TransferRow> {
+        self.rows.iter_mut().find(|r| r.id == id)
     }
 
     /// A new row, in place of any old one with the same id.
