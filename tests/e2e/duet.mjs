@@ -25,10 +25,11 @@ export const CHROMIUM_FLAGS = [
 ];
 
 /** A headless Chromium; `without` drops some of [`CHROMIUM_FLAGS`] (e.g. the fake devices),
- * `extra` adds flags. */
-export async function launch({ without = [], extra = [] } = {}) {
+ * `extra` adds flags; `executable` runs another binary (e.g. a wrapper that starts Chromium in a
+ * network namespace). */
+export async function launch({ without = [], extra = [], executable } = {}) {
   return chromium.launch({
-    executablePath: process.env.DUET_CHROMIUM || "/usr/bin/chromium",
+    executablePath: executable || process.env.DUET_CHROMIUM || "/usr/bin/chromium",
     headless: true,
     args: [...CHROMIUM_FLAGS.filter((flag) => !without.includes(flag)), ...extra],
   });

@@ -1,6 +1,7 @@
 // A browser in one home of the network lab (the Rust test runs Chromium inside that home's
 // namespace through DUET_CHROMIUM) and a native client in the other: they meet through STUN
-// across both NATs, chat, and ride out a cut of this home's link, which the Rust test makes
+// across both NATs, chat, the browser sends a 20 MiB file (printing `SENT {sha256}`), and they
+// ride out a cut of this home's link, which the Rust test makes
 // when this script prints `CUT` and lifts 10 s later. Prints `RESULT {json}`.
 //
 // usage: node tests/e2e/lab.mjs ROOM_LINK OUT_DIR
@@ -22,6 +23,12 @@ try {
   result.rtt_ms = (await bea.waitFor("a measured round trip", (e) => e.event === "link" && e.rtt_ms !== undefined)).rtt_ms;
   await bea.say("hello from the browser");
   await bea.waitFor("the native client's chat", (e) => e.event === "chat" && !e.mine && e.text === "hello from the desktop");
+  // A file to the native client: the Rust test checks what it saved against this digest.
+  const dropped = Date.now();
+  const sent = await bea.dropNewFile("from the browser.bin", 20 * 1024 * 1024, await bea.spot("peer"));
+  console.log(`SENT ${sent}`);
+  await bea.waitFor("the file sent", (e) => e.event === "transfer_completed" && e.dir === "out", { timeout: 240_000 });
+  result.file_s = (Date.now() - dropped) / 1000;
 
   const since = bea.events.length;
   const cut = Date.now();

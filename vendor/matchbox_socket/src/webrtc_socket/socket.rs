@@ -649,7 +649,8 @@ impl WebRtcSocket {
                     if old != Some(state) {
                         changes.push((id, state));
                     }
-                    if state == PeerState::Disconnected {
+                    // Duet patch: a failed handshake's descriptions go too.
+                    if matches!(state, PeerState::Disconnected | PeerState::Failed(_)) {
                         self.candidate_pairs.remove(&id);
                         self.descriptions.remove(&id);
                     }
@@ -665,12 +666,18 @@ impl WebRtcSocket {
         }
 
         while let Ok((id, report)) = self.candidate_pair_rx.try_recv() {
-            if self.peers.get(&id) == Some(&PeerState::Connected) {
-                match report {
-                    PeerReport::Pair(pair) => {
+            match report {
+                PeerReport::Pair(pair) => {
+                    if self.peers.get(&id) == Some(&PeerState::Connected) {
                         self.candidate_pairs.insert(id, pair);
                     }
-                    PeerReport::Descriptions(descriptions) => {
+                }
+                // Duet patch: kept whatever the peer's state is now. The message loop (its
+                // own thread natively) sends them just before it reports the peer connected;
+                // a call in between would otherwise drop them, and the peer would then be
+                // connected without them. Removed when the peer disconnects or fails.
+                PeerReport::Descriptions(descriptions) => {
+                    if self.peers.get(&id) != Some(&PeerState::Disconnected) {
                         self.descriptions.insert(id, descriptions);
                     }
                 }

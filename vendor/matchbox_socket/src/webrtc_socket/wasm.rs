@@ -732,6 +732,10 @@ fn create_rtc_peer_connection(
     Ok(ClosingConnection(connection))
 }
 
+/// Duet patch: how long a description waits for ICE gathering to complete before it is sent
+/// with the candidates found so far (see `wait_for_ice_gathering_complete`).
+const ICE_GATHERING_WAIT: Duration = Duration::from_secs(2);
+
 async fn wait_for_ice_gathering_complete(conn: RtcPeerConnection) {
     if conn.ice_gathering_state() == RtcIceGatheringState::Complete {
         debug!("Ice gathering already completed");
@@ -752,7 +756,17 @@ async fn wait_for_ice_gathering_complete(conn: RtcPeerConnection) {
 
     conn.set_onicegatheringstatechange(Some(onstatechange.as_ref().unchecked_ref()));
 
-    rx.next().await;
+    // Duet patch: wait at most `ICE_GATHERING_WAIT`. Chromium's gathering completes only once
+    // every TURN allocation has succeeded or given up; with a TURN server that is slow or
+    // does not answer (seen in Duet's network lab) that took longer than the whole handshake's
+    // 15 s, so two browsers never connected, not even directly. Candidates found later are
+    // still trickled to the peer (`onicecandidate`).
+    let mut gathered = rx.next().fuse();
+    let mut waited = Delay::new(ICE_GATHERING_WAIT).fuse();
+    select! {
+        _ = gathered => {}
+        _ = waited => debug!("ICE gathering not complete after {ICE_GATHERING_WAIT:?}: going on"),
+    }
 
     conn.set_onicegatheringstatechange(None);
     debug!("Ice gathering completed");
