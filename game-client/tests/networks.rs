@@ -859,16 +859,22 @@ fn assert_paths(result: &serde_json::Value, relayed: bool) {
     }
 }
 
+/// Two browsers behind `nat`, 40 ms apart, with or without a relay offered: `lab-pair.mjs`'s
+/// result in `mode` (`None`: the lab needs root).
+fn browsers_across(nat: Nat, relay: bool, mode: &str) -> Option<serde_json::Value> {
+    let world = world(nat, LinkParams::rtt(Duration::from_millis(20)), relay)?;
+    let _one = one_browser_test_at_a_time();
+    let work = temp_dir(&format!("lab-browsers-{mode}")).unwrap();
+    let (script, _homes) = browser_pair(&world, &work, mode, &[]);
+    Some(script.result())
+}
+
 #[test]
 fn two_browsers_behind_cone_nats_connect_directly_chat_and_move_a_file() {
     // A relay is offered, as a deployment with TURN does, and not needed.
-    let Some(world) = world(Nat::Cone, LinkParams::rtt(Duration::from_millis(20)), true) else {
+    let Some(result) = browsers_across(Nat::Cone, true, "meet") else {
         return;
     };
-    let _one = one_browser_test_at_a_time();
-    let work = temp_dir("lab-browsers-cone").unwrap();
-    let (script, _homes) = browser_pair(&world, &work, "meet", &[]);
-    let result = script.result();
     assert_paths(&result, false);
     assert_eq!(result["received_sha256"], result["sent_sha256"], "{result}");
     for name in ["Ada", "Bob"] {
@@ -879,34 +885,18 @@ fn two_browsers_behind_cone_nats_connect_directly_chat_and_move_a_file() {
 
 #[test]
 fn two_browsers_behind_symmetric_nats_meet_through_the_relay() {
-    let Some(world) = world(
-        Nat::Symmetric,
-        LinkParams::rtt(Duration::from_millis(20)),
-        true,
-    ) else {
+    let Some(result) = browsers_across(Nat::Symmetric, true, "meet") else {
         return;
     };
-    let _one = one_browser_test_at_a_time();
-    let work = temp_dir("lab-browsers-symmetric").unwrap();
-    let (script, _homes) = browser_pair(&world, &work, "meet", &[]);
-    let result = script.result();
     assert_paths(&result, true);
     assert_eq!(result["received_sha256"], result["sent_sha256"], "{result}");
 }
 
 #[test]
 fn two_browsers_behind_symmetric_nats_without_a_relay_say_why_within_15_s() {
-    let Some(world) = world(
-        Nat::Symmetric,
-        LinkParams::rtt(Duration::from_millis(20)),
-        false,
-    ) else {
+    let Some(result) = browsers_across(Nat::Symmetric, false, "no-relay") else {
         return;
     };
-    let _one = one_browser_test_at_a_time();
-    let work = temp_dir("lab-browsers-no-relay").unwrap();
-    let (script, _homes) = browser_pair(&world, &work, "no-relay", &[]);
-    let result = script.result();
     assert_eq!(result["met"], false, "{result}");
     for name in ["Ada", "Bob"] {
         // 15 s from the handshake's start, which follows both being in the room closely.
