@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use duet_tests::automation::{CallPhase, Dir};
 use duet_tests::{
-    Event, HeadlessClient, Wrangler, WranglerOptions, assert_loopback_only, on, repo_root, temp_dir,
+    Event, HeadlessClient, Wrangler, WranglerOptions, assert_loopback_only, hex, on, repo_root,
+    temp_dir,
 };
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -546,10 +547,6 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
         }
     }
     files
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Two browsers open the same link on a hostile signaling server that connects each to a relay

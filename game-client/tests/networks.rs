@@ -992,7 +992,7 @@ fn a_browser_and_a_native_client_meet_across_nats_and_ride_out_an_outage() {
         Duration::from_secs(240),
         on!(Event::TransferCompleted { dir: Dir::In, location, .. } => location.clone()),
     );
-    assert_eq!(hex(&sha256_of(Path::new(&saved))), sent);
+    assert_eq!(duet_tests::hex(&sha256_of(Path::new(&saved))), sent);
     script.wait_for("CUT", Duration::from_secs(240));
     world.lab.a.link.set_down(true);
     let cut = Instant::now();
@@ -1021,9 +1021,4 @@ fn a_browser_and_a_native_client_meet_across_nats_and_ride_out_an_outage() {
         result["back_after_cut_ms"].as_u64().unwrap_or(u64::MAX) < 40_000,
         "{result}"
     );
-}
-
-/// Lowercase hex, as the browser scripts print digests.
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

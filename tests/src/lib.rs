@@ -781,6 +781,11 @@ pub fn make_file(path: &Path, size: usize) -> [u8; 32] {
     hasher.finalize().into()
 }
 
+/// Lowercase hex, as the browser scripts print digests.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// The SHA-256 of the file at `path`.
 pub fn sha256_of(path: &Path) -> [u8; 32] {
     use sha2::{Digest, Sha256};

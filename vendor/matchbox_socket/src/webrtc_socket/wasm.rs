@@ -764,12 +764,11 @@ async fn wait_for_ice_gathering_complete(conn: RtcPeerConnection) {
     let mut gathered = rx.next().fuse();
     let mut waited = Delay::new(ICE_GATHERING_WAIT).fuse();
     select! {
-        _ = gathered => {}
+        _ = gathered => debug!("Ice gathering completed"),
         _ = waited => debug!("ICE gathering not complete after {ICE_GATHERING_WAIT:?}: going on"),
     }
 
     conn.set_onicegatheringstatechange(None);
-    debug!("Ice gathering completed");
 }
 
 fn create_data_channels(
