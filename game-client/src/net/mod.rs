@@ -291,12 +291,16 @@ fn open_socket(
         room: link.room().to_owned(),
         name: identity.name.clone(),
     };
-    let wire = Wire::new(WireState::new(
+    let mut wire = WireState::new(
         (control_tx, control_rx),
         (data_tx, data_rx),
         capabilities.frame_chunks,
         Some(credentials),
-    ));
+    );
+    if let Some(connections) = socket.take_connections() {
+        wire.watch_connections(connections);
+    }
+    let wire = Wire::new(wire);
     let (tx, rx) = std::sync::mpsc::channel::<SignalingEnd>();
     host.runtime.spawn_loop(Box::pin(async move {
         let end = match message_loop.await {
@@ -415,7 +419,10 @@ fn peer_changed(
             // The descriptions the authenticated hello binds itself to (the socket always
             // has them for a connected peer; without them the hello fails).
             let descriptions = socket.session_descriptions(peer);
-            wire.set_peer(Some(peer), descriptions);
+            // The wire may have started on this connection already (see `watch_connections`).
+            if wire.note_connected(peer) {
+                wire.set_peer(Some(peer), descriptions);
+            }
             news.events.write(NetEvent::PeerJoined(peer));
             if let Some(descriptions) = descriptions {
                 news.events

@@ -134,7 +134,18 @@ pub struct WireState {
     clock: fn() -> u64,
     /// When the last pong left (see [`PONG_SPACING_MS`]).
     last_pong_ms: Option<u64>,
+    /// New connections as the socket's message loop reports them (see [`Self::watch_connections`]).
+    connections: Option<matchbox_socket::Connections>,
+    /// The peers the app has seen connect, newest last: an announcement of a connection the app
+    /// already knows of (and may have seen end) is stale. Bounded by [`ANNOUNCED_PEERS`].
+    announced: std::collections::VecDeque<PeerId>,
+    /// A connection started here that the app has not asked about yet: news for a frame.
+    started_unseen: bool,
 }
+
+/// How many peers [`WireState`] remembers the app has seen connect: more than the connections
+/// one socket makes between two frames.
+const ANNOUNCED_PEERS: usize = 16;
 
 impl WireState {
     /// The state of a fresh socket's two channels: nobody connected yet.
@@ -168,7 +179,61 @@ impl WireState {
             liveness: None,
             clock: crate::util::now_ms,
             last_pong_ms: None,
+            connections: None,
+            announced: Default::default(),
+            started_unseen: false,
         }
+    }
+
+    /// Lets the wire start each new connection's hello the moment the socket has it, from
+    /// [`Self::poll_arrivals`]: the browser's pump runs between frames, so the hello does not
+    /// wait for the next drawn frame (one to two frames on a slow page). The app still sees the
+    /// peer connect in its frame; see [`Self::note_connected`].
+    pub(crate) fn watch_connections(&mut self, connections: matchbox_socket::Connections) {
+        self.connections = Some(connections);
+    }
+
+    /// The app saw `peer` connect (its socket said so). Returns whether the wire is to be set to
+    /// it: `false` when the wire started on this very connection already.
+    pub(crate) fn note_connected(&mut self, peer: PeerId) -> bool {
+        if self.announced.len() == ANNOUNCED_PEERS {
+            self.announced.pop_front();
+        }
+        self.announced.push_back(peer);
+        self.peer != Some(peer)
+    }
+
+    /// Starts on the connections the socket announced: each new one replaces the current peer
+    /// as when the app sees it connect. Returns whether any did.
+    fn take_connections(&mut self, cx: Option<&mut std::task::Context<'_>>) -> bool {
+        use futures::StreamExt;
+        use std::task::Poll;
+        let Some(connections) = &mut self.connections else {
+            return false;
+        };
+        let mut fresh = Vec::new();
+        match cx {
+            Some(cx) => {
+                while let Poll::Ready(Some(connection)) = connections.poll_next_unpin(cx) {
+                    fresh.push(connection);
+                }
+            }
+            None => {
+                while let Ok(connection) = connections.try_recv() {
+                    fresh.push(connection);
+                }
+            }
+        }
+        let mut started = false;
+        for (peer, descriptions) in fresh {
+            if self.peer != Some(peer) && !self.announced.contains(&peer) {
+                debug!("starting on {peer} before the app has seen it connect");
+                self.set_peer(Some(peer), Some(&descriptions));
+                self.started_unseen = true;
+                started = true;
+            }
+        }
+        started
     }
 
     /// Pings the trusted peer when a ping is due, and says how the link is. `None` while no
@@ -217,7 +282,7 @@ impl WireState {
     /// Whether something waits for the app (a hello's end, a chat, a call signal): the browser's
     /// pump then asks for a frame now rather than at the next paced one.
     pub fn has_app_news(&self) -> bool {
-        !self.outcomes.is_empty() || !self.for_app.is_empty()
+        self.started_unseen || !self.outcomes.is_empty() || !self.for_app.is_empty()
     }
 
     /// How the hellos since the last call ended.
@@ -292,12 +357,14 @@ impl WireState {
     }
 
     pub(crate) fn take_app_arrivals(&mut self) -> Vec<Result<Control, String>> {
+        self.started_unseen = false;
         self.pull();
         self.for_app.drain(..).collect()
     }
 
     /// Moves everything that arrived into the queues, without waiting.
     fn pull(&mut self) {
+        self.take_connections(None);
         while let Ok((from, packet)) = self.control_rx.try_recv() {
             self.sort_control(from, packet);
         }
@@ -310,9 +377,11 @@ impl WireState {
     /// arrived; `Ready(false)`: the connection is gone (both channels closed).
     pub fn poll_arrivals(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<bool> {
         use std::task::Poll;
+        // First: frames of a new connection are sorted for it, not held as early ones.
+        let started = self.take_connections(Some(cx));
         let (control, control_open) = drain_ready(&mut self.control_rx, cx);
         let (data, data_open) = drain_ready(&mut self.data_rx, cx);
-        let arrived = !control.is_empty() || !data.is_empty();
+        let arrived = started || !control.is_empty() || !data.is_empty();
         for (from, packet) in control {
             self.sort_control(from, packet);
         }
@@ -814,6 +883,37 @@ mod tests {
         assert_eq!(carry(&mut bob, &mut ada), 4);
         assert_eq!(carry(&mut ada, &mut bob), 1);
         (ada, bob)
+    }
+
+    #[test]
+    fn an_announced_connection_starts_its_hello_between_frames_and_only_once() {
+        let (mut ada, bob) = (end(1, "Ada"), end(2, "Bob"));
+        let (announce, connections) = futures::channel::mpsc::unbounded();
+        ada.wire.watch_connections(connections);
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        announce
+            .unbounded_send((bob.peer, descriptions("AA", "BB")))
+            .unwrap();
+        // The pump's turn: the hello starts before any frame has seen Bob connect.
+        assert!(ada.wire.poll_arrivals(&mut cx).is_ready());
+        assert_eq!(ada.wire.peer(), Some(bob.peer));
+        assert!(ada.wire.has_app_news(), "a frame is asked for");
+        let said = std::iter::from_fn(|| ada.sent.try_recv().ok()).count();
+        assert_eq!(said, 3, "hello, frames and greet");
+        // The frame then sees Bob connect: the wire is not set again (no second hello).
+        assert!(!ada.wire.note_connected(bob.peer));
+        assert!(ada.wire.take_app_arrivals().is_empty());
+        assert!(!ada.wire.has_app_news());
+        assert!(ada.sent.try_recv().is_err());
+        // A connection the app saw come and go before its announcement was read is not
+        // started again.
+        let gone = PeerId(uuid::Uuid::from_u128(9));
+        assert!(ada.wire.note_connected(gone));
+        announce
+            .unbounded_send((gone, descriptions("AA", "CC")))
+            .unwrap();
+        assert!(ada.wire.poll_arrivals(&mut cx).is_pending());
+        assert_eq!(ada.wire.peer(), Some(bob.peer));
     }
 
     #[test]

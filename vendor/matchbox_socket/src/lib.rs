@@ -13,7 +13,7 @@ pub use matchbox_protocol::PeerId;
 pub use webrtc_socket::{
     CandidatePair, CandidateType, ChannelConfig, HANDSHAKE_TIMEOUT, HandshakeFailure,
     MAX_HANDSHAKES, MAX_REMOTE_CANDIDATES, MessageLoopFuture, Packet, PeerEvent, PeerRequest,
-    PeerSignal, PeerReport, PeerState, RtcIceServerConfig, SessionDescriptions, Signaller, SignallerBuilder, WebRtcChannel,
+    PeerSignal, PeerReport, PeerState, RtcIceServerConfig, SessionDescriptions, Signaller, SignallerBuilder, WebRtcChannel, Connections,
     WebRtcSocket, WebRtcSocketBuilder, error::ChannelError,
 };
 #[cfg(not(target_arch = "wasm32"))]

@@ -26,7 +26,7 @@ pub use messages::*;
 pub(crate) use socket::MessageLoopChannels;
 pub use socket::{
     CandidatePair, CandidateType, ChannelConfig, HandshakeFailure, PeerReport, PeerState,
-    RtcIceServerConfig, SessionDescriptions, WebRtcChannel, WebRtcSocket, WebRtcSocketBuilder,
+    Connections, RtcIceServerConfig, SessionDescriptions, WebRtcChannel, WebRtcSocket, WebRtcSocketBuilder,
 };
 use std::{collections::HashMap, pin::Pin, time::Duration};
 
@@ -231,6 +231,7 @@ async fn message_loop<M: Messenger>(
         messages_from_peers_tx,
         peer_state_tx,
         candidate_pair_tx,
+        connections_tx,
     } = channels;
 
     let mut handshakes = FuturesUnordered::new();
@@ -393,6 +394,7 @@ async fn message_loop<M: Messenger>(
                 data_channels.insert(handshake_result.peer_id, handshake_result.data_channels);
                 // Duet patch: the descriptions go first, so they are there when the socket
                 // reports the peer connected.
+                let _ = connections_tx.unbounded_send((handshake_result.peer_id, handshake_result.descriptions.clone()));
                 let _ = candidate_pair_tx.unbounded_send((handshake_result.peer_id, PeerReport::Descriptions(handshake_result.descriptions)));
                 if peer_state_tx.unbounded_send((handshake_result.peer_id, PeerState::Connected)).is_err() {
                     // sending can only fail on socket drop, in which case connected_peers is unavailable, ignore

@@ -208,6 +208,7 @@ impl WebRtcSocketBuilder {
 
         let (peer_state_tx, peer_state_rx) = futures_channel::mpsc::unbounded();
         let (candidate_pair_tx, candidate_pair_rx) = futures_channel::mpsc::unbounded();
+        let (connections_tx, connections_rx) = futures_channel::mpsc::unbounded();
 
         let mut peer_messages_out_rx = Vec::with_capacity(self.config.channels.len());
         let mut messages_from_peers_tx = Vec::with_capacity(self.config.channels.len());
@@ -238,6 +239,7 @@ impl WebRtcSocketBuilder {
             peer_messages_out_rx,
             peer_state_tx,
             candidate_pair_tx,
+            connections_tx,
             messages_from_peers_tx,
         )
         // Transform the source into a user-error.
@@ -264,6 +266,7 @@ impl WebRtcSocketBuilder {
                 candidate_pair_rx,
                 candidate_pairs: Default::default(),
                 descriptions: Default::default(),
+                connections_rx: Some(connections_rx),
                 channels,
             },
             Box::pin(socket_fut),
@@ -528,6 +531,9 @@ pub struct SessionDescriptions {
     pub remote: String,
 }
 
+/// Duet patch: new connections and their descriptions, see [`WebRtcSocket::take_connections`].
+pub type Connections = futures_channel::mpsc::UnboundedReceiver<(PeerId, SessionDescriptions)>;
+
 /// What the message loop reports about a connected peer besides its state.
 #[derive(Debug, Clone)]
 pub enum PeerReport {
@@ -549,6 +555,9 @@ pub struct WebRtcSocket {
     candidate_pairs: HashMap<PeerId, CandidatePair>,
     /// Duet patch: the session descriptions each connected peer was negotiated with.
     descriptions: HashMap<PeerId, SessionDescriptions>,
+    /// Duet patch: each new connection with its descriptions, as the message loop reports it;
+    /// `None` once taken (see [`WebRtcSocket::take_connections`]).
+    connections_rx: Option<Connections>,
     /// The channels, in the order specified by the builder.
     /// These are [`Some`] even before any connection is made: the only transition to [`None`] when
     /// [`ChannelError::Taken`].
@@ -665,6 +674,11 @@ impl WebRtcSocket {
             }
         }
 
+        // Duet patch: nobody took the announcements, so they must not pile up.
+        if let Some(rx) = &mut self.connections_rx {
+            while rx.try_recv().is_ok() {}
+        }
+
         while let Ok((id, report)) = self.candidate_pair_rx.try_recv() {
             match report {
                 PeerReport::Pair(pair) => {
@@ -714,6 +728,15 @@ impl WebRtcSocket {
     /// Set when [`WebRtcSocket::update_peers`] reports the peer connected; `None` otherwise.
     pub fn session_descriptions(&self, peer: PeerId) -> Option<&SessionDescriptions> {
         self.descriptions.get(&peer)
+    }
+
+    /// Duet patch: every new connection, with the descriptions it was negotiated with, the
+    /// moment the message loop has it, before [`WebRtcSocket::update_peers`] reports the peer
+    /// connected. An application that sorts its messages outside its frame (a browser between
+    /// drawn frames) can start on a connection at once instead of at the next frame. The
+    /// socket still reports every change as before. `None` after the first call.
+    pub fn take_connections(&mut self) -> Option<Connections> {
+        self.connections_rx.take()
     }
 
     /// Returns an iterator of the ids of the connected peers.
@@ -917,6 +940,8 @@ async fn wait_for_ready(channel_ready_rx: Vec<futures_channel::mpsc::Receiver<()
 /// All the channels needed for the messaging loop.
 pub struct MessageLoopChannels {
     pub requests_sender: futures_channel::mpsc::UnboundedSender<PeerRequest>,
+    /// Duet patch: where each new connection is announced with its descriptions.
+    pub connections_tx: futures_channel::mpsc::UnboundedSender<(PeerId, SessionDescriptions)>,
     pub events_receiver: futures_channel::mpsc::UnboundedReceiver<PeerEvent>,
     pub peer_messages_out_rx: Vec<futures_channel::mpsc::UnboundedReceiver<(PeerId, Packet)>>,
     pub peer_state_tx: futures_channel::mpsc::UnboundedSender<(PeerId, PeerState)>,
@@ -931,6 +956,7 @@ async fn run_socket(
     peer_messages_out_rx: Vec<futures_channel::mpsc::UnboundedReceiver<(PeerId, Packet)>>,
     peer_state_tx: futures_channel::mpsc::UnboundedSender<(PeerId, PeerState)>,
     candidate_pair_tx: futures_channel::mpsc::UnboundedSender<(PeerId, PeerReport)>,
+    connections_tx: futures_channel::mpsc::UnboundedSender<(PeerId, SessionDescriptions)>,
     messages_from_peers_tx: Vec<futures_channel::mpsc::UnboundedSender<(PeerId, Packet)>>,
 ) -> Result<(), SignalingError> {
     debug!("Starting WebRtcSocket");
@@ -950,6 +976,7 @@ async fn run_socket(
 
     let channels = MessageLoopChannels {
         requests_sender,
+        connections_tx,
         events_receiver,
         peer_messages_out_rx,
         peer_state_tx,
@@ -1086,6 +1113,7 @@ mod test {
         let (_peer_messages_out_tx, peer_messages_out_rx) = mpsc::unbounded::<(PeerId, Packet)>();
         let (peer_state_tx, _peer_state_rx) = mpsc::unbounded();
         let (candidate_pair_tx, _candidate_pair_rx) = mpsc::unbounded();
+        let (connections_tx, _connections_rx) = mpsc::unbounded();
         let (messages_from_peers_tx, _messages_from_peers_rx) = mpsc::unbounded();
 
         let config = SocketConfig {
@@ -1103,6 +1131,7 @@ mod test {
             vec![peer_messages_out_rx],
             peer_state_tx,
             candidate_pair_tx,
+            connections_tx,
             vec![messages_from_peers_tx],
         )
         .await;

@@ -31,7 +31,7 @@ use wasm_bindgen::{JsCast, JsValue, convert::FromWasmAbi, prelude::*};
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{
     Event, MessageEvent, RtcConfiguration, RtcDataChannel, RtcDataChannelInit, RtcDataChannelType,
-    RtcIceCandidateInit, RtcIceGatheringState, RtcPeerConnection, RtcPeerConnectionIceEvent,
+    RtcIceCandidateInit, RtcPeerConnection, RtcPeerConnectionIceEvent,
     RtcSdpType, RtcSessionDescriptionInit,
 };
 use ws_stream_wasm::{WsEvent, WsMessage, WsMeta, WsStream};
@@ -242,21 +242,20 @@ impl Messenger for WasmMessenger {
         let offer_sdp = sdp_of(&offer)?;
         let rtc_session_desc_init_dict = RtcSessionDescriptionInit::new(RtcSdpType::Offer);
         rtc_session_desc_init_dict.set_sdp(&offer_sdp);
+        // Gathering starts with the local description: candidates are caught from here on.
+        let trickle = Trickle::start(&conn.0, signal_peer.clone());
         JsFuture::from(conn.set_local_description(&rtc_session_desc_init_dict))
             .await
             .efix()
             .map_err(local_failure)?;
         debug!("created offer for new peer");
 
-        // todo: the point of implementing ice trickle is to avoid this wait...
-        // however, for some reason removing this wait causes problems with NAT
-        // punching in practice.
-        // We should figure out why this is happening.
-        wait_for_ice_gathering_complete(conn.0.clone()).await;
-
+        // Duet patch: the offer goes at once and every local candidate is trickled after it,
+        // see `Trickle`.
         let local = conn.local_description().ok_or(HandshakeFailure::Local)?;
         let local_sdp = local.sdp();
         signal_peer.send(PeerSignal::Offer(local_sdp.clone()));
+        trickle.release();
 
         let mut received_candidates = vec![];
 
@@ -298,7 +297,7 @@ impl Messenger for WasmMessenger {
         let signaled = SignaledCandidates::default();
         let mut budget = CandidateBudget::default();
         let peer_signal_rx = complete_handshake(
-            signal_peer.clone(),
+            trickle,
             conn.0.clone(),
             received_candidates,
             data_channels_ready_fut,
@@ -390,20 +389,18 @@ impl Messenger for WasmMessenger {
 
         session_desc_init.set_sdp(&answer_sdp);
 
+        // Gathering starts with the local description: candidates are caught from here on.
+        let trickle = Trickle::start(&conn.0, signal_peer.clone());
         JsFuture::from(conn.set_local_description(&session_desc_init))
             .await
             .efix()
             .map_err(local_failure)?;
 
-        // todo: the point of implementing ice trickle is to avoid this wait...
-        // however, for some reason removing this wait causes problems with NAT
-        // punching in practice.
-        // We should figure out why this is happening.
-        wait_for_ice_gathering_complete(conn.0.clone()).await;
-
+        // Duet patch: as the offer, see `Trickle`.
         let local = conn.local_description().ok_or(HandshakeFailure::Local)?;
         let local_sdp = local.sdp();
         signal_peer.send(PeerSignal::Answer(local_sdp.clone()));
+        trickle.release();
         // Duet patch: kept for `WebRtcSocket::session_descriptions`.
         let descriptions = SessionDescriptions {
             local: local_sdp,
@@ -413,7 +410,7 @@ impl Messenger for WasmMessenger {
         let signaled = SignaledCandidates::default();
         let mut budget = CandidateBudget::default();
         let peer_signal_rx = complete_handshake(
-            signal_peer.clone(),
+            trickle,
             conn.0.clone(),
             received_candidates,
             data_channels_ready_fut,
@@ -556,7 +553,7 @@ async fn selected_candidate_pair(
 }
 
 async fn complete_handshake(
-    signal_peer: SignalPeer,
+    trickle: Trickle,
     conn: RtcPeerConnection,
     received_candidates: Vec<String>,
     mut data_channels_ready_fut: Pin<Box<futures::future::Fuse<impl Future<Output = ()>>>>,
@@ -564,36 +561,6 @@ async fn complete_handshake(
     signaled: SignaledCandidates,
     budget: &mut CandidateBudget,
 ) -> UnboundedReceiver<PeerSignal> {
-    let onicecandidate: Box<dyn FnMut(RtcPeerConnectionIceEvent)> = Box::new(
-        move |event: RtcPeerConnectionIceEvent| {
-            let candidate_json = match event.candidate() {
-                Some(candidate) => match js_sys::JSON::stringify(&candidate.to_json())
-                    .ok()
-                    .and_then(|json| json.as_string())
-                {
-                    Some(json) => json,
-                    None => {
-                        warn!("could not serialize a local ICE candidate, not sent");
-                        return;
-                    }
-                },
-                None => {
-                    debug!(
-                        "Received RtcPeerConnectionIceEvent with no candidate. This means there are no further ice candidates for this session"
-                    );
-                    "null".to_string()
-                }
-            };
-
-            debug!("sending IceCandidate signal: {candidate_json:?}");
-            signal_peer.send(PeerSignal::IceCandidate(candidate_json));
-        },
-    );
-    let onicecandidate = Closure::wrap(onicecandidate);
-    conn.set_onicecandidate(Some(onicecandidate.as_ref().unchecked_ref()));
-    // note: we can let rust keep ownership of this closure, since we replace
-    // the event handler later in this method when ice is finished
-
     // handle pending ICE candidates
     for candidate in received_candidates {
         debug!("adding ice candidate {candidate:?}");
@@ -629,6 +596,7 @@ async fn complete_handshake(
     let onicecandidate = Closure::wrap(onicecandidate);
     conn.set_onicecandidate(Some(onicecandidate.as_ref().unchecked_ref()));
     onicecandidate.forget();
+    drop(trickle);
 
     debug!(
         "handshake completed, ice gathering state: {:?}",
@@ -732,43 +700,93 @@ fn create_rtc_peer_connection(
     Ok(ClosingConnection(connection))
 }
 
-/// Duet patch: how long a description waits for ICE gathering to complete before it is sent
-/// with the candidates found so far (see `wait_for_ice_gathering_complete`).
-const ICE_GATHERING_WAIT: Duration = Duration::from_secs(2);
+/// Duet patch: this side's ICE candidates, sent to the peer as they are found, from the moment
+/// gathering starts (the local description is set) until the handshake ends.
+///
+/// Stock matchbox waited for gathering to complete before it sent its description, and listened
+/// for candidates only once the peer's description had come back: a candidate found in between
+/// was lost. Chromium completes gathering only when every TURN allocation has ended, which took
+/// longer than the whole handshake in Duet's network lab, and even where it is fast the wait
+/// costs each side its TURN round trips before the other can start. Here the description goes
+/// at once and every candidate follows it; the candidates that fire before the description has
+/// gone are held, so the peer never reads a candidate before the description it belongs to.
+struct Trickle {
+    state: std::rc::Rc<std::cell::RefCell<TrickleState>>,
+    signal_peer: SignalPeer,
+    /// Kept alive while it is the connection's handler (replaced when the handshake ends).
+    _handler: Closure<dyn FnMut(RtcPeerConnectionIceEvent)>,
+}
 
-async fn wait_for_ice_gathering_complete(conn: RtcPeerConnection) {
-    if conn.ice_gathering_state() == RtcIceGatheringState::Complete {
-        debug!("Ice gathering already completed");
-        return;
-    }
+enum TrickleState {
+    /// The description has not gone yet: candidates wait (at most `MAX_REMOTE_CANDIDATES`,
+    /// the most the peer takes).
+    Holding(Vec<String>),
+    /// Each candidate goes as it is found.
+    Sending,
+}
 
-    let (mut tx, mut rx) = futures_channel::mpsc::channel(1);
-
-    let conn_clone = conn.clone();
-    let onstatechange: Box<dyn FnMut(JsValue)> = Box::new(move |_| {
-        if conn_clone.ice_gathering_state() == RtcIceGatheringState::Complete {
-            // Fails only once the handshake waiting for it is gone.
-            let _ = tx.try_send(());
+impl Trickle {
+    /// Catches `conn`'s candidates from now on.
+    fn start(conn: &RtcPeerConnection, signal_peer: SignalPeer) -> Self {
+        let state = std::rc::Rc::new(std::cell::RefCell::new(TrickleState::Holding(Vec::new())));
+        let shared = state.clone();
+        let peer = signal_peer.clone();
+        let handler: Box<dyn FnMut(RtcPeerConnectionIceEvent)> =
+            Box::new(move |event: RtcPeerConnectionIceEvent| {
+                let Some(candidate) = candidate_json(&event) else {
+                    return;
+                };
+                match &mut *shared.borrow_mut() {
+                    TrickleState::Holding(held) => {
+                        if held.len() < MAX_REMOTE_CANDIDATES {
+                            held.push(candidate);
+                        }
+                    }
+                    TrickleState::Sending => {
+                        debug!("sending IceCandidate signal: {candidate:?}");
+                        peer.send(PeerSignal::IceCandidate(candidate));
+                    }
+                }
+            });
+        let handler = Closure::wrap(handler);
+        conn.set_onicecandidate(Some(handler.as_ref().unchecked_ref()));
+        Self {
+            state,
+            signal_peer,
+            _handler: handler,
         }
-    });
-
-    let onstatechange = Closure::wrap(onstatechange);
-
-    conn.set_onicegatheringstatechange(Some(onstatechange.as_ref().unchecked_ref()));
-
-    // Duet patch: wait at most `ICE_GATHERING_WAIT`. Chromium's gathering completes only once
-    // every TURN allocation has succeeded or given up; with a TURN server that is slow or
-    // does not answer (seen in Duet's network lab) that took longer than the whole handshake's
-    // 15 s, so two browsers never connected, not even directly. Candidates found later are
-    // still trickled to the peer (`onicecandidate`).
-    let mut gathered = rx.next().fuse();
-    let mut waited = Delay::new(ICE_GATHERING_WAIT).fuse();
-    select! {
-        _ = gathered => debug!("Ice gathering completed"),
-        _ = waited => debug!("ICE gathering not complete after {ICE_GATHERING_WAIT:?}: going on"),
     }
 
-    conn.set_onicegatheringstatechange(None);
+    /// The description has gone: what was held follows it, and the rest as it comes.
+    fn release(&self) {
+        let held = std::mem::replace(&mut *self.state.borrow_mut(), TrickleState::Sending);
+        if let TrickleState::Holding(held) = held {
+            for candidate in held {
+                debug!("sending IceCandidate signal: {candidate:?}");
+                self.signal_peer.send(PeerSignal::IceCandidate(candidate));
+            }
+        }
+    }
+}
+
+/// A local candidate as the peer reads it (`"null"`: gathering is complete); `None` if it
+/// cannot be serialized.
+fn candidate_json(event: &RtcPeerConnectionIceEvent) -> Option<String> {
+    match event.candidate() {
+        Some(candidate) => {
+            let json = js_sys::JSON::stringify(&candidate.to_json())
+                .ok()
+                .and_then(|json| json.as_string());
+            if json.is_none() {
+                warn!("could not serialize a local ICE candidate, not sent");
+            }
+            json
+        }
+        None => {
+            debug!("ICE gathering complete: no further local candidates");
+            Some("null".to_string())
+        }
+    }
 }
 
 fn create_data_channels(
