@@ -320,6 +320,7 @@ fn print_events(
     mut failed: MessageReader<SendFailed>,
     mut transfers: MessageReader<TransferEvent>,
     (mut calls, out): (MessageReader<CallChanged>, Res<EventOut>),
+    log: Res<ChatLog>,
 ) {
     let emit = |event| out.emit(event);
     for event in calls.read() {
@@ -341,6 +342,12 @@ fn print_events(
         emit(Event::HistoryLoaded {
             stored: loaded.stored,
         });
+        // A page takes no commands (no `history`): it reports what it loaded by itself.
+        if cfg!(target_arch = "wasm32") {
+            emit(Event::History {
+                entries: log.entries.iter().map(chat_line).collect(),
+            });
+        }
     }
     for HistoryFailed(why) in history.1.read() {
         emit(Event::HistoryFailed {

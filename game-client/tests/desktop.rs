@@ -78,6 +78,19 @@ impl Desktop {
     /// A windowed client on its own X display; programs in `tools` (if any) come first on its
     /// `PATH`.
     fn start(server: &str, link: &str, dir: &Path, name: &str, tools: Option<&Path>) -> Desktop {
+        let binary = Path::new(env!("CARGO_BIN_EXE_duet-client"));
+        Self::start_binary(binary, server, link, dir, name, tools)
+    }
+
+    /// [`start`](Self::start) with another build of the client (an older version's).
+    fn start_binary(
+        binary: &Path,
+        server: &str,
+        link: &str,
+        dir: &Path,
+        name: &str,
+        tools: Option<&Path>,
+    ) -> Desktop {
         let x = Xvfb::start();
         let runtime = dir.join("xdg-runtime");
         std::fs::create_dir_all(&runtime).unwrap();
@@ -95,7 +108,6 @@ impl Desktop {
             "DBUS_SESSION_BUS_ADDRESS=disabled:",
             &path,
         ];
-        let binary = Path::new(env!("CARGO_BIN_EXE_duet-client"));
         let wrapper: Vec<&str> = wrapper.iter().map(|s| s.as_ref()).collect();
         let client = HeadlessClient::start_windowed(&wrapper, binary, link, dir, name)
             .expect("start the desktop client");
@@ -475,4 +487,293 @@ fn a_windowed_client_reconnects_by_itself_after_a_server_restart() {
         on!(Event::Chat(x) if x.text == "glad you kept trying" && !x.mine),
     );
     drop(wrangler);
+}
+
+/// Where the desktop install from before device keys is kept: `bob/`, the data directory an
+/// older version left behind, and `install.json`, what that version reported about it. Both
+/// were made by [`an_older_version_leaves_an_install_behind`]; see the README beside them.
+const BEFORE_KEYS: &str = "game-client/tests/fixtures/before-keys";
+
+/// Copies a directory tree (the fixture, into a scratch directory the client may change).
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// Bob used Duet before devices had keys: he created a room, chatted with Ada and received her
+/// file. The new version, started on his data directory as it was left, still calls him Bob,
+/// lists the file and the room, shows the room's history as it was, and introduces him to a new
+/// person under his name, now with a key of his own.
+#[test]
+fn an_install_from_before_device_keys_keeps_its_name_history_files_and_rooms() {
+    assert_loopback_only();
+    let fixture = repo_root().join(BEFORE_KEYS);
+    let install: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fixture.join("install.json")).unwrap()).unwrap();
+    let text = |key: &str| install[key].as_str().unwrap().to_owned();
+    let (room, file) = (text("room"), text("file"));
+    let old_history: Vec<duet_tests::automation::ChatLine> =
+        serde_json::from_value(install["history"].clone()).unwrap();
+    assert!(old_history.len() >= 2, "the fixture holds a conversation");
+
+    // The same server as before, at the same address (the links Bob keeps name it), where the
+    // room has since expired: a server of its own, on that port.
+    let link = text("link");
+    let port = link
+        .strip_prefix("http://127.0.0.1:")
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|port| port.parse().ok())
+        .unwrap_or_else(|| panic!("a loopback link: {link}"));
+    let wrangler = Wrangler::start(duet_tests::WranglerOptions {
+        port: Some(port),
+        ..Default::default()
+    })
+    .unwrap();
+    let work = temp_dir("upgrade").unwrap();
+    let dir = work.join("bob");
+    copy_tree(&fixture.join("bob"), &dir);
+    let shots: PathBuf = repo_root().join("target/screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+
+    // The first start of this version, with no name given: the stored one is kept. It reports
+    // its identity, the files it lists and the lobby in no fixed order.
+    let mut bob = Desktop::start(&wrangler.base, "", &dir, "", None);
+    bob.client.label = "Bob".into();
+    let (mut name, mut received, mut lobby) = (None, None, false);
+    while name.is_none() || received.is_none() || !lobby {
+        match bob.expect("the start", |e| {
+            matches!(
+                e,
+                Event::Ready { .. }
+                    | Event::ReceivedFiles { .. }
+                    | Event::Screen {
+                        screen: Screen::Lobby,
+                        ..
+                    }
+            )
+            .then(|| e.clone())
+        }) {
+            Event::Ready { name: n, .. } => name = Some(n),
+            Event::ReceivedFiles { names } => received = Some(names),
+            _ => lobby = true,
+        }
+    }
+    assert_eq!(name.as_deref(), Some(text("name").as_str()));
+    assert_eq!(received, Some(vec![file.clone()]));
+    assert_eq!(
+        duet_tests::hex(&duet_tests::sha256_of(&dir.join("downloads").join(&file))),
+        text("file_sha256"),
+        "the received file is unchanged"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    bob.screenshot(&shots.join("upgraded-lobby.png"));
+
+    // The old room is in "Recent rooms". It has expired on the server (this one never knew it),
+    // but what was said in it is on Bob's device, as it was.
+    let lobby = bob.layout();
+    let (x, y) = point(lobby.recent_rooms.get(&room).copied(), "the old room");
+    bob.x.xdotool(&[
+        "mousemove",
+        &format!("{x:.0}"),
+        &format!("{y:.0}"),
+        "click",
+        "1",
+    ]);
+    let stored = bob.expect("history", on!(Event::HistoryLoaded { stored } => *stored));
+    assert_eq!(stored, old_history.len());
+    bob.client.command("history").unwrap();
+    let history = bob.expect(
+        "history",
+        on!(Event::History { entries } => entries.clone()),
+    );
+    assert_eq!(
+        history, old_history,
+        "the history is as the old version left it"
+    );
+    let closed = bob.expect(
+        "the room's end",
+        on!(Event::SignalingClosed { message } => message.clone()),
+    );
+    assert!(closed.contains("does not exist"), "{closed}");
+    std::thread::sleep(Duration::from_millis(500));
+    bob.screenshot(&shots.join("upgraded-old-room.png"));
+    bob.client.quit(Duration::from_secs(30)).unwrap();
+
+    // Bob meets someone in a new room: he is Bob, with a key that stays his.
+    let new_link = wrangler.new_room_link().unwrap();
+    let mut keys = Vec::new();
+    for run in 0..2 {
+        let mut bob = Desktop::start(&wrangler.base, &new_link, &dir, "", None);
+        bob.client.label = "Bob".into();
+        let binary = Path::new(env!("CARGO_BIN_EXE_duet-client"));
+        let mut ada =
+            HeadlessClient::start(binary, &new_link, &work.join(format!("ada-{run}")), "Ada")
+                .unwrap();
+        let (name, key) = ada.expect(
+            "Bob's hello",
+            on!(Event::PeerHello { name, key, .. } => (name.clone(), key.clone())),
+        );
+        assert_eq!(name, text("name"));
+        keys.push(key);
+        bob.expect(
+            "Ada's hello",
+            on!(Event::PeerHello { name, .. } if *name == "Ada"),
+        );
+        ada.command("say welcome back").unwrap();
+        bob.expect(
+            "Ada's message",
+            on!(Event::Chat(x) if x.text == "welcome back" && !x.mine),
+        );
+        bob.client.quit(Duration::from_secs(30)).unwrap();
+    }
+    assert_eq!(keys[0], keys[1], "Bob's new key is kept");
+}
+
+/// Makes [`BEFORE_KEYS`] with an older build of the client (not run by `cargo xtask test`):
+///
+/// ```text
+/// DUET_OLD_CLIENT=/path/to/old/duet-client DUET_OLD_COMMIT=97c3116 \
+///   cargo test -p duet-client --test desktop -- --ignored an_older_version_leaves
+/// ```
+///
+/// Bob, windowed, creates a room from his lobby; Ada, headless, joins; they talk and she sends
+/// him a file; both quit as a person would. Bob's data directory is kept, with what his client
+/// reported (its history, the file's name and hash).
+#[test]
+#[ignore = "makes a fixture from an older build; see game-client/tests/fixtures/README.md"]
+fn an_older_version_leaves_an_install_behind() {
+    assert_loopback_only();
+    let old = PathBuf::from(
+        std::env::var_os("DUET_OLD_CLIENT").expect("DUET_OLD_CLIENT: the older duet-client"),
+    );
+    let commit = std::env::var("DUET_OLD_COMMIT").expect("DUET_OLD_COMMIT: its commit");
+    let wrangler = Wrangler::shared();
+    let work = temp_dir("old-install").unwrap();
+    let limit = Duration::from_secs(90);
+    let event =
+        |name: &'static str| move |v: &serde_json::Value| (v["event"] == name).then(|| v.clone());
+
+    let mut bob = Desktop::start_binary(&old, &wrangler.base, "", &work.join("bob"), "Bob", None);
+    // The lobby may be reported before the identity: wait for the one, then give the other a
+    // moment to be drawn.
+    let ready = bob
+        .client
+        .wait_json("ready", limit, event("ready"))
+        .unwrap();
+    // `--name` is applied (and stored) just after the start.
+    let name = bob
+        .client
+        .wait_json("the name", limit, |v| {
+            (v["event"] == "renamed").then(|| v["name"].clone())
+        })
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1000));
+    bob.client.command("layout").unwrap();
+    let layout = bob
+        .client
+        .wait_json("layout", limit, event("layout"))
+        .unwrap();
+    let at = |i: usize| layout["create_button"][i].as_f64().unwrap();
+    bob.x.xdotool(&[
+        "mousemove",
+        &format!("{:.0}", at(0)),
+        &format!("{:.0}", at(1)),
+        "click",
+        "1",
+    ]);
+    let link = bob
+        .client
+        .wait_json("room", limit, |v| {
+            (v["event"] == "screen" && v["screen"] == "room")
+                .then(|| v["link"].as_str().map(str::to_owned))
+                .flatten()
+        })
+        .unwrap();
+    let room = link.rsplit('/').next().unwrap().to_owned();
+
+    let mut ada = HeadlessClient::start(&old, &link, &work.join("ada"), "Ada").unwrap();
+    for (client, peer) in [(&mut ada, "Bob"), (&mut bob.client, "Ada")] {
+        client
+            .wait_json("hello", limit, |v| {
+                (v["event"] == "peer_hello" && v["name"] == peer).then_some(())
+            })
+            .unwrap();
+    }
+    let said = |who: &mut HeadlessClient, text: &'static str, state: &'static str| {
+        who.wait_json("chat", limit, move |v| {
+            (v["event"] == "chat" && v["text"] == text && v["state"] == state).then_some(())
+        })
+        .unwrap()
+    };
+    ada.command("say Hello Bob! This was written before devices had keys.")
+        .unwrap();
+    said(
+        &mut bob.client,
+        "Hello Bob! This was written before devices had keys.",
+        "received",
+    );
+    bob.client
+        .command("say Hi Ada, send me the notes?")
+        .unwrap();
+    said(&mut ada, "Hi Ada, send me the notes?", "received");
+    said(&mut bob.client, "Hi Ada, send me the notes?", "delivered");
+
+    let file = "notes-before-keys.bin";
+    let sha = duet_tests::make_file(&work.join(file), 48_000);
+    ada.command(&format!("send {}", work.join(file).display()))
+        .unwrap();
+    bob.client
+        .wait_json("the file", limit, |v| {
+            (v["event"] == "transfer_completed" && v["dir"] == "in").then_some(())
+        })
+        .unwrap();
+    bob.client.command("history").unwrap();
+    let history = bob
+        .client
+        .wait_json("history", limit, event("history"))
+        .unwrap();
+    ada.quit(limit).unwrap();
+    let Desktop { client, x } = bob;
+    assert!(client.quit(limit).unwrap().success());
+    drop(x);
+
+    let out = repo_root().join(BEFORE_KEYS);
+    let _ = std::fs::remove_dir_all(&out);
+    // All Bob's client keeps, without the scratch directory the test gave his X session and the
+    // lock file a running client holds.
+    std::fs::create_dir_all(out.join("bob")).unwrap();
+    for entry in std::fs::read_dir(work.join("bob")).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_name() != "xdg-runtime" && entry.file_name() != "duet.lock" {
+            let target = out.join("bob").join(entry.file_name());
+            if entry.file_type().unwrap().is_dir() {
+                copy_tree(&entry.path(), &target);
+            } else {
+                std::fs::copy(entry.path(), &target).unwrap();
+            }
+        }
+    }
+    let install = serde_json::json!({
+        "commit": commit,
+        "room": room,
+        "link": link,
+        "name": name,
+        "identity": ready["identity"],
+        "file": file,
+        "file_sha256": duet_tests::hex(&sha),
+        "history": history["entries"],
+    });
+    std::fs::write(
+        out.join("install.json"),
+        serde_json::to_string_pretty(&install).unwrap() + "\n",
+    )
+    .unwrap();
 }

@@ -138,6 +138,9 @@ pub struct Layout {
     pub chat_focused: bool,
     /// The lobby's "Create a room".
     pub create_button: Option<Point>,
+    /// The lobby's "Open" of each recent room, by room id.
+    #[serde(default)]
+    pub recent_rooms: BTreeMap<String, Point>,
     /// The avatar menu's "Kick", while it is open.
     pub kick_button: Option<Point>,
     /// The room's "Copy link".

@@ -883,7 +883,7 @@ impl HeadlessClient {
 
     /// The windowed client with `--automation` (same events and commands, plus `layout`,
     /// `drop X Y PATH`, `screenshot PATH`), run through `wrapper` (e.g. `env DISPLAY=:90`).
-    /// An empty `link` opens the lobby.
+    /// An empty `link` opens the lobby; an empty `name` keeps the stored one.
     pub fn start_windowed(
         wrapper: &[&str],
         binary: &Path,
@@ -917,7 +917,12 @@ impl HeadlessClient {
             } else {
                 vec!["--room", link]
             })
-            .args(["--name", name, "--data-dir"])
+            .args(if name.is_empty() {
+                vec![]
+            } else {
+                vec!["--name", name]
+            })
+            .arg("--data-dir")
             .arg(data_dir)
             // Calls send a 440 Hz tone instead of a microphone's sound, as Chromium's fake devices
             // do in the browser tests (test machines have no sound card). A wrapper such as
@@ -1037,6 +1042,52 @@ impl HeadlessClient {
     /// sees only what happens from now on, e.g. a fresh once-a-second report).
     pub fn skip_pending(&mut self) {
         while self.events.try_recv().is_ok() {}
+    }
+
+    /// Like [`wait`](Self::wait), but `pick` sees each event line as JSON, known to this
+    /// protocol or not: for driving a client of another version.
+    pub fn wait_json<T>(
+        &mut self,
+        what: &str,
+        limit: Duration,
+        pick: impl Fn(&serde_json::Value) -> Option<T>,
+    ) -> Result<T> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = match self.events.recv_timeout(left) {
+                Ok((_, Ok(event))) => event.to_line(),
+                Ok((_, Err(line))) => line,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    bail!("[{}] no {what} in {limit:?}", self.label)
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    bail!("[{}] exited before {what}", self.label)
+                }
+            };
+            let value: serde_json::Value = serde_json::from_str(&line)?;
+            match pick(&value) {
+                Some(picked) => return Ok(picked),
+                None => eprintln!("[{}] {line}", self.label),
+            }
+        }
+    }
+
+    /// Sends `quit` and waits up to `limit` for the client to exit by itself (having saved
+    /// what it keeps), killing it only past that.
+    pub fn quit(mut self, limit: Duration) -> Result<std::process::ExitStatus> {
+        self.command("quit")?;
+        drop(self.stdin.take());
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                bail!("[{}] did not exit within {limit:?} of quit", self.label);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// `kill -9`, then reap.

@@ -157,6 +157,7 @@ fn layout(
         chat_input: center(panel.chat_input),
         chat_focused: panel.chat_focused,
         create_button: center(panel.create_button),
+        recent_rooms: centers(&panel.recent_buttons),
         kick_button: center(panel.kick_button),
         copy_button: center(panel.copy_button),
         file_button: center(panel.file_button),

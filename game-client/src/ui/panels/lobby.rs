@@ -53,8 +53,9 @@ pub(super) fn lobby(
                         if let Some(asked) = &view.foreign.0 {
                             foreign_question(ui, asked, &mut out.answer);
                         }
+                        state.recent_buttons.clear();
                         if let Some(recent) = view.recent.as_ref().filter(|r| !r.rooms.is_empty()) {
-                            recent_rooms(ui, recent, &mut out.join);
+                            recent_rooms(ui, &mut state, recent, &mut out.join);
                         }
                         if let Some(contacts) = view.contacts.as_ref().filter(|c| !c.0.is_empty()) {
                             ui.add_space(14.0);
@@ -163,7 +164,12 @@ fn foreign_question(
     });
 }
 
-fn recent_rooms(ui: &mut egui::Ui, recent: &RecentRooms, join: &mut MessageWriter<JoinRoom>) {
+fn recent_rooms(
+    ui: &mut egui::Ui,
+    state: &mut PanelState,
+    recent: &RecentRooms,
+    join: &mut MessageWriter<JoinRoom>,
+) {
     ui.add_space(14.0);
     ui.label(egui::RichText::new("Recent rooms").color(ecolor(palette::MUTED)));
     for room in &recent.rooms {
@@ -177,7 +183,9 @@ fn recent_rooms(ui: &mut egui::Ui, recent: &RecentRooms, join: &mut MessageWrite
                 );
             }
             ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
-                if ui.button("Open").clicked() {
+                let open = ui.button("Open");
+                state.recent_buttons.push((room.room.clone(), open.rect));
+                if open.clicked() {
                     join.write(JoinRoom(room.link.clone()));
                 }
             });

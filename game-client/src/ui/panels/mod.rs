@@ -64,6 +64,8 @@ pub struct PanelState {
     pub copy_button: Option<egui::Rect>,
     /// Where the lobby's "Create a room" button is, for automation.
     pub create_button: Option<egui::Rect>,
+    /// Where each recent room's "Open" button is in the lobby, by room id, for automation.
+    pub recent_buttons: Vec<(String, egui::Rect)>,
     /// Where the avatar menu's "Kick" button is while the menu is open, for automation.
     pub kick_button: Option<egui::Rect>,
     /// Where the newest received file's first action button ("Save as…", "Download") is, for
