@@ -592,3 +592,60 @@ fn two_browsers_catch_a_relay_in_the_middle() {
         "{relayed:?}"
     );
 }
+
+/// Bob's browser as the version before device keys left it (`before-keys/browser-bob.json`,
+/// made by that version's web client with `old-install.mjs`; see the fixtures' README), opened
+/// by today's web client at the same address, where his room has since expired: his name, his
+/// received file (bytes unchanged), the room and its history are kept, and a new person meets
+/// him under his name, with a key that survives a reload.
+#[test]
+fn a_browser_from_before_device_keys_keeps_its_name_history_files_and_rooms() {
+    assert_loopback_only();
+    let _serial = one_at_a_time();
+    let fixture = repo_root().join("game-client/tests/fixtures/before-keys/browser-bob.json");
+    let saved: Value = serde_json::from_slice(&std::fs::read(&fixture).unwrap()).unwrap();
+    let install = &saved["install"];
+    let link = install["link"].as_str().unwrap();
+    // Storage belongs to an origin: the server must be where it was.
+    let port = link
+        .strip_prefix("http://127.0.0.1:")
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|port| port.parse().ok())
+        .unwrap_or_else(|| panic!("a loopback link: {link}"));
+    let wrangler = Wrangler::start(duet_tests::WranglerOptions {
+        port: Some(port),
+        ..Default::default()
+    })
+    .unwrap();
+    let new_link = wrangler.new_room_link().unwrap();
+    let r = scenario(
+        "upgrade.mjs",
+        &[
+            wrangler.base.clone(),
+            fixture.display().to_string(),
+            new_link,
+            e2e_dir().display().to_string(),
+        ],
+    );
+    eprintln!("{}", serde_json::to_string_pretty(&r).unwrap());
+    assert_eq!(r["origins"], serde_json::json!([wrangler.base]), "{r}");
+    assert_eq!(r["name"], install["name"], "{r}");
+    assert_eq!(r["received"], serde_json::json!([install["file"]]), "{r}");
+    assert_eq!(r["stored_file"]["sha256"], install["file_sha256"], "{r}");
+    let lines = install["history"].as_array().unwrap().len();
+    assert!(lines >= 2, "the fixture holds a conversation: {install}");
+    assert_eq!(r["history_loaded"], lines, "{r}");
+    assert_eq!(r["history"], install["history"], "{r}");
+    assert!(
+        r["closed"].as_str().unwrap().contains("does not exist"),
+        "{r}"
+    );
+    for run in ["run_0", "run_1"] {
+        assert_eq!(r[run]["name"], install["name"], "{r}");
+        assert_eq!(r[run]["identity"], r["identity"], "the key is kept: {r}");
+        assert_eq!(r[run]["ada_saw"]["name"], install["name"], "{r}");
+        assert_eq!(r[run]["ada_saw"]["identity"], r["identity"], "{r}");
+    }
+    assert_eq!(r["run_0"]["heard"], "welcome back 0", "{r}");
+    assert_eq!(r["run_1"]["heard"], "welcome back 1", "{r}");
+}
