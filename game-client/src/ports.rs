@@ -136,6 +136,9 @@ pub trait Runtime: Send + Sync + 'static {
     fn received_from_peer(&self, bytes: usize);
     /// Keeps the between-frames pump running when nothing arrives (a hidden tab draws nothing).
     fn keep_pump_ticking(&self);
+    /// Rings [`Host::wake`] at `at_ms` (ms since the epoch) if nothing else does before: the
+    /// transfer engine's next deadline, for the pump between frames.
+    fn wake_at(&self, at_ms: u64);
 }
 
 /// What reading a piece of a local file gave, now: the web reads asynchronously, so a read

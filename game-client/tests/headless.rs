@@ -353,6 +353,43 @@ fn a_lost_grant_costs_a_pause_not_the_transfer() {
     assert_eq!(sha256_of(&saved), digest);
 }
 
+/// Both apps run one frame every 3 s (a busy machine, a minimized window): the file still
+/// moves at the network's pace, because transfers run beside the frames, not in them. In
+/// frames, with at most 1 MiB of credit per turn, these 32 MiB would take over 90 s; what is
+/// left is the frames that take the command and report the end.
+#[test]
+fn a_file_moves_at_the_networks_pace_however_seldom_the_app_draws() {
+    assert_loopback_only();
+    let wrangler = Wrangler::shared();
+    let link = wrangler.new_room_link().unwrap();
+    let work = temp_dir("transfer-slow-frames").unwrap();
+    let source = work.join("slow frames.bin");
+    let digest = make_file(&source, 32 * 1024 * 1024);
+    let binary = Path::new(env!("CARGO_BIN_EXE_duet-client"));
+    let slow = |dir: &str, name: &str| {
+        Client(
+            HeadlessClient::start_wrapped(
+                &["env", "DUET_TICK_US=3000000", "DUET_ASK_ABOVE=1000000000"],
+                binary,
+                &link,
+                &work.join(dir),
+                name,
+            )
+            .expect("start duet-client"),
+        )
+    };
+    let (mut a, mut b) = (slow("a", "Ada"), slow("b", "Bob"));
+    a.expect("peer_hello", on!(Event::PeerHello { .. }));
+    b.expect("peer_hello", on!(Event::PeerHello { .. }));
+    let started = Instant::now();
+    a.command(&format!("send {}", source.display()));
+    let saved = b.completed(Dir::In);
+    let secs = started.elapsed().as_secs_f64();
+    println!("32 MiB between apps drawing every 3 s, in {secs:.1} s");
+    assert_eq!(sha256_of(&saved), digest);
+    assert!(secs < 20.0, "the transfer waited for frames: {secs:.1} s");
+}
+
 #[test]
 fn the_sender_sees_the_transfer_fail_when_the_receiver_leaves() {
     assert_loopback_only();

@@ -8,6 +8,7 @@
 //! test` does that); [`assert_loopback_only`] refuses to run them anywhere else.
 #![forbid(unsafe_code)]
 
+pub mod desktop;
 pub mod evil;
 pub mod lab;
 pub mod mitm;

@@ -205,6 +205,10 @@ pub fn main() -> AppExit {
                 .replacen("ws", "http", 1)
         });
         add_windowed_client(&mut app, args.automation, join);
+        app.add_systems(
+            Update,
+            pace_for_the_renderer.run_if(not(resource_exists::<crate::ui::FramePacing>)),
+        );
     }
     inject_faults(&mut app, crate::platform::fault_drop_grant());
     if let Some(name) = args.name {
@@ -213,6 +217,19 @@ pub fn main() -> AppExit {
     let exit = app.run();
     drop(data.lock);
     exit
+}
+
+/// Paces the window's frames once the renderer is known (see `ui::FramePacing`), as the page
+/// does: drawn continuously, two software-rendered windows on two cores took the CPU their
+/// transfers needed.
+fn pace_for_the_renderer(
+    mut commands: Commands,
+    adapter: Option<Res<bevy::render::renderer::RenderAdapterInfo>>,
+) {
+    if let Some(adapter) = adapter {
+        let software = adapter.device_type == wgpu_types::DeviceType::Cpu;
+        commands.insert_resource(crate::ui::FramePacing::for_renderer(software));
+    }
 }
 
 /// The data directory, held by this process, and the folder for received files.

@@ -90,33 +90,8 @@ pub fn main() -> AppExit {
     add_windowed_client(&mut app, automation, join);
     inject_faults(&mut app, crate::platform::fault_drop_grant());
     app.insert_resource(crate::ui::ReportLayoutChanges(automation))
-        .insert_resource(frame_pacing(software_webgl()));
+        .insert_resource(crate::ui::FramePacing::for_renderer(software_webgl()));
     app.run()
-}
-
-/// How often to draw (see `ui::FramePacing`): only as often as the picture changes, and
-/// sparingly when WebGL runs on the CPU, where every frame drawn during a transfer is taken
-/// from it: there a still room or a running transfer (progress, rate) redraws once a second,
-/// and so does a call in progress: its speaking rings follow levels that come once a second
-/// anyway, and the peer's video is the page's own element; input still draws at once. The
-/// measurements: `docs/bench/browser.md`, "Drawing".
-fn frame_pacing(software: bool) -> crate::ui::FramePacing {
-    let ms = std::time::Duration::from_millis;
-    if software {
-        crate::ui::FramePacing {
-            busy: ms(1000),
-            moving: ms(66),
-            call: ms(1000),
-            still: ms(1000),
-        }
-    } else {
-        crate::ui::FramePacing {
-            busy: ms(33),
-            moving: ms(16),
-            call: ms(33),
-            still: ms(250),
-        }
-    }
 }
 
 /// Whether the browser's WebGL draws without a GPU (SwiftShader, llvmpipe...), from the

@@ -1,6 +1,7 @@
 //! The desktop's implementation of [`crate::ports`]: files on disk, stdin/stdout automation,
 //! native dialogs, voice calls through webrtc-rs and cpal ([`media`]).
 
+mod alarm;
 mod audio;
 mod media;
 
@@ -20,14 +21,17 @@ use crate::ports::{
 };
 
 /// The desktop, as the ports see it.
-struct Desktop;
+struct Desktop {
+    /// Keeps the transfer engine's deadlines for the pump between frames.
+    alarm: alarm::Alarm,
+}
 
 /// What the desktop can do.
 pub fn capabilities() -> Capabilities {
     Capabilities {
         frame_chunks: FRAME_CHUNKS,
         transfer_window: WindowConfig::default(),
-        pump_between_frames: false,
+        pump_between_frames: PUMP_BETWEEN_FRAMES,
         calls: true,
         video: false,
         file_actions: &[FileAction::SaveAs, FileAction::OpenFolder],
@@ -37,17 +41,24 @@ pub fn capabilities() -> Capabilities {
 
 /// The desktop's implementations of the ports.
 pub fn host() -> Host {
-    let desktop = std::sync::Arc::new(Desktop);
+    let wake = Wake::default();
+    let desktop = std::sync::Arc::new(Desktop {
+        alarm: alarm::Alarm::new(wake.clone()),
+    });
     Host {
         runtime: desktop.clone(),
         files: desktop.clone(),
         media: std::sync::Arc::new(media::DesktopMedia::default()),
         shell: desktop.clone(),
         automation: desktop,
-        // The desktop's transfers move with its frames; nothing waits on this.
-        wake: Wake::default(),
+        wake,
     }
 }
+
+/// Transfers run on a thread of their own, beside the frames: a slow GPU, a busy machine or a
+/// minimized window draws few frames or none, and a transfer paced by them crawled (the
+/// figures: `docs/bench/transfer.md`).
+const PUMP_BETWEEN_FRAMES: bool = true;
 
 /// Kernel buffer size asked for each WebRTC UDP socket.
 ///
@@ -88,8 +99,12 @@ impl Runtime for Desktop {
     /// for why the browser needs a nudge).
     fn received_from_peer(&self, _bytes: usize) {}
 
-    /// Frames never stop on the desktop (transfers run in them), so nothing needs ticking.
+    /// Nothing ticks on the desktop: [`Runtime::wake_at`] keeps each deadline the engine has.
     fn keep_pump_ticking(&self) {}
+
+    fn wake_at(&self, at_ms: u64) {
+        self.alarm.ring_at(at_ms);
+    }
 }
 
 /// Shows a folder in the desktop's file manager (best effort: nothing happens without one).

@@ -664,6 +664,10 @@ impl Runtime for Browser {
             keep_pump_ticking(self.wake.clone());
         }
     }
+
+    /// The page's once-a-second tick stands in for exact deadlines: a hidden tab's timers run
+    /// at most once a second anyway, and a timer per pump turn would cost more than it saves.
+    fn wake_at(&self, _at_ms: u64) {}
 }
 
 impl FileRead for FileReader {

@@ -1,5 +1,7 @@
-//! File transfer: the [`Engine`] (sans I/O, in `engine`) driven by the app's frames and, in the
-//! browser, between them, over the room's data channel.
+//! File transfer: the [`Engine`] (sans I/O, in `engine`) over the room's data channel, driven by
+//! the app's frames and, between them, by a pump of its own (a task on the page's event loop in
+//! the browser, a thread on the desktop), so that files move at the network's pace, not the
+//! screen's.
 //!
 //! The sender reads exactly the chunk the machine asks for (never the whole file); the receiver
 //! writes each chunk as it arrives and grants credit as the store reports chunks persisted. A peer
@@ -153,7 +155,7 @@ fn adopt_store(world: &mut World) {
     }
 }
 
-/// Where the platform wants it (the browser), runs the engine between frames for each new
+/// Where the platform wants it (both do today), runs the engine between frames for each new
 /// connection to the room.
 fn start_pump(
     socket: Option<Res<Socket>>,
@@ -231,9 +233,11 @@ fn drive(
 }
 
 /// Runs [`Engine::pump`] whenever data or a control message arrives, or the platform's
-/// [`Wake`] rings, until the connection closes. In the browser this is what keeps a transfer
-/// moving at the speed of the network rather than of drawn frames (and in a hidden tab, which
-/// draws none); the wire's sorting also runs the authenticated hello here. When a turn produces
+/// [`Wake`] rings (a read or a hash finished, or the engine's next deadline came: see
+/// [`Runtime::wake_at`]), until the connection closes. This is what keeps a transfer moving at
+/// the speed of the network rather than of drawn frames: a software-rendered page or window
+/// draws a frame in 50 ms or more, a hidden tab or a minimized window none. The wire's sorting
+/// also runs the authenticated hello here. When a turn produces
 /// news other than progress (an offer went out, a file arrived, a transfer failed, the hello
 /// ended, a chat came in) it calls `redraw`, so the person sees it now rather than at the next
 /// paced frame, which can be a second away while a file moves.
@@ -261,6 +265,9 @@ pub async fn pump_between_frames(
         // Frames take the events, so only what this turn added counts as news.
         let before = engine.pending_events().len();
         pump_on(&mut engine, Some(&mut wire.lock()), Some(&*host.runtime));
+        if let Some(at) = engine.poll_timeout() {
+            host.runtime.wake_at(at);
+        }
         // Pings leave on time even when no frame is drawn (the socket reports the health).
         wire.lock().keepalive();
         let news = engine.pending_events()[before..]

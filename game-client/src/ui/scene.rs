@@ -58,7 +58,24 @@ pub(super) fn plugin(app: &mut App) {
         .add_systems(OnExit(Screen::Room), |host: Res<Host>| {
             host.media.show_peer_video(None)
         })
-        .add_systems(Last, pace_frames.run_if(resource_exists::<FramePacing>));
+        .add_systems(Last, pace_frames.run_if(resource_exists::<FramePacing>))
+        .add_systems(
+            Update,
+            quiet_egui_wakeups.run_if(resource_exists::<FramePacing>),
+        );
+}
+
+/// Where frames are paced, egui does not wake the loop by itself: bevy_egui hands it a callback
+/// that sends the event loop a wake-up whenever egui asks for an immediate repaint, and it asks
+/// after every frame (bevy_egui 0.42 gives it a "modifiers changed" event each frame), which
+/// drew a still lobby at ~28 frames a second on a software renderer, 1.6 cores of two. Input
+/// still wakes the loop through the window system, and `pace_frames` decides the rest.
+fn quiet_egui_wakeups(
+    mut added: Query<&mut bevy_egui::EguiContext, Added<bevy_egui::EguiContext>>,
+) {
+    for mut context in &mut added {
+        context.get_mut().set_request_repaint_callback(|_| {});
+    }
 }
 
 /// Draws only as often as what is on screen changes, where the platform asks for it (the
@@ -152,6 +169,33 @@ pub struct FramePacing {
     pub call: std::time::Duration,
     /// While nothing moves.
     pub still: std::time::Duration,
+}
+
+impl FramePacing {
+    /// Only as often as the picture changes, and sparingly when drawing runs on the CPU
+    /// (software WebGL in a page, llvmpipe on a desktop without a GPU), where every frame drawn
+    /// during a transfer is taken from it: there a still room or a running transfer (progress,
+    /// rate) redraws once a second, and so does a call in progress: its speaking rings follow
+    /// levels that come once a second anyway; input still draws at once. The measurements:
+    /// `docs/bench/browser.md`, "Drawing", and `docs/bench/transfer.md`.
+    pub fn for_renderer(software: bool) -> Self {
+        let ms = std::time::Duration::from_millis;
+        if software {
+            Self {
+                busy: ms(1000),
+                moving: ms(66),
+                call: ms(1000),
+                still: ms(1000),
+            }
+        } else {
+            Self {
+                busy: ms(33),
+                moving: ms(16),
+                call: ms(33),
+                still: ms(250),
+            }
+        }
+    }
 }
 
 /// Input the window system does not see (the browser's DOM file drags and drops, a file

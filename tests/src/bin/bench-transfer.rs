@@ -11,7 +11,13 @@
 //!   hashing, no frame loop. Not a hard ceiling: Duet packs three chunks per message and beats
 //!   it. `duet_vs_ceiling` is Duet's median over its median.
 //!
-//! Writes `target/bench/transfer.json` as `{"duet": T, "tcp": T, "stock_matchbox": T}` with
+//! - `windowed` and `minimized`: the same as `duet`, between two windowed clients
+//!   (`--automation`), each on an X server of its own (Xvfb, Mesa's software rendering), the
+//!   windows shown or unmapped (what a window manager does to a minimized window): the frame
+//!   loop draws while the file moves, and must not slow it. `windowed_vs_headless` and
+//!   `minimized_vs_headless` are their medians over `duet`'s.
+//!
+//! Writes `target/bench/transfer.json` as `{"duet": T, "tcp": T, "stock_matchbox": T, ...}` with
 //! `T = {"runs", "median_mb_s", "connect_s", "sender_rss_growth_mib", "receiver_rss_growth_mib"}`
 //! (MB = 10^6 bytes; medians over runs). Uses the dev-profile binaries the tests use (dependencies
 //! are optimised in that profile), so benchmarks and tests share one build.
@@ -26,6 +32,7 @@ use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use duet_tests::desktop::Xvfb;
 use duet_tests::{
     Event, HeadlessClient, Wrangler, WranglerOptions, median, on, repo_root, rss, temp_dir,
 };
@@ -170,6 +177,85 @@ fn duet_run(wrangler: &Wrangler, binary: &Path, source: &Path) -> Result<Sample>
         receiver_rss_growth_mib: rss_b.growth_mib(),
     };
     drop((a, b));
+    let _ = std::fs::remove_dir_all(work);
+    Ok(sample)
+}
+
+/// How the windowed pair's windows are shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Windows {
+    /// On screen, drawing.
+    Shown,
+    /// Unmapped, as a window manager does with a minimized window: nothing is drawn.
+    Minimized,
+}
+
+/// Like [`duet_run`], with the windowed client (`--automation`), each on an X server of its own
+/// (Xvfb, software rendering): the frame loop draws the room while the file moves.
+fn windowed_run(
+    wrangler: &Wrangler,
+    binary: &Path,
+    source: &Path,
+    windows: Windows,
+) -> Result<Sample> {
+    let link = wrangler.new_room_link()?;
+    let work = temp_dir("bench-windowed")?;
+    let (xa, xb) = (Xvfb::start(), Xvfb::start());
+    let started = Instant::now();
+    let mut a = xa.client(
+        binary,
+        &wrangler.base,
+        &link,
+        &work.join("a"),
+        "sender",
+        None,
+        &[],
+    )?;
+    let mut b = xb.client(
+        binary,
+        &wrangler.base,
+        &link,
+        &work.join("b"),
+        "receiver",
+        None,
+        &[format!("DUET_ASK_ABOVE={}", u64::MAX)],
+    )?;
+    let hello = |e: &Event| matches!(e, Event::PeerHello { .. });
+    wait_for(&mut a, "peer_hello", Duration::from_secs(90), hello)?;
+    wait_for(&mut b, "peer_hello", Duration::from_secs(90), hello)?;
+    let connect_s = started.elapsed().as_secs_f64();
+    // A window's first seconds go to building its render pipelines (software rendering: the
+    // CPU's); a person takes longer than that to drop a file. The bench times the transfer.
+    std::thread::sleep(Duration::from_secs(3));
+    if windows == Windows::Minimized {
+        for x in [&xa, &xb] {
+            x.xdotool(&["search", "--name", "^Duet$", "windowunmap", "--sync", "%@"]);
+            let shown = Command::new("xdotool")
+                .args(["search", "--onlyvisible", "--name", "^Duet$"])
+                .env("DISPLAY", &x.display)
+                .output()?;
+            if !shown.stdout.is_empty() {
+                bail!("a window is still shown on {}", x.display);
+            }
+        }
+    }
+    let (rss_a, rss_b) = (PeakRss::watch(a.pid()), PeakRss::watch(b.pid()));
+    let sent_at = Instant::now();
+    a.command(&format!("send {}", source.display()))?;
+    wait_for(
+        &mut b,
+        "transfer_completed",
+        Duration::from_secs(900),
+        |e| matches!(e, Event::TransferCompleted { .. }),
+    )?;
+    let secs = sent_at.elapsed().as_secs_f64();
+    let sample = Sample {
+        mb_s: SIZE as f64 / secs / 1e6,
+        connect_s,
+        sender_rss_growth_mib: rss_a.growth_mib(),
+        receiver_rss_growth_mib: rss_b.growth_mib(),
+    };
+    drop((a, b, xa, xb));
     let _ = std::fs::remove_dir_all(work);
     Ok(sample)
 }
@@ -442,7 +528,7 @@ fn main() -> Result<()> {
         _ => {}
     }
     let runs: usize = duet_tests::flag_value(&args, "--runs").unwrap_or(3);
-    // `--only duet|tcp|stock|ceiling` measures one path (diagnostics; the report then lacks the others).
+    // `--only duet|windowed|minimized|tcp|stock|ceiling` measures one path (diagnostics; the report then lacks the others).
     let only: Option<String> = duet_tests::flag_value(&args, "--only");
     let wants = |name: &str| only.as_deref().is_none_or(|o| o == name);
     let exe = std::env::current_exe()?;
@@ -450,18 +536,31 @@ fn main() -> Result<()> {
     let work = temp_dir("bench-source")?;
     let source = work.join("source.bin");
     make_file(&source)?;
-    let wrangler = if wants("duet") {
+    let wrangler = if wants("duet") || wants("windowed") || wants("minimized") {
         Some(Wrangler::start(WranglerOptions::default())?)
     } else {
         None
     };
     let (mut duet, mut tcp, mut stock, mut ceiling) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut windowed, mut minimized) = (Vec::new(), Vec::new());
     for run in 1..=runs {
         if let Some(wrangler) = &wrangler {
-            let d = duet_run(wrangler, &client, &source)?;
-            println!("run {run} duet: {d:?}");
-            duet.push(d);
+            if wants("duet") {
+                let d = duet_run(wrangler, &client, &source)?;
+                println!("run {run} duet: {d:?}");
+                duet.push(d);
+            }
+            if wants("windowed") {
+                let w = windowed_run(wrangler, &client, &source, Windows::Shown)?;
+                println!("run {run} windowed: {w:?}");
+                windowed.push(w);
+            }
+            if wants("minimized") {
+                let m = windowed_run(wrangler, &client, &source, Windows::Minimized)?;
+                println!("run {run} minimized: {m:?}");
+                minimized.push(m);
+            }
         }
         if wants("tcp") {
             let t = tcp_run(&exe, &source)?;
@@ -491,7 +590,12 @@ fn main() -> Result<()> {
     }
     let duet_summary = summarize(&duet);
     let ceiling_summary = summarize(&ceiling);
+    let (windowed, minimized) = (summarize(&windowed), summarize(&minimized));
     let mut report = serde_json::json!({
+        "windowed_vs_headless": windowed.median_mb_s / duet_summary.median_mb_s,
+        "minimized_vs_headless": minimized.median_mb_s / duet_summary.median_mb_s,
+        "windowed": windowed,
+        "minimized": minimized,
         "duet": duet_summary,
         "tcp": summarize(&tcp),
         "webrtc_ceiling": ceiling_summary,
