@@ -315,12 +315,11 @@ fn dir(direction: &Direction) -> auto::Dir {
 fn print_events(
     mut net: MessageReader<NetEvent>,
     (mut identity, mut contacts): (MessageReader<IdentityEvent>, MessageReader<ContactEvent>),
-    mut chat: MessageReader<ChatChanged>,
+    (mut chat, log): (MessageReader<ChatChanged>, Res<ChatLog>),
     mut history: (MessageReader<HistoryLoaded>, MessageReader<HistoryFailed>),
     mut failed: MessageReader<SendFailed>,
     mut transfers: MessageReader<TransferEvent>,
     (mut calls, out): (MessageReader<CallChanged>, Res<EventOut>),
-    log: Res<ChatLog>,
 ) {
     let emit = |event| out.emit(event);
     for event in calls.read() {

@@ -607,11 +607,7 @@ fn a_browser_from_before_device_keys_keeps_its_name_history_files_and_rooms() {
     let install = &saved["install"];
     let link = install["link"].as_str().unwrap();
     // Storage belongs to an origin: the server must be where it was.
-    let port = link
-        .strip_prefix("http://127.0.0.1:")
-        .and_then(|rest| rest.split('/').next())
-        .and_then(|port| port.parse().ok())
-        .unwrap_or_else(|| panic!("a loopback link: {link}"));
+    let port = duet_tests::loopback_port(link);
     let wrangler = Wrangler::start(duet_tests::WranglerOptions {
         port: Some(port),
         ..Default::default()

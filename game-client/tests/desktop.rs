@@ -464,11 +464,7 @@ fn an_install_from_before_device_keys_keeps_its_name_history_files_and_rooms() {
     // The same server as before, at the same address (the links Bob keeps name it), where the
     // room has since expired: a server of its own, on that port.
     let link = text("link");
-    let port = link
-        .strip_prefix("http://127.0.0.1:")
-        .and_then(|rest| rest.split('/').next())
-        .and_then(|port| port.parse().ok())
-        .unwrap_or_else(|| panic!("a loopback link: {link}"));
+    let port = duet_tests::loopback_port(&link);
     let wrangler = Wrangler::start(duet_tests::WranglerOptions {
         port: Some(port),
         ..Default::default()

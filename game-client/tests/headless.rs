@@ -338,12 +338,7 @@ fn a_lost_grant_costs_a_pause_not_the_transfer() {
         )
         .expect("start duet-client"),
     );
-    a.expect("peer_hello", on!(Event::PeerHello { .. }));
-    b.expect("peer_hello", on!(Event::PeerHello { .. }));
-    let started = Instant::now();
-    a.command(&format!("send {}", source.display()));
-    let saved = b.completed(Dir::In);
-    let secs = started.elapsed().as_secs_f64();
+    let (saved, secs) = once_met_send(&mut a, &mut b, &source);
     println!("8 MiB with lost grants in {secs:.2} s");
     assert!(
         secs >= 2.0,
@@ -351,6 +346,17 @@ fn a_lost_grant_costs_a_pause_not_the_transfer() {
     );
     a.completed(Dir::Out);
     assert_eq!(sha256_of(&saved), digest);
+}
+
+/// Once `a` and `b` have met, `a` sends `source`: where `b` saved it, and the seconds from the
+/// command to `b`'s end.
+fn once_met_send(a: &mut Client, b: &mut Client, source: &Path) -> (PathBuf, f64) {
+    a.expect("peer_hello", on!(Event::PeerHello { .. }));
+    b.expect("peer_hello", on!(Event::PeerHello { .. }));
+    let started = Instant::now();
+    a.command(&format!("send {}", source.display()));
+    let saved = b.completed(Dir::In);
+    (saved, started.elapsed().as_secs_f64())
 }
 
 /// Both apps run one frame every 3 s (a busy machine, a minimized window): the file still
@@ -379,12 +385,7 @@ fn a_file_moves_at_the_networks_pace_however_seldom_the_app_draws() {
         )
     };
     let (mut a, mut b) = (slow("a", "Ada"), slow("b", "Bob"));
-    a.expect("peer_hello", on!(Event::PeerHello { .. }));
-    b.expect("peer_hello", on!(Event::PeerHello { .. }));
-    let started = Instant::now();
-    a.command(&format!("send {}", source.display()));
-    let saved = b.completed(Dir::In);
-    let secs = started.elapsed().as_secs_f64();
+    let (saved, secs) = once_met_send(&mut a, &mut b, &source);
     println!("32 MiB between apps drawing every 3 s, in {secs:.1} s");
     assert_eq!(sha256_of(&saved), digest);
     assert!(secs < 20.0, "the transfer waited for frames: {secs:.1} s");

@@ -73,6 +73,15 @@ pub fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// The port of a loopback link (`http://127.0.0.1:PORT/...`): a fixture's link names the server
+/// it was made against, and a test that reopens it runs its server there.
+pub fn loopback_port(link: &str) -> u16 {
+    link.strip_prefix("http://127.0.0.1:")
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|port| port.parse().ok())
+        .unwrap_or_else(|| panic!("not a loopback link: {link}"))
+}
+
 /// A free TCP port on 127.0.0.1 (bound and released; good enough for test servers). Never the
 /// same port twice in one test process: tests run in parallel threads, and two servers handed the
 /// same just-released port would collide (the loser's `wrangler dev` exits while the winner

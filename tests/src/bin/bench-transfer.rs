@@ -160,25 +160,32 @@ fn duet_run(wrangler: &Wrangler, binary: &Path, source: &Path) -> Result<Sample>
     wait_for(&mut a, "peer_hello", Duration::from_secs(60), hello)?;
     wait_for(&mut b, "peer_hello", Duration::from_secs(60), hello)?;
     let connect_s = started.elapsed().as_secs_f64();
+    let sample = time_transfer(&mut a, &mut b, source, connect_s)?;
+    drop((a, b));
+    let _ = std::fs::remove_dir_all(work);
+    Ok(sample)
+}
+
+/// `a` sends `source` to `b`: the rate, and both sides' memory growth meanwhile.
+fn time_transfer(
+    a: &mut HeadlessClient,
+    b: &mut HeadlessClient,
+    source: &Path,
+    connect_s: f64,
+) -> Result<Sample> {
     let (rss_a, rss_b) = (PeakRss::watch(a.pid()), PeakRss::watch(b.pid()));
     let sent_at = Instant::now();
     a.command(&format!("send {}", source.display()))?;
-    wait_for(
-        &mut b,
-        "transfer_completed",
-        Duration::from_secs(600),
-        |e| matches!(e, Event::TransferCompleted { .. }),
-    )?;
+    wait_for(b, "transfer_completed", Duration::from_secs(900), |e| {
+        matches!(e, Event::TransferCompleted { .. })
+    })?;
     let secs = sent_at.elapsed().as_secs_f64();
-    let sample = Sample {
+    Ok(Sample {
         mb_s: SIZE as f64 / secs / 1e6,
         connect_s,
         sender_rss_growth_mib: rss_a.growth_mib(),
         receiver_rss_growth_mib: rss_b.growth_mib(),
-    };
-    drop((a, b));
-    let _ = std::fs::remove_dir_all(work);
-    Ok(sample)
+    })
 }
 
 /// How the windowed pair's windows are shown.
@@ -239,22 +246,7 @@ fn windowed_run(
             }
         }
     }
-    let (rss_a, rss_b) = (PeakRss::watch(a.pid()), PeakRss::watch(b.pid()));
-    let sent_at = Instant::now();
-    a.command(&format!("send {}", source.display()))?;
-    wait_for(
-        &mut b,
-        "transfer_completed",
-        Duration::from_secs(900),
-        |e| matches!(e, Event::TransferCompleted { .. }),
-    )?;
-    let secs = sent_at.elapsed().as_secs_f64();
-    let sample = Sample {
-        mb_s: SIZE as f64 / secs / 1e6,
-        connect_s,
-        sender_rss_growth_mib: rss_a.growth_mib(),
-        receiver_rss_growth_mib: rss_b.growth_mib(),
-    };
+    let sample = time_transfer(&mut a, &mut b, source, connect_s)?;
     drop((a, b, xa, xb));
     let _ = std::fs::remove_dir_all(work);
     Ok(sample)
