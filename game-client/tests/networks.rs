@@ -962,24 +962,21 @@ fn measure_chat_ready_in_browsers() {
     }
 }
 
-#[test]
-fn a_browser_and_a_native_client_meet_across_nats_and_ride_out_an_outage() {
-    let Some(world) = world(Nat::Cone, LinkParams::rtt(Duration::from_millis(20)), false) else {
-        return;
-    };
-    let _one = one_browser_test_at_a_time();
-    let work = temp_dir("lab-browser").unwrap();
-    let home_a = world.browser_in(&world.lab.a.home, &work);
+/// Bea (Chromium in home A) and Dex (a native client in home B) meet, chat both ways, and
+/// Bea's 20 MiB file arrives at Dex and verifies. `lab.mjs` goes on with its outage part
+/// unless `mode` is `meet-only`. The script, Dex, and Dex's connection path.
+fn browser_meets_native(
+    world: &World,
+    home_a: &BrowserHome,
+    work: &Path,
+    mode: Option<&str>,
+) -> (Script, Client, (String, String, bool)) {
     let out = duet_tests::repo_root().join("target/e2e");
-    let mut script = Script::start(
-        "lab.mjs",
-        &[world.local_link(&world.link), out.display().to_string()],
-        &[("DUET_CHROMIUM", &home_a)],
-    );
-
+    let mut args = vec![world.local_link(&world.link), out.display().to_string()];
+    args.extend(mode.map(str::to_owned));
+    let mut script = Script::start("lab.mjs", &args, &[("DUET_CHROMIUM", home_a)]);
     let mut native = Client::start(&world.lab.b.home, &world.link, &work.join("b"), "Dex");
-    let (local_type, remote_type, relayed) = meet(&mut native);
-    assert!(!relayed, "{local_type}/{remote_type}");
+    let path = meet(&mut native);
     native.expect_within(
         "the browser's chat",
         Duration::from_secs(120),
@@ -993,6 +990,43 @@ fn a_browser_and_a_native_client_meet_across_nats_and_ride_out_an_outage() {
         on!(Event::TransferCompleted { dir: Dir::In, location, .. } => location.clone()),
     );
     assert_eq!(duet_tests::hex(&sha256_of(Path::new(&saved))), sent);
+    (script, native, path)
+}
+
+/// The same pair behind symmetric NATs, with TURN: they meet through the relay (asserted on
+/// both sides), chat both ways, and the browser's 20 MiB file verifies.
+#[test]
+fn a_browser_and_a_native_client_behind_symmetric_nats_meet_through_the_relay() {
+    let Some(world) = world(
+        Nat::Symmetric,
+        LinkParams::rtt(Duration::from_millis(20)),
+        true,
+    ) else {
+        return;
+    };
+    let _one = one_browser_test_at_a_time();
+    let work = temp_dir("lab-browser-relayed").unwrap();
+    let home_a = world.browser_in(&world.lab.a.home, &work);
+    let (script, _native, (local_type, remote_type, relayed)) =
+        browser_meets_native(&world, &home_a, &work, Some("meet-only"));
+    assert!(relayed, "the desktop's pair: {local_type}/{remote_type}");
+    let result = script.result();
+    println!("browser to desktop through the relay: {result}");
+    assert_eq!(result["ok"], true, "{result}");
+    assert_eq!(result["path"]["relayed"], true, "{result}");
+}
+
+#[test]
+fn a_browser_and_a_native_client_meet_across_nats_and_ride_out_an_outage() {
+    let Some(world) = world(Nat::Cone, LinkParams::rtt(Duration::from_millis(20)), false) else {
+        return;
+    };
+    let _one = one_browser_test_at_a_time();
+    let work = temp_dir("lab-browser").unwrap();
+    let home_a = world.browser_in(&world.lab.a.home, &work);
+    let (mut script, mut native, (local_type, remote_type, relayed)) =
+        browser_meets_native(&world, &home_a, &work, None);
+    assert!(!relayed, "{local_type}/{remote_type}");
     script.wait_for("CUT", Duration::from_secs(240));
     world.lab.a.link.set_down(true);
     let cut = Instant::now();
