@@ -98,13 +98,7 @@ fn two_desktop_clients_chat_and_drop_a_file_on_the_avatar() {
     ada.screenshot(&shots.join("ada-lobby.png"));
     let lobby = ada.layout();
     let (x, y) = point(lobby.create_button, "create button");
-    ada.x.xdotool(&[
-        "mousemove",
-        &format!("{x:.0}"),
-        &format!("{y:.0}"),
-        "click",
-        "1",
-    ]);
+    ada.x.click_at(x, y, 1);
     let link = ada.expect(
         "room screen",
         on!(Event::Screen { screen: Screen::Room, link } => link.clone()),
@@ -151,11 +145,10 @@ fn two_desktop_clients_chat_and_drop_a_file_on_the_avatar() {
     // Chat with real keyboard events: click into the input, type, press Enter.
     let layout = ada.layout();
     let (x, y) = point(layout.chat_input, "chat input");
-    let (x, y) = (format!("{x:.0}"), format!("{y:.0}"));
     // No window manager on Xvfb: give the window the keyboard focus as one would.
     ada.x
         .xdotool(&["search", "--name", "Duet", "windowfocus", "--sync"]);
-    ada.x.xdotool(&["mousemove", &x, &y, "click", "1"]);
+    ada.x.click_at(x, y, 1);
     std::thread::sleep(Duration::from_millis(300));
     ada.x
         .xdotool(&["type", "--delay", "30", "Hello Bob, catch!"]);
@@ -210,13 +203,7 @@ fn two_desktop_clients_chat_and_drop_a_file_on_the_avatar() {
         .expect("an Accept button in Bob's file list");
     bob.x
         .xdotool(&["search", "--name", "Duet", "windowfocus", "--sync"]);
-    bob.x.xdotool(&[
-        "mousemove",
-        &format!("{:.0}", accept.0),
-        &format!("{:.0}", accept.1),
-        "click",
-        "1",
-    ]);
+    bob.x.click_at(accept.0, accept.1, 1);
     ada.expect("accepted", on!(Event::TransferAccepted { .. }));
     // Progress shows while it flows (the transfer runs beside the frames, so a frame may catch
     // only part of it); then the file is there.
@@ -282,8 +269,7 @@ fn two_desktop_clients_chat_and_drop_a_file_on_the_avatar() {
     let actions = bob.layout().file_actions;
     let click = |bob: &mut Desktop, label: &str| {
         let (x, y) = point(actions.get(label).copied(), label);
-        let (x, y) = (format!("{x:.0}"), format!("{y:.0}"));
-        bob.x.xdotool(&["mousemove", &x, &y, "click", "1"]);
+        bob.x.click_at(x, y, 1);
     };
     click(&mut bob, "Save as…");
     let saved_note = bob.expect(
@@ -313,19 +299,12 @@ fn two_desktop_clients_chat_and_drop_a_file_on_the_avatar() {
     assert_eq!(Path::new(opened.trim()), saved.parent().unwrap());
 
     // Ada created the room, so she may remove Bob: right click on his avatar, then "Kick Bob".
-    let (px, py) = (format!("{px:.0}"), format!("{py:.0}"));
-    ada.x.xdotool(&["mousemove", &px, &py, "click", "3"]);
+    ada.x.click_at(px, py, 3);
     std::thread::sleep(Duration::from_millis(500));
     let menu = ada.layout();
     let (kx, ky) = point(menu.kick_button, "kick button");
     ada.screenshot(&shots.join("ada-menu.png"));
-    ada.x.xdotool(&[
-        "mousemove",
-        &format!("{kx:.0}"),
-        &format!("{ky:.0}"),
-        "click",
-        "1",
-    ]);
+    ada.x.click_at(kx, ky, 1);
     // The server drops Bob (Ada sees him leave) and confirms the kick, in either order.
     let mut seen = (false, false);
     while seen != (true, true) {
@@ -513,13 +492,7 @@ fn an_install_from_before_device_keys_keeps_its_name_history_files_and_rooms() {
     // but what was said in it is on Bob's device, as it was.
     let lobby = bob.layout();
     let (x, y) = point(lobby.recent_rooms.get(&room).copied(), "the old room");
-    bob.x.xdotool(&[
-        "mousemove",
-        &format!("{x:.0}"),
-        &format!("{y:.0}"),
-        "click",
-        "1",
-    ]);
+    bob.x.click_at(x, y, 1);
     let stored = bob.expect("history", on!(Event::HistoryLoaded { stored } => *stored));
     assert_eq!(stored, old_history.len());
     bob.client.command("history").unwrap();
@@ -615,13 +588,7 @@ fn an_older_version_leaves_an_install_behind() {
         .wait_json("layout", limit, event("layout"))
         .unwrap();
     let at = |i: usize| layout["create_button"][i].as_f64().unwrap();
-    bob.x.xdotool(&[
-        "mousemove",
-        &format!("{:.0}", at(0)),
-        &format!("{:.0}", at(1)),
-        "click",
-        "1",
-    ]);
+    bob.x.click_at(at(0) as f32, at(1) as f32, 1);
     let link = bob
         .client
         .wait_json("room", limit, |v| {

@@ -83,6 +83,16 @@ impl Xvfb {
         HeadlessClient::start_windowed(&wrapper, binary, link, dir, name)
     }
 
+    /// Moves the pointer to (`x`, `y`), then, a moment later, presses and releases `button`
+    /// there, as a hand does: the app sees the pointer arrive in one frame and the click in
+    /// another, not all three in one batch.
+    pub fn click_at(&self, x: f32, y: f32, button: u8) {
+        let (x, y) = (format!("{x:.0}"), format!("{y:.0}"));
+        self.xdotool(&["mousemove", &x, &y]);
+        std::thread::sleep(std::time::Duration::from_millis(150));
+        self.xdotool(&["click", &button.to_string()]);
+    }
+
     /// Runs `xdotool ARGS` on this display; panics if it fails.
     pub fn xdotool(&self, args: &[&str]) {
         let out = Command::new("xdotool")
