@@ -80,6 +80,11 @@ impl EventOut {
     pub fn emit_line(&self, line: &str) {
         self.0.emit_line(line);
     }
+
+    /// Whether commands can come (see [`Automation::takes_commands`]).
+    pub fn takes_commands(&self) -> bool {
+        self.0.takes_commands()
+    }
 }
 
 fn announce(identity: Res<Identity>, out: Res<EventOut>) {
@@ -341,8 +346,8 @@ fn print_events(
         emit(Event::HistoryLoaded {
             stored: loaded.stored,
         });
-        // A page takes no commands (no `history`): it reports what it loaded by itself.
-        if cfg!(target_arch = "wasm32") {
+        // Where no `history` command can come, what was loaded is reported by itself.
+        if !out.takes_commands() {
             emit(Event::History {
                 entries: log.entries.iter().map(chat_line).collect(),
             });

@@ -295,4 +295,7 @@ pub trait Automation: Send + Sync + 'static {
     fn emit_line(&self, line: &str);
     /// Command lines as they come, then `None` at the end of input.
     fn command_lines(&self) -> Receiver<Option<String>>;
+    /// Whether anything sends commands at all: where nothing does (a page, driven by input
+    /// events only), the runner reports by itself what a command would have asked for.
+    fn takes_commands(&self) -> bool;
 }

@@ -410,14 +410,17 @@ fn a_windowed_client_reconnects_by_itself_after_a_server_restart() {
 /// were made by [`an_older_version_leaves_an_install_behind`]; see the README beside them.
 const BEFORE_KEYS: &str = "game-client/tests/fixtures/before-keys";
 
-/// Copies a directory tree (the fixture, into a scratch directory the client may change).
-fn copy_tree(from: &Path, to: &Path) {
+/// Copies a directory tree, leaving out entries with the names in `leave_out` at any depth.
+fn copy_tree(from: &Path, to: &Path, leave_out: &[&str]) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();
+        if leave_out.iter().any(|name| entry.file_name() == *name) {
+            continue;
+        }
         let target = to.join(entry.file_name());
         if entry.file_type().unwrap().is_dir() {
-            copy_tree(&entry.path(), &target);
+            copy_tree(&entry.path(), &target, leave_out);
         } else {
             std::fs::copy(entry.path(), &target).unwrap();
         }
@@ -451,7 +454,7 @@ fn an_install_from_before_device_keys_keeps_its_name_history_files_and_rooms() {
     .unwrap();
     let work = temp_dir("upgrade").unwrap();
     let dir = work.join("bob");
-    copy_tree(&fixture.join("bob"), &dir);
+    copy_tree(&fixture.join("bob"), &dir, &[]);
     let shots: PathBuf = repo_root().join("target/screenshots");
     std::fs::create_dir_all(&shots).unwrap();
 
@@ -649,18 +652,11 @@ fn an_older_version_leaves_an_install_behind() {
     let _ = std::fs::remove_dir_all(&out);
     // All Bob's client keeps, without the scratch directory the test gave his X session and the
     // lock file a running client holds.
-    std::fs::create_dir_all(out.join("bob")).unwrap();
-    for entry in std::fs::read_dir(work.join("bob")).unwrap() {
-        let entry = entry.unwrap();
-        if entry.file_name() != "xdg-runtime" && entry.file_name() != "duet.lock" {
-            let target = out.join("bob").join(entry.file_name());
-            if entry.file_type().unwrap().is_dir() {
-                copy_tree(&entry.path(), &target);
-            } else {
-                std::fs::copy(entry.path(), &target).unwrap();
-            }
-        }
-    }
+    copy_tree(
+        &work.join("bob"),
+        &out.join("bob"),
+        &["xdg-runtime", "duet.lock"],
+    );
     let install = serde_json::json!({
         "commit": commit,
         "room": room,

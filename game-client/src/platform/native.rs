@@ -132,6 +132,11 @@ impl Automation for Desktop {
         println!("{line}");
     }
 
+    /// Stdin.
+    fn takes_commands(&self) -> bool {
+        true
+    }
+
     fn command_lines(&self) -> Receiver<Option<String>> {
         let (tx, rx) = channel();
         std::thread::spawn(move || {

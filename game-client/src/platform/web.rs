@@ -737,4 +737,9 @@ impl Automation for Browser {
     fn command_lines(&self) -> Receiver<Option<String>> {
         command_lines()
     }
+
+    /// Tests drive the page with real input events only.
+    fn takes_commands(&self) -> bool {
+        false
+    }
 }

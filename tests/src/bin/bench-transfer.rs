@@ -193,7 +193,7 @@ fn time_transfer(
 enum Windows {
     /// On screen, drawing.
     Shown,
-    /// Unmapped, as a window manager does with a minimized window: nothing is drawn.
+    /// Unmapped, as a window manager does with a minimized window: not on screen.
     Minimized,
 }
 
@@ -231,8 +231,8 @@ fn windowed_run(
     wait_for(&mut a, "peer_hello", Duration::from_secs(90), hello)?;
     wait_for(&mut b, "peer_hello", Duration::from_secs(90), hello)?;
     let connect_s = started.elapsed().as_secs_f64();
-    // A window's first seconds go to building its render pipelines (software rendering: the
-    // CPU's); a person takes longer than that to drop a file. The bench times the transfer.
+    // The file goes once both windows have settled, as a person's would: the bench times the
+    // transfer, not a window's start (its first frames build the render pipelines).
     std::thread::sleep(Duration::from_secs(3));
     if windows == Windows::Minimized {
         for x in [&xa, &xb] {
