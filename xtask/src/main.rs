@@ -295,11 +295,19 @@ fn dev(root: &Path) -> Result<()> {
     run(&mut cmd)
 }
 
+/// Ports the upgrade tests must listen on, because an older version stored links (and, in the
+/// browser, its storage's origin) with them: `game-client/tests/fixtures/before-keys/`. They sit
+/// in the kernel's ephemeral range, where any outgoing connection of a parallel test may hold
+/// one; reserving them keeps the kernel from handing them out.
+const FIXTURE_PORTS: &str = "41234,45551";
+
 /// Wraps `program args` so it runs in a fresh network namespace whose only interface is `lo`
-/// (with multicast routed: webrtc-rs opens an mDNS socket and fails without a route).
+/// (with multicast routed: webrtc-rs opens an mDNS socket and fails without a route), with the
+/// fixtures' ports reserved (the setting belongs to the namespace).
 pub(crate) fn in_loopback_namespace(program: &Path, args: &[OsString]) -> Command {
-    let mut script = String::from(
-        "ip link set lo up && ip link set lo multicast on && ip route add 224.0.0.0/4 dev lo && exec",
+    let mut script = format!(
+        "ip link set lo up && ip link set lo multicast on && ip route add 224.0.0.0/4 dev lo \
+         && echo {FIXTURE_PORTS} > /proc/sys/net/ipv4/ip_local_reserved_ports && exec",
     );
     for part in std::iter::once(program.as_os_str()).chain(args.iter().map(|a| a.as_os_str())) {
         script.push(' ');
