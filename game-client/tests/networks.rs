@@ -2,26 +2,20 @@
 //! `tests/src/lab`): the signaling server and a real coturn (STUN and TURN) in the lab's
 //! internet, each client in its home namespace, nothing outside them.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use duet_tests::automation::Dir;
-use duet_tests::lab::{Lab, LinkParams, Nat, SERVERS};
-use duet_tests::turn::Coturn;
-use duet_tests::{
-    Event, HeadlessClient, Wrangler, WranglerOptions, make_file, on, sha256_of, temp_dir,
-};
+use duet_tests::lab::{Lab, LinkParams, Nat, Servers};
+use duet_tests::{Event, HeadlessClient, make_file, on, sha256_of, temp_dir};
 
 /// The lab, its servers and a room.
 struct World {
     lab: Lab,
-    _coturn: Coturn,
-    wrangler: Wrangler,
+    servers: Servers,
     link: String,
 }
-
-const SECRET: &str = "the lab's TURN secret";
 
 fn world(nat: Nat, link: LinkParams, relay: bool) -> Option<World> {
     if !duet_tests::is_root() {
@@ -29,26 +23,9 @@ fn world(nat: Nat, link: LinkParams, relay: bool) -> Option<World> {
         return None;
     }
     let lab = Lab::start(nat, link, nat, link).unwrap();
-    let netns = lab.internet.netns();
-    let coturn = Coturn::start_in(Some(&netns), IpAddr::V4(SERVERS), 3478, SECRET, true).unwrap();
-    let mut vars = vec![("STUN_URLS".to_owned(), format!("stun:{SERVERS}:3478"))];
-    if relay {
-        vars.push(("TURN_URLS".into(), format!("turn:{SERVERS}:3478")));
-        vars.push(("TURN_SECRET".into(), SECRET.into()));
-    }
-    let wrangler = Wrangler::start(WranglerOptions {
-        vars,
-        netns: Some((netns, SERVERS)),
-        ..Default::default()
-    })
-    .unwrap();
-    let link = wrangler.new_room_link().unwrap();
-    Some(World {
-        lab,
-        _coturn: coturn,
-        wrangler,
-        link,
-    })
+    let servers = Servers::start(&lab, relay).unwrap();
+    let link = servers.wrangler.new_room_link().unwrap();
+    Some(World { lab, servers, link })
 }
 
 /// A headless client in `home`, with this file's patience.
@@ -252,7 +229,7 @@ fn measure_chat_ready() {
             };
             let mut samples = Vec::new();
             for run in 0..5 {
-                let link = world.wrangler.new_room_link().unwrap();
+                let link = world.servers.wrangler.new_room_link().unwrap();
                 let work = temp_dir(&format!("ready-{between_ms}-{run}")).unwrap();
                 let mut a = Client::start(&world.lab.a.home, &link, &work.join("a"), "Ada");
                 let mut b = Client::start(&world.lab.b.home, &link, &work.join("b"), "Bob");

@@ -11,7 +11,9 @@
 pub mod desktop;
 pub mod evil;
 pub mod lab;
+pub mod measure;
 pub mod mitm;
+pub mod reference;
 pub mod turn;
 
 use std::io::{Read, Write};

@@ -542,6 +542,11 @@ fn run_named_bench(root: &Path, name: &str, rest: &[String]) -> Result<()> {
         "transfer" => headless_bench(root, "bench-transfer", rest),
         // A headless victim under each kind of flood from a hostile peer; shares the tests' build.
         "hostile" => headless_bench(root, "bench-hostile", rest),
+        // The network lab (coturn, nftables) between headless clients; shares the tests' build.
+        "wan" => {
+            tools::ensure_test_packages()?;
+            headless_bench(root, "bench-wan", rest)
+        }
         // Two headless clients, then two Chromium pages, meeting ten times; the tests' builds.
         "hello" => {
             tools::ensure_all(root)?;

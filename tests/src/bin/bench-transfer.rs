@@ -22,19 +22,17 @@
 //! (MB = 10^6 bytes; medians over runs). Uses the dev-profile binaries the tests use (dependencies
 //! are optimised in that profile), so benchmarks and tests share one build.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, channel};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use duet_tests::desktop::Xvfb;
+use duet_tests::measure::{PeakRss, lines_of};
 use duet_tests::{
-    Event, HeadlessClient, Wrangler, WranglerOptions, median, on, repo_root, rss, temp_dir,
+    Event, HeadlessClient, Wrangler, WranglerOptions, median, on, repo_root, temp_dir,
 };
 use serde::Serialize;
 
@@ -67,41 +65,6 @@ fn summarize(samples: &[Sample]) -> Summary {
         receiver_rss_growth_mib: median(
             samples.iter().map(|s| s.receiver_rss_growth_mib).collect(),
         ),
-    }
-}
-
-/// Samples the peak RSS of `pid` every 20 ms until dropped.
-struct PeakRss {
-    peak: Arc<AtomicU64>,
-    stop: Arc<AtomicU64>,
-    baseline: u64,
-}
-
-impl PeakRss {
-    fn watch(pid: u32) -> Self {
-        let baseline = rss(pid);
-        let peak = Arc::new(AtomicU64::new(baseline));
-        let stop = Arc::new(AtomicU64::new(0));
-        let (p, s) = (Arc::clone(&peak), Arc::clone(&stop));
-        std::thread::spawn(move || {
-            while s.load(Ordering::Relaxed) == 0 {
-                p.fetch_max(rss(pid), Ordering::Relaxed);
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        });
-        Self {
-            peak,
-            stop,
-            baseline,
-        }
-    }
-
-    fn growth_mib(&self) -> f64 {
-        self.stop.store(1, Ordering::Relaxed);
-        self.peak
-            .load(Ordering::Relaxed)
-            .saturating_sub(self.baseline) as f64
-            / (1024.0 * 1024.0)
     }
 }
 
@@ -289,20 +252,6 @@ fn tcp_send(port: &str, source: &str) -> Result<()> {
     }
 }
 
-/// Lines of a child's stdout, readable with a timeout.
-fn lines_of(child: &mut Child) -> Result<Receiver<String>> {
-    let stdout = child.stdout.take().context("stdout")?;
-    let (tx, rx) = channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    Ok(rx)
-}
-
 fn tcp_run(exe: &Path, source: &Path) -> Result<Sample> {
     let work = temp_dir("bench-tcp")?;
     let dest = work.join("received.bin");
@@ -357,12 +306,19 @@ enum Flavor {
 const CEILING_WINDOW: u64 = 16;
 
 /// Child mode: a matchbox peer. `send` pushes the file; `receive` counts bytes and prints `done`
-/// when all arrived.
+/// when all arrived. The ceiling is the shared windowed reference ([`duet_tests::reference`]).
 fn stock_peer(flavor: Flavor, role: &str, url: &str, source: Option<&str>) -> Result<()> {
-    use futures::StreamExt;
     use matchbox_socket::{PeerState, WebRtcSocket};
+    let source = source.filter(|_| role == "send").map(Path::new);
     if flavor == Flavor::Ceiling {
-        matchbox_socket::set_udp_buffer_size(duet_client_udp_buffer());
+        return duet_tests::reference::Peer {
+            url: url.to_owned(),
+            ice: duet_tests::loopback_ice(),
+            window: CEILING_WINDOW,
+            size: SIZE,
+            udp_buffer: Some(duet_client_udp_buffer()),
+        }
+        .run(source);
     }
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
@@ -382,36 +338,11 @@ fn stock_peer(flavor: Flavor, role: &str, url: &str, source: Option<&str>) -> Re
             tokio::time::sleep(Duration::from_millis(5)).await;
         };
         println!("connected");
-        if role == "send" {
+        if let Some(source) = source {
             let mut line = String::new();
             std::io::stdin().read_line(&mut line)?;
-            let mut file = std::fs::File::open(source.context("source")?)?;
+            let mut file = std::fs::File::open(source)?;
             let mut buf = vec![0u8; CHUNK];
-            if flavor == Flavor::Ceiling {
-                let mut channel = socket.take_channel(0).map_err(|e| anyhow::anyhow!("{e}"))?;
-                let (mut sent, mut acked) = (0u64, 0u64);
-                loop {
-                    while sent - acked < CEILING_WINDOW {
-                        let n = file.read(&mut buf)?;
-                        if n == 0 {
-                            break;
-                        }
-                        channel.send(buf[..n].to_vec().into(), peer);
-                        sent += 1;
-                    }
-                    if sent == acked {
-                        break;
-                    }
-                    let (_, ack) = channel.next().await.context("receiver gone")?;
-                    acked = u64::from_le_bytes(ack[..8].try_into()?);
-                }
-                // Keep the channel (and socket) alive until the parent kills us.
-                loop {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    let _ = socket.update_peers();
-                    let _ = channel.receive();
-                }
-            }
             loop {
                 let n = file.read(&mut buf)?;
                 if n == 0 {
@@ -424,29 +355,16 @@ fn stock_peer(flavor: Flavor, role: &str, url: &str, source: Option<&str>) -> Re
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 let _ = socket.update_peers();
             }
-        } else {
-            let mut received = 0usize;
-            if flavor == Flavor::Ceiling {
-                let mut channel = socket.take_channel(0).map_err(|e| anyhow::anyhow!("{e}"))?;
-                let mut count = 0u64;
-                while received < SIZE {
-                    let (_, chunk) = channel.next().await.context("sender gone")?;
-                    received += chunk.len();
-                    count += 1;
-                    channel.send(count.to_le_bytes().to_vec().into(), peer);
-                }
-                println!("done");
-                return Ok(());
-            }
-            while received < SIZE {
-                for (_, packet) in socket.channel_mut(0).receive() {
-                    received += packet.len();
-                }
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
-            println!("done");
-            Ok(())
         }
+        let mut received = 0usize;
+        while received < SIZE {
+            for (_, packet) in socket.channel_mut(0).receive() {
+                received += packet.len();
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        println!("done");
+        Ok(())
     })
 }
 

@@ -15,6 +15,7 @@
 
 pub mod forward;
 pub mod link;
+pub mod servers;
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -24,6 +25,7 @@ use anyhow::{Context, Result, bail};
 
 pub use forward::Forward;
 pub use link::{Link, LinkEnd, LinkParams};
+pub use servers::Servers;
 
 /// Runs `f` on this thread inside the network namespace at `netns` (a `/proc/PID/ns/net`),
 /// then returns the thread to its own. Sockets and devices made by `f` stay in that namespace.

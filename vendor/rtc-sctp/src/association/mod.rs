@@ -58,6 +58,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use thiserror::Error;
 
+/// Duet patch: see `path.rs`.
+mod path;
 pub(crate) mod state;
 pub(crate) mod stats;
 pub(crate) mod stream;
@@ -232,6 +234,10 @@ pub struct Association {
     partial_bytes_acked: u32,
     pub(crate) in_fast_recovery: bool,
     fast_recover_exit_point: u32,
+    /// Duet patch: delivery rate and smallest round trip, for the answer to a loss.
+    path: path::PathEstimate,
+    /// Duet patch: when a SACK last acknowledged new data (the path is alive).
+    last_progress: Option<Instant>,
 
     // Chunks stored for retransmission
     stored_init: Option<ChunkInit>,
@@ -326,6 +332,8 @@ impl Default for Association {
             ssthresh: 0,
             partial_bytes_acked: 0,
             in_fast_recovery: false,
+            path: path::PathEstimate::default(),
+            last_progress: None,
             fast_recover_exit_point: 0,
 
             // Chunks stored for retransmission
@@ -1443,6 +1451,11 @@ impl Association {
         // Process selective ack
         let (bytes_acked_per_stream, total_bytes_acked, htna) =
             self.process_selective_ack(d, now)?;
+        // Duet patch: the delivery rate, and proof the path is alive (see the T3-rtx timer).
+        if total_bytes_acked > 0 {
+            self.path.on_acked(total_bytes_acked as u64, now);
+            self.last_progress = Some(now);
+        }
 
         let mut cum_tsn_ack_point_advanced = false;
         if sna32lt(self.cumulative_tsn_ack_point, d.cumulative_tsn_ack) {
@@ -1772,6 +1785,7 @@ impl Association {
                         if let Some(since) = &c.since {
                             let rtt = now.duration_since(*since);
                             let srtt = self.rto_mgr.set_new_rtt(rtt.as_millis() as u64);
+                            self.path.on_rtt(rtt.as_millis() as u64, srtt, now);
                             trace!(
                                 "[{}] SACK: measured-rtt={} srtt={} new-rto={}",
                                 self.side,
@@ -1827,6 +1841,7 @@ impl Association {
                             if let Some(since) = &c.since {
                                 let rtt = now.duration_since(*since);
                                 let srtt = self.rto_mgr.set_new_rtt(rtt.as_millis() as u64);
+                                self.path.on_rtt(rtt.as_millis() as u64, srtt, now);
                                 trace!(
                                     "[{}] SACK: measured-rtt={} srtt={} new-rto={}",
                                     self.side,
@@ -1931,7 +1946,11 @@ impl Association {
             //      reset partial_bytes_acked to (partial_bytes_acked - cwnd).
             if self.partial_bytes_acked >= self.cwnd && !self.pending_queue.is_empty() {
                 self.partial_bytes_acked -= self.cwnd;
-                self.cwnd += self.mtu;
+                // Duet patch: a sixteenth of the window per round trip (at least an MTU), not
+                // one MTU: after a loss on a long, fast path, one MTU per round trip takes
+                // minutes to refill the window (100 ms, 50 Mbit/s: 520 round trips). A full
+                // queue still drains the window to the path's size (`path.rs`).
+                self.cwnd += self.mtu.max(self.cwnd / 16);
                 trace!(
                     "[{}] updated cwnd={} ssthresh={} acked={} (CA)",
                     self.side, self.cwnd, self.ssthresh, total_bytes_acked
@@ -1975,7 +1994,9 @@ impl Association {
                             //     last sent, according to the formula described in Section 7.2.3.
                             self.in_fast_recovery = true;
                             self.fast_recover_exit_point = htna;
-                            self.ssthresh = std::cmp::max(self.cwnd / 2, 4 * self.mtu);
+                            // Duet patch: random loss keeps most of the window, a full queue
+                            // drains to the path's size (`path.rs`), instead of halving.
+                            self.ssthresh = self.path.window_after_loss(self.cwnd, 4 * self.mtu);
                             self.cwnd = self.ssthresh;
                             self.partial_bytes_acked = 0;
                             self.will_retransmit_fast = true;
@@ -2478,6 +2499,8 @@ impl Association {
                 if let Some(c) = self.inflight_queue.get_mut(chunk.tsn) {
                     c.nsent += 1;
                     chunk.nsent = c.nsent;
+                    // Duet patch: `since` is when the chunk last left (see the T3-rtx timer).
+                    c.since = Some(now);
                     self.stats.inc_fast_retrans();
                     trace!(
                         "[{}] fast-retransmit: tsn={} sent={} htna={}",
@@ -2656,6 +2679,8 @@ impl Association {
                 c.retransmit = false;
                 c.nsent += 1;
                 chunk.nsent = c.nsent;
+                // Duet patch: `since` is when the chunk last left (see the T3-rtx timer).
+                c.since = Some(now);
                 trace!(
                     "[{}] retransmitting tsn={} ssn={} sent={}",
                     self.side, c.tsn, c.stream_sequence_number, c.nsent
@@ -3331,6 +3356,28 @@ impl Association {
 
             Timer::T3RTX => {
                 self.stats.inc_t3timeouts();
+                // Duet patch: SACKs acknowledging new data within the last RTO mean the path
+                // is alive and only some chunks were lost again (a fast retransmission lost
+                // on a lossy link; the RFC retransmits a chunk fast only once). Those chunks,
+                // the ones sent an RTO ago or earlier, go again, the window answers as to a
+                // loss, and the timer does not back off. Without it every lost
+                // retransmission cost a whole window sent again from a window of one MTU.
+                let rto = Duration::from_millis(self.rto_mgr.get_rto());
+                let alive = self
+                    .last_progress
+                    .is_some_and(|at| now.saturating_duration_since(at) < rto);
+                if alive {
+                    self.ssthresh = self.path.window_after_loss(self.cwnd, 4 * self.mtu);
+                    self.cwnd = self.ssthresh;
+                    self.partial_bytes_acked = 0;
+                    let cutoff = now.checked_sub(rto);
+                    self.inflight_queue.mark_to_retransmit_sent_before(cutoff);
+                    self.t3_retransmit_pending = true;
+                    self.timers
+                        .start_if_idle(Timer::T3RTX, now, self.rto_mgr.get_rto());
+                    self.awake_write_loop();
+                    return;
+                }
                 self.rto_mgr.backoff();
                 // Refresh before C2 or mark_all_to_retrasmit reads abandoned().
                 if let Err(err) =

@@ -4,6 +4,7 @@ use crate::util::*;
 
 use rustc_hash::FxHashMap;
 use std::collections::{VecDeque, hash_map::Entry};
+use std::time::Instant;
 
 /// A fragmented message may have only one retained DATA chunk. Store that TSN
 /// inline until another fragment is queued.
@@ -254,6 +255,19 @@ impl PayloadQueue {
                 continue;
             }
             c.retransmit = true;
+        }
+    }
+
+    /// Duet patch: marks for retransmission the outstanding chunks that last left before
+    /// `cutoff` (all of them when `None`), the ones a T3-rtx expiry on a live path gave up on.
+    pub(crate) fn mark_to_retransmit_sent_before(&mut self, cutoff: Option<Instant>) {
+        for c in self.chunk_map.values_mut() {
+            if !c.is_outstanding() {
+                continue;
+            }
+            if cutoff.is_none_or(|cutoff| c.since.is_none_or(|sent| sent <= cutoff)) {
+                c.retransmit = true;
+            }
         }
     }
 

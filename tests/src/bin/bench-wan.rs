@@ -1,0 +1,455 @@
+//! `cargo xtask bench wan`: file transfer across the network lab (`duet_tests::lab`) at real
+//! round-trip times, loss and rates, against what the same emulated link carries.
+//!
+//! For each link profile, one lab: home A behind a cone NAT on the profile's access link, home B
+//! behind a cone NAT on a clean, instant one, so the path between them (direct, through STUN) is
+//! the profile. In it, per run:
+//! - `tcp`: one TCP stream from home A to home B (a port forwarded on B's router) over the same
+//!   path: the link's practical ceiling (Linux's CUBIC, autotuned buffers);
+//! - `duet`: two `duet-client --headless`, A sends the file, B takes it unasked and verifies its
+//!   SHA-256 (the product path: hashing, credit, disk);
+//! - `reference`: stock `matchbox_socket` in a tight loop with a fixed window of 64 chunks
+//!   (1 MiB) acknowledged one by one ([`duet_tests::reference`]), through the same Worker.
+//!
+//! Writes `target/bench/wan.json`: `{"size_mib", "runs", "results": [{"profile", "pair",
+//! "duet_mib_s", "tcp_mib_s", "reference_mib_s", "ratio_to_tcp", "ratio_to_reference",
+//! "peak_rss_growth_mib", "completed", "relayed"}]}`, medians over runs (MiB = 2^20 bytes).
+//! `--profiles lan,city`, `--runs N`, `--size-mib N` narrow a run (diagnostics).
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use duet_tests::lab::{Lab, LinkParams, Nat, SERVERS, Servers, on_thread_in};
+use duet_tests::measure::{PeakRss, lines_of};
+use duet_tests::{Event, HeadlessClient, median, on, repo_root, sha256_of, temp_dir};
+use serde::Serialize;
+
+const MIB: usize = 1 << 20;
+/// The reference's fixed window, in 16 KiB chunks: Duet's former native maximum.
+const REFERENCE_WINDOW: u64 = 64;
+/// The port B's router forwards to home B for the TCP stream.
+const TCP_PORT: u16 = 5201;
+
+/// A link profile, as the issue names them.
+#[derive(Debug, Clone, Copy)]
+struct Profile {
+    name: &'static str,
+    rtt_ms: u64,
+    /// The round trip varies by up to ± this.
+    jitter_ms: u64,
+    mbit_s: u64,
+    /// Share of packets lost, each way.
+    loss: f64,
+}
+
+const PROFILES: [Profile; 4] = [
+    Profile {
+        name: "lan",
+        rtt_ms: 1,
+        jitter_ms: 0,
+        mbit_s: 1000,
+        loss: 0.0,
+    },
+    Profile {
+        name: "city",
+        rtt_ms: 20,
+        jitter_ms: 0,
+        mbit_s: 100,
+        loss: 0.001,
+    },
+    Profile {
+        name: "far",
+        rtt_ms: 100,
+        jitter_ms: 0,
+        mbit_s: 50,
+        loss: 0.005,
+    },
+    Profile {
+        name: "mobile",
+        rtt_ms: 150,
+        jitter_ms: 20,
+        mbit_s: 20,
+        loss: 0.01,
+    },
+];
+
+impl Profile {
+    /// Home A's access link. Each direction gets half the round trip; jitter adds 0..J one
+    /// way, so the base is lowered by half of it and the round trip spans RTT ± J.
+    fn link(&self) -> LinkParams {
+        let one_way = Duration::from_micros(self.rtt_ms * 500);
+        let jitter = Duration::from_millis(self.jitter_ms);
+        let bdp = (self.mbit_s * 1_000_000 / 8) as usize * self.rtt_ms as usize / 1000;
+        LinkParams {
+            delay: one_way.saturating_sub(jitter / 2),
+            jitter,
+            loss: self.loss,
+            rate_bps: Some(self.mbit_s * 1_000_000),
+            down: false,
+            // A router's buffer of two bandwidth-delay products (at least 256 KiB).
+            queue_bytes: (2 * bdp).max(256 << 10),
+        }
+    }
+}
+
+/// One measurement of one path.
+#[derive(Debug, Clone, Copy, Default)]
+struct Sample {
+    mib_s: f64,
+    /// The larger of the two sides' peak RSS growth.
+    rss_growth_mib: f64,
+    relayed: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct Row {
+    profile: &'static str,
+    pair: &'static str,
+    duet_mib_s: f64,
+    tcp_mib_s: f64,
+    reference_mib_s: f64,
+    ratio_to_tcp: f64,
+    ratio_to_reference: f64,
+    peak_rss_growth_mib: f64,
+    completed: bool,
+    relayed: bool,
+    runs: usize,
+}
+
+/// The lab of one profile and its servers.
+struct World {
+    lab: Lab,
+    servers: Servers,
+}
+
+impl World {
+    fn start(profile: &Profile) -> Result<Self> {
+        let lab = Lab::start(Nat::Cone, profile.link(), Nat::Cone, LinkParams::default())?;
+        let servers = Servers::start(&lab, false)?;
+        // The TCP stream's way in: a port forwarded to home B, as a person would set up.
+        lab.b.router.sh(&format!(
+            "nft add chain ip nat pre '{{ type nat hook prerouting priority -100 ; }}' && \
+             nft add rule ip nat pre iifname wan tcp dport {TCP_PORT} dnat to 192.168.2.2"
+        ))?;
+        Ok(Self { lab, servers })
+    }
+}
+
+/// `size` bytes over one TCP stream from home A to home B.
+fn tcp_run(world: &World, size: usize) -> Result<Sample> {
+    let listener = on_thread_in(&world.lab.b.home.netns(), || {
+        TcpListener::bind(("0.0.0.0", TCP_PORT))
+    })??;
+    let receiver = std::thread::spawn(move || -> Result<(usize, Instant)> {
+        let (mut stream, _) = listener.accept()?;
+        let mut buf = vec![0u8; 64 << 10];
+        let mut received = 0;
+        loop {
+            let n = stream.read(&mut buf)?;
+            if n == 0 {
+                return Ok((received, Instant::now()));
+            }
+            received += n;
+        }
+    });
+    let to = (world.lab.b.public, TCP_PORT);
+    let started = on_thread_in(&world.lab.a.home.netns(), move || -> Result<Instant> {
+        let mut stream = TcpStream::connect(to)?;
+        let started = Instant::now();
+        let buf = vec![0x5au8; 16 << 10];
+        let mut left = size;
+        while left > 0 {
+            let n = left.min(buf.len());
+            stream.write_all(&buf[..n])?;
+            left -= n;
+        }
+        stream.shutdown(std::net::Shutdown::Write)?;
+        Ok(started)
+    })??;
+    let (received, ended) = receiver
+        .join()
+        .map_err(|_| anyhow::anyhow!("the TCP receiver panicked"))??;
+    if received != size {
+        bail!("TCP delivered {received} of {size} bytes");
+    }
+    Ok(Sample {
+        mib_s: size as f64 / MIB as f64 / ended.duration_since(started).as_secs_f64(),
+        ..Sample::default()
+    })
+}
+
+/// A headless client in `home`, run through `env` with `vars`.
+fn client_in(
+    home: &duet_tests::lab::Namespace,
+    binary: &Path,
+    link: &str,
+    dir: &Path,
+    name: &str,
+    vars: &[String],
+) -> Result<HeadlessClient> {
+    let mut wrapper = home.wrapper();
+    wrapper.push("env".into());
+    wrapper.extend(vars.iter().cloned());
+    let wrapper: Vec<&str> = wrapper.iter().map(String::as_str).collect();
+    HeadlessClient::start_wrapped(&wrapper, binary, link, dir, name)
+}
+
+/// Waits until `client` verified its peer and reported the connection's path: whether it is
+/// relayed.
+fn met(client: &mut HeadlessClient) -> Result<bool> {
+    let (mut hello, mut relayed) = (false, None);
+    while !hello || relayed.is_none() {
+        match client.wait(
+            "the peer's hello and the path",
+            Duration::from_secs(120),
+            |e| match e {
+                Event::PeerHello { .. } => Some(None),
+                Event::Path { relayed, .. } => Some(Some(*relayed)),
+                _ => None,
+            },
+        )? {
+            None => hello = true,
+            Some(r) => relayed = Some(r),
+        }
+    }
+    Ok(relayed.unwrap_or_default())
+}
+
+/// Duet, native to native: A sends `source` to B.
+fn duet_native(
+    world: &World,
+    binary: &Path,
+    source: &Path,
+    digest: [u8; 32],
+    size: usize,
+) -> Result<Sample> {
+    let link = world.servers.wrangler.new_room_link()?;
+    let work = temp_dir("bench-wan")?;
+    let mut a = client_in(
+        &world.lab.a.home,
+        binary,
+        &link,
+        &work.join("a"),
+        "sender",
+        &[],
+    )?;
+    // The receiver takes the file unasked: the bench times the wire, not a person's click.
+    let mut b = client_in(
+        &world.lab.b.home,
+        binary,
+        &link,
+        &work.join("b"),
+        "receiver",
+        &[format!("DUET_ASK_ABOVE={}", u64::MAX)],
+    )?;
+    let relayed = met(&mut a)? | met(&mut b)?;
+    let (rss_a, rss_b) = (PeakRss::watch(a.pid()), PeakRss::watch(b.pid()));
+    let started = Instant::now();
+    a.command(&format!("send {}", source.display()))?;
+    let saved = b.wait(
+        "the file",
+        Duration::from_secs(900),
+        on!(e @ (Event::TransferCompleted { .. } | Event::TransferFailed { .. }) => e.clone()),
+    )?;
+    let secs = started.elapsed().as_secs_f64();
+    let Event::TransferCompleted { location, .. } = saved else {
+        bail!("the transfer failed: {saved:?}");
+    };
+    if sha256_of(Path::new(&location)) != digest {
+        bail!("the received file differs from the sent one");
+    }
+    let sample = Sample {
+        mib_s: size as f64 / MIB as f64 / secs,
+        rss_growth_mib: rss_a.growth_mib().max(rss_b.growth_mib()),
+        relayed,
+    };
+    drop((a, b));
+    let _ = std::fs::remove_dir_all(work);
+    Ok(sample)
+}
+
+/// The stock matchbox reference, native to native, through the Worker's stock URL.
+fn reference_native(world: &World, exe: &Path, source: &Path, size: usize) -> Result<Sample> {
+    let link = world.servers.wrangler.new_room_link()?;
+    let room = link.rsplit('/').next().context("room id")?.to_owned();
+    let spawn = |home: &duet_tests::lab::Namespace, role: &str| {
+        let url = world
+            .servers
+            .wrangler
+            .signal_url(&room, uuid::Uuid::new_v4());
+        home.command(&exe.display().to_string())
+            .args(["--reference-peer", role, &url, &size.to_string()])
+            .arg(source)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+    };
+    let mut sender = spawn(&world.lab.a.home, "send")?;
+    let mut receiver = spawn(&world.lab.b.home, "receive")?;
+    let (sender_out, receiver_out) = (lines_of(&mut sender)?, lines_of(&mut receiver)?);
+    let limit = Duration::from_secs(120);
+    sender_out
+        .recv_timeout(limit)
+        .context("sender never connected")?;
+    receiver_out
+        .recv_timeout(limit)
+        .context("receiver never connected")?;
+    let (rss_s, rss_r) = (PeakRss::watch(sender.id()), PeakRss::watch(receiver.id()));
+    let started = Instant::now();
+    writeln!(sender.stdin.as_mut().context("stdin")?, "go")?;
+    let done = receiver_out.recv_timeout(Duration::from_secs(900));
+    let secs = started.elapsed().as_secs_f64();
+    let sample = Sample {
+        mib_s: size as f64 / MIB as f64 / secs,
+        rss_growth_mib: rss_s.growth_mib().max(rss_r.growth_mib()),
+        relayed: false,
+    };
+    for child in [&mut sender, &mut receiver] {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    match done {
+        Ok(line) if line == "done" => Ok(sample),
+        other => bail!("the reference receiver did not finish: {other:?}"),
+    }
+}
+
+/// Child mode: `--reference-peer send|receive URL SIZE SOURCE`.
+fn reference_peer(args: &[String]) -> Result<()> {
+    let [role, url, size, source] = args else {
+        bail!("--reference-peer send|receive URL SIZE SOURCE");
+    };
+    duet_tests::reference::Peer {
+        url: url.clone(),
+        ice: matchbox_socket::RtcIceServerConfig {
+            urls: vec![format!("stun:{SERVERS}:3478")],
+            username: None,
+            credential: None,
+        },
+        window: REFERENCE_WINDOW,
+        size: size.parse()?,
+        // As Duet's native client asks for.
+        udp_buffer: Some(4 << 20),
+    }
+    .run((role == "send").then_some(Path::new(source)))
+}
+
+/// Runs `f`, printing and keeping what it measured; a failure is printed and counted.
+fn measure(
+    label: &str,
+    samples: &mut Vec<Sample>,
+    failures: &mut usize,
+    f: impl FnOnce() -> Result<Sample>,
+) {
+    match f() {
+        Ok(sample) => {
+            println!(
+                "{label}: {:.2} MiB/s, {:.1} MiB RSS growth{}",
+                sample.mib_s,
+                sample.rss_growth_mib,
+                if sample.relayed { ", relayed" } else { "" }
+            );
+            samples.push(sample);
+        }
+        Err(e) => {
+            println!("{label}: failed: {e:#}");
+            *failures += 1;
+        }
+    }
+}
+
+fn med(samples: &[Sample], pick: impl Fn(&Sample) -> f64) -> f64 {
+    median(samples.iter().map(pick).collect())
+}
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--reference-peer") {
+        return reference_peer(&args[2..]);
+    }
+    if !duet_tests::is_root() {
+        bail!("the network lab needs root (namespaces, TUN devices, nftables)");
+    }
+    let runs: usize = duet_tests::flag_value(&args, "--runs").unwrap_or(3);
+    let size = duet_tests::flag_value::<usize>(&args, "--size-mib").unwrap_or(100) * MIB;
+    let wanted: Option<String> = duet_tests::flag_value(&args, "--profiles");
+    let profiles: Vec<Profile> = PROFILES
+        .into_iter()
+        .filter(|p| {
+            wanted
+                .as_deref()
+                .is_none_or(|w| w.split(',').any(|n| n == p.name))
+        })
+        .collect();
+    let exe = std::env::current_exe()?;
+    let client = exe.parent().context("binary dir")?.join("duet-client");
+    let work = temp_dir("bench-wan-source")?;
+    let source = work.join("wan.bin");
+    let digest = duet_tests::make_file(&source, size);
+    let mut results = Vec::new();
+    for profile in &profiles {
+        println!("== {} ({:?})", profile.name, profile.link());
+        let world = World::start(profile)?;
+        let (mut tcp, mut duet, mut reference) = (Vec::new(), Vec::new(), Vec::new());
+        let mut failures = 0;
+        for run in 1..=runs {
+            let label = |what: &str| format!("{} run {run} {what}", profile.name);
+            let mut ignored = 0;
+            measure(&label("tcp"), &mut tcp, &mut ignored, || {
+                tcp_run(&world, size)
+            });
+            measure(
+                &label("duet native↔native"),
+                &mut duet,
+                &mut failures,
+                || duet_native(&world, &client, &source, digest, size),
+            );
+            measure(
+                &label("reference native↔native"),
+                &mut reference,
+                &mut ignored,
+                || reference_native(&world, &exe, &source, size),
+            );
+        }
+        let (duet_mib_s, tcp_mib_s) = (med(&duet, |s| s.mib_s), med(&tcp, |s| s.mib_s));
+        let reference_mib_s = med(&reference, |s| s.mib_s);
+        results.push(Row {
+            profile: profile.name,
+            pair: "native↔native",
+            duet_mib_s,
+            tcp_mib_s,
+            reference_mib_s,
+            ratio_to_tcp: duet_mib_s / tcp_mib_s,
+            ratio_to_reference: duet_mib_s / reference_mib_s,
+            peak_rss_growth_mib: med(&duet, |s| s.rss_growth_mib),
+            completed: failures == 0 && !duet.is_empty(),
+            relayed: duet.iter().any(|s| s.relayed),
+            runs: duet.len(),
+        });
+        println!(
+            "{}",
+            serde_json::to_string(results.last().expect("pushed"))?
+        );
+    }
+    if wanted.is_some() {
+        // A partial run never overwrites the full report.
+        println!("partial run (--profiles): report not written");
+        return Ok(());
+    }
+    let report = serde_json::json!({
+        "size_mib": size / MIB,
+        "runs": runs,
+        "results": results,
+    });
+    let out: PathBuf = repo_root().join("target/bench/wan.json");
+    std::fs::create_dir_all(out.parent().context("dir")?)?;
+    let text = serde_json::to_string_pretty(&report)?;
+    std::fs::write(&out, &text)?;
+    println!("{text}\nwritten to {}", out.display());
+    let _ = std::fs::remove_dir_all(work);
+    Ok(())
+}
