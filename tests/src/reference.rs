@@ -28,7 +28,8 @@ pub struct Peer {
     pub window: u64,
     /// Bytes the receiver waits for.
     pub size: usize,
-    /// `matchbox_socket`'s UDP buffer, when set (Duet asks for 4 MiB).
+    /// `matchbox_socket`'s UDP buffer and SCTP receive buffer, when set (Duet asks for 4 MiB
+    /// of each): the same stack as Duet's.
     pub udp_buffer: Option<usize>,
 }
 
@@ -37,6 +38,7 @@ impl Peer {
     pub fn run(&self, source: Option<&Path>) -> Result<()> {
         if let Some(bytes) = self.udp_buffer {
             matchbox_socket::set_udp_buffer_size(bytes);
+            matchbox_socket::set_sctp_receive_buffer_size(bytes as u32);
         }
         let runtime = tokio::runtime::Runtime::new()?;
         runtime.block_on(self.run_async(source))

@@ -12,73 +12,27 @@
 //! datagrams in memory (the addresses are labels; no socket is opened), with the adversarial
 //! but legal schedule fixed: every datagram that arrived is read before events are pumped.
 
-use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
-use rtc::data_channel::{RTCDataChannelId, RTCDataChannelInit};
-use rtc::peer_connection::configuration::RTCConfigurationBuilder;
-use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
-use rtc::peer_connection::event::{RTCDataChannelEvent, RTCPeerConnectionEvent};
 use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
-use rtc::peer_connection::transport::{
-    CandidateConfig, CandidateHostConfig, RTCDtlsRole, RTCIceCandidate,
-};
-use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
+use rtc::peer_connection::transport::RTCDtlsRole;
 use rtc::sansio::Protocol;
-use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 
-/// The stream id both sides agree on, as matchbox does for its first channel.
-const STREAM: u16 = 0;
+#[path = "support/rtc_peer.rs"]
+mod rtc_peer;
 
+/// One side, and what it said and heard.
 struct Peer {
-    pc: RTCPeerConnection,
-    addr: SocketAddr,
-    channel: RTCDataChannelId,
-    inbox: VecDeque<(SocketAddr, BytesMut)>,
-    open: bool,
+    inner: rtc_peer::Peer,
     sent: Vec<String>,
     received: Vec<String>,
 }
 
 impl Peer {
     fn new(addr: SocketAddr, role: RTCDtlsRole, now: Instant) -> Peer {
-        let mut pc = RTCPeerConnectionBuilder::new()
-            .with_configuration(RTCConfigurationBuilder::new().build())
-            .with_setting_engine(
-                SettingEngineBuilder::new()
-                    .with_answering_dtls_role(role)
-                    .build(),
-            )
-            .build(now)
-            .unwrap();
-        let candidate = CandidateHostConfig {
-            base_config: CandidateConfig {
-                network: "udp".to_owned(),
-                address: addr.ip().to_string(),
-                port: addr.port(),
-                component: 1,
-                ..Default::default()
-            },
-            ..Default::default()
-        }
-        .new_candidate_host()
-        .unwrap();
-        pc.add_local_candidate(RTCIceCandidate::from(&candidate).to_json().unwrap())
-            .unwrap();
-        let init = RTCDataChannelInit {
-            ordered: true,
-            negotiated: Some(STREAM),
-            ..Default::default()
-        };
-        let channel = pc.create_data_channel("duet", Some(init)).unwrap().id();
         Peer {
-            pc,
-            addr,
-            channel,
-            inbox: VecDeque::new(),
-            open: false,
+            inner: rtc_peer::Peer::new(addr, role, now),
             sent: Vec::new(),
             received: Vec::new(),
         }
@@ -86,35 +40,16 @@ impl Peer {
 
     /// One turn: everything that arrived is read first, then events (the channel opening: say
     /// two things at once), then what arrived for the application. Returns what to send.
-    fn turn(&mut self, now: Instant, label: &str) -> Vec<BytesMut> {
-        for (from, datagram) in std::mem::take(&mut self.inbox) {
-            let _ = self.pc.handle_read(TaggedBytesMut {
-                now,
-                transport: TransportContext {
-                    local_addr: self.addr,
-                    peer_addr: from,
-                    ecn: None,
-                    transport_protocol: TransportProtocol::UDP,
-                },
-                message: datagram,
-            });
-        }
-        let mut out: Vec<BytesMut> = Vec::new();
-        while let Some(datagram) = self.pc.poll_write() {
-            out.push(datagram.message);
-        }
-        while let Some(event) = self.pc.poll_event() {
-            if let RTCPeerConnectionEvent::OnDataChannel(RTCDataChannelEvent::OnOpen(id)) = event
-                && id == self.channel
-            {
-                self.open = true;
-            }
-        }
-        if self.open && self.sent.is_empty() {
+    fn turn(&mut self, now: Instant, label: &str) -> Vec<bytes::BytesMut> {
+        self.inner.read_inbox(now);
+        let mut out = self.inner.writes();
+        self.inner.pump_events();
+        if self.inner.open && self.sent.is_empty() {
             for n in 0..2 {
                 let text = format!("{label} {n}");
-                self.pc
-                    .data_channel(self.channel)
+                self.inner
+                    .pc
+                    .data_channel(self.inner.channel)
                     .unwrap()
                     .send_text(now, text.clone())
                     .unwrap();
@@ -124,14 +59,12 @@ impl Peer {
         while let Some(TaggedRTCMessage {
             message: RTCMessage::DataChannelMessage(_, message),
             ..
-        }) = self.pc.poll_read()
+        }) = self.inner.pc.poll_read()
         {
             self.received
                 .push(String::from_utf8_lossy(&message.data).into_owned());
         }
-        while let Some(datagram) = self.pc.poll_write() {
-            out.push(datagram.message);
-        }
+        out.extend(self.inner.writes());
         out
     }
 }
@@ -142,38 +75,33 @@ fn the_first_messages_on_a_negotiated_channel_arrive_whoever_opens_first() {
     let mut now = start;
     let mut a = Peer::new("127.0.0.1:50001".parse().unwrap(), RTCDtlsRole::Server, now);
     let mut b = Peer::new("127.0.0.1:50002".parse().unwrap(), RTCDtlsRole::Client, now);
-    let offer = a.pc.create_offer(None).unwrap();
-    a.pc.set_local_description(now, offer.clone()).unwrap();
-    b.pc.set_remote_description(now, offer).unwrap();
-    let answer = b.pc.create_answer(None).unwrap();
-    b.pc.set_local_description(now, answer.clone()).unwrap();
-    a.pc.set_remote_description(now, answer).unwrap();
+    rtc_peer::Peer::negotiate(&mut a.inner, &mut b.inner, now);
 
     let done = |a: &Peer, b: &Peer| a.received.len() >= 2 && b.received.len() >= 2;
     while !done(&a, &b) && now - start < Duration::from_secs(30) {
         for datagram in a.turn(now, "from a") {
-            b.inbox.push_back((a.addr, datagram));
+            b.inner.inbox.push_back((a.inner.addr, datagram));
         }
         for datagram in b.turn(now, "from b") {
-            a.inbox.push_back((b.addr, datagram));
+            a.inner.inbox.push_back((b.inner.addr, datagram));
         }
         // Time moves to the next timer only when nothing is in flight.
-        if a.inbox.is_empty() && b.inbox.is_empty() {
-            let next = [a.pc.poll_timeout(), b.pc.poll_timeout()]
+        if a.inner.inbox.is_empty() && b.inner.inbox.is_empty() {
+            let next = [a.inner.pc.poll_timeout(), b.inner.pc.poll_timeout()]
                 .into_iter()
                 .flatten()
                 .min()
                 .unwrap_or(now + Duration::from_millis(10));
             now = next.max(now + Duration::from_millis(1));
-            let _ = a.pc.handle_timeout(now);
-            let _ = b.pc.handle_timeout(now);
+            let _ = a.inner.pc.handle_timeout(now);
+            let _ = b.inner.pc.handle_timeout(now);
         }
     }
     assert!(
-        a.open && b.open,
+        a.inner.open && b.inner.open,
         "channels open: a {}, b {}",
-        a.open,
-        b.open
+        a.inner.open,
+        b.inner.open
     );
     // Reliable and ordered: everything each side said arrives, in order, although one of them
     // said it before the other had its channel.

@@ -68,6 +68,13 @@ const PUMP_BETWEEN_FRAMES: bool = true;
 /// Linux), which is harmless.
 pub const UDP_BUFFER_BYTES: usize = 4 << 20;
 
+/// SCTP's receive buffer, the window it advertises (rtc-sctp's default: 1 MiB).
+///
+/// Why: data behind a lost packet waits there until the retransmission arrives; at 100 ms and
+/// 0.5 % loss a 1 MiB buffer kept closing the window (`docs/bench/wan.md`). It bounds the
+/// memory a peer can make this side hold per connection.
+pub const SCTP_RECEIVE_BUFFER_BYTES: u32 = 4 << 20;
+
 /// Multisampling for the room's camera: smooth circle edges on a desktop GPU.
 const MSAA: bevy::render::view::Msaa = bevy::render::view::Msaa::Sample4;
 
@@ -83,6 +90,7 @@ pub fn fault_drop_grant() -> Option<u32> {
 impl Runtime for Desktop {
     fn prepare_network(&self) {
         matchbox_socket::set_udp_buffer_size(UDP_BUFFER_BYTES);
+        matchbox_socket::set_sctp_receive_buffer_size(SCTP_RECEIVE_BUFFER_BYTES);
     }
 
     /// A thread of its own: matchbox's message loop moves every data-channel message.

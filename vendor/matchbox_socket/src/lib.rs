@@ -17,4 +17,6 @@ pub use webrtc_socket::{
     WebRtcSocket, WebRtcSocketBuilder, error::ChannelError,
 };
 #[cfg(not(target_arch = "wasm32"))]
-pub use webrtc_socket::{set_udp_buffer_size, udp_buffer_size};
+pub use webrtc_socket::{
+    sctp_receive_buffer_size, set_sctp_receive_buffer_size, set_udp_buffer_size, udp_buffer_size,
+};

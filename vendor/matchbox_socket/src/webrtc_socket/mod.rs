@@ -52,7 +52,9 @@ cfg_if! {
         pub type MessageLoopFuture = Pin<Box<dyn Future<Output = Result<(), Error>>>>;
     } else {
         mod native;
+        mod sctp_buffer;
         mod udp_buffers;
+        pub use sctp_buffer::{sctp_receive_buffer_size, set_sctp_receive_buffer_size};
         pub use udp_buffers::{set_udp_buffer_size, udp_buffer_size};
         type UseMessenger = native::NativeMessenger;
         type UseSignallerBuilder = native::NativeSignallerBuilder;

@@ -684,8 +684,15 @@ async fn create_rtc_peer_connection(
         peer_disconnected_tx,
     };
 
+    // Duet patch: SCTP's receive buffer, when the application set one (`sctp_buffer.rs`).
+    let mut settings = webrtc::peer_connection::SettingEngineBuilder::new();
+    let receive_buffer = super::sctp_buffer::sctp_receive_buffer_size();
+    if receive_buffer > 0 {
+        settings = settings.with_sctp_max_receive_buffer_size(receive_buffer);
+    }
     let connection = PeerConnectionBuilder::new()
         .with_configuration(config)
+        .with_setting_engine(settings.build())
         .with_runtime(runtime())
         .with_handler(Arc::new(handler))
         // One socket per local interface. A family the host doesn't have is skipped.
