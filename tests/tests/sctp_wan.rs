@@ -24,6 +24,8 @@ const RECEIVE_BUFFER: u32 = 4 << 20;
 /// One direction of the emulated link.
 struct Link {
     delay: Duration,
+    /// Up to this much more delay, at random; packets stay in order (as the lab's links).
+    jitter: Duration,
     bytes_per_s: f64,
     loss: f64,
     queue_limit: usize,
@@ -41,6 +43,7 @@ impl Link {
     fn new(delay_ms: u64, mbit_s: f64, loss: f64, queue_limit: usize, now: Instant) -> Link {
         Link {
             delay: Duration::from_millis(delay_ms),
+            jitter: Duration::ZERO,
             bytes_per_s: mbit_s * 1e6 / 8.0,
             loss,
             queue_limit,
@@ -76,7 +79,9 @@ impl Link {
         let done = start + Duration::from_secs_f64(datagram.len() as f64 / self.bytes_per_s);
         self.busy_until = done;
         self.queued += datagram.len();
-        self.flight.push_back((done + self.delay, done, datagram));
+        let jitter = self.jitter.mul_f64(self.roll());
+        let arrival = (done + self.delay + jitter).max(self.next_arrival_floor());
+        self.flight.push_back((arrival, done, datagram));
     }
 
     /// Bytes that left the router queue by `now` no longer count against it.
@@ -87,6 +92,16 @@ impl Link {
             .filter(|(_, left, _)| *left > now)
             .map(|(_, _, d)| d.len())
             .sum();
+    }
+
+    /// In order: never before the packet ahead.
+    fn next_arrival_floor(&self) -> Instant {
+        self.flight.back().map_or(self.busy_until, |(at, _, _)| *at)
+    }
+
+    fn with_jitter(mut self, jitter_ms: u64) -> Link {
+        self.jitter = Duration::from_millis(jitter_ms);
+        self
     }
 
     fn next(&self) -> Option<Instant> {
@@ -235,4 +250,35 @@ fn a_full_queue_without_random_loss_is_drained_not_kept_full() {
         (run.overflowed as f64) < 0.06 * run.sent as f64,
         "a queue kept overflowing: {run:?}"
     );
+}
+
+#[test]
+fn a_fast_lan_with_a_short_queue_is_not_mistaken_for_random_loss() {
+    let now = Instant::now();
+    // `bench wan`'s `lan`: 1 ms round trip, 1 Gbit/s, a 256 KiB router queue (2 ms at the
+    // link's rate: too little to show in a round trip counted in milliseconds).
+    let (forward, back) = (
+        Link::new(0, 1000.0, 0.0, 256 << 10, now),
+        Link::new(1, 1000.0, 0.0, 256 << 10, now),
+    );
+    let run = transfer(forward, back, 100 << 20, 8 << 20, now);
+    eprintln!("{run:?}");
+    // Taking its overflow for random loss kept the window too large: 42 MB/s; answering a
+    // burst of losses as a full queue: about 60.
+    assert!(run.mb_s > 50.0, "{run:?}");
+}
+
+#[test]
+fn a_jittery_lossy_mobile_path_keeps_its_window() {
+    let now = Instant::now();
+    // `bench wan`'s `mobile`: 150 ms ± 20 ms, 20 Mbit/s, 1 % loss, a 750 kB queue.
+    let (forward, back) = (
+        Link::new(65, 20.0, 0.01, 750_000, now).with_jitter(20),
+        Link::new(65, 20.0, 0.01, 750_000, now).with_jitter(20),
+    );
+    let run = transfer(forward, back, 20 << 20, 8 << 20, now);
+    eprintln!("{run:?}");
+    assert!(run.lost > 50, "the link lost what it should: {run:?}");
+    // The link carries 2.5 MB/s; this reaches about 1.1 (not solved: `vendor/README.md`).
+    assert!(run.mb_s > 0.9, "{run:?}");
 }

@@ -2000,7 +2000,7 @@ impl Association {
         // A loss with a queue behind it keeps RFC 4960's pace: repairing every hole at once
         // after a slow-start overshoot (hundreds of holes, the router's queue still full)
         // only filled the queue again (in memory, 100 ms, no random loss: 4.5 MB/s became 2.1).
-        let repair_at_once = !self.path.queueing();
+        let repair_at_once = !self.path.queueing() && !self.path.recovery_congested();
         if repair_at_once || !self.in_fast_recovery || cum_tsn_ack_point_advanced {
             let max_tsn = if !self.in_fast_recovery || !cum_tsn_ack_point_advanced {
                 // a) increment only for missing TSNs prior to the HTNA
@@ -2015,9 +2015,19 @@ impl Association {
                 if let Some(c) = self.inflight_queue.get_mut(tsn) {
                     if c.is_outstanding() && c.miss_indicator < 3 {
                         c.miss_indicator += 1;
-                        if c.miss_indicator == 3 && self.in_fast_recovery && repair_at_once {
-                            // Duet patch: see above.
-                            self.will_retransmit_fast = true;
+                        if c.miss_indicator == 3 && self.in_fast_recovery {
+                            // Duet patch: a burst of losses in one recovery is a full queue
+                            // too short to show in the round trip (`path.rs`): answered once.
+                            if self.path.loss_in_recovery() {
+                                self.ssthresh =
+                                    self.path.window_for_queue(self.cwnd, 4 * self.mtu);
+                                self.cwnd = self.ssthresh;
+                                self.partial_bytes_acked = 0;
+                            }
+                            // See above.
+                            if repair_at_once && !self.path.recovery_congested() {
+                                self.will_retransmit_fast = true;
+                            }
                         } else if c.miss_indicator == 3 && !self.in_fast_recovery {
                             // 2)  If not in Fast Recovery, adjust the ssthresh and cwnd of the
                             //     destination address(es) to which the missing DATA chunks were
@@ -2039,6 +2049,8 @@ impl Association {
                             } else {
                                 self.ssthresh = self.cwnd.saturating_sub(1);
                             }
+                            self.path
+                                .start_recovery(before, self.mtu, self.cwnd < before);
                             self.will_retransmit_fast = true;
 
                             trace!(

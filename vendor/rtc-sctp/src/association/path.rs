@@ -16,6 +16,11 @@
 //! queue too short to show in the round trip, the excess that overflows it stays bounded
 //! (BBR's choice of two, made smaller).
 //!
+//! A queue too short to show in the round trip (a LAN router: 2 ms of queue at 1 Gbit/s, with
+//! round trips counted in whole milliseconds) still shows in the losses: a full queue drops a
+//! burst, random loss a packet here and there. A recovery that finds more than
+//! `BURST_PERCENT` of its window lost is treated as a full queue.
+//!
 //! Measured in memory (`tests/tests/sctp_wan.rs`, 100 ms, 50 Mbit/s, 0.5 % loss): keeping 0.9
 //! of the window per loss still pinned it near 70 kB (0.78 MB/s), because on such a path a
 //! loss comes nearly every round trip; no reduction at all is what lets it reach the path.
@@ -33,6 +38,8 @@ const QUEUE_SHARE: f64 = 0.25;
 const QUEUE_SLACK_MS: f64 = 5.0;
 /// Share of the window kept, at least, after a loss with a queue behind it (RFC 4960 halves it).
 const QUEUE_LOSS_KEEP: f64 = 0.5;
+/// Lost packets, as a share of the window (percent), that make a recovery a full queue's.
+const BURST_PERCENT: u32 = 3;
 /// Delivery-rate samples (each at least a round trip) the rate is the highest of.
 const RATE_SAMPLES: usize = 10;
 /// The window grows only while below this many bandwidth-delay products.
@@ -53,6 +60,9 @@ pub(crate) struct PathEstimate {
     next_sample: usize,
     sample_bytes: u64,
     sample_start: Option<Instant>,
+    /// The recovery in progress: packets found lost, the window (in packets) it began with,
+    /// and whether it was already answered as a full queue.
+    episode: Option<(u32, u32, bool)>,
 }
 
 impl PathEstimate {
@@ -82,6 +92,40 @@ impl PathEstimate {
         }
     }
 
+    /// A recovery begins with one loss, from a window of `cwnd` bytes; `congested`: it was
+    /// already answered as a full queue.
+    pub(crate) fn start_recovery(&mut self, cwnd: u32, mtu: u32, congested: bool) {
+        self.episode = Some((1, (cwnd / mtu.max(1)).max(1), congested));
+    }
+
+    /// Another packet found lost in the recovery; `true` the first time the losses add up to a
+    /// burst (a full queue), which the caller answers once.
+    pub(crate) fn loss_in_recovery(&mut self) -> bool {
+        let Some((losses, window, congested)) = &mut self.episode else {
+            return false;
+        };
+        *losses += 1;
+        if !*congested && *losses >= 3 && *losses * 100 > *window * BURST_PERCENT {
+            *congested = true;
+            return true;
+        }
+        false
+    }
+
+    /// Whether the recovery in progress was answered as a full queue.
+    pub(crate) fn recovery_congested(&self) -> bool {
+        self.episode.is_some_and(|(_, _, congested)| congested)
+    }
+
+    /// The window for a full queue: the bandwidth-delay product, at most halving `cwnd`.
+    pub(crate) fn window_for_queue(&self, cwnd: u32, floor: u32) -> u32 {
+        self.bdp()
+            .unwrap_or(0)
+            .max((cwnd as f64 * QUEUE_LOSS_KEEP) as u32)
+            .min(cwnd)
+            .max(floor)
+    }
+
     /// Whether the round trip says a queue is building: the smoothed round trip well above the
     /// smallest one.
     pub(crate) fn queueing(&self) -> bool {
@@ -103,16 +147,13 @@ impl PathEstimate {
     /// The window after a loss, from `cwnd`: kept on random loss, the bandwidth-delay product
     /// on a full queue; never more than `cwnd`, never below `floor`.
     pub(crate) fn window_after_loss(&self, cwnd: u32, floor: u32) -> u32 {
-        let after = if self.queueing() {
-            // At most RFC 4960's step down at a time: a delivery-rate estimate taken across a
-            // repair stall is low, and halving on it left the window far below the path.
-            self.bdp()
-                .unwrap_or(0)
-                .max((cwnd as f64 * QUEUE_LOSS_KEEP) as u32)
+        // At most RFC 4960's step down at a time: a delivery-rate estimate taken across a
+        // repair stall is low, and more on it left the window far below the path.
+        if self.queueing() {
+            self.window_for_queue(cwnd, floor)
         } else {
-            cwnd
-        };
-        after.min(cwnd).max(floor)
+            cwnd.max(floor)
+        }
     }
 
     /// Whether `cwnd` may grow: below `GROWTH_CAP` bandwidth-delay products plus `slack` (a
@@ -157,6 +198,20 @@ mod tests {
         // At most 0.3 down at a time, never up.
         assert_eq!(p.window_after_loss(1_800_000, 4800), 1_260_000);
         assert_eq!(p.window_after_loss(300_000, 4800), 300_000);
+    }
+
+    #[test]
+    fn a_burst_of_losses_in_one_recovery_is_a_full_queue() {
+        let mut p = path(100, 104, 6e6);
+        // A 500-packet window: 3 % is 15 packets.
+        p.start_recovery(600_000, 1200, false);
+        for _ in 0..14 {
+            assert!(!p.loss_in_recovery());
+        }
+        assert!(!p.recovery_congested());
+        assert!(p.loss_in_recovery(), "the sixteenth loss is a burst");
+        assert!(p.recovery_congested());
+        assert!(!p.loss_in_recovery(), "answered once");
     }
 
     #[test]
