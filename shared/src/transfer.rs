@@ -313,9 +313,13 @@ impl Sender {
         Ok(())
     }
 
-    /// The next chunk to read and send, if credit allows; advances the cursor.
+    /// The next chunk to read and send, if credit allows (and this side's own bound,
+    /// [`MAX_IN_FLIGHT`]); advances the cursor.
     pub fn next_chunk(&mut self) -> Option<ChunkSpan> {
-        if self.state != Phase::Active || self.next_seq >= self.until.min(self.total) {
+        if self.state != Phase::Active
+            || self.next_seq >= self.until.min(self.total)
+            || self.in_flight() >= MAX_IN_FLIGHT
+        {
             return None;
         }
         let seq = self.next_seq;
@@ -378,6 +382,12 @@ impl Sender {
     }
 }
 
+/// Most chunks a sender has sent and not yet seen persisted, whatever credit the receiver
+/// grants: a hostile receiver may grant the whole file at once, and everything sent waits in
+/// the sender's data-channel queue until the path takes it. 512 chunks (8 MiB), the native
+/// receiver's own bound (`WindowConfig::path_max`).
+pub const MAX_IN_FLIGHT: u32 = 512;
+
 /// Tuning of the receiver's adaptive credit window, in chunks.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct WindowConfig {
@@ -385,9 +395,14 @@ pub struct WindowConfig {
     pub initial: u32,
     /// Never below this.
     pub min: u32,
-    /// Never above this.
+    /// Growth while chunks stream in stops here.
     pub max: u32,
-    /// A gap this long between chunks while credit was outstanding counts as a stall.
+    /// Never above this: sized from the path, the window may grow past `max` to twice the
+    /// bandwidth-delay product (delivery rate × the grant's round trip), up to here. This is
+    /// the memory bound: chunks this side may hold unpersisted, and the sender may have queued.
+    pub path_max: u32,
+    /// A gap this long between chunks while credit was outstanding counts as a stall (or four
+    /// round trips, when longer: on a long path gaps of a round trip are latency).
     pub stall_ms: u64,
 }
 
@@ -400,8 +415,54 @@ impl Default for WindowConfig {
             initial: 16,
             min: 4,
             max: 64,
+            // 8 MiB: twice the product of 100 ms and 40 MB/s (`docs/bench/wan.md`).
+            path_max: 512,
             stall_ms: 250,
         }
+    }
+}
+
+/// How long the smallest grant round trip is trusted: a path that got longer (a relay, a new
+/// network) is learned again.
+const RTT_LIFETIME_MS: u64 = 10_000;
+
+/// The smallest recent round trip of a grant: from a `Credit` sent to the first chunk it
+/// allowed arriving. A sample is never shorter than the path's round trip (the chunk may also
+/// wait behind others), so the smallest is the closest.
+#[derive(Debug, Clone, Default)]
+struct GrantRtt {
+    /// The grant in flight: the first chunk it allowed, and when it was sent.
+    probe: Option<(u32, u64)>,
+    /// Smallest sample (ms) and when it was taken.
+    min: Option<(u64, u64)>,
+}
+
+impl GrantRtt {
+    fn granted(&mut self, first_allowed: u32, now_ms: u64) {
+        if self.probe.is_none() {
+            self.probe = Some((first_allowed, now_ms));
+        }
+    }
+
+    fn chunk(&mut self, seq: u32, now_ms: u64) {
+        let Some((first, sent)) = self.probe else {
+            return;
+        };
+        if seq < first {
+            return;
+        }
+        self.probe = None;
+        let sample = now_ms.saturating_sub(sent);
+        let keep = self
+            .min
+            .is_some_and(|(min, at)| min <= sample && now_ms.saturating_sub(at) < RTT_LIFETIME_MS);
+        if !keep {
+            self.min = Some((sample, now_ms));
+        }
+    }
+
+    fn get(&self) -> Option<u64> {
+        self.min.map(|(min, _)| min)
     }
 }
 
@@ -427,6 +488,7 @@ pub struct Receiver {
     config: WindowConfig,
     clean_streak: u32,
     last_chunk_ms: Option<u64>,
+    rtt: GrantRtt,
     /// When the current grant was last sent (see [`Receiver::repeat_credit`]).
     last_grant_ms: u64,
     hasher: Sha256,
@@ -453,6 +515,7 @@ impl Receiver {
             config,
             clean_streak: 0,
             last_chunk_ms: None,
+            rtt: GrantRtt::default(),
             last_grant_ms: 0,
             hasher: Sha256::new(),
             digest: None,
@@ -476,6 +539,11 @@ impl Receiver {
         self.window
     }
 
+    /// The smallest recent grant round trip, in ms, once measured.
+    pub fn round_trip_ms(&self) -> Option<u64> {
+        self.rtt.get()
+    }
+
     /// Accepts, optionally resuming; returns the `Accept` and the first `Credit` to send.
     pub fn accept(&mut self, resume: Option<ResumePoint>, now_ms: u64) -> [Control; 2] {
         if let Some(point) = resume {
@@ -488,6 +556,7 @@ impl Receiver {
         self.granted = (self.persisted + self.window).min(self.total);
         self.announced = self.granted;
         self.last_grant_ms = now_ms;
+        self.rtt.granted(self.next_seq, now_ms);
         self.meter.sample(now_ms, self.done_bytes());
         [
             Control::Accept {
@@ -540,24 +609,41 @@ impl Receiver {
                 got: data.len(),
             });
         }
+        self.rtt.chunk(seq, now_ms);
         self.adapt_window(now_ms);
         self.hasher.update(data);
         self.next_seq += 1;
         Ok(())
     }
 
-    /// Additive increase while chunks stream in; multiplicative decrease on a stall.
+    /// Additive increase while chunks stream in, and at least twice the bandwidth-delay product
+    /// once it is known; multiplicative decrease on a stall, a gap long against the round trip.
     fn adapt_window(&mut self, now_ms: u64) {
+        let rtt = self.rtt.get();
+        let stall_ms = self.config.stall_ms.max(rtt.map_or(0, |rtt| 4 * rtt));
         if let Some(last) = self.last_chunk_ms
-            && now_ms.saturating_sub(last) >= self.config.stall_ms
+            && now_ms.saturating_sub(last) >= stall_ms
         {
             self.window = (self.window / 2).max(self.config.min);
             self.clean_streak = 0;
         } else {
             self.clean_streak += 1;
             if self.clean_streak >= self.window {
-                self.window = (self.window + 1).min(self.config.max);
+                if self.window < self.config.max {
+                    self.window += 1;
+                }
                 self.clean_streak = 0;
+            }
+            // Sized from the path: what arrives per second times the round trip, twice (one
+            // round trip's worth in flight while the previous one is being granted). When the
+            // window is the limit, what arrives is window / round trip, so this doubles it each
+            // time the rate is measured until the path or the disk is the limit instead.
+            if let Some(rtt) = rtt {
+                let bdp = self.meter.rate * rtt as f64 / 1000.0 / CHUNK_BYTES as f64;
+                let target = ((2.0 * bdp).ceil() as u32).min(self.config.path_max);
+                if target > self.window {
+                    self.window = target.min(self.window.saturating_mul(2));
+                }
             }
         }
         self.last_chunk_ms = Some(now_ms);
@@ -582,6 +668,7 @@ impl Receiver {
         let sender_starved = self.next_seq >= self.announced;
         let reached_end = self.granted == self.total;
         if moved >= step || (moved > 0 && (sender_starved || reached_end)) {
+            self.rtt.granted(self.announced, now_ms);
             self.announced = self.granted;
             self.last_grant_ms = now_ms;
             Some(self.credit())
@@ -812,6 +899,7 @@ mod tests {
                 initial: 4,
                 min: 2,
                 max: 8,
+                path_max: 8,
                 stall_ms: 250,
             };
             let (assembled, max_in_flight) = run(&data, config, 0);
@@ -1011,6 +1099,7 @@ mod tests {
             initial: 8,
             min: 4,
             max: 8,
+            path_max: 8,
             stall_ms: 250,
         };
         let mut receiver = Receiver::new(offer, config).unwrap();
@@ -1072,6 +1161,7 @@ mod tests {
             initial: 8,
             min: 2,
             max: 64,
+            path_max: 64,
             stall_ms: 250,
         };
         let mut r = Receiver::new(offer_for(&data), config).unwrap();
@@ -1094,6 +1184,62 @@ mod tests {
         now += 1_000;
         feed(&mut r, now, &mut seq);
         assert_eq!(r.window(), grown / 2);
+    }
+
+    #[test]
+    fn on_a_long_path_the_window_grows_to_twice_its_product_and_gaps_of_a_round_trip_are_not_stalls()
+     {
+        // 300 ms round trip; the sender answers each grant with everything it allows, which
+        // arrives spread over 10 ms. The path itself takes 8 MB/s.
+        let data = file(4000 * CHUNK_BYTES);
+        let config = WindowConfig::default();
+        let mut r = Receiver::new(offer_for(&data), config).unwrap();
+        let [_, first] = r.accept(None, 0);
+        let mut until = match first {
+            Control::Credit { until, .. } => until,
+            other => panic!("{other:?}"),
+        };
+        let (mut seq, mut now) = (0u32, 0u64);
+        let mut windows = Vec::new();
+        while seq < 3000 {
+            // The grant reaches the sender and its chunks come back a round trip later.
+            now += 300;
+            let burst = until - seq;
+            for i in 0..burst {
+                let at = now + u64::from(i) * 10 / u64::from(burst);
+                let s = seq as usize;
+                r.on_chunk(seq, &data[s * CHUNK_BYTES..][..CHUNK_BYTES], at)
+                    .unwrap();
+                seq += 1;
+                if let Some(Control::Credit { until: u, .. }) = r.on_persisted(seq, at) {
+                    until = u;
+                }
+            }
+            windows.push(r.window());
+        }
+        let rtt = r.round_trip_ms().expect("measured");
+        assert!((290..=310).contains(&rtt), "{rtt}");
+        let last = *windows.last().unwrap();
+        // Gaps of 290 ms never halved the window (the old rule did at 250 ms), and it grew
+        // past the streaming maximum (64) to the memory bound.
+        assert!(windows.windows(2).all(|w| w[1] >= w[0]), "{windows:?}");
+        assert_eq!(last, config.path_max, "{windows:?}");
+    }
+
+    #[test]
+    fn a_sender_keeps_its_own_bound_whatever_the_receiver_grants() {
+        let data = file(2000 * CHUNK_BYTES);
+        let mut sender = Sender::new(offer_for(&data)).unwrap();
+        sender.on_accept(0, 0).unwrap();
+        // A hostile receiver grants the whole file and never reports anything persisted.
+        sender.on_credit(0, 2000, 0).unwrap();
+        let mut sent = 0;
+        while sender.next_chunk().is_some() {
+            sent += 1;
+        }
+        assert_eq!(sent, MAX_IN_FLIGHT);
+        sender.on_credit(100, 2000, 1).unwrap();
+        assert_eq!(std::iter::from_fn(|| sender.next_chunk()).count(), 100);
     }
 
     #[test]
@@ -1132,7 +1278,13 @@ mod tests {
             persist_every in 1u32..20,
         ) {
             let data = file(len);
-            let config = WindowConfig { initial, min, max: min + extra, stall_ms: 250 };
+            let config = WindowConfig {
+                initial,
+                min,
+                max: min + extra,
+                path_max: min + extra,
+                stall_ms: 250,
+            };
             let (assembled, max_in_flight) = run_batched(&data, config, 0, persist_every);
             prop_assert!(assembled == data);
             prop_assert!(max_in_flight <= config.max.max(config.min));

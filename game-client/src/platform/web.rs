@@ -65,6 +65,8 @@ fn transfer_window() -> WindowConfig {
         initial: 64,
         min: 16,
         max: 256,
+        // The browser's bound stays 4 MiB: Chromium's data channel is the limit there.
+        path_max: 256,
         stall_ms: 2000,
     }
 }
