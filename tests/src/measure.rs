@@ -1,5 +1,5 @@
 //! What the transfer benchmarks measure on the processes they start: peak memory growth, and
-//! lines of a child's output read with a timeout.
+//! lines of a child's output read with a timeout; and where their reports go.
 
 use std::io::{BufRead, BufReader};
 use std::process::Child;
@@ -65,4 +65,14 @@ pub fn lines_of(child: &mut Child) -> Result<Receiver<String>> {
         }
     });
     Ok(rx)
+}
+
+/// Writes `report` to `target/bench/NAME.json` and prints it.
+pub fn write_report(name: &str, report: &serde_json::Value) -> Result<()> {
+    let out = crate::repo_root().join(format!("target/bench/{name}.json"));
+    std::fs::create_dir_all(out.parent().context("target/bench")?)?;
+    let text = serde_json::to_string_pretty(report)?;
+    std::fs::write(&out, &text)?;
+    println!("{text}\nwritten to {}", out.display());
+    Ok(())
 }

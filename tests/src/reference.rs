@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use futures::StreamExt;
-use matchbox_socket::{PeerState, RtcIceServerConfig, WebRtcSocket};
+use matchbox_socket::{PeerId, PeerState, RtcIceServerConfig, WebRtcSocket};
 
 /// One chunk, as Duet's.
 pub const CHUNK: usize = 16 * 1024;
@@ -45,22 +45,7 @@ impl Peer {
     }
 
     async fn run_async(&self, source: Option<&Path>) -> Result<()> {
-        let (mut socket, message_loop) = WebRtcSocket::builder(self.url.as_str())
-            .ice_server(self.ice.clone())
-            .add_reliable_channel()
-            .build();
-        tokio::spawn(message_loop);
-        let peer = loop {
-            if let Some((peer, _)) = socket
-                .update_peers()
-                .into_iter()
-                .find(|(_, s)| *s == PeerState::Connected)
-            {
-                break peer;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        };
-        println!("connected");
+        let (mut socket, peer) = connect(&self.url, self.ice.clone()).await;
         let mut channel = socket.take_channel(0).map_err(|e| anyhow::anyhow!("{e}"))?;
         if let Some(source) = source {
             let mut line = String::new();
@@ -100,4 +85,26 @@ impl Peer {
         println!("done");
         Ok(())
     }
+}
+
+/// A stock socket with one reliable channel at `url`, once a peer is connected (the message
+/// loop runs on the current tokio runtime); prints `connected`.
+pub async fn connect(url: &str, ice: RtcIceServerConfig) -> (WebRtcSocket, PeerId) {
+    let (mut socket, message_loop) = WebRtcSocket::builder(url)
+        .ice_server(ice)
+        .add_reliable_channel()
+        .build();
+    tokio::spawn(message_loop);
+    let peer = loop {
+        if let Some((peer, _)) = socket
+            .update_peers()
+            .into_iter()
+            .find(|(_, s)| *s == PeerState::Connected)
+        {
+            break peer;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    println!("connected");
+    (socket, peer)
 }

@@ -24,16 +24,14 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use duet_tests::desktop::Xvfb;
 use duet_tests::measure::{PeakRss, lines_of};
-use duet_tests::{
-    Event, HeadlessClient, Wrangler, WranglerOptions, median, on, repo_root, temp_dir,
-};
+use duet_tests::{Event, HeadlessClient, Wrangler, WranglerOptions, median, on, temp_dir};
 use serde::Serialize;
 
 const SIZE: usize = 200 * 1024 * 1024;
@@ -308,7 +306,6 @@ const CEILING_WINDOW: u64 = 16;
 /// Child mode: a matchbox peer. `send` pushes the file; `receive` counts bytes and prints `done`
 /// when all arrived. The ceiling is the shared windowed reference ([`duet_tests::reference`]).
 fn stock_peer(flavor: Flavor, role: &str, url: &str, source: Option<&str>) -> Result<()> {
-    use matchbox_socket::{PeerState, WebRtcSocket};
     let source = source.filter(|_| role == "send").map(Path::new);
     if flavor == Flavor::Ceiling {
         return duet_tests::reference::Peer {
@@ -322,22 +319,8 @@ fn stock_peer(flavor: Flavor, role: &str, url: &str, source: Option<&str>) -> Re
     }
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
-        let (mut socket, message_loop) = WebRtcSocket::builder(url)
-            .ice_server(duet_tests::loopback_ice())
-            .add_reliable_channel()
-            .build();
-        tokio::spawn(message_loop);
-        let peer = loop {
-            if let Some((peer, _)) = socket
-                .update_peers()
-                .into_iter()
-                .find(|(_, s)| *s == PeerState::Connected)
-            {
-                break peer;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        };
-        println!("connected");
+        let (mut socket, peer) =
+            duet_tests::reference::connect(url, duet_tests::loopback_ice()).await;
         if let Some(source) = source {
             let mut line = String::new();
             std::io::stdin().read_line(&mut line)?;
@@ -516,11 +499,7 @@ fn main() -> Result<()> {
     } else {
         serde_json::to_value(summarize(&stock))?
     };
-    let out: PathBuf = repo_root().join("target/bench/transfer.json");
-    std::fs::create_dir_all(out.parent().context("dir")?)?;
-    let text = serde_json::to_string_pretty(&report)?;
-    std::fs::write(&out, &text)?;
-    println!("{text}\nwritten to {}", out.display());
+    duet_tests::measure::write_report("transfer", &report)?;
     let _ = std::fs::remove_dir_all(work);
     Ok(())
 }

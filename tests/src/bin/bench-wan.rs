@@ -18,14 +18,14 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use duet_tests::lab::{Lab, LinkParams, Nat, SERVERS, Servers, on_thread_in};
 use duet_tests::measure::{PeakRss, lines_of};
-use duet_tests::{Event, HeadlessClient, median, on, repo_root, sha256_of, temp_dir};
+use duet_tests::{Event, HeadlessClient, median, on, sha256_of, temp_dir};
 use serde::Serialize;
 
 const MIB: usize = 1 << 20;
@@ -445,11 +445,7 @@ fn main() -> Result<()> {
         "runs": runs,
         "results": results,
     });
-    let out: PathBuf = repo_root().join("target/bench/wan.json");
-    std::fs::create_dir_all(out.parent().context("dir")?)?;
-    let text = serde_json::to_string_pretty(&report)?;
-    std::fs::write(&out, &text)?;
-    println!("{text}\nwritten to {}", out.display());
+    duet_tests::measure::write_report("wan", &report)?;
     let _ = std::fs::remove_dir_all(work);
     Ok(())
 }
