@@ -422,6 +422,11 @@ impl Default for WindowConfig {
     }
 }
 
+/// What a retransmission lost again costs the data channel below, at least: its minimum
+/// retransmission timeout (the vendored `rtc-sctp`, as Chromium's dcsctp: 400 ms), and then
+/// some scheduling.
+const SCTP_REPAIR_MS: u64 = 500;
+
 /// How long the smallest grant round trip is trusted: a path that got longer (a relay, a new
 /// network) is learned again.
 const RTT_LIFETIME_MS: u64 = 10_000;
@@ -620,7 +625,13 @@ impl Receiver {
     /// once it is known; multiplicative decrease on a stall, a gap long against the round trip.
     fn adapt_window(&mut self, now_ms: u64) {
         let rtt = self.rtt.get();
-        let stall_ms = self.config.stall_ms.max(rtt.map_or(0, |rtt| 4 * rtt));
+        // Once the round trip is known, a gap is a stall only past four of them and past a
+        // repair below: a retransmission lost on the path costs the data channel its minimum
+        // retransmission timeout (400 ms) and a round trip more.
+        let stall_ms = self
+            .config
+            .stall_ms
+            .max(rtt.map_or(0, |rtt| (4 * rtt).max(SCTP_REPAIR_MS + 2 * rtt)));
         if let Some(last) = self.last_chunk_ms
             && now_ms.saturating_sub(last) >= stall_ms
         {
