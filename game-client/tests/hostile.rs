@@ -626,3 +626,61 @@ async fn a_seat_holder_that_never_says_hello_is_dropped_after_90_s() {
     // The victim is back in the room on a new connection, waiting for a hello again.
     evil.reconnected().await;
 }
+
+/// Chunks of `transfer` that arrive on Mallory's data channel within `for_`.
+async fn chunks_arriving(evil: &mut Evil, transfer: TransferId, for_: Duration) -> u32 {
+    let deadline = Instant::now() + for_;
+    let mut count = 0;
+    while Instant::now() < deadline {
+        for (_, frame) in evil.socket.channel_mut(DATA_CHANNEL).receive() {
+            let chunks = duet_shared::peer::Chunk::decode_frame(&frame).expect("a data frame");
+            count += chunks.iter().filter(|c| c.transfer == transfer).count() as u32;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    count
+}
+
+/// A receiver that grants the whole file at once and never says anything was written gets
+/// `MAX_IN_FLIGHT` chunks (8 MiB), not the file: the sender keeps its own bound whatever it is
+/// granted, and sends more only as the receiver reports chunks persisted.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_receiver_granting_the_whole_file_gets_only_the_senders_bound() {
+    use duet_shared::transfer::MAX_IN_FLIGHT;
+    let (mut client, mut evil, dir) = victim_and_mallory("grant-all").await;
+    let source = dir.join("to mallory.bin");
+    duet_tests::make_file(&source, 40 << 20);
+    client
+        .0
+        .command(&format!("send {}", source.display()))
+        .unwrap();
+    let Control::Offer(offer) = evil
+        .expect("the offer", |m| matches!(m, Control::Offer(_)))
+        .await
+    else {
+        unreachable!()
+    };
+    let total = (offer.size / CHUNK_BYTES as u64) as u32;
+    evil.control(&Control::Accept {
+        transfer: offer.transfer,
+        offset: 0,
+    });
+    evil.control(&Control::Credit {
+        transfer: offer.transfer,
+        persisted: 0,
+        until: total,
+    });
+    let first = chunks_arriving(&mut evil, offer.transfer, Duration::from_secs(5)).await;
+    assert_eq!(
+        first, MAX_IN_FLIGHT,
+        "granted {total} chunks, persisted none"
+    );
+    // One hundred reported written: one hundred more, no further.
+    evil.control(&Control::Credit {
+        transfer: offer.transfer,
+        persisted: 100,
+        until: total,
+    });
+    let more = chunks_arriving(&mut evil, offer.transfer, Duration::from_secs(3)).await;
+    assert_eq!(more, 100);
+}
