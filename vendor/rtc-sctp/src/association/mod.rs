@@ -1939,6 +1939,23 @@ impl Association {
         }
     }
 
+    /// Duet patch: the window's answer to a loss (`path.rs`): random loss keeps it, a full
+    /// queue drains it to the path's size, instead of halving. A window kept goes on growing
+    /// through the recovery (ssthresh just below it: congestion avoidance, whose count goes
+    /// on); on a path that loses a packet nearly every round trip, pausing and starting over
+    /// each time froze it. Returns the window before.
+    fn answer_loss(&mut self) -> u32 {
+        let before = self.cwnd;
+        self.ssthresh = self.path.window_after_loss(self.cwnd, 4 * self.mtu);
+        self.cwnd = self.ssthresh;
+        if self.cwnd < before {
+            self.partial_bytes_acked = 0;
+        } else {
+            self.ssthresh = self.cwnd.saturating_sub(1);
+        }
+        before
+    }
+
     fn congestion_avoidance(&mut self, total_bytes_acked: i64) {
         // RFC 4096, sec 7.2.2.  Congestion Avoidance
         //   o  Whenever cwnd is greater than ssthresh, upon each SACK arrival
@@ -2034,21 +2051,8 @@ impl Association {
                             //     last sent, according to the formula described in Section 7.2.3.
                             self.in_fast_recovery = true;
                             self.fast_recover_exit_point = htna;
-                            // Duet patch: random loss keeps most of the window, a full queue
-                            // drains to the path's size (`path.rs`), instead of halving.
-                            let before = self.cwnd;
-                            self.ssthresh = self.path.window_after_loss(self.cwnd, 4 * self.mtu);
-                            self.cwnd = self.ssthresh;
-                            // Duet patch: a window kept through a random loss keeps growing
-                            // through the recovery (ssthresh just below it: congestion
-                            // avoidance, whose count goes on); on a path that loses a packet
-                            // nearly every round trip, pausing and starting over each time
-                            // froze it.
-                            if self.cwnd < before {
-                                self.partial_bytes_acked = 0;
-                            } else {
-                                self.ssthresh = self.cwnd.saturating_sub(1);
-                            }
+                            // Duet patch: `answer_loss` instead of halving.
+                            let before = self.answer_loss();
                             self.path
                                 .start_recovery(before, self.mtu, self.cwnd < before);
                             self.will_retransmit_fast = true;
@@ -3419,14 +3423,7 @@ impl Association {
                     .last_progress
                     .is_some_and(|at| now.saturating_duration_since(at) < rto);
                 if alive {
-                    let before = self.cwnd;
-                    self.ssthresh = self.path.window_after_loss(self.cwnd, 4 * self.mtu);
-                    self.cwnd = self.ssthresh;
-                    if self.cwnd < before {
-                        self.partial_bytes_acked = 0;
-                    } else {
-                        self.ssthresh = self.cwnd.saturating_sub(1);
-                    }
+                    self.answer_loss();
                     let cutoff = now.checked_sub(rto);
                     self.inflight_queue.mark_to_retransmit_sent_before(cutoff);
                     self.t3_retransmit_pending = true;
