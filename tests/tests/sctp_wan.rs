@@ -227,7 +227,8 @@ fn random_loss_on_a_long_path_does_not_pin_the_window() {
     let run = transfer(forward, back, 20 << 20, 4 << 20, now);
     eprintln!("{run:?}");
     // The link carries 6.25 MB/s. Keeping 0.9 of the window per loss moved 0.78 MB/s here,
-    // repairing holes only as the cumulative point moves 1.9 MB/s; 3.8 before the burst rule; now about 3.3.
+    // repairing holes only as the cumulative point moves 1.9 MB/s; 3.8 before the burst rule
+    // (which takes some of these losses for a queue); now about 3.3.
     assert!(run.lost > 50, "the link lost what it should: {run:?}");
     assert!(run.mb_s > 3.0, "{run:?}");
 }
