@@ -2,12 +2,11 @@
 //! `tests/src/lab`): the signaling server and a real coturn (STUN and TURN) in the lab's
 //! internet, each client in its home namespace, nothing outside them.
 
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use duet_tests::automation::Dir;
-use duet_tests::lab::{Lab, LinkParams, Nat, Servers};
+use duet_tests::lab::{BrowserHome, Lab, LinkParams, Nat, Servers};
 use duet_tests::{Event, HeadlessClient, make_file, on, sha256_of, temp_dir};
 
 /// The lab, its servers and a room.
@@ -643,112 +642,30 @@ fn one_browser_test_at_a_time() -> std::sync::MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Chromium in a home: its pages and signaling at a loopback address of the home's own (where
-/// the app allows its test hooks), forwarded through the home's NAT to the server; WebRTC's
-/// own packets take the home's route like the native client's.
-struct BrowserHome {
-    _forward: duet_tests::lab::Forward,
-    /// A script that starts Chromium inside the home.
-    chromium: PathBuf,
-}
-
 impl World {
-    /// The signaling server's address in the lab's internet.
-    fn server(&self) -> SocketAddr {
-        self.link
-            .trim_start_matches("http://")
-            .split('/')
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap()
-    }
-
-    /// The loopback address every home's browser opens (the same port in each home).
-    fn local(&self) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.server().port()))
-    }
-
     /// `link` as a browser in a home opens it.
     fn local_link(&self, link: &str) -> String {
-        link.replace(&self.server().to_string(), &self.local().to_string())
+        duet_tests::lab::browser::local_link(link, self.servers.address().unwrap())
     }
 
     /// A Chromium for `home`, its wrapper script in `work`.
     fn browser_in(&self, home: &duet_tests::lab::Namespace, work: &Path) -> BrowserHome {
-        let root = duet_tests::repo_root();
-        if !root.join("web/pkg/duet-client_bg.wasm.gz").exists()
-            && !root.join("web/pkg/duet-client_bg.wasm").exists()
-        {
-            panic!(
-                "the web client is not built: run `cargo xtask test` (or `cargo xtask build-web`)"
-            );
-        }
-        let forward =
-            duet_tests::lab::Forward::start(&home.netns(), self.local(), self.server()).unwrap();
-        std::fs::create_dir_all(work).unwrap();
-        let chromium = work.join(format!("chromium-in-{}", home.pid()));
-        std::fs::write(
-            &chromium,
-            format!(
-                "#!/bin/sh\nexec {} /usr/bin/chromium \"$@\"\n",
-                home.wrapper().join(" ")
-            ),
-        )
-        .unwrap();
-        std::fs::set_permissions(
-            &chromium,
-            std::os::unix::fs::PermissionsExt::from_mode(0o755),
-        )
-        .unwrap();
-        BrowserHome {
-            _forward: forward,
-            chromium,
-        }
+        BrowserHome::start(home, self.servers.address().unwrap(), work).unwrap()
     }
 }
 
-/// A script of `tests/e2e` driving browsers in the lab: its stdout lines as they come, then
-/// its `RESULT`.
-struct Script {
-    node: std::process::Child,
-    lines: std::sync::mpsc::Receiver<String>,
-    seen: String,
-}
+/// A script of `tests/e2e` driving browsers in the lab, with this file's patience for failure.
+struct Script(duet_tests::script::Script);
 
 impl Script {
     fn start(script: &str, args: &[String], browsers: &[(&str, &BrowserHome)]) -> Script {
-        use std::io::BufRead;
-        let root = duet_tests::repo_root();
-        let mut command = std::process::Command::new("node");
-        command
-            .arg(root.join("tests/e2e").join(script))
-            .args(args)
-            .current_dir(&root)
-            .stdout(std::process::Stdio::piped());
-        for (var, browser) in browsers {
-            command.env(var, &browser.chromium);
-        }
-        let mut node = command
-            .spawn()
-            .expect("node (cargo xtask test installs the npm packages)");
-        let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
-        let stdout = node.stdout.take().unwrap();
-        let name = script.to_owned();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok)
-            {
-                eprintln!("[{name}] {line}");
-                let _ = lines_tx.send(line);
-            }
-        });
-        Script {
-            node,
-            lines,
-            seen: String::new(),
-        }
+        let env: Vec<(&str, &Path)> = browsers
+            .iter()
+            .map(|(var, browser)| (*var, browser.chromium.as_path()))
+            .collect();
+        Script(
+            duet_tests::script::Script::start(&format!("tests/e2e/{script}"), args, &env).unwrap(),
+        )
     }
 
     /// Waits for the script to print `line`.
@@ -758,33 +675,15 @@ impl Script {
 
     /// Waits for a line that starts with `start`; returns the rest of it.
     fn wait_for_start(&mut self, start: &str, within: Duration) -> String {
-        let deadline = Instant::now() + within;
-        loop {
-            match self
-                .lines
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            {
-                Ok(got) if got.starts_with(start) => return got[start.len()..].to_owned(),
-                Ok(got) => {
-                    self.seen.push_str(&got);
-                    self.seen.push('\n');
-                }
-                Err(_) => panic!("the script never printed {start:?}:\n{}", self.seen),
-            }
-        }
+        self.0
+            .wait_for_start(start, within)
+            .unwrap_or_else(|e| panic!("{e:#}"))
     }
 
     /// Waits for the script's end; its `RESULT`, which must say `ok`.
-    fn result(mut self) -> serde_json::Value {
-        let status = self.node.wait().unwrap();
-        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(1)) {
-            self.seen.push_str(&line);
-            self.seen.push('\n');
-        }
-        let result = duet_tests::result_line(&self.seen)
-            .unwrap_or_else(|| panic!("no result: {}", self.seen));
+    fn result(self) -> serde_json::Value {
+        let result = self.0.result().unwrap_or_else(|e| panic!("{e:#}"));
         eprintln!("result: {result}");
-        assert!(status.success() && result["ok"] == true, "{result}");
         result
     }
 }

@@ -1,5 +1,7 @@
 // `cargo xtask bench browser`: 200 MiB browser → browser with Duet's wasm client, and in the same
-// run the plain-JS reference page (tests/bench/reference.html). Each person gets their own
+// run the two plain-JS references of tests/bench/reference.html: the seed design (a file from
+// disk, 16 KiB chunks, 1 MiB buffered) and the ceiling (256 KiB messages from memory, dropped on
+// arrival: only Chromium's own WebRTC work). Each side's CPU-seconds are its browser's processes'. Each person gets their own
 // Chromium (so a tab's memory is its browser's processes, nothing shared with the other side);
 // memory is the peak growth of that browser's process tree (RSS summed over the browser,
 // renderer, GPU and utility processes, sampled every 100 ms) during the transfer.
@@ -14,8 +16,9 @@
 import { createHash, randomBytes } from "node:crypto";
 import { openSync, writeSync, closeSync, readFileSync, rmSync } from "node:fs";
 import { gzipSync } from "node:zlib";
-import { Person, acceptOffer, sleep } from "../e2e/duet.mjs";
-import { launchTagged as launchIn, treeCpu, treeRss } from "./procs.mjs";
+import { Person, acceptOffer, pickFile, sleep } from "../e2e/duet.mjs";
+import { launchTagged as launchIn, watchMemory } from "./procs.mjs";
+import { receivedDigest, referencePage } from "./reference.mjs";
 
 const [base, work, runsArg] = process.argv.slice(2);
 const RUNS = Number(runsArg || 1);
@@ -38,48 +41,16 @@ function makeFile(path) {
   return hash.digest("hex");
 }
 
-/** Samples the trees of `pids` every 100 ms; `stop()` returns each one's peak growth in MiB,
- * in total and per process type (each type's own peak). */
-function watchMemory(pids) {
-  const cpuBefore = pids.map(treeCpu);
-  const baseline = pids.map(treeRss);
-  const peak = baseline.map((b) => ({ ...b }));
-  const sample = () =>
-    pids.forEach((pid, i) => {
-      for (const [type, mib] of Object.entries(treeRss(pid))) peak[i][type] = Math.max(peak[i][type] || 0, mib);
-    });
-  const timer = setInterval(sample, 100);
-  return () => {
-    clearInterval(timer);
-    sample();
-    return peak.map((p, i) => {
-      const growth = {};
-      for (const type of Object.keys(p)) growth[type] = +(p[type] - (baseline[i][type] || 0)).toFixed(1);
-      const cpu = treeCpu(pids[i]);
-      growth.cpu_secs = {};
-      for (const type of Object.keys(cpu)) growth.cpu_secs[type] = +(cpu[type] - (cpuBefore[i][type] || 0)).toFixed(1);
-      return growth;
-    });
-  };
-}
+/** CPU-seconds a browser's processes used, all types together. */
+const cpuSecs = (memory) => +Object.values(memory.cpu_secs).reduce((sum, secs) => sum + secs, 0).toFixed(1);
 
-/** Puts the file at `path` into a file input of the page (creating one if the page has none)
- * and returns a handle to the `File`: disk-backed, as when a person picks it. */
-async function pickFile(page, path) {
-  await page.evaluate(() => {
-    if (document.getElementById("file")) return;
-    const input = Object.assign(document.createElement("input"), { type: "file", id: "file" });
-    input.style.display = "none";
-    document.body.appendChild(input);
-  });
-  await page.setInputFiles("#file", path);
-}
-
-/** What both runs report: speed, channel open time, and each side's memory. */
+/** What every run reports: speed, channel open time, and each side's memory and CPU. */
 function measured(secs, channelOpenMs, senderMemory, receiverMemory) {
   return {
     mib_s: SIZE / MIB / secs,
     channel_open_ms: channelOpenMs,
+    sender_cpu_s: cpuSecs(senderMemory),
+    receiver_cpu_s: cpuSecs(receiverMemory),
     sender_growth_mib: senderMemory.total,
     receiver_growth_mib: receiverMemory.total,
     sender_memory_by_process: senderMemory,
@@ -104,7 +75,7 @@ async function duetRun(path, sha256) {
     const joined = bob.events.find((e) => e.event === "peer_joined");
     const channelOpenMs = joined.at_ms - connected.at_ms;
 
-    await pickFile(ada.page, path);
+    await ada.pickFile(path);
     const [x, y] = await ada.spot("peer");
     await sleep(2000);
     // Frames drawn during the transfer: winit asks for each one with requestAnimationFrame.
@@ -117,22 +88,7 @@ async function duetRun(path, sha256) {
     }
     const stop = watchMemory([a.pid, b.pid]);
     const started = Date.now();
-    await ada.page.evaluate(
-      async ({ x, y }) => {
-        const transfer = new DataTransfer();
-        transfer.items.add(document.getElementById("file").files[0]);
-        const canvas = document.getElementById("duet");
-        const rect = canvas.getBoundingClientRect();
-        const init = { bubbles: true, cancelable: true, clientX: rect.left + x, clientY: rect.top + y, dataTransfer: transfer };
-        canvas.dispatchEvent(new DragEvent("dragenter", init));
-        for (let i = 0; i < 4; i++) {
-          canvas.dispatchEvent(new DragEvent("dragover", init));
-          await new Promise((resolve) => setTimeout(resolve, 50));
-        }
-        canvas.dispatchEvent(new DragEvent("drop", init));
-      },
-      { x, y },
-    );
+    await ada.dropPicked([x, y]);
     // 200 MiB is above what Bob takes unasked: he clicks "Accept" (the time counts, as it would
     // for a person; it is a few frames).
     await acceptOffer(bob);
@@ -166,49 +122,29 @@ async function duetRun(path, sha256) {
 
 // --- reference ------------------------------------------------------------------------------
 
-async function referencePage(context) {
-  await context.grantPermissions(["camera", "microphone"]);
-  const page = context.pages()[0] || (await context.newPage());
-  const html = readFileSync(`${root}tests/bench/reference.html`, "utf8");
-  // Any same-origin URL that is not the app will do (the page talks to the worker's signaling);
-  // intercepting a request with page.route would also break the page's WebSockets.
-  await page.goto(`${base}/api/rooms/bench-reference`);
-  await page.setContent(html);
-  return page;
-}
-
-async function referenceRun(path, sha256) {
+/** Two reference pages, each in its own Chromium, joined in a fresh room; `ready(sender,
+ * receiver)` prepares both; then `transfer(sender, receiver)` is timed and measured, and
+ * `check(receiver)` runs after. */
+async function referencePair({ ready, transfer, check }) {
   const a = await launchTagged();
   const b = await launchTagged();
   try {
     const created = await (await fetch(`${base}/api/rooms`, { method: "POST" })).json();
     const signal = (who) => `${base.replace(/^http/, "ws")}/signal/${created.room}?identity=${who}`;
-    const sender = await referencePage(a.context);
-    const receiver = await referencePage(b.context);
+    const sender = await referencePage(a.context, base);
+    const receiver = await referencePage(b.context, base);
     const senderOpen = sender.evaluate((url) => window.join(url), signal(crypto.randomUUID()));
     await sleep(300);
     const channelOpenMs = await receiver.evaluate((url) => window.join(url), signal(crypto.randomUUID()));
     await senderOpen;
-    await pickFile(sender, path);
-    await receiver.evaluate(() => {
-      window.receiving = window.receiveFile();
-    });
+    await ready(sender, receiver);
     await sleep(2000);
     const stop = watchMemory([a.pid, b.pid]);
     const started = Date.now();
-    await Promise.all([sender.evaluate(() => window.sendFile()), receiver.evaluate(() => window.receiving)]);
+    await transfer(sender, receiver);
     const secs = (Date.now() - started) / 1000;
     const [senderMemory, receiverMemory] = stop();
-    const got = await receiver.evaluate(async () => {
-      const digest = await crypto.subtle.digest("SHA-256", await window.received.arrayBuffer());
-      return {
-        size: window.received.size,
-        sha256: [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join(""),
-      };
-    });
-    if (got.size !== SIZE || got.sha256 !== sha256) {
-      throw new Error(`the reference received ${JSON.stringify(got)}, expected ${SIZE} bytes with SHA-256 ${sha256}`);
-    }
+    await check(receiver);
     return {
       secs,
       ...measured(secs, channelOpenMs, senderMemory, receiverMemory),
@@ -217,6 +153,41 @@ async function referenceRun(path, sha256) {
     await a.close();
     await b.close();
   }
+}
+
+/** The seed design: the file from disk, kept whole in the receiving page's memory. */
+function referenceRun(path, sha256) {
+  return referencePair({
+    ready: async (sender, receiver) => {
+      await pickFile(sender, path);
+      await receiver.evaluate(() => {
+        window.receiving = window.receiveFile();
+      });
+    },
+    transfer: (sender, receiver) => Promise.all([sender.evaluate(() => window.sendFile()), receiver.evaluate(() => window.receiving)]),
+    check: async (receiver) => {
+      const got = await receivedDigest(receiver);
+      if (got.size !== SIZE || got.sha256 !== sha256) {
+        throw new Error(`the reference received ${JSON.stringify(got)}, expected ${SIZE} bytes with SHA-256 ${sha256}`);
+      }
+    },
+  });
+}
+
+/** The ceiling: 256 KiB messages from memory, dropped on arrival. */
+function ceilingRun() {
+  return referencePair({
+    ready: (sender, receiver) =>
+      receiver.evaluate((size) => {
+        window.receiving = window.receiveDropping(size);
+      }, SIZE),
+    transfer: (sender, receiver) =>
+      Promise.all([sender.evaluate((size) => window.sendFromMemory(size), SIZE), receiver.evaluate(() => window.receiving)]),
+    check: async (receiver) => {
+      const got = await receiver.evaluate(() => window.receiving);
+      if (got !== SIZE) throw new Error(`the ceiling page received ${got} bytes of ${SIZE}`);
+    },
+  });
 }
 
 // --- the run --------------------------------------------------------------------------------
@@ -236,31 +207,40 @@ function summary(runs) {
     channel_open_ms: median(runs.map((r) => r.channel_open_ms)),
     sender_growth_mib: median(runs.map((r) => r.sender_growth_mib)),
     receiver_growth_mib: median(runs.map((r) => r.receiver_growth_mib)),
+    // CPU-seconds of each side's browser for the whole transfer (200 MiB).
+    cpu_s_per_side: {
+      sender: median(runs.map((r) => r.sender_cpu_s)),
+      receiver: median(runs.map((r) => r.receiver_cpu_s)),
+    },
   };
 }
 
 const path = `${work}/bench-200mib.bin`;
 const sha256 = makeFile(path);
-const duet = [];
-const reference = [];
+const runs = { duet: [], reference: [], ceiling: [] };
+const variants = { duet: () => duetRun(path, sha256), reference: () => referenceRun(path, sha256), ceiling: ceilingRun };
 for (let run = 0; run < RUNS; run++) {
-  // Alternate the order so neither always runs on a warmer machine.
-  const order = run % 2 === 0 ? ["reference", "duet"] : ["duet", "reference"];
+  // Rotate the order so none always runs on a warmer machine.
+  const names = Object.keys(variants);
+  const order = names.map((_, i) => names[(i + run) % names.length]);
   for (const which of order) {
     if (process.env.DUET_BENCH_ONLY && process.env.DUET_BENCH_ONLY !== which) continue;
-    const r = which === "duet" ? await duetRun(path, sha256) : await referenceRun(path, sha256);
+    const r = await variants[which]();
     console.error(`${which} run ${run + 1}: ${JSON.stringify(r)}`);
-    (which === "duet" ? duet : reference).push(r);
+    runs[which].push(r);
   }
 }
+const { duet, reference, ceiling } = runs;
 const wasm = readFileSync(`${root}web/pkg/duet-client_bg.wasm`);
 const result = {
   duet: summary(duet),
   reference: summary(reference),
+  ceiling: summary(ceiling),
   first_frame_ms: median(duet.map((r) => r.first_frame_ms)),
   wasm_gzip_mib: gzipSync(wasm, { level: 9 }).length / MIB,
   wasm_raw_mib: wasm.length / MIB,
-  runs: { duet, reference },
+  runs,
 };
 result.ratio = result.duet.mib_s / result.reference.mib_s;
+result.ratio_to_ceiling = result.duet.mib_s / result.ceiling.mib_s;
 console.log(`RESULT ${JSON.stringify(result)}`);

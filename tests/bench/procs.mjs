@@ -99,13 +99,14 @@ let launched = 0;
 /** One person's own Chromium with a fresh on-disk profile, as a person's browser has: in
  * Playwright's default (incognito) contexts IndexedDB lives in the browser process's memory,
  * so 200 MiB received would count as 200 MiB of memory (measured, 200 MiB written: +228 MiB
- * in an incognito context, +2 MiB with a profile on disk). */
-export async function launchTagged(work) {
+ * in an incognito context, +2 MiB with a profile on disk). `executable` starts Chromium (e.g.
+ * a wrapper that runs it inside a home of the network lab). */
+export async function launchTagged(work, executable = process.env.DUET_CHROMIUM) {
   const tag = `${process.pid}-${launched++}`;
   const profile = `${work}/profile-${tag}`;
   const context = await chromium.launchPersistentContext(profile, {
     ...CONTEXT_OPTIONS,
-    executablePath: process.env.DUET_CHROMIUM || "/usr/bin/chromium",
+    executablePath: executable || "/usr/bin/chromium",
     headless: true,
     args: [...CHROMIUM_FLAGS, `--duet-bench-tag=${tag}`],
   });
@@ -116,3 +117,28 @@ export async function launchTagged(work) {
   return { context, pid: browserPid(tag), close };
 }
 
+
+/** Samples the trees of `pids` every 100 ms; `stop()` returns each one's peak growth in MiB,
+ * in total and per process type (each type's own peak), and the CPU-seconds each type used. */
+export function watchMemory(pids) {
+  const cpuBefore = pids.map(treeCpu);
+  const baseline = pids.map(treeRss);
+  const peak = baseline.map((b) => ({ ...b }));
+  const sample = () =>
+    pids.forEach((pid, i) => {
+      for (const [type, mib] of Object.entries(treeRss(pid))) peak[i][type] = Math.max(peak[i][type] || 0, mib);
+    });
+  const timer = setInterval(sample, 100);
+  return () => {
+    clearInterval(timer);
+    sample();
+    return peak.map((p, i) => {
+      const growth = {};
+      for (const type of Object.keys(p)) growth[type] = +(p[type] - (baseline[i][type] || 0)).toFixed(1);
+      const cpu = treeCpu(pids[i]);
+      growth.cpu_secs = {};
+      for (const type of Object.keys(cpu)) growth.cpu_secs[type] = +(cpu[type] - (cpuBefore[i][type] || 0)).toFixed(1);
+      return growth;
+    });
+  };
+}

@@ -100,6 +100,18 @@ export async function greeted(a, b) {
   await b.waitFor(`${a.name}'s hello`, (e) => e.event === "peer_hello");
 }
 
+/** Puts the file at `path` (on disk) into a hidden file input of `page`, made if missing:
+ * disk-backed, as when a person picks it, so the page does not start with it in memory. */
+export async function pickFile(page, path) {
+  await page.evaluate(() => {
+    if (document.getElementById("file")) return;
+    const input = Object.assign(document.createElement("input"), { type: "file", id: "file" });
+    input.style.display = "none";
+    document.body.appendChild(input);
+  });
+  await page.setInputFiles("#file", path);
+}
+
 /** One person: a browser context (its own storage) with one page, and the events it printed. */
 export class Person {
   constructor(name, context, page) {
@@ -270,6 +282,31 @@ export class Person {
         return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
       },
       { name, size, x, y, lastModified },
+    );
+  }
+
+  /** Picks the file at `path` in the page: see [`pickFile`]. */
+  async pickFile(path) {
+    await pickFile(this.page, path);
+  }
+
+  /** Drags the file picked by [`pickFile`] onto the canvas at (x, y), as `dropNewFile` does. */
+  async dropPicked([x, y]) {
+    await this.page.evaluate(
+      async ({ x, y }) => {
+        const transfer = new DataTransfer();
+        transfer.items.add(document.getElementById("file").files[0]);
+        const canvas = document.getElementById("duet");
+        const rect = canvas.getBoundingClientRect();
+        const init = { bubbles: true, cancelable: true, clientX: rect.left + x, clientY: rect.top + y, dataTransfer: transfer };
+        canvas.dispatchEvent(new DragEvent("dragenter", init));
+        for (let i = 0; i < 4; i++) {
+          canvas.dispatchEvent(new DragEvent("dragover", init));
+          await new Promise((resolve) => setTimeout(resolve, 50));
+        }
+        canvas.dispatchEvent(new DragEvent("drop", init));
+      },
+      { x, y },
     );
   }
 

@@ -14,6 +14,7 @@ pub mod lab;
 pub mod measure;
 pub mod mitm;
 pub mod reference;
+pub mod script;
 pub mod turn;
 
 use std::io::{Read, Write};

@@ -542,9 +542,12 @@ fn run_named_bench(root: &Path, name: &str, rest: &[String]) -> Result<()> {
         "transfer" => headless_bench(root, "bench-transfer", rest),
         // A headless victim under each kind of flood from a hostile peer; shares the tests' build.
         "hostile" => headless_bench(root, "bench-hostile", rest),
-        // The network lab (coturn, nftables) between headless clients; shares the tests' build.
+        // The network lab (coturn, nftables) between headless clients (the tests' build) and
+        // Chromiums (the shipped web build, as for `browser`).
         "wan" => {
+            tools::ensure_all(root)?;
             tools::ensure_test_packages()?;
+            build_web(root, false, WebBuild::Shipped)?;
             headless_bench(root, "bench-wan", rest)
         }
         // Two headless clients, then two Chromium pages, meeting ten times; the tests' builds.
@@ -586,7 +589,7 @@ fn run_named_bench(root: &Path, name: &str, rest: &[String]) -> Result<()> {
         ])),
         _ => {
             bail!(
-                "unknown benchmark {name:?}; available: signaling, transfer, hostile, hello, browser, call, chat"
+                "unknown benchmark {name:?}; available: signaling, transfer, wan, hostile, hello, browser, call, chat"
             )
         }
     }

@@ -1,13 +1,16 @@
 //! `cargo xtask bench browser`: 200 MiB browser -> browser with Duet's wasm client, and in the
-//! same run the plain-JS reference page that implements the seed design (16 KiB chunks, pause
-//! while `bufferedAmount` > 1 MiB, resume on `bufferedamountlow`), both in Debian's Chromium
-//! through local `wrangler dev`, each person in a Chromium of their own (see
-//! `tests/bench/browser.mjs`, which drives the pages and measures).
+//! same run two plain-JS pages: the reference that implements the seed design (16 KiB chunks,
+//! pause while `bufferedAmount` > 1 MiB, resume on `bufferedamountlow`) and the ceiling (256 KiB
+//! messages from memory, dropped on arrival), all in Debian's Chromium through local `wrangler
+//! dev`, each person in a Chromium of their own (see `tests/bench/browser.mjs`, which drives the
+//! pages and measures).
 //!
-//! Writes `target/bench/browser.json` as `{"duet": S, "reference": S, "ratio", "first_frame_ms",
-//! "wasm_gzip_mib"}` with `S = {"mib_s", "memory_growth_mib", "channel_open_ms", ...}` (MiB =
+//! Writes `target/bench/browser.json` as `{"duet": S, "reference": S, "ceiling": S, "ratio",
+//! "ratio_to_ceiling", "first_frame_ms", "wasm_gzip_mib"}` with `S = {"mib_s",
+//! "memory_growth_mib", "channel_open_ms", "cpu_s_per_side": {"sender", "receiver"}, ...}` (MiB =
 //! 2^20 bytes; medians over runs; memory is the larger side's peak growth of its browser's
-//! processes during the transfer) plus every run's details under `runs`.
+//! processes during the transfer, CPU their CPU-seconds for the 200 MiB) plus every run's
+//! details under `runs`.
 //!
 //! Usage: `cargo xtask bench browser [-- --runs N]` (default 3).
 
@@ -42,14 +45,20 @@ fn main() -> Result<()> {
             .unwrap_or(f64::NAN)
     };
     println!(
-        "duet {:.1} MiB/s (memory +{:.0} MiB, channel {:.0} ms) | reference {:.1} MiB/s (memory +{:.0} MiB, channel {:.0} ms) | ratio {:.2} | first frame {:.0} ms | wasm gzip {:.2} MiB",
+        "duet {:.1} MiB/s (memory +{:.0} MiB, channel {:.0} ms, CPU s {:.1}/{:.1}) | reference {:.1} MiB/s (memory +{:.0} MiB, channel {:.0} ms) | ratio {:.2} | ceiling {:.1} MiB/s (CPU s {:.1}/{:.1}), ratio {:.2} | first frame {:.0} ms | wasm gzip {:.2} MiB",
         get("/duet/mib_s"),
         get("/duet/memory_growth_mib"),
         get("/duet/channel_open_ms"),
+        get("/duet/cpu_s_per_side/sender"),
+        get("/duet/cpu_s_per_side/receiver"),
         get("/reference/mib_s"),
         get("/reference/memory_growth_mib"),
         get("/reference/channel_open_ms"),
         get("/ratio"),
+        get("/ceiling/mib_s"),
+        get("/ceiling/cpu_s_per_side/sender"),
+        get("/ceiling/cpu_s_per_side/receiver"),
+        get("/ratio_to_ceiling"),
         get("/first_frame_ms"),
         get("/wasm_gzip_mib"),
     );

@@ -9,22 +9,29 @@
 //! - `duet`: two `duet-client --headless`, A sends the file, B takes it unasked and verifies its
 //!   SHA-256 (the product path: hashing, credit, disk);
 //! - `reference`: stock `matchbox_socket` in a tight loop with a fixed window of 64 chunks
-//!   (1 MiB) acknowledged one by one ([`duet_tests::reference`]), through the same Worker.
+//!   (1 MiB) acknowledged one by one ([`duet_tests::reference`]), through the same Worker;
+//! - the browser pairs (`tests/bench/wan.mjs`, Chromium run inside the homes): Duet's web client
+//!   browser↔browser, native→browser and browser→native, and the plain-JS seed reference page
+//!   between two browsers (16 KiB chunks, pause above 1 MiB buffered), which is the browser
+//!   rows' `reference_mib_s`.
 //!
 //! Writes `target/bench/wan.json`: `{"size_mib", "runs", "results": [{"profile", "pair",
 //! "duet_mib_s", "tcp_mib_s", "reference_mib_s", "ratio_to_tcp", "ratio_to_reference",
 //! "peak_rss_growth_mib", "completed", "relayed"}]}`, medians over runs (MiB = 2^20 bytes).
-//! `--profiles lan,city`, `--runs N`, `--size-mib N` narrow a run (diagnostics).
+//! `--profiles lan,city`, `--pairs n-n,b-b,n-b,b-n`, `--runs N`, `--size-mib N` narrow a run
+//! (diagnostics).
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use duet_tests::lab::{Lab, LinkParams, Nat, SERVERS, Servers, on_thread_in};
+use duet_tests::lab::browser::local_link;
+use duet_tests::lab::{BrowserHome, Lab, LinkParams, Nat, SERVERS, Servers, on_thread_in};
 use duet_tests::measure::{PeakRss, lines_of};
+use duet_tests::script::Script;
 use duet_tests::{Event, HeadlessClient, median, on, sha256_of, temp_dir};
 use serde::Serialize;
 
@@ -120,22 +127,93 @@ struct Row {
     runs: usize,
 }
 
-/// The lab of one profile and its servers.
+/// A sender and a receiver, as the issue names the pairs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Pair {
+    Native,
+    Browsers,
+    NativeToBrowser,
+    BrowserToNative,
+}
+
+impl Pair {
+    const ALL: [Pair; 4] = [
+        Pair::Native,
+        Pair::Browsers,
+        Pair::NativeToBrowser,
+        Pair::BrowserToNative,
+    ];
+
+    /// The name in the report.
+    fn name(self) -> &'static str {
+        match self {
+            Pair::Native => "native↔native",
+            Pair::Browsers => "browser↔browser",
+            Pair::NativeToBrowser => "native→browser",
+            Pair::BrowserToNative => "browser→native",
+        }
+    }
+
+    /// The name `--pairs` takes.
+    fn flag(self) -> &'static str {
+        match self {
+            Pair::Native => "n-n",
+            Pair::Browsers => "b-b",
+            Pair::NativeToBrowser => "n-b",
+            Pair::BrowserToNative => "b-n",
+        }
+    }
+
+    /// `wan.mjs`'s mode: what the browsers do (`None`: no browser).
+    fn script_mode(self) -> Option<&'static str> {
+        match self {
+            Pair::Native => None,
+            Pair::Browsers => Some("pair"),
+            Pair::NativeToBrowser => Some("receive"),
+            Pair::BrowserToNative => Some("send"),
+        }
+    }
+}
+
+/// The lab of one profile and its servers, and a Chromium for each home when browsers run.
 struct World {
     lab: Lab,
     servers: Servers,
+    browsers: Option<[BrowserHome; 2]>,
+    work: PathBuf,
 }
 
 impl World {
-    fn start(profile: &Profile) -> Result<Self> {
+    fn start(profile: &Profile, browsers: bool) -> Result<Self> {
         let lab = Lab::start(Nat::Cone, profile.link(), Nat::Cone, LinkParams::default())?;
         let servers = Servers::start(&lab, false)?;
+        let work = temp_dir("bench-wan-browsers")?;
+        let browsers = if browsers {
+            let server = servers.address()?;
+            Some([
+                BrowserHome::start(&lab.a.home, server, &work)?,
+                BrowserHome::start(&lab.b.home, server, &work)?,
+            ])
+        } else {
+            None
+        };
         // The TCP stream's way in: a port forwarded to home B, as a person would set up.
         lab.b.router.sh(&format!(
             "nft add chain ip nat pre '{{ type nat hook prerouting priority -100 ; }}' && \
              nft add rule ip nat pre iifname wan tcp dport {TCP_PORT} dnat to 192.168.2.2"
         ))?;
-        Ok(Self { lab, servers })
+        Ok(Self {
+            lab,
+            servers,
+            browsers,
+            work,
+        })
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.work);
     }
 }
 
@@ -237,14 +315,13 @@ fn duet_native(
         "sender",
         &[],
     )?;
-    // The receiver takes the file unasked: the bench times the wire, not a person's click.
     let mut b = client_in(
         &world.lab.b.home,
         binary,
         &link,
         &work.join("b"),
         "receiver",
-        &[format!("DUET_ASK_ABOVE={}", u64::MAX)],
+        &takes_unasked(),
     )?;
     let relayed = met(&mut a)? | met(&mut b)?;
     let (rss_a, rss_b) = (PeakRss::watch(a.pid()), PeakRss::watch(b.pid()));
@@ -270,6 +347,105 @@ fn duet_native(
     drop((a, b));
     let _ = std::fs::remove_dir_all(work);
     Ok(sample)
+}
+
+/// The receiver's environment: it takes the file unasked, as the bench times the wire and not
+/// a person's click.
+fn takes_unasked() -> Vec<String> {
+    vec![format!("DUET_ASK_ABOVE={}", u64::MAX)]
+}
+
+/// A pair with at least one browser, or the seed reference page (`mode` "reference"): runs
+/// `wan.mjs` in `mode` and the native side, if any, here. A sends `source` to B.
+fn with_browsers(
+    world: &World,
+    mode: &str,
+    binary: &Path,
+    source: &Path,
+    digest: [u8; 32],
+    size: usize,
+) -> Result<Sample> {
+    let [home_a, home_b] = world.browsers.as_ref().context("no browsers in this lab")?;
+    let link = world.servers.wrangler.new_room_link()?;
+    let work = temp_dir("bench-wan-pair")?;
+    let args = [
+        mode.to_owned(),
+        work.display().to_string(),
+        local_link(&link, world.servers.address()?),
+        source.display().to_string(),
+        duet_tests::hex(&digest),
+        format!("stun:{SERVERS}:3478"),
+    ];
+    let mut script = Script::start(
+        "tests/bench/wan.mjs",
+        &args,
+        &[
+            ("DUET_CHROMIUM_A", home_a.chromium.as_path()),
+            ("DUET_CHROMIUM_B", home_b.chromium.as_path()),
+        ],
+    )?;
+    let mut native = match mode {
+        "send" => Some(client_in(
+            &world.lab.b.home,
+            binary,
+            &link,
+            &work.join("b"),
+            "receiver",
+            &takes_unasked(),
+        )?),
+        "receive" => Some(client_in(
+            &world.lab.a.home,
+            binary,
+            &link,
+            &work.join("a"),
+            "sender",
+            &[],
+        )?),
+        _ => None,
+    };
+    script.wait_for_start("MET", Duration::from_secs(180))?;
+    let native_relayed = match native.as_mut() {
+        Some(client) => met(client)?,
+        None => false,
+    };
+    let rss = native.as_ref().map(|client| PeakRss::watch(client.pid()));
+    script.say("go")?;
+    let started = Instant::now();
+    let mut secs = None;
+    if let Some(client) = native.as_mut() {
+        if mode == "receive" {
+            client.command(&format!("send {}", source.display()))?;
+        } else {
+            let saved = client.wait(
+                "the file",
+                Duration::from_secs(1800),
+                on!(e @ (Event::TransferCompleted { .. } | Event::TransferFailed { .. }) => e.clone()),
+            )?;
+            secs = Some(started.elapsed().as_secs_f64());
+            let Event::TransferCompleted { location, .. } = saved else {
+                bail!("the transfer failed: {saved:?}");
+            };
+            if sha256_of(Path::new(&location)) != digest {
+                bail!("the received file differs from the sent one");
+            }
+        }
+    }
+    let result = script.result()?;
+    let secs = match secs {
+        Some(secs) => secs,
+        None => result["secs"]
+            .as_f64()
+            .context("no time in the script's result")?,
+    };
+    let growth = |side: &str| result[side]["growth_mib"].as_f64().unwrap_or(0.0);
+    let native_growth = rss.map(|rss| rss.growth_mib()).unwrap_or(0.0);
+    drop(native);
+    let _ = std::fs::remove_dir_all(work);
+    Ok(Sample {
+        mib_s: size as f64 / MIB as f64 / secs,
+        rss_growth_mib: growth("sender").max(growth("receiver")).max(native_growth),
+        relayed: native_relayed || result["relayed"] == true,
+    })
 }
 
 /// The stock matchbox reference, native to native, through the Worker's stock URL.
@@ -385,6 +561,16 @@ fn main() -> Result<()> {
                 .is_none_or(|w| w.split(',').any(|n| n == p.name))
         })
         .collect();
+    let wanted_pairs: Option<String> = duet_tests::flag_value(&args, "--pairs");
+    let pairs: Vec<Pair> = Pair::ALL
+        .into_iter()
+        .filter(|p| {
+            wanted_pairs
+                .as_deref()
+                .is_none_or(|w| w.split(',').any(|n| n == p.flag()))
+        })
+        .collect();
+    let any_browser = pairs.iter().any(|p| p.script_mode().is_some());
     let exe = std::env::current_exe()?;
     let client = exe.parent().context("binary dir")?.join("duet-client");
     let work = temp_dir("bench-wan-source")?;
@@ -393,51 +579,74 @@ fn main() -> Result<()> {
     let mut results = Vec::new();
     for profile in &profiles {
         println!("== {} ({:?})", profile.name, profile.link());
-        let world = World::start(profile)?;
-        let (mut tcp, mut duet, mut reference) = (Vec::new(), Vec::new(), Vec::new());
-        let mut failures = 0;
+        let world = World::start(profile, any_browser)?;
+        let mut tcp = Vec::new();
+        let (mut native_reference, mut seed_reference) = (Vec::new(), Vec::new());
+        let mut duet: Vec<(Vec<Sample>, usize)> = vec![(Vec::new(), 0); pairs.len()];
         for run in 1..=runs {
             let label = |what: &str| format!("{} run {run} {what}", profile.name);
             let mut ignored = 0;
             measure(&label("tcp"), &mut tcp, &mut ignored, || {
                 tcp_run(&world, size)
             });
-            measure(
-                &label("duet native↔native"),
-                &mut duet,
-                &mut failures,
-                || duet_native(&world, &client, &source, digest, size),
-            );
-            measure(
-                &label("reference native↔native"),
-                &mut reference,
-                &mut ignored,
-                || reference_native(&world, &exe, &source, size),
+            for (pair, (samples, failures)) in pairs.iter().zip(duet.iter_mut()) {
+                measure(
+                    &label(&format!("duet {}", pair.name())),
+                    samples,
+                    failures,
+                    || match pair.script_mode() {
+                        None => duet_native(&world, &client, &source, digest, size),
+                        Some(mode) => with_browsers(&world, mode, &client, &source, digest, size),
+                    },
+                );
+            }
+            if pairs.contains(&Pair::Native) {
+                measure(
+                    &label("reference native↔native"),
+                    &mut native_reference,
+                    &mut ignored,
+                    || reference_native(&world, &exe, &source, size),
+                );
+            }
+            if any_browser {
+                measure(
+                    &label("seed reference browser↔browser"),
+                    &mut seed_reference,
+                    &mut ignored,
+                    || with_browsers(&world, "reference", &client, &source, digest, size),
+                );
+            }
+        }
+        let tcp_mib_s = med(&tcp, |s| s.mib_s);
+        for (pair, (samples, failures)) in pairs.iter().zip(&duet) {
+            let duet_mib_s = med(samples, |s| s.mib_s);
+            let reference = match pair {
+                Pair::Native => &native_reference,
+                _ => &seed_reference,
+            };
+            let reference_mib_s = med(reference, |s| s.mib_s);
+            results.push(Row {
+                profile: profile.name,
+                pair: pair.name(),
+                duet_mib_s,
+                tcp_mib_s,
+                reference_mib_s,
+                ratio_to_tcp: duet_mib_s / tcp_mib_s,
+                ratio_to_reference: duet_mib_s / reference_mib_s,
+                peak_rss_growth_mib: med(samples, |s| s.rss_growth_mib),
+                completed: *failures == 0 && !samples.is_empty(),
+                relayed: samples.iter().any(|s| s.relayed),
+                runs: samples.len(),
+            });
+            println!(
+                "{}",
+                serde_json::to_string(results.last().expect("pushed"))?
             );
         }
-        let (duet_mib_s, tcp_mib_s) = (med(&duet, |s| s.mib_s), med(&tcp, |s| s.mib_s));
-        let reference_mib_s = med(&reference, |s| s.mib_s);
-        results.push(Row {
-            profile: profile.name,
-            pair: "native↔native",
-            duet_mib_s,
-            tcp_mib_s,
-            reference_mib_s,
-            ratio_to_tcp: duet_mib_s / tcp_mib_s,
-            ratio_to_reference: duet_mib_s / reference_mib_s,
-            peak_rss_growth_mib: med(&duet, |s| s.rss_growth_mib),
-            completed: failures == 0 && !duet.is_empty(),
-            relayed: duet.iter().any(|s| s.relayed),
-            runs: duet.len(),
-        });
-        println!(
-            "{}",
-            serde_json::to_string(results.last().expect("pushed"))?
-        );
     }
-    if wanted.is_some() {
+    if wanted.is_some() || wanted_pairs.is_some() {
         // A partial run never overwrites the full report.
-        println!("partial run (--profiles): report not written");
+        println!("partial run (--profiles, --pairs): report not written");
         return Ok(());
     }
     let report = serde_json::json!({

@@ -13,6 +13,7 @@
 //! Each namespace is held open by a `sh` that exits when its stdin closes: when the test
 //! process ends, however it ends, its namespaces (and every device in them) go with it.
 
+pub mod browser;
 pub mod forward;
 pub mod link;
 pub mod servers;
@@ -23,6 +24,7 @@ use std::process::{Child, Command, Stdio};
 
 use anyhow::{Context, Result, bail};
 
+pub use browser::BrowserHome;
 pub use forward::Forward;
 pub use link::{Link, LinkEnd, LinkParams};
 pub use servers::Servers;

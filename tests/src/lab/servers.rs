@@ -39,4 +39,9 @@ impl Servers {
         })?;
         Ok(Self { coturn, wrangler })
     }
+
+    /// The Worker's address in the lab's internet.
+    pub fn address(&self) -> Result<std::net::SocketAddr> {
+        super::browser::server_of(&self.wrangler.base)
+    }
 }

@@ -1,0 +1,141 @@
+// `cargo xtask bench wan`, its browser side: Duet's web client (or the plain-JS reference page)
+// in Chromium inside the network lab's homes. The Rust benchmark starts each Chromium in its home
+// (DUET_CHROMIUM_A, DUET_CHROMIUM_B), serves the pages at a loopback address of that home
+// (forwarded through its NAT), and runs any native side itself. Home A always sends, home B
+// always receives.
+//
+//   pair       Ada (A) and Bob (B), both browsers
+//   send       Ada (A) only: the receiver is a native client in home B
+//   receive    Bob (B) only: the sender is a native client in home A
+//   reference  the reference page in both homes (16 KiB chunks, pause above 1 MiB buffered)
+//
+// Once everyone here is in the room and verified, the script prints `MET` and waits for a line
+// `go` on its stdin (the Rust side's native client is ready by then); the transfer's time counts
+// from `go`. The sent file is FILE on disk, picked through a file input (as a person picks it)
+// and dropped on the peer's avatar; a receiving browser clicks "Accept" when asked (above
+// 25 MiB), and its stored file's SHA-256 must be SHA256. Memory is each browser's process tree's
+// peak RSS growth from `go` on.
+//
+// Prints `RESULT {json}`: `secs` (when this script saw the end), `sender`/`receiver` memory.
+//
+// usage: node tests/bench/wan.mjs MODE WORK_DIR ROOM_LINK FILE SHA256 STUN_URL
+import { createInterface } from "node:readline";
+import { Person, acceptOffer, pickFile, sleep } from "../e2e/duet.mjs";
+import { launchTagged, watchMemory } from "./procs.mjs";
+import { receivedDigest, referencePage } from "./reference.mjs";
+
+const [mode, work, link, file, sha256, stun] = process.argv.slice(2);
+const MIB = 1024 * 1024;
+/** A transfer at the slowest profile's pace (about 1 MiB/s) still ends well inside this. */
+const TRANSFER_LIMIT_MS = 1_800_000;
+const result = { mode };
+const browsers = [];
+
+const lines = createInterface({ input: process.stdin });
+const go = new Promise((resolve, reject) => {
+  lines.on("line", (line) => line.trim() === "go" && resolve());
+  lines.on("close", () => reject(new Error("stdin closed before `go`")));
+});
+// Handled where it is awaited; until then a closed stdin must not end the script unasked.
+go.catch(() => {});
+
+/** One person's own Chromium, inside `home`. */
+async function browserIn(home) {
+  const browser = await launchTagged(work, process.env[`DUET_CHROMIUM_${home}`]);
+  browsers.push(browser);
+  return browser;
+}
+
+async function person(name, home) {
+  const browser = await browserIn(home);
+  const someone = await Person.inContext(browser.context, name, `${link}?automation`);
+  return { someone, pid: browser.pid };
+}
+
+/** Memory and CPU of each side, as `watchMemory` reports them. */
+function keep(sides, memory) {
+  for (const [i, side] of sides.entries()) {
+    result[side] = { growth_mib: memory[i].total, by_process: memory[i] };
+  }
+}
+
+async function duet() {
+  const sending = mode !== "receive";
+  const receiving = mode !== "send";
+  const ada = sending ? await person("Ada", "A") : null;
+  const bob = receiving ? await person("Bob", "B") : null;
+  for (const side of [ada, bob]) if (side) await side.someone.waitFor("the peer's hello", (e) => e.event === "peer_hello", { timeout: 120_000 });
+  for (const side of [ada, bob]) {
+    if (!side) continue;
+    const path = await side.someone.waitFor("the connection's path", (e) => e.event === "path");
+    result.relayed = (result.relayed || false) || path.relayed;
+  }
+  if (ada) await ada.someone.pickFile(file);
+  const spot = ada ? await ada.someone.spot("peer") : null;
+  console.log("MET");
+  await go;
+  const sides = [ada, bob].filter(Boolean);
+  const stop = watchMemory(sides.map((side) => side.pid));
+  const started = Date.now();
+  if (ada) await ada.someone.dropPicked(spot);
+  if (bob) {
+    // Above 25 MiB the app asks first.
+    const offer = await bob.someone.waitFor("the file's offer", (e) => e.event === "transfer_asked" || (e.event === "transfer_started" && e.dir === "in"), { timeout: 120_000 });
+    if (offer.event === "transfer_asked") await acceptOffer(bob.someone);
+    const done = await bob.someone.waitFor("the received file", (e) => e.event === "transfer_completed" && e.dir === "in", { timeout: TRANSFER_LIMIT_MS });
+    result.secs = (done.at_ms - started) / 1000;
+    const stored = await bob.someone.storedFile(done.location);
+    if (!stored || stored.sha256 !== sha256) throw new Error(`Bob stored ${JSON.stringify(stored)}, expected SHA-256 ${sha256}`);
+    result.size = stored.size;
+  }
+  if (ada) {
+    await ada.someone.waitFor("the sent file", (e) => e.event === "transfer_completed" && e.dir === "out", { timeout: TRANSFER_LIMIT_MS });
+    result.secs ??= (Date.now() - started) / 1000;
+  }
+  keep([ada && "sender", bob && "receiver"].filter(Boolean), stop());
+  result.errors = sides.flatMap((side) => side.someone.errors).slice(0, 5);
+}
+
+async function reference() {
+  const base = new URL(link).origin;
+  const room = new URL(link).pathname.split("/").pop();
+  const signal = () => `${base.replace(/^http/, "ws")}/signal/${room}?identity=${crypto.randomUUID()}`;
+  const [a, b] = [await browserIn("A"), await browserIn("B")];
+  const sender = await referencePage(a.context, base);
+  const receiver = await referencePage(b.context, base);
+  const ice = [{ urls: [stun] }];
+  const senderOpen = sender.evaluate(([url, ice]) => window.join(url, ice), [signal(), ice]);
+  await sleep(300);
+  await receiver.evaluate(([url, ice]) => window.join(url, ice), [signal(), ice]);
+  await senderOpen;
+  await pickFile(sender, file);
+  await receiver.evaluate(() => {
+    window.receiving = window.receiveFile();
+  });
+  console.log("MET");
+  await go;
+  const stop = watchMemory([a.pid, b.pid]);
+  const started = Date.now();
+  await Promise.all([sender.evaluate(() => window.sendFile()), receiver.evaluate(() => window.receiving)]);
+  result.secs = (Date.now() - started) / 1000;
+  keep(["sender", "receiver"], stop());
+  const got = await receivedDigest(receiver);
+  if (got.sha256 !== sha256) throw new Error(`the reference received ${JSON.stringify(got)}, expected SHA-256 ${sha256}`);
+  result.size = got.size;
+}
+
+try {
+  if (mode === "reference") await reference();
+  else if (["pair", "send", "receive"].includes(mode)) await duet();
+  else throw new Error(`unknown mode ${mode}`);
+  if (result.size !== undefined) result.mib_s = result.size / MIB / result.secs;
+  result.ok = true;
+} catch (e) {
+  result.error = String(e);
+  process.exitCode = 1;
+} finally {
+  console.log(`RESULT ${JSON.stringify(result)}`);
+  lines.close();
+  await sleep(100);
+  for (const browser of browsers) await browser.close().catch(() => {});
+}
