@@ -973,8 +973,17 @@ impl Association {
 
     fn handle_chunk_end(&mut self, now: Instant) {
         if self.immediate_ack_triggered {
-            self.ack_state = AckState::Immediate;
+            // Duet: the SACK is made now, not at the next poll. A driver hands over every
+            // datagram that is waiting before it polls, and one SACK for a whole batch throttles
+            // a sender that sends at most a few packets per SACK (Chromium's dcsctp: 4, its
+            // `max_burst`): measured, a browser sent to a desktop 4 packets per round trip,
+            // 0.8 MiB/s on a 1 Gbit/s link. Every second packet gets its SACK, batch or not.
+            self.ack_state = AckState::Idle;
             self.timers.stop(Timer::Ack);
+            let sack = self.create_selective_ack_chunk();
+            debug!("[{}] sending SACK: {}", self.side, sack);
+            self.control_queue
+                .push_back(self.create_packet(vec![Box::new(sack)]));
             self.awake_write_loop();
         } else if self.delayed_ack_triggered {
             // Will send delayed ack in the next ack timeout
