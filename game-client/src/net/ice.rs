@@ -9,8 +9,12 @@ use duet_shared::api::IceConfig;
 use crate::config::IceServer;
 
 /// Longest wait for the server's answer: past it the connection is tried without its servers
-/// (it may still work on one network) rather than not at all.
-pub const ICE_FETCH_TIMEOUT_MS: u64 = 5_000;
+/// (it may still work on one network) rather than not at all. The same server carries the
+/// signaling, so a slow answer is a slow server or a busy device, and the connection would wait
+/// for it anyway; going on without STUN fails across any NAT. At 5 s, a software-rendered page
+/// on two busy cores (its own history took 3 s to load) gave up on an answer that was coming,
+/// and could not meet its peer (the network lab's browser tests, under parallel load).
+pub const ICE_FETCH_TIMEOUT_MS: u64 = 15_000;
 
 /// Where the servers in use came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
