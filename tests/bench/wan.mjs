@@ -8,6 +8,8 @@
 //   send       Ada (A) only: the receiver is a native client in home B
 //   receive    Bob (B) only: the sender is a native client in home A
 //   reference  the reference page in both homes (16 KiB chunks, pause above 1 MiB buffered)
+//   connections-N  a diagnostic: the reference pages move FILE's size from memory, striped
+//                  over N peer connections (tests/bench/connections.js)
 //
 // Once everyone here is in the room and verified, the script prints `MET` and waits for a line
 // `go` on its stdin (the Rust side's native client is ready by then); the transfer's time counts
@@ -19,9 +21,10 @@
 // Prints `RESULT {json}`: `secs` (when this script saw the end), `sender`/`receiver` memory.
 //
 // usage: node tests/bench/wan.mjs MODE WORK_DIR ROOM_LINK FILE SHA256 STUN_URL
+import { statSync } from "node:fs";
 import { createInterface } from "node:readline";
 import { Person, acceptOffer, pickFile, sleep } from "../e2e/duet.mjs";
-import { launchTagged, watchMemory } from "./procs.mjs";
+import { launchTagged, treeRss, watchMemory } from "./procs.mjs";
 import { receivedDigest, referencePage } from "./reference.mjs";
 
 const [mode, work, link, file, sha256, stun] = process.argv.slice(2);
@@ -46,9 +49,12 @@ async function browserIn(home) {
   return browser;
 }
 
-async function person(name, home) {
-  const browser = await browserIn(home);
+/** `name`'s page in `browser`, once it has its ICE servers: the next page starts loading only
+ * then, since on these two cores a fetch slower than the app's 5 s left a page without STUN,
+ * unable to meet across NATs. */
+async function person(name, browser) {
   const someone = await Person.inContext(browser.context, name, `${link}?automation`);
+  await someone.waitFor("the ICE servers", (e) => e.event === "ice_servers", { timeout: 120_000 });
   return { someone, pid: browser.pid };
 }
 
@@ -59,11 +65,27 @@ function keep(sides, memory) {
   }
 }
 
+/** The receiving page's JS heap now, and its browser's memory before and after a forced
+ * garbage collection: what of the growth is garbage not yet collected. */
+async function heapAfter({ someone, pid }) {
+  const cdp = await someone.page.context().newCDPSession(someone.page);
+  await cdp.send("Performance.enable");
+  const metrics = Object.fromEntries((await cdp.send("Performance.getMetrics")).metrics.map((m) => [m.name, m.value]));
+  const before = treeRss(pid).total;
+  await cdp.send("HeapProfiler.collectGarbage");
+  await sleep(1000);
+  const after = treeRss(pid).total;
+  return { js_heap_used_mib: metrics.JSHeapUsedSize / 1048576, js_heap_total_mib: metrics.JSHeapTotalSize / 1048576, rss_before_gc_mib: before, rss_after_gc_mib: after };
+}
+
 async function duet() {
   const sending = mode !== "receive";
   const receiving = mode !== "send";
-  const ada = sending ? await person("Ada", "A") : null;
-  const bob = receiving ? await person("Bob", "B") : null;
+  // Both browsers first: a Chromium's start takes both cores for a while.
+  const browserA = sending ? await browserIn("A") : null;
+  const browserB = receiving ? await browserIn("B") : null;
+  const ada = browserA ? await person("Ada", browserA) : null;
+  const bob = browserB ? await person("Bob", browserB) : null;
   for (const side of [ada, bob]) if (side) await side.someone.waitFor("the peer's hello", (e) => e.event === "peer_hello", { timeout: 120_000 });
   for (const side of [ada, bob]) {
     if (!side) continue;
@@ -93,21 +115,30 @@ async function duet() {
     result.secs ??= (Date.now() - started) / 1000;
   }
   keep([ada && "sender", bob && "receiver"].filter(Boolean), stop());
+  if (bob) result.receiver_heap = await heapAfter(bob);
   result.errors = sides.flatMap((side) => side.someone.errors).slice(0, 5);
 }
 
-async function reference() {
+/** The reference page in both homes, `script` (a file beside this one) added to each, joined
+ * in ROOM_LINK's room through its signaling. */
+async function referencePages(script) {
   const base = new URL(link).origin;
   const room = new URL(link).pathname.split("/").pop();
   const signal = () => `${base.replace(/^http/, "ws")}/signal/${room}?identity=${crypto.randomUUID()}`;
   const [a, b] = [await browserIn("A"), await browserIn("B")];
   const sender = await referencePage(a.context, base);
   const receiver = await referencePage(b.context, base);
+  if (script) for (const page of [sender, receiver]) await page.addScriptTag({ path: new URL(script, import.meta.url).pathname });
   const ice = [{ urls: [stun] }];
   const senderOpen = sender.evaluate(([url, ice]) => window.join(url, ice), [signal(), ice]);
   await sleep(300);
   await receiver.evaluate(([url, ice]) => window.join(url, ice), [signal(), ice]);
   await senderOpen;
+  return { a, b, sender, receiver, ice };
+}
+
+async function reference() {
+  const { a, b, sender, receiver } = await referencePages();
   await pickFile(sender, file);
   await receiver.evaluate(() => {
     window.receiving = window.receiveFile();
@@ -124,8 +155,25 @@ async function reference() {
   result.size = got.size;
 }
 
+/** `--connections N`: the reference pages with tests/bench/connections.js, N connections. */
+async function connections(n) {
+  const { sender, receiver, ice } = await referencePages("./connections.js");
+  await receiver.evaluate((ice) => window.listenMore(ice), ice);
+  await sender.evaluate(([more, ice]) => { window.listenMore(ice); return window.openMore(more, ice); }, [n - 1, ice]);
+  const size = statSync(file).size;
+  await receiver.evaluate((size) => { window.receiving = window.receiveStriped(size); }, size);
+  console.log("MET");
+  await go;
+  const started = Date.now();
+  await Promise.all([sender.evaluate((size) => window.sendStriped(size), size), receiver.evaluate(() => window.receiving)]);
+  result.secs = (Date.now() - started) / 1000;
+  result.size = size;
+  result.connections = n;
+}
+
 try {
-  if (mode === "reference") await reference();
+  if (mode.startsWith("connections-")) await connections(Number(mode.slice("connections-".length)));
+  else if (mode === "reference") await reference();
   else if (["pair", "send", "receive"].includes(mode)) await duet();
   else throw new Error(`unknown mode ${mode}`);
   if (result.size !== undefined) result.mib_s = result.size / MIB / result.secs;

@@ -19,7 +19,9 @@
 //! "duet_mib_s", "tcp_mib_s", "reference_mib_s", "ratio_to_tcp", "ratio_to_reference",
 //! "peak_rss_growth_mib", "completed", "relayed"}]}`, medians over runs (MiB = 2^20 bytes).
 //! `--profiles lan,city`, `--pairs n-n,b-b,n-b,b-n`, `--runs N`, `--size-mib N` narrow a run
-//! (diagnostics).
+//! (diagnostics). `--connections N` adds a diagnostic, printed only: two plain-JS pages moving
+//! the same size from memory striped over N peer connections (`tests/bench/connections.js`),
+//! which shows how far Chromium's SCTP goes with one connection and with several.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -355,16 +357,83 @@ fn takes_unasked() -> Vec<String> {
     vec![format!("DUET_ASK_ABOVE={}", u64::MAX)]
 }
 
-/// A pair with at least one browser, or the seed reference page (`mode` "reference"): runs
-/// `wan.mjs` in `mode` and the native side, if any, here. A sends `source` to B.
-fn with_browsers(
+/// How one attempt with browsers failed: before the two met (the page's set-up: a load or
+/// the ICE servers' fetch through the home's forward once timed out under load), or after.
+enum Failure {
+    Setup(anyhow::Error),
+    Transfer(anyhow::Error),
+}
+
+/// One run with browsers: a pair with at least one browser, or the seed reference page (`mode`
+/// "reference"), or a diagnostic (`connections-N`): `wan.mjs` in `mode`, and the native side,
+/// if any, here. A sends `source` to B.
+struct BrowserRun<'a> {
+    world: &'a World,
+    mode: &'a str,
+    /// The native client.
+    binary: &'a Path,
+    source: &'a Path,
+    digest: [u8; 32],
+    size: usize,
+}
+
+impl BrowserRun<'_> {
+    /// Runs it; a set-up that failed before anything moved is tried once more, a failed
+    /// transfer is not.
+    fn measure(&self) -> Result<Sample> {
+        match self.once() {
+            Ok(sample) => Ok(sample),
+            Err(Failure::Transfer(e)) => Err(e),
+            Err(Failure::Setup(e)) => {
+                println!("{}: the two did not meet ({e:#}); once more", self.mode);
+                self.once().map_err(|f| match f {
+                    Failure::Setup(e) | Failure::Transfer(e) => e,
+                })
+            }
+        }
+    }
+
+    fn once(&self) -> Result<Sample, Failure> {
+        let (mut script, mut native, work, native_relayed) =
+            browsers_meet(self.world, self.mode, self.binary, self.source, self.digest)
+                .map_err(Failure::Setup)?;
+        transfer_with_browsers(
+            &mut script,
+            native.as_mut(),
+            self.mode,
+            self.source,
+            self.digest,
+        )
+        .and_then(|(secs, native_growth)| {
+            let result = script.result()?;
+            let secs = match secs {
+                Some(secs) => secs,
+                None => result["secs"]
+                    .as_f64()
+                    .context("no time in the script's result")?,
+            };
+            let growth = |side: &str| result[side]["growth_mib"].as_f64().unwrap_or(0.0);
+            drop(native);
+            let _ = std::fs::remove_dir_all(&work);
+            Ok(Sample {
+                mib_s: self.size as f64 / MIB as f64 / secs,
+                rss_growth_mib: growth("sender").max(growth("receiver")).max(native_growth),
+                relayed: native_relayed || result["relayed"] == true,
+            })
+        })
+        .map_err(Failure::Transfer)
+    }
+}
+
+/// Starts `wan.mjs` and the native side, if any, and waits until everyone met; the last is
+/// whether the native side's path is relayed.
+fn browsers_meet(
     world: &World,
     mode: &str,
     binary: &Path,
     source: &Path,
     digest: [u8; 32],
-    size: usize,
-) -> Result<Sample> {
+) -> Result<(Script, Option<HeadlessClient>, PathBuf, bool)> {
     let [home_a, home_b] = world.browsers.as_ref().context("no browsers in this lab")?;
     let link = world.servers.wrangler.new_room_link()?;
     let work = temp_dir("bench-wan-pair")?;
@@ -404,10 +473,22 @@ fn with_browsers(
         _ => None,
     };
     script.wait_for_start("MET", Duration::from_secs(180))?;
-    let native_relayed = match native.as_mut() {
+    let relayed = match native.as_mut() {
         Some(client) => met(client)?,
         None => false,
     };
+    Ok((script, native, work, relayed))
+}
+
+/// Moves the file: `go` to the script, and the native side's part. The time if the native side
+/// measured it, and its RSS growth.
+fn transfer_with_browsers(
+    script: &mut Script,
+    mut native: Option<&mut HeadlessClient>,
+    mode: &str,
+    source: &Path,
+    digest: [u8; 32],
+) -> Result<(Option<f64>, f64)> {
     let rss = native.as_ref().map(|client| PeakRss::watch(client.pid()));
     script.say("go")?;
     let started = Instant::now();
@@ -430,22 +511,8 @@ fn with_browsers(
             }
         }
     }
-    let result = script.result()?;
-    let secs = match secs {
-        Some(secs) => secs,
-        None => result["secs"]
-            .as_f64()
-            .context("no time in the script's result")?,
-    };
-    let growth = |side: &str| result[side]["growth_mib"].as_f64().unwrap_or(0.0);
     let native_growth = rss.map(|rss| rss.growth_mib()).unwrap_or(0.0);
-    drop(native);
-    let _ = std::fs::remove_dir_all(work);
-    Ok(Sample {
-        mib_s: size as f64 / MIB as f64 / secs,
-        rss_growth_mib: growth("sender").max(growth("receiver")).max(native_growth),
-        relayed: native_relayed || result["relayed"] == true,
-    })
+    Ok((secs, native_growth))
 }
 
 /// The stock matchbox reference, native to native, through the Worker's stock URL.
@@ -570,7 +637,9 @@ fn main() -> Result<()> {
                 .is_none_or(|w| w.split(',').any(|n| n == p.flag()))
         })
         .collect();
-    let any_browser = pairs.iter().any(|p| p.script_mode().is_some());
+    // A diagnostic beside the pairs: how Chromium's data channels scale with connections.
+    let connections: Option<u32> = duet_tests::flag_value(&args, "--connections");
+    let any_browser = pairs.iter().any(|p| p.script_mode().is_some()) || connections.is_some();
     let exe = std::env::current_exe()?;
     let client = exe.parent().context("binary dir")?.join("duet-client");
     let work = temp_dir("bench-wan-source")?;
@@ -583,6 +652,17 @@ fn main() -> Result<()> {
         let mut tcp = Vec::new();
         let (mut native_reference, mut seed_reference) = (Vec::new(), Vec::new());
         let mut duet: Vec<(Vec<Sample>, usize)> = vec![(Vec::new(), 0); pairs.len()];
+        let with_browsers = |mode: &str| {
+            BrowserRun {
+                world: &world,
+                mode,
+                binary: &client,
+                source: &source,
+                digest,
+                size,
+            }
+            .measure()
+        };
         for run in 1..=runs {
             let label = |what: &str| format!("{} run {run} {what}", profile.name);
             let mut ignored = 0;
@@ -596,7 +676,7 @@ fn main() -> Result<()> {
                     failures,
                     || match pair.script_mode() {
                         None => duet_native(&world, &client, &source, digest, size),
-                        Some(mode) => with_browsers(&world, mode, &client, &source, digest, size),
+                        Some(mode) => with_browsers(mode),
                     },
                 );
             }
@@ -608,12 +688,20 @@ fn main() -> Result<()> {
                     || reference_native(&world, &exe, &source, size),
                 );
             }
+            if let Some(n) = connections {
+                measure(
+                    &label(&format!("plain JS, {n} connections, from memory")),
+                    &mut Vec::new(),
+                    &mut ignored,
+                    || with_browsers(&format!("connections-{n}")),
+                );
+            }
             if any_browser {
                 measure(
                     &label("seed reference browser↔browser"),
                     &mut seed_reference,
                     &mut ignored,
-                    || with_browsers(&world, "reference", &client, &source, digest, size),
+                    || with_browsers("reference"),
                 );
             }
         }
@@ -644,9 +732,9 @@ fn main() -> Result<()> {
             );
         }
     }
-    if wanted.is_some() || wanted_pairs.is_some() {
-        // A partial run never overwrites the full report.
-        println!("partial run (--profiles, --pairs): report not written");
+    if wanted.is_some() || wanted_pairs.is_some() || connections.is_some() {
+        // A partial or diagnostic run never overwrites the full report.
+        println!("partial run (--profiles, --pairs, --connections): report not written");
         return Ok(());
     }
     let report = serde_json::json!({
