@@ -14,9 +14,33 @@ struct World {
     lab: Lab,
     servers: Servers,
     link: String,
+    _turn: Turn,
+}
+
+/// Lab tests share the machine, except those with browsers, which run alone: two
+/// software-rendered Chromiums take both cores, and beside the native tests' transfers (each
+/// packet through the userspace link emulator) their connections missed the app's 15 s limit
+/// (the relay tests, in full runs only).
+static MACHINE: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+/// A test's hold on [`MACHINE`].
+enum Turn {
+    Shared(#[allow(dead_code)] std::sync::RwLockReadGuard<'static, ()>),
+    Alone(#[allow(dead_code)] std::sync::RwLockWriteGuard<'static, ()>),
 }
 
 fn world(nat: Nat, link: LinkParams, relay: bool) -> Option<World> {
+    let turn = Turn::Shared(MACHINE.read().unwrap_or_else(|e| e.into_inner()));
+    world_with(nat, link, relay, turn)
+}
+
+/// [`world`] for a test with browsers: it runs alone.
+fn world_alone(nat: Nat, link: LinkParams, relay: bool) -> Option<World> {
+    let turn = Turn::Alone(MACHINE.write().unwrap_or_else(|e| e.into_inner()));
+    world_with(nat, link, relay, turn)
+}
+
+fn world_with(nat: Nat, link: LinkParams, relay: bool, turn: Turn) -> Option<World> {
     if !duet_tests::is_root() {
         eprintln!("skipped: the network lab needs root (`cargo xtask test` runs as root)");
         return None;
@@ -24,7 +48,12 @@ fn world(nat: Nat, link: LinkParams, relay: bool) -> Option<World> {
     let lab = Lab::start(nat, link, nat, link).unwrap();
     let servers = Servers::start(&lab, relay).unwrap();
     let link = servers.wrangler.new_room_link().unwrap();
-    Some(World { lab, servers, link })
+    Some(World {
+        lab,
+        servers,
+        link,
+        _turn: turn,
+    })
 }
 
 /// A headless client in `home`, with this file's patience.
@@ -635,13 +664,6 @@ fn a_call_resumes_after_a_short_outage_and_ends_in_words_after_a_long_one() {
     );
 }
 
-/// One browser lab test at a time: two software-rendered Chromiums take both cores while
-/// the pages load, and the native lab tests beside them keep their timing.
-fn one_browser_test_at_a_time() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 impl World {
     /// `link` as a browser in a home opens it.
     fn local_link(&self, link: &str) -> String {
@@ -738,8 +760,7 @@ fn assert_paths(result: &serde_json::Value, relayed: bool) {
 /// Two browsers behind `nat`, 40 ms apart, with or without a relay offered: `lab-pair.mjs`'s
 /// result in `mode` (`None`: the lab needs root).
 fn browsers_across(nat: Nat, relay: bool, mode: &str) -> Option<serde_json::Value> {
-    let world = world(nat, LinkParams::rtt(Duration::from_millis(20)), relay)?;
-    let _one = one_browser_test_at_a_time();
+    let world = world_alone(nat, LinkParams::rtt(Duration::from_millis(20)), relay)?;
     let work = temp_dir(&format!("lab-browsers-{mode}")).unwrap();
     let (script, _homes) = browser_pair(&world, &work, mode, &[]);
     Some(script.result())
@@ -788,10 +809,9 @@ fn a_ten_second_outage_mid_transfer_between_browsers_resumes_and_the_file_verifi
         loss: 0.0025,
         ..LinkParams::rtt(Duration::from_millis(20))
     };
-    let Some(world) = world(Nat::Cone, wan, false) else {
+    let Some(world) = world_alone(Nat::Cone, wan, false) else {
         return;
     };
-    let _one = one_browser_test_at_a_time();
     let work = temp_dir("lab-browsers-outage").unwrap();
     let (mut script, _homes) = browser_pair(&world, &work, "outage", &[]);
     script.wait_for("CUT", Duration::from_secs(600));
@@ -816,7 +836,7 @@ fn measure_chat_ready_in_browsers() {
     for (nat, relay) in [(Nat::Cone, false), (Nat::Symmetric, true)] {
         for between_ms in [0u64, 40, 150] {
             let per_link = LinkParams::rtt(Duration::from_millis(between_ms / 2));
-            let Some(world) = world(nat, per_link, relay) else {
+            let Some(world) = world_alone(nat, per_link, relay) else {
                 return;
             };
             let work = temp_dir(&format!("browsers-ready-{between_ms}")).unwrap();
@@ -873,14 +893,13 @@ fn browser_meets_native(
 /// both sides), chat both ways, and the browser's 20 MiB file verifies.
 #[test]
 fn a_browser_and_a_native_client_behind_symmetric_nats_meet_through_the_relay() {
-    let Some(world) = world(
+    let Some(world) = world_alone(
         Nat::Symmetric,
         LinkParams::rtt(Duration::from_millis(20)),
         true,
     ) else {
         return;
     };
-    let _one = one_browser_test_at_a_time();
     let work = temp_dir("lab-browser-relayed").unwrap();
     let home_a = world.browser_in(&world.lab.a.home, &work);
     let (script, _native, (local_type, remote_type, relayed)) =
@@ -894,10 +913,10 @@ fn a_browser_and_a_native_client_behind_symmetric_nats_meet_through_the_relay() 
 
 #[test]
 fn a_browser_and_a_native_client_meet_across_nats_and_ride_out_an_outage() {
-    let Some(world) = world(Nat::Cone, LinkParams::rtt(Duration::from_millis(20)), false) else {
+    let Some(world) = world_alone(Nat::Cone, LinkParams::rtt(Duration::from_millis(20)), false)
+    else {
         return;
     };
-    let _one = one_browser_test_at_a_time();
     let work = temp_dir("lab-browser").unwrap();
     let home_a = world.browser_in(&world.lab.a.home, &work);
     let (mut script, mut native, (local_type, remote_type, relayed)) =
