@@ -20,6 +20,7 @@ pub mod api;
 pub mod automation;
 pub mod call;
 pub mod handshake;
+pub mod lane;
 pub mod liveness;
 pub mod names;
 pub mod peer;

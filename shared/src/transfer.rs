@@ -13,6 +13,8 @@
 //! idempotent (it never moves backwards), so a receiver that waits in vain for chunks it granted
 //! simply grants again ([`Receiver::repeat_credit`]); a lost grant costs a pause, not the transfer.
 
+use std::collections::BTreeMap;
+
 use sha2::{Digest, Sha256};
 
 use crate::peer::{
@@ -53,7 +55,8 @@ pub enum TransferError {
         /// Chunk sequence number.
         seq: u32,
     },
-    /// A chunk that skips ahead on an ordered channel.
+    /// A chunk that skips ahead while the transfer is not striped (one ordered channel, so the
+    /// chunks in between are lost).
     #[error("chunk {got} arrived while {expected} was expected")]
     OutOfOrder {
         /// Expected sequence number.
@@ -480,6 +483,15 @@ pub struct ResumePoint {
     pub hasher: Sha256,
 }
 
+/// What became of a chunk that passed [`Receiver::on_chunk`]'s checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arrival {
+    /// The next one in order: hashed, to be persisted now.
+    Next,
+    /// Ahead of a gap: kept by the receiver until [`Receiver::next_held`] releases it.
+    Held,
+}
+
 /// The receiving side of one transfer.
 #[derive(Debug, Clone)]
 pub struct Receiver {
@@ -497,6 +509,14 @@ pub struct Receiver {
     /// When the current grant was last sent (see [`Receiver::repeat_credit`]).
     last_grant_ms: u64,
     hasher: Sha256,
+    /// Chunks that arrived ahead of `next_seq`, by sequence number: a transfer striped over
+    /// several connections arrives out of order. Only chunks inside the grant are held, so
+    /// with what waits to be persisted this stays under the window ([`WindowConfig::path_max`]
+    /// chunks at most), the bound the window already promises.
+    ahead: BTreeMap<u32, Vec<u8>>,
+    /// Whether the peer may stripe this transfer over several connections (see
+    /// [`Receiver::allow_striping`]); otherwise a chunk ahead of a gap means one was lost.
+    striped: bool,
     /// The file's SHA-256, once the sender's `Digest` arrived.
     digest: Option<[u8; 32]>,
     state: Phase,
@@ -523,6 +543,8 @@ impl Receiver {
             rtt: GrantRtt::default(),
             last_grant_ms: 0,
             hasher: Sha256::new(),
+            ahead: BTreeMap::new(),
+            striped: false,
             digest: None,
             state: Phase::Offered,
             meter: RateMeter::default(),
@@ -580,8 +602,17 @@ impl Receiver {
         }
     }
 
-    /// Checks one arriving chunk and folds it into the hash. The caller persists `data` next.
-    pub fn on_chunk(&mut self, seq: u32, data: &[u8], now_ms: u64) -> Result<(), TransferError> {
+    /// Checks one arriving chunk. The next one in order is folded into the hash and the
+    /// caller persists `data` next ([`Arrival::Next`]), then takes whatever it unblocked with
+    /// [`Receiver::next_held`]. A chunk ahead of a gap is checked the same way and kept here
+    /// until the gap fills ([`Arrival::Held`]): striped over several connections, chunks
+    /// arrive out of order.
+    pub fn on_chunk(
+        &mut self,
+        seq: u32,
+        data: &[u8],
+        now_ms: u64,
+    ) -> Result<Arrival, TransferError> {
         if self.state != Phase::Active {
             return Err(TransferError::Unexpected("chunk"));
         }
@@ -591,14 +622,8 @@ impl Receiver {
                 total: self.total,
             });
         }
-        if seq < self.next_seq {
+        if seq < self.next_seq || self.ahead.contains_key(&seq) {
             return Err(TransferError::Duplicate { seq });
-        }
-        if seq > self.next_seq {
-            return Err(TransferError::OutOfOrder {
-                expected: self.next_seq,
-                got: seq,
-            });
         }
         if seq >= self.granted {
             return Err(TransferError::CreditExceeded {
@@ -614,11 +639,46 @@ impl Receiver {
                 got: data.len(),
             });
         }
+        if seq > self.next_seq && !self.striped {
+            return Err(TransferError::OutOfOrder {
+                expected: self.next_seq,
+                got: seq,
+            });
+        }
         self.rtt.chunk(seq, now_ms);
         self.adapt_window(now_ms);
+        if seq > self.next_seq {
+            self.ahead.insert(seq, data.to_vec());
+            return Ok(Arrival::Held);
+        }
         self.hasher.update(data);
         self.next_seq += 1;
-        Ok(())
+        Ok(Arrival::Next)
+    }
+
+    /// Lets chunks arrive out of order, as they do once the two sides agreed to stripe
+    /// transfers over several connections. Until then one ordered channel carries them, and a
+    /// chunk ahead of a gap is a lost chunk ([`TransferError::OutOfOrder`]), not a late one.
+    pub fn allow_striping(&mut self) {
+        self.striped = true;
+    }
+
+    /// The held chunk that is next in order now, folded into the hash, for the caller to
+    /// persist; `None` while a gap remains (or nothing is held).
+    pub fn next_held(&mut self) -> Option<(u32, Vec<u8>)> {
+        let entry = self.ahead.first_entry()?;
+        if *entry.key() != self.next_seq {
+            return None;
+        }
+        let (seq, data) = entry.remove_entry();
+        self.hasher.update(&data);
+        self.next_seq += 1;
+        Some((seq, data))
+    }
+
+    /// Chunks held ahead of a gap (for tests and the memory bound).
+    pub fn held(&self) -> usize {
+        self.ahead.len()
     }
 
     /// Additive increase while chunks stream in, and at least twice the bandwidth-delay product
@@ -1003,12 +1063,23 @@ mod tests {
         let mut r = receiving(&data);
         let chunk = &data[..CHUNK_BYTES];
         assert_eq!(
+            r.on_chunk(1, &chunk[..100], 1),
+            Err(TransferError::SizeMismatch {
+                seq: 1,
+                expected: CHUNK_BYTES,
+                got: 100
+            }),
+            "a chunk ahead of a gap is checked like the next one"
+        );
+        assert_eq!(
             r.on_chunk(1, chunk, 1),
             Err(TransferError::OutOfOrder {
                 expected: 0,
                 got: 1
-            })
+            }),
+            "not striped: the chunk before it was lost"
         );
+        assert_eq!(r.held(), 0);
         assert_eq!(
             r.on_chunk(99, chunk, 1),
             Err(TransferError::OutOfRange { seq: 99, total })
@@ -1038,6 +1109,80 @@ mod tests {
                 until: window
             })
         );
+    }
+
+    /// Feeds `order` (chunk numbers) to `r` as a striped transfer would deliver them, and
+    /// returns the chunk numbers in the order they were released for persisting.
+    fn deliver(r: &mut Receiver, data: &[u8], order: &[u32]) -> Vec<u32> {
+        let mut released = Vec::new();
+        for &seq in order {
+            let bytes = &data[seq as usize * CHUNK_BYTES..][..chunk_len(data.len() as u64, seq)];
+            if r.on_chunk(seq, bytes, 1).unwrap() == Arrival::Next {
+                released.push(seq);
+                while let Some((seq, held)) = r.next_held() {
+                    assert_eq!(held, &data[seq as usize * CHUNK_BYTES..][..held.len()]);
+                    released.push(seq);
+                }
+            }
+        }
+        released
+    }
+
+    #[test]
+    fn chunks_ahead_of_a_gap_are_held_and_released_in_order() {
+        let data = file(6 * CHUNK_BYTES - 5);
+        let mut r = receiving(&data);
+        r.allow_striping();
+        assert_eq!(deliver(&mut r, &data, &[2, 1, 5]), Vec::<u32>::new());
+        assert_eq!(r.held(), 3);
+        assert_eq!(
+            r.on_chunk(2, &data[2 * CHUNK_BYTES..][..CHUNK_BYTES], 1),
+            Err(TransferError::Duplicate { seq: 2 }),
+            "a held chunk again"
+        );
+        assert_eq!(deliver(&mut r, &data, &[0]), vec![0, 1, 2]);
+        assert_eq!(r.held(), 1, "5 waits for 3 and 4");
+        assert_eq!(deliver(&mut r, &data, &[4, 3]), vec![3, 4, 5]);
+        assert_eq!(r.held(), 0);
+        r.on_persisted(6, 1);
+        r.on_digest(digest_of(&data)).unwrap();
+        assert!(
+            r.verify().is_ok(),
+            "the hash is over the bytes in file order"
+        );
+    }
+
+    #[test]
+    fn nothing_past_the_grant_is_held() {
+        let window = WindowConfig::default().initial;
+        let data = file((window as usize + 4) * CHUNK_BYTES);
+        let mut r = receiving(&data);
+        r.allow_striping();
+        let seq = window + 1;
+        assert_eq!(
+            r.on_chunk(seq, &data[seq as usize * CHUNK_BYTES..][..CHUNK_BYTES], 1),
+            Err(TransferError::CreditExceeded { seq, until: window })
+        );
+        assert_eq!(
+            r.held(),
+            0,
+            "a peer cannot park bytes here beyond what it was granted"
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn any_arrival_order_inside_the_grant_gives_the_file(order in Just((0..16u32).collect::<Vec<_>>()).prop_shuffle()) {
+            let data = file(16 * CHUNK_BYTES - 1);
+            let mut r = receiving(&data);
+            r.allow_striping();
+            let released = deliver(&mut r, &data, &order);
+            prop_assert_eq!(released, (0..16).collect::<Vec<_>>());
+            prop_assert_eq!(r.held(), 0);
+            r.on_persisted(16, 1);
+            r.on_digest(digest_of(&data)).unwrap();
+            prop_assert!(r.verify().is_ok());
+        }
     }
 
     #[test]

@@ -20,7 +20,7 @@ use duet_shared::peer::{
     CancelReason, Chunk, Control, DeclineReason, FileOffer, MAX_FILE_BYTES, TransferId,
 };
 use duet_shared::transfer::{
-    ChunkSpan, Outcome, Receiver, ResumePoint, Sender, TransferError, WindowConfig,
+    Arrival, ChunkSpan, Outcome, Receiver, ResumePoint, Sender, TransferError, WindowConfig,
 };
 
 use super::end::TransferEnd;
@@ -782,11 +782,20 @@ impl Engine {
             return;
         }
         match incoming.machine.on_chunk(chunk.seq, chunk.data, now) {
-            Ok(()) => self.store().submit(StoreOp::Write {
-                transfer: id,
-                seq: chunk.seq,
-                data: chunk.data.to_vec(),
-            }),
+            Ok(Arrival::Next) => {
+                let mut writes = vec![(chunk.seq, chunk.data.to_vec())];
+                writes.extend(std::iter::from_fn(|| incoming.machine.next_held()));
+                let store = self.store();
+                for (seq, data) in writes {
+                    store.submit(StoreOp::Write {
+                        transfer: id,
+                        seq,
+                        data,
+                    });
+                }
+            }
+            // Ahead of a gap (striped over several connections): the machine holds it.
+            Ok(Arrival::Held) => {}
             Err(e) => self.cancel_incoming(id, e.cancel_reason(), TransferEnd::Protocol(e)),
         }
     }
