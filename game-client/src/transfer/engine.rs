@@ -116,6 +116,9 @@ pub struct Engine {
     interrupted: Vec<Interrupted>,
     /// The time of the last turn (ms), for what has no clock of its own.
     now_ms: u64,
+    /// The peer may stripe its sendings over several connections (lanes, see
+    /// `duet_shared::lane`), so their chunks may arrive out of order; until the peer leaves.
+    striped: bool,
     /// The last peer identity seen on the link, until they leave: whom cut sendings were for
     /// (`sender` may already be cleared by a turn between the wire losing the peer and the
     /// app telling the engine).
@@ -153,6 +156,16 @@ impl Engine {
             files,
             store: Some(store),
             ..Self::default()
+        }
+    }
+
+    /// From now until the peer leaves, the peer may stripe what it sends over several
+    /// connections: chunks of every incoming transfer may arrive out of order (see
+    /// [`Receiver::allow_striping`]).
+    pub fn allow_striping(&mut self) {
+        self.striped = true;
+        for incoming in self.incoming.values_mut() {
+            incoming.machine.allow_striping();
         }
     }
 
@@ -421,6 +434,7 @@ impl Engine {
             ));
         }
         self.admission.reset();
+        self.striped = false;
         let outgoing: Vec<TransferId> = self.outgoing.keys().copied().collect();
         for id in outgoing {
             self.abandon_outgoing(id, TransferEnd::PeerLeftSending);
@@ -613,7 +627,10 @@ impl Engine {
     fn receive(&mut self, offer: FileOffer) {
         let id = offer.transfer;
         match Receiver::new(offer.clone(), self.window) {
-            Ok(machine) => {
+            Ok(mut machine) => {
+                if self.striped {
+                    machine.allow_striping();
+                }
                 let key = part_key(self.sender, &offer.resume_key, offer.size);
                 self.store().submit(StoreOp::Open {
                     transfer: id,

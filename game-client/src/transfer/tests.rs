@@ -86,6 +86,11 @@ struct Loss {
     /// Drop the data frame with this index (counted from 0, one direction).
     data_frame: Option<u32>,
     data_seen: u32,
+    /// Stripe data frames over two paths, the second this much slower (ms): every other frame
+    /// takes it, so later frames overtake earlier ones.
+    slow_lane_ms: Option<u64>,
+    /// Data frames that arrived before one sent earlier.
+    overtaking: u32,
 }
 
 /// One direction of the link: packets and when they arrive.
@@ -133,8 +138,10 @@ impl Link for End<'_> {
             }
         }
         let bytes = message.encode().expect("controls encode");
-        self.outbox
-            .push_back((self.now + self.delay_ms, Packet::Control(bytes)));
+        let at = self.now + self.delay_ms;
+        // In arrival order, ahead of data frames still on a slower path.
+        let place = self.outbox.partition_point(|(t, _)| *t <= at);
+        self.outbox.insert(place, (at, Packet::Control(bytes)));
         Ok(())
     }
 
@@ -144,10 +151,27 @@ impl Link for End<'_> {
         if self.loss.data_frame == Some(index) {
             return Ok(());
         }
-        self.outbox.push_back((
-            self.now + self.delay_ms,
-            Packet::Data(matchbox_socket::Packet::from(frame)),
-        ));
+        let extra = match self.loss.slow_lane_ms {
+            Some(ms) if index % 2 == 1 => ms,
+            _ => 0,
+        };
+        let at = self.now + self.delay_ms + extra;
+        // The inbox is read in arrival order: a frame on the faster path goes ahead of the
+        // frames still on the slower one.
+        let place = self.outbox.partition_point(|(t, _)| *t <= at);
+        if place < self.outbox.len()
+            && self
+                .outbox
+                .iter()
+                .skip(place)
+                .any(|(_, p)| matches!(p, Packet::Data(_)))
+        {
+            self.loss.overtaking += 1;
+        }
+        self.outbox.insert(
+            place,
+            (at, Packet::Data(matchbox_socket::Packet::from(frame))),
+        );
         Ok(())
     }
 }
@@ -515,6 +539,43 @@ fn a_cancel_ends_the_transfer_once_on_each_side() {
         pair.b.ends()
     );
     assert_eq!(pair.a.engine.running() + pair.b.engine.running(), 0);
+}
+
+#[test]
+fn a_striped_file_arrives_out_of_order_and_is_kept_in_order() {
+    let data = file_bytes(3 * 1024 * 1024 + 77);
+    let mut pair = Pair::new(&data, 20);
+    pair.loss_a.slow_lane_ms = Some(35);
+    pair.b.engine.allow_striping();
+    send(&mut pair);
+    pair.run_until(120_000, |p| completed(&p.b, Direction::Incoming).is_some());
+    assert!(
+        pair.loss_a.overtaking > 10,
+        "frames overtook each other only {} times",
+        pair.loss_a.overtaking
+    );
+    let location = completed(&pair.b, Direction::Incoming).unwrap();
+    assert_eq!(std::fs::read(location).unwrap(), data);
+}
+
+#[test]
+fn out_of_order_chunks_fail_a_transfer_that_is_not_striped() {
+    let data = file_bytes(1024 * 1024);
+    let mut pair = Pair::new(&data, 20);
+    pair.loss_a.slow_lane_ms = Some(35);
+    send(&mut pair);
+    pair.run_until(60_000, |p| !p.b.ends().is_empty());
+    assert!(
+        matches!(
+            pair.b.ends()[..],
+            [TransferEvent::Failed {
+                why: TransferEnd::Protocol(TransferError::OutOfOrder { .. }),
+                ..
+            }]
+        ),
+        "{:?}",
+        pair.b.ends()
+    );
 }
 
 #[test]
