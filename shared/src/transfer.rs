@@ -334,6 +334,19 @@ impl Sender {
         })
     }
 
+    /// A connection the transfer was striped over was lost with whatever it carried: sending
+    /// starts again from the last chunk the receiver confirmed persisted. Returns how many
+    /// chunks go again (the receiver drops the ones it already has, see
+    /// [`Receiver::allow_striping`]).
+    pub fn rewind(&mut self) -> u32 {
+        if self.state != Phase::Active {
+            return 0;
+        }
+        let again = self.in_flight();
+        self.next_seq = self.persisted.min(self.next_seq);
+        again
+    }
+
     /// Chunks sent but not yet confirmed persisted.
     pub fn in_flight(&self) -> u32 {
         self.next_seq - self.persisted.min(self.next_seq)
@@ -490,6 +503,8 @@ pub enum Arrival {
     Next,
     /// Ahead of a gap: kept by the receiver until [`Receiver::next_held`] releases it.
     Held,
+    /// Striped and received already: dropped (see [`Receiver::allow_striping`]).
+    Again,
 }
 
 /// The receiving side of one transfer.
@@ -514,6 +529,8 @@ pub struct Receiver {
     /// with what waits to be persisted this stays under the window ([`WindowConfig::path_max`]
     /// chunks at most), the bound the window already promises.
     ahead: BTreeMap<u32, Vec<u8>>,
+    /// Chunks that arrived a second time (see [`Receiver::again_allowed`]).
+    again: u32,
     /// Whether the peer may stripe this transfer over several connections (see
     /// [`Receiver::allow_striping`]); otherwise a chunk ahead of a gap means one was lost.
     striped: bool,
@@ -545,6 +562,7 @@ impl Receiver {
             hasher: Sha256::new(),
             ahead: BTreeMap::new(),
             striped: false,
+            again: 0,
             digest: None,
             state: Phase::Offered,
             meter: RateMeter::default(),
@@ -623,6 +641,11 @@ impl Receiver {
             });
         }
         if seq < self.next_seq || self.ahead.contains_key(&seq) {
+            // Striped, a sender that lost a connection sends again what it carried.
+            if self.striped && self.again < self.again_allowed() {
+                self.again += 1;
+                return Ok(Arrival::Again);
+            }
             return Err(TransferError::Duplicate { seq });
         }
         if seq >= self.granted {
@@ -659,8 +682,19 @@ impl Receiver {
     /// Lets chunks arrive out of order, as they do once the two sides agreed to stripe
     /// transfers over several connections. Until then one ordered channel carries them, and a
     /// chunk ahead of a gap is a lost chunk ([`TransferError::OutOfOrder`]), not a late one.
+    /// Striped, a chunk may also come twice: when one of the connections is lost the sender
+    /// sends again from the last chunk it knows persisted ([`Sender::rewind`]); the second copy
+    /// is dropped unread ([`Arrival::Again`]), up to [`Receiver::again_allowed`] of them.
     pub fn allow_striping(&mut self) {
         self.striped = true;
+    }
+
+    /// Chunks a striped transfer may receive twice before that is a protocol violation: the
+    /// file once more and four of the largest windows, enough for a lost connection per
+    /// quarter of the file, so a peer can make this side look at each chunk at most about
+    /// twice.
+    pub fn again_allowed(&self) -> u32 {
+        self.total.saturating_add(4 * self.config.path_max)
     }
 
     /// The held chunk that is next in order now, folded into the hash, for the caller to
@@ -1137,9 +1171,10 @@ mod tests {
         assert_eq!(r.held(), 3);
         assert_eq!(
             r.on_chunk(2, &data[2 * CHUNK_BYTES..][..CHUNK_BYTES], 1),
-            Err(TransferError::Duplicate { seq: 2 }),
-            "a held chunk again"
+            Ok(Arrival::Again),
+            "a held chunk again is dropped"
         );
+        assert_eq!(r.held(), 3);
         assert_eq!(deliver(&mut r, &data, &[0]), vec![0, 1, 2]);
         assert_eq!(r.held(), 1, "5 waits for 3 and 4");
         assert_eq!(deliver(&mut r, &data, &[4, 3]), vec![3, 4, 5]);
@@ -1167,6 +1202,71 @@ mod tests {
             r.held(),
             0,
             "a peer cannot park bytes here beyond what it was granted"
+        );
+    }
+
+    #[test]
+    fn a_rewound_sender_sends_again_and_the_receiver_drops_what_it_has() {
+        let data = file(12 * CHUNK_BYTES);
+        let mut s = Sender::new(offer_for(&data)).unwrap();
+        let mut r = receiving(&data);
+        r.allow_striping();
+        s.on_accept(0, 0).unwrap();
+        s.on_credit(0, 12, 0).unwrap();
+        let sent: Vec<u32> = std::iter::from_fn(|| s.next_chunk().map(|c| c.seq)).collect();
+        assert_eq!(sent, (0..12).collect::<Vec<_>>());
+        // Chunks 4 and 5 went over the connection that was lost; 6.. arrived over another.
+        assert_eq!(
+            deliver(&mut r, &data, &[0, 1, 2, 3, 6, 7]),
+            vec![0, 1, 2, 3]
+        );
+        r.on_persisted(2, 1);
+        s.on_credit(2, 12, 1).unwrap();
+        assert_eq!(
+            s.rewind(),
+            10,
+            "everything not confirmed persisted goes again"
+        );
+        let again: Vec<u32> = std::iter::from_fn(|| s.next_chunk().map(|c| c.seq)).collect();
+        assert_eq!(again, (2..12).collect::<Vec<_>>());
+        let mut released = Vec::new();
+        for seq in again {
+            let bytes = &data[seq as usize * CHUNK_BYTES..][..CHUNK_BYTES];
+            match r.on_chunk(seq, bytes, 2).unwrap() {
+                Arrival::Next => {
+                    released.push(seq);
+                    released.extend(std::iter::from_fn(|| r.next_held().map(|(s, _)| s)));
+                }
+                Arrival::Held => {}
+                Arrival::Again => assert!([2, 3, 6, 7].contains(&seq), "{seq} was new"),
+            }
+        }
+        assert_eq!(released, (4..12).collect::<Vec<_>>());
+        r.on_persisted(12, 3);
+        r.on_digest(digest_of(&data)).unwrap();
+        assert!(r.verify().is_ok());
+    }
+
+    #[test]
+    fn chunks_again_are_dropped_only_striped_and_only_so_many() {
+        let data = file(2 * CHUNK_BYTES);
+        let chunk = &data[..CHUNK_BYTES];
+        let mut r = receiving(&data);
+        r.on_chunk(0, chunk, 1).unwrap();
+        assert_eq!(
+            r.on_chunk(0, chunk, 1),
+            Err(TransferError::Duplicate { seq: 0 })
+        );
+        let mut r = receiving(&data);
+        r.allow_striping();
+        r.on_chunk(0, chunk, 1).unwrap();
+        for _ in 0..r.again_allowed() {
+            assert_eq!(r.on_chunk(0, chunk, 1), Ok(Arrival::Again));
+        }
+        assert_eq!(
+            r.on_chunk(0, chunk, 1),
+            Err(TransferError::Duplicate { seq: 0 }),
+            "a peer that repeats itself past the allowance is cut off"
         );
     }
 

@@ -169,6 +169,20 @@ impl Engine {
         }
     }
 
+    /// One of the connections sendings were striped over was lost with the frames it carried:
+    /// every sending starts again from the last chunk the peer confirmed persisted (see
+    /// [`Sender::rewind`]).
+    pub fn lane_lost(&mut self) {
+        for (id, out) in &mut self.outgoing {
+            let again = out.machine.rewind();
+            // Released but not read yet: released again, in order, after the rewind.
+            out.waiting.clear();
+            if again > 0 {
+                debug!("transfer {id:?}: a lane was lost; sending {again} chunks again");
+            }
+        }
+    }
+
     /// Gives the engine its store (until then it does nothing).
     pub fn set_store(&mut self, store: Box<dyn BlobStore>) {
         self.store = Some(store);
@@ -811,8 +825,9 @@ impl Engine {
                     });
                 }
             }
-            // Ahead of a gap (striped over several connections): the machine holds it.
-            Ok(Arrival::Held) => {}
+            // Ahead of a gap (striped over several connections): the machine holds it; or
+            // sent again after a lost connection, and already here.
+            Ok(Arrival::Held | Arrival::Again) => {}
             Err(e) => self.cancel_incoming(id, e.cancel_reason(), TransferEnd::Protocol(e)),
         }
     }

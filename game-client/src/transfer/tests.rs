@@ -91,6 +91,10 @@ struct Loss {
     slow_lane_ms: Option<u64>,
     /// Data frames that arrived before one sent earlier.
     overtaking: u32,
+    /// The slower path dies after carrying this many frames: what it is given is lost.
+    slow_lane_dies_after: Option<u32>,
+    /// Frames lost with the slower path.
+    lost_with_lane: u32,
 }
 
 /// One direction of the link: packets and when they arrive.
@@ -155,6 +159,15 @@ impl Link for End<'_> {
             Some(ms) if index % 2 == 1 => ms,
             _ => 0,
         };
+        if extra > 0
+            && self
+                .loss
+                .slow_lane_dies_after
+                .is_some_and(|n| index / 2 >= n)
+        {
+            self.loss.lost_with_lane += 1;
+            return Ok(());
+        }
         let at = self.now + self.delay_ms + extra;
         // The inbox is read in arrival order: a frame on the faster path goes ahead of the
         // frames still on the slower one.
@@ -556,6 +569,31 @@ fn a_striped_file_arrives_out_of_order_and_is_kept_in_order() {
     );
     let location = completed(&pair.b, Direction::Incoming).unwrap();
     assert_eq!(std::fs::read(location).unwrap(), data);
+}
+
+#[test]
+fn a_striped_sending_that_loses_a_lane_starts_again_from_what_was_persisted() {
+    let data = file_bytes(3 * 1024 * 1024 + 5);
+    let mut pair = Pair::new(&data, 20);
+    pair.loss_a.slow_lane_ms = Some(35);
+    pair.loss_a.slow_lane_dies_after = Some(20);
+    pair.b.engine.allow_striping();
+    send(&mut pair);
+    // The lane died with frames on it: the receiver waits for a gap that never fills.
+    pair.run_until(60_000, |p| p.loss_a.lost_with_lane > 0);
+    let died = pair.now;
+    pair.run_until(60_000, |p| {
+        p.now >= died + 3 * engine::GRANT_REPEAT_MS && p.a_to_b.is_empty() && p.b_to_a.is_empty()
+    });
+    assert!(completed(&pair.b, Direction::Incoming).is_none());
+    // Both sides learn the lane is gone; sending goes on over what is left.
+    pair.loss_a.slow_lane_ms = None;
+    pair.a.engine.lane_lost();
+    pair.run_until(120_000, |p| completed(&p.b, Direction::Incoming).is_some());
+    pair.run_until(1_000, |p| completed(&p.a, Direction::Outgoing).is_some());
+    let location = completed(&pair.b, Direction::Incoming).unwrap();
+    assert_eq!(std::fs::read(location).unwrap(), data);
+    assert!(pair.b.ends().len() == 1 && pair.a.ends().len() == 1);
 }
 
 #[test]
