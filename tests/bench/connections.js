@@ -6,10 +6,7 @@
 // with several over the same emulated link: each connection has its own congestion window.
 // Not part of the product.
 (() => {
-  const gathered = (pc) => new Promise((done) => {
-    if (pc.iceGatheringState === "complete") return done();
-    pc.addEventListener("icegatheringstatechange", () => pc.iceGatheringState === "complete" && done());
-  });
+  const gathered = window.iceGathered;
   window.extra = [];
   window.receivedBytes = 0;
   const count = (m) => { if (typeof m.data !== "string") window.receivedBytes += m.data.byteLength; };
