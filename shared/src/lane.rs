@@ -223,11 +223,6 @@ impl Lanes {
         }
     }
 
-    /// Whether this side opens lanes.
-    pub fn is_opener(&self) -> bool {
-        self.opener
-    }
-
     /// The lanes whose data channel is open, to stripe frames over.
     pub fn open(&self) -> impl Iterator<Item = LaneId> + '_ {
         self.lanes
@@ -235,11 +230,6 @@ impl Lanes {
             .enumerate()
             .filter(|(_, lane)| lane.is_some_and(|l| l.phase == Phase::Open))
             .map(|(i, _)| i as LaneId)
-    }
-
-    /// Whether `lane` is open.
-    pub fn is_open(&self, lane: LaneId) -> bool {
-        self.get(lane).is_some_and(|l| l.phase == Phase::Open)
     }
 
     fn get(&self, lane: LaneId) -> Option<&Lane> {

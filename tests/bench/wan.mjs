@@ -50,7 +50,7 @@ async function browserIn(home) {
 }
 
 /** `name`'s page in `browser`, once it has its ICE servers: the next page starts loading only
- * then, since on these two cores a fetch slower than the app's 5 s left a page without STUN,
+ * then, since on these two cores a fetch slower than the app waits left a page without STUN,
  * unable to meet across NATs. */
 async function person(name, browser) {
   const someone = await Person.inContext(browser.context, name, `${link}?automation`);
@@ -66,7 +66,9 @@ function keep(sides, memory) {
 }
 
 /** The receiving page's JS heap now, and its browser's memory before and after a forced
- * garbage collection: what of the growth is garbage not yet collected. */
+ * garbage collection. It runs after the SHA-256 check, which reads the whole file back into
+ * the page, so the collection frees mostly that read; the transfer's own growth is measured
+ * before the check. */
 async function heapAfter({ someone, pid }) {
   const cdp = await someone.page.context().newCDPSession(someone.page);
   await cdp.send("Performance.enable");

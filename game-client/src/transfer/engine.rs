@@ -814,10 +814,15 @@ impl Engine {
         }
         match incoming.machine.on_chunk(chunk.seq, chunk.data, now) {
             Ok(Arrival::Next) => {
-                let mut writes = vec![(chunk.seq, chunk.data.to_vec())];
-                writes.extend(std::iter::from_fn(|| incoming.machine.next_held()));
+                // Chunks it unblocked; nothing to collect (and no allocation) in order.
+                let unblocked: Vec<(u32, Vec<u8>)> = if incoming.machine.held() == 0 {
+                    Vec::new()
+                } else {
+                    std::iter::from_fn(|| incoming.machine.next_held()).collect()
+                };
                 let store = self.store();
-                for (seq, data) in writes {
+                let this = (chunk.seq, chunk.data.to_vec());
+                for (seq, data) in std::iter::once(this).chain(unblocked) {
                     store.submit(StoreOp::Write {
                         transfer: id,
                         seq,
