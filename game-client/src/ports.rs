@@ -77,6 +77,8 @@ pub struct Host {
     pub files: Arc<dyn LocalFiles>,
     /// A call's media connection.
     pub media: Arc<dyn Media>,
+    /// The extra connections a large transfer is striped over.
+    pub lanes: Arc<dyn LaneLinks>,
     /// The window or page around the app.
     pub shell: Arc<dyn Shell>,
     /// Where automation events go and commands come from.
@@ -219,6 +221,59 @@ pub trait Media: Send + Sync + 'static {
     fn reports(&self) -> Vec<MediaReport>;
     /// Where the peer's camera shows: centre and radius in window pixels, or hidden.
     fn show_peer_video(&self, rect: Option<(f32, f32, f32)>);
+}
+
+/// What the lane machine asks of the lane connections (the shared machine's effects).
+pub use duet_shared::lane::{LaneId, LaneOp};
+
+/// What the lane connections report back, for the lane machine ([`duet_shared::lane::Lanes`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LaneReport {
+    /// Our offer (opener) or answer is ready.
+    LocalDescription {
+        /// The lane.
+        lane: LaneId,
+        /// The SDP.
+        sdp: String,
+    },
+    /// The lane's connection found an ICE candidate (never before its description).
+    LocalCandidate {
+        /// The lane.
+        lane: LaneId,
+        /// The candidate line.
+        candidate: String,
+        /// Media section id.
+        mid: Option<String>,
+        /// Media section index.
+        mline: Option<u16>,
+    },
+    /// The lane's data channel is open: frames may go over it.
+    Opened(LaneId),
+    /// The lane's connection failed or closed by itself (not after [`LaneOp::Close`]).
+    Failed(LaneId),
+}
+
+/// Most bytes of frames the lanes hold for the wire before it takes them: twice the largest
+/// flow-control window (8 MiB), which is all an honest peer can have in flight. A peer that
+/// sends more on its lanes is sending what it was not granted; its lane is closed.
+pub const LANE_INBOX_BYTES: usize = 16 << 20;
+
+/// The extra connections a large file transfer is striped over (`duet_shared::lane`): each a
+/// peer connection of its own with one negotiated data channel, driven by the lane machine's
+/// effects. Reports and arrived frames ring [`Host::wake`], so the transfers move at once.
+pub trait LaneLinks: Send + Sync + 'static {
+    /// Carries out one of the lane machine's operations.
+    fn command(&self, op: LaneOp, ice_servers: &[IceServer]);
+    /// What happened since the last call, in order.
+    fn reports(&self) -> Vec<LaneReport>;
+    /// Queues one data frame on an open lane; gives it back if the lane is not open (any more).
+    fn send(&self, lane: LaneId, frame: Vec<u8>) -> Result<(), Vec<u8>>;
+    /// Bytes handed to `lane` that its stack has not sent yet: frames go to the lane with the
+    /// fewest, so a lane whose connection is recovering from a loss gets less.
+    fn queued(&self, lane: LaneId) -> usize;
+    /// The frames every lane received since the last call, each lane's in order. At most
+    /// [`LANE_INBOX_BYTES`] wait; past that the lane that overflowed is reported failed.
+    fn take_frames(&self) -> Vec<matchbox_socket::Packet>;
 }
 
 /// A file drag over the app that the window system does not report itself (the web: winit

@@ -26,9 +26,10 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::call::{MAX_CANDIDATE_BYTES, MAX_REMOTE_CANDIDATES, MAX_SDP_BYTES};
 
-/// Most lanes beside the main connection. Four connections in all: the measured gain
-/// (`docs/bench/wan.md`) at a quarter of what a TURN relay would carry four-fold.
-pub const MAX_LANES: u8 = 3;
+/// Most lanes. While lanes are open the data goes over them only (the main connection keeps
+/// control and chat), so four connections carry it, as in the measured gain
+/// (`docs/bench/wan.md`); a TURN relay holds four allocations more, not four times the bytes.
+pub const MAX_LANES: u8 = 4;
 /// How long a lane may take from its offer to an open data channel; then it is closed.
 pub const LANE_CONNECT_MS: u64 = 15_000;
 /// How long lanes stay open without a transfer that wants them.

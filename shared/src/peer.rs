@@ -12,10 +12,11 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::call::CallSignal;
+use crate::lane::LaneSignal;
 use crate::trust::{NONCE_BYTES, PublicKey, Sig};
 
 /// Bumped on any incompatible change; peers with different versions refuse each other politely.
-pub const PROTOCOL_VERSION: u16 = 7;
+pub const PROTOCOL_VERSION: u16 = 8;
 /// Channel index for control and chat.
 pub const CONTROL_CHANNEL: usize = 0;
 /// Channel index for file chunks.
@@ -252,6 +253,10 @@ pub enum Control {
         /// The ping's id.
         id: u32,
     },
+    /// Negotiation of the extra connections a large transfer is striped over (since version 8,
+    /// see [`crate::lane`]): like calls, it rides this channel so the signaling server never
+    /// learns of them.
+    Lane(LaneSignal),
 }
 
 impl Control {
@@ -338,6 +343,7 @@ impl Control {
                 Err(DecodeError::Invalid("media type too long"))
             }
             Control::Call(signal) => signal.validate().map_err(DecodeError::Invalid),
+            Control::Lane(signal) => signal.validate().map_err(DecodeError::Invalid),
             _ => Ok(()),
         }
     }
@@ -650,6 +656,30 @@ mod tests {
             Control::decode(&raw),
             Err(DecodeError::Invalid(_))
         ));
+
+        // So is a lane's, and a lane number past the last is refused.
+        for bad in [
+            LaneSignal::Offer {
+                lane: 0,
+                sdp: "a".repeat(crate::call::MAX_SDP_BYTES + 1),
+            },
+            LaneSignal::Close {
+                lane: crate::lane::MAX_LANES,
+            },
+        ] {
+            let raw = postcard::to_allocvec(&Control::Lane(bad)).unwrap();
+            assert!(matches!(
+                Control::decode(&raw),
+                Err(DecodeError::Invalid(_))
+            ));
+        }
+        let fine = Control::Lane(LaneSignal::Candidate {
+            lane: crate::lane::MAX_LANES - 1,
+            candidate: "candidate:1 1 udp 1 127.0.0.1 9 typ host".into(),
+            mid: Some("0".into()),
+            mline: Some(0),
+        });
+        assert_eq!(Control::decode(&fine.encode().unwrap()).unwrap(), fine);
     }
 
     #[test]

@@ -300,6 +300,7 @@ fn open_socket(
     if let Some(connections) = socket.take_connections() {
         wire.watch_connections(connections);
     }
+    wire.set_lane_links(host.lanes.clone(), ice.servers.clone());
     let wire = Wire::new(wire);
     let (tx, rx) = std::sync::mpsc::channel::<SignalingEnd>();
     host.runtime.spawn_loop(Box::pin(async move {

@@ -8,7 +8,11 @@ use duet_shared::peer::{
 };
 use matchbox_socket::PeerId;
 
+use duet_shared::lane::{LaneEffect, LaneOp, Lanes};
 use duet_shared::liveness::{Health, Liveness};
+
+use crate::config::IceServer;
+use crate::ports::{LaneLinks, LaneReport};
 
 use super::NetError;
 use super::hello::{Credentials, HelloDriver, HelloOutcome};
@@ -141,6 +145,23 @@ pub struct WireState {
     announced: std::collections::VecDeque<PeerId>,
     /// A connection started here that the app has not asked about yet: news for a frame.
     started_unseen: bool,
+    /// The platform's lane connections and the room's ICE servers for them (`None`: tests of
+    /// the wire alone, or a platform without lanes).
+    lane_links: Option<(std::sync::Arc<dyn LaneLinks>, Vec<IceServer>)>,
+    /// This connection's lanes, from the peer's verified proof on.
+    lanes: Option<Lanes>,
+    /// News for the transfers since they last asked ([`WireState::take_lane_news`]).
+    lane_news: LaneNews,
+}
+
+/// What the lanes did that the transfers must act on.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct LaneNews {
+    /// A lane was negotiated on this connection: the peer may stripe, so chunks may arrive out
+    /// of order from now on.
+    pub striping: bool,
+    /// An open lane closed with what it carried.
+    pub lost: bool,
 }
 
 /// How many peers [`WireState`] remembers the app has seen connect: more than the connections
@@ -182,7 +203,131 @@ impl WireState {
             connections: None,
             announced: Default::default(),
             started_unseen: false,
+            lane_links: None,
+            lanes: None,
+            lane_news: LaneNews::default(),
         }
+    }
+
+    /// Gives the wire the platform's lane connections, and the ICE servers they use.
+    pub(crate) fn set_lane_links(
+        &mut self,
+        links: std::sync::Arc<dyn LaneLinks>,
+        ice_servers: Vec<IceServer>,
+    ) {
+        self.lane_links = Some((links, ice_servers));
+    }
+
+    /// One turn of the lanes at the wire's clock: what the connections reported, then the
+    /// machine's tick (`wanted`: a transfer worth striping runs), and its effects carried out.
+    pub fn drive_lanes(&mut self, wanted: bool) {
+        let Some((links, _)) = self.lane_links.clone() else {
+            return;
+        };
+        let now = (self.clock)();
+        let Some(lanes) = self.lanes.as_mut() else {
+            // Reports of a connection's lanes that are gone.
+            links.reports();
+            return;
+        };
+        for report in links.reports() {
+            match report {
+                LaneReport::LocalDescription { lane, sdp } => lanes.local_description(lane, sdp),
+                LaneReport::LocalCandidate {
+                    lane,
+                    candidate,
+                    mid,
+                    mline,
+                } => lanes.local_candidate(lane, candidate, mid, mline),
+                LaneReport::Opened(lane) => lanes.opened(lane),
+                LaneReport::Failed(lane) => lanes.failed(lane),
+            }
+        }
+        lanes.tick(wanted, now);
+        self.apply_lane_effects();
+    }
+
+    /// When [`WireState::drive_lanes`] has something to do if nothing arrives (ms on the wire's
+    /// clock, the epoch's).
+    pub fn lanes_poll_timeout(&self) -> Option<u64> {
+        self.lanes.as_ref().and_then(Lanes::poll_timeout)
+    }
+
+    /// What the lanes did since the last call (striping stays on for the connection).
+    pub fn take_lane_news(&mut self) -> LaneNews {
+        let news = self.lane_news;
+        self.lane_news.lost = false;
+        news
+    }
+
+    /// Sends the machine's signals, hands its operations to the platform, and notes losses.
+    fn apply_lane_effects(&mut self) {
+        let Some(effects) = self.lanes.as_mut().map(Lanes::take_effects) else {
+            return;
+        };
+        for effect in effects {
+            match effect {
+                LaneEffect::Send(signal) => {
+                    let _ = self.send_control(&Control::Lane(signal));
+                }
+                LaneEffect::Op(op) => {
+                    if matches!(op, LaneOp::Create { .. }) {
+                        self.lane_news.striping = true;
+                    }
+                    if let Some((links, ice)) = &self.lane_links {
+                        links.command(op, ice);
+                    }
+                }
+                LaneEffect::Lost(lane) => {
+                    debug!("lane {lane} lost");
+                    self.lane_news.lost = true;
+                }
+            }
+        }
+    }
+
+    /// The peer's lane signal (only a trusted peer's reaches here).
+    fn on_lane_signal(&mut self, signal: duet_shared::lane::LaneSignal) {
+        let now = (self.clock)();
+        let Some(lanes) = self.lanes.as_mut() else {
+            return;
+        };
+        if let Err(why) = lanes.on_signal(signal, now) {
+            warn!("a lane signal of the peer's was refused: {why}");
+        }
+        self.apply_lane_effects();
+    }
+
+    /// The open lane with the fewest bytes waiting, if any is open.
+    fn lane_to_send_on(&self) -> Option<duet_shared::lane::LaneId> {
+        let (links, _) = self.lane_links.as_ref()?;
+        self.lanes
+            .as_ref()?
+            .open()
+            .min_by_key(|&lane| links.queued(lane))
+    }
+
+    /// Ends this connection's lanes (the peer left or another connection replaced it): their
+    /// connections close, and what they received is dropped.
+    fn end_lanes(&mut self) {
+        let effects = self
+            .lanes
+            .take()
+            .map(|mut lanes| {
+                lanes.reset();
+                lanes.take_effects()
+            })
+            .unwrap_or_default();
+        if let Some((links, ice)) = &self.lane_links {
+            for effect in effects {
+                if let LaneEffect::Op(op) = effect {
+                    links.command(op, ice);
+                }
+            }
+            links.take_frames();
+            links.reports();
+        }
+        self.lane_news = LaneNews::default();
     }
 
     /// Lets the wire start each new connection's hello the moment the socket has it, from
@@ -292,6 +437,7 @@ impl WireState {
 
     /// The hello failed: the connection is to be left, and nothing more is taken from it.
     fn fail(&mut self, error: duet_shared::handshake::HandshakeError) {
+        self.end_lanes();
         self.hello = HelloGate::Failed;
         self.driver = None;
         self.held.clear();
@@ -314,9 +460,19 @@ impl WireState {
         self.peer_frame_chunks.min(self.local_frame_chunks)
     }
 
-    /// Sends raw bytes on the data channel to the peer.
+    /// Sends raw bytes to the peer: on the open lane with the fewest bytes waiting, or, with
+    /// no lane open, on the data channel. (While lanes are open the data channel carries no
+    /// data: how much waits in it cannot be read, so it could not be balanced against them.)
     pub fn send_data(&mut self, bytes: Vec<u8>) -> Result<(), NetError> {
         let peer = self.peer.ok_or(NetError::NoPeer)?;
+        let bytes = match (self.lane_to_send_on(), &self.lane_links) {
+            // A lane that closed since its report gives the frame back: it goes the main way.
+            (Some(lane), Some((links, _))) => match links.send(lane, bytes) {
+                Ok(()) => return Ok(()),
+                Err(bytes) => bytes,
+            },
+            _ => bytes,
+        };
         self.data_tx
             .unbounded_send((peer, bytes.into()))
             .map_err(|_| NetError::NoPeer)
@@ -349,6 +505,14 @@ impl WireState {
         }
         self.hello = HelloGate::Trusted;
         self.peer_identity = Some(identity);
+        // Only one side opens lanes, so the two never offer at once: the one whose identity
+        // sorts higher.
+        if self.lane_links.is_some()
+            && let Some(credentials) = &self.credentials
+        {
+            let opener = credentials.key.public().uuid() > identity;
+            self.lanes = Some(Lanes::new(opener));
+        }
         self.liveness = Some(Liveness::new((self.clock)()));
         self.held_bytes = 0;
         for message in std::mem::take(&mut self.held) {
@@ -371,6 +535,20 @@ impl WireState {
         while let Ok((from, packet)) = self.data_rx.try_recv() {
             self.sort_data(from, packet);
         }
+        self.take_lane_frames();
+    }
+
+    /// Frames that arrived on this connection's lanes: file data of the trusted peer.
+    fn take_lane_frames(&mut self) {
+        let Some((links, _)) = &self.lane_links else {
+            return;
+        };
+        let frames = links.take_frames();
+        if frames.is_empty() || self.lanes.is_none() || self.hello != HelloGate::Trusted {
+            return;
+        }
+        self.heard();
+        self.data.extend(frames);
     }
 
     /// Pulls arrivals, registering `cx` to be woken by the next one. `Ready(true)`: something
@@ -388,6 +566,8 @@ impl WireState {
         for (from, packet) in data {
             self.sort_data(from, packet);
         }
+        // Lane frames ring the host's wake, which the pump polls beside this.
+        self.take_lane_frames();
         if arrived {
             Poll::Ready(true)
         } else if !control_open && !data_open {
@@ -405,6 +585,7 @@ impl WireState {
         peer: Option<PeerId>,
         descriptions: Option<&matchbox_socket::SessionDescriptions>,
     ) {
+        self.end_lanes();
         self.peer = peer;
         self.peer_frame_chunks = CHUNKS_PER_FRAME;
         self.early_bytes = 0;
@@ -587,6 +768,7 @@ impl WireState {
                     clock.on_pong(id, now);
                 }
             }
+            Ok(Control::Lane(signal)) => self.on_lane_signal(signal),
             Ok(message) if message.is_transfer() => {
                 debug!("control from the peer: {message:?}");
                 self.for_transfers.push_back(message)
@@ -872,7 +1054,10 @@ mod tests {
     }
 
     fn meet(views: [(&str, &str); 2]) -> (End, End) {
-        let (mut ada, mut bob) = (end(1, "Ada"), end(2, "Bob"));
+        meet_ends(end(1, "Ada"), end(2, "Bob"), views)
+    }
+
+    fn meet_ends(mut ada: End, mut bob: End, views: [(&str, &str); 2]) -> (End, End) {
         let (ada_peer, bob_peer) = (ada.peer, bob.peer);
         ada.wire
             .set_peer(Some(bob_peer), Some(&descriptions(views[0].0, views[0].1)));
@@ -1001,5 +1186,249 @@ mod tests {
         ada.wire.take_app_arrivals();
         ada.wire.sort_control(bob.peer, chat());
         assert!(ada.wire.take_app_arrivals().is_empty());
+    }
+
+    /// Lane connections that only record what the wire asks of them; the test plays the
+    /// platform's part (reports, queued bytes, arrived frames).
+    #[derive(Default)]
+    struct FakeLanes {
+        ops: std::sync::Mutex<Vec<LaneOp>>,
+        reports: std::sync::Mutex<Vec<LaneReport>>,
+        sent: std::sync::Mutex<Vec<(duet_shared::lane::LaneId, usize)>>,
+        queued: std::sync::Mutex<[usize; duet_shared::lane::MAX_LANES as usize]>,
+        frames: std::sync::Mutex<Vec<matchbox_socket::Packet>>,
+    }
+
+    impl LaneLinks for FakeLanes {
+        fn command(&self, op: LaneOp, _: &[IceServer]) {
+            self.ops.lock().unwrap().push(op);
+        }
+        fn reports(&self) -> Vec<LaneReport> {
+            std::mem::take(&mut self.reports.lock().unwrap())
+        }
+        fn send(&self, lane: duet_shared::lane::LaneId, frame: Vec<u8>) -> Result<(), Vec<u8>> {
+            self.sent.lock().unwrap().push((lane, frame.len()));
+            Ok(())
+        }
+        fn queued(&self, lane: duet_shared::lane::LaneId) -> usize {
+            self.queued.lock().unwrap()[usize::from(lane)]
+        }
+        fn take_frames(&self) -> Vec<matchbox_socket::Packet> {
+            std::mem::take(&mut self.frames.lock().unwrap())
+        }
+    }
+
+    fn with_lanes(mut end: End) -> (End, std::sync::Arc<FakeLanes>) {
+        let links = std::sync::Arc::new(FakeLanes::default());
+        end.wire.set_lane_links(links.clone(), Vec::new());
+        (end, links)
+    }
+
+    #[test]
+    fn lanes_are_negotiated_over_the_proved_connection_and_carry_the_data() {
+        use duet_shared::lane::MAX_LANES;
+        let (ada, ada_lanes) = with_lanes(end(1, "Ada"));
+        let (bob, bob_lanes) = with_lanes(end(2, "Bob"));
+        // Frames on a lane before anyone is proved are not file data.
+        bob_lanes.frames.lock().unwrap().push(vec![9; 10].into());
+        let (ada, bob) = meet_ends(ada, bob, [("AA", "BB"), ("BB", "AA")]);
+        assert!(bob.wire.take_transfer_arrivals().1.is_empty());
+        // The side whose identity sorts higher opens; here, with these seeds:
+        let key = |seed| {
+            duet_shared::trust::DeviceKey::from_seed([seed; 32])
+                .public()
+                .uuid()
+        };
+        let (mut opener, mut other, opener_lanes, other_lanes) = if key(1) > key(2) {
+            (ada, bob, ada_lanes, bob_lanes)
+        } else {
+            (bob, ada, bob_lanes, ada_lanes)
+        };
+        // Nothing large runs: no lane.
+        opener.wire.drive_lanes(false);
+        assert!(opener_lanes.ops.lock().unwrap().is_empty());
+        other.wire.drive_lanes(true);
+        assert!(
+            other_lanes.ops.lock().unwrap().is_empty(),
+            "only one side opens"
+        );
+        opener.wire.drive_lanes(true);
+        let created = std::mem::take(&mut *opener_lanes.ops.lock().unwrap());
+        assert_eq!(created.len(), usize::from(MAX_LANES));
+        assert!(opener.wire.take_lane_news().striping);
+        // Lane 0: the offer goes over the control channel, the peer creates and answers.
+        opener_lanes
+            .reports
+            .lock()
+            .unwrap()
+            .push(LaneReport::LocalDescription {
+                lane: 0,
+                sdp: "offer".into(),
+            });
+        opener.wire.drive_lanes(true);
+        assert_eq!(carry(&mut opener, &mut other), 1);
+        assert!(
+            other.wire.take_lane_news().striping,
+            "chunks may come out of order now"
+        );
+        assert_eq!(
+            std::mem::take(&mut *other_lanes.ops.lock().unwrap()),
+            vec![
+                LaneOp::Create {
+                    lane: 0,
+                    offerer: false
+                },
+                LaneOp::RemoteDescription {
+                    lane: 0,
+                    offer: true,
+                    sdp: "offer".into()
+                }
+            ]
+        );
+        other_lanes
+            .reports
+            .lock()
+            .unwrap()
+            .push(LaneReport::LocalDescription {
+                lane: 0,
+                sdp: "answer".into(),
+            });
+        other.wire.drive_lanes(true);
+        assert_eq!(carry(&mut other, &mut opener), 1);
+        assert!(
+            opener_lanes
+                .ops
+                .lock()
+                .unwrap()
+                .contains(&LaneOp::RemoteDescription {
+                    lane: 0,
+                    offer: false,
+                    sdp: "answer".into()
+                })
+        );
+        // Until a lane is open, data takes the data channel.
+        opener.wire.send_data(vec![1; 100]).unwrap();
+        assert!(opener.wire.data_rx.try_recv().is_ok());
+        // Open lanes take it, the least loaded first; the data channel none.
+        for lane in [0, 1] {
+            opener_lanes
+                .reports
+                .lock()
+                .unwrap()
+                .push(LaneReport::Opened(lane));
+        }
+        opener.wire.drive_lanes(true);
+        opener_lanes.queued.lock().unwrap()[0] = 1_000;
+        opener.wire.send_data(vec![1; 100]).unwrap();
+        opener_lanes.queued.lock().unwrap()[1] = 2_000;
+        opener.wire.send_data(vec![1; 200]).unwrap();
+        assert_eq!(*opener_lanes.sent.lock().unwrap(), vec![(1, 100), (0, 200)]);
+        assert!(opener.wire.data_rx.try_recv().is_err());
+        // What arrives on the lanes is file data.
+        other_lanes
+            .reports
+            .lock()
+            .unwrap()
+            .push(LaneReport::Opened(0));
+        other.wire.drive_lanes(true);
+        other_lanes.frames.lock().unwrap().push(vec![7; 300].into());
+        assert_eq!(other.wire.take_transfer_arrivals().1.len(), 1);
+        // A lane that fails is closed on both sides, and the frames on it count as lost.
+        opener_lanes
+            .reports
+            .lock()
+            .unwrap()
+            .push(LaneReport::Failed(1));
+        opener.wire.drive_lanes(true);
+        assert!(opener.wire.take_lane_news().lost);
+        assert!(!opener.wire.take_lane_news().lost, "said once");
+        assert!(
+            opener_lanes
+                .ops
+                .lock()
+                .unwrap()
+                .contains(&LaneOp::Close { lane: 1 })
+        );
+        opener_lanes
+            .reports
+            .lock()
+            .unwrap()
+            .push(LaneReport::Failed(0));
+        opener.wire.drive_lanes(true);
+        assert_eq!(carry(&mut opener, &mut other), 2, "two closes");
+        assert!(other.wire.take_lane_news().lost, "lane 0 was open there");
+        // No lane open: the data channel again.
+        opener.wire.send_data(vec![1; 100]).unwrap();
+        assert!(opener.wire.data_rx.try_recv().is_ok());
+        // The peer gone: every lane closes, and what the lanes still hold is dropped.
+        other_lanes.ops.lock().unwrap().clear();
+        other_lanes.frames.lock().unwrap().push(vec![7; 300].into());
+        other.wire.set_peer(None, None);
+        assert!(other_lanes.frames.lock().unwrap().is_empty());
+        assert!(!other.wire.take_lane_news().striping);
+        other.wire.drive_lanes(true);
+        assert!(
+            !other_lanes
+                .ops
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|op| matches!(op, LaneOp::Create { .. })),
+            "no lanes without a proved peer"
+        );
+    }
+
+    #[test]
+    fn a_stranger_cannot_open_lanes_and_the_peer_only_within_the_rules() {
+        use duet_shared::lane::{LANE_OPEN_BURST, LaneSignal, MAX_LANES};
+        let (ada, ada_lanes) = with_lanes(end(1, "Ada"));
+        let (bob, bob_lanes) = with_lanes(end(2, "Bob"));
+        let (mut ada, mut bob) = meet_ends(ada, bob, [("AA", "BB"), ("BB", "AA")]);
+        let key = |seed| {
+            duet_shared::trust::DeviceKey::from_seed([seed; 32])
+                .public()
+                .uuid()
+        };
+        let (opener, other, opener_lanes, other_lanes) = if key(1) > key(2) {
+            (&mut ada, &mut bob, ada_lanes, bob_lanes)
+        } else {
+            (&mut bob, &mut ada, bob_lanes, ada_lanes)
+        };
+        let signal = |signal: LaneSignal| Control::Lane(signal).encode().unwrap().into();
+        let offer = |lane| {
+            signal(LaneSignal::Offer {
+                lane,
+                sdp: "offer".into(),
+            })
+        };
+        let creates = |lanes: &FakeLanes| {
+            lanes
+                .ops
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|op| matches!(op, LaneOp::Create { .. }))
+                .count()
+        };
+        // Someone else on the socket offers: nothing.
+        other
+            .wire
+            .sort_control(PeerId(uuid::Uuid::from_u128(77)), offer(0));
+        assert_eq!(creates(&other_lanes), 0);
+        // The side that does not open lanes offers anyway: refused, nothing created.
+        opener.wire.sort_control(other.peer, offer(0));
+        assert_eq!(creates(&opener_lanes), 0);
+        // The peer offering and closing in a loop gets the burst, then nothing.
+        for _ in 0..4 {
+            for lane in 0..MAX_LANES {
+                other.wire.sort_control(opener.peer, offer(lane));
+            }
+            for lane in 0..MAX_LANES {
+                other
+                    .wire
+                    .sort_control(opener.peer, signal(LaneSignal::Close { lane }));
+            }
+        }
+        assert_eq!(creates(&other_lanes), LANE_OPEN_BURST as usize);
     }
 }

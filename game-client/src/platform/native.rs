@@ -3,6 +3,7 @@
 
 mod alarm;
 mod audio;
+mod lanes;
 mod media;
 
 use std::fs::File;
@@ -49,6 +50,7 @@ pub fn host() -> Host {
         runtime: desktop.clone(),
         files: desktop.clone(),
         media: std::sync::Arc::new(media::DesktopMedia::default()),
+        lanes: std::sync::Arc::new(lanes::DesktopLanes::new(wake.clone())),
         shell: desktop.clone(),
         automation: desktop,
         wake,

@@ -5,6 +5,7 @@
 
 mod idb;
 mod idb_history;
+mod lanes;
 mod media;
 
 use std::cell::RefCell;
@@ -643,6 +644,7 @@ pub fn host() -> Host {
         runtime: browser.clone(),
         files: browser.clone(),
         media: std::sync::Arc::new(media::BrowserMedia::default()),
+        lanes: std::sync::Arc::new(lanes::BrowserLanes::new(wake.clone())),
         shell: browser.clone(),
         automation: browser,
         wake,

@@ -183,6 +183,20 @@ impl Engine {
         }
     }
 
+    /// Whether a transfer worth striping runs in either direction (at least
+    /// [`duet_shared::lane::MIN_STRIPED_BYTES`], accepted, not ended): lanes are opened for it.
+    pub fn wants_lanes(&self) -> bool {
+        let big = |size: u64| size >= duet_shared::lane::MIN_STRIPED_BYTES;
+        let sending = self.outgoing.values().any(|t| {
+            t.machine.is_accepted() && t.machine.outcome().is_none() && big(t.machine.size())
+        });
+        let receiving = self
+            .incoming
+            .values()
+            .any(|t| t.opened && t.machine.outcome().is_none() && big(t.machine.offer().size));
+        sending || receiving
+    }
+
     /// Gives the engine its store (until then it does nothing).
     pub fn set_store(&mut self, store: Box<dyn BlobStore>) {
         self.store = Some(store);

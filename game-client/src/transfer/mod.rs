@@ -133,7 +133,17 @@ impl Link for WireLink<'_> {
 }
 
 /// One engine turn on the wire (if any) at the wall clock's time.
-fn pump_on(engine: &mut Engine, wire: Option<&mut WireState>, runtime: Option<&dyn Runtime>) {
+fn pump_on(engine: &mut Engine, mut wire: Option<&mut WireState>, runtime: Option<&dyn Runtime>) {
+    if let Some(wire) = wire.as_deref_mut() {
+        wire.drive_lanes(engine.wants_lanes());
+        let news = wire.take_lane_news();
+        if news.striping {
+            engine.allow_striping();
+        }
+        if news.lost {
+            engine.lane_lost();
+        }
+    }
     let mut link = wire.map(|wire| WireLink { wire, runtime });
     engine.pump(
         crate::util::now_ms(),
@@ -264,8 +274,12 @@ pub async fn pump_between_frames(
         let mut engine = transfers.lock();
         // Frames take the events, so only what this turn added counts as news.
         let before = engine.pending_events().len();
-        pump_on(&mut engine, Some(&mut wire.lock()), Some(&*host.runtime));
-        if let Some(at) = engine.poll_timeout() {
+        let lanes_at = {
+            let mut wire = wire.lock();
+            pump_on(&mut engine, Some(&mut wire), Some(&*host.runtime));
+            wire.lanes_poll_timeout()
+        };
+        if let Some(at) = engine.poll_timeout().into_iter().chain(lanes_at).min() {
             host.runtime.wake_at(at);
         }
         // Pings leave on time even when no frame is drawn (the socket reports the health).

@@ -19,4 +19,5 @@ pub use webrtc_socket::{
 #[cfg(not(target_arch = "wasm32"))]
 pub use webrtc_socket::{
     sctp_receive_buffer_size, set_sctp_receive_buffer_size, set_udp_buffer_size, udp_buffer_size,
+    webrtc_runtime,
 };

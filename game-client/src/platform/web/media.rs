@@ -267,7 +267,8 @@ fn set_peer_video_rect(rect: Option<(f32, f32, f32)>) {
     let _ = video.set_attribute("style", &style);
 }
 
-fn rtc_configuration(ice: &[IceServer]) -> RtcConfiguration {
+/// The room's ICE servers for a connection of the page's own (a call's, a lane's).
+pub(super) fn rtc_configuration(ice: &[IceServer]) -> RtcConfiguration {
     let servers = js_sys::Array::new();
     for server in ice.iter().filter(|s| !s.urls.is_empty()) {
         let entry = web_sys::RtcIceServer::new();

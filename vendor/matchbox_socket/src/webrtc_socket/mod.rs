@@ -56,6 +56,7 @@ cfg_if! {
         mod udp_buffers;
         pub use sctp_buffer::{sctp_receive_buffer_size, set_sctp_receive_buffer_size};
         pub use udp_buffers::{set_udp_buffer_size, udp_buffer_size};
+        pub use native::runtime as webrtc_runtime;
         type UseMessenger = native::NativeMessenger;
         type UseSignallerBuilder = native::NativeSignallerBuilder;
         /// A future which runs the message loop for the socket and completes

@@ -462,8 +462,9 @@ async fn selected_candidate_pair(
 ///
 /// smol's executor runs on threads of its own, so the connections don't depend on the executor
 /// the socket is polled by, and no tokio context is needed.
-fn runtime() -> Arc<dyn Runtime> {
-    // Duet patch: see `udp_buffers`.
+pub fn runtime() -> Arc<dyn Runtime> {
+    // Duet patch: see `udp_buffers`; public so that an application's own connections (Duet's
+    // lanes) get the same sized sockets.
     Arc::new(super::udp_buffers::SizedUdpRuntime(SmolRuntime))
 }
 

@@ -1,0 +1,493 @@
+//! The desktop's transfer lanes (`duet_shared::lane`): one webrtc-rs peer connection per lane
+//! with one negotiated data channel, on the same runtime and SCTP settings as the room's own
+//! connection (matchbox's, with its sized UDP sockets), driven by the lane machine's operations.
+//!
+//! As for calls (`media.rs`), one thread applies the operations strictly in order, so a remote
+//! candidate is never applied before its description; candidates that arrive early wait, and
+//! our own wait until our description is reported. Each open lane has a sending task: frames
+//! queue on it without blocking the wire, and what it has not sent plus what SCTP has not had
+//! acknowledged is the lane's load ([`LaneLinks::queued`]).
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use duet_shared::lane::MAX_LANES;
+use futures::StreamExt;
+use futures::channel::mpsc::{UnboundedReceiver, UnboundedSender, unbounded};
+use webrtc::data_channel::{DataChannel, DataChannelEvent, RTCDataChannelInit};
+use webrtc::peer_connection::{
+    PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder,
+    RTCIceCandidateInit, RTCIceServer, RTCPeerConnectionIceEvent, RTCPeerConnectionState,
+    RTCSessionDescription, SettingEngineBuilder,
+};
+use webrtc::runtime::Runtime;
+
+use super::audio::lock;
+use crate::config::IceServer;
+use crate::ports::{LANE_INBOX_BYTES, LaneId, LaneLinks, LaneOp, LaneReport, Wake};
+
+/// One operation for the lane thread, with the ICE servers a new connection uses.
+type Command = (LaneOp, Vec<IceServer>);
+
+/// How often an idle lane's load is read again from SCTP (acknowledgements lower it).
+const LOAD_REFRESH: Duration = Duration::from_millis(20);
+
+/// One lane's sending side, as the wire sees it.
+struct Outlet {
+    frames: UnboundedSender<Vec<u8>>,
+    load: Arc<Load>,
+}
+
+/// What a lane has been handed and not yet had acknowledged.
+#[derive(Default)]
+struct Load {
+    /// Bytes queued for the sending task.
+    unsent: AtomicUsize,
+    /// Bytes SCTP holds unacknowledged, as last read.
+    outstanding: AtomicUsize,
+    /// The data channel is open.
+    open: AtomicBool,
+}
+
+/// What arrived on the lanes, for the wire.
+#[derive(Default)]
+struct Inbox {
+    frames: VecDeque<matchbox_socket::Packet>,
+    bytes: usize,
+}
+
+/// What the lane thread, the connections' callbacks and the wire share.
+struct Shared {
+    reports: Mutex<Vec<LaneReport>>,
+    inbox: Mutex<Inbox>,
+    outlets: Mutex<[Option<Outlet>; MAX_LANES as usize]>,
+    wake: Wake,
+}
+
+impl Shared {
+    fn report(&self, what: LaneReport) {
+        lock(&self.reports).push(what);
+        self.wake.wake();
+    }
+}
+
+/// The desktop's lanes (see the module docs).
+pub struct DesktopLanes {
+    queue: Mutex<Option<UnboundedSender<Command>>>,
+    shared: Arc<Shared>,
+}
+
+impl DesktopLanes {
+    /// No lanes yet; `wake` rings when something arrives.
+    pub fn new(wake: Wake) -> Self {
+        Self {
+            queue: Mutex::new(None),
+            shared: Arc::new(Shared {
+                reports: Mutex::default(),
+                inbox: Mutex::default(),
+                outlets: Mutex::new(Default::default()),
+                wake,
+            }),
+        }
+    }
+}
+
+impl LaneLinks for DesktopLanes {
+    fn command(&self, op: LaneOp, ice_servers: &[IceServer]) {
+        let mut queue = lock(&self.queue);
+        let sender = queue.get_or_insert_with(|| {
+            let (tx, rx) = unbounded();
+            let shared = self.shared.clone();
+            let started = std::thread::Builder::new()
+                .name("duet-lanes".into())
+                .spawn(move || futures::executor::block_on(run(rx, shared)));
+            if let Err(e) = started {
+                bevy::log::error!("cannot start the lane thread: {e}");
+            }
+            tx
+        });
+        let _ = sender.unbounded_send((op, ice_servers.to_vec()));
+    }
+
+    fn reports(&self) -> Vec<LaneReport> {
+        std::mem::take(&mut *lock(&self.shared.reports))
+    }
+
+    fn send(&self, lane: LaneId, frame: Vec<u8>) -> Result<(), Vec<u8>> {
+        let outlets = lock(&self.shared.outlets);
+        let Some(outlet) = outlets
+            .get(usize::from(lane))
+            .and_then(Option::as_ref)
+            .filter(|o| o.load.open.load(Ordering::SeqCst))
+        else {
+            return Err(frame);
+        };
+        let bytes = frame.len();
+        outlet.load.unsent.fetch_add(bytes, Ordering::SeqCst);
+        outlet.frames.unbounded_send(frame).map_err(|e| {
+            outlet.load.unsent.fetch_sub(bytes, Ordering::SeqCst);
+            e.into_inner()
+        })
+    }
+
+    fn queued(&self, lane: LaneId) -> usize {
+        let outlets = lock(&self.shared.outlets);
+        outlets
+            .get(usize::from(lane))
+            .and_then(Option::as_ref)
+            .map_or(usize::MAX, |o| {
+                o.load.unsent.load(Ordering::SeqCst) + o.load.outstanding.load(Ordering::SeqCst)
+            })
+    }
+
+    fn take_frames(&self) -> Vec<matchbox_socket::Packet> {
+        let mut inbox = lock(&self.shared.inbox);
+        inbox.bytes = 0;
+        inbox.frames.drain(..).collect()
+    }
+}
+
+/// One lane's connection, on the lane thread.
+struct Lane {
+    pc: Arc<dyn PeerConnection>,
+    /// Set when the machine closed it: its callbacks report nothing more.
+    stopped: Arc<AtomicBool>,
+    /// The peer's candidates that came before its description.
+    early: Vec<RTCIceCandidateInit>,
+    described: bool,
+    /// Our candidates, held until our description has been reported (then `None`).
+    held: Arc<Mutex<Option<Vec<LaneReport>>>>,
+}
+
+impl Lane {
+    fn describe(&self, shared: &Shared, lane: LaneId, sdp: String) {
+        let mut held = lock(&self.held);
+        shared.report(LaneReport::LocalDescription { lane, sdp });
+        for candidate in held.take().into_iter().flatten() {
+            shared.report(candidate);
+        }
+    }
+}
+
+async fn run(mut queue: UnboundedReceiver<Command>, shared: Arc<Shared>) {
+    let mut lanes: [Option<Lane>; MAX_LANES as usize] = Default::default();
+    let runtime = matchbox_socket::webrtc_runtime();
+    while let Some((op, ice)) = queue.next().await {
+        let failed = |lane: LaneId, what: &str, e: webrtc::error::Error| {
+            bevy::log::warn!("lane {lane}: {what}: {e}");
+            shared.report(LaneReport::Failed(lane));
+        };
+        match op {
+            LaneOp::Create { lane, offerer } => {
+                let Some(slot) = lanes.get_mut(usize::from(lane)) else {
+                    continue;
+                };
+                if let Some(old) = slot.take() {
+                    stop(old, &shared, lane).await;
+                }
+                match create(lane, &ice, &shared, &runtime).await {
+                    Ok(created) => {
+                        if offerer {
+                            match offer(created.pc.as_ref()).await {
+                                Ok(sdp) => created.describe(&shared, lane, sdp),
+                                Err(e) => failed(lane, "offer", e),
+                            }
+                        }
+                        *slot = Some(created);
+                    }
+                    Err(e) => failed(lane, "connection", e),
+                }
+            }
+            LaneOp::RemoteDescription { lane, offer, sdp } => {
+                let Some(Some(l)) = lanes.get_mut(usize::from(lane)) else {
+                    continue;
+                };
+                if let Err(e) = remote_description(l, &shared, lane, offer, sdp).await {
+                    failed(lane, "the peer's description", e);
+                }
+            }
+            LaneOp::RemoteCandidate {
+                lane,
+                candidate,
+                mid,
+                mline,
+            } => {
+                let Some(Some(l)) = lanes.get_mut(usize::from(lane)) else {
+                    continue;
+                };
+                let init = RTCIceCandidateInit {
+                    candidate,
+                    sdp_mid: mid,
+                    sdp_mline_index: mline,
+                    ..Default::default()
+                };
+                if !l.described {
+                    l.early.push(init);
+                } else if let Err(e) = l.pc.add_ice_candidate(init).await {
+                    // One bad candidate is not the end of the lane; ICE uses the others.
+                    bevy::log::warn!("lane {lane}: a candidate of the peer's: {e}");
+                }
+            }
+            LaneOp::Close { lane } => {
+                if let Some(old) = lanes.get_mut(usize::from(lane)).and_then(Option::take) {
+                    stop(old, &shared, lane).await;
+                }
+            }
+        }
+    }
+}
+
+/// Closes a lane's connection; what it still had queued is lost.
+async fn stop(lane: Lane, shared: &Shared, id: LaneId) {
+    lane.stopped.store(true, Ordering::SeqCst);
+    if let Some(slot) = lock(&shared.outlets).get_mut(usize::from(id)) {
+        *slot = None;
+    }
+    let _ = lane.pc.close().await;
+}
+
+/// Reports the connection's candidates and its failure.
+struct Events {
+    lane: LaneId,
+    shared: Arc<Shared>,
+    stopped: Arc<AtomicBool>,
+    held: Arc<Mutex<Option<Vec<LaneReport>>>>,
+}
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for Events {
+    async fn on_ice_candidate(&self, event: RTCPeerConnectionIceEvent) {
+        if self.stopped.load(Ordering::SeqCst) {
+            return;
+        }
+        if let Ok(init) = event.candidate.to_json() {
+            let report = LaneReport::LocalCandidate {
+                lane: self.lane,
+                candidate: init.candidate,
+                mid: init.sdp_mid,
+                mline: init.sdp_mline_index,
+            };
+            let mut held = lock(&self.held);
+            match held.as_mut() {
+                Some(held) => held.push(report),
+                None => self.shared.report(report),
+            }
+        }
+    }
+
+    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
+        if matches!(
+            state,
+            RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed
+        ) && !self.stopped.load(Ordering::SeqCst)
+        {
+            self.shared.report(LaneReport::Failed(self.lane));
+        }
+    }
+}
+
+async fn create(
+    lane: LaneId,
+    ice: &[IceServer],
+    shared: &Arc<Shared>,
+    runtime: &Arc<dyn Runtime>,
+) -> Result<Lane, webrtc::error::Error> {
+    let servers: Vec<RTCIceServer> = ice
+        .iter()
+        .filter(|s| !s.urls.is_empty())
+        .map(|s| RTCIceServer {
+            urls: s.urls.clone(),
+            username: s.username.clone().unwrap_or_default(),
+            credential: s.credential.clone().unwrap_or_default(),
+        })
+        .collect();
+    let config = RTCConfigurationBuilder::new()
+        .with_ice_servers(servers)
+        .build();
+    // The room connection's SCTP window (see `platform::native::prepare_network`).
+    let mut settings = SettingEngineBuilder::new();
+    let receive_buffer = matchbox_socket::sctp_receive_buffer_size();
+    if receive_buffer > 0 {
+        settings = settings.with_sctp_max_receive_buffer_size(receive_buffer);
+    }
+    let stopped = Arc::new(AtomicBool::new(false));
+    let held = Arc::new(Mutex::new(Some(Vec::new())));
+    let events = Events {
+        lane,
+        shared: shared.clone(),
+        stopped: stopped.clone(),
+        held: held.clone(),
+    };
+    let pc: Arc<dyn PeerConnection> = Arc::new(
+        PeerConnectionBuilder::new()
+            .with_configuration(config)
+            .with_setting_engine(settings.build())
+            .with_runtime(runtime.clone())
+            .with_handler(Arc::new(events))
+            .with_udp_addrs(vec!["0.0.0.0:0", "[::]:0"])
+            .build()
+            .await?,
+    );
+    let init = RTCDataChannelInit {
+        ordered: true,
+        negotiated: Some(0),
+        ..Default::default()
+    };
+    let channel = match pc.create_data_channel("duet-lane", Some(init)).await {
+        Ok(channel) => channel,
+        Err(e) => {
+            let _ = pc.close().await;
+            return Err(e);
+        }
+    };
+    let (frames, queued) = unbounded();
+    let load = Arc::new(Load::default());
+    lock(&shared.outlets)[usize::from(lane)] = Some(Outlet {
+        frames,
+        load: load.clone(),
+    });
+    runtime
+        .spawn(Box::pin(forward(
+            lane,
+            channel.clone(),
+            shared.clone(),
+            stopped.clone(),
+            load.clone(),
+        )))
+        .detach();
+    runtime
+        .spawn(Box::pin(send_frames(
+            channel,
+            queued,
+            load,
+            runtime.clone(),
+        )))
+        .detach();
+    Ok(Lane {
+        pc,
+        stopped,
+        early: Vec::new(),
+        described: false,
+        held,
+    })
+}
+
+/// Hands the channel's events to the wire until it closes: open, and frames into the inbox
+/// (past [`LANE_INBOX_BYTES`] the lane is reported failed and its frames are not kept).
+async fn forward(
+    lane: LaneId,
+    channel: Arc<dyn DataChannel>,
+    shared: Arc<Shared>,
+    stopped: Arc<AtomicBool>,
+    load: Arc<Load>,
+) {
+    while let Some(event) = channel.poll().await {
+        match event {
+            DataChannelEvent::OnOpen => {
+                load.open.store(true, Ordering::SeqCst);
+                if !stopped.load(Ordering::SeqCst) {
+                    shared.report(LaneReport::Opened(lane));
+                }
+            }
+            DataChannelEvent::OnMessage(message) => {
+                if stopped.load(Ordering::SeqCst) {
+                    continue;
+                }
+                let packet = message.data.freeze();
+                let over = {
+                    let mut inbox = lock(&shared.inbox);
+                    if inbox.bytes + packet.len() > LANE_INBOX_BYTES {
+                        true
+                    } else {
+                        inbox.bytes += packet.len();
+                        inbox.frames.push_back(packet);
+                        false
+                    }
+                };
+                if over {
+                    bevy::log::warn!("lane {lane}: the peer sent more than it was granted");
+                    stopped.store(true, Ordering::SeqCst);
+                    shared.report(LaneReport::Failed(lane));
+                } else {
+                    shared.wake.wake();
+                }
+            }
+            DataChannelEvent::OnClose => break,
+            _ => {}
+        }
+    }
+    load.open.store(false, Ordering::SeqCst);
+    if !stopped.load(Ordering::SeqCst) {
+        shared.report(LaneReport::Failed(lane));
+    }
+}
+
+/// Sends what the wire queued on the lane, and keeps its load current.
+async fn send_frames(
+    channel: Arc<dyn DataChannel>,
+    mut queued: UnboundedReceiver<Vec<u8>>,
+    load: Arc<Load>,
+    runtime: Arc<dyn Runtime>,
+) {
+    use futures::FutureExt;
+    loop {
+        let next = futures::select! {
+            frame = queued.next() => frame.map(Some),
+            _ = runtime.sleep(LOAD_REFRESH).fuse() => Some(None),
+        };
+        match next {
+            // The lane was closed: the outlet is gone.
+            None => return,
+            Some(Some(frame)) => {
+                let bytes = frame.len();
+                let sent = channel.send(BytesMut::from(&frame[..])).await;
+                load.unsent.fetch_sub(bytes, Ordering::SeqCst);
+                if sent.is_err() {
+                    return;
+                }
+            }
+            Some(None) => {}
+        }
+        if let Ok(outstanding) = channel.outstanding_bytes().await {
+            load.outstanding.store(outstanding, Ordering::SeqCst);
+        }
+    }
+}
+
+async fn offer(pc: &dyn PeerConnection) -> Result<String, webrtc::error::Error> {
+    let offer = pc.create_offer(None).await?;
+    let sdp = offer.sdp.clone();
+    pc.set_local_description(offer).await?;
+    Ok(sdp)
+}
+
+async fn remote_description(
+    lane: &mut Lane,
+    shared: &Shared,
+    id: LaneId,
+    offer: bool,
+    sdp: String,
+) -> Result<(), webrtc::error::Error> {
+    let description = if offer {
+        RTCSessionDescription::offer(sdp)?
+    } else {
+        RTCSessionDescription::answer(sdp)?
+    };
+    lane.pc.set_remote_description(description).await?;
+    lane.described = true;
+    for candidate in std::mem::take(&mut lane.early) {
+        if let Err(e) = lane.pc.add_ice_candidate(candidate).await {
+            bevy::log::warn!("lane {id}: a candidate of the peer's: {e}");
+        }
+    }
+    if offer {
+        let answer = lane.pc.create_answer(None).await?;
+        let sdp = answer.sdp.clone();
+        lane.pc.set_local_description(answer).await?;
+        lane.describe(shared, id, sdp);
+    }
+    Ok(())
+}
