@@ -743,9 +743,13 @@ impl Receiver {
             // round trip's worth in flight while the previous one is being granted). When the
             // window is the limit, what arrives is window / round trip, so this doubles it each
             // time the rate is measured until the path or the disk is the limit instead.
+            // Striped, chunks behind a packet one connection lost are held until its repair
+            // (at worst its retransmission timeout) while the others keep delivering: the
+            // window covers that too, or every lane waits for the one being repaired.
             if let Some(rtt) = rtt {
-                let bdp = self.meter.rate * rtt as f64 / 1000.0 / CHUNK_BYTES as f64;
-                let target = ((2.0 * bdp).ceil() as u32).min(self.config.path_max);
+                let span_ms = 2 * rtt + if self.striped { SCTP_REPAIR_MS } else { 0 };
+                let chunks = self.meter.rate * span_ms as f64 / 1000.0 / CHUNK_BYTES as f64;
+                let target = (chunks.ceil() as u32).min(self.config.path_max);
                 if target > self.window {
                     self.window = target.min(self.window.saturating_mul(2));
                 }
@@ -1480,6 +1484,52 @@ mod tests {
         // past the streaming maximum (64) to the memory bound.
         assert!(windows.windows(2).all(|w| w[1] >= w[0]), "{windows:?}");
         assert_eq!(last, config.path_max, "{windows:?}");
+    }
+
+    /// The window a receiver ends with on a path of 20 ms round trip that carries one chunk
+    /// per 4 ms (about 3.9 MiB/s), the sender sending whatever its credit allows.
+    fn window_on_a_paced_path(striped: bool) -> u32 {
+        let data = file(3000 * CHUNK_BYTES);
+        let mut r = Receiver::new(offer_for(&data), WindowConfig::default()).unwrap();
+        if striped {
+            r.allow_striping();
+        }
+        let [_, first] = r.accept(None, 0);
+        let Control::Credit { until, .. } = first else {
+            panic!("{first:?}");
+        };
+        let (mut sender_until, mut grants) = (until, std::collections::VecDeque::new());
+        let (mut at_sender, mut link_free) = (10u64, 0u64);
+        for seq in 0..3000u32 {
+            while seq >= sender_until {
+                let (at, until) = grants.pop_front().expect("credit keeps coming");
+                at_sender = at_sender.max(at);
+                sender_until = until;
+            }
+            let sent = at_sender.max(link_free);
+            link_free = sent + 4;
+            let arrived = sent + 10;
+            let s = seq as usize;
+            r.on_chunk(seq, &data[s * CHUNK_BYTES..][..CHUNK_BYTES], arrived)
+                .unwrap();
+            if let Some(Control::Credit { until, .. }) = r.on_persisted(seq + 1, arrived) {
+                grants.push_back((arrived + 10, until));
+            }
+        }
+        r.window()
+    }
+
+    #[test]
+    fn a_striped_window_also_covers_a_repair_on_one_connection() {
+        let (alone, striped) = (window_on_a_paced_path(false), window_on_a_paced_path(true));
+        // Striped, the window is larger by about what the path carries during a repair
+        // (500 ms at 250 chunks a second: 125 chunks), and stays within the memory bound.
+        let repair = 250 * SCTP_REPAIR_MS as u32 / 1000;
+        assert!(
+            striped >= alone + repair * 4 / 5,
+            "{striped} against {alone}"
+        );
+        assert!(striped <= WindowConfig::default().path_max);
     }
 
     #[test]

@@ -152,6 +152,8 @@ pub struct WireState {
     lanes: Option<Lanes>,
     /// News for the transfers since they last asked ([`WireState::take_lane_news`]).
     lane_news: LaneNews,
+    /// The lane the last frame went on.
+    last_lane: duet_shared::lane::LaneId,
 }
 
 /// What the lanes did that the transfers must act on.
@@ -206,6 +208,7 @@ impl WireState {
             lane_links: None,
             lanes: None,
             lane_news: LaneNews::default(),
+            last_lane: 0,
         }
     }
 
@@ -231,6 +234,9 @@ impl WireState {
             return;
         };
         for report in links.reports() {
+            if matches!(report, LaneReport::Opened(_) | LaneReport::Failed(_)) {
+                debug!("lane report: {report:?}");
+            }
             match report {
                 LaneReport::LocalDescription { lane, sdp } => lanes.local_description(lane, sdp),
                 LaneReport::LocalCandidate {
@@ -298,13 +304,21 @@ impl WireState {
         self.apply_lane_effects();
     }
 
-    /// The open lane with the fewest bytes waiting, if any is open.
-    fn lane_to_send_on(&self) -> Option<duet_shared::lane::LaneId> {
+    /// The open lane with the fewest bytes waiting to be sent, if any is open; among equals,
+    /// the next after the last one used. Every lane keeps getting frames: a lane left idle
+    /// behind a lost packet would get no duplicate acknowledgements to repair it by, and would
+    /// wait for its retransmission timer while the others' chunks are held behind the gap.
+    fn lane_to_send_on(&mut self) -> Option<duet_shared::lane::LaneId> {
         let (links, _) = self.lane_links.as_ref()?;
-        self.lanes
-            .as_ref()?
-            .open()
-            .min_by_key(|&lane| links.queued(lane))
+        let open: Vec<_> = self.lanes.as_ref()?.open().collect();
+        let start = open.iter().position(|&l| l > self.last_lane).unwrap_or(0);
+        let lane = open[start..]
+            .iter()
+            .chain(&open[..start])
+            .copied()
+            .min_by_key(|&lane| links.queued(lane))?;
+        self.last_lane = lane;
+        Some(lane)
     }
 
     /// Ends this connection's lanes (the peer left or another connection replaced it): their

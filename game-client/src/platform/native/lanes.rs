@@ -5,13 +5,12 @@
 //! As for calls (`media.rs`), one thread applies the operations strictly in order, so a remote
 //! candidate is never applied before its description; candidates that arrive early wait, and
 //! our own wait until our description is reported. Each open lane has a sending task: frames
-//! queue on it without blocking the wire, and what it has not sent plus what SCTP has not had
-//! acknowledged is the lane's load ([`LaneLinks::queued`]).
+//! queue on it without blocking the wire, and what it has not handed to SCTP yet is the lane's
+//! load ([`LaneLinks::queued`]).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use bytes::BytesMut;
 use duet_shared::lane::MAX_LANES;
@@ -32,22 +31,17 @@ use crate::ports::{LANE_INBOX_BYTES, LaneId, LaneLinks, LaneOp, LaneReport, Wake
 /// One operation for the lane thread, with the ICE servers a new connection uses.
 type Command = (LaneOp, Vec<IceServer>);
 
-/// How often an idle lane's load is read again from SCTP (acknowledgements lower it).
-const LOAD_REFRESH: Duration = Duration::from_millis(20);
-
 /// One lane's sending side, as the wire sees it.
 struct Outlet {
     frames: UnboundedSender<Vec<u8>>,
     load: Arc<Load>,
 }
 
-/// What a lane has been handed and not yet had acknowledged.
+/// A lane's state as the wire reads it.
 #[derive(Default)]
 struct Load {
     /// Bytes queued for the sending task.
     unsent: AtomicUsize,
-    /// Bytes SCTP holds unacknowledged, as last read.
-    outstanding: AtomicUsize,
     /// The data channel is open.
     open: AtomicBool,
 }
@@ -138,9 +132,7 @@ impl LaneLinks for DesktopLanes {
         outlets
             .get(usize::from(lane))
             .and_then(Option::as_ref)
-            .map_or(usize::MAX, |o| {
-                o.load.unsent.load(Ordering::SeqCst) + o.load.outstanding.load(Ordering::SeqCst)
-            })
+            .map_or(usize::MAX, |o| o.load.unsent.load(Ordering::SeqCst))
     }
 
     fn take_frames(&self) -> Vec<matchbox_socket::Packet> {
@@ -359,12 +351,7 @@ async fn create(
         )))
         .detach();
     runtime
-        .spawn(Box::pin(send_frames(
-            channel,
-            queued,
-            load,
-            runtime.clone(),
-        )))
+        .spawn(Box::pin(send_frames(channel, queued, load)))
         .detach();
     Ok(Lane {
         pc,
@@ -425,34 +412,18 @@ async fn forward(
     }
 }
 
-/// Sends what the wire queued on the lane, and keeps its load current.
+/// Sends what the wire queued on the lane until the lane is closed (its outlet dropped).
 async fn send_frames(
     channel: Arc<dyn DataChannel>,
     mut queued: UnboundedReceiver<Vec<u8>>,
     load: Arc<Load>,
-    runtime: Arc<dyn Runtime>,
 ) {
-    use futures::FutureExt;
-    loop {
-        let next = futures::select! {
-            frame = queued.next() => frame.map(Some),
-            _ = runtime.sleep(LOAD_REFRESH).fuse() => Some(None),
-        };
-        match next {
-            // The lane was closed: the outlet is gone.
-            None => return,
-            Some(Some(frame)) => {
-                let bytes = frame.len();
-                let sent = channel.send(BytesMut::from(&frame[..])).await;
-                load.unsent.fetch_sub(bytes, Ordering::SeqCst);
-                if sent.is_err() {
-                    return;
-                }
-            }
-            Some(None) => {}
-        }
-        if let Ok(outstanding) = channel.outstanding_bytes().await {
-            load.outstanding.store(outstanding, Ordering::SeqCst);
+    while let Some(frame) = queued.next().await {
+        let bytes = frame.len();
+        let sent = channel.send(BytesMut::from(&frame[..])).await;
+        load.unsent.fetch_sub(bytes, Ordering::SeqCst);
+        if sent.is_err() {
+            return;
         }
     }
 }
