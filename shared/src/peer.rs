@@ -190,6 +190,15 @@ pub enum Control {
         /// Exclusive upper bound on sequence numbers the sender may send.
         until: u32,
     },
+    /// A striped transfer's receiver has held chunks ahead of `seq` for a while: the chunk at
+    /// `seq` is stuck behind a loss on one connection (since version 8, see
+    /// [`crate::transfer::Receiver::gap_report`]). The sender sends it again, on another.
+    Gap {
+        /// The transfer.
+        transfer: TransferId,
+        /// The first chunk missing.
+        seq: u32,
+    },
     /// The SHA-256 of the whole offered file, sent once the sender has hashed it (while the
     /// chunks already flow). The receiver verifies the received bytes against it before it
     /// shows the file, and finishes only once it has arrived.
@@ -270,6 +279,7 @@ impl Control {
                 | Control::Accept { .. }
                 | Control::Decline { .. }
                 | Control::Credit { .. }
+                | Control::Gap { .. }
                 | Control::Digest { .. }
                 | Control::Complete { .. }
                 | Control::Cancel { .. }

@@ -230,6 +230,12 @@ pub struct Sender {
     persisted: u32,
     state: Phase,
     meter: RateMeter,
+    /// Chunks to send again before new ones, `(next, end)`: the receiver reported them stuck
+    /// behind a loss ([`Sender::on_gap`]).
+    repeat: (u32, u32),
+    /// Chunks sent again for gaps so far, against the file's size: a receiver that reports
+    /// gaps without end makes this side send the file at most twice.
+    repeated: u32,
 }
 
 impl Sender {
@@ -246,12 +252,32 @@ impl Sender {
             persisted: 0,
             state: Phase::Offered,
             meter: RateMeter::default(),
+            repeat: (0, 0),
+            repeated: 0,
         })
     }
 
     /// The transfer id.
     pub fn id(&self) -> TransferId {
         self.offer.transfer
+    }
+
+    /// The receiver reports the chunk at `seq` missing while it holds later ones (see
+    /// [`Receiver::gap_report`]): the next `span` chunks from there go again, first. Reports
+    /// of chunks not sent yet or already persisted are ignored, and so is everything past
+    /// the file's size sent again.
+    pub fn on_gap(&mut self, seq: u32, span: u32) {
+        if self.state != Phase::Active || seq < self.persisted || seq >= self.next_seq {
+            return;
+        }
+        let end = seq
+            .saturating_add(span)
+            .min(self.next_seq)
+            .min(seq.saturating_add(self.total - self.repeated.min(self.total)));
+        if end > seq {
+            self.repeated += end - seq;
+            self.repeat = (seq, end);
+        }
     }
 
     /// The offered size in bytes (the sender checks its file's hash was taken over as many).
@@ -319,6 +345,15 @@ impl Sender {
     /// The next chunk to read and send, if credit allows (and this side's own bound,
     /// [`MAX_IN_FLIGHT`]); advances the cursor.
     pub fn next_chunk(&mut self) -> Option<ChunkSpan> {
+        let (again, end) = self.repeat;
+        if self.state == Phase::Active && again < end {
+            self.repeat.0 += 1;
+            return Some(ChunkSpan {
+                seq: again,
+                offset: u64::from(again) * CHUNK_BYTES as u64,
+                len: chunk_len(self.offer.size, again),
+            });
+        }
         if self.state != Phase::Active
             || self.next_seq >= self.until.min(self.total)
             || self.in_flight() >= MAX_IN_FLIGHT
@@ -344,6 +379,7 @@ impl Sender {
         }
         let again = self.in_flight();
         self.next_seq = self.persisted.min(self.next_seq);
+        self.repeat = (0, 0);
         again
     }
 
@@ -443,6 +479,14 @@ impl Default for WindowConfig {
 /// some scheduling.
 const SCTP_REPAIR_MS: u64 = 500;
 
+/// Least time chunks wait behind a missing one before the receiver reports the gap (see
+/// [`Receiver::gap_report`]): longer than the reordering between connections.
+pub const GAP_WAIT_MS: u64 = 150;
+
+/// Most reports of one gap: the sender's copies may be lost too, but a gap that outlives
+/// these is the path's, not one connection's.
+pub const GAP_REPORTS: u32 = 5;
+
 /// How long the smallest grant round trip is trusted: a path that got longer (a relay, a new
 /// network) is learned again.
 const RTT_LIFETIME_MS: u64 = 10_000;
@@ -534,6 +578,9 @@ pub struct Receiver {
     /// Whether the peer may stripe this transfer over several connections (see
     /// [`Receiver::allow_striping`]); otherwise a chunk ahead of a gap means one was lost.
     striped: bool,
+    /// The gap chunks are held behind: its first missing chunk, since when, and how often it
+    /// was reported ([`Receiver::gap_report`]).
+    gap: Option<(u32, u64, u32)>,
     /// The file's SHA-256, once the sender's `Digest` arrived.
     digest: Option<[u8; 32]>,
     state: Phase,
@@ -562,6 +609,7 @@ impl Receiver {
             hasher: Sha256::new(),
             ahead: BTreeMap::new(),
             striped: false,
+            gap: None,
             again: 0,
             digest: None,
             state: Phase::Offered,
@@ -708,6 +756,48 @@ impl Receiver {
         self.hasher.update(&data);
         self.next_seq += 1;
         Some((seq, data))
+    }
+
+    /// A `Gap` for the sender when chunks have been held behind the same missing one for
+    /// [`GAP_WAIT_MS`] (or three round trips, when longer), then again after twice as long
+    /// each time, up to [`GAP_REPORTS`] times. Why: the connection that lost a packet repairs
+    /// it only after its retransmission timer when too little follows on it to signal the loss
+    /// (the window is full, so nothing does), and every chunk behind it waits; the sender
+    /// sends the missing ones again on another connection. `None` when not striped or
+    /// nothing is held; the clock starts when this is first asked about a gap.
+    pub fn gap_report(&mut self, now_ms: u64) -> Option<Control> {
+        if self.state != Phase::Active || !self.striped || self.ahead.is_empty() {
+            self.gap = None;
+            return None;
+        }
+        match self.gap {
+            Some((seq, _, _)) if seq == self.next_seq => {}
+            _ => {
+                self.gap = Some((self.next_seq, now_ms, 0));
+                return None;
+            }
+        }
+        let due = self.gap_report_at()?;
+        if now_ms < due {
+            return None;
+        }
+        let (seq, since, reports) = self.gap?;
+        self.gap = Some((seq, since, reports + 1));
+        Some(Control::Gap {
+            transfer: self.offer.transfer,
+            seq,
+        })
+    }
+
+    /// When [`Receiver::gap_report`] reports the current gap next, if it is still there.
+    pub fn gap_report_at(&self) -> Option<u64> {
+        let (_, since, reports) = self.gap?;
+        if reports >= GAP_REPORTS {
+            return None;
+        }
+        let wait = GAP_WAIT_MS.max(3 * self.rtt.get().unwrap_or(0));
+        // Reported at since + wait, then + 2 wait, + 4 wait...
+        Some(since + wait * ((1 << (reports + 1)) - 1))
     }
 
     /// Chunks held ahead of a gap (for tests and the memory bound).
@@ -1189,6 +1279,81 @@ mod tests {
             r.verify().is_ok(),
             "the hash is over the bytes in file order"
         );
+    }
+
+    #[test]
+    fn a_gap_that_lasts_is_reported_with_growing_pauses_and_only_when_striped() {
+        let data = file(6 * CHUNK_BYTES);
+        let mut plain = receiving(&data);
+        assert!(plain.gap_report(0).is_none());
+        let mut r = receiving(&data);
+        r.allow_striping();
+        deliver(&mut r, &data, &[1, 2]);
+        // The clock starts when the driver first asks.
+        assert_eq!(r.gap_report(1_000), None);
+        assert_eq!(r.gap_report_at(), Some(1_000 + GAP_WAIT_MS));
+        assert_eq!(r.gap_report(1_000 + GAP_WAIT_MS - 1), None);
+        let gap = Control::Gap {
+            transfer: r.id(),
+            seq: 0,
+        };
+        let mut reported = Vec::new();
+        for now in (1_000..1_000 + 64 * GAP_WAIT_MS).step_by(10) {
+            if let Some(report) = r.gap_report(now) {
+                assert_eq!(report, gap);
+                reported.push(now - 1_000);
+            }
+        }
+        let wait = GAP_WAIT_MS;
+        assert_eq!(
+            reported,
+            vec![wait, 3 * wait, 7 * wait, 15 * wait, 31 * wait],
+            "each pause twice the last, {GAP_REPORTS} reports at most"
+        );
+        // The gap filled: nothing to report; a new gap starts its own clock.
+        deliver(&mut r, &data, &[0, 4]);
+        assert_eq!(r.gap_report(2_000_000), None);
+        assert_eq!(
+            r.gap_report(2_000_000 + wait),
+            Some(Control::Gap {
+                transfer: r.id(),
+                seq: 3
+            })
+        );
+    }
+
+    #[test]
+    fn a_sender_sends_a_reported_gap_again_first_and_never_more_than_the_file() {
+        let data = file(40 * CHUNK_BYTES);
+        let mut sender = Sender::new(offer_for(&data)).unwrap();
+        sender.on_accept(0, 0).unwrap();
+        sender.on_credit(0, 20, 0).unwrap();
+        let sent: Vec<u32> = std::iter::from_fn(|| sender.next_chunk())
+            .map(|c| c.seq)
+            .collect();
+        assert_eq!(sent.len(), 20);
+        sender.on_credit(5, 30, 1).unwrap();
+        // Not sent yet, or persisted already: nothing to send again.
+        sender.on_gap(25, 4);
+        sender.on_gap(3, 4);
+        assert_eq!(sender.next_chunk().map(|c| c.seq), Some(20));
+        sender.on_gap(7, 3);
+        let next: Vec<u32> = (0..4)
+            .filter_map(|_| sender.next_chunk())
+            .map(|c| c.seq)
+            .collect();
+        assert_eq!(next, vec![7, 8, 9, 21], "the gap first, then where it was");
+        // A receiver reporting gaps without end gets the file once more, no more.
+        let mut again = 0;
+        for _ in 0..100 {
+            sender.on_gap(7, 15);
+            while let Some(chunk) = sender.next_chunk() {
+                if chunk.seq < 22 {
+                    again += 1;
+                }
+            }
+        }
+        assert_eq!(again + 3, 40, "the file's 40 chunks sent again at most");
     }
 
     #[test]

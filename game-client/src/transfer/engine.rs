@@ -252,7 +252,11 @@ impl Engine {
             .incoming
             .values()
             .filter_map(|t| t.machine.credit_repeat_at(GRANT_REPEAT_MS));
-        progress.into_iter().chain(grants).min()
+        let gaps = self
+            .incoming
+            .values()
+            .filter_map(|t| t.machine.gap_report_at());
+        progress.into_iter().chain(grants).chain(gaps).min()
     }
 
     fn store(&mut self) -> &mut dyn BlobStore {
@@ -715,6 +719,13 @@ impl Engine {
                     self.cancel_outgoing(transfer, e);
                 }
             }
+            Control::Gap { transfer, seq } => {
+                if let Some(out) = self.outgoing.get_mut(&transfer) {
+                    debug!("transfer {transfer:?}: the peer waits for chunk {seq}; again");
+                    out.machine
+                        .on_gap(seq, duet_shared::peer::MAX_FRAME_CHUNKS as u32);
+                }
+            }
             Control::Digest { transfer, sha256 } => {
                 if let Some(incoming) = self.incoming.get_mut(&transfer)
                     && let Err(e) = incoming.machine.on_digest(sha256)
@@ -855,6 +866,12 @@ impl Engine {
     /// [`Receiver::repeat_credit`]): a lost grant would otherwise hold the transfer still
     /// for good.
     fn repeat_idle_grants(&mut self, now: u64) {
+        for incoming in self.incoming.values_mut() {
+            if let Some(gap) = incoming.machine.gap_report(now) {
+                debug!("held behind a gap: {gap:?}");
+                self.controls.push(gap);
+            }
+        }
         for (id, incoming) in &mut self.incoming {
             if let Some(credit) = incoming.machine.repeat_credit(now, GRANT_REPEAT_MS) {
                 if self.drop_grant == Some(0) {
