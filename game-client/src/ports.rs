@@ -253,6 +253,18 @@ pub enum LaneReport {
     Failed(LaneId),
 }
 
+impl LaneReport {
+    /// The lane it is about.
+    pub fn lane(&self) -> LaneId {
+        match self {
+            LaneReport::LocalDescription { lane, .. }
+            | LaneReport::LocalCandidate { lane, .. }
+            | LaneReport::Opened(lane)
+            | LaneReport::Failed(lane) => *lane,
+        }
+    }
+}
+
 /// Most bytes of frames the lanes hold for the wire before it takes them: twice the largest
 /// flow-control window (8 MiB), which is all an honest peer can have in flight. A peer that
 /// sends more on its lanes is sending what it was not granted; its lane is closed.

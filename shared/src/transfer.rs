@@ -737,6 +737,11 @@ impl Receiver {
         self.striped = true;
     }
 
+    /// Whether the peer may stripe this transfer ([`Receiver::allow_striping`]).
+    pub fn is_striped(&self) -> bool {
+        self.striped
+    }
+
     /// Chunks a striped transfer may receive twice before that is a protocol violation: the
     /// file once more and four of the largest windows, enough for a lost connection per
     /// quarter of the file, so a peer can make this side look at each chunk at most about

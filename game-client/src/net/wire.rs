@@ -259,6 +259,19 @@ impl WireState {
         self.lanes.as_ref().and_then(Lanes::poll_timeout)
     }
 
+    /// Closes every open lane as failed (the transfers found they carry nothing); the lane
+    /// machine opens new ones while a transfer wants them.
+    pub fn fail_lanes(&mut self) {
+        let Some(lanes) = self.lanes.as_mut() else {
+            return;
+        };
+        let open: Vec<_> = lanes.open().collect();
+        for lane in open {
+            lanes.failed(lane);
+        }
+        self.apply_lane_effects();
+    }
+
     /// What the lanes did since the last call (striping stays on for the connection).
     pub fn take_lane_news(&mut self) -> LaneNews {
         let news = self.lane_news;
@@ -1245,7 +1258,7 @@ mod tests {
         let (bob, bob_lanes) = with_lanes(end(2, "Bob"));
         // Frames on a lane before anyone is proved are not file data.
         bob_lanes.frames.lock().unwrap().push(vec![9; 10].into());
-        let (ada, bob) = meet_ends(ada, bob, [("AA", "BB"), ("BB", "AA")]);
+        let (ada, mut bob) = meet_ends(ada, bob, [("AA", "BB"), ("BB", "AA")]);
         assert!(bob.wire.take_transfer_arrivals().1.is_empty());
         // The side whose identity sorts higher opens; here, with these seeds:
         let key = |seed| {

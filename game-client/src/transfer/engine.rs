@@ -32,6 +32,9 @@ use crate::storage::{BlobStore, StoreDone, StoreError, StoreOp, part_key};
 pub const GRANT_REPEAT_MS: u64 = 2_000;
 /// How often running transfers report progress.
 pub const PROGRESS_EVERY_MS: u64 = 250;
+/// How often in a row a receiver may report the same missing chunk before the lanes are
+/// replaced: twice the chunks went again on the next lane and did not arrive.
+pub const LANES_FAIL_AFTER_GAPS: u32 = 3;
 /// Files the person said yes to that are remembered for a resume without asking again.
 const MAX_APPROVED: usize = 64;
 
@@ -68,6 +71,8 @@ struct Outgoing {
     /// Why this side ended it, when it did (the machine's outcome says only the protocol's
     /// reason; this is what the person reads).
     why: Option<TransferEnd>,
+    /// The gap the receiver last reported, and how often in a row.
+    gap: (u32, u32),
 }
 
 struct Incoming {
@@ -84,6 +89,9 @@ struct Incoming {
 /// caller last took the events.
 #[derive(Default)]
 pub struct Engine {
+    /// A receiver reported the same gap [`LANES_FAIL_AFTER_GAPS`] times: the lanes are to be
+    /// replaced ([`Engine::take_lanes_broken`]).
+    lanes_broken: bool,
     outgoing: HashMap<TransferId, Outgoing>,
     incoming: HashMap<TransferId, Incoming>,
     /// Flow-control tuning for incoming transfers.
@@ -181,6 +189,12 @@ impl Engine {
                 debug!("transfer {id:?}: a lane was lost; sending {again} chunks again");
             }
         }
+    }
+
+    /// Whether the lanes are to be closed and opened anew (see [`LANES_FAIL_AFTER_GAPS`]);
+    /// asking clears it.
+    pub fn take_lanes_broken(&mut self) -> bool {
+        std::mem::take(&mut self.lanes_broken)
     }
 
     /// Whether a transfer worth striping runs in either direction (at least
@@ -384,6 +398,7 @@ impl Engine {
                 scratch: Vec::new(),
                 frame: Vec::new(),
                 why: None,
+                gap: (0, 0),
             },
         );
         Ok(())
@@ -722,8 +737,20 @@ impl Engine {
             Control::Gap { transfer, seq } => {
                 if let Some(out) = self.outgoing.get_mut(&transfer) {
                     debug!("transfer {transfer:?}: the peer waits for chunk {seq}; again");
-                    out.machine
-                        .on_gap(seq, duet_shared::peer::MAX_FRAME_CHUNKS as u32);
+                    out.gap = match out.gap {
+                        (last, times) if last == seq => (seq, times + 1),
+                        _ => (seq, 1),
+                    };
+                    if out.gap.1 >= LANES_FAIL_AFTER_GAPS {
+                        // What was sent again did not arrive either: a lane carries nothing
+                        // although its connection looks alive (seen after a network outage).
+                        warn!("transfer {transfer:?}: chunk {seq} still missing; new lanes");
+                        out.gap = (seq, 0);
+                        self.lanes_broken = true;
+                    } else {
+                        out.machine
+                            .on_gap(seq, duet_shared::peer::MAX_FRAME_CHUNKS as u32);
+                    }
                 }
             }
             Control::Digest { transfer, sha256 } => {
@@ -874,6 +901,14 @@ impl Engine {
         }
         for (id, incoming) in &mut self.incoming {
             if let Some(credit) = incoming.machine.repeat_credit(now, GRANT_REPEAT_MS) {
+                // Striped, what the grant allowed may be lost on a lane that carries nothing
+                // any more: the sender is told where it stopped arriving.
+                if incoming.machine.is_striped() {
+                    self.controls.push(Control::Gap {
+                        transfer: *id,
+                        seq: incoming.machine.persisted_chunks(),
+                    });
+                }
                 if self.drop_grant == Some(0) {
                     self.drop_grant = None;
                 }

@@ -149,6 +149,11 @@ fn pump_on(engine: &mut Engine, mut wire: Option<&mut WireState>, runtime: Optio
         crate::util::now_ms(),
         link.as_mut().map(|l| l as &mut dyn Link),
     );
+    if engine.take_lanes_broken()
+        && let Some(link) = link
+    {
+        link.wire.fail_lanes();
+    }
 }
 
 /// Takes the "ask above" threshold from the configuration.

@@ -252,6 +252,11 @@ struct Pair {
     now: u64,
     /// Turns taken in which the clock jumped to a timeout.
     timeouts: u32,
+    /// Whether A's lanes are replaced when its engine finds them broken (as the wire does):
+    /// then the slower path is gone and both engines hear the lane was lost.
+    replace_broken_lanes: bool,
+    /// How often that happened.
+    lanes_replaced: u32,
 }
 
 impl Pair {
@@ -271,6 +276,8 @@ impl Pair {
             delay_ms,
             now: 1_000,
             timeouts: 0,
+            replace_broken_lanes: false,
+            lanes_replaced: 0,
         }
     }
 
@@ -287,6 +294,13 @@ impl Pair {
         };
         self.a.engine.pump(self.now, Some(&mut end_a));
         self.a.events.extend(self.a.engine.take_events());
+        if self.replace_broken_lanes && self.a.engine.take_lanes_broken() {
+            self.lanes_replaced += 1;
+            self.loss_a.slow_lane_ms = None;
+            self.loss_a.slow_lane_dies_after = None;
+            self.a.engine.lane_lost();
+            self.b.engine.lane_lost();
+        }
         let mut end_b = End {
             now: self.now,
             delay_ms: self.delay_ms,
@@ -590,6 +604,29 @@ fn a_striped_sending_that_loses_a_lane_starts_again_from_what_was_persisted() {
     pair.loss_a.slow_lane_ms = None;
     pair.a.engine.lane_lost();
     pair.run_until(120_000, |p| completed(&p.b, Direction::Incoming).is_some());
+    pair.run_until(1_000, |p| completed(&p.a, Direction::Outgoing).is_some());
+    let location = completed(&pair.b, Direction::Incoming).unwrap();
+    assert_eq!(std::fs::read(location).unwrap(), data);
+    assert!(pair.b.ends().len() == 1 && pair.a.ends().len() == 1);
+}
+
+#[test]
+fn a_lane_that_silently_carries_nothing_is_found_by_the_receivers_gap_reports() {
+    let data = file_bytes(3 * 1024 * 1024 + 5);
+    let mut pair = Pair::new(&data, 20);
+    pair.loss_a.slow_lane_ms = Some(35);
+    pair.loss_a.slow_lane_dies_after = Some(20);
+    pair.replace_broken_lanes = true;
+    pair.b.engine.allow_striping();
+    send(&mut pair);
+    // Nobody says the lane died: the receiver's reports of the gap do, and the sender
+    // replaces the lanes and sends again what they lost.
+    pair.run_until(120_000, |p| completed(&p.b, Direction::Incoming).is_some());
+    assert!(
+        pair.loss_a.lost_with_lane > 0,
+        "the lane died with frames on it"
+    );
+    assert_eq!(pair.lanes_replaced, 1);
     pair.run_until(1_000, |p| completed(&p.a, Direction::Outgoing).is_some());
     let location = completed(&pair.b, Direction::Incoming).unwrap();
     assert_eq!(std::fs::read(location).unwrap(), data);

@@ -85,6 +85,11 @@ fn channel(lane: LaneId) -> Option<RtcDataChannel> {
 
 impl LaneLinks for BrowserLanes {
     fn command(&self, op: LaneOp, ice_servers: &[IceServer]) {
+        // What the lane's last connection reported and the wire has not read yet is about a
+        // connection that is going: it must not reach the machine as news of the next one.
+        if let LaneOp::Close { lane } | LaneOp::Create { lane, .. } = op {
+            lock(&self.shared.reports).retain(|r| r.lane() != lane);
+        }
         let mut queue = lock(&self.queue);
         let sender = queue.get_or_insert_with(|| {
             let (tx, rx) = unbounded();
