@@ -3,6 +3,8 @@
 //! (every port implemented once), plus the few things only its own entry point in `app` uses.
 //! Nothing but `app` names this module.
 
+mod lane_mailbox;
+
 #[cfg(not(target_arch = "wasm32"))]
 mod native;
 #[cfg(not(target_arch = "wasm32"))]

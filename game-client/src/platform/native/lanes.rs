@@ -8,7 +8,6 @@
 //! queue on it without blocking the wire, and what it has not handed to SCTP yet is the lane's
 //! load ([`LaneLinks::queued`]).
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -19,14 +18,15 @@ use futures::channel::mpsc::{UnboundedReceiver, UnboundedSender, unbounded};
 use webrtc::data_channel::{DataChannel, DataChannelEvent, RTCDataChannelInit};
 use webrtc::peer_connection::{
     PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder,
-    RTCIceCandidateInit, RTCIceServer, RTCPeerConnectionIceEvent, RTCPeerConnectionState,
-    RTCSessionDescription, SettingEngineBuilder,
+    RTCIceCandidateInit, RTCPeerConnectionIceEvent, RTCPeerConnectionState, SettingEngineBuilder,
 };
 use webrtc::runtime::Runtime;
 
 use super::audio::lock;
+use super::media::{apply_remote, ice_servers, offer};
 use crate::config::IceServer;
-use crate::ports::{LANE_INBOX_BYTES, LaneId, LaneLinks, LaneOp, LaneReport, Wake};
+use crate::platform::lane_mailbox::LaneMailbox;
+use crate::ports::{LaneId, LaneLinks, LaneOp, LaneReport, Wake};
 
 /// One operation for the lane thread, with the ICE servers a new connection uses.
 type Command = (LaneOp, Vec<IceServer>);
@@ -46,26 +46,10 @@ struct Load {
     open: AtomicBool,
 }
 
-/// What arrived on the lanes, for the wire.
-#[derive(Default)]
-struct Inbox {
-    frames: VecDeque<matchbox_socket::Packet>,
-    bytes: usize,
-}
-
 /// What the lane thread, the connections' callbacks and the wire share.
 struct Shared {
-    reports: Mutex<Vec<LaneReport>>,
-    inbox: Mutex<Inbox>,
+    mailbox: LaneMailbox,
     outlets: Mutex<[Option<Outlet>; MAX_LANES as usize]>,
-    wake: Wake,
-}
-
-impl Shared {
-    fn report(&self, what: LaneReport) {
-        lock(&self.reports).push(what);
-        self.wake.wake();
-    }
 }
 
 /// The desktop's lanes (see the module docs).
@@ -80,10 +64,8 @@ impl DesktopLanes {
         Self {
             queue: Mutex::new(None),
             shared: Arc::new(Shared {
-                reports: Mutex::default(),
-                inbox: Mutex::default(),
+                mailbox: LaneMailbox::new(wake),
                 outlets: Mutex::new(Default::default()),
-                wake,
             }),
         }
     }
@@ -94,7 +76,7 @@ impl LaneLinks for DesktopLanes {
         // What the lane's last connection reported and the wire has not read yet is about a
         // connection that is going: it must not reach the machine as news of the next one.
         if let LaneOp::Close { lane } | LaneOp::Create { lane, .. } = op {
-            lock(&self.shared.reports).retain(|r| r.lane() != lane);
+            self.shared.mailbox.forget(lane);
         }
         let mut queue = lock(&self.queue);
         let sender = queue.get_or_insert_with(|| {
@@ -112,7 +94,7 @@ impl LaneLinks for DesktopLanes {
     }
 
     fn reports(&self) -> Vec<LaneReport> {
-        std::mem::take(&mut *lock(&self.shared.reports))
+        self.shared.mailbox.take_reports()
     }
 
     fn send(&self, lane: LaneId, frame: Vec<u8>) -> Result<(), Vec<u8>> {
@@ -141,9 +123,7 @@ impl LaneLinks for DesktopLanes {
     }
 
     fn take_frames(&self) -> Vec<matchbox_socket::Packet> {
-        let mut inbox = lock(&self.shared.inbox);
-        inbox.bytes = 0;
-        inbox.frames.drain(..).collect()
+        self.shared.mailbox.take_frames()
     }
 }
 
@@ -162,9 +142,11 @@ struct Lane {
 impl Lane {
     fn describe(&self, shared: &Shared, lane: LaneId, sdp: String) {
         let mut held = lock(&self.held);
-        shared.report(LaneReport::LocalDescription { lane, sdp });
+        shared
+            .mailbox
+            .report(LaneReport::LocalDescription { lane, sdp });
         for candidate in held.take().into_iter().flatten() {
-            shared.report(candidate);
+            shared.mailbox.report(candidate);
         }
     }
 }
@@ -175,7 +157,7 @@ async fn run(mut queue: UnboundedReceiver<Command>, shared: Arc<Shared>) {
     while let Some((op, ice)) = queue.next().await {
         let failed = |lane: LaneId, what: &str, e: webrtc::error::Error| {
             bevy::log::warn!("lane {lane}: {what}: {e}");
-            shared.report(LaneReport::Failed(lane));
+            shared.mailbox.report(LaneReport::Failed(lane));
         };
         match op {
             LaneOp::Create { lane, offerer } => {
@@ -270,7 +252,7 @@ impl PeerConnectionEventHandler for Events {
             let mut held = lock(&self.held);
             match held.as_mut() {
                 Some(held) => held.push(report),
-                None => self.shared.report(report),
+                None => self.shared.mailbox.report(report),
             }
         }
     }
@@ -281,7 +263,7 @@ impl PeerConnectionEventHandler for Events {
             RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed
         ) && !self.stopped.load(Ordering::SeqCst)
         {
-            self.shared.report(LaneReport::Failed(self.lane));
+            self.shared.mailbox.report(LaneReport::Failed(self.lane));
         }
     }
 }
@@ -292,17 +274,8 @@ async fn create(
     shared: &Arc<Shared>,
     runtime: &Arc<dyn Runtime>,
 ) -> Result<Lane, webrtc::error::Error> {
-    let servers: Vec<RTCIceServer> = ice
-        .iter()
-        .filter(|s| !s.urls.is_empty())
-        .map(|s| RTCIceServer {
-            urls: s.urls.clone(),
-            username: s.username.clone().unwrap_or_default(),
-            credential: s.credential.clone().unwrap_or_default(),
-        })
-        .collect();
     let config = RTCConfigurationBuilder::new()
-        .with_ice_servers(servers)
+        .with_ice_servers(ice_servers(ice))
         .build();
     // The room connection's SCTP window (see `platform::native::prepare_network`).
     let mut settings = SettingEngineBuilder::new();
@@ -381,30 +354,17 @@ async fn forward(
             DataChannelEvent::OnOpen => {
                 load.open.store(true, Ordering::SeqCst);
                 if !stopped.load(Ordering::SeqCst) {
-                    shared.report(LaneReport::Opened(lane));
+                    shared.mailbox.report(LaneReport::Opened(lane));
                 }
             }
             DataChannelEvent::OnMessage(message) => {
                 if stopped.load(Ordering::SeqCst) {
                     continue;
                 }
-                let packet = message.data.freeze();
-                let over = {
-                    let mut inbox = lock(&shared.inbox);
-                    if inbox.bytes + packet.len() > LANE_INBOX_BYTES {
-                        true
-                    } else {
-                        inbox.bytes += packet.len();
-                        inbox.frames.push_back(packet);
-                        false
-                    }
-                };
-                if over {
+                if !shared.mailbox.frame(message.data.freeze()) {
                     bevy::log::warn!("lane {lane}: the peer sent more than it was granted");
                     stopped.store(true, Ordering::SeqCst);
-                    shared.report(LaneReport::Failed(lane));
-                } else {
-                    shared.wake.wake();
+                    shared.mailbox.report(LaneReport::Failed(lane));
                 }
             }
             DataChannelEvent::OnClose => break,
@@ -413,7 +373,7 @@ async fn forward(
     }
     load.open.store(false, Ordering::SeqCst);
     if !stopped.load(Ordering::SeqCst) {
-        shared.report(LaneReport::Failed(lane));
+        shared.mailbox.report(LaneReport::Failed(lane));
     }
 }
 
@@ -433,13 +393,6 @@ async fn send_frames(
     }
 }
 
-async fn offer(pc: &dyn PeerConnection) -> Result<String, webrtc::error::Error> {
-    let offer = pc.create_offer(None).await?;
-    let sdp = offer.sdp.clone();
-    pc.set_local_description(offer).await?;
-    Ok(sdp)
-}
-
 async fn remote_description(
     lane: &mut Lane,
     shared: &Shared,
@@ -447,22 +400,10 @@ async fn remote_description(
     offer: bool,
     sdp: String,
 ) -> Result<(), webrtc::error::Error> {
-    let description = if offer {
-        RTCSessionDescription::offer(sdp)?
-    } else {
-        RTCSessionDescription::answer(sdp)?
-    };
-    lane.pc.set_remote_description(description).await?;
+    let early = std::mem::take(&mut lane.early);
+    let answer = apply_remote(lane.pc.as_ref(), early, offer, sdp).await?;
     lane.described = true;
-    for candidate in std::mem::take(&mut lane.early) {
-        if let Err(e) = lane.pc.add_ice_candidate(candidate).await {
-            bevy::log::warn!("lane {id}: a candidate of the peer's: {e}");
-        }
-    }
-    if offer {
-        let answer = lane.pc.create_answer(None).await?;
-        let sdp = answer.sdp.clone();
-        lane.pc.set_local_description(answer).await?;
+    if let Some(sdp) = answer {
         lane.describe(shared, id, sdp);
     }
     Ok(())

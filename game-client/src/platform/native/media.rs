@@ -409,17 +409,8 @@ async fn peer_connection(
     // (received and counted, not shown) rather than refused.
     engine.register_default_codecs()?;
     let registry = register_default_interceptors(Registry::new(), &mut engine)?;
-    let servers: Vec<RTCIceServer> = ice
-        .iter()
-        .filter(|s| !s.urls.is_empty())
-        .map(|s| RTCIceServer {
-            urls: s.urls.clone(),
-            username: s.username.clone().unwrap_or_default(),
-            credential: s.credential.clone().unwrap_or_default(),
-        })
-        .collect();
     let config = RTCConfigurationBuilder::new()
-        .with_ice_servers(servers)
+        .with_ice_servers(ice_servers(ice))
         .build();
     let events = Events {
         shared: shared.clone(),
@@ -438,6 +429,18 @@ async fn peer_connection(
 }
 
 /// The microphone's track: Opus, one random SSRC.
+/// The room's ICE servers as webrtc-rs takes them. Shared with the transfer lanes.
+pub(super) fn ice_servers(ice: &[IceServer]) -> Vec<RTCIceServer> {
+    ice.iter()
+        .filter(|s| !s.urls.is_empty())
+        .map(|s| RTCIceServer {
+            urls: s.urls.clone(),
+            username: s.username.clone().unwrap_or_default(),
+            credential: s.credential.clone().unwrap_or_default(),
+        })
+        .collect()
+}
+
 fn voice_track(call: CallId) -> Result<Arc<TrackLocalStaticSample>, webrtc::error::Error> {
     Ok(Arc::new(TrackLocalStaticSample::new(
         Instant::now(),
@@ -459,7 +462,8 @@ fn voice_track(call: CallId) -> Result<Arc<TrackLocalStaticSample>, webrtc::erro
 }
 
 /// Creates and sets the offer; its SDP goes to the peer.
-async fn offer(pc: &dyn PeerConnection) -> Result<String, webrtc::error::Error> {
+/// Creates and sets our offer; returns its SDP. Shared with the transfer lanes.
+pub(super) async fn offer(pc: &dyn PeerConnection) -> Result<String, webrtc::error::Error> {
     let offer = pc.create_offer(None).await?;
     let sdp = offer.sdp.clone();
     pc.set_local_description(offer).await?;
@@ -477,25 +481,42 @@ async fn remote_description(
     offer: bool,
     sdp: String,
 ) -> Result<(), webrtc::error::Error> {
+    let early = std::mem::take(&mut media.early);
+    let answer = apply_remote(media.pc.as_ref(), early, offer, sdp).await?;
+    media.described = true;
+    if let Some(sdp) = answer {
+        media.shared.local_description(sdp);
+    }
+    Ok(())
+}
+
+/// Applies the peer's offer or answer to `pc`, then the candidates that came before it; to an
+/// offer, sets and returns our answer. Shared with the transfer lanes.
+pub(super) async fn apply_remote(
+    pc: &dyn PeerConnection,
+    early: Vec<RTCIceCandidateInit>,
+    offer: bool,
+    sdp: String,
+) -> Result<Option<String>, webrtc::error::Error> {
     let description = if offer {
         RTCSessionDescription::offer(sdp)?
     } else {
         RTCSessionDescription::answer(sdp)?
     };
-    media.pc.set_remote_description(description).await?;
-    media.described = true;
-    for candidate in std::mem::take(&mut media.early) {
-        if let Err(e) = media.pc.add_ice_candidate(candidate).await {
+    pc.set_remote_description(description).await?;
+    for candidate in early {
+        // One bad candidate is not the end of the connection; ICE uses the others.
+        if let Err(e) = pc.add_ice_candidate(candidate).await {
             bevy::log::warn!("a candidate of the peer's: {e}");
         }
     }
-    if offer {
-        let answer = media.pc.create_answer(None).await?;
-        let sdp = answer.sdp.clone();
-        media.pc.set_local_description(answer).await?;
-        media.shared.local_description(sdp);
+    if !offer {
+        return Ok(None);
     }
-    Ok(())
+    let answer = pc.create_answer(None).await?;
+    let sdp = answer.sdp.clone();
+    pc.set_local_description(answer).await?;
+    Ok(Some(sdp))
 }
 
 /// Every 20 ms while the call lasts: 20 ms of our audio, Opus-encoded, onto the track.

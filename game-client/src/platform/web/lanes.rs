@@ -8,7 +8,6 @@
 //! objects are not `Send`); the wire reaches them through [`CHANNELS`], on the same thread.
 
 use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 
@@ -26,7 +25,8 @@ use web_sys::{
 
 use super::media::rtc_configuration;
 use crate::config::IceServer;
-use crate::ports::{LANE_INBOX_BYTES, LaneId, LaneLinks, LaneOp, LaneReport, Wake};
+use crate::platform::lane_mailbox::LaneMailbox;
+use crate::ports::{LaneId, LaneLinks, LaneOp, LaneReport, Wake};
 use crate::util::lock_shared as lock;
 
 /// One operation for the lane task, with the ICE servers a new connection uses.
@@ -38,31 +38,10 @@ thread_local! {
         RefCell::new(Default::default());
 }
 
-/// What arrived on the lanes, for the wire.
-#[derive(Default)]
-struct Inbox {
-    frames: VecDeque<matchbox_socket::Packet>,
-    bytes: usize,
-}
-
-/// What the lane task, the channels' handlers and the wire share.
-struct Shared {
-    reports: Mutex<Vec<LaneReport>>,
-    inbox: Mutex<Inbox>,
-    wake: Wake,
-}
-
-impl Shared {
-    fn report(&self, what: LaneReport) {
-        lock(&self.reports).push(what);
-        self.wake.wake();
-    }
-}
-
 /// The browser's lanes (see the module docs).
 pub struct BrowserLanes {
     queue: Mutex<Option<UnboundedSender<Command>>>,
-    shared: Arc<Shared>,
+    shared: Arc<LaneMailbox>,
 }
 
 impl BrowserLanes {
@@ -70,11 +49,7 @@ impl BrowserLanes {
     pub fn new(wake: Wake) -> Self {
         Self {
             queue: Mutex::new(None),
-            shared: Arc::new(Shared {
-                reports: Mutex::default(),
-                inbox: Mutex::default(),
-                wake,
-            }),
+            shared: Arc::new(LaneMailbox::new(wake)),
         }
     }
 }
@@ -88,7 +63,7 @@ impl LaneLinks for BrowserLanes {
         // What the lane's last connection reported and the wire has not read yet is about a
         // connection that is going: it must not reach the machine as news of the next one.
         if let LaneOp::Close { lane } | LaneOp::Create { lane, .. } = op {
-            lock(&self.shared.reports).retain(|r| r.lane() != lane);
+            self.shared.forget(lane);
         }
         let mut queue = lock(&self.queue);
         let sender = queue.get_or_insert_with(|| {
@@ -100,7 +75,7 @@ impl LaneLinks for BrowserLanes {
     }
 
     fn reports(&self) -> Vec<LaneReport> {
-        std::mem::take(&mut *lock(&self.shared.reports))
+        self.shared.take_reports()
     }
 
     fn send(&self, lane: LaneId, frame: Vec<u8>) -> Result<(), Vec<u8>> {
@@ -115,9 +90,7 @@ impl LaneLinks for BrowserLanes {
     }
 
     fn take_frames(&self) -> Vec<matchbox_socket::Packet> {
-        let mut inbox = lock(&self.shared.inbox);
-        inbox.bytes = 0;
-        inbox.frames.drain(..).collect()
+        self.shared.take_frames()
     }
 }
 
@@ -151,7 +124,7 @@ impl Lane {
         self.pc.close();
     }
 
-    fn describe(&self, shared: &Shared, lane: LaneId, sdp: String) {
+    fn describe(&self, shared: &LaneMailbox, lane: LaneId, sdp: String) {
         let held = self.held.borrow_mut().take();
         shared.report(LaneReport::LocalDescription { lane, sdp });
         for candidate in held.into_iter().flatten() {
@@ -160,7 +133,7 @@ impl Lane {
     }
 }
 
-async fn run(mut queue: UnboundedReceiver<Command>, shared: Arc<Shared>) {
+async fn run(mut queue: UnboundedReceiver<Command>, shared: Arc<LaneMailbox>) {
     let mut lanes: [Option<Lane>; MAX_LANES as usize] = Default::default();
     while let Some((op, ice)) = queue.next().await {
         let failed = |lane: LaneId, e: JsValue| {
@@ -229,7 +202,7 @@ async fn add_candidate(pc: &RtcPeerConnection, init: &RtcIceCandidateInit) {
 }
 
 /// The lane's connection and its negotiated data channel, with their handlers.
-fn create(lane: LaneId, ice: &[IceServer], shared: &Arc<Shared>) -> Result<Lane, JsValue> {
+fn create(lane: LaneId, ice: &[IceServer], shared: &Arc<LaneMailbox>) -> Result<Lane, JsValue> {
     let pc = RtcPeerConnection::new_with_configuration(&rtc_configuration(ice))?;
     let init = RtcDataChannelInit::new();
     init.set_negotiated(true);
@@ -258,22 +231,10 @@ fn create(lane: LaneId, ice: &[IceServer], shared: &Arc<Shared>) -> Result<Lane,
             return;
         };
         let bytes = js_sys::Uint8Array::new(&buffer).to_vec();
-        let over = {
-            let mut inbox = lock(&to_app.inbox);
-            if inbox.bytes + bytes.len() > LANE_INBOX_BYTES {
-                true
-            } else {
-                inbox.bytes += bytes.len();
-                inbox.frames.push_back(bytes.into());
-                false
-            }
-        };
-        if over {
+        if !to_app.frame(bytes.into()) {
             // More than an honest peer can have in flight: its lane goes.
             quiet.set(true);
             to_app.report(LaneReport::Failed(lane));
-        } else {
-            to_app.wake.wake();
         }
     });
     channel.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
@@ -331,7 +292,12 @@ fn create(lane: LaneId, ice: &[IceServer], shared: &Arc<Shared>) -> Result<Lane,
 }
 
 /// Creates our offer or answer, sets it, and reports it for the peer.
-async fn describe(lane: &Lane, shared: &Shared, id: LaneId, offer: bool) -> Result<(), JsValue> {
+async fn describe(
+    lane: &Lane,
+    shared: &LaneMailbox,
+    id: LaneId,
+    offer: bool,
+) -> Result<(), JsValue> {
     let (created, kind) = if offer {
         (
             JsFuture::from(lane.pc.create_offer()).await?,
@@ -355,7 +321,7 @@ async fn describe(lane: &Lane, shared: &Shared, id: LaneId, offer: bool) -> Resu
 
 async fn remote_description(
     lane: &mut Lane,
-    shared: &Shared,
+    shared: &LaneMailbox,
     id: LaneId,
     offer: bool,
     sdp: &str,
