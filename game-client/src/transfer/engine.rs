@@ -32,6 +32,8 @@ use crate::storage::{BlobStore, StoreDone, StoreError, StoreOp, part_key};
 pub const GRANT_REPEAT_MS: u64 = 2_000;
 /// How often running transfers report progress.
 pub const PROGRESS_EVERY_MS: u64 = 250;
+/// Chunks of an incoming transfer persisted (1 MiB) before it wants lanes.
+pub const LANES_AFTER_CHUNKS: u32 = 64;
 /// How often in a row a receiver may report the same missing chunk before the lanes are
 /// replaced: twice the chunks went again on the next lane and did not arrive.
 pub const LANES_FAIL_AFTER_GAPS: u32 = 3;
@@ -204,10 +206,14 @@ impl Engine {
         let sending = self.outgoing.values().any(|t| {
             t.machine.is_accepted() && t.machine.outcome().is_none() && big(t.machine.size())
         });
-        let receiving = self
-            .incoming
-            .values()
-            .any(|t| t.opened && t.machine.outcome().is_none() && big(t.machine.offer().size));
+        // Receiving, only once the sender has shown it sends: a peer that offers large files
+        // and sends nothing must not make this side open connections for them.
+        let receiving = self.incoming.values().any(|t| {
+            t.opened
+                && t.machine.outcome().is_none()
+                && big(t.machine.offer().size)
+                && t.machine.persisted_chunks() >= LANES_AFTER_CHUNKS
+        });
         sending || receiving
     }
 
