@@ -44,6 +44,9 @@ pub struct Capabilities {
     pub transfer_window: WindowConfig,
     /// Whether transfers also run between frames (see `transfer::pump_between_frames`).
     pub pump_between_frames: bool,
+    /// Whether this side stripes what it sends over the lanes once they are open
+    /// (`duet_shared::lane`); it takes striped transfers either way.
+    pub stripe_sending: bool,
     /// Whether this app can take part in calls at all.
     pub calls: bool,
     /// Whether calls can carry the camera.
@@ -60,6 +63,7 @@ impl Default for Capabilities {
             frame_chunks: duet_shared::peer::CHUNKS_PER_FRAME,
             transfer_window: WindowConfig::default(),
             pump_between_frames: false,
+            stripe_sending: true,
             calls: true,
             video: false,
             file_actions: &[],

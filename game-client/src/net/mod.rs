@@ -300,7 +300,11 @@ fn open_socket(
     if let Some(connections) = socket.take_connections() {
         wire.watch_connections(connections);
     }
-    wire.set_lane_links(host.lanes.clone(), ice.servers.clone());
+    wire.set_lane_links(
+        host.lanes.clone(),
+        ice.servers.clone(),
+        capabilities.stripe_sending,
+    );
     let wire = Wire::new(wire);
     let (tx, rx) = std::sync::mpsc::channel::<SignalingEnd>();
     host.runtime.spawn_loop(Box::pin(async move {

@@ -154,6 +154,8 @@ pub struct WireState {
     lane_news: LaneNews,
     /// The lane the last frame went on.
     last_lane: duet_shared::lane::LaneId,
+    /// Whether this side's frames go over open lanes ([`WireState::set_lane_links`]).
+    stripe_sending: bool,
 }
 
 /// What the lanes did that the transfers must act on.
@@ -209,16 +211,21 @@ impl WireState {
             lanes: None,
             lane_news: LaneNews::default(),
             last_lane: 0,
+            stripe_sending: false,
         }
     }
 
     /// Gives the wire the platform's lane connections, and the ICE servers they use.
+    /// `stripe_sending`: this side's frames go over open lanes (else they stay on the data
+    /// channel, and the lanes carry only what the peer stripes).
     pub(crate) fn set_lane_links(
         &mut self,
         links: std::sync::Arc<dyn LaneLinks>,
         ice_servers: Vec<IceServer>,
+        stripe_sending: bool,
     ) {
         self.lane_links = Some((links, ice_servers));
+        self.stripe_sending = stripe_sending;
     }
 
     /// One turn of the lanes at the wire's clock: what the connections reported, then the
@@ -322,6 +329,9 @@ impl WireState {
     /// behind a lost packet would get no duplicate acknowledgements to repair it by, and would
     /// wait for its retransmission timer while the others' chunks are held behind the gap.
     fn lane_to_send_on(&mut self) -> Option<duet_shared::lane::LaneId> {
+        if !self.stripe_sending {
+            return None;
+        }
         let (links, _) = self.lane_links.as_ref()?;
         let open: Vec<_> = self.lanes.as_ref()?.open().collect();
         let start = open.iter().position(|&l| l > self.last_lane).unwrap_or(0);
@@ -1247,7 +1257,7 @@ mod tests {
 
     fn with_lanes(mut end: End) -> (End, std::sync::Arc<FakeLanes>) {
         let links = std::sync::Arc::new(FakeLanes::default());
-        end.wire.set_lane_links(links.clone(), Vec::new());
+        end.wire.set_lane_links(links.clone(), Vec::new(), true);
         (end, links)
     }
 
@@ -1351,6 +1361,12 @@ mod tests {
         opener.wire.send_data(vec![1; 200]).unwrap();
         assert_eq!(*opener_lanes.sent.lock().unwrap(), vec![(1, 100), (0, 200)]);
         assert!(opener.wire.data_rx.try_recv().is_err());
+        // A side that does not stripe what it sends (the desktop) keeps to the data channel.
+        opener.wire.stripe_sending = false;
+        opener.wire.send_data(vec![1; 100]).unwrap();
+        assert!(opener.wire.data_rx.try_recv().is_ok());
+        assert_eq!(opener_lanes.sent.lock().unwrap().len(), 2);
+        opener.wire.stripe_sending = true;
         // What arrives on the lanes is file data.
         other_lanes
             .reports

@@ -72,6 +72,10 @@ fn transfer_window() -> WindowConfig {
     }
 }
 
+/// A browser stripes what it sends over the lanes: Chromium's SCTP halves its window on every
+/// loss, so on a lossy path one connection is the ceiling (`docs/bench/wan.md`).
+const STRIPE_SENDING: bool = true;
+
 /// The browser runs transfers between frames too: a frame can take 50 ms under software
 /// rendering, and a hidden tab draws none.
 const PUMP_BETWEEN_FRAMES: bool = true;
@@ -625,6 +629,7 @@ pub fn capabilities() -> Capabilities {
         frame_chunks: FRAME_CHUNKS,
         transfer_window: transfer_window(),
         pump_between_frames: PUMP_BETWEEN_FRAMES,
+        stripe_sending: STRIPE_SENDING,
         calls: true,
         video: true,
         file_actions: FILE_ACTIONS,
