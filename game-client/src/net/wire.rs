@@ -333,12 +333,13 @@ impl WireState {
             return None;
         }
         let (links, _) = self.lane_links.as_ref()?;
-        let open: Vec<_> = self.lanes.as_ref()?.open().collect();
-        let start = open.iter().position(|&l| l > self.last_lane).unwrap_or(0);
-        let lane = open[start..]
-            .iter()
-            .chain(&open[..start])
-            .copied()
+        let lanes = self.lanes.as_ref()?;
+        let last = self.last_lane;
+        // The lanes after the last one used, then the rest: no allocation per frame.
+        let lane = lanes
+            .open()
+            .filter(|&l| l > last)
+            .chain(lanes.open().filter(|&l| l <= last))
             .min_by_key(|&lane| links.queued(lane))?;
         self.last_lane = lane;
         Some(lane)

@@ -173,6 +173,11 @@ impl Engine {
     /// connections: chunks of every incoming transfer may arrive out of order (see
     /// [`Receiver::allow_striping`]).
     pub fn allow_striping(&mut self) {
+        // Called each turn while lanes are agreed; transfers that start later take it in
+        // `receive`.
+        if self.striped {
+            return;
+        }
         self.striped = true;
         for incoming in self.incoming.values_mut() {
             incoming.machine.allow_striping();
