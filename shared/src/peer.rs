@@ -228,6 +228,12 @@ pub enum Control {
     Frames {
         /// Chunks per frame.
         chunks: u8,
+        /// Whether this side stripes the files it sends over extra connections (see
+        /// [`crate::lane`]). The peer opens lanes for a file it receives, and reads its chunks
+        /// as striped (out of order, with a larger window), only when this is set: a window
+        /// sized for a repair on one of several connections, on the one connection, overfills
+        /// the path's queue and a stack that recovers a burst loss slowly stalls on it.
+        stripes: bool,
     },
     /// Call signaling for the media connection (see [`crate::call`]): it rides this channel so
     /// the signaling server never sees it.
@@ -491,6 +497,7 @@ mod tests {
             },
             Control::Frames {
                 chunks: MAX_FRAME_CHUNKS as u8,
+                stripes: true,
             },
             Control::Rename {
                 name: "Ada L.".into(),

@@ -42,6 +42,7 @@ impl HelloDriver {
         local_sdp: &str,
         remote_sdp: &str,
         frame_chunks: usize,
+        stripes: bool,
     ) -> Result<(Self, Vec<Control>), HandshakeError> {
         let nonce: [u8; NONCE_BYTES] = random();
         let (handshake, greet) = Handshake::start(
@@ -61,6 +62,7 @@ impl HelloDriver {
             // What this side's WebRTC stack takes; the wire reads the peer's.
             Control::Frames {
                 chunks: frame_chunks.min(usize::from(u8::MAX)) as u8,
+                stripes,
             },
             greet,
         ];

@@ -120,6 +120,8 @@ pub struct WireState {
     held_bytes: usize,
     /// Most chunks the peer takes per data frame (its `Frames` message).
     peer_frame_chunks: usize,
+    /// Whether the peer stripes what it sends over lanes (its `Frames` message).
+    peer_stripes: bool,
     /// The identity the peer proved on this connection (its key's UUID).
     peer_identity: Option<uuid::Uuid>,
     /// Most chunks per data frame this side's WebRTC stack takes ([`Capabilities`]).
@@ -161,10 +163,10 @@ pub struct WireState {
 /// What the lanes did that the transfers must act on.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct LaneNews {
-    /// A lane was negotiated on this connection: the peer may stripe, so chunks may arrive out
+    /// A lane was negotiated on this connection and the peer stripes: chunks may arrive out
     /// of order from now on.
     pub striping: bool,
-    /// An open lane closed with what it carried.
+    /// An open lane closed with what this side striped over it.
     pub lost: bool,
 }
 
@@ -195,6 +197,7 @@ impl WireState {
             held: Default::default(),
             held_bytes: 0,
             peer_frame_chunks: CHUNKS_PER_FRAME,
+            peer_stripes: false,
             peer_identity: None,
             local_frame_chunks,
             credentials,
@@ -229,8 +232,12 @@ impl WireState {
     }
 
     /// One turn of the lanes at the wire's clock: what the connections reported, then the
-    /// machine's tick (`wanted`: a transfer worth striping runs), and its effects carried out.
-    pub fn drive_lanes(&mut self, wanted: bool) {
+    /// machine's tick, and its effects carried out. `sending` / `receiving`: a transfer worth
+    /// striping runs that way. Lanes are wanted only for a direction that is striped (this
+    /// side's [`Capabilities::stripe_sending`], the peer's `Frames`): idle lanes cost
+    /// connections and nothing else.
+    pub fn drive_lanes(&mut self, sending: bool, receiving: bool) {
+        let wanted = (sending && self.stripe_sending) || (receiving && self.peer_stripes);
         let Some((links, _)) = self.lane_links.clone() else {
             return;
         };
@@ -297,7 +304,7 @@ impl WireState {
                     let _ = self.send_control(&Control::Lane(signal));
                 }
                 LaneEffect::Op(op) => {
-                    if matches!(op, LaneOp::Create { .. }) {
+                    if matches!(op, LaneOp::Create { .. }) && self.peer_stripes {
                         self.lane_news.striping = true;
                     }
                     if let Some((links, ice)) = &self.lane_links {
@@ -306,7 +313,7 @@ impl WireState {
                 }
                 LaneEffect::Lost(lane) => {
                     debug!("lane {lane} lost");
-                    self.lane_news.lost = true;
+                    self.lane_news.lost |= self.stripe_sending;
                 }
             }
         }
@@ -626,6 +633,7 @@ impl WireState {
         self.end_lanes();
         self.peer = peer;
         self.peer_frame_chunks = CHUNKS_PER_FRAME;
+        self.peer_stripes = false;
         self.early_bytes = 0;
         self.hello = HelloGate::Awaiting;
         self.peer_identity = None;
@@ -645,7 +653,13 @@ impl WireState {
             let (local, remote) = descriptions
                 .map(|d| (d.local.as_str(), d.remote.as_str()))
                 .unwrap_or_default();
-            match HelloDriver::start(credentials, local, remote, self.local_frame_chunks) {
+            match HelloDriver::start(
+                credentials,
+                local,
+                remote,
+                self.local_frame_chunks,
+                self.stripe_sending && self.lane_links.is_some(),
+            ) {
                 Ok((driver, first)) => {
                     self.driver = Some(driver);
                     for message in first {
@@ -782,9 +796,10 @@ impl WireState {
     /// Delivers a processed control message to whoever takes it.
     fn route(&mut self, message: Result<Control, String>) {
         match message {
-            Ok(Control::Frames { chunks }) => {
+            Ok(Control::Frames { chunks, stripes }) => {
                 self.peer_frame_chunks =
                     usize::from(chunks).clamp(CHUNKS_PER_FRAME, MAX_FRAME_CHUNKS);
+                self.peer_stripes = stripes;
             }
             // Answered here, at once, rather than after the next drawn frame: the round trip
             // the person sees is the network's.
@@ -1256,10 +1271,96 @@ mod tests {
         }
     }
 
-    fn with_lanes(mut end: End) -> (End, std::sync::Arc<FakeLanes>) {
+    fn with_lanes(end: End) -> (End, std::sync::Arc<FakeLanes>) {
+        with_lanes_striping(end, true)
+    }
+
+    fn with_lanes_striping(mut end: End, stripes: bool) -> (End, std::sync::Arc<FakeLanes>) {
         let links = std::sync::Arc::new(FakeLanes::default());
-        end.wire.set_lane_links(links.clone(), Vec::new(), true);
+        end.wire.set_lane_links(links.clone(), Vec::new(), stripes);
         (end, links)
+    }
+
+    /// Whether the first end's identity sorts higher, so that it opens the lanes.
+    fn first_opens(a: u8, b: u8) -> bool {
+        let key = |seed| {
+            duet_shared::trust::DeviceKey::from_seed([seed; 32])
+                .public()
+                .uuid()
+        };
+        key(a) > key(b)
+    }
+
+    #[test]
+    fn lanes_open_only_for_a_direction_that_is_striped() {
+        // Two sides that do not stripe (two desktops): no lanes, whoever sends.
+        let (ada, ada_lanes) = with_lanes_striping(end(1, "Ada"), false);
+        let (bob, bob_lanes) = with_lanes_striping(end(2, "Bob"), false);
+        let (mut ada, mut bob) = meet_ends(ada, bob, [("AA", "BB"), ("BB", "AA")]);
+        for _ in 0..3 {
+            ada.wire.drive_lanes(true, true);
+            bob.wire.drive_lanes(true, true);
+        }
+        assert!(ada_lanes.ops.lock().unwrap().is_empty());
+        assert!(bob_lanes.ops.lock().unwrap().is_empty());
+        // A browser (stripes) and a desktop (does not), each side as the opener in turn.
+        for browser_opens in [true, false] {
+            let (seed_browser, seed_desktop) = if first_opens(1, 2) == browser_opens {
+                (1, 2)
+            } else {
+                (2, 1)
+            };
+            let (browser, browser_lanes) = with_lanes_striping(end(seed_browser, "Ada"), true);
+            let (desktop, desktop_lanes) = with_lanes_striping(end(seed_desktop, "Bob"), false);
+            let (mut browser, mut desktop) =
+                meet_ends(browser, desktop, [("AA", "BB"), ("BB", "AA")]);
+            let (opener_lanes, opener) = if browser_opens {
+                (&browser_lanes, &mut browser)
+            } else {
+                (&desktop_lanes, &mut desktop)
+            };
+            // The desktop sends: its file stays on the data channel, so no lane for it, and
+            // the browser reads it as the one ordered channel it is.
+            opener.wire.drive_lanes(!browser_opens, browser_opens);
+            assert!(
+                opener_lanes.ops.lock().unwrap().is_empty(),
+                "browser opens: {browser_opens}"
+            );
+            // The browser sends: lanes, and only the desktop reads chunks as striped.
+            opener.wire.drive_lanes(browser_opens, !browser_opens);
+            assert_eq!(
+                opener_lanes.ops.lock().unwrap().len(),
+                usize::from(duet_shared::lane::MAX_LANES)
+            );
+            opener_lanes
+                .reports
+                .lock()
+                .unwrap()
+                .push(LaneReport::LocalDescription {
+                    lane: 0,
+                    sdp: "offer".into(),
+                });
+            opener.wire.drive_lanes(browser_opens, !browser_opens);
+            if browser_opens {
+                carry(&mut browser, &mut desktop);
+            } else {
+                carry(&mut desktop, &mut browser);
+            }
+            assert!(desktop.wire.take_lane_news().striping);
+            assert!(!browser.wire.take_lane_news().striping);
+            // A lost lane sends again only what was striped: the browser's.
+            for (end, lanes) in [
+                (&mut browser, &browser_lanes),
+                (&mut desktop, &desktop_lanes),
+            ] {
+                lanes.reports.lock().unwrap().push(LaneReport::Opened(0));
+                end.wire.drive_lanes(false, false);
+                lanes.reports.lock().unwrap().push(LaneReport::Failed(0));
+                end.wire.drive_lanes(false, false);
+            }
+            assert!(browser.wire.take_lane_news().lost);
+            assert!(!desktop.wire.take_lane_news().lost);
+        }
     }
 
     #[test]
@@ -1283,14 +1384,14 @@ mod tests {
             (bob, ada, bob_lanes, ada_lanes)
         };
         // Nothing large runs: no lane.
-        opener.wire.drive_lanes(false);
+        opener.wire.drive_lanes(false, false);
         assert!(opener_lanes.ops.lock().unwrap().is_empty());
-        other.wire.drive_lanes(true);
+        other.wire.drive_lanes(true, false);
         assert!(
             other_lanes.ops.lock().unwrap().is_empty(),
             "only one side opens"
         );
-        opener.wire.drive_lanes(true);
+        opener.wire.drive_lanes(true, false);
         let created = std::mem::take(&mut *opener_lanes.ops.lock().unwrap());
         assert_eq!(created.len(), usize::from(MAX_LANES));
         assert!(opener.wire.take_lane_news().striping);
@@ -1303,7 +1404,7 @@ mod tests {
                 lane: 0,
                 sdp: "offer".into(),
             });
-        opener.wire.drive_lanes(true);
+        opener.wire.drive_lanes(true, false);
         assert_eq!(carry(&mut opener, &mut other), 1);
         assert!(
             other.wire.take_lane_news().striping,
@@ -1331,7 +1432,7 @@ mod tests {
                 lane: 0,
                 sdp: "answer".into(),
             });
-        other.wire.drive_lanes(true);
+        other.wire.drive_lanes(true, false);
         assert_eq!(carry(&mut other, &mut opener), 1);
         assert!(
             opener_lanes
@@ -1355,7 +1456,7 @@ mod tests {
                 .unwrap()
                 .push(LaneReport::Opened(lane));
         }
-        opener.wire.drive_lanes(true);
+        opener.wire.drive_lanes(true, false);
         opener_lanes.queued.lock().unwrap()[0] = 1_000;
         opener.wire.send_data(vec![1; 100]).unwrap();
         opener_lanes.queued.lock().unwrap()[1] = 2_000;
@@ -1374,7 +1475,7 @@ mod tests {
             .lock()
             .unwrap()
             .push(LaneReport::Opened(0));
-        other.wire.drive_lanes(true);
+        other.wire.drive_lanes(true, false);
         other_lanes.frames.lock().unwrap().push(vec![7; 300].into());
         assert_eq!(other.wire.take_transfer_arrivals().1.len(), 1);
         // A lane that fails is closed on both sides, and the frames on it count as lost.
@@ -1383,7 +1484,7 @@ mod tests {
             .lock()
             .unwrap()
             .push(LaneReport::Failed(1));
-        opener.wire.drive_lanes(true);
+        opener.wire.drive_lanes(true, false);
         assert!(opener.wire.take_lane_news().lost);
         assert!(!opener.wire.take_lane_news().lost, "said once");
         assert!(
@@ -1398,7 +1499,7 @@ mod tests {
             .lock()
             .unwrap()
             .push(LaneReport::Failed(0));
-        opener.wire.drive_lanes(true);
+        opener.wire.drive_lanes(true, false);
         assert_eq!(carry(&mut opener, &mut other), 2, "two closes");
         assert!(other.wire.take_lane_news().lost, "lane 0 was open there");
         // No lane open: the data channel again.
@@ -1410,7 +1511,7 @@ mod tests {
         other.wire.set_peer(None, None);
         assert!(other_lanes.frames.lock().unwrap().is_empty());
         assert!(!other.wire.take_lane_news().striping);
-        other.wire.drive_lanes(true);
+        other.wire.drive_lanes(true, false);
         assert!(
             !other_lanes
                 .ops
