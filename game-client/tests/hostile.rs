@@ -684,3 +684,177 @@ async fn a_receiver_granting_the_whole_file_gets_only_the_senders_bound() {
     let more = chunks_arriving(&mut evil, offer.transfer, Duration::from_secs(3)).await;
     assert_eq!(more, 100);
 }
+
+/// A data-channel offer as a browser makes one: what a lane's answerer needs to answer it.
+/// Nobody will ever connect to it (no candidates): the victim's lane waits out its 15 s.
+fn lane_offer_sdp(nonce: u32) -> String {
+    format!(
+        "v=0\r\no=- {nonce} 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0\r\n\
+         a=msid-semantic: WMS\r\nm=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\n\
+         c=IN IP4 0.0.0.0\r\na=ice-ufrag:mal{nonce:04}\r\n\
+         a=ice-pwd:mallorymallorymallorymallory\r\na=ice-options:trickle\r\n\
+         a=fingerprint:sha-256 \
+         9B:2E:6F:39:1A:B7:56:0C:42:D1:18:27:11:62:8C:40:9E:0C:39:E6:E4:D3:E4:3A:55:2F:4E:6A:AB:F0:6E:21\r\n\
+         a=setup:actpass\r\na=mid:0\r\na=sctp-port:5000\r\na=max-message-size:262144\r\n"
+    )
+}
+
+/// A peer that may open lanes (its key sorts higher) floods offers, closes and candidates over
+/// the proved connection: the victim creates connections for 8 offers back to back and then
+/// one per 10 s, answers each offer it took and refuses the rest lane by lane, closes a lane
+/// that gets more than 50 candidates, lets every unconnected lane go after 15 s, and keeps
+/// chatting throughout.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lane_flood_gets_eight_connections_and_they_all_go() {
+    use duet_shared::lane::{
+        LANE_CONNECT_MS, LANE_OPEN_BURST, LANE_REFILL_MS, LaneSignal, MAX_LANES,
+    };
+    assert_loopback_only();
+    let wrangler = Wrangler::shared();
+    let room = wrangler.api().create_room().await.unwrap().room;
+    let link = format!("{}/r/{room}", wrangler.base);
+    let dir = temp_dir("lane-flood").unwrap();
+    let mut client = Client::start(&link, &dir);
+    let victim = client.expect("ready", on!(Event::Ready { identity, .. } => *identity));
+    // A key whose UUID sorts above the victim's: the side that may offer lanes.
+    let key = std::iter::repeat_with(duet_tests::random_device)
+        .find(|key| key.public().uuid() > victim)
+        .unwrap();
+    let mut evil = Evil::join(&wrangler.signal_url(&room, Uuid::new_v4())).await;
+    evil.introduce_as("Mallory", &key).await;
+    client.expect(
+        "hello",
+        on!(Event::PeerHello { name, .. } if *name == "Mallory"),
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let pid = client.0.pid();
+    let (rss_before, files_before) = (rss(pid) / 1024, open_files(pid));
+    let lane_replies = |evil: &mut Evil| -> Vec<LaneSignal> {
+        evil.socket
+            .channel_mut(CONTROL_CHANNEL)
+            .receive()
+            .into_iter()
+            .filter_map(|(_, packet)| match Control::decode(&packet) {
+                Ok(Control::Lane(signal)) => Some(signal),
+                _ => None,
+            })
+            .collect()
+    };
+    // 40 offers, 250 ms apart, each closed by Mallory before the next to make room. A refused
+    // offer gets no reply (a reply per offer would be a queue the flood fills, as pongs were).
+    let count_answers = |evil: &mut Evil| {
+        lane_replies(evil)
+            .iter()
+            .filter(|s| matches!(s, LaneSignal::Answer { .. }))
+            .count() as u32
+    };
+    let started = Instant::now();
+    let (mut answered, mut files_peak) = (0u32, files_before);
+    for n in 0..40u32 {
+        let lane = (n % u32::from(MAX_LANES)) as u8;
+        evil.control(&Control::Lane(LaneSignal::Offer {
+            lane,
+            sdp: lane_offer_sdp(n),
+        }));
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        answered += count_answers(&mut evil);
+        files_peak = files_peak.max(open_files(pid));
+        evil.control(&Control::Lane(LaneSignal::Close { lane }));
+    }
+    let flood_ms = started.elapsed().as_millis() as u64;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    answered += count_answers(&mut evil);
+    eprintln!(
+        "lane flood: 40 offers in {flood_ms} ms, {answered} answered; open files \
+         {files_before} -> {files_peak} at most"
+    );
+    let allowed = LANE_OPEN_BURST + (flood_ms / LANE_REFILL_MS) as u32;
+    assert!(
+        answered >= LANE_OPEN_BURST && answered <= allowed,
+        "{answered} offers answered, {allowed} allowed"
+    );
+    // At most four lanes live at once, each a connection of a few sockets.
+    assert!(
+        files_peak <= files_before + 2 * usize::from(MAX_LANES),
+        "open files {files_before} -> {files_peak} during the flood"
+    );
+    // A lane that is open gets 50 candidates and no more: the 51st closes it.
+    tokio::time::sleep(Duration::from_millis(LANE_REFILL_MS)).await;
+    evil.control(&Control::Lane(LaneSignal::Offer {
+        lane: 0,
+        sdp: lane_offer_sdp(99),
+    }));
+    for n in 0..200u16 {
+        evil.control(&Control::Lane(LaneSignal::Candidate {
+            lane: 0,
+            candidate: format!(
+                "candidate:{n} 1 udp 2122260223 127.0.0.1 {} typ host",
+                40_000 + n
+            ),
+            mid: Some("0".into()),
+            mline: Some(0),
+        }));
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut closed = false;
+    while !closed {
+        assert!(
+            Instant::now() < deadline,
+            "200 candidates did not close the lane"
+        );
+        closed = lane_replies(&mut evil)
+            .iter()
+            .any(|s| matches!(s, LaneSignal::Close { lane: 0 }));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    still_chats(&mut client, &mut evil).await;
+    // A lane Mallory offers and then leaves unconnected is closed by the victim at its
+    // deadline. Mallory keeps sending something meanwhile: a silent peer is given up.
+    let keep_alive = async |evil: &mut Evil, for_: Duration| {
+        let until = Instant::now() + for_;
+        let mut closes = Vec::new();
+        while Instant::now() < until {
+            evil.control(&Control::Ping { id: 0 });
+            for signal in lane_replies(evil) {
+                if let LaneSignal::Close { lane } = signal {
+                    closes.push((lane, Instant::now()));
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        closes
+    };
+    keep_alive(&mut evil, Duration::from_millis(LANE_REFILL_MS)).await;
+    let offered = Instant::now();
+    evil.control(&Control::Lane(LaneSignal::Offer {
+        lane: 1,
+        sdp: lane_offer_sdp(100),
+    }));
+    let closes = keep_alive(&mut evil, Duration::from_millis(LANE_CONNECT_MS + 3_000)).await;
+    let closed_after: Vec<u128> = closes
+        .iter()
+        .filter(|(lane, _)| *lane == 1)
+        .map(|(_, at)| at.duration_since(offered).as_millis())
+        .collect();
+    eprintln!("the unconnected lane closed after {closed_after:?} ms");
+    assert!(
+        closed_after.len() == 1
+            && closed_after[0] >= u128::from(LANE_CONNECT_MS) - 1_000
+            && closed_after[0] <= u128::from(LANE_CONNECT_MS) + 3_000,
+        "lane 1 closed after {closed_after:?} ms"
+    );
+    let (rss_after, files_after) = (rss(pid) / 1024, open_files(pid));
+    eprintln!(
+        "after the lanes' deadline: RSS {rss_before} -> {rss_after} KiB, open files \
+         {files_before} -> {files_after}"
+    );
+    assert!(
+        files_after <= files_before + 2,
+        "open files {files_before} -> {files_after}: lane connections left behind"
+    );
+    assert!(
+        rss_after.saturating_sub(rss_before) <= 32 * 1024,
+        "RSS {rss_before} -> {rss_after} KiB"
+    );
+    still_chats(&mut client, &mut evil).await;
+}

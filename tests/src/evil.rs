@@ -67,7 +67,12 @@ impl Evil {
     /// before that peer has proven a key over this connection. Mallory is hostile, not an
     /// impostor: what she sends after this is what the tests are about.
     pub async fn introduce(&mut self, name: &str) {
-        let key = crate::random_device();
+        self.introduce_as(name, &crate::random_device()).await;
+    }
+
+    /// [`Evil::introduce`] with a key of the attacker's choosing (its UUID decides, for
+    /// example, which side may open lanes).
+    pub async fn introduce_as(&mut self, name: &str, key: &duet_shared::trust::DeviceKey) {
         let descriptions = self
             .socket
             .session_descriptions(self.peer)
@@ -94,7 +99,7 @@ impl Evil {
             unreachable!("expect returned a greet");
         };
         let proof = handshake
-            .on_greet(commitment, &key, name)
+            .on_greet(commitment, key, name)
             .expect("the first greet");
         self.control(&proof);
     }
