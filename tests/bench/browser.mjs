@@ -14,8 +14,8 @@
 //
 // usage: node tests/bench/browser.mjs BASE_URL WORK_DIR [RUNS]
 import { createHash, randomBytes } from "node:crypto";
-import { openSync, writeSync, closeSync, readFileSync, rmSync } from "node:fs";
-import { gzipSync } from "node:zlib";
+import { openSync, writeSync, closeSync, existsSync, readFileSync, rmSync } from "node:fs";
+import { gunzipSync, gzipSync } from "node:zlib";
 import { Person, acceptOffer, pickFile, sleep } from "../e2e/duet.mjs";
 import { launchTagged as launchIn, watchMemory } from "./procs.mjs";
 import { receivedDigest, referencePage } from "./reference.mjs";
@@ -231,7 +231,9 @@ for (let run = 0; run < RUNS; run++) {
   }
 }
 const { duet, reference, ceiling } = runs;
-const wasm = readFileSync(`${root}web/pkg/duet-client_bg.wasm`);
+// The quicker build (`build-web`, a diagnostic run) leaves only the gzip.
+const wasmPath = `${root}web/pkg/duet-client_bg.wasm`;
+const wasm = existsSync(wasmPath) ? readFileSync(wasmPath) : gunzipSync(readFileSync(`${wasmPath}.gz`));
 const result = {
   duet: summary(duet),
   reference: summary(reference),

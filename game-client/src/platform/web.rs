@@ -347,8 +347,22 @@ impl ByteStream {
     }
 }
 
+impl Drop for ByteStream {
+    /// Lets the browser stop reading ahead for a stream nobody reads any more, now rather than
+    /// when the garbage collector finds it.
+    fn drop(&mut self) {
+        if let Some(reader) = &self.reader {
+            let _ = reader.cancel();
+        }
+    }
+}
+
 /// A block of the file: where it starts, its bytes, or why it could not be read.
 type Block = Result<(u64, Vec<u8>), String>;
+
+/// Most bytes one read behind the stream takes ([`FileReader::read_behind`]): a repeat is 15
+/// chunks (240 KiB).
+const BEHIND_BLOCK: u64 = 256 << 10;
 
 /// Reads pieces of a file being sent: a task on the event loop reads it block by block (1 MiB,
 /// see [`ByteStream`]) from where the sending starts, one block ahead of the one being sent.
@@ -356,6 +370,10 @@ struct FileReader {
     path: PathBuf,
     block: Option<(u64, Vec<u8>)>,
     blocks: Option<futures::channel::mpsc::Receiver<Block>>,
+    /// Bytes before `block`, read once for chunks sent again (see [`FileReader::read_behind`]).
+    behind: Option<(u64, Vec<u8>)>,
+    /// The read of `behind` in progress: where it starts and ends, and its result to come.
+    behind_read: Option<(u64, u64, futures::channel::oneshot::Receiver<Block>)>,
     /// Rung as each block is read, so the engine sends it now.
     wake: Wake,
 }
@@ -368,6 +386,8 @@ impl FileReader {
             path: path.to_path_buf(),
             block: None,
             blocks: None,
+            behind: None,
+            behind_read: None,
             wake,
         })
     }
@@ -402,9 +422,59 @@ impl FileReader {
         self.blocks = Some(rx);
     }
 
+    /// Bytes before the stream's current block: chunks sent again (a receiver's gap report,
+    /// a lost lane) are read by one slice read each, and the stream reading ahead goes on.
+    /// Restarting the stream for them, and again to go on after them, left a stream reading
+    /// ahead behind for each repeat.
+    fn read_behind(&mut self, offset: u64, buf: &mut [u8], block_start: u64) -> ReadPoll {
+        let end = offset + buf.len() as u64;
+        loop {
+            if let Some((start, data)) = &self.behind
+                && offset >= *start
+                && end <= start + data.len() as u64
+            {
+                let from = (offset - start) as usize;
+                buf.copy_from_slice(&data[from..from + buf.len()]);
+                return ReadPoll::Ready;
+            }
+            let Some((start, until, pending)) = self.behind_read.as_mut() else {
+                let until = (offset + BEHIND_BLOCK).min(block_start).max(end);
+                let (tx, rx) = futures::channel::oneshot::channel();
+                let (path, wake) = (self.path.clone(), self.wake.clone());
+                wasm_bindgen_futures::spawn_local(async move {
+                    let read = match file_for(&path) {
+                        Ok(file) => read_slice(&file, offset, until).await,
+                        Err(e) => Err(e.to_string()),
+                    };
+                    let _ = tx.send(read.map(|bytes| (offset, bytes)));
+                    wake.wake();
+                });
+                self.behind_read = Some((offset, until, rx));
+                return ReadPoll::Pending;
+            };
+            let wanted = *until - *start;
+            match pending.try_recv() {
+                Ok(None) => return ReadPoll::Pending,
+                Ok(Some(Ok((start, data)))) if data.len() as u64 == wanted => {
+                    self.behind_read = None;
+                    self.behind = Some((start, data));
+                }
+                Ok(Some(Ok(_))) | Err(_) => {
+                    return ReadPoll::Failed("the file ended before its offered size".into());
+                }
+                Ok(Some(Err(e))) => return ReadPoll::Failed(e),
+            }
+        }
+    }
+
     /// Fills `buf` with the bytes at `offset`, or says to ask again when they are read.
     fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> ReadPoll {
         let end = offset + buf.len() as u64;
+        if let Some(block_start) = self.block.as_ref().map(|(start, _)| *start)
+            && offset < block_start
+        {
+            return self.read_behind(offset, buf, block_start);
+        }
         loop {
             if let Some((start, data)) = &self.block
                 && offset >= *start
