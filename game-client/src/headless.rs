@@ -558,6 +558,7 @@ fn transfer_event(event: &TransferEvent) -> Event {
             size: *size,
         },
         TransferEvent::Accepted { id } => Event::TransferAccepted { id: id.to_string() },
+        TransferEvent::Lanes { open } => Event::Lanes { open: *open },
     }
 }
 

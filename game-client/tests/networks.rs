@@ -164,6 +164,19 @@ fn chat_and_a_file(a: &mut Client, b: &mut Client, work: &Path, file_within: Dur
         on!(Event::TransferCompleted { dir: Dir::In, location, .. } => location.clone()),
     );
     assert_eq!(sha256_of(Path::new(&saved)), digest);
+    // Two desktops send on their one connection: no lanes (`Frames.stripes`).
+    for client in [a, b] {
+        assert_eq!(client.0.most_lanes, 0, "{} opened lanes", client.0.label);
+    }
+}
+
+/// Both browsers had lanes open: the 20 MiB file was striped (over the relay too, when the
+/// pair is relayed: lanes use the room's ICE servers).
+fn assert_striped(result: &serde_json::Value) {
+    for name in ["Ada", "Bob"] {
+        let lanes = result["lanes"][name].as_u64().unwrap_or_default();
+        assert!(lanes >= 1, "{name} had no lanes open: {result}");
+    }
 }
 
 #[test]
@@ -774,6 +787,7 @@ fn two_browsers_behind_cone_nats_connect_directly_chat_and_move_a_file() {
     };
     assert_paths(&result, false);
     assert_eq!(result["received_sha256"], result["sent_sha256"], "{result}");
+    assert_striped(&result);
     for name in ["Ada", "Bob"] {
         let rtt = result["rtt_ms"][name].as_u64().unwrap_or_default();
         assert!((38..=300).contains(&rtt), "{name}: {result}");
@@ -787,6 +801,7 @@ fn two_browsers_behind_symmetric_nats_meet_through_the_relay() {
     };
     assert_paths(&result, true);
     assert_eq!(result["received_sha256"], result["sent_sha256"], "{result}");
+    assert_striped(&result);
 }
 
 #[test]
@@ -886,6 +901,8 @@ fn browser_meets_native(
         on!(Event::TransferCompleted { dir: Dir::In, location, .. } => location.clone()),
     );
     assert_eq!(duet_tests::hex(&sha256_of(Path::new(&saved))), sent);
+    // The browser stripes what it sends; the desktop takes it over the lanes.
+    assert!(native.0.most_lanes >= 1, "no lanes for the browser's file");
     (script, native, path)
 }
 

@@ -265,6 +265,12 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         silent_s: Option<u32>,
     },
+    /// How many extra connections (lanes) striped file transfers run over now, when that
+    /// changes: a browser that sends a large file opens them; two desktops never do.
+    Lanes {
+        /// Lanes open.
+        open: u8,
+    },
     /// The peer's connection was negotiated (its session descriptions are known).
     Negotiated {
         /// This side's DTLS fingerprint.

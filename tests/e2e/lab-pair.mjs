@@ -70,6 +70,7 @@ async function meet() {
   result.transfer_s = (Date.now() - started) / 1000;
   // Where the connection ran in the end: ICE may start on a relay pair that succeeded first
   // and move to a direct one once its checks succeed (each change is a `path` event).
+  result.lanes = mostLanes(ada, bob);
   result.first_path = result.path;
   result.path = {};
   for (const someone of [ada, bob]) {
@@ -121,6 +122,12 @@ async function outage() {
   result.completed_after_cut_s = (Date.now() - cut) / 1000;
   result.transfer_s = (Date.now() - started) / 1000;
   result.started = bob.events.filter((e) => e.event === "transfer_started" && e.dir === "in").map((e) => e.resumed_from);
+  result.lanes = mostLanes(ada, bob);
+}
+
+/** The most lanes (extra connections a striped transfer runs over) each side had open. */
+function mostLanes(...people) {
+  return Object.fromEntries(people.map((p) => [p.name, Math.max(0, ...p.events.filter((e) => e.event === "lanes").map((e) => e.open))]));
 }
 
 async function ready() {

@@ -874,6 +874,9 @@ pub struct HeadlessClient {
     events: std::sync::mpsc::Receiver<(Instant, std::result::Result<Event, String>)>,
     /// Label used in diagnostics.
     pub label: String,
+    /// The most lanes the client reported open at once ([`Event::Lanes`]), among the events
+    /// seen so far.
+    pub most_lanes: u8,
 }
 
 impl HeadlessClient {
@@ -975,6 +978,7 @@ impl HeadlessClient {
             stdin,
             events,
             label: name.to_owned(),
+            most_lanes: 0,
         })
     }
 
@@ -1019,10 +1023,13 @@ impl HeadlessClient {
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.events.recv_timeout(left) {
-                Ok((arrived, Ok(event))) => match pick(&event) {
-                    Some(picked) => return Ok((picked, arrived)),
-                    None => eprintln!("[{}] {}", self.label, event.to_line()),
-                },
+                Ok((arrived, Ok(event))) => {
+                    self.note(&event);
+                    match pick(&event) {
+                        Some(picked) => return Ok((picked, arrived)),
+                        None => eprintln!("[{}] {}", self.label, event.to_line()),
+                    }
+                }
                 Ok((_, Err(line))) => {
                     bail!(
                         "[{}] reported an event the protocol does not know: {line}",
@@ -1039,16 +1046,27 @@ impl HeadlessClient {
         }
     }
 
+    /// Notes what the harness keeps track of across waits.
+    fn note(&mut self, event: &Event) {
+        if let Event::Lanes { open } = event {
+            self.most_lanes = self.most_lanes.max(*open);
+        }
+    }
+
     /// The events that arrived but were not waited for, without waiting (and without lines the
     /// protocol does not know, which are printed).
     pub fn pending(&mut self) -> Vec<Event> {
-        std::iter::from_fn(|| self.events.try_recv().ok())
+        let events: Vec<Event> = std::iter::from_fn(|| self.events.try_recv().ok())
             .filter_map(|(_, event)| {
                 event
                     .map_err(|line| eprintln!("[{}] unknown event: {line}", self.label))
                     .ok()
             })
-            .collect()
+            .collect();
+        for event in &events {
+            self.note(event);
+        }
+        events
     }
 
     /// Drops the events that arrived but were not waited for (so the next [`wait`](Self::wait)

@@ -156,6 +156,8 @@ pub struct WireState {
     lane_news: LaneNews,
     /// The lane the last frame went on.
     last_lane: duet_shared::lane::LaneId,
+    /// How many lanes were open when the transfers were last told ([`LaneNews::open`]).
+    lanes_reported_open: u8,
     /// Whether this side's frames go over open lanes ([`WireState::set_lane_links`]).
     stripe_sending: bool,
 }
@@ -168,6 +170,8 @@ pub struct LaneNews {
     pub striping: bool,
     /// An open lane closed with what this side striped over it.
     pub lost: bool,
+    /// How many lanes are open, when that changed.
+    pub open: Option<u8>,
 }
 
 /// How many peers [`WireState`] remembers the app has seen connect: more than the connections
@@ -214,6 +218,7 @@ impl WireState {
             lanes: None,
             lane_news: LaneNews::default(),
             last_lane: 0,
+            lanes_reported_open: 0,
             stripe_sending: false,
         }
     }
@@ -288,8 +293,17 @@ impl WireState {
 
     /// What the lanes did since the last call (striping stays on for the connection).
     pub fn take_lane_news(&mut self) -> LaneNews {
+        let open = self
+            .lanes
+            .as_ref()
+            .map_or(0, |lanes| lanes.open().count() as u8);
+        if open != self.lanes_reported_open {
+            self.lanes_reported_open = open;
+            self.lane_news.open = Some(open);
+        }
         let news = self.lane_news;
         self.lane_news.lost = false;
+        self.lane_news.open = None;
         news
     }
 
@@ -1457,6 +1471,8 @@ mod tests {
                 .push(LaneReport::Opened(lane));
         }
         opener.wire.drive_lanes(true, false);
+        assert_eq!(opener.wire.take_lane_news().open, Some(2), "two lanes open");
+        assert_eq!(opener.wire.take_lane_news().open, None, "said once");
         opener_lanes.queued.lock().unwrap()[0] = 1_000;
         opener.wire.send_data(vec![1; 100]).unwrap();
         opener_lanes.queued.lock().unwrap()[1] = 2_000;

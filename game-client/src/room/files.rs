@@ -271,6 +271,8 @@ impl TransferList {
                 row.state = RowState::Failed(why.clone());
                 row
             }
+            // About the connection, not one row.
+            TransferEvent::Lanes { .. } => return None,
         };
         Some(row)
     }

@@ -268,6 +268,11 @@ impl Engine {
         self.incoming.values().any(|t| !t.opened)
     }
 
+    /// The lanes open now changed: told as an event, beside the transfers'.
+    pub fn lanes_open(&mut self, open: u8) {
+        self.events.push(TransferEvent::Lanes { open });
+    }
+
     /// What happened since the last call, oldest first.
     pub fn take_events(&mut self) -> Vec<TransferEvent> {
         std::mem::take(&mut self.events)

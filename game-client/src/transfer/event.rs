@@ -81,4 +81,9 @@ pub enum TransferEvent {
         /// Why.
         why: TransferEnd,
     },
+    /// How many extra connections (lanes) striped transfers run over now, when that changes.
+    Lanes {
+        /// Lanes open.
+        open: u8,
+    },
 }

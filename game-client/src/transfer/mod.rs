@@ -144,6 +144,9 @@ fn pump_on(engine: &mut Engine, mut wire: Option<&mut WireState>, runtime: Optio
         if news.lost {
             engine.lane_lost();
         }
+        if let Some(open) = news.open {
+            engine.lanes_open(open);
+        }
     }
     let mut link = wire.map(|wire| WireLink { wire, runtime });
     engine.pump(
