@@ -44,9 +44,9 @@ pub struct Capabilities {
     pub transfer_window: WindowConfig,
     /// Whether transfers also run between frames (see `transfer::pump_between_frames`).
     pub pump_between_frames: bool,
-    /// Whether this side stripes what it sends over the lanes once they are open
-    /// (`duet_shared::lane`); it takes striped transfers either way.
-    pub stripe_sending: bool,
+    /// Whether this side's WebRTC stack moves files faster striped over several connections
+    /// (`duet_shared::lane`): a pair stripes its transfers, both ways, when either side asks.
+    pub wants_striping: bool,
     /// Whether this app can take part in calls at all.
     pub calls: bool,
     /// Whether calls can carry the camera.
@@ -63,7 +63,7 @@ impl Default for Capabilities {
             frame_chunks: duet_shared::peer::CHUNKS_PER_FRAME,
             transfer_window: WindowConfig::default(),
             pump_between_frames: false,
-            stripe_sending: true,
+            wants_striping: true,
             calls: true,
             video: false,
             file_actions: &[],

@@ -228,11 +228,12 @@ pub enum Control {
     Frames {
         /// Chunks per frame.
         chunks: u8,
-        /// Whether this side stripes the files it sends over extra connections (see
-        /// [`crate::lane`]). The peer opens lanes for a file it receives, and reads its chunks
-        /// as striped (out of order, with a larger window), only when this is set: a window
-        /// sized for a repair on one of several connections, on the one connection, overfills
-        /// the path's queue and a stack that recovers a burst loss slowly stalls on it.
+        /// Whether this side asks for files to be striped over extra connections (see
+        /// [`crate::lane`]). The pair stripes, both ways, when either side asks, and both sides
+        /// then agree: lanes, chunks out of order, and the receiver's larger window. Agreement
+        /// matters: a window sized for a repair on one of several connections, on the one
+        /// connection, overfills the path's queue, and a stack that recovers a burst loss
+        /// slowly stalls on it.
         stripes: bool,
     },
     /// Call signaling for the media connection (see [`crate::call`]): it rides this channel so

@@ -303,7 +303,7 @@ fn open_socket(
     wire.set_lane_links(
         host.lanes.clone(),
         ice.servers.clone(),
-        capabilities.stripe_sending,
+        capabilities.wants_striping,
     );
     let wire = Wire::new(wire);
     let (tx, rx) = std::sync::mpsc::channel::<SignalingEnd>();

@@ -120,7 +120,7 @@ pub struct WireState {
     held_bytes: usize,
     /// Most chunks the peer takes per data frame (its `Frames` message).
     peer_frame_chunks: usize,
-    /// Whether the peer stripes what it sends over lanes (its `Frames` message).
+    /// Whether the peer asks for striping (its `Frames` message).
     peer_stripes: bool,
     /// The identity the peer proved on this connection (its key's UUID).
     peer_identity: Option<uuid::Uuid>,
@@ -158,17 +158,17 @@ pub struct WireState {
     last_lane: duet_shared::lane::LaneId,
     /// How many lanes were open when the transfers were last told ([`LaneNews::open`]).
     lanes_reported_open: u8,
-    /// Whether this side's frames go over open lanes ([`WireState::set_lane_links`]).
-    stripe_sending: bool,
+    /// Whether this side asks for striping ([`WireState::set_lane_links`]).
+    wants_striping: bool,
 }
 
 /// What the lanes did that the transfers must act on.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct LaneNews {
-    /// A lane was negotiated on this connection and the peer stripes: chunks may arrive out
-    /// of order from now on.
+    /// A lane was negotiated on this (striped) connection: chunks may arrive out of order from
+    /// now on.
     pub striping: bool,
-    /// An open lane closed with what this side striped over it.
+    /// An open lane closed with what it carried.
     pub lost: bool,
     /// How many lanes are open, when that changed.
     pub open: Option<u8>,
@@ -219,30 +219,33 @@ impl WireState {
             lane_news: LaneNews::default(),
             last_lane: 0,
             lanes_reported_open: 0,
-            stripe_sending: false,
+            wants_striping: false,
         }
     }
 
     /// Gives the wire the platform's lane connections, and the ICE servers they use.
-    /// `stripe_sending`: this side's frames go over open lanes (else they stay on the data
-    /// channel, and the lanes carry only what the peer stripes).
+    /// `wants_striping`: this side asks for striping ([`WireState::striped_pair`]).
     pub(crate) fn set_lane_links(
         &mut self,
         links: std::sync::Arc<dyn LaneLinks>,
         ice_servers: Vec<IceServer>,
-        stripe_sending: bool,
+        wants_striping: bool,
     ) {
         self.lane_links = Some((links, ice_servers));
-        self.stripe_sending = stripe_sending;
+        self.wants_striping = wants_striping;
+    }
+
+    /// Whether this connection's transfers are striped over lanes, both ways: either side
+    /// asked ([`Capabilities::wants_striping`], the peer's `Frames`). Two desktops never are.
+    pub fn striped_pair(&self) -> bool {
+        self.wants_striping || self.peer_stripes
     }
 
     /// One turn of the lanes at the wire's clock: what the connections reported, then the
     /// machine's tick, and its effects carried out. `sending` / `receiving`: a transfer worth
-    /// striping runs that way. Lanes are wanted only for a direction that is striped (this
-    /// side's [`Capabilities::stripe_sending`], the peer's `Frames`): idle lanes cost
-    /// connections and nothing else.
+    /// striping runs that way. Lanes are wanted only on a [striped pair](Self::striped_pair).
     pub fn drive_lanes(&mut self, sending: bool, receiving: bool) {
-        let wanted = (sending && self.stripe_sending) || (receiving && self.peer_stripes);
+        let wanted = (sending || receiving) && self.striped_pair();
         let Some((links, _)) = self.lane_links.clone() else {
             return;
         };
@@ -318,7 +321,7 @@ impl WireState {
                     let _ = self.send_control(&Control::Lane(signal));
                 }
                 LaneEffect::Op(op) => {
-                    if matches!(op, LaneOp::Create { .. }) && self.peer_stripes {
+                    if matches!(op, LaneOp::Create { .. }) && self.striped_pair() {
                         self.lane_news.striping = true;
                     }
                     if let Some((links, ice)) = &self.lane_links {
@@ -327,7 +330,7 @@ impl WireState {
                 }
                 LaneEffect::Lost(lane) => {
                     debug!("lane {lane} lost");
-                    self.lane_news.lost |= self.stripe_sending;
+                    self.lane_news.lost |= self.striped_pair();
                 }
             }
         }
@@ -350,7 +353,7 @@ impl WireState {
     /// behind a lost packet would get no duplicate acknowledgements to repair it by, and would
     /// wait for its retransmission timer while the others' chunks are held behind the gap.
     fn lane_to_send_on(&mut self) -> Option<duet_shared::lane::LaneId> {
-        if !self.stripe_sending {
+        if !self.striped_pair() {
             return None;
         }
         let (links, _) = self.lane_links.as_ref()?;
@@ -672,7 +675,7 @@ impl WireState {
                 local,
                 remote,
                 self.local_frame_chunks,
-                self.stripe_sending && self.lane_links.is_some(),
+                self.wants_striping && self.lane_links.is_some(),
             ) {
                 Ok((driver, first)) => {
                     self.driver = Some(driver);
@@ -1266,6 +1269,13 @@ mod tests {
         frames: std::sync::Mutex<Vec<matchbox_socket::Packet>>,
     }
 
+    impl FakeLanes {
+        /// What the platform reports next.
+        fn report(&self, report: LaneReport) {
+            self.reports.lock().unwrap().push(report);
+        }
+    }
+
     impl LaneLinks for FakeLanes {
         fn command(&self, op: LaneOp, _: &[IceServer]) {
             self.ops.lock().unwrap().push(op);
@@ -1306,8 +1316,8 @@ mod tests {
     }
 
     #[test]
-    fn lanes_open_only_for_a_direction_that_is_striped() {
-        // Two sides that do not stripe (two desktops): no lanes, whoever sends.
+    fn a_pair_stripes_when_either_side_asks_and_two_desktops_never_do() {
+        // Neither side asks (two desktops): no lanes, whoever sends.
         let (ada, ada_lanes) = with_lanes_striping(end(1, "Ada"), false);
         let (bob, bob_lanes) = with_lanes_striping(end(2, "Bob"), false);
         let (mut ada, mut bob) = meet_ends(ada, bob, [("AA", "BB"), ("BB", "AA")]);
@@ -1317,8 +1327,10 @@ mod tests {
         }
         assert!(ada_lanes.ops.lock().unwrap().is_empty());
         assert!(bob_lanes.ops.lock().unwrap().is_empty());
-        // A browser (stripes) and a desktop (does not), each side as the opener in turn.
-        for browser_opens in [true, false] {
+        assert!(!ada.wire.striped_pair() && !bob.wire.striped_pair());
+        // A browser (asks) and a desktop (does not), each side as the opener in turn, and
+        // each side sending in turn: lanes, and both sides agree the pair is striped.
+        for (browser_opens, desktop_sends) in [(true, true), (true, false), (false, true)] {
             let (seed_browser, seed_desktop) = if first_opens(1, 2) == browser_opens {
                 (1, 2)
             } else {
@@ -1328,52 +1340,46 @@ mod tests {
             let (desktop, desktop_lanes) = with_lanes_striping(end(seed_desktop, "Bob"), false);
             let (mut browser, mut desktop) =
                 meet_ends(browser, desktop, [("AA", "BB"), ("BB", "AA")]);
+            assert!(browser.wire.striped_pair() && desktop.wire.striped_pair());
             let (opener_lanes, opener) = if browser_opens {
                 (&browser_lanes, &mut browser)
             } else {
                 (&desktop_lanes, &mut desktop)
             };
-            // The desktop sends: its file stays on the data channel, so no lane for it, and
-            // the browser reads it as the one ordered channel it is.
-            opener.wire.drive_lanes(!browser_opens, browser_opens);
-            assert!(
-                opener_lanes.ops.lock().unwrap().is_empty(),
-                "browser opens: {browser_opens}"
-            );
-            // The browser sends: lanes, and only the desktop reads chunks as striped.
-            opener.wire.drive_lanes(browser_opens, !browser_opens);
+            let opener_sends = desktop_sends != browser_opens;
+            opener.wire.drive_lanes(false, false);
+            assert!(opener_lanes.ops.lock().unwrap().is_empty(), "nothing runs");
+            opener.wire.drive_lanes(opener_sends, !opener_sends);
             assert_eq!(
                 opener_lanes.ops.lock().unwrap().len(),
-                usize::from(duet_shared::lane::MAX_LANES)
+                usize::from(duet_shared::lane::MAX_LANES),
+                "browser opens: {browser_opens}, desktop sends: {desktop_sends}"
             );
-            opener_lanes
-                .reports
-                .lock()
-                .unwrap()
-                .push(LaneReport::LocalDescription {
-                    lane: 0,
-                    sdp: "offer".into(),
-                });
-            opener.wire.drive_lanes(browser_opens, !browser_opens);
+            opener_lanes.report(LaneReport::LocalDescription {
+                lane: 0,
+                sdp: "offer".into(),
+            });
+            opener.wire.drive_lanes(opener_sends, !opener_sends);
             if browser_opens {
                 carry(&mut browser, &mut desktop);
             } else {
                 carry(&mut desktop, &mut browser);
             }
             assert!(desktop.wire.take_lane_news().striping);
-            assert!(!browser.wire.take_lane_news().striping);
-            // A lost lane sends again only what was striped: the browser's.
+            assert!(browser.wire.take_lane_news().striping);
+            // Open, both send their frames on it; lost, both send again what it carried.
             for (end, lanes) in [
                 (&mut browser, &browser_lanes),
                 (&mut desktop, &desktop_lanes),
             ] {
-                lanes.reports.lock().unwrap().push(LaneReport::Opened(0));
+                lanes.report(LaneReport::Opened(0));
                 end.wire.drive_lanes(false, false);
-                lanes.reports.lock().unwrap().push(LaneReport::Failed(0));
+                end.wire.send_data(vec![1; 100]).unwrap();
+                assert_eq!(lanes.sent.lock().unwrap().len(), 1);
+                lanes.report(LaneReport::Failed(0));
                 end.wire.drive_lanes(false, false);
+                assert!(end.wire.take_lane_news().lost);
             }
-            assert!(browser.wire.take_lane_news().lost);
-            assert!(!desktop.wire.take_lane_news().lost);
         }
     }
 
@@ -1410,14 +1416,10 @@ mod tests {
         assert_eq!(created.len(), usize::from(MAX_LANES));
         assert!(opener.wire.take_lane_news().striping);
         // Lane 0: the offer goes over the control channel, the peer creates and answers.
-        opener_lanes
-            .reports
-            .lock()
-            .unwrap()
-            .push(LaneReport::LocalDescription {
-                lane: 0,
-                sdp: "offer".into(),
-            });
+        opener_lanes.report(LaneReport::LocalDescription {
+            lane: 0,
+            sdp: "offer".into(),
+        });
         opener.wire.drive_lanes(true, false);
         assert_eq!(carry(&mut opener, &mut other), 1);
         assert!(
@@ -1438,14 +1440,10 @@ mod tests {
                 }
             ]
         );
-        other_lanes
-            .reports
-            .lock()
-            .unwrap()
-            .push(LaneReport::LocalDescription {
-                lane: 0,
-                sdp: "answer".into(),
-            });
+        other_lanes.report(LaneReport::LocalDescription {
+            lane: 0,
+            sdp: "answer".into(),
+        });
         other.wire.drive_lanes(true, false);
         assert_eq!(carry(&mut other, &mut opener), 1);
         assert!(
@@ -1464,11 +1462,7 @@ mod tests {
         assert!(opener.wire.data_rx.try_recv().is_ok());
         // Open lanes take it, the least loaded first; the data channel none.
         for lane in [0, 1] {
-            opener_lanes
-                .reports
-                .lock()
-                .unwrap()
-                .push(LaneReport::Opened(lane));
+            opener_lanes.report(LaneReport::Opened(lane));
         }
         opener.wire.drive_lanes(true, false);
         assert_eq!(opener.wire.take_lane_news().open, Some(2), "two lanes open");
@@ -1479,27 +1473,21 @@ mod tests {
         opener.wire.send_data(vec![1; 200]).unwrap();
         assert_eq!(*opener_lanes.sent.lock().unwrap(), vec![(1, 100), (0, 200)]);
         assert!(opener.wire.data_rx.try_recv().is_err());
-        // A side that does not stripe what it sends (the desktop) keeps to the data channel.
-        opener.wire.stripe_sending = false;
+        // A pair where neither side asks for striping keeps to the data channel.
+        opener.wire.wants_striping = false;
+        opener.wire.peer_stripes = false;
         opener.wire.send_data(vec![1; 100]).unwrap();
         assert!(opener.wire.data_rx.try_recv().is_ok());
         assert_eq!(opener_lanes.sent.lock().unwrap().len(), 2);
-        opener.wire.stripe_sending = true;
+        opener.wire.wants_striping = true;
+        opener.wire.peer_stripes = true;
         // What arrives on the lanes is file data.
-        other_lanes
-            .reports
-            .lock()
-            .unwrap()
-            .push(LaneReport::Opened(0));
+        other_lanes.report(LaneReport::Opened(0));
         other.wire.drive_lanes(true, false);
         other_lanes.frames.lock().unwrap().push(vec![7; 300].into());
         assert_eq!(other.wire.take_transfer_arrivals().1.len(), 1);
         // A lane that fails is closed on both sides, and the frames on it count as lost.
-        opener_lanes
-            .reports
-            .lock()
-            .unwrap()
-            .push(LaneReport::Failed(1));
+        opener_lanes.report(LaneReport::Failed(1));
         opener.wire.drive_lanes(true, false);
         assert!(opener.wire.take_lane_news().lost);
         assert!(!opener.wire.take_lane_news().lost, "said once");
@@ -1510,11 +1498,7 @@ mod tests {
                 .unwrap()
                 .contains(&LaneOp::Close { lane: 1 })
         );
-        opener_lanes
-            .reports
-            .lock()
-            .unwrap()
-            .push(LaneReport::Failed(0));
+        opener_lanes.report(LaneReport::Failed(0));
         opener.wire.drive_lanes(true, false);
         assert_eq!(carry(&mut opener, &mut other), 2, "two closes");
         assert!(other.wire.take_lane_news().lost, "lane 0 was open there");

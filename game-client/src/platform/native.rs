@@ -33,7 +33,7 @@ pub fn capabilities() -> Capabilities {
         frame_chunks: FRAME_CHUNKS,
         transfer_window: WindowConfig::default(),
         pump_between_frames: PUMP_BETWEEN_FRAMES,
-        stripe_sending: STRIPE_SENDING,
+        wants_striping: WANTS_STRIPING,
         calls: true,
         video: false,
         file_actions: &[FileAction::SaveAs, FileAction::OpenFolder],
@@ -63,12 +63,12 @@ pub fn host() -> Host {
 /// figures: `docs/bench/transfer.md`).
 const PUMP_BETWEEN_FRAMES: bool = true;
 
-/// The desktop sends on the room's one connection even when lanes are open: its SCTP (the
-/// vendored `rtc-sctp`) tells random loss from congestion, so one connection already carries
-/// what the path takes, and striping measured slower (`city`: 5.78-9.08 MiB/s striped against
-/// 8.83 and the stock reference's 7.88-9.52; `docs/bench/wan.md`). Lanes still open for a
-/// browser peer that stripes towards it.
-const STRIPE_SENDING: bool = false;
+/// Two desktops keep to the room's one connection: their SCTP (the vendored `rtc-sctp`) tells
+/// random loss from congestion, so one connection already carries what the path takes, and
+/// striping measured slower (`city`: 5.78-9.08 MiB/s striped against 8.83 and the stock
+/// reference's 7.88-9.52; `docs/bench/wan.md`). With a browser, which asks, the pair stripes
+/// both ways.
+const WANTS_STRIPING: bool = false;
 
 /// Kernel buffer size asked for each WebRTC UDP socket.
 ///

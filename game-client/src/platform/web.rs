@@ -72,9 +72,9 @@ fn transfer_window() -> WindowConfig {
     }
 }
 
-/// A browser stripes what it sends over the lanes: Chromium's SCTP halves its window on every
-/// loss, so on a lossy path one connection is the ceiling (`docs/bench/wan.md`).
-const STRIPE_SENDING: bool = true;
+/// A browser asks for striping: Chromium's SCTP halves its window on every loss, so on a lossy
+/// path one connection is the ceiling, sending or receiving (`docs/bench/wan.md`).
+const WANTS_STRIPING: bool = true;
 
 /// The browser runs transfers between frames too: a frame can take 50 ms under software
 /// rendering, and a hidden tab draws none.
@@ -360,6 +360,20 @@ impl Drop for ByteStream {
 /// A block of the file: where it starts, its bytes, or why it could not be read.
 type Block = Result<(u64, Vec<u8>), String>;
 
+/// Fills `buf` with the bytes at `offset` if `block` (its start, its bytes) holds all of them.
+fn copy_from(block: &Option<(u64, Vec<u8>)>, offset: u64, buf: &mut [u8]) -> bool {
+    let Some((start, data)) = block else {
+        return false;
+    };
+    let end = offset + buf.len() as u64;
+    if offset < *start || end > start + data.len() as u64 {
+        return false;
+    }
+    let from = (offset - start) as usize;
+    buf.copy_from_slice(&data[from..from + buf.len()]);
+    true
+}
+
 /// Most bytes one read behind the stream takes ([`FileReader::read_behind`]): a repeat is 15
 /// chunks (240 KiB).
 const BEHIND_BLOCK: u64 = 256 << 10;
@@ -429,12 +443,7 @@ impl FileReader {
     fn read_behind(&mut self, offset: u64, buf: &mut [u8], block_start: u64) -> ReadPoll {
         let end = offset + buf.len() as u64;
         loop {
-            if let Some((start, data)) = &self.behind
-                && offset >= *start
-                && end <= start + data.len() as u64
-            {
-                let from = (offset - start) as usize;
-                buf.copy_from_slice(&data[from..from + buf.len()]);
+            if copy_from(&self.behind, offset, buf) {
                 return ReadPoll::Ready;
             }
             let Some((start, until, pending)) = self.behind_read.as_mut() else {
@@ -469,19 +478,13 @@ impl FileReader {
 
     /// Fills `buf` with the bytes at `offset`, or says to ask again when they are read.
     fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> ReadPoll {
-        let end = offset + buf.len() as u64;
         if let Some(block_start) = self.block.as_ref().map(|(start, _)| *start)
             && offset < block_start
         {
             return self.read_behind(offset, buf, block_start);
         }
         loop {
-            if let Some((start, data)) = &self.block
-                && offset >= *start
-                && end <= start + data.len() as u64
-            {
-                let from = (offset - start) as usize;
-                buf.copy_from_slice(&data[from..from + buf.len()]);
+            if copy_from(&self.block, offset, buf) {
                 return ReadPoll::Ready;
             }
             let sequential = self
@@ -699,7 +702,7 @@ pub fn capabilities() -> Capabilities {
         frame_chunks: FRAME_CHUNKS,
         transfer_window: transfer_window(),
         pump_between_frames: PUMP_BETWEEN_FRAMES,
-        stripe_sending: STRIPE_SENDING,
+        wants_striping: WANTS_STRIPING,
         calls: true,
         video: true,
         file_actions: FILE_ACTIONS,
