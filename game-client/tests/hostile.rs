@@ -73,14 +73,23 @@ fn visible(dir: &Path) -> Vec<String> {
 
 /// A victim in a fresh room, and the evil peer connected to it and introduced as Mallory.
 async fn victim_and_mallory(prefix: &str) -> (Client, Evil, PathBuf) {
+    victim_and_mallory_keyed(prefix, |_| duet_tests::random_device()).await
+}
+
+/// [`victim_and_mallory`], with Mallory's key picked knowing the victim's identity.
+async fn victim_and_mallory_keyed(
+    prefix: &str,
+    key_for: impl FnOnce(Uuid) -> duet_shared::trust::DeviceKey,
+) -> (Client, Evil, PathBuf) {
     assert_loopback_only();
     let wrangler = Wrangler::shared();
     let room = wrangler.api().create_room().await.unwrap().room;
     let link = format!("{}/r/{room}", wrangler.base);
     let dir = temp_dir(prefix).unwrap();
     let mut client = Client::start(&link, &dir);
+    let victim = client.expect("ready", on!(Event::Ready { identity, .. } => *identity));
     let mut evil = Evil::join(&wrangler.signal_url(&room, Uuid::new_v4())).await;
-    evil.introduce("Mallory").await;
+    evil.introduce_as("Mallory", &key_for(victim)).await;
     client.expect(
         "hello",
         on!(Event::PeerHello { name, .. } if *name == "Mallory"),
@@ -709,23 +718,13 @@ async fn a_lane_flood_gets_eight_connections_and_they_all_go() {
     use duet_shared::lane::{
         LANE_CONNECT_MS, LANE_OPEN_BURST, LANE_REFILL_MS, LaneSignal, MAX_LANES,
     };
-    assert_loopback_only();
-    let wrangler = Wrangler::shared();
-    let room = wrangler.api().create_room().await.unwrap().room;
-    let link = format!("{}/r/{room}", wrangler.base);
-    let dir = temp_dir("lane-flood").unwrap();
-    let mut client = Client::start(&link, &dir);
-    let victim = client.expect("ready", on!(Event::Ready { identity, .. } => *identity));
     // A key whose UUID sorts above the victim's: the side that may offer lanes.
-    let key = std::iter::repeat_with(duet_tests::random_device)
-        .find(|key| key.public().uuid() > victim)
-        .unwrap();
-    let mut evil = Evil::join(&wrangler.signal_url(&room, Uuid::new_v4())).await;
-    evil.introduce_as("Mallory", &key).await;
-    client.expect(
-        "hello",
-        on!(Event::PeerHello { name, .. } if *name == "Mallory"),
-    );
+    let (mut client, mut evil, _dir) = victim_and_mallory_keyed("lane-flood", |victim| {
+        std::iter::repeat_with(duet_tests::random_device)
+            .find(|key| key.public().uuid() > victim)
+            .unwrap()
+    })
+    .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let pid = client.0.pid();
     let (rss_before, files_before) = (rss(pid) / 1024, open_files(pid));

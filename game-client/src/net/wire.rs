@@ -242,10 +242,10 @@ impl WireState {
     }
 
     /// One turn of the lanes at the wire's clock: what the connections reported, then the
-    /// machine's tick, and its effects carried out. `sending` / `receiving`: a transfer worth
-    /// striping runs that way. Lanes are wanted only on a [striped pair](Self::striped_pair).
-    pub fn drive_lanes(&mut self, sending: bool, receiving: bool) {
-        let wanted = (sending || receiving) && self.striped_pair();
+    /// machine's tick, and its effects carried out. `transfer`: a transfer worth striping
+    /// runs; lanes are wanted for it only on a [striped pair](Self::striped_pair).
+    pub fn drive_lanes(&mut self, transfer: bool) {
+        let wanted = transfer && self.striped_pair();
         let Some((links, _)) = self.lane_links.clone() else {
             return;
         };
@@ -1322,15 +1322,15 @@ mod tests {
         let (bob, bob_lanes) = with_lanes_striping(end(2, "Bob"), false);
         let (mut ada, mut bob) = meet_ends(ada, bob, [("AA", "BB"), ("BB", "AA")]);
         for _ in 0..3 {
-            ada.wire.drive_lanes(true, true);
-            bob.wire.drive_lanes(true, true);
+            ada.wire.drive_lanes(true);
+            bob.wire.drive_lanes(true);
         }
         assert!(ada_lanes.ops.lock().unwrap().is_empty());
         assert!(bob_lanes.ops.lock().unwrap().is_empty());
         assert!(!ada.wire.striped_pair() && !bob.wire.striped_pair());
-        // A browser (asks) and a desktop (does not), each side as the opener in turn, and
-        // each side sending in turn: lanes, and both sides agree the pair is striped.
-        for (browser_opens, desktop_sends) in [(true, true), (true, false), (false, true)] {
+        // A browser (asks) and a desktop (does not), each side as the opener in turn: lanes for
+        // a transfer either way, and both sides agree the pair is striped.
+        for browser_opens in [true, false] {
             let (seed_browser, seed_desktop) = if first_opens(1, 2) == browser_opens {
                 (1, 2)
             } else {
@@ -1346,20 +1346,19 @@ mod tests {
             } else {
                 (&desktop_lanes, &mut desktop)
             };
-            let opener_sends = desktop_sends != browser_opens;
-            opener.wire.drive_lanes(false, false);
+            opener.wire.drive_lanes(false);
             assert!(opener_lanes.ops.lock().unwrap().is_empty(), "nothing runs");
-            opener.wire.drive_lanes(opener_sends, !opener_sends);
+            opener.wire.drive_lanes(true);
             assert_eq!(
                 opener_lanes.ops.lock().unwrap().len(),
                 usize::from(duet_shared::lane::MAX_LANES),
-                "browser opens: {browser_opens}, desktop sends: {desktop_sends}"
+                "browser opens: {browser_opens}"
             );
             opener_lanes.report(LaneReport::LocalDescription {
                 lane: 0,
                 sdp: "offer".into(),
             });
-            opener.wire.drive_lanes(opener_sends, !opener_sends);
+            opener.wire.drive_lanes(true);
             if browser_opens {
                 carry(&mut browser, &mut desktop);
             } else {
@@ -1373,11 +1372,11 @@ mod tests {
                 (&mut desktop, &desktop_lanes),
             ] {
                 lanes.report(LaneReport::Opened(0));
-                end.wire.drive_lanes(false, false);
+                end.wire.drive_lanes(false);
                 end.wire.send_data(vec![1; 100]).unwrap();
                 assert_eq!(lanes.sent.lock().unwrap().len(), 1);
                 lanes.report(LaneReport::Failed(0));
-                end.wire.drive_lanes(false, false);
+                end.wire.drive_lanes(false);
                 assert!(end.wire.take_lane_news().lost);
             }
         }
@@ -1404,14 +1403,14 @@ mod tests {
             (bob, ada, bob_lanes, ada_lanes)
         };
         // Nothing large runs: no lane.
-        opener.wire.drive_lanes(false, false);
+        opener.wire.drive_lanes(false);
         assert!(opener_lanes.ops.lock().unwrap().is_empty());
-        other.wire.drive_lanes(true, false);
+        other.wire.drive_lanes(true);
         assert!(
             other_lanes.ops.lock().unwrap().is_empty(),
             "only one side opens"
         );
-        opener.wire.drive_lanes(true, false);
+        opener.wire.drive_lanes(true);
         let created = std::mem::take(&mut *opener_lanes.ops.lock().unwrap());
         assert_eq!(created.len(), usize::from(MAX_LANES));
         assert!(opener.wire.take_lane_news().striping);
@@ -1420,7 +1419,7 @@ mod tests {
             lane: 0,
             sdp: "offer".into(),
         });
-        opener.wire.drive_lanes(true, false);
+        opener.wire.drive_lanes(true);
         assert_eq!(carry(&mut opener, &mut other), 1);
         assert!(
             other.wire.take_lane_news().striping,
@@ -1444,7 +1443,7 @@ mod tests {
             lane: 0,
             sdp: "answer".into(),
         });
-        other.wire.drive_lanes(true, false);
+        other.wire.drive_lanes(true);
         assert_eq!(carry(&mut other, &mut opener), 1);
         assert!(
             opener_lanes
@@ -1464,7 +1463,7 @@ mod tests {
         for lane in [0, 1] {
             opener_lanes.report(LaneReport::Opened(lane));
         }
-        opener.wire.drive_lanes(true, false);
+        opener.wire.drive_lanes(true);
         assert_eq!(opener.wire.take_lane_news().open, Some(2), "two lanes open");
         assert_eq!(opener.wire.take_lane_news().open, None, "said once");
         opener_lanes.queued.lock().unwrap()[0] = 1_000;
@@ -1483,12 +1482,12 @@ mod tests {
         opener.wire.peer_stripes = true;
         // What arrives on the lanes is file data.
         other_lanes.report(LaneReport::Opened(0));
-        other.wire.drive_lanes(true, false);
+        other.wire.drive_lanes(true);
         other_lanes.frames.lock().unwrap().push(vec![7; 300].into());
         assert_eq!(other.wire.take_transfer_arrivals().1.len(), 1);
         // A lane that fails is closed on both sides, and the frames on it count as lost.
         opener_lanes.report(LaneReport::Failed(1));
-        opener.wire.drive_lanes(true, false);
+        opener.wire.drive_lanes(true);
         assert!(opener.wire.take_lane_news().lost);
         assert!(!opener.wire.take_lane_news().lost, "said once");
         assert!(
@@ -1499,7 +1498,7 @@ mod tests {
                 .contains(&LaneOp::Close { lane: 1 })
         );
         opener_lanes.report(LaneReport::Failed(0));
-        opener.wire.drive_lanes(true, false);
+        opener.wire.drive_lanes(true);
         assert_eq!(carry(&mut opener, &mut other), 2, "two closes");
         assert!(other.wire.take_lane_news().lost, "lane 0 was open there");
         // No lane open: the data channel again.
@@ -1511,7 +1510,7 @@ mod tests {
         other.wire.set_peer(None, None);
         assert!(other_lanes.frames.lock().unwrap().is_empty());
         assert!(!other.wire.take_lane_news().striping);
-        other.wire.drive_lanes(true, false);
+        other.wire.drive_lanes(true);
         assert!(
             !other_lanes
                 .ops

@@ -154,15 +154,6 @@ struct Interrupted {
     at_ms: u64,
 }
 
-/// Which ways a transfer worth striping runs ([`Engine::wants_lanes`]).
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct LaneWants {
-    /// A file this side sends.
-    pub sending: bool,
-    /// A file the peer sends, once it has shown it sends.
-    pub receiving: bool,
-}
-
 impl Engine {
     /// An engine reading files to send from `files` and saving received ones in `store`.
     pub fn new(
@@ -213,10 +204,10 @@ impl Engine {
         std::mem::take(&mut self.lanes_broken)
     }
 
-    /// Which ways a transfer worth striping runs (at least
+    /// Whether a transfer worth striping runs in either direction (at least
     /// [`duet_shared::lane::MIN_STRIPED_BYTES`], accepted, not ended): lanes are opened for it
-    /// where that direction is striped.
-    pub fn wants_lanes(&self) -> LaneWants {
+    /// when the pair stripes.
+    pub fn wants_lanes(&self) -> bool {
         let big = |size: u64| size >= duet_shared::lane::MIN_STRIPED_BYTES;
         let sending = self.outgoing.values().any(|t| {
             t.machine.is_accepted() && t.machine.outcome().is_none() && big(t.machine.size())
@@ -229,7 +220,7 @@ impl Engine {
                 && big(t.machine.offer().size)
                 && t.machine.persisted_chunks() >= LANES_AFTER_CHUNKS
         });
-        LaneWants { sending, receiving }
+        sending || receiving
     }
 
     /// Gives the engine its store (until then it does nothing).

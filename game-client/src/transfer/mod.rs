@@ -135,8 +135,7 @@ impl Link for WireLink<'_> {
 /// One engine turn on the wire (if any) at the wall clock's time.
 fn pump_on(engine: &mut Engine, mut wire: Option<&mut WireState>, runtime: Option<&dyn Runtime>) {
     if let Some(wire) = wire.as_deref_mut() {
-        let wants = engine.wants_lanes();
-        wire.drive_lanes(wants.sending, wants.receiving);
+        wire.drive_lanes(engine.wants_lanes());
         let news = wire.take_lane_news();
         if news.striping {
             engine.allow_striping();
