@@ -21,6 +21,7 @@ use std::time::SystemTime;
 
 use anyhow::{Context, Result, bail};
 
+mod testrun;
 mod tools;
 
 const USAGE: &str =
@@ -34,7 +35,19 @@ const USAGE: &str =
   deploy        build the worker and the browser client, then `wrangler deploy`
   setup         only install missing tools";
 
-fn main() -> Result<()> {
+/// Errors end in one sentence chain, not a backtrace: CI shows only the tail of the output, and
+/// that is where the reason must be.
+fn main() -> std::process::ExitCode {
+    match command() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn command() -> Result<()> {
     let mut args = std::env::args().skip(1);
     let command = args.next().unwrap_or_default();
     let rest: Vec<String> = args.collect();
@@ -389,14 +402,23 @@ fn test(root: &Path, extra: &[String]) -> Result<()> {
         cmd.current_dir(root)
             .env("DUET_PREBUILT", "1")
             .env("DUET_TEST_TMP", &scratch);
-        if run(&mut cmd).is_err() {
-            failed.push(name);
-        } else {
+        let outcome = testrun::run_keeping_panics(&mut cmd)?;
+        if outcome.status.success() {
             let _ = std::fs::remove_dir_all(&scratch);
+        } else {
+            failed.push((name, outcome.panics));
         }
     }
     if !failed.is_empty() {
-        bail!("test binaries failed: {}", failed.join(", "));
+        eprintln!("\n=== what failed");
+        for (name, panics) in &failed {
+            eprintln!("\n{name}: {} panic(s)", panics.len());
+            for panic in panics {
+                eprintln!("{panic}");
+            }
+        }
+        let names: Vec<&str> = failed.iter().map(|(name, _)| name.as_str()).collect();
+        bail!("test binaries failed: {}", names.join(", "));
     }
     println!("\nall {} test binaries passed", binaries.len());
     Ok(())
