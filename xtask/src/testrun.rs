@@ -6,7 +6,9 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
 use std::thread;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
@@ -23,34 +25,61 @@ pub(crate) struct Outcome {
     pub(crate) panics: Vec<String>,
 }
 
+/// How long the output may keep flowing after the binary exited: a process it started and left
+/// behind still holds the pipes, and must not hold up the rest of the run.
+const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(10);
+
 /// Runs `cmd` with its standard output and error passed through line by line.
 pub(crate) fn run_keeping_panics(cmd: &mut Command) -> Result<Outcome> {
+    run_draining_for(cmd, DRAIN_AFTER_EXIT)
+}
+
+fn run_draining_for(cmd: &mut Command, drain: Duration) -> Result<Outcome> {
     let shown = format!("{cmd:?}");
     let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .with_context(|| format!("could not start {shown}"))?;
-    let out = child
-        .stdout
-        .take()
-        .map(|s| thread::spawn(move || pass_through(s, std::io::stdout())));
-    let err = child
-        .stderr
-        .take()
-        .map(|s| thread::spawn(move || pass_through(s, std::io::stderr())));
+    // Each message is kept as soon as it ends, so a pipe held open cannot lose it.
+    let kept = Arc::new(Mutex::new(Vec::new()));
+    let (done, finished) = mpsc::channel();
+    let mut readers = 0;
+    if let Some(out) = child.stdout.take() {
+        let (done, kept) = (done.clone(), kept.clone());
+        thread::spawn(move || {
+            pass_through(out, std::io::stdout(), &kept);
+            done.send(())
+        });
+        readers += 1;
+    }
+    if let Some(err) = child.stderr.take() {
+        let kept = kept.clone();
+        thread::spawn(move || {
+            pass_through(err, std::io::stderr(), &kept);
+            done.send(())
+        });
+        readers += 1;
+    }
     let status = child
         .wait()
         .with_context(|| format!("waiting for {shown}"))?;
-    let mut panics = Vec::new();
-    for reader in [out, err].into_iter().flatten() {
-        panics.extend(reader.join().unwrap_or_default());
+    let deadline = Instant::now() + drain;
+    for _ in 0..readers {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if finished.recv_timeout(left).is_err() {
+            eprintln!(
+                "(output still open {drain:?} after the binary exited: a process left behind)"
+            );
+            break;
+        }
     }
+    let panics = std::mem::take(&mut *kept.lock().unwrap_or_else(|e| e.into_inner()));
     Ok(Outcome { status, panics })
 }
 
-/// Copies `from` to `to`, returning the panic messages seen on the way.
-fn pass_through(from: impl Read, mut to: impl Write) -> Vec<String> {
+/// Copies `from` to `to`, adding the panic messages seen on the way to `kept`.
+fn pass_through(from: impl Read, mut to: impl Write, kept: &Mutex<Vec<String>>) {
     let mut reader = BufReader::new(from);
     let mut line = Vec::new();
     let mut panics = PanicLines::default();
@@ -60,34 +89,41 @@ fn pass_through(from: impl Read, mut to: impl Write) -> Vec<String> {
             Ok(0) | Err(_) => break,
             Ok(_) => {
                 let _ = to.write_all(&line);
-                panics.see(&String::from_utf8_lossy(&line));
+                if let Some(message) = panics.see(&String::from_utf8_lossy(&line)) {
+                    keep(kept, message);
+                }
             }
         }
     }
     let _ = to.flush();
-    panics.done()
+    if let Some(message) = panics.finish() {
+        keep(kept, message);
+    }
+}
+
+fn keep(kept: &Mutex<Vec<String>>, message: String) {
+    let mut kept = kept.lock().unwrap_or_else(|e| e.into_inner());
+    if kept.len() < MAX_PANICS {
+        kept.push(message);
+    }
 }
 
 /// Picks panic messages out of a stream of lines.
 #[derive(Default)]
 struct PanicLines {
-    kept: Vec<String>,
     current: Option<(String, usize)>,
 }
 
 impl PanicLines {
-    fn see(&mut self, line: &str) {
+    /// Takes one line; returns a message it ended.
+    fn see(&mut self, line: &str) -> Option<String> {
         let line = line.trim_end();
         if line.contains("panicked at ") {
-            self.finish();
-            if self.kept.len() < MAX_PANICS {
-                self.current = Some((clip(line), 1));
-            }
-            return;
+            let ended = self.finish();
+            self.current = Some((clip(line), 1));
+            return ended;
         }
-        let Some((text, lines)) = &mut self.current else {
-            return;
-        };
+        let (text, lines) = self.current.as_mut()?;
         // The message ends where the harness's own lines start.
         let ends = line.is_empty()
             || line.starts_with("note: ")
@@ -96,23 +132,16 @@ impl PanicLines {
             || line.starts_with("---- ")
             || *lines >= MAX_LINES_PER_PANIC;
         if ends {
-            self.finish();
-        } else {
-            text.push('\n');
-            text.push_str(&clip(line));
-            *lines += 1;
+            return self.finish();
         }
+        text.push('\n');
+        text.push_str(&clip(line));
+        *lines += 1;
+        None
     }
 
-    fn finish(&mut self) {
-        if let Some((text, _)) = self.current.take() {
-            self.kept.push(text);
-        }
-    }
-
-    fn done(mut self) -> Vec<String> {
-        self.finish();
-        self.kept
+    fn finish(&mut self) -> Option<String> {
+        self.current.take().map(|(text, _)| text)
     }
 }
 
@@ -128,11 +157,9 @@ mod tests {
     use super::*;
 
     fn panics_in(text: &str) -> Vec<String> {
-        let mut lines = PanicLines::default();
-        for line in text.lines() {
-            lines.see(line);
-        }
-        lines.done()
+        let kept = Mutex::new(Vec::new());
+        pass_through(text.as_bytes(), std::io::sink(), &kept);
+        kept.into_inner().unwrap()
     }
 
     #[test]
@@ -145,6 +172,26 @@ mod tests {
         assert_eq!(
             panics_in(text),
             ["thread 'a_test' panicked at game-client/tests/networks.rs:960:5:\n{\"rtt_ms\":231}"]
+        );
+    }
+
+    #[test]
+    fn a_process_left_behind_does_not_hold_up_the_run() {
+        let started = Instant::now();
+        let outcome = run_draining_for(
+            Command::new("sh").args([
+                "-c",
+                "sleep 30 & echo \"thread 'x' panicked at fake.rs:1:1:\"; \
+                 echo '(a fake, from an xtask test)'; echo; exit 3",
+            ]),
+            Duration::from_millis(300),
+        )
+        .unwrap();
+        assert!(started.elapsed() < Duration::from_secs(10));
+        assert_eq!(outcome.status.code(), Some(3));
+        assert_eq!(
+            outcome.panics,
+            ["thread 'x' panicked at fake.rs:1:1:\n(a fake, from an xtask test)"]
         );
     }
 
