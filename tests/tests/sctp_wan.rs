@@ -124,6 +124,8 @@ struct Run {
     lost: u64,
     overflowed: u64,
     sent: u64,
+    /// MB received in each second of virtual time from the channel's opening.
+    per_second: Vec<f64>,
 }
 
 /// `total` bytes in 16 KiB messages from a to b over `forward`/`back`, with at most `window`
@@ -149,6 +151,8 @@ fn transfer(mut forward: Link, mut back: Link, total: usize, window: usize, star
     let (mut sent, mut received) = (0usize, 0usize);
     let mut started = None;
     let limit = start + Duration::from_secs(600);
+    let mut per_second = Vec::new();
+    let mut second_mark = (0usize, None::<Instant>);
     while received < total {
         assert!(
             now < limit,
@@ -181,6 +185,15 @@ fn transfer(mut forward: Link, mut back: Link, total: usize, window: usize, star
         {
             received += message.data.len();
         }
+        if let Some(opened) = started {
+            let (at_start, mark) = &mut second_mark;
+            let mark = mark.get_or_insert(opened);
+            while now >= *mark + Duration::from_secs(1) {
+                per_second.push((received - *at_start) as f64 / 1e6);
+                *at_start = received;
+                *mark += Duration::from_secs(1);
+            }
+        }
         while a.pc.poll_read().is_some() {}
         for datagram in a.writes() {
             forward.push(now, datagram);
@@ -208,6 +221,7 @@ fn transfer(mut forward: Link, mut back: Link, total: usize, window: usize, star
         lost: forward.lost,
         overflowed: forward.overflowed,
         sent: forward.sent,
+        per_second,
     }
 }
 
@@ -220,6 +234,42 @@ fn far(now: Instant) -> (Link, Link) {
     )
 }
 
+/// The throughput second by second on one profile: `SCTP_WAN=far|mobile|city|lan`,
+/// `SCTP_WAN_MIB` (default 100). A measurement for `vendor/README.md`; run it with
+/// `-- --ignored --nocapture`.
+#[test]
+#[ignore = "a measurement"]
+fn measure_a_profile() {
+    let now = Instant::now();
+    let profile = std::env::var("SCTP_WAN").unwrap_or_else(|_| "far".into());
+    let mib: usize = std::env::var("SCTP_WAN_MIB")
+        .ok()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(100);
+    let (forward, back) = match profile.as_str() {
+        "far" => far(now),
+        "mobile" => (
+            Link::new(65, 20.0, 0.01, 750_000, now).with_jitter(20),
+            Link::new(65, 20.0, 0.01, 750_000, now).with_jitter(20),
+        ),
+        "city" => (
+            Link::new(10, 100.0, 0.001, 500_000, now),
+            Link::new(10, 100.0, 0.001, 500_000, now),
+        ),
+        _ => (
+            Link::new(0, 1000.0, 0.0, 256 << 10, now),
+            Link::new(1, 1000.0, 0.0, 256 << 10, now),
+        ),
+    };
+    let run = transfer(forward, back, mib << 20, 8 << 20, now);
+    let seconds: Vec<String> = run.per_second.iter().map(|mb| format!("{mb:.2}")).collect();
+    eprintln!(
+        "{profile}: {:.2} MB/s, lost {}, overflowed {}, sent {}",
+        run.mb_s, run.lost, run.overflowed, run.sent
+    );
+    eprintln!("per second: {}", seconds.join(" "));
+}
+
 #[test]
 fn random_loss_on_a_long_path_does_not_pin_the_window() {
     let now = Instant::now();
@@ -228,9 +278,13 @@ fn random_loss_on_a_long_path_does_not_pin_the_window() {
     eprintln!("{run:?}");
     // The link carries 6.25 MB/s. Keeping 0.9 of the window per loss moved 0.78 MB/s here,
     // repairing holes only as the cumulative point moves 1.9 MB/s; 3.8 before the burst rule
-    // (which takes some of these losses for a queue); now about 3.3.
+    // (which takes some of these losses for a queue); 3.3 while a random loss ended slow
+    // start; now about 4.3.
     assert!(run.lost > 50, "the link lost what it should: {run:?}");
-    assert!(run.mb_s > 3.0, "{run:?}");
+    assert!(run.mb_s > 4.0, "{run:?}");
+    // Slow start went on through the first random losses: 4.8 MB in the second second (2.1
+    // while a random loss ended it).
+    assert!(run.per_second[1] > 3.5, "slow start ended early: {run:?}");
 }
 
 #[test]
@@ -247,6 +301,9 @@ fn a_full_queue_without_random_loss_is_drained_not_kept_full() {
     let run = transfer(forward, back, 40 << 20, 8 << 20, now);
     eprintln!("{run:?}");
     assert!(run.mb_s > 4.0, "{run:?}");
+    // Slow start went on through the first random losses: 4.8 MB in the second second (2.1
+    // while a random loss ended it).
+    assert!(run.per_second[1] > 3.5, "slow start ended early: {run:?}");
     assert!(
         (run.overflowed as f64) < 0.06 * run.sent as f64,
         "a queue kept overflowing: {run:?}"
@@ -265,8 +322,9 @@ fn a_fast_lan_with_a_short_queue_is_not_mistaken_for_random_loss() {
     let run = transfer(forward, back, 100 << 20, 8 << 20, now);
     eprintln!("{run:?}");
     // Taking its overflow for random loss kept the window too large: 42 MB/s; answering a
-    // burst of losses as a full queue: about 60.
-    assert!(run.mb_s > 50.0, "{run:?}");
+    // burst of losses as a full queue: about 54, 50 since slow start goes on through the
+    // first (isolated) overflow losses, until they add up to a burst.
+    assert!(run.mb_s > 47.0, "{run:?}");
 }
 
 #[test]
@@ -280,8 +338,9 @@ fn a_jittery_lossy_mobile_path_keeps_its_window() {
     let run = transfer(forward, back, 20 << 20, 8 << 20, now);
     eprintln!("{run:?}");
     assert!(run.lost > 50, "the link lost what it should: {run:?}");
-    // The link carries 2.5 MB/s; this reaches about 1.1 (not solved: `vendor/README.md`).
-    assert!(run.mb_s > 0.9, "{run:?}");
+    // The link carries 2.5 MB/s; this reached about 1.1 while a random loss ended slow start,
+    // now about 1.7 (the rest: `vendor/README.md`).
+    assert!(run.mb_s > 1.4, "{run:?}");
 }
 
 /// A burst of DATA packets read in one go (a driver hands over every datagram waiting before it
