@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-/// How many panics are kept per stream, and how much of each: enough to name every failed test
+/// How many panics are kept per binary, and how much of each: enough to name every failed test
 /// of a binary without repeating a flood.
 const MAX_PANICS: usize = 20;
 const MAX_LINES_PER_PANIC: usize = 6;
@@ -46,19 +46,11 @@ fn run_draining_for(cmd: &mut Command, drain: Duration) -> Result<Outcome> {
     let (done, finished) = mpsc::channel();
     let mut readers = 0;
     if let Some(out) = child.stdout.take() {
-        let (done, kept) = (done.clone(), kept.clone());
-        thread::spawn(move || {
-            pass_through(out, std::io::stdout(), &kept);
-            done.send(())
-        });
+        reader(out, std::io::stdout(), &kept, &done);
         readers += 1;
     }
     if let Some(err) = child.stderr.take() {
-        let kept = kept.clone();
-        thread::spawn(move || {
-            pass_through(err, std::io::stderr(), &kept);
-            done.send(())
-        });
+        reader(err, std::io::stderr(), &kept, &done);
         readers += 1;
     }
     let status = child
@@ -76,6 +68,20 @@ fn run_draining_for(cmd: &mut Command, drain: Duration) -> Result<Outcome> {
     }
     let panics = std::mem::take(&mut *kept.lock().unwrap_or_else(|e| e.into_inner()));
     Ok(Outcome { status, panics })
+}
+
+/// A thread passing `from` through to `to`, which says on `done` when `from` has ended.
+fn reader(
+    from: impl Read + Send + 'static,
+    to: impl Write + Send + 'static,
+    kept: &Arc<Mutex<Vec<String>>>,
+    done: &mpsc::Sender<()>,
+) {
+    let (kept, done) = (kept.clone(), done.clone());
+    thread::spawn(move || {
+        pass_through(from, to, &kept);
+        let _ = done.send(());
+    });
 }
 
 /// Copies `from` to `to`, adding the panic messages seen on the way to `kept`.

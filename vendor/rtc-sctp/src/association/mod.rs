@@ -1507,12 +1507,21 @@ impl Association {
         }
 
         // Duet patch: the highest TSN this SACK reports (its last gap block's end), which
-        // bounds the TSNs it reports missing.
+        // bounds the TSNs it reports missing; never past what is in flight, whatever the
+        // peer's gap blocks claim (the chunks below it are looked up one by one).
+        let sent_up_to = d
+            .cumulative_tsn_ack
+            .wrapping_add(self.inflight_queue.len() as u32);
         let highest_reported = d
             .gap_ack_blocks
             .iter()
             .map(|g| d.cumulative_tsn_ack.wrapping_add(g.end as u32))
             .fold(d.cumulative_tsn_ack, |a, b| if sna32lt(a, b) { b } else { a });
+        let highest_reported = if sna32lt(sent_up_to, highest_reported) {
+            sent_up_to
+        } else {
+            highest_reported
+        };
         self.process_fast_retransmission(
             d.cumulative_tsn_ack,
             htna,
@@ -1980,11 +1989,12 @@ impl Association {
     /// a queue, as after a loss. (The latest round trip alone, as TCP's HyStart reads it, ended
     /// it early on a jittery path: in memory, mobile 1.7 → 1.4 MB/s.)
     fn slow_start(&mut self, total_bytes_acked: i64) {
-        let random_recovery = !self.path.recovery_congested() && !self.path.queueing();
-        if (self.in_fast_recovery && !random_recovery) || self.pending_queue.is_empty() {
+        let queue = self.path.queueing();
+        let congested = queue || self.path.recovery_congested();
+        if (self.in_fast_recovery && congested) || self.pending_queue.is_empty() {
             return;
         }
-        if self.path.queueing() {
+        if queue {
             self.ssthresh = self.cwnd;
             return;
         }
