@@ -37,6 +37,8 @@ struct Link {
     lost: u64,
     overflowed: u64,
     sent: u64,
+    /// Everything sent in this span is lost (the link is cut).
+    outage: Option<(Instant, Instant)>,
 }
 
 impl Link {
@@ -54,6 +56,7 @@ impl Link {
             lost: 0,
             overflowed: 0,
             sent: 0,
+            outage: None,
         }
     }
 
@@ -67,7 +70,10 @@ impl Link {
     fn push(&mut self, now: Instant, datagram: BytesMut) {
         self.sent += 1;
         self.drain_queue(now);
-        if self.roll() < self.loss {
+        let cut = self
+            .outage
+            .is_some_and(|(from, to)| (from..to).contains(&now));
+        if self.roll() < self.loss || cut {
             self.lost += 1;
             return;
         }
@@ -99,6 +105,11 @@ impl Link {
         self.flight.back().map_or(self.busy_until, |(at, _, _)| *at)
     }
 
+    fn with_outage(mut self, from: Instant, to: Instant) -> Link {
+        self.outage = Some((from, to));
+        self
+    }
+
     fn with_jitter(mut self, jitter_ms: u64) -> Link {
         self.jitter = Duration::from_millis(jitter_ms);
         self
@@ -117,6 +128,9 @@ impl Link {
     }
 }
 
+/// Size of a handshake message before a transfer (see [`transfer_after`]).
+const HELLO: usize = 100;
+
 /// What one run measured.
 #[derive(Debug)]
 struct Run {
@@ -130,8 +144,25 @@ struct Run {
 
 /// `total` bytes in 16 KiB messages from a to b over `forward`/`back`, with at most `window`
 /// bytes sent and not yet received (the application's own flow control, as Duet's credit).
-fn transfer(mut forward: Link, mut back: Link, total: usize, window: usize, start: Instant) -> Run {
+fn transfer(forward: Link, back: Link, total: usize, window: usize, start: Instant) -> Run {
+    transfer_after(0, forward, back, total, window, start)
+}
+
+/// As [`transfer`], after `handshake` small messages sent one at a time, each once the one
+/// before arrived (as Duet's hello, standing and offer go before a file): the receiver
+/// acknowledges each alone after its delayed-SACK timer, so the round trips they measure are
+/// the path's plus up to 200 ms.
+fn transfer_after(
+    handshake: usize,
+    mut forward: Link,
+    mut back: Link,
+    total: usize,
+    window: usize,
+    start: Instant,
+) -> Run {
+    let _ = env_logger::builder().is_test(true).try_init();
     let mut now = start;
+    let (mut handshake_left, mut handshake_waiting) = (handshake, false);
     // Duet's native client's receive buffer (`duet_client::platform`).
     let buffer = Some(RECEIVE_BUFFER);
     let mut a = Peer::with_receive_buffer(
@@ -166,9 +197,16 @@ fn transfer(mut forward: Link, mut back: Link, total: usize, window: usize, star
             peer.read_inbox(now);
             peer.pump_events();
         }
-        if a.open && b.open {
-            let started = *started.get_or_insert(now);
-            let _ = started;
+        if a.open && b.open && handshake_left > 0 {
+            if !handshake_waiting {
+                a.pc.data_channel(a.channel)
+                    .unwrap()
+                    .send(now, BytesMut::from(&[0x11u8; HELLO][..]))
+                    .unwrap();
+                handshake_waiting = true;
+            }
+        } else if a.open && b.open {
+            started.get_or_insert(now);
             while sent < total && sent - received < window {
                 let n = chunk.len().min(total - sent);
                 a.pc.data_channel(a.channel)
@@ -183,7 +221,12 @@ fn transfer(mut forward: Link, mut back: Link, total: usize, window: usize, star
             ..
         }) = b.pc.poll_read()
         {
-            received += message.data.len();
+            if handshake_left > 0 && message.data.len() == HELLO {
+                handshake_left -= 1;
+                handshake_waiting = false;
+            } else {
+                received += message.data.len();
+            }
         }
         if let Some(opened) = started {
             let (at_start, mark) = &mut second_mark;
@@ -290,6 +333,36 @@ fn random_loss_on_a_long_path_does_not_pin_the_window() {
     // Slow start went on through the first random losses: 5.9 MB in the second second (2.1
     // while a random loss ended it).
     assert!(run.per_second[1] > 3.5, "slow start ended early: {run:?}");
+}
+
+#[test]
+fn a_handshake_before_the_transfer_does_not_end_slow_start() {
+    let now = Instant::now();
+    let (forward, back) = far(now);
+    let run = transfer_after(6, forward, back, 20 << 20, 4 << 20, now);
+    eprintln!("{run:?}");
+    // Measured in the lab (`far`, Duet's own handshake first): the first round trips, inflated
+    // by delayed SACKs, read as a queue and ended slow start at 4380 bytes; the window then
+    // took 9 s to reach the path, 0.1-0.2 MB in each of the first three seconds.
+    assert!(run.per_second[1] > 3.5, "slow start ended early: {run:?}");
+    assert!(run.mb_s > 4.0, "{run:?}");
+}
+
+#[test]
+fn the_window_grows_back_after_an_outage() {
+    let now = Instant::now();
+    let (forward, back) = far(now);
+    let (from, to) = (now + Duration::from_secs(4), now + Duration::from_secs(6));
+    let (forward, back) = (forward.with_outage(from, to), back.with_outage(from, to));
+    let run = transfer(forward, back, 40 << 20, 4 << 20, now);
+    eprintln!("{run:?}");
+    // The two seconds cut, then the retransmission timer's backoff (the first repair gets
+    // through 1.1 s after the link is back), then slow start: 2.6 MB/s over 40 MiB, four
+    // seconds under 0.5 MB. (The lab's trap after a timeout, one packet per delayed SACK read
+    // as a queue, needs a receiver with no gap to report and is not reproduced here.)
+    let slow = run.per_second.iter().filter(|mb| **mb < 0.5).count();
+    assert!(slow <= 4, "{slow} slow seconds: {run:?}");
+    assert!(run.mb_s > 2.3, "{run:?}");
 }
 
 #[test]

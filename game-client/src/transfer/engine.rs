@@ -973,6 +973,14 @@ impl Engine {
                     if let Some(incoming) = self.incoming.get_mut(&transfer)
                         && let Some(credit) = incoming.machine.on_persisted(chunks, now)
                     {
+                        debug!(
+                            target: "duet_window",
+                            "grant: window={} rtt={:?} rate={:.0} persisted={}",
+                            incoming.machine.window(),
+                            incoming.machine.round_trip_ms(),
+                            incoming.machine.progress().bytes_per_sec,
+                            chunks
+                        );
                         self.controls.push(credit);
                     }
                 }

@@ -241,6 +241,8 @@ pub struct Association {
     path: path::PathEstimate,
     /// Duet patch: when a SACK last acknowledged new data (the path is alive).
     last_progress: Option<Instant>,
+    /// When the state was last logged (target `duet_sctp`, debug).
+    state_logged_at: Option<Instant>,
 
     // Chunks stored for retransmission
     stored_init: Option<ChunkInit>,
@@ -338,6 +340,7 @@ impl Default for Association {
             in_fast_recovery: false,
             path: path::PathEstimate::default(),
             last_progress: None,
+            state_logged_at: None,
             fast_recover_exit_point: 0,
 
             // Chunks stored for retransmission
@@ -1490,6 +1493,26 @@ impl Association {
         }
 
         self.release_stream_buffers(&bytes_acked_per_stream);
+        if log::log_enabled!(target: "duet_sctp", log::Level::Debug)
+            && self
+                .state_logged_at
+                .is_none_or(|at| now.saturating_duration_since(at) >= Duration::from_millis(250))
+        {
+            self.state_logged_at = Some(now);
+            debug!(
+                target: "duet_sctp",
+                "[{}] state: cwnd={} ssthresh={} inflight={}B pending={}B rwnd={} fr={} queueing={} path={:?}",
+                self.side,
+                self.cwnd,
+                self.ssthresh,
+                self.inflight_queue.get_num_bytes(),
+                self.pending_queue.get_num_bytes(),
+                d.advertised_receiver_window_credit,
+                self.in_fast_recovery,
+                self.path.queueing(),
+                self.path,
+            );
+        }
 
         // New rwnd value
         // RFC 4960 sec 6.2.1.  Processing a Received SACK
@@ -1989,7 +2012,8 @@ impl Association {
     /// a queue, as after a loss. (The latest round trip alone, as TCP's HyStart reads it, ended
     /// it early on a jittery path: in memory, mobile 1.7 → 1.4 MB/s.)
     fn slow_start(&mut self, total_bytes_acked: i64) {
-        let queue = self.path.queueing();
+        let queue =
+            self.path.queueing() && self.path.window_can_queue(self.cwnd, 4 * self.mtu);
         let congested = queue || self.path.recovery_congested();
         if (self.in_fast_recovery && congested) || self.pending_queue.is_empty() {
             return;
@@ -3498,6 +3522,21 @@ impl Association {
                 let alive = self
                     .last_progress
                     .is_some_and(|at| now.saturating_duration_since(at) < rto);
+                debug!(
+                    target: "duet_sctp",
+                    "[{}] T3-rtx expired: n_rtos={} alive={} rto={:?} cwnd={} ssthresh={} inflight={}B/{} rwnd={} pending={}B since_progress={:?}",
+                    self.side,
+                    n_rtos,
+                    alive,
+                    rto,
+                    self.cwnd,
+                    self.ssthresh,
+                    self.inflight_queue.get_num_bytes(),
+                    self.inflight_queue.len(),
+                    self.rwnd,
+                    self.pending_queue.get_num_bytes(),
+                    self.last_progress.map(|at| now.saturating_duration_since(at)),
+                );
                 if alive {
                     self.answer_loss();
                     let cutoff = now.checked_sub(rto);

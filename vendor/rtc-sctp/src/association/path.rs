@@ -58,6 +58,8 @@ pub(crate) struct PathEstimate {
     min_rtt: Option<(u64, Instant)>,
     /// Smoothed round trip (ms), as the RTO calculation keeps it.
     srtt: u64,
+    /// The latest round trip measured (ms; one per round trip).
+    latest_rtt: u64,
     /// Delivery rate, bytes per second: the highest of the last `RATE_SAMPLES` samples (as
     /// BBR keeps it), since a sample taken while a loss was being repaired says little about
     /// what the path carries.
@@ -87,6 +89,7 @@ impl PathEstimate {
     /// A round trip measured (Karn's rule applies upstream) and the smoothed one after it.
     pub(crate) fn on_rtt(&mut self, rtt_ms: u64, srtt_ms: u64, now: Instant) {
         self.srtt = srtt_ms;
+        self.latest_rtt = rtt_ms;
         let keep = self.min_rtt.is_some_and(|(min, at)| {
             min <= rtt_ms && now.saturating_duration_since(at) < MIN_RTT_LIFETIME
         });
@@ -154,15 +157,30 @@ impl PathEstimate {
             .max(floor)
     }
 
-    /// Whether the round trip says a queue is building: the smoothed round trip well above the
-    /// smallest one.
+    /// Whether the round trip says a queue is building: the smoothed round trip and the latest
+    /// one both well above the smallest one. The smoothed one alone keeps the first round
+    /// trips for a second or more (a sample weighs an eighth, one per round trip), and those
+    /// are the ones the peer's delayed SACK inflates: the small messages before a transfer
+    /// go alone and are acknowledged after its 200 ms timer. The latest alone reads a
+    /// jittery path's spikes as a queue.
     pub(crate) fn queueing(&self) -> bool {
         match self.min_rtt {
             Some((min, _)) if self.srtt > 0 => {
-                self.srtt as f64 > min as f64 * (1.0 + QUEUE_SHARE) + QUEUE_SLACK_MS
+                let above = |rtt: u64| rtt as f64 > min as f64 * (1.0 + QUEUE_SHARE) + QUEUE_SLACK_MS;
+                above(self.srtt) && above(self.latest_rtt)
             }
             _ => false,
         }
+    }
+
+    /// Whether a window of `cwnd` bytes can be what fills a queue: above `floor` (a few
+    /// packets), and above the bandwidth-delay product once known. Below it, a round trip
+    /// above the smallest is not this sender's queue: after a retransmission timeout the
+    /// window is one packet, which the peer acknowledges alone after its 200 ms delayed-SACK
+    /// timer. Measured in the lab (`far`): those round trips read as a queue, slow start
+    /// stayed at one packet per 300 ms until the smallest round trip expired, 8 s later.
+    pub(crate) fn window_can_queue(&self, cwnd: u32, floor: u32) -> bool {
+        cwnd > floor && self.bdp().is_none_or(|bdp| cwnd > bdp)
     }
 
     /// Bytes the path holds without a queue (delivery rate × smallest round trip), once both
@@ -202,6 +220,7 @@ mod tests {
         let mut p = PathEstimate::default();
         p.on_rtt(min_rtt, srtt, now);
         p.srtt = srtt;
+        p.latest_rtt = srtt;
         p.rate = rate;
         p
     }
