@@ -250,6 +250,12 @@ impl WireState {
             return;
         };
         let now = (self.clock)();
+        // The round trip the pings measured; before lanes open, the path's own (a transfer
+        // under way adds its queue to it).
+        let rtt_ms = match self.liveness.as_ref().map(|clock| clock.health(now)) {
+            Some(Health::Live { rtt_ms }) => rtt_ms,
+            _ => None,
+        };
         let Some(lanes) = self.lanes.as_mut() else {
             // Reports of a connection's lanes that are gone.
             links.reports();
@@ -271,6 +277,7 @@ impl WireState {
                 LaneReport::Failed(lane) => lanes.failed(lane),
             }
         }
+        lanes.set_count(duet_shared::lane::lanes_for(rtt_ms));
         lanes.tick(wanted, now);
         self.apply_lane_effects();
     }
@@ -1384,7 +1391,7 @@ mod tests {
 
     #[test]
     fn lanes_are_negotiated_over_the_proved_connection_and_carry_the_data() {
-        use duet_shared::lane::MAX_LANES;
+        use duet_shared::lane::SHORT_PATH_LANES;
         let (ada, ada_lanes) = with_lanes(end(1, "Ada"));
         let (bob, bob_lanes) = with_lanes(end(2, "Bob"));
         // Frames on a lane before anyone is proved are not file data.
@@ -1412,7 +1419,7 @@ mod tests {
         );
         opener.wire.drive_lanes(true);
         let created = std::mem::take(&mut *opener_lanes.ops.lock().unwrap());
-        assert_eq!(created.len(), usize::from(MAX_LANES));
+        assert_eq!(created.len(), usize::from(SHORT_PATH_LANES));
         assert!(opener.wire.take_lane_news().striping);
         // Lane 0: the offer goes over the control channel, the peer creates and answers.
         opener_lanes.report(LaneReport::LocalDescription {

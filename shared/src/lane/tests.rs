@@ -64,11 +64,28 @@ fn sent(effects: &[LaneEffect]) -> Vec<&LaneSignal> {
 }
 
 #[test]
+fn a_long_path_gets_every_lane_and_the_count_holds_while_lanes_are_open() {
+    assert_eq!(lanes_for(None), SHORT_PATH_LANES);
+    assert_eq!(lanes_for(Some(20)), SHORT_PATH_LANES);
+    assert_eq!(lanes_for(Some(LONG_PATH_RTT_MS)), MAX_LANES);
+    let (mut a, mut b) = (Lanes::new(true), Lanes::new(false));
+    a.set_count(lanes_for(Some(110)));
+    let every: Vec<LaneId> = (0..MAX_LANES).collect();
+    assert_eq!(negotiate(&mut a, &mut b, 10), every);
+    // The round trip looks short now (or a hostile count): nothing changes while lanes are open.
+    a.set_count(0);
+    a.set_count(lanes_for(Some(5)));
+    assert_eq!(a.count(), MAX_LANES);
+    a.tick(true, 20);
+    assert!(a.take_effects().is_empty());
+}
+
+#[test]
 fn the_opener_opens_every_lane_while_a_transfer_wants_them() {
     let (mut a, mut b) = (Lanes::new(true), Lanes::new(false));
     a.tick(false, 0);
     assert!(a.take_effects().is_empty(), "nothing wants lanes yet");
-    let every: Vec<LaneId> = (0..MAX_LANES).collect();
+    let every: Vec<LaneId> = (0..SHORT_PATH_LANES).collect();
     assert_eq!(negotiate(&mut a, &mut b, 10), every);
     assert_eq!(a.open().collect::<Vec<_>>(), every);
     assert_eq!(b.open().collect::<Vec<_>>(), every);
@@ -111,7 +128,7 @@ fn an_offer_for_a_lane_in_use_closes_it() {
         "frames on it are lost"
     );
     assert_eq!(sent(&effects), vec![&LaneSignal::Close { lane: 1 }]);
-    let others: Vec<LaneId> = (0..MAX_LANES).filter(|&l| l != 1).collect();
+    let others: Vec<LaneId> = (0..SHORT_PATH_LANES).filter(|&l| l != 1).collect();
     assert_eq!(b.open().collect::<Vec<_>>(), others);
 }
 
@@ -175,7 +192,7 @@ fn signals_out_of_limits_end_only_their_lane() {
         mline: Some(0),
     };
     assert!(matches!(b.on_signal(long, 1), Err(LaneRefusal::Invalid(_))));
-    let others: Vec<LaneId> = (0..MAX_LANES).filter(|&l| l != 2).collect();
+    let others: Vec<LaneId> = (0..SHORT_PATH_LANES).filter(|&l| l != 2).collect();
     assert_eq!(b.open().collect::<Vec<_>>(), others);
 }
 
@@ -228,7 +245,7 @@ fn a_lane_that_does_not_connect_in_time_closes() {
     a.tick(true, LANE_CONNECT_MS);
     let effects = a.take_effects();
     let closed: Vec<_> = sent(&effects);
-    let others: Vec<_> = (0..MAX_LANES)
+    let others: Vec<_> = (0..SHORT_PATH_LANES)
         .filter(|&l| l != 1)
         .map(|lane| LaneSignal::Close { lane })
         .collect();
@@ -251,7 +268,7 @@ fn lanes_close_once_no_transfer_wanted_them_for_a_while() {
     assert!(a.take_effects().is_empty());
     a.tick(false, 1_000 + LANE_IDLE_MS);
     let effects = a.take_effects();
-    for lane in 0..MAX_LANES {
+    for lane in 0..SHORT_PATH_LANES {
         assert!(effects.contains(&LaneEffect::Lost(lane)));
         assert!(effects.contains(&LaneEffect::Send(LaneSignal::Close { lane })));
     }
