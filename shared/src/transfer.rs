@@ -487,6 +487,11 @@ pub const GAP_WAIT_MS: u64 = 150;
 /// these is the path's, not one connection's.
 pub const GAP_REPORTS: u32 = 5;
 
+/// Chunks that arrive in `ms` at `bytes_per_s`, rounded up.
+fn chunks_in(bytes_per_s: f64, ms: u64) -> u32 {
+    (bytes_per_s * ms as f64 / 1000.0 / CHUNK_BYTES as f64).ceil() as u32
+}
+
 /// Shortest epoch of [`Receiver::probe_window`].
 const PROBE_EPOCH_MIN_MS: u64 = 500;
 /// What arrives must grow by this factor for a larger window to stay.
@@ -865,8 +870,7 @@ impl Receiver {
             // window covers that too, or every lane waits for the one being repaired.
             if let Some(rtt) = rtt {
                 let span_ms = 2 * rtt + if self.striped { SCTP_REPAIR_MS } else { 0 };
-                let chunks = self.meter.rate * span_ms as f64 / 1000.0 / CHUNK_BYTES as f64;
-                let target = (chunks.ceil() as u32).min(self.config.path_max);
+                let target = chunks_in(self.meter.rate, span_ms).min(self.config.path_max);
                 if target > self.window {
                     self.window = target.min(self.window.saturating_mul(2));
                 }
@@ -890,10 +894,10 @@ impl Receiver {
     /// full (both deliver the window over the grant's round trip); a larger window that
     /// brings more can.
     fn probe_window(&mut self, rtt: u64, now_ms: u64) {
-        let done = self.done_bytes();
         if now_ms < self.probe.settle_until {
             return;
         }
+        let done = self.done_bytes();
         let epoch_ms = (4 * rtt).max(PROBE_EPOCH_MIN_MS);
         let (start, at_start) = *self.probe.epoch.get_or_insert((now_ms, done));
         let span = now_ms.saturating_sub(start);
@@ -912,9 +916,11 @@ impl Receiver {
         // Tries stop at four round trips of what arrives (twice what the product alone
         // sizes), and never pass the streaming maximum on a path that short: on loopback
         // larger windows only held more in memory (sender +7 → +22 MiB, no faster).
-        let cap = ((rate * (4 * rtt) as f64 / 1000.0 / CHUNK_BYTES as f64).ceil() as u32)
+        let cap = chunks_in(rate, 4 * rtt)
             .max(self.config.max)
             .min(self.config.path_max);
+        self.probe.rate = rate;
+        self.probe.epoch = Some((now_ms, done));
         if self.probe.rest > 0 {
             self.probe.rest -= 1;
         } else if self.window < cap {
@@ -925,12 +931,8 @@ impl Receiver {
             // What the larger window brings starts a grant's round trip later (two, with a
             // repair): the epoch that measures it starts then.
             self.probe.settle_until = now_ms + 2 * rtt;
-            self.probe.rate = rate;
             self.probe.epoch = None;
-            return;
         }
-        self.probe.rate = rate;
-        self.probe.epoch = Some((now_ms, done));
     }
 
     /// The I/O layer has persisted every chunk below `persisted`. Returns a `Credit` to send when
@@ -1762,10 +1764,18 @@ mod tests {
         assert_eq!(last, config.path_max, "{windows:?}");
     }
 
-    /// The window a receiver ends with on a path of 20 ms round trip that carries one chunk
-    /// per 4 ms (about 3.9 MiB/s), the sender sending whatever its credit allows.
-    fn window_on_a_paced_path(striped: bool) -> u32 {
-        let data = file(3000 * CHUNK_BYTES);
+    /// A receiver on a path of `one_way` ms each way that carries one chunk per `per_chunk`
+    /// ms, every `loss_every`th chunk repaired a round trip late and the chunks behind it held
+    /// until it comes (a data channel delivers in order); the sender sends whatever its credit
+    /// allows. Returns the last window and the chunks per second over `n` chunks.
+    fn receiver_on_a_path(
+        one_way: f64,
+        per_chunk: f64,
+        loss_every: u32,
+        n: u32,
+        striped: bool,
+    ) -> (u32, f64) {
+        let data = file(n as usize * CHUNK_BYTES);
         let mut r = Receiver::new(offer_for(&data), WindowConfig::default()).unwrap();
         if striped {
             r.allow_striping();
@@ -1775,63 +1785,41 @@ mod tests {
             panic!("{first:?}");
         };
         let (mut sender_until, mut grants) = (until, std::collections::VecDeque::new());
-        let (mut at_sender, mut link_free) = (10u64, 0u64);
-        for seq in 0..3000u32 {
-            while seq >= sender_until {
-                let (at, until) = grants.pop_front().expect("credit keeps coming");
-                at_sender = at_sender.max(at);
-                sender_until = until;
-            }
-            let sent = at_sender.max(link_free);
-            link_free = sent + 4;
-            let arrived = sent + 10;
-            let s = seq as usize;
-            r.on_chunk(seq, &data[s * CHUNK_BYTES..][..CHUNK_BYTES], arrived)
-                .unwrap();
-            if let Some(Control::Credit { until, .. }) = r.on_persisted(seq + 1, arrived) {
-                grants.push_back((arrived + 10, until));
-            }
-        }
-        r.window()
-    }
-
-    /// A receiver on a long lossy path: 110 ms round trip, one chunk per 2.7 ms (about
-    /// 6 MB/s), and every `loss_every`th chunk repaired a round trip late, the chunks behind
-    /// it held until it comes (a data channel delivers in order). The sender sends whatever
-    /// its credit allows. Returns the last window and the chunks per second.
-    fn on_a_long_lossy_path(loss_every: u32) -> (u32, f64) {
-        let n = 6000u32;
-        let data = file(n as usize * CHUNK_BYTES);
-        let mut r = Receiver::new(offer_for(&data), WindowConfig::default()).unwrap();
-        let [_, first] = r.accept(None, 0);
-        let Control::Credit { until, .. } = first else {
-            panic!("{first:?}");
-        };
-        let (mut sender_until, mut grants) = (until, std::collections::VecDeque::new());
-        let (mut at_sender, mut link_free, mut floor) = (55.0f64, 0.0f64, 0.0f64);
+        let (mut at_sender, mut link_free, mut floor) = (one_way, 0.0f64, 0.0f64);
         for seq in 0..n {
             while seq >= sender_until {
                 let (at, until) = grants.pop_front().expect("credit keeps coming");
-                at_sender = at_sender.max(at);
+                at_sender = f64::max(at_sender, at);
                 sender_until = until;
             }
-            let sent = at_sender.max(link_free);
-            link_free = sent + 2.7;
+            let sent = f64::max(at_sender, link_free);
+            link_free = sent + per_chunk;
             let repair = if seq % loss_every == loss_every - 1 {
-                110.0
+                2.0 * one_way
             } else {
                 0.0
             };
-            let arrived = (sent + 55.0 + repair).max(floor);
+            let arrived = (sent + one_way + repair).max(floor);
             floor = arrived;
             let s = seq as usize;
             r.on_chunk(seq, &data[s * CHUNK_BYTES..][..CHUNK_BYTES], arrived as u64)
                 .unwrap();
             if let Some(Control::Credit { until, .. }) = r.on_persisted(seq + 1, arrived as u64) {
-                grants.push_back((arrived + 55.0, until));
+                grants.push_back((arrived + one_way, until));
             }
         }
         (r.window(), f64::from(n) / (floor / 1000.0))
+    }
+
+    /// The window a receiver ends with on a path of 20 ms round trip that carries one chunk
+    /// per 4 ms (about 3.9 MiB/s).
+    fn window_on_a_paced_path(striped: bool) -> u32 {
+        receiver_on_a_path(10.0, 4.0, u32::MAX, 3000, striped).0
+    }
+
+    /// 110 ms round trip, one chunk per 2.7 ms (about 6 MB/s).
+    fn on_a_long_lossy_path(loss_every: u32) -> (u32, f64) {
+        receiver_on_a_path(55.0, 2.7, loss_every, 6000, false)
     }
 
     #[test]
