@@ -15,6 +15,12 @@ if (!document.createElement("canvas").getContext("webgl2")) {
         // winit ends Bevy's start-up by throwing "Using exceptions for control flow": not a failure.
         if (!String(error).includes("control flow")) throw error;
       }
+      // Once the app runs (not before: the first visit's download comes first), keep it for the
+      // next visit (see sw.js). Where service workers are missing or refused, every visit
+      // downloads the app, as before.
+      navigator.serviceWorker?.register("/sw.js").catch((error) => {
+        console.warn(`Duet will download the app again next time: ${error.message || error}`);
+      });
     })
     .catch((error) => {
       console.error(error);

@@ -16,6 +16,9 @@ use crate::config::ClientConfig;
 /// What to ask the server.
 #[derive(Message, Debug, Clone, PartialEq)]
 pub enum ApiCall {
+    /// `GET /api/version`: whether this app and the server speak the same API (asked once, at
+    /// start).
+    Version,
     /// `POST /api/rooms`.
     CreateRoom,
     /// `POST /api/rooms/{room}/kick` or `/ban` with the owner key.
@@ -76,6 +79,8 @@ impl Moderation {
 /// What the server answered.
 #[derive(Message, Debug, Clone, PartialEq)]
 pub enum ApiReply {
+    /// The server's API version.
+    Version(duet_shared::api::ServerVersion),
     /// A new room and its owner key.
     RoomCreated(CreatedRoom),
     /// The moderation action happened.
@@ -115,6 +120,9 @@ impl Plugin for ApiPlugin {
                 tx,
                 rx: Mutex::new(rx),
             })
+            .add_systems(Startup, |mut calls: MessageWriter<ApiCall>| {
+                calls.write(ApiCall::Version);
+            })
             .add_systems(PreUpdate, deliver_replies)
             .add_systems(PostUpdate, send_calls);
     }
@@ -123,6 +131,7 @@ impl Plugin for ApiPlugin {
 fn send_calls(mut calls: MessageReader<ApiCall>, config: Res<ClientConfig>, inbox: Res<Inbox>) {
     for call in calls.read() {
         let request = match call {
+            ApiCall::Version => ehttp::Request::get(format!("{}/api/version", config.server)),
             ApiCall::CreateRoom => {
                 ehttp::Request::post(format!("{}/api/rooms", config.server), Vec::new())
             }
@@ -207,6 +216,10 @@ fn interpret(call: ApiCall, result: ehttp::Result<ehttp::Response>) -> ApiReply 
         return fail(message);
     }
     match &call {
+        ApiCall::Version => match serde_json::from_slice(&response.bytes) {
+            Ok(version) => ApiReply::Version(version),
+            Err(e) => fail(format!("The server's answer was not understood: {e}")),
+        },
         ApiCall::CreateRoom => match serde_json::from_slice::<CreatedRoom>(&response.bytes) {
             Ok(created) => ApiReply::RoomCreated(created),
             Err(e) => fail(format!("The server's answer was not understood: {e}")),
@@ -265,6 +278,11 @@ mod tests {
             response(200, r#"{"room":"r","peers":2,"capacity":2}"#),
         );
         assert!(matches!(info, ApiReply::RoomInfo(i) if i.peers == 2 && i.capacity == 2));
+        let version = interpret(ApiCall::Version, response(200, r#"{"api":7}"#));
+        assert_eq!(
+            version,
+            ApiReply::Version(duet_shared::api::ServerVersion { api: 7 })
+        );
         let down = interpret(ApiCall::CreateRoom, Err("connection refused".into()));
         assert!(
             matches!(down, ApiReply::Failed { message, .. } if message.starts_with("Cannot reach"))

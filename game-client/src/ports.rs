@@ -85,6 +85,8 @@ pub struct Host {
     pub lanes: Arc<dyn LaneLinks>,
     /// The window or page around the app.
     pub shell: Arc<dyn Shell>,
+    /// Getting the person's attention while the app is out of sight.
+    pub attention: Arc<dyn Attention>,
     /// Where automation events go and commands come from.
     pub automation: Arc<dyn Automation>,
     /// Rings when a read, a hash or a store write the platform finished asynchronously is
@@ -358,6 +360,106 @@ pub trait Shell: Send + Sync + 'static {
     fn set_window_icon(&self, window: Entity, rgba: fn(u32) -> Vec<u8>) -> bool;
     /// How to draw a frame at once when input arrives outside the window system.
     fn set_frame_waker(&self, wake: Box<dyn Fn() + Send + Sync>);
+}
+
+/// A short sound, as notes, so each platform plays the same thing its own way (the page with
+/// oscillators, the desktop with samples).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sound {
+    /// Something arrived while the app was out of sight.
+    Chime,
+    /// A call is ringing (played again every [`RING_EVERY_MS`] while it rings).
+    Ring,
+}
+
+/// How often the ring repeats while a call rings.
+pub const RING_EVERY_MS: u64 = 2_000;
+
+/// One note of a [`Sound`]: a sine at `hz`, `at_ms` after the sound starts, for `ms`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Note {
+    /// Pitch.
+    pub hz: f32,
+    /// Start, from the sound's start.
+    pub at_ms: u32,
+    /// Length.
+    pub ms: u32,
+}
+
+impl Sound {
+    /// The notes: quiet and short, so they tell without startling.
+    pub fn notes(self) -> &'static [Note] {
+        match self {
+            Sound::Chime => &[
+                Note {
+                    hz: 880.0,
+                    at_ms: 0,
+                    ms: 90,
+                },
+                Note {
+                    hz: 1_320.0,
+                    at_ms: 110,
+                    ms: 140,
+                },
+            ],
+            Sound::Ring => &[
+                Note {
+                    hz: 660.0,
+                    at_ms: 0,
+                    ms: 180,
+                },
+                Note {
+                    hz: 880.0,
+                    at_ms: 220,
+                    ms: 180,
+                },
+                Note {
+                    hz: 660.0,
+                    at_ms: 440,
+                    ms: 180,
+                },
+                Note {
+                    hz: 880.0,
+                    at_ms: 660,
+                    ms: 180,
+                },
+            ],
+        }
+    }
+}
+
+/// Whether the platform's system notifications may be shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotifyPermission {
+    /// The person allowed them.
+    Granted,
+    /// The person refused them (the browser does not ask again).
+    Denied,
+    /// Not asked yet: ask after a click of the person's.
+    Ask,
+    /// This platform has none; it asks for the window's attention instead.
+    Unsupported,
+}
+
+/// Getting the person's attention while the app is out of sight: the tab's title, a system
+/// notification, the window's request for attention, a sound. Called from the frame loop's
+/// main thread (the desktop's window may only be touched there).
+pub trait Attention: Send + Sync + 'static {
+    /// Whether the person can see the app, where the platform knows better than the window's
+    /// focus (a page: visible and focused); `None`: the window's focus says it.
+    fn in_sight(&self) -> Option<bool>;
+    /// Shows `title` where the window's own title does not (the page's tab).
+    fn show_title(&self, title: &str);
+    /// Tells the person: a system notification where allowed (a click on it brings the app
+    /// forward), and the window's request for attention.
+    fn notify(&self, window: Entity, title: &str, body: &str);
+    /// Plays `sound` once.
+    fn play(&self, sound: Sound);
+    /// Whether system notifications may be shown.
+    fn permission(&self) -> NotifyPermission;
+    /// Asks the person to allow notifications (right after a click of theirs: browsers ask
+    /// only then).
+    fn ask_permission(&self);
 }
 
 /// Where automation events go (stdout, the console) and commands come from (stdin).

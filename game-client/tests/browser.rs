@@ -645,3 +645,106 @@ fn a_browser_from_before_device_keys_keeps_its_name_history_files_and_rooms() {
     assert_eq!(r["run_0"]["heard"], "welcome back 0", "{r}");
     assert_eq!(r["run_1"]["heard"], "welcome back 1", "{r}");
 }
+
+/// A hidden tab: what the peer does counts in the title, shows a notification and chimes; a
+/// call rings on; looking again clears the count. Notifications are asked for only after the
+/// person's click.
+#[test]
+fn a_hidden_tab_counts_notifies_and_rings_for_what_the_peer_does() {
+    assert_loopback_only();
+    let _serial = one_at_a_time();
+    let wrangler = Wrangler::shared();
+    let r = scenario(
+        "attention.mjs",
+        &[wrangler.base.clone(), e2e_dir().display().to_string()],
+    );
+    eprintln!("{}", serde_json::to_string_pretty(&r).unwrap());
+    assert_eq!(r["buttons_before"], serde_json::json!(["notify", "sound"]));
+    assert_eq!(r["asked_before_click"], 0, "never asked on load");
+    assert!(r["asked_after_click"].as_u64().unwrap() >= 1, "{r}");
+    assert_eq!(r["visibility"], "hidden", "another tab is in front");
+    for (what, count) in [("joined", 1), ("message", 2), ("file", 3), ("call", 4)] {
+        assert_eq!(r[what]["unseen"], count, "{what}: {r}");
+        assert_eq!(r[what]["title"], format!("({count}) Duet"), "{what}: {r}");
+        assert_eq!(r[what]["told"], true, "{what}: {r}");
+    }
+    for what in ["joined", "message", "file"] {
+        assert_eq!(r[what]["sound"], true, "{what}: {r}");
+    }
+    let bodies: Vec<&str> = r["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["body"].as_str().unwrap())
+        .collect();
+    let bob = r["bob_name"].as_str().unwrap();
+    assert_eq!(
+        bodies,
+        [
+            format!("{bob} is here."),
+            format!("{bob} sent you a message."),
+            format!("{bob} is sending you photo.jpg."),
+            format!("{bob} is calling you.")
+        ],
+        "{r}"
+    );
+    assert!(
+        r["notifications"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|n| n["visibility"] == "hidden")
+    );
+    // Three chimes of two tones; the ring: four tones every 2 s for 5 s.
+    assert_eq!(r["chime_tones"], 6, "{r}");
+    assert!(r["ring_tones"].as_u64().unwrap() >= 8, "{r}");
+    assert_eq!(r["visibility_back"], "visible");
+    assert_eq!(r["title_back"], "Duet");
+    assert_eq!(r["alerts_in_sight"], 0, "{r}");
+    assert_eq!(r["title_in_sight"], "Duet");
+}
+
+/// The app is installable, its second visit starts from the service worker's cache, and a new
+/// build is used from the visit after the one that found it, never mixed with the old.
+#[test]
+fn the_app_installs_and_starts_from_its_cache_and_updates_at_the_next_visit() {
+    assert_loopback_only();
+    let _serial = one_at_a_time();
+    let wrangler = Wrangler::shared();
+    let r = scenario(
+        "pwa.mjs",
+        &[wrangler.base.clone(), e2e_dir().display().to_string()],
+    );
+    eprintln!("{}", serde_json::to_string_pretty(&r).unwrap());
+    assert_eq!(r["installability_errors"], serde_json::json!([]), "{r}");
+    assert_eq!(r["manifest_errors"], serde_json::json!([]), "{r}");
+    assert_eq!(r["first"]["wasm_from_service_worker"], false, "{r}");
+    let kept = r["kept"].as_object().unwrap();
+    assert_eq!(kept.len(), 1, "{r}");
+    let paths = kept.values().next().unwrap();
+    for path in [
+        "/",
+        "/start.js",
+        "/pkg/duet-client_bg.wasm",
+        "/pkg/build.json",
+    ] {
+        assert!(
+            paths.as_array().unwrap().iter().any(|p| p == path),
+            "{path}: {r}"
+        );
+    }
+    assert_eq!(r["second"]["wasm_from_service_worker"], true, "{r}");
+    assert_eq!(r["second"]["wasm_from_network"], 0, "{r}");
+    assert!(r["second"]["first_frame_ms"].as_f64().unwrap() > 0.0);
+    // The visit that finds a new build runs the old one whole; the next runs the new one.
+    assert_eq!(r["third"]["new_build"], false, "{r}");
+    let after = r["after_update"].as_object().unwrap();
+    assert_eq!(
+        after.keys().collect::<Vec<_>>(),
+        ["duet-app-00000000deadbeef"],
+        "{r}"
+    );
+    assert_eq!(r["fourth"]["new_build"], true, "{r}");
+    assert_eq!(r["fourth"]["wasm_from_service_worker"], true, "{r}");
+    assert_eq!(r["errors"], serde_json::json!([]), "{r}");
+}

@@ -249,6 +249,37 @@ fn two_desktop_clients_chat_and_drop_a_file_on_the_avatar() {
     let got = std::fs::read(&saved).unwrap();
     assert_eq!(Sha256::digest(&got), Sha256::digest(&bytes));
 
+    // Out of sight: the keyboard focus goes from Ada's window to the screen's root window.
+    // What Bob writes now counts in her window's title, and her window asks for attention.
+    ada.x
+        .xdotool(&["search", "--name", "Duet", "windowfocus", "--sync"]);
+    let root = ada
+        .x
+        .xdotool_output(&["search", "--maxdepth", "0", "--name", ".*"]);
+    ada.x.xdotool(&["windowfocus", "--sync", root.trim()]);
+    std::thread::sleep(Duration::from_millis(500));
+    bob.client.command("say Are you there, Ada?").unwrap();
+    let unseen = ada.expect(
+        "an alert for the message",
+        on!(Event::Alerted { what, unseen, .. } if *what == "message" => *unseen),
+    );
+    assert_eq!(unseen, 1);
+    let titled = |ada: &Desktop, title: &str| {
+        (0..100).any(|_| {
+            let found = ada.x.has_window_named(title);
+            if !found {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            found
+        })
+    };
+    assert!(titled(&ada, "(1) Duet"), "the window's title counts it");
+    ada.screenshot(&shots.join("ada-out-of-sight.png"));
+    // Back in sight: the count goes.
+    ada.x
+        .xdotool(&["search", "--name", "Duet", "windowfocus", "--sync"]);
+    assert!(titled(&ada, "Duet"), "the count went");
+
     // Bob answers so both windows show a conversation, then both windows are captured.
     bob.client.command("say Got it, thanks Ada!").unwrap();
     ada.expect(

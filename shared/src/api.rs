@@ -7,6 +7,18 @@
 use matchbox_protocol::PeerId;
 use serde::{Deserialize, Serialize};
 
+/// The version of this HTTP API and of the signaling around matchbox's frames: raised whenever
+/// a client of the previous version would misread an answer or be misread. A client compares it
+/// with the server's (`GET /api/version`) and tells its person to update when they differ.
+pub const API_VERSION: u16 = 1;
+
+/// `GET /api/version`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerVersion {
+    /// The server's [`API_VERSION`].
+    pub api: u16,
+}
+
 /// How many people a room holds. Duet is a room for exactly two.
 pub const ROOM_CAPACITY: u32 = 2;
 

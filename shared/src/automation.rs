@@ -157,6 +157,9 @@ pub struct Layout {
     pub seat_buttons: BTreeMap<String, Point>,
     /// The call controls shown (`call`, `hangup`, ...).
     pub call_buttons: BTreeMap<String, Point>,
+    /// The alert controls shown (`sound`, and `notify` while notifications can be asked for).
+    #[serde(default)]
+    pub alert_buttons: BTreeMap<String, Point>,
 }
 
 /// One reported event.
@@ -460,6 +463,18 @@ pub enum Event {
     Notice {
         /// What it says.
         message: String,
+    },
+    /// The app was out of sight and the peer did something: how the person was told.
+    Alerted {
+        /// `joined`, `message`, `file` or `call`.
+        what: String,
+        /// The count in the title after it.
+        unseen: u32,
+        /// Whether the chime played.
+        sound: bool,
+        /// Whether a notification (or the window's request for attention) went out: not for
+        /// an alert within a second of the last.
+        told: bool,
     },
     /// Where things are on screen.
     Layout(Layout),

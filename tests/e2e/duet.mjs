@@ -35,6 +35,53 @@ export async function launch({ without = [], extra = [], executable } = {}) {
   });
 }
 
+/** A headless Chromium whose tabs hide like a person's: Playwright's own pages keep focus
+ * emulation on, which keeps every tab "visible" (a captured page), so this one is started here
+ * and driven through DevTools without Playwright's defaults. Returns its default context (one
+ * window of tabs) and a `close`. */
+export async function launchWithTabs() {
+  const { spawn } = await import("node:child_process");
+  const { mkdtempSync, rmSync } = await import("node:fs");
+  const { tmpdir } = await import("node:os");
+  const profile = mkdtempSync(`${tmpdir()}/duet-tabs-`);
+  const child = spawn(process.env.DUET_CHROMIUM || "/usr/bin/chromium", [
+    ...CHROMIUM_FLAGS,
+    "--remote-debugging-port=0",
+    `--user-data-dir=${profile}`,
+    "--window-size=1280,720",
+    "about:blank",
+  ], { stdio: ["ignore", "ignore", "pipe"] });
+  const endpoint = await new Promise((resolve, reject) => {
+    let seen = "";
+    let found = null;
+    const timer = setTimeout(() => reject(new Error(`Chromium printed no DevTools address: ${seen}`)), 30_000);
+    // Read to the end (a full pipe would stall Chromium), keeping only what comes before the address.
+    child.stderr.on("data", (chunk) => {
+      if (found) return;
+      seen += chunk;
+      found = /DevTools listening on (ws:\/\/\S+)/.exec(seen);
+      if (found) {
+        clearTimeout(timer);
+        resolve(found[1]);
+      }
+    });
+    child.on("exit", (code) => reject(new Error(`Chromium exited (${code}): ${seen}`)));
+  });
+  const browser = await chromium.connectOverCDP(endpoint, { noDefaults: true });
+  const context = browser.contexts()[0];
+  return {
+    browser,
+    context,
+    close: async () => {
+      await browser.close().catch(() => {});
+      const exited = new Promise((resolve) => child.once("exit", resolve));
+      if (child.exitCode === null) child.kill();
+      await Promise.race([exited, sleep(5_000)]);
+      rmSync(profile, { recursive: true, force: true, maxRetries: 5, retryDelay: 200 });
+    },
+  };
+}
+
 /** What each person's browser context looks like. */
 export const CONTEXT_OPTIONS = {
   viewport: { width: 1280, height: 720 },

@@ -93,6 +93,27 @@ impl Xvfb {
         self.xdotool(&["click", &button.to_string()]);
     }
 
+    /// Runs `xdotool ARGS` on this display and returns what it printed; panics if it fails.
+    pub fn xdotool_output(&self, args: &[&str]) -> String {
+        let out = Command::new("xdotool")
+            .args(args)
+            .env("DISPLAY", &self.display)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "xdotool {args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Whether a window named exactly `title` is on this display.
+    pub fn has_window_named(&self, title: &str) -> bool {
+        let pattern = format!("^{}$", regex_escape(title));
+        Command::new("xdotool")
+            .args(["search", "--name", &pattern])
+            .env("DISPLAY", &self.display)
+            .output()
+            .is_ok_and(|out| out.status.success() && !out.stdout.is_empty())
+    }
+
     /// Runs `xdotool ARGS` on this display; panics if it fails.
     pub fn xdotool(&self, args: &[&str]) {
         let out = Command::new("xdotool")
@@ -109,4 +130,16 @@ impl Drop for Xvfb {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `text` as a POSIX extended regular expression matching only itself (xdotool's `--name`).
+fn regex_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if "\\^$.|?*+()[]{}".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }

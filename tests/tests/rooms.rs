@@ -699,6 +699,8 @@ async fn pages_forbid_framing_inline_script_and_other_hosts() {
         "default-src 'none'",
         "script-src 'self' 'wasm-unsafe-eval'",
         "connect-src 'self'",
+        "manifest-src 'self'",
+        "worker-src 'self'",
         "frame-ancestors 'none'",
     ] {
         assert!(
@@ -719,6 +721,35 @@ async fn pages_forbid_framing_inline_script_and_other_hosts() {
     // The rules file itself is not served.
     let (status, _) = api.headers("/_headers").await.unwrap();
     assert_ne!(status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_server_says_its_api_version_and_the_app_can_be_installed() {
+    let api = Wrangler::shared().api();
+    let reply = api.get("/api/version").await.unwrap();
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let version: duet_shared::api::ServerVersion = serde_json::from_str(&reply.body).unwrap();
+    assert_eq!(version.api, duet_shared::api::API_VERSION);
+    // The manifest, its icons and the service worker are served, as the page names them.
+    let manifest = api.get("/manifest.webmanifest").await.unwrap();
+    assert_eq!(manifest.status, 200);
+    let manifest: serde_json::Value = serde_json::from_str(&manifest.body).unwrap();
+    assert_eq!(manifest["display"], "standalone");
+    for icon in manifest["icons"].as_array().unwrap() {
+        let (status, headers) = api.headers(icon["src"].as_str().unwrap()).await.unwrap();
+        assert_eq!(status, 200, "{icon}");
+        assert_eq!(headers["content-type"], "image/png", "{icon}");
+    }
+    let (status, headers) = api.headers("/sw.js").await.unwrap();
+    assert_eq!(status, 200);
+    assert!(
+        headers["content-type"]
+            .to_str()
+            .unwrap()
+            .contains("javascript")
+    );
+    let page = api.get("/").await.unwrap().body;
+    assert!(page.contains(r#"rel="manifest" href="/manifest.webmanifest""#));
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -193,6 +193,12 @@ fn build_web(root: &Path, force: bool, build: WebBuild) -> Result<()> {
         root.join("Cargo.lock"),
         // The `web` profiles live in the workspace manifest.
         root.join("Cargo.toml"),
+        // The page itself: a change makes a new build id (`build.json`), which the service
+        // worker fetches for the next visit.
+        root.join("web/index.html"),
+        root.join("web/start.js"),
+        root.join("web/style.css"),
+        root.join("web/manifest.webmanifest"),
     ];
     if up_to_date(&output, &inputs) && !force {
         return Ok(());
@@ -244,6 +250,7 @@ fn build_web(root: &Path, force: bool, build: WebBuild) -> Result<()> {
             std::fs::remove_file(&bound)?;
         }
     }
+    write_build_id(root, &staging)?;
     // Swap in the new build only when it is complete, so a served page never sees half of one.
     let _ = std::fs::remove_dir_all(&pkg);
     std::fs::rename(&staging, &pkg).context("moving the web build into web/pkg")?;
@@ -253,6 +260,41 @@ fn build_web(root: &Path, force: bool, build: WebBuild) -> Result<()> {
         size as f64 / (1 << 20) as f64,
         build.output()
     );
+    Ok(())
+}
+
+/// Writes `build.json` into the web build at `staging`: `{"id"}`, a digest of everything the
+/// service worker keeps (the page, its script and style, the manifest, the wasm and its glue).
+/// The worker fetches a new build whole when the id changes (`web/sw.js`).
+fn write_build_id(root: &Path, staging: &Path) -> Result<()> {
+    use std::hash::Hasher;
+    let mut files: Vec<PathBuf> = [
+        "index.html",
+        "start.js",
+        "style.css",
+        "manifest.webmanifest",
+    ]
+    .iter()
+    .map(|name| root.join("web").join(name))
+    .collect();
+    let mut built: Vec<PathBuf> = std::fs::read_dir(staging)?
+        .map(|entry| entry.map(|e| e.path()))
+        .collect::<std::io::Result<_>>()?;
+    built.sort();
+    files.extend(built);
+    // Not a security digest: a name that changes whenever a byte does.
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    for file in &files {
+        let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+        hasher.write(file.file_name().unwrap_or_default().as_encoded_bytes());
+        hasher.write_usize(bytes.len());
+        hasher.write(&bytes);
+    }
+    let id = format!("{:016x}", hasher.finish());
+    std::fs::write(
+        staging.join("build.json"),
+        serde_json::json!({ "id": id }).to_string(),
+    )?;
     Ok(())
 }
 

@@ -75,6 +75,13 @@ pub fn main() -> AppExit {
                     fit_canvas_to_parent: true,
                     // Let the browser keep its own keys (reload, devtools); egui still gets the text.
                     prevent_default_event_handling: false,
+                    // A page's "visibility" means nothing to winit (a no-op), but to Bevy's loop
+                    // an invisible window is updated on every wake-up, not only after a drawn
+                    // frame. A hidden tab gets no animation frames, so with a visible window the
+                    // app stopped dead the moment its tab was hidden: no peer met, no message
+                    // taken, until the person came back (`docs/attention.md`). Its timers still
+                    // wake it about once a second.
+                    visible: false,
                     ..default()
                 }),
                 ..default()

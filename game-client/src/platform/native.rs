@@ -17,8 +17,8 @@ use duet_shared::transfer::WindowConfig;
 use sha2::{Digest, Sha256};
 
 use crate::ports::{
-    Automation, Capabilities, FileAction, FileDrag, FileRead, HashJob, Host, LocalFiles,
-    LoopFuture, ReadPoll, Runtime, Shell, Wake,
+    Attention, Automation, Capabilities, FileAction, FileDrag, FileRead, HashJob, Host, LocalFiles,
+    LoopFuture, NotifyPermission, ReadPoll, Runtime, Shell, Sound, Wake,
 };
 
 /// The desktop, as the ports see it.
@@ -53,6 +53,7 @@ pub fn host() -> Host {
         media: std::sync::Arc::new(media::DesktopMedia::default()),
         lanes: std::sync::Arc::new(lanes::DesktopLanes::new(wake.clone())),
         shell: desktop.clone(),
+        attention: desktop.clone(),
         automation: desktop,
         wake,
     }
@@ -308,4 +309,35 @@ impl Shell for Desktop {
 
     /// The desktop's window system reports its own input to the frame loop; nothing to wake.
     fn set_frame_waker(&self, _wake: Box<dyn Fn() + Send + Sync>) {}
+}
+
+impl Attention for Desktop {
+    /// The window's focus says it.
+    fn in_sight(&self) -> Option<bool> {
+        None
+    }
+
+    /// The window's own title is the title.
+    fn show_title(&self, _title: &str) {}
+
+    /// The desktop has no notification of Duet's own: the window asks for attention (the
+    /// taskbar entry flashes or bounces until the person looks).
+    fn notify(&self, entity: bevy::ecs::entity::Entity, _title: &str, _body: &str) {
+        bevy::winit::WINIT_WINDOWS.with_borrow(|winit_windows| {
+            if let Some(window) = winit_windows.get_window(entity) {
+                window
+                    .request_user_attention(Some(winit::window::UserAttentionType::Informational));
+            }
+        });
+    }
+
+    fn play(&self, sound: Sound) {
+        audio::play_notes(sound.notes());
+    }
+
+    fn permission(&self) -> NotifyPermission {
+        NotifyPermission::Unsupported
+    }
+
+    fn ask_permission(&self) {}
 }

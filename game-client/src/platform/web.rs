@@ -3,6 +3,7 @@
 //! ([`idb_history`]), downloads through Blob URLs, automation events on the console, calls
 //! through `getUserMedia` ([`media`]).
 
+mod attention;
 mod idb;
 mod idb_history;
 mod lanes;
@@ -26,8 +27,8 @@ pub use idb::IdbStore;
 pub use idb_history::IdbHistory;
 
 use crate::ports::{
-    Automation, Capabilities, FileAction, FileDrag, FileDragKind, FileRead, HashJob, Host,
-    LocalFiles, LoopFuture, ReadPoll, Runtime, Shell, Wake,
+    Attention, Automation, Capabilities, FileAction, FileDrag, FileDragKind, FileRead, HashJob,
+    Host, LocalFiles, LoopFuture, NotifyPermission, ReadPoll, Runtime, Shell, Sound, Wake,
 };
 
 /// How much of a file one `File.slice` read fetches: large enough that the promise per read
@@ -724,6 +725,7 @@ pub fn host() -> Host {
         media: std::sync::Arc::new(media::BrowserMedia::default()),
         lanes: std::sync::Arc::new(lanes::BrowserLanes::new(wake.clone())),
         shell: browser.clone(),
+        attention: browser.clone(),
         automation: browser,
         wake,
     }
@@ -808,6 +810,33 @@ impl Shell for Browser {
 
     fn set_frame_waker(&self, wake: Box<dyn Fn() + Send + Sync>) {
         set_frame_waker(wake);
+    }
+}
+
+impl Attention for Browser {
+    fn in_sight(&self) -> Option<bool> {
+        attention::in_sight()
+    }
+
+    fn show_title(&self, title: &str) {
+        attention::show_title(title);
+    }
+
+    /// A page cannot ask for its window's attention; the notification is how it tells.
+    fn notify(&self, _window: bevy::ecs::entity::Entity, title: &str, body: &str) {
+        attention::notify(title, body);
+    }
+
+    fn play(&self, sound: Sound) {
+        attention::play(sound);
+    }
+
+    fn permission(&self) -> NotifyPermission {
+        attention::permission()
+    }
+
+    fn ask_permission(&self) {
+        attention::ask_permission();
     }
 }
 

@@ -6,8 +6,9 @@
 //!
 //! Here: the screens, recent rooms, joining and leaving, notices, the plugin. One file each for
 //! [`presence`] (the link to the server and the other seat), [`files`] (drops, transfer rows,
-//! received files), [`bubbles`], [`moderation`] (kick, ban, a full room's seats) and [`layout`]
-//! (where avatars stand, colours); they share this module's imports and types.
+//! received files), [`bubbles`], [`moderation`] (kick, ban, a full room's seats), [`layout`]
+//! (where avatars stand, colours) and [`attention`] (what the peer did while the person was not
+//! looking); they share this module's imports and types.
 
 use std::path::PathBuf;
 
@@ -52,12 +53,14 @@ pub fn hello_failure_notice(why: &duet_shared::handshake::HandshakeError) -> &'s
     }
 }
 
+mod attention;
 mod bubbles;
 mod files;
 mod layout;
 mod moderation;
 mod presence;
 
+pub use attention::*;
 pub use bubbles::*;
 pub use files::*;
 pub use layout::*;
@@ -201,6 +204,7 @@ impl Plugin for RoomPlugin {
             .init_resource::<Notices>()
             .init_resource::<SeatHolders>()
             .add_message::<FreeSeat>()
+            .add_plugins(attention::plugin)
             .add_systems(Startup, load_saved)
             // The browser's address bar follows the screen, so a reload lands in the same place.
             .add_systems(
@@ -435,9 +439,34 @@ fn api_replies(
                 call: ApiCall::ReserveSeat { .. },
                 message,
             } => warn!("could not reserve the owner's seat: {message}"),
+            ApiReply::Version(server) if server.api != duet_shared::api::API_VERSION => {
+                notices.post(out_of_date_notice(server.api));
+            }
+            ApiReply::Version(_) => {}
+            // An unreachable server is said by whatever the person does next.
+            ApiReply::Failed {
+                call: ApiCall::Version,
+                message,
+            } => warn!("could not ask the server's version: {message}"),
             ApiReply::Failed { message, .. } => notices.post(message.clone()),
             ApiReply::SeatReserved => {}
         }
+    }
+}
+
+/// What the person is told when the server speaks another version of the API than this app.
+pub fn out_of_date_notice(server_api: u16) -> String {
+    let ours = duet_shared::api::API_VERSION;
+    if server_api > ours {
+        format!(
+            "This copy of Duet is older than the server's (API {ours}, the server's {server_api}): \
+             reload the page or update the app, or rooms may fail."
+        )
+    } else {
+        format!(
+            "The Duet server is older than this app (API {server_api}, the app's {ours}): rooms \
+             may fail until the server is updated."
+        )
     }
 }
 

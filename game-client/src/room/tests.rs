@@ -1040,3 +1040,158 @@ fn an_interrupted_link_is_said_and_a_connection_lost_in_silence_is_not_a_leave()
     let status = app.world().resource::<Presence>().status();
     assert!(status.starts_with("Bob is here"), "{status}");
 }
+
+/// A window that has (or lacks) the focus, as the desktop's reports it.
+fn window_focused(app: &mut App, focused: bool) -> Entity {
+    use bevy::window::PrimaryWindow;
+    let existing = app
+        .world_mut()
+        .query_filtered::<Entity, With<PrimaryWindow>>()
+        .iter(app.world())
+        .next();
+    let entity = existing.unwrap_or_else(|| {
+        app.world_mut()
+            .spawn((Window::default(), PrimaryWindow))
+            .id()
+    });
+    app.world_mut().get_mut::<Window>(entity).unwrap().focused = focused;
+    entity
+}
+
+fn title(app: &App, window: Entity) -> String {
+    app.world().get::<Window>(window).unwrap().title.clone()
+}
+
+fn received_chat(author: &str) -> crate::chat::ChatChanged {
+    crate::chat::ChatChanged(ChatEntry {
+        id: uuid::Uuid::new_v4(),
+        author: author.into(),
+        mine: false,
+        sent_ms: 1,
+        text: "psst".into(),
+        delivery: Delivery::Received,
+        author_key: None,
+    })
+}
+
+#[test]
+fn out_of_sight_what_the_peer_does_counts_in_the_title_until_the_person_looks() {
+    let dir = tempdir("alerts");
+    let mut app = room_app(&dir);
+    let window = window_focused(&mut app, false);
+    app.update();
+    assert_eq!(title(&app, window), "Duet");
+    peer_arrives(&mut app, "Bob");
+    let mut alerts = drain::<Alerted>(&mut app);
+    app.world_mut().write_message(received_chat("Bob"));
+    app.world_mut().write_message(TransferEvent::Asked {
+        id: TransferId(9),
+        name: "big.iso".into(),
+        size: 1 << 30,
+    });
+    app.update();
+    alerts.extend(drain::<Alerted>(&mut app));
+    // My own message and its receipt are not news.
+    let mut mine = received_chat("Me");
+    mine.0.mine = true;
+    mine.0.delivery = Delivery::Delivered;
+    app.world_mut().write_message(mine);
+    app.update();
+    alerts.extend(drain::<Alerted>(&mut app));
+    let told: Vec<_> = alerts
+        .iter()
+        .map(|a| (a.alert.kind(), a.unseen, a.told, a.sound))
+        .collect();
+    // All count; within a second of the first, the others are not told or chimed again.
+    assert_eq!(
+        told,
+        [
+            ("joined", 1, true, true),
+            ("message", 2, false, false),
+            ("file", 3, false, false)
+        ]
+    );
+    assert_eq!(alerts[2].alert.body(), "Bob is sending you big.iso.");
+    assert!(
+        !alerts[1].alert.body().contains("psst"),
+        "a notification never shows the text"
+    );
+    assert_eq!(title(&app, window), "(3) Duet");
+    // A second later (four frames of 250 ms), the next is told again.
+    for _ in 0..4 {
+        app.update();
+    }
+    app.world_mut().write_message(received_chat("Bob"));
+    app.update();
+    let later = drain::<Alerted>(&mut app);
+    assert_eq!(
+        later
+            .iter()
+            .map(|a| (a.unseen, a.told, a.sound))
+            .collect::<Vec<_>>(),
+        [(4, true, true)]
+    );
+    assert_eq!(title(&app, window), "(4) Duet");
+    // The person looks: the count goes, and while they look nothing counts.
+    window_focused(&mut app, true);
+    app.update();
+    assert_eq!(title(&app, window), "Duet");
+    app.world_mut().write_message(received_chat("Bob"));
+    app.update();
+    assert!(drain::<Alerted>(&mut app).is_empty());
+    assert_eq!(app.world().resource::<Unseen>().count, 0);
+}
+
+#[test]
+fn the_chime_can_be_turned_off_and_the_choice_is_kept_on_the_device() {
+    let dir = tempdir("alert-settings");
+    let mut app = room_app(&dir);
+    assert!(app.world().resource::<AlertSettings>().sound);
+    app.world_mut()
+        .write_message(AttentionAction::SetSound(false));
+    app.update();
+    assert!(!app.world().resource::<AlertSettings>().sound);
+    window_focused(&mut app, false);
+    app.world_mut().write_message(received_chat("Bob"));
+    app.update();
+    let alerts = drain::<Alerted>(&mut app);
+    assert_eq!(alerts.len(), 1);
+    assert!(alerts[0].told && !alerts[0].sound, "turned off");
+    // A restart reads it back.
+    drop(app);
+    let app = room_app(&dir);
+    assert!(!app.world().resource::<AlertSettings>().sound);
+}
+
+#[test]
+fn an_app_out_of_step_with_the_servers_api_says_so() {
+    let dir = tempdir("api-version");
+    let mut app = room_app(&dir);
+    let ours = duet_shared::api::API_VERSION;
+    let before = app.world().resource::<Notices>().posted;
+    app.world_mut()
+        .write_message(ApiReply::Version(duet_shared::api::ServerVersion {
+            api: ours,
+        }));
+    app.update();
+    assert_eq!(
+        app.world().resource::<Notices>().posted,
+        before,
+        "in step: nothing"
+    );
+    app.world_mut()
+        .write_message(ApiReply::Version(duet_shared::api::ServerVersion {
+            api: ours + 1,
+        }));
+    app.update();
+    let notice = latest_notice(&app);
+    assert!(notice.contains("older than the server's"), "{notice}");
+    assert!(notice.contains("reload the page"), "{notice}");
+    // Not reachable: not this check's to say.
+    app.world_mut().write_message(ApiReply::Failed {
+        call: ApiCall::Version,
+        message: "Cannot reach the Duet server".into(),
+    });
+    app.update();
+    assert_eq!(app.world().resource::<Notices>().posted, before + 1);
+}

@@ -18,7 +18,7 @@ use super::panels::PanelState;
 use super::scene::RoomCamera;
 use crate::frame::FrameSet;
 use crate::headless::{AcceptExtraCommands, EventOut, ExtraCommand, HeadlessPlugin};
-use crate::room::{MY_SPOT, Notices, PEER_SPOT, ReceivedFiles, Screen};
+use crate::room::{Alerted, MY_SPOT, Notices, PEER_SPOT, ReceivedFiles, Screen};
 
 /// Test automation on top of the windowed client.
 pub struct AutomationPlugin;
@@ -36,7 +36,8 @@ impl Plugin for AutomationPlugin {
                 Update,
                 (
                     commands.in_set(FrameSet::Input),
-                    (finish_drop, report_notices, report_layout).in_set(FrameSet::Presentation),
+                    (finish_drop, report_notices, report_alerts, report_layout)
+                        .in_set(FrameSet::Presentation),
                 ),
             )
             .add_systems(
@@ -166,6 +167,7 @@ fn layout(
         offer_buttons: named(&panel.offer_buttons),
         seat_buttons: centers(&panel.seat_buttons),
         call_buttons: named(&panel.call_buttons),
+        alert_buttons: named(&panel.alert_buttons),
     })
 }
 
@@ -224,6 +226,17 @@ fn finish_drop(
     });
     out.emit(Event::Dropped { at: [at.x, at.y] });
     pending.0 = None;
+}
+
+fn report_alerts(mut alerts: MessageReader<Alerted>, out: Res<EventOut>) {
+    for alerted in alerts.read() {
+        out.emit(Event::Alerted {
+            what: alerted.alert.kind().to_owned(),
+            unseen: alerted.unseen,
+            sound: alerted.sound,
+            told: alerted.told,
+        });
+    }
 }
 
 fn report_notices(notices: Res<Notices>, out: Res<EventOut>, mut seen: Local<usize>) {

@@ -48,7 +48,7 @@ fn main() -> Result<()> {
             .unwrap_or(f64::NAN)
     };
     println!(
-        "duet {:.1} MiB/s (memory +{:.0} MiB, channel {:.0} ms, CPU s {:.1}/{:.1}) | reference {:.1} MiB/s (memory +{:.0} MiB, channel {:.0} ms) | ratio {:.2} | ceiling {:.1} MiB/s (CPU s {:.1}/{:.1}), ratio {:.2} | first frame {:.0} ms | wasm gzip {:.2} MiB",
+        "duet {:.1} MiB/s (memory +{:.0} MiB, channel {:.0} ms, CPU s {:.1}/{:.1}) | reference {:.1} MiB/s (memory +{:.0} MiB, channel {:.0} ms) | ratio {:.2} | ceiling {:.1} MiB/s (CPU s {:.1}/{:.1}), ratio {:.2} | first frame {:.0} ms, second visit {:.0} ms | wasm gzip {:.2} MiB",
         get("/duet/mib_s"),
         get("/duet/memory_growth_mib"),
         get("/duet/channel_open_ms"),
@@ -63,6 +63,7 @@ fn main() -> Result<()> {
         get("/ceiling/cpu_s_per_side/receiver"),
         get("/ratio_to_ceiling"),
         get("/first_frame_ms"),
+        get("/first_frame_cached_ms"),
         get("/wasm_gzip_mib"),
     );
     println!("wrote {}", path.display());

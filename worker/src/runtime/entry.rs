@@ -49,6 +49,16 @@ async fn route(req: Request, env: &Env) -> std::result::Result<Response, Failure
     if method == Method::Options {
         return Ok(respond::preflight()?);
     }
+    if path == "/api/version" && method == Method::Get {
+        // A client built for another version of this API (a page kept by its service worker,
+        // an old desktop app) asks first, and tells its person instead of misreading answers.
+        return Ok(respond::json(
+            200,
+            &duet_shared::api::ServerVersion {
+                api: duet_shared::api::API_VERSION,
+            },
+        )?);
+    }
     if path == "/api/rooms" || path == "/api/rooms/" {
         return match method {
             Method::Post => {

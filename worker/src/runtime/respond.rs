@@ -39,12 +39,14 @@ impl Failure {
 }
 
 /// The app page's Content-Security-Policy: its own scripts and wasm only, no inline script, no
-/// framing, network only to this server (the API and the signaling WebSocket). The same text is
+/// framing, network only to this server (the API and the signaling WebSocket), its own manifest
+/// and service worker (`web/sw.js`, which keeps the app for the next visit). The same text is
 /// in `web/_headers` for the static files; a test checks they agree.
 pub const PAGE_CSP: &str = "default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; \
     style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; \
     media-src 'self' blob: mediastream:; font-src 'self'; connect-src 'self'; \
-    frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
+    manifest-src 'self'; worker-src 'self'; frame-ancestors 'none'; base-uri 'none'; \
+    form-action 'none'";
 
 /// The app's page (for room links) with the security headers of `web/_headers`.
 pub fn page(html: Vec<u8>) -> Result<Response> {

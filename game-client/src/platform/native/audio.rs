@@ -124,6 +124,48 @@ impl Devices {
     }
 }
 
+/// `notes` as samples at [`RATE`]: sines at a fifth of full scale, each faded in and out over
+/// 10 ms so no note clicks.
+pub fn render(notes: &[crate::ports::Note]) -> Vec<f32> {
+    let ms = |ms: u32| ms as usize * RATE as usize / 1000;
+    let end = notes.iter().map(|n| ms(n.at_ms + n.ms)).max().unwrap_or(0);
+    let mut out = vec![0.0f32; end];
+    let fade = ms(10).max(1);
+    for note in notes {
+        let (start, len) = (ms(note.at_ms), ms(note.ms));
+        let step = note.hz * std::f32::consts::TAU / RATE as f32;
+        for i in 0..len {
+            let envelope = (i.min(len - i) as f32 / fade as f32).min(1.0);
+            out[start + i] += (i as f32 * step).sin() * 0.2 * envelope;
+        }
+    }
+    out
+}
+
+/// Plays `notes` on the default speakers, on a thread of its own that ends with the sound;
+/// nothing without speakers (or with `DUET_FAKE_AUDIO` set: test machines have none).
+pub fn play_notes(notes: &'static [crate::ports::Note]) {
+    if std::env::var_os("DUET_FAKE_AUDIO").is_some() {
+        return;
+    }
+    let _ = std::thread::Builder::new()
+        .name("duet-sound".into())
+        .spawn(move || {
+            let samples = render(notes);
+            let length = std::time::Duration::from_millis(
+                samples.len() as u64 * 1000 / u64::from(RATE) + 100,
+            );
+            let buffer: Buffer = Arc::new(Mutex::new(samples.into()));
+            let Some(device) = cpal::default_host().default_output_device() else {
+                return;
+            };
+            if let Ok(stream) = open_output(&device, buffer) {
+                std::thread::sleep(length);
+                drop(stream);
+            }
+        });
+}
+
 /// Peak level of some audio, 0..1: what the speaking rings and the tests read, like the
 /// browser's `audioLevel`.
 pub fn level(samples: &[f32]) -> f64 {
@@ -285,6 +327,22 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sounds_render_their_notes_quietly_and_without_clicks() {
+        let ring = render(crate::ports::Sound::Ring.notes());
+        // Four notes of 180 ms from 0 to 840 ms.
+        assert_eq!(ring.len(), 840 * RATE as usize / 1000);
+        assert!(
+            level(&ring) > 0.15 && level(&ring) <= 0.201,
+            "{}",
+            level(&ring)
+        );
+        // Each note starts and ends near silence (the fades) and is silent between notes.
+        assert!(ring[0].abs() < 0.01 && ring[ring.len() - 1].abs() < 0.01);
+        let gap = 200 * RATE as usize / 1000;
+        assert_eq!(level(&ring[gap..gap + 100]), 0.0);
+    }
 
     #[test]
     fn resampling_keeps_the_duration_and_the_shape() {

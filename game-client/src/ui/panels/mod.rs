@@ -30,9 +30,9 @@ use crate::frame::FrameSet;
 use crate::identity::{Identity, Rename};
 use crate::ports::{Capabilities, Host};
 use crate::room::{
-    AnswerForeignLink, CreateRoom, CurrentRoom, ForeignLink, ForeignQuestion, FreeSeat, JoinRoom,
-    LeaveRoom, Moderate, Notices, Presence, ReceivedFiles, RecentRooms, RowState, Screen,
-    SeatHolders, TransferList, TransferRow,
+    AlertSettings, AnswerForeignLink, AttentionAction, CreateRoom, CurrentRoom, ForeignLink,
+    ForeignQuestion, FreeSeat, JoinRoom, LeaveRoom, Moderate, Notices, Presence, ReceivedFiles,
+    RecentRooms, RowState, Screen, SeatHolders, TransferList, TransferRow, Unseen,
 };
 use crate::transfer::{AnswerOffer, CancelTransfer, Direction, SendFile};
 use duet_shared::call::CallPhase;
@@ -81,6 +81,8 @@ pub struct PanelState {
     /// Where each call control is (`call`, `video_call`, `accept`, `accept_video`, `decline`,
     /// `hangup`, `mute`, `camera`) while shown, for automation.
     pub call_buttons: Vec<(&'static str, egui::Rect)>,
+    /// Where the alert controls are (`sound`, `notify`) while shown, for automation.
+    pub alert_buttons: Vec<(&'static str, egui::Rect)>,
     /// Where the full-room window's buttons are (`remove_0`, `ban_0`, `remove_1`, ...), for
     /// automation.
     pub seat_buttons: Vec<(String, egui::Rect)>,
@@ -150,6 +152,8 @@ pub(super) struct RoomView<'w> {
     supported: Res<'w, CallsSupported>,
     capabilities: Res<'w, Capabilities>,
     host: Res<'w, Host>,
+    unseen: Res<'w, Unseen>,
+    alerts: Option<Res<'w, AlertSettings>>,
 }
 
 /// Everything the room's panels can ask for.
@@ -164,6 +168,7 @@ pub(super) struct RoomOut<'w> {
     rename: MessageWriter<'w, Rename>,
     calls: MessageWriter<'w, CallAction>,
     people: MessageWriter<'w, ContactAction>,
+    attention: MessageWriter<'w, AttentionAction>,
 }
 
 /// The room screen: each panel in egui's order.
@@ -189,7 +194,7 @@ fn room(
         &mut out,
         now,
     );
-    status::show(&mut root, &view);
+    status::show(&mut root, &mut state, &view, &mut out);
     egui::Panel::right("side")
         .exact_size(PANEL_WIDTH)
         .resizable(false)

@@ -1,11 +1,23 @@
-//! The room's status line: the latest notice, or where the peer is.
+//! The room's status line: the latest notice, or where the peer is; and the alert controls
+//! (the chime on or off, and asking for notifications while they can be asked for).
 
 use super::*;
+use crate::ports::NotifyPermission;
 
-pub(super) fn show(root: &mut egui::Ui, view: &RoomView) {
+pub(super) fn show(
+    root: &mut egui::Ui,
+    state: &mut PanelState,
+    view: &RoomView,
+    out: &mut RoomOut,
+) {
     let RoomView {
-        presence, notices, ..
+        presence,
+        notices,
+        unseen,
+        alerts,
+        ..
     } = view;
+    state.alert_buttons.clear();
     egui::Panel::bottom("status")
         .exact_size(36.0)
         .frame(
@@ -21,6 +33,25 @@ pub(super) fn show(root: &mut egui::Ui, view: &RoomView) {
             // One line, whatever is said: a wrapped line made the panel's size change every
             // frame, and egui then discarded the frames a click in the chat input was in.
             ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                let sound = alerts.as_deref().is_none_or(|a| a.sound);
+                let toggle = ui
+                    .button(if sound { "Sound: on" } else { "Sound: off" })
+                    .on_hover_text("A short chime when something arrives while Duet is out of sight");
+                state.alert_buttons.push(("sound", toggle.rect));
+                if toggle.clicked() {
+                    out.attention.write(AttentionAction::SetSound(!sound));
+                }
+                // Asked only once the person is in a room and clicks: never on first load.
+                if unseen.permission == NotifyPermission::Ask {
+                    let ask = ui
+                        .button("Notify me")
+                        .on_hover_text("Show a notification when your peer arrives, writes or calls while this tab is hidden");
+                    state.alert_buttons.push(("notify", ask.rect));
+                    if ask.clicked() {
+                        out.attention.write(AttentionAction::AskToNotify);
+                    }
+                }
+                ui.separator();
                 if let Some(badge) = presence.connection_badge() {
                     ui.label(egui::RichText::new(badge).color(ecolor(palette::MUTED)));
                     ui.separator();
