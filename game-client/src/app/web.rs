@@ -75,13 +75,6 @@ pub fn main() -> AppExit {
                     fit_canvas_to_parent: true,
                     // Let the browser keep its own keys (reload, devtools); egui still gets the text.
                     prevent_default_event_handling: false,
-                    // A page's "visibility" means nothing to winit (a no-op), but to Bevy's loop
-                    // an invisible window is updated on every wake-up, not only after a drawn
-                    // frame. A hidden tab gets no animation frames, so with a visible window the
-                    // app stopped dead the moment its tab was hidden: no peer met, no message
-                    // taken, until the person came back (`docs/attention.md`). Its timers still
-                    // wake it about once a second.
-                    visible: false,
                     ..default()
                 }),
                 ..default()
@@ -96,6 +89,8 @@ pub fn main() -> AppExit {
     .add_plugins(DuetCorePlugins);
     add_windowed_client(&mut app, automation, join);
     inject_faults(&mut app, crate::platform::fault_drop_grant());
+    crate::platform::keep_running_when_hidden();
+    app.add_systems(Last, follow_page_visibility);
     app.insert_resource(crate::ui::ReportLayoutChanges(automation))
         .insert_resource(crate::ui::FramePacing::for_renderer(software_webgl()));
     app.run()
@@ -135,4 +130,21 @@ fn software_webgl() -> bool {
         );
     }
     software
+}
+
+/// Bevy's loop updates a visible window only after a drawn frame, and a hidden tab draws none:
+/// the app stopped dead the moment its tab was hidden (no peer met, no message taken) until the
+/// person came back (`docs/attention.md`). An invisible window is updated on every wake-up
+/// instead, which a hidden tab's timers give about once a second; so the window is invisible to
+/// Bevy exactly while the page is hidden (for winit on the web, visibility is a no-op). Not
+/// while it shows: there every wake-up would draw, on top of the animation frames.
+fn follow_page_visibility(mut windows: Query<&mut Window, With<bevy::window::PrimaryWindow>>) {
+    let shown = web_sys::window()
+        .and_then(|w| w.document())
+        .is_none_or(|d| d.visibility_state() == web_sys::VisibilityState::Visible);
+    if let Ok(mut window) = windows.single_mut()
+        && window.visible != shown
+    {
+        window.visible = shown;
+    }
 }

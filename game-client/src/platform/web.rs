@@ -531,6 +531,40 @@ fn take_file_drags() -> Vec<FileDrag> {
     DRAGS.with_borrow_mut(std::mem::take)
 }
 
+/// The moment the page is hidden, lets Bevy's loop run one more update, so the app can tell
+/// its window is hidden (`app::web`'s `follow_page_visibility`) and keep running on timers.
+/// Without it, nothing updates after the hide: Bevy waits for a drawn frame that never comes.
+/// The one way into an update without a drawn frame is the app's suspend-and-resume, which
+/// winit reports for a page kept in the back-forward cache (`pagehide`/`pageshow`, persisted);
+/// the page plays both at once.
+pub fn keep_running_when_hidden() {
+    let Some(document) = web_sys::window().and_then(|w| w.document()) else {
+        return;
+    };
+    let handler = Closure::<dyn FnMut()>::new(move || {
+        let Some(window) = web_sys::window() else {
+            return;
+        };
+        let hidden = window
+            .document()
+            .is_some_and(|d| d.visibility_state() != web_sys::VisibilityState::Visible);
+        if !hidden {
+            return;
+        }
+        for kind in ["pagehide", "pageshow"] {
+            let init = web_sys::PageTransitionEventInit::new();
+            init.set_persisted(true);
+            if let Ok(event) = web_sys::PageTransitionEvent::new_with_event_init_dict(kind, &init) {
+                let _ = window.dispatch_event(&event);
+            }
+        }
+    });
+    let _ = document
+        .add_event_listener_with_callback("visibilitychange", handler.as_ref().unchecked_ref());
+    // For the page's lifetime.
+    handler.forget();
+}
+
 /// Listens for file drags on the canvas (winit does not report them on the web) and queues
 /// them, with the pointer in canvas pixels, for [`take_file_drags`].
 pub fn listen_for_file_drags(canvas: &web_sys::HtmlCanvasElement) {

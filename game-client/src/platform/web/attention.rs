@@ -21,10 +21,10 @@ pub fn in_sight() -> Option<bool> {
 
 /// The tab's title.
 pub fn show_title(title: &str) {
-    if let Some(document) = web_sys::window().and_then(|w| w.document()) {
-        if document.title() != title {
-            document.set_title(title);
-        }
+    if let Some(document) = web_sys::window().and_then(|w| w.document())
+        && document.title() != title
+    {
+        document.set_title(title);
     }
 }
 
