@@ -41,9 +41,12 @@ export async function launch({ without = [], extra = [], executable } = {}) {
  * window of tabs) and a `close`. */
 export async function launchWithTabs() {
   const { spawn } = await import("node:child_process");
-  const { mkdtempSync, rmSync } = await import("node:fs");
+  const { mkdirSync, mkdtempSync, rmSync } = await import("node:fs");
   const { tmpdir } = await import("node:os");
-  const profile = mkdtempSync(`${tmpdir()}/duet-tabs-`);
+  // Under the test run's scratch folder when there is one (removed with it).
+  const parent = process.env.DUET_TEST_TMP || tmpdir();
+  mkdirSync(parent, { recursive: true });
+  const profile = mkdtempSync(`${parent}/duet-tabs-`);
   const child = spawn(process.env.DUET_CHROMIUM || "/usr/bin/chromium", [
     ...CHROMIUM_FLAGS,
     "--remote-debugging-port=0",
