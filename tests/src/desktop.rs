@@ -116,12 +116,7 @@ impl Xvfb {
 
     /// Runs `xdotool ARGS` on this display; panics if it fails.
     pub fn xdotool(&self, args: &[&str]) {
-        let out = Command::new("xdotool")
-            .args(args)
-            .env("DISPLAY", &self.display)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "xdotool {args:?}: {out:?}");
+        self.xdotool_output(args);
     }
 }
 
