@@ -172,63 +172,96 @@ fn watch_sight(
     }
 }
 
+/// What the peer did this frame, as the core plugins reported it.
+#[derive(bevy::ecs::system::SystemParam)]
+struct PeerDoings<'w, 's> {
+    identity: MessageReader<'w, 's, IdentityEvent>,
+    chat: MessageReader<'w, 's, ChatChanged>,
+    transfers: MessageReader<'w, 's, TransferEvent>,
+    calls: MessageReader<'w, 's, CallChanged>,
+    profile: Res<'w, PeerProfile>,
+    presence: Res<'w, Presence>,
+}
+
+impl PeerDoings<'_, '_> {
+    /// This frame's doings as alerts (all read, whether or not anyone is told).
+    fn alerts(&mut self) -> Vec<Alert> {
+        let Self {
+            identity,
+            chat,
+            transfers,
+            calls,
+            profile,
+            presence,
+        } = self;
+        // Named only when needed: most frames have nothing to tell.
+        let peer = || {
+            presence
+                .peer_name()
+                .map(str::to_owned)
+                .or_else(|| profile.hello.as_ref().map(|h| h.name.clone()))
+                .unwrap_or_else(|| "Your peer".to_owned())
+        };
+        let mut alerts = Vec::new();
+        for event in identity.read() {
+            if let IdentityEvent::PeerHello { name, .. } = event {
+                alerts.push(Alert::Joined(name.clone()));
+            }
+        }
+        for ChatChanged(entry) in chat.read() {
+            if entry.delivery == crate::chat::Delivery::Received {
+                alerts.push(Alert::Message(entry.author.clone()));
+            }
+        }
+        for event in transfers.read() {
+            match event {
+                TransferEvent::Asked { name, .. }
+                | TransferEvent::Started {
+                    direction: Direction::Incoming,
+                    name,
+                    ..
+                } => alerts.push(Alert::File {
+                    from: peer(),
+                    name: name.clone(),
+                }),
+                _ => {}
+            }
+        }
+        for event in calls.read() {
+            if let CallChanged::Phase(duet_shared::call::CallPhase::Ringing { .. }) = event {
+                alerts.push(Alert::Call(peer()));
+            }
+        }
+        alerts
+    }
+}
+
+/// How the person is told: the platform, its window, their choice of sound.
+#[derive(bevy::ecs::system::SystemParam)]
+struct Telling<'w, 's> {
+    host: Option<Res<'w, Host>>,
+    window: Query<'w, 's, Entity, With<PrimaryWindow>>,
+    settings: Option<Res<'w, AlertSettings>>,
+}
+
 /// Turns what the peer did into alerts while the person is not looking.
-#[allow(clippy::too_many_arguments)]
 fn collect_alerts(
-    mut identity: MessageReader<IdentityEvent>,
-    mut chat: MessageReader<ChatChanged>,
-    mut transfers: MessageReader<TransferEvent>,
-    mut calls: MessageReader<CallChanged>,
-    profile: Res<PeerProfile>,
-    presence: Res<Presence>,
-    settings: Option<Res<AlertSettings>>,
+    mut doings: PeerDoings,
+    telling: Telling,
     mut unseen: ResMut<Unseen>,
-    host: Option<Res<Host>>,
-    window: Query<Entity, With<PrimaryWindow>>,
     mut alerted: MessageWriter<Alerted>,
     clock: Res<Time<Real>>,
     mut last_told_ms: Local<Option<u64>>,
 ) {
-    let peer = || {
-        presence
-            .peer_name()
-            .map(str::to_owned)
-            .or_else(|| profile.hello.as_ref().map(|h| h.name.clone()))
-            .unwrap_or_else(|| "Your peer".to_owned())
-    };
-    let mut alerts = Vec::new();
-    for event in identity.read() {
-        if let IdentityEvent::PeerHello { name, .. } = event {
-            alerts.push(Alert::Joined(name.clone()));
-        }
-    }
-    for ChatChanged(entry) in chat.read() {
-        if entry.delivery == crate::chat::Delivery::Received {
-            alerts.push(Alert::Message(entry.author.clone()));
-        }
-    }
-    for event in transfers.read() {
-        match event {
-            TransferEvent::Asked { name, .. }
-            | TransferEvent::Started {
-                direction: Direction::Incoming,
-                name,
-                ..
-            } => alerts.push(Alert::File {
-                from: peer(),
-                name: name.clone(),
-            }),
-            _ => {}
-        }
-    }
-    for event in calls.read() {
-        if let CallChanged::Phase(duet_shared::call::CallPhase::Ringing { .. }) = event {
-            alerts.push(Alert::Call(peer()));
-        }
-    }
+    let alerts = doings.alerts();
     if unseen.in_sight || alerts.is_empty() {
         return;
     }
+    let Telling {
+        host,
+        window,
+        settings,
+    } = telling;
     let sound_on = settings.is_none_or(|s| s.sound);
     for alert in alerts {
         unseen.count = unseen.count.saturating_add(1);
@@ -286,10 +319,9 @@ fn ring(
 fn act(
     mut actions: MessageReader<AttentionAction>,
     mut settings: Option<ResMut<AlertSettings>>,
-    pkv: Option<ResMut<PkvStore>>,
+    mut pkv: Option<ResMut<PkvStore>>,
     host: Option<Res<Host>>,
 ) {
-    let mut pkv = pkv;
     for action in actions.read() {
         match action {
             AttentionAction::SetSound(on) => {
