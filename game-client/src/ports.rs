@@ -55,7 +55,15 @@ pub struct Capabilities {
     pub file_actions: &'static [FileAction],
     /// Multisampling for the room's camera.
     pub msaa: bevy::render::view::Msaa,
+    /// Whether the screen is touched rather than pointed at: targets of at least
+    /// [`TOUCH_TARGET`] pixels, a long press where a mouse right-clicks, and text typed into
+    /// the page's own fields ([`Shell::place_text_fields`]), since only a focused editable
+    /// element brings up a phone's keyboard.
+    pub touch: bool,
 }
+
+/// The smallest a control may be on a touch screen, in logical pixels (a fingertip).
+pub const TOUCH_TARGET: f32 = 44.0;
 
 impl Default for Capabilities {
     fn default() -> Self {
@@ -68,6 +76,7 @@ impl Default for Capabilities {
             video: false,
             file_actions: &[],
             msaa: bevy::render::view::Msaa::Off,
+            touch: false,
         }
     }
 }
@@ -360,6 +369,45 @@ pub trait Shell: Send + Sync + 'static {
     fn set_window_icon(&self, window: Entity, rgba: fn(u32) -> Vec<u8>) -> bool;
     /// How to draw a frame at once when input arrives outside the window system.
     fn set_frame_waker(&self, wake: Box<dyn Fn() + Send + Sync>);
+    /// Whether the platform has a share sheet for links (the Web Share API on phones); where
+    /// it has none, the room's link is copied instead.
+    fn can_share(&self) -> bool;
+    /// Opens the share sheet with the room's link.
+    fn share_link(&self, title: &str, link: &str);
+    /// The text fields drawn this frame that the platform's own editable elements stand in
+    /// for (see [`Capabilities::touch`]); fields not listed are hidden. A field whose text the
+    /// app changed (the chat input cleared after sending) takes the new text.
+    fn place_text_fields(&self, fields: &[TextField]);
+    /// What the person typed into those fields since the last call, in order.
+    fn take_text_edits(&self) -> Vec<TextEdit>;
+}
+
+/// A text field the platform's own editable element stands in for, where egui drew it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TextField {
+    /// Which field (`"chat"`, `"name"`, `"link"`): edits come back under it.
+    pub id: &'static str,
+    /// Where, in logical window pixels: left, top, width, height.
+    pub rect: [f32; 4],
+    /// Its text as the app has it.
+    pub text: String,
+    /// Shown while it is empty.
+    pub hint: String,
+    /// Most characters it takes.
+    pub max_chars: usize,
+    /// What the keyboard's Enter key is labelled with (`"send"`, `"done"`, `"go"`).
+    pub enter: &'static str,
+}
+
+/// See [`Shell::take_text_edits`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TextEdit {
+    /// The field's whole text is now this.
+    Text(&'static str, String),
+    /// Enter was pressed in it.
+    Enter(&'static str),
+    /// It lost the keyboard.
+    Left(&'static str),
 }
 
 /// A short sound, as notes, so each platform plays the same thing its own way (the page with

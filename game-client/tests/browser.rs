@@ -748,3 +748,86 @@ fn the_app_installs_and_starts_from_its_cache_and_updates_at_the_next_visit() {
     assert_eq!(r["fourth"]["wasm_from_service_worker"], true, "{r}");
     assert_eq!(r["errors"], serde_json::json!([]), "{r}");
 }
+
+/// Two phones (Chromium's mobile emulation, real touch events): the compact layout, the share
+/// sheet, the page's own input taking the focus from a tap and staying above the keyboard,
+/// Enter sending, a long press opening the peer's menu (a tap does not), a file sent through the
+/// chooser from that menu and downloaded on the other phone, and a kick by long press.
+#[test]
+fn two_phones_chat_send_a_file_and_remove_by_touch() {
+    assert_loopback_only();
+    let _serial = one_at_a_time();
+    let wrangler = Wrangler::shared();
+    let dir = e2e_dir();
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("holiday-photo.jpg");
+    let bytes: Vec<u8> = (0..3_000_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(&file, &bytes).unwrap();
+    let r = scenario(
+        "phones.mjs",
+        &[
+            wrangler.base.clone(),
+            dir.display().to_string(),
+            file.display().to_string(),
+        ],
+    );
+    eprintln!("{}", serde_json::to_string_pretty(&r).unwrap());
+    // Upright, the room sits above the chat, and what does not fit is behind "More".
+    let window: Vec<f64> = serde_json::from_value(r["compact"]["window"].clone()).unwrap();
+    assert_eq!(window, [393.0, 851.0], "{r}");
+    let (input_y, me_y) = (
+        r["compact"]["chat_input"][1].as_f64().unwrap(),
+        r["compact"]["me"][1].as_f64().unwrap(),
+    );
+    assert!(me_y < input_y, "the room above the chat: {r}");
+    assert!(
+        r["compact"]["me"][0].as_f64().unwrap() > 0.0,
+        "my avatar on screen: {r}"
+    );
+    // The share sheet got the room's link.
+    assert_eq!(r["shared"]["url"], r["link"], "{r}");
+    // A tap on the chat input gives the page's own input the focus.
+    assert_eq!(r["focus_before"]["editable"], false, "{r}");
+    assert_eq!(
+        r["focus_after_tap"],
+        serde_json::json!({"tag": "INPUT", "id": "duet-field-chat", "editable": true}),
+        "{r}"
+    );
+    // With the keyboard up the input stays whole above it, and keeps the focus.
+    let kb = &r["with_keyboard"];
+    assert_eq!(kb["shown"], true, "{r}");
+    assert!(kb["top"].as_f64().unwrap() >= 0.0, "{r}");
+    assert!(
+        kb["bottom"].as_f64().unwrap() <= kb["height"].as_f64().unwrap(),
+        "{r}"
+    );
+    assert_eq!(r["focus_with_keyboard"]["id"], "duet-field-chat", "{r}");
+    assert_eq!(r["chat_received"], "Hi Ada, typed on my phone 📱", "{r}");
+    assert_eq!(r["input_after_send"], "", "{r}");
+    // A tap is a tap; a long press opens the menu, with sending a file in it.
+    assert_eq!(r["menu_after_tap"], false, "{r}");
+    assert!(r["menu"]["send"].is_array(), "{r}");
+    let sha = format!("{:x}", Sha256::digest(&bytes));
+    assert_eq!(r["sent_sha256"], sha, "{r}");
+    assert_eq!(r["download_sha256"], sha, "{r}");
+    assert!(
+        r["kick_notice"]
+            .as_str()
+            .unwrap()
+            .starts_with("Your peer was removed"),
+        "{r}"
+    );
+    assert_eq!(r["errors"]["ada"], serde_json::json!([]), "{r}");
+    assert_eq!(r["errors"]["bob"], serde_json::json!([]), "{r}");
+    // A first visit on a phone's connection and CPU started, and says what it took.
+    let throttled = &r["throttled"];
+    assert!(throttled["wasm_wire_bytes"].as_f64().unwrap() > 1e6, "{r}");
+    assert!(throttled["wasm_download_ms"].as_f64().unwrap() > 0.0, "{r}");
+    assert!(
+        throttled["first_frame_ms"].as_f64().unwrap()
+            >= throttled["wasm_download_ms"].as_f64().unwrap(),
+        "{r}"
+    );
+}

@@ -49,7 +49,7 @@ impl Desktop {
 
     fn layout(&mut self) -> Layout {
         self.client.command("layout").unwrap();
-        self.expect("layout", on!(Event::Layout(x) => x.clone()))
+        self.expect("layout", on!(Event::Layout(x) => (**x).clone()))
     }
 
     fn screenshot(&mut self, path: &Path) {

@@ -160,6 +160,18 @@ pub struct Layout {
     /// The alert controls shown (`sound`, and `notify` while notifications can be asked for).
     #[serde(default)]
     pub alert_buttons: BTreeMap<String, Point>,
+    /// The compact layout's "More" button (a narrow window, a phone).
+    #[serde(default)]
+    pub more_button: Option<Point>,
+    /// The avatar menu's "Send a file…", while the menu is open.
+    #[serde(default)]
+    pub menu_send_button: Option<Point>,
+    /// The control with the keyboard focus (Tab moves it, Enter presses it).
+    #[serde(default)]
+    pub focused: Option<Point>,
+    /// The compact layout's switches between chat and files (`chat`, `files`).
+    #[serde(default)]
+    pub tab_buttons: BTreeMap<String, Point>,
 }
 
 /// One reported event.
@@ -477,7 +489,7 @@ pub enum Event {
         told: bool,
     },
     /// Where things are on screen.
-    Layout(Layout),
+    Layout(Box<Layout>),
     /// A test page ran the store contract (`?store_contract`) against the browser's store.
     StoreContract {
         /// Checks that held.

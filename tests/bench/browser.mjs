@@ -16,7 +16,7 @@
 import { createHash, randomBytes } from "node:crypto";
 import { openSync, writeSync, closeSync, existsSync, readFileSync, rmSync } from "node:fs";
 import { gunzipSync, gzipSync } from "node:zlib";
-import { Person, acceptOffer, pickFile, sleep } from "../e2e/duet.mjs";
+import { PHONE_CONTEXT, Person, acceptOffer, launch, pickFile, sleep, throttledStart } from "../e2e/duet.mjs";
 import { launchTagged as launchIn, watchMemory } from "./procs.mjs";
 import { receivedDigest, referencePage } from "./reference.mjs";
 
@@ -267,6 +267,16 @@ const result = {
   wasm_raw_mib: wasm.length / MIB,
   runs,
 };
+// A first visit on a phone's connection and CPU (4× slower CPU, 10 Mbit/s): once, after the
+// transfers, in a browser of its own.
+if (!process.env.DUET_BENCH_ONLY || process.env.DUET_BENCH_ONLY === "duet") {
+  const phone = await launch();
+  try {
+    result.phone_start = await throttledStart(phone, `${base}/?automation`, PHONE_CONTEXT);
+  } finally {
+    await phone.close();
+  }
+}
 result.ratio = result.duet.mib_s / result.reference.mib_s;
 result.ratio_to_ceiling = result.duet.mib_s / result.ceiling.mib_s;
 console.log(`RESULT ${JSON.stringify(result)}`);

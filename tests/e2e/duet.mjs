@@ -171,6 +171,58 @@ export async function pickFile(page, path) {
   await page.setInputFiles("#file", path);
 }
 
+/** A mid-range Android phone held upright: Chromium's mobile emulation (a phone's viewport and
+ * user agent, touch, `isMobile`). */
+export const PHONE_CONTEXT = {
+  viewport: { width: 393, height: 851 },
+  deviceScaleFactor: 2,
+  isMobile: true,
+  hasTouch: true,
+  userAgent:
+    "Mozilla/5.0 (Linux; Android 14; Pixel 7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0.0.0 Mobile Safari/537.36",
+  acceptDownloads: true,
+};
+
+/** A phone's connection and CPU, for [`throttledStart`]: 4× slower than this machine, 10 Mbit/s
+ * down, 5 up, 40 ms round trip. */
+export const PHONE_LINK = { cpu: 4, mbit_s: 10, up_mbit_s: 5, rtt_ms: 40 };
+
+/**
+ * A first visit to `url` (nothing cached: a new context) under a phone's connection and CPU
+ * (Chromium's own throttling through DevTools): how many bytes the wasm took on the wire, how
+ * long it took to arrive, and when the first frame was drawn (ms from the start of navigation).
+ */
+export async function throttledStart(browser, url, contextOptions = {}, link = PHONE_LINK) {
+  const context = await browser.newContext({ ...CONTEXT_OPTIONS, ...contextOptions });
+  try {
+    const page = await context.newPage();
+    const person = new Person("Throttled", context, page);
+    const cdp = await context.newCDPSession(page);
+    await cdp.send("Network.enable");
+    await cdp.send("Network.emulateNetworkConditions", {
+      offline: false,
+      latency: link.rtt_ms,
+      downloadThroughput: (link.mbit_s * 1e6) / 8,
+      uploadThroughput: (link.up_mbit_s * 1e6) / 8,
+    });
+    await cdp.send("Emulation.setCPUThrottlingRate", { rate: link.cpu });
+    await page.goto(url, { timeout: 300_000 });
+    const first = await person.waitFor("the first frame, throttled", (e) => e.event === "first_frame", { timeout: 300_000 });
+    const wasm = await page.evaluate(() => {
+      const entry = performance.getEntriesByType("resource").find((e) => e.name.includes("/pkg/duet-client_bg.wasm"));
+      return entry && { bytes: entry.transferSize || entry.encodedBodySize, ms: entry.responseEnd - entry.startTime };
+    });
+    return {
+      ...link,
+      wasm_wire_bytes: wasm?.bytes ?? null,
+      wasm_download_ms: wasm ? Math.round(wasm.ms) : null,
+      first_frame_ms: Math.round(first.ms),
+    };
+  } finally {
+    await context.close();
+  }
+}
+
 /** One person: a browser context (its own storage) with one page, and the events it printed. */
 export class Person {
   constructor(name, context, page) {

@@ -90,6 +90,7 @@ pub fn main() -> AppExit {
     add_windowed_client(&mut app, automation, join);
     inject_faults(&mut app, crate::platform::fault_drop_grant());
     crate::platform::keep_running_when_hidden();
+    crate::platform::stand_in_for_egui_text_agent();
     app.add_systems(Last, follow_page_visibility);
     app.insert_resource(crate::ui::ReportLayoutChanges(automation))
         .insert_resource(crate::ui::FramePacing::for_renderer(software_webgl()));

@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 
 use crate::ports::{
     Attention, Automation, Capabilities, FileAction, FileDrag, FileRead, HashJob, Host, LocalFiles,
-    LoopFuture, NotifyPermission, ReadPoll, Runtime, Shell, Sound, Wake,
+    LoopFuture, NotifyPermission, ReadPoll, Runtime, Shell, Sound, TextEdit, TextField, Wake,
 };
 
 /// The desktop, as the ports see it.
@@ -38,6 +38,7 @@ pub fn capabilities() -> Capabilities {
         video: false,
         file_actions: &[FileAction::SaveAs, FileAction::OpenFolder],
         msaa: MSAA,
+        touch: false,
     }
 }
 
@@ -309,6 +310,20 @@ impl Shell for Desktop {
 
     /// The desktop's window system reports its own input to the frame loop; nothing to wake.
     fn set_frame_waker(&self, _wake: Box<dyn Fn() + Send + Sync>) {}
+
+    /// A desktop has no share sheet: the link is copied.
+    fn can_share(&self) -> bool {
+        false
+    }
+
+    fn share_link(&self, _title: &str, _link: &str) {}
+
+    /// egui's own fields take the keyboard on a desktop.
+    fn place_text_fields(&self, _fields: &[TextField]) {}
+
+    fn take_text_edits(&self) -> Vec<TextEdit> {
+        Vec::new()
+    }
 }
 
 impl Attention for Desktop {

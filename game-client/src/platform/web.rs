@@ -8,6 +8,7 @@ mod idb;
 mod idb_history;
 mod lanes;
 mod media;
+mod text_fields;
 
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
@@ -25,10 +26,12 @@ use wasm_bindgen_futures::JsFuture;
 
 pub use idb::IdbStore;
 pub use idb_history::IdbHistory;
+pub use text_fields::stand_in_for_egui_text_agent;
 
 use crate::ports::{
     Attention, Automation, Capabilities, FileAction, FileDrag, FileDragKind, FileRead, HashJob,
-    Host, LocalFiles, LoopFuture, NotifyPermission, ReadPoll, Runtime, Shell, Sound, Wake,
+    Host, LocalFiles, LoopFuture, NotifyPermission, ReadPoll, Runtime, Shell, Sound, TextEdit,
+    TextField, Wake,
 };
 
 /// How much of a file one `File.slice` read fetches: large enough that the promise per read
@@ -742,6 +745,7 @@ pub fn capabilities() -> Capabilities {
         video: true,
         file_actions: FILE_ACTIONS,
         msaa: MSAA,
+        touch: text_fields::touch_screen(),
     }
 }
 
@@ -844,6 +848,22 @@ impl Shell for Browser {
 
     fn set_frame_waker(&self, wake: Box<dyn Fn() + Send + Sync>) {
         set_frame_waker(wake);
+    }
+
+    fn can_share(&self) -> bool {
+        text_fields::can_share()
+    }
+
+    fn share_link(&self, title: &str, link: &str) {
+        text_fields::share_link(title, link);
+    }
+
+    fn place_text_fields(&self, fields: &[TextField]) {
+        text_fields::place(fields);
+    }
+
+    fn take_text_edits(&self) -> Vec<TextEdit> {
+        text_fields::take_edits()
     }
 }
 

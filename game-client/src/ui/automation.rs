@@ -151,7 +151,7 @@ fn layout(
             .map(|(key, rect)| (key.to_string(), [rect.center().x, rect.center().y]))
             .collect()
     };
-    Event::Layout(auto::Layout {
+    Event::Layout(Box::new(auto::Layout {
         window: window.map(|w| [w.width(), w.height()]),
         me: screen(MY_SPOT),
         peer: screen(PEER_SPOT),
@@ -168,7 +168,11 @@ fn layout(
         seat_buttons: centers(&panel.seat_buttons),
         call_buttons: named(&panel.call_buttons),
         alert_buttons: named(&panel.alert_buttons),
-    })
+        more_button: center(panel.more_button),
+        menu_send_button: center(panel.menu_send_button),
+        focused: center(panel.focused),
+        tab_buttons: named(&panel.tab_buttons),
+    }))
 }
 
 /// Whether the layout is reported by itself whenever it changes (for a page under test, which

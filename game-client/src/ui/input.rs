@@ -1,6 +1,6 @@
 //! Window input turned into room messages: file drags and drops (with where the cursor is, in
-//! world space), and a right click on the peer's avatar opening its menu. Also sets the window
-//! icon once the native window exists.
+//! world space), and a right click or a long press on the peer's avatar opening its menu. Also
+//! sets the window icon once the native window exists.
 
 use bevy::prelude::*;
 use bevy::window::{FileDragAndDrop, PrimaryWindow};
@@ -14,7 +14,7 @@ use crate::room::{FileDropped, FileHover, Screen, Who, avatar_at};
 pub(super) fn plugin(app: &mut App) {
     app.add_systems(
         PreUpdate,
-        (file_drags, platform_file_drags, avatar_menu).run_if(in_state(Screen::Room)),
+        (file_drags, platform_file_drags, avatar_menu, long_press).run_if(in_state(Screen::Room)),
     )
     .add_systems(Update, set_window_icon.in_set(FrameSet::Presentation));
 }
@@ -108,6 +108,59 @@ fn avatar_menu(
             .cursor_position()
             .map(|p| bevy_egui::egui::pos2(p.x, p.y));
     }
+}
+
+/// How long a finger rests on the peer's avatar before its menu opens: the touch screen's
+/// right click (a tap stays a tap, a scroll a scroll).
+const LONG_PRESS: std::time::Duration = std::time::Duration::from_millis(450);
+
+/// How far, in logical pixels, the finger may drift during a long press.
+const LONG_PRESS_SLOP: f32 = 12.0;
+
+/// A finger down, watched for a long press.
+struct Press {
+    id: u64,
+    start: Vec2,
+    since: std::time::Duration,
+}
+
+fn long_press(
+    touches: Res<Touches>,
+    time: Res<Time<Real>>,
+    camera: Query<(&Camera, &GlobalTransform), With<RoomCamera>>,
+    mut state: ResMut<PanelState>,
+    mut press: Local<Option<Press>>,
+) {
+    if let Some(touch) = touches.iter_just_pressed().last() {
+        *press = Some(Press {
+            id: touch.id(),
+            start: touch.position(),
+            since: time.elapsed(),
+        });
+    }
+    let Some(down) = press.as_ref() else { return };
+    let Some(touch) = touches.get_pressed(down.id) else {
+        // Lifted or cancelled before it was long.
+        *press = None;
+        return;
+    };
+    if touch.position().distance(down.start) > LONG_PRESS_SLOP {
+        *press = None;
+        return;
+    }
+    if time.elapsed() - down.since < LONG_PRESS {
+        return;
+    }
+    let on_peer = camera
+        .single()
+        .ok()
+        .and_then(|(camera, at)| camera.viewport_to_world_2d(at, down.start).ok())
+        .and_then(avatar_at)
+        == Some(Who::Peer);
+    if on_peer {
+        state.avatar_menu = Some(bevy_egui::egui::pos2(down.start.x, down.start.y));
+    }
+    *press = None;
 }
 
 /// Gives the window the app's mark (drawn in code, see [`super::theme::icon_rgba`]), once the

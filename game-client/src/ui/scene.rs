@@ -4,8 +4,8 @@
 use bevy::prelude::*;
 use bevy::text::TextLayoutInfo;
 
-use super::PANEL_WIDTH;
 use super::theme::{Fonts, color, palette};
+use super::{PANEL_WIDTH, RoomArea, fit_room};
 use crate::contacts::Standing;
 use crate::frame::FrameSet;
 use crate::identity::Identity;
@@ -46,6 +46,7 @@ pub(super) fn plugin(app: &mut App) {
         .add_systems(
             Update,
             (
+                fit_camera,
                 label_avatars,
                 empty_seat,
                 place_bubbles,
@@ -124,6 +125,7 @@ struct OnScreen<'w, 's> {
     zone: Res<'w, DropZone>,
     screen: Res<'w, State<Screen>>,
     call: Res<'w, crate::call::CallState>,
+    touches: Option<Res<'w, Touches>>,
 }
 
 impl OnScreen<'_, '_> {
@@ -131,7 +133,8 @@ impl OnScreen<'_, '_> {
         *self.screen.get() == Screen::Room
     }
 
-    /// The waiting seat breathing, a bubble fading, a drag over the window, a call ringing.
+    /// The waiting seat breathing, a bubble fading, a drag over the window, a call ringing, a
+    /// finger resting on the screen (a long press opens a menu with no event to wake for).
     fn moving(&self) -> bool {
         use duet_shared::call::CallPhase;
         let ringing = matches!(
@@ -142,7 +145,11 @@ impl OnScreen<'_, '_> {
             && (self.seat.iter().any(|v| *v == Visibility::Visible)
                 || !self.bubbles.is_empty()
                 || self.zone.dragging
-                || ringing)
+                || ringing
+                || self
+                    .touches
+                    .as_ref()
+                    .is_some_and(|t| t.iter().next().is_some()))
     }
 
     /// A call in progress shows who speaks, from levels that come once a second (the peer's
@@ -228,6 +235,31 @@ fn camera(
         RoomCamera,
         Transform::from_xyz(PANEL_WIDTH / 2.0, 0.0, 0.0),
     ));
+}
+
+/// Keeps the room in the part of the window the panels leave, zoomed out where that is small
+/// (a phone), so both avatars stay in view and under a finger.
+fn fit_camera(
+    area: Res<RoomArea>,
+    windows: Query<&Window, With<bevy::window::PrimaryWindow>>,
+    mut camera: Query<(&mut Transform, &mut Projection), With<RoomCamera>>,
+) {
+    let (Some(area), Ok(window)) = (area.0, windows.single()) else {
+        return;
+    };
+    let (at, scale) = fit_room(area, window.size());
+    let Ok((mut transform, mut projection)) = camera.single_mut() else {
+        return;
+    };
+    if transform.translation.truncate() != at {
+        transform.translation = at.extend(transform.translation.z);
+    }
+    if let Projection::Orthographic(ortho) = projection.as_ref()
+        && ortho.scale != scale
+        && let Projection::Orthographic(ortho) = projection.as_mut()
+    {
+        ortho.scale = scale;
+    }
 }
 
 fn floor(

@@ -63,13 +63,22 @@ pub(super) fn plugin(app: &mut App) {
         );
 }
 
+/// On a touch screen, the longest a tap may take from the frame that saw the finger down to
+/// the one that saw it lifted, in seconds.
+const TAP_FRAMES_WITHIN: f64 = 2.0;
+
 /// Present once egui has our fonts: they bind at the start of the next pass, so panels that name
 /// the bold family wait for this.
 #[derive(Resource)]
 pub struct Styled;
 
 /// Applies fonts and colours to egui once.
-fn style_egui(mut contexts: EguiContexts, mut commands: Commands, mut done: Local<bool>) -> Result {
+fn style_egui(
+    mut contexts: EguiContexts,
+    mut commands: Commands,
+    capabilities: Res<crate::ports::Capabilities>,
+    mut done: Local<bool>,
+) -> Result {
     if *done {
         return Ok(());
     }
@@ -118,6 +127,15 @@ fn style_egui(mut contexts: EguiContexts, mut commands: Commands, mut done: Loca
     style.spacing.item_spacing = egui::vec2(8.0, 8.0);
     style.spacing.button_padding = egui::vec2(12.0, 6.0);
     style.spacing.interact_size.y = 30.0;
+    if capabilities.touch {
+        // A fingertip, not a pointer: every control at least this tall, and apart.
+        style.spacing.interact_size.y = crate::ports::TOUCH_TARGET;
+        style.spacing.button_padding = egui::vec2(14.0, 10.0);
+        style.spacing.item_spacing = egui::vec2(10.0, 8.0);
+        // egui times a tap by the frames that saw the finger go down and up; a phone busy with
+        // a transfer can take longer than egui's 0.8 s between two, and the tap was lost.
+        ctx.options_mut(|o| o.input_options.max_click_duration = TAP_FRAMES_WITHIN);
+    }
     let v = &mut style.visuals;
     *v = egui::Visuals::dark();
     v.panel_fill = ecolor(palette::PANEL);

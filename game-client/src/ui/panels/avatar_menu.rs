@@ -1,15 +1,17 @@
-//! The peer avatar's menu (a right click on it): kick or ban, for the room's creator.
+//! The peer avatar's menu (a right click on it, or a long press): the safety code, sending a
+//! file (a phone has no drag and drop), and kick or ban for the room's creator.
 
 use super::*;
 
 pub(super) fn show(
     ctx: &egui::Context,
     state: &mut PanelState,
+    dialogs: &mut Dialogs,
     current: &CurrentRoom,
     view: &RoomView,
     out: &mut RoomOut,
 ) {
-    let RoomView { presence, .. } = view;
+    let RoomView { presence, host, .. } = view;
     let RoomOut {
         moderate, people, ..
     } = out;
@@ -18,6 +20,7 @@ pub(super) fn show(
         let mut close = false;
         egui::Area::new(egui::Id::new("avatar-menu"))
             .fixed_pos(at)
+            .constrain(true)
             .order(egui::Order::Foreground)
             .show(ctx, |ui| {
                 egui::Frame::popup(ui.style()).show(ui, |ui| {
@@ -52,6 +55,16 @@ pub(super) fn show(
                         }
                         ui.separator();
                     }
+                    if presence.peer_name().is_some() {
+                        let send = ui.button("Send a file…");
+                        state.menu_send_button = Some(send.rect);
+                        if send.clicked() {
+                            dialogs.picks.push(host.shell.pick_file());
+                            // Where its progress shows, in the compact layout.
+                            state.tab = Tab::Files;
+                            close = true;
+                        }
+                    }
                     if current.is_owner() {
                         let kick = ui.button(format!("Kick {name}"));
                         state.kick_button = Some(kick.rect);
@@ -77,6 +90,7 @@ pub(super) fn show(
         if close || ctx.input(|i| i.key_pressed(egui::Key::Escape)) {
             state.avatar_menu = None;
             state.kick_button = None;
+            state.menu_send_button = None;
         }
     }
 }

@@ -12,7 +12,7 @@ pub(super) fn show(ui: &mut egui::Ui, state: &mut PanelState, view: &RoomView, o
     let RoomOut { send_chat, .. } = out;
     let peer_here = presence.peer_name().is_some();
     ui.heading("Chat");
-    let input_height = 44.0;
+    let input_height = ui.spacing().interact_size.y + 14.0;
     egui::ScrollArea::vertical()
         .id_salt("chat")
         .stick_to_bottom(true)
@@ -20,23 +20,31 @@ pub(super) fn show(ui: &mut egui::Ui, state: &mut PanelState, view: &RoomView, o
         .max_height(ui.available_height() - input_height)
         .show(ui, |ui| chat_lines(ui, &chat.entries, &mut state.shown));
     ui.horizontal(|ui| {
-        let field = ui.add(
-            egui::TextEdit::singleline(&mut state.draft)
-                .id_salt("chat-input")
-                .hint_text(if peer_here {
-                    "Write a message"
+        let send_width = 70.0;
+        let typed = fields::text_field(
+            ui,
+            &mut state.fields,
+            fields::Spec {
+                id: "chat",
+                hint: if peer_here {
+                    "Write a message".into()
                 } else {
-                    "Your peer is away: messages will not be delivered"
-                })
-                .char_limit(duet_shared::peer::MAX_CHAT_CHARS)
-                .desired_width(PANEL_WIDTH - 100.0),
+                    "Your peer is away: messages will not be delivered".into()
+                },
+                width: (ui.available_width() - send_width - ui.spacing().item_spacing.x).max(80.0),
+                max_chars: duet_shared::peer::MAX_CHAT_CHARS,
+                enter: "send",
+            },
+            &mut state.draft,
         );
-        state.chat_input = Some(field.rect);
-        state.chat_focused = field.has_focus();
-        let enter = field.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
-        if (ui.button("Send").clicked() || enter) && !state.draft.trim().is_empty() {
+        state.chat_input = Some(typed.rect);
+        state.chat_focused = typed.focused;
+        let send = ui.add(egui::Button::new("Send").min_size(egui::vec2(send_width, 0.0)));
+        if (send.clicked() || typed.enter) && !state.draft.trim().is_empty() {
             send_chat.write(SendChat(std::mem::take(&mut state.draft)));
-            field.request_focus();
+            if !state.fields.touch {
+                ui.memory_mut(|m| m.request_focus(typed.id));
+            }
         }
     });
 }
@@ -47,9 +55,11 @@ pub fn chat_lines(ui: &mut egui::Ui, entries: &[ChatEntry], shown: &mut usize) {
     let total = entries.len();
     *shown = (*shown).max(CHAT_PAGE);
     if total > *shown
-        && ui
-            .small_button(format!("Show earlier messages ({} more)", total - *shown))
-            .clicked()
+        && minor_button(
+            ui,
+            format!("Show earlier messages ({} more)", total - *shown),
+        )
+        .clicked()
     {
         *shown += CHAT_PAGE;
     }

@@ -9,6 +9,7 @@ pub(super) fn show(
     dialogs: &mut Dialogs,
     view: &RoomView,
     out: &mut RoomOut,
+    list_height: f32,
 ) {
     let RoomView {
         presence,
@@ -33,15 +34,23 @@ pub(super) fn show(
             }
         });
     });
-    if transfers.rows.is_empty() && received.files.is_empty() {
+    if transfers.rows.is_empty() && received.files.is_empty() && list_height > 0.0 {
         ui.label(
-            egui::RichText::new("Drag a file onto your peer's avatar to send it.")
-                .color(ecolor(palette::MUTED)),
+            egui::RichText::new(if capabilities.touch {
+                "Press and hold your peer's avatar to send a file."
+            } else {
+                "Drag a file onto your peer's avatar to send it."
+            })
+            .color(ecolor(palette::MUTED)),
         );
+    }
+    if list_height < 24.0 {
+        state.offer_buttons.clear();
+        return;
     }
     egui::ScrollArea::vertical()
         .id_salt("files")
-        .max_height(230.0)
+        .max_height(list_height)
         .show(ui, |ui| {
             state.offer_buttons.clear();
             for row in transfers.rows.iter().rev() {
@@ -77,7 +86,7 @@ fn transfer_row(
                 ui.label(format!("{arrow} {}", row.name));
                 if matches!(row.state, RowState::Running | RowState::AwaitingPeer) {
                     ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
-                        if ui.small_button("Cancel").clicked() {
+                        if minor_button(ui, "Cancel").clicked() {
                             cancel.write(CancelTransfer(row.id));
                         }
                     });
@@ -205,12 +214,15 @@ fn received_files(
         ui.horizontal(|ui| {
             ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
                 for &action in capabilities.file_actions.iter().rev() {
-                    let button = ui.small_button(action.label());
+                    let button = minor_button(ui, action.label());
                     // The list is newest first: its first row's buttons.
-                    if state.file_actions.len() < capabilities.file_actions.len() {
+                    // Only what a person can reach: not scrolled out of the list.
+                    let reachable = ui.clip_rect().contains_rect(button.rect);
+                    if reachable && state.file_actions.len() < capabilities.file_actions.len() {
                         state.file_actions.push((action.label(), button.rect));
                     }
-                    if Some(&action) == capabilities.file_actions.first()
+                    if reachable
+                        && Some(&action) == capabilities.file_actions.first()
                         && state.file_button.is_none()
                     {
                         state.file_button = Some(button.rect);

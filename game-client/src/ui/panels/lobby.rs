@@ -36,46 +36,61 @@ pub(super) fn lobby(
     if state.name.is_empty() {
         state.name = identity.name.clone();
     }
+    let compact = ctx.viewport_rect().width() < COMPACT_BELOW;
+    let margin = if compact { 14 } else { 24 };
     egui::CentralPanel::default()
-        .frame(egui::Frame::NONE.fill(ecolor(palette::NIGHT)))
+        .frame(
+            egui::Frame::NONE
+                .fill(ecolor(palette::NIGHT))
+                .inner_margin(8),
+        )
         .show(&mut root, |ui| {
-            ui.vertical_centered(|ui| {
-                title(ui);
-                egui::Frame::new()
-                    .fill(ecolor(palette::PANEL))
-                    .corner_radius(14)
-                    .inner_margin(24)
-                    .show(ui, |ui| {
-                        ui.set_width(460.0);
-                        name_row(ui, &mut state, identity, &mut out.rename);
-                        ui.add_space(14.0);
-                        create_and_join(ui, &mut state, &mut out);
-                        if let Some(asked) = &view.foreign.0 {
-                            foreign_question(ui, asked, &mut out.answer);
-                        }
-                        state.recent_buttons.clear();
-                        if let Some(recent) = view.recent.as_ref().filter(|r| !r.rooms.is_empty()) {
-                            recent_rooms(ui, &mut state, recent, &mut out.join);
-                        }
-                        if let Some(contacts) = view.contacts.as_ref().filter(|c| !c.0.is_empty()) {
+            // A phone's screen (or its keyboard) may leave less height than the lobby needs.
+            egui::ScrollArea::vertical().show(ui, |ui| {
+                ui.vertical_centered(|ui| {
+                    title(ui, compact);
+                    let width = (ui.available_width() - 2.0 * f32::from(margin)).min(460.0);
+                    egui::Frame::new()
+                        .fill(ecolor(palette::PANEL))
+                        .corner_radius(14)
+                        .inner_margin(margin)
+                        .show(ui, |ui| {
+                            ui.set_width(width);
+                            name_row(ui, &mut state, identity, &mut out.rename);
                             ui.add_space(14.0);
-                            people_list(ui, &mut state, contacts, &mut out.people);
-                        }
-                    });
-                if let Some(notice) = view.notices.latest(12_000) {
-                    ui.add_space(16.0);
-                    ui.label(egui::RichText::new(notice).color(ecolor(palette::BAD)));
-                }
+                            create_and_join(ui, &mut state, &mut out);
+                            if let Some(asked) = &view.foreign.0 {
+                                foreign_question(ui, asked, &mut out.answer);
+                            }
+                            state.recent_buttons.clear();
+                            if let Some(recent) =
+                                view.recent.as_ref().filter(|r| !r.rooms.is_empty())
+                            {
+                                recent_rooms(ui, &mut state, recent, &mut out.join);
+                            }
+                            if let Some(contacts) =
+                                view.contacts.as_ref().filter(|c| !c.0.is_empty())
+                            {
+                                ui.add_space(14.0);
+                                people_list(ui, &mut state, contacts, &mut out.people);
+                            }
+                        });
+                    if let Some(notice) = view.notices.latest(12_000) {
+                        ui.add_space(16.0);
+                        ui.label(egui::RichText::new(notice).color(ecolor(palette::BAD)));
+                    }
+                });
             });
         });
+    state.focused = focused_rect(ctx);
     Ok(())
 }
 
-fn title(ui: &mut egui::Ui) {
-    ui.add_space(56.0);
+fn title(ui: &mut egui::Ui, compact: bool) {
+    ui.add_space(if compact { 20.0 } else { 56.0 });
     ui.label(
         egui::RichText::new("Duet")
-            .size(54.0)
+            .size(if compact { 40.0 } else { 54.0 })
             .family(egui::FontFamily::Name("bold".into()))
             .color(ecolor(palette::ACCENT)),
     );
@@ -85,7 +100,7 @@ fn title(ui: &mut egui::Ui) {
         )
         .color(ecolor(palette::MUTED)),
     );
-    ui.add_space(28.0);
+    ui.add_space(if compact { 16.0 } else { 28.0 });
 }
 
 /// My name, saved with the button or Enter.
@@ -97,18 +112,30 @@ fn name_row(
 ) {
     ui.horizontal(|ui| {
         ui.label("Your name");
-        let field = ui.add(
-            egui::TextEdit::singleline(&mut state.name)
-                .desired_width(220.0)
-                .char_limit(duet_shared::peer::MAX_DISPLAY_NAME_CHARS),
+        let width = (ui.available_width() - 80.0).clamp(100.0, 220.0);
+        let typed = fields::text_field(
+            ui,
+            &mut state.fields,
+            fields::Spec {
+                id: "name",
+                hint: "Your name".into(),
+                width,
+                max_chars: duet_shared::peer::MAX_DISPLAY_NAME_CHARS,
+                enter: "done",
+            },
+            &mut state.name,
         );
-        let enter = field.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
         let changed = state.name.trim() != identity.name;
-        if (ui.add_enabled(changed, egui::Button::new("Save")).clicked() || enter) && changed {
+        if (ui.add_enabled(changed, egui::Button::new("Save")).clicked() || typed.enter) && changed
+        {
             rename.write(Rename(state.name.clone()));
         }
     });
 }
+
+/// Most characters the link field takes: a room link is under 100; this leaves room for a
+/// long host name without letting a paste of a whole page in.
+const LINK_CHARS: usize = 2048;
 
 /// The big "Create a room" button, and a field to join by a link.
 fn create_and_join(ui: &mut egui::Ui, state: &mut PanelState, out: &mut LobbyOut) {
@@ -118,7 +145,7 @@ fn create_and_join(ui: &mut egui::Ui, state: &mut PanelState, out: &mut LobbyOut
             .color(ecolor(palette::NIGHT)),
     )
     .fill(ecolor(palette::ACCENT))
-    .min_size(egui::vec2(460.0, 44.0));
+    .min_size(egui::vec2(ui.available_width(), 44.0));
     let button = ui.add(big);
     state.create_button = Some(button.rect);
     if button.clicked() {
@@ -127,13 +154,19 @@ fn create_and_join(ui: &mut egui::Ui, state: &mut PanelState, out: &mut LobbyOut
     ui.add_space(14.0);
     ui.label(egui::RichText::new("or join one with its link").color(ecolor(palette::MUTED)));
     ui.horizontal(|ui| {
-        let field = ui.add(
-            egui::TextEdit::singleline(&mut state.link)
-                .hint_text("http://127.0.0.1:8787/r/…")
-                .desired_width(350.0),
+        let typed = fields::text_field(
+            ui,
+            &mut state.fields,
+            fields::Spec {
+                id: "link",
+                hint: "http://127.0.0.1:8787/r/…".into(),
+                width: (ui.available_width() - 70.0).clamp(120.0, 350.0),
+                max_chars: LINK_CHARS,
+                enter: "go",
+            },
+            &mut state.link,
         );
-        let enter = field.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
-        if ui.button("Join").clicked() || (enter && !state.link.is_empty()) {
+        if ui.button("Join").clicked() || (typed.enter && !state.link.is_empty()) {
             out.join.write(JoinRoom(state.link.trim().to_owned()));
         }
     });
@@ -209,12 +242,19 @@ fn people_list(
         ui.horizontal(|ui| {
             let editing = state.renaming_contact == Some(contact.key);
             if editing {
-                let field = ui.add(
-                    egui::TextEdit::singleline(&mut state.contact_name)
-                        .desired_width(160.0)
-                        .char_limit(duet_shared::peer::MAX_DISPLAY_NAME_CHARS),
+                let typed = fields::text_field(
+                    ui,
+                    &mut state.fields,
+                    fields::Spec {
+                        id: "contact",
+                        hint: "Their name".into(),
+                        width: 160.0,
+                        max_chars: duet_shared::peer::MAX_DISPLAY_NAME_CHARS,
+                        enter: "done",
+                    },
+                    &mut state.contact_name,
                 );
-                if field.lost_focus() {
+                if typed.left || typed.enter {
                     people.write(ContactAction::Rename {
                         key: contact.key,
                         name: state.contact_name.clone(),
@@ -242,10 +282,10 @@ fn people_list(
                 .color(ecolor(palette::MUTED)),
             );
             ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
-                if ui.small_button("Forget").clicked() {
+                if minor_button(ui, "Forget").clicked() {
                     people.write(ContactAction::Forget { key: contact.key });
                 }
-                if !editing && ui.small_button("Rename").clicked() {
+                if !editing && minor_button(ui, "Rename").clicked() {
                     state.renaming_contact = Some(contact.key);
                     state.contact_name = contact.shown_name().to_owned();
                 }

@@ -9,8 +9,10 @@
 mod avatar_menu;
 mod call_bar;
 mod chat;
+mod fields;
 mod files;
 mod lobby;
+mod more;
 mod seats;
 mod status;
 mod top_bar;
@@ -20,8 +22,8 @@ use bevy::prelude::*;
 use bevy::tasks::Task;
 use bevy_egui::{EguiContexts, EguiPrimaryContextPass, egui};
 
-use super::PANEL_WIDTH;
 use super::theme::{ecolor, palette};
+use super::{COMPACT_BELOW, PANEL_WIDTH, RoomArea};
 use crate::api::Moderation;
 use crate::call::{CallAction, CallState, CallsSupported};
 use crate::chat::{ChatEntry, ChatLog, Delivery, SendChat};
@@ -68,6 +70,8 @@ pub struct PanelState {
     pub recent_buttons: Vec<(String, egui::Rect)>,
     /// Where the avatar menu's "Kick" button is while the menu is open, for automation.
     pub kick_button: Option<egui::Rect>,
+    /// Where the avatar menu's "Send a file…" button is while the menu is open, for automation.
+    pub menu_send_button: Option<egui::Rect>,
     /// Where the newest received file's first action button ("Save as…", "Download") is, for
     /// automation.
     pub file_button: Option<egui::Rect>,
@@ -90,6 +94,18 @@ pub struct PanelState {
     pub avatar_menu: Option<egui::Pos2>,
     /// The "link copied" hint until this time (seconds).
     pub copied_until: f64,
+    /// The page's own text fields on a touch screen.
+    pub fields: fields::PageFields,
+    /// Whether the compact layout's "More" window is open.
+    pub more_open: bool,
+    /// Where the compact layout's "More" button is, for automation.
+    pub more_button: Option<egui::Rect>,
+    /// Where the control with the keyboard focus is (Tab moves it), for automation.
+    pub focused: Option<egui::Rect>,
+    /// What the compact layout's column shows.
+    pub tab: Tab,
+    /// Where its "Chat" and "Files" switches are (`chat`, `files`), for automation.
+    pub tab_buttons: Vec<(&'static str, egui::Rect)>,
 }
 
 /// File dialogs run off the frame; their answers arrive here: files picked to send, and
@@ -103,12 +119,18 @@ struct Dialogs {
 pub(super) fn plugin(app: &mut App) {
     app.init_resource::<PanelState>()
         .init_resource::<Dialogs>()
+        .init_resource::<RoomArea>()
         .add_systems(
             EguiPrimaryContextPass,
             (
-                lobby.run_if(in_state(Screen::Lobby)),
-                room.run_if(in_state(Screen::Room)),
+                fields::take_edits,
+                (
+                    lobby.run_if(in_state(Screen::Lobby)),
+                    room.run_if(in_state(Screen::Room)),
+                ),
+                fields::place,
             )
+                .chain()
                 .run_if(resource_exists::<super::theme::Styled>),
         )
         .add_systems(Update, finish_dialogs.in_set(FrameSet::Input));
@@ -169,6 +191,8 @@ pub(super) struct RoomOut<'w> {
     calls: MessageWriter<'w, CallAction>,
     people: MessageWriter<'w, ContactAction>,
     attention: MessageWriter<'w, AttentionAction>,
+    /// Where the panels leave room for the room.
+    area: ResMut<'w, RoomArea>,
 }
 
 /// The room screen: each panel in egui's order.
@@ -186,31 +210,119 @@ fn room(
     };
     let mut root = root_ui(ctx);
     let now = view.time.elapsed_secs_f64();
+    let compact = ctx.viewport_rect().width() < COMPACT_BELOW;
     top_bar::show(
         &mut root,
         &mut state,
         (identity, current),
         &view,
         &mut out,
-        now,
+        (now, compact),
     );
-    status::show(&mut root, &mut state, &view, &mut out);
-    egui::Panel::right("side")
-        .exact_size(PANEL_WIDTH)
-        .resizable(false)
-        .frame(
-            egui::Frame::new()
-                .fill(ecolor(palette::PANEL))
-                .inner_margin(14),
-        )
-        .show(&mut root, |ui| {
-            files::show(ui, &mut state, &mut dialogs, &view, &mut out);
-            ui.separator();
-            chat::show(ui, &mut state, &view, &mut out);
-        });
+    let side = egui::Frame::new()
+        .fill(ecolor(palette::PANEL))
+        .inner_margin(if compact { 10 } else { 14 });
+    if compact {
+        top_bar::call_row(&mut root, &mut state, &view, &mut out);
+        status::show(&mut root, &mut state, &view, &mut out, compact);
+        let height = chat_height(root.available_rect_before_wrap().height());
+        egui::Panel::bottom("side")
+            .exact_size(height)
+            .resizable(false)
+            .frame(side)
+            .show(&mut root, |ui| {
+                if tabs(ui, &mut state, &view) == Tab::Files {
+                    let list = ui.available_height() - 60.0;
+                    files::show(ui, &mut state, &mut dialogs, &view, &mut out, list);
+                } else {
+                    chat::show(ui, &mut state, &view, &mut out);
+                }
+            });
+    } else {
+        status::show(&mut root, &mut state, &view, &mut out, compact);
+        egui::Panel::right("side")
+            .exact_size(PANEL_WIDTH)
+            .resizable(false)
+            .frame(side)
+            .show(&mut root, |ui| {
+                files::show(ui, &mut state, &mut dialogs, &view, &mut out, 230.0);
+                ui.separator();
+                chat::show(ui, &mut state, &view, &mut out);
+            });
+    }
+    let area = root.available_rect_before_wrap();
+    let area = Some(Rect::new(area.min.x, area.min.y, area.max.x, area.max.y));
+    if out.area.0 != area {
+        out.area.0 = area;
+    }
+    if compact {
+        more::show(ctx, &mut state, (identity, current), &view, &mut out);
+    } else {
+        state.more_open = false;
+        state.tab_buttons.clear();
+    }
     seats::show(ctx, &mut state, &view, &mut out);
-    avatar_menu::show(ctx, &mut state, current, &view, &mut out);
+    avatar_menu::show(ctx, &mut state, &mut dialogs, current, &view, &mut out);
+    state.focused = focused_rect(ctx);
     Ok(())
+}
+
+/// Where the widget with the keyboard focus is.
+fn focused_rect(ctx: &egui::Context) -> Option<egui::Rect> {
+    let id = ctx.memory(|m| m.focused())?;
+    Some(ctx.read_response(id)?.rect)
+}
+
+/// Which half of the compact layout's column shows: a phone has room for one of them at a time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Tab {
+    /// The conversation and its input.
+    #[default]
+    Chat,
+    /// Transfers and received files.
+    Files,
+}
+
+/// The compact layout's "Chat" and "Files" switch; "Files" counts the transfers that move or
+/// ask, so an offer is not missed while the chat shows.
+fn tabs(ui: &mut egui::Ui, state: &mut PanelState, view: &RoomView) -> Tab {
+    let busy = view
+        .transfers
+        .rows
+        .iter()
+        .filter(|row| matches!(row.state, RowState::Asking | RowState::Running))
+        .count();
+    state.tab_buttons.clear();
+    ui.horizontal(|ui| {
+        let chat = ui.add(egui::Button::new("Chat").selected(state.tab == Tab::Chat));
+        let label = match busy {
+            0 => "Files".to_owned(),
+            n => format!("Files ({n})"),
+        };
+        let files = ui.add(egui::Button::new(label).selected(state.tab == Tab::Files));
+        state.tab_buttons = vec![("chat", chat.rect), ("files", files.rect)];
+        if chat.clicked() {
+            state.tab = Tab::Chat;
+        }
+        if files.clicked() {
+            state.tab = Tab::Files;
+        }
+    });
+    ui.separator();
+    state.tab
+}
+
+/// How tall the column (the chat or the files) is in the compact layout, from the height the
+/// bars leave: a little over half, and nearly all of it when the phone's keyboard has taken
+/// the lower half of the screen, so the input and the last messages stay in view.
+fn chat_height(available: f32) -> f32 {
+    /// The room keeps at least this much: both avatars, small.
+    const ROOM_AT_LEAST: f32 = 120.0;
+    if available < 560.0 {
+        (available - ROOM_AT_LEAST).max(available * 0.6)
+    } else {
+        available * 0.56
+    }
 }
 
 /// The screen-wide Ui the panels are laid out in (egui 0.36 lays panels out inside a Ui).
@@ -222,6 +334,15 @@ fn root_ui(ctx: &egui::Context) -> egui::Ui {
             .layer_id(egui::LayerId::background())
             .max_rect(ctx.viewport_rect()),
     )
+}
+
+/// A secondary button: small under a mouse, a whole fingertip's size on a touch screen.
+fn minor_button(ui: &mut egui::Ui, text: impl Into<egui::WidgetText>) -> egui::Response {
+    if ui.spacing().interact_size.y >= crate::ports::TOUCH_TARGET {
+        ui.button(text)
+    } else {
+        ui.small_button(text)
+    }
 }
 
 fn ctx_copy(ui: &egui::Ui, text: &str) {

@@ -16,7 +16,12 @@ pub(super) fn show(
         egui::Window::new("Your room is full")
             .anchor(
                 egui::Align2::CENTER_CENTER,
-                egui::vec2(-PANEL_WIDTH / 2.0, 0.0),
+                // Over the room: left of the side panel, or the middle of a narrow screen.
+                if ctx.viewport_rect().width() < COMPACT_BELOW {
+                    egui::Vec2::ZERO
+                } else {
+                    egui::vec2(-PANEL_WIDTH / 2.0, 0.0)
+                },
             )
             .collapsible(false)
             .resizable(false)
