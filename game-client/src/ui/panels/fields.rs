@@ -31,6 +31,19 @@ pub struct Spec {
     pub enter: &'static str,
 }
 
+impl Spec {
+    /// My own name, wherever it is edited.
+    pub fn name(width: f32) -> Self {
+        Self {
+            id: "name",
+            hint: "Your name".into(),
+            width,
+            max_chars: duet_shared::peer::MAX_DISPLAY_NAME_CHARS,
+            enter: "done",
+        }
+    }
+}
+
 /// What happened to a field this frame.
 pub struct Typed {
     /// Where it is on screen.

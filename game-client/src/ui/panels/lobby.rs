@@ -116,13 +116,7 @@ fn name_row(
         let typed = fields::text_field(
             ui,
             &mut state.fields,
-            fields::Spec {
-                id: "name",
-                hint: "Your name".into(),
-                width,
-                max_chars: duet_shared::peer::MAX_DISPLAY_NAME_CHARS,
-                enter: "done",
-            },
+            fields::Spec::name(width),
             &mut state.name,
         );
         let changed = state.name.trim() != identity.name;

@@ -119,13 +119,7 @@ pub(super) fn name_field(
     let typed = fields::text_field(
         ui,
         &mut state.fields,
-        fields::Spec {
-            id: "name",
-            hint: "Your name".into(),
-            width,
-            max_chars: duet_shared::peer::MAX_DISPLAY_NAME_CHARS,
-            enter: "done",
-        },
+        fields::Spec::name(width),
         &mut state.name,
     );
     if (typed.left || typed.enter) && state.name.trim() != identity.name {
