@@ -831,3 +831,32 @@ fn two_phones_chat_send_a_file_and_remove_by_touch() {
         "{r}"
     );
 }
+/// Everything from the keyboard: Tab moves the focus through the controls and Enter presses
+/// them (create a room, copy its link); at twice the pixel density the logical layout holds,
+/// so text follows the browser's zoom.
+#[test]
+fn the_keyboard_alone_creates_a_room_and_copies_its_link_and_text_follows_the_zoom() {
+    assert_loopback_only();
+    let _serial = one_at_a_time();
+    let wrangler = Wrangler::shared();
+    let r = scenario(
+        "keyboard.mjs",
+        &[wrangler.base.clone(), e2e_dir().display().to_string()],
+    );
+    eprintln!("{}", serde_json::to_string_pretty(&r).unwrap());
+    assert!(r["tabs_to_create"].as_u64().unwrap() >= 1, "{r}");
+    assert!(r["tabs_to_copy"].as_u64().unwrap() >= 1, "{r}");
+    assert_eq!(r["copied"], r["link"], "{r}");
+    // The same logical layout at twice the density, to within rounding to a physical pixel.
+    let points = |key: &str| -> Vec<f64> {
+        ["window", "create"]
+            .iter()
+            .flat_map(|part| serde_json::from_value::<Vec<f64>>(r[key][part].clone()).unwrap())
+            .collect()
+    };
+    for (a, b) in points("layout_1x").iter().zip(points("layout_2x")) {
+        assert!((a - b).abs() <= 1.0, "{r}");
+    }
+    assert_eq!(r["screenshot_px"], serde_json::json!([2560, 1440]), "{r}");
+    assert_eq!(r["errors"], serde_json::json!([]), "{r}");
+}

@@ -52,6 +52,7 @@ pub fn main() -> AppExit {
         .and_then(|e| e.dyn_into::<web_sys::HtmlCanvasElement>().ok())
     {
         crate::platform::listen_for_file_drags(&canvas);
+        crate::platform::keep_tab_in_app(&canvas);
     }
     let join = path
         .strip_prefix("/r/")

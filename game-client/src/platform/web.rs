@@ -568,6 +568,22 @@ pub fn keep_running_when_hidden() {
     handler.forget();
 }
 
+/// Keeps Tab inside the app: the canvas is the whole app, and egui moves its focus through the
+/// controls with Tab. Left to the browser, the first Tab also moved the page's focus off the
+/// canvas, egui took that as the window losing focus and dropped its own, and Enter then
+/// pressed nothing.
+pub fn keep_tab_in_app(canvas: &web_sys::HtmlCanvasElement) {
+    let keydown = Closure::<dyn FnMut(web_sys::Event)>::new(move |event: web_sys::Event| {
+        let key = js_sys::Reflect::get(&event, &"key".into()).ok();
+        if key.and_then(|k| k.as_string()).as_deref() == Some("Tab") {
+            event.prevent_default();
+        }
+    });
+    let _ = canvas.add_event_listener_with_callback("keydown", keydown.as_ref().unchecked_ref());
+    // For the page's lifetime.
+    keydown.forget();
+}
+
 /// Listens for file drags on the canvas (winit does not report them on the web) and queues
 /// them, with the pointer in canvas pixels, for [`take_file_drags`].
 pub fn listen_for_file_drags(canvas: &web_sys::HtmlCanvasElement) {
