@@ -28,6 +28,8 @@ struct Field {
     input: web_sys::HtmlInputElement,
     /// Where it was last put, to touch the DOM only when that changes.
     rect: [f32; 4],
+    /// Its placeholder as last set, so a frame compares it here rather than reading the DOM.
+    hint: String,
     shown: bool,
 }
 
@@ -164,8 +166,9 @@ pub fn place(fields: &[TextField]) {
             if field.input.value() != wanted.text {
                 field.input.set_value(&wanted.text);
             }
-            if field.input.placeholder() != wanted.hint {
+            if field.hint != wanted.hint {
                 field.input.set_placeholder(&wanted.hint);
+                field.hint.clone_from(&wanted.hint);
             }
         }
     });
@@ -215,6 +218,7 @@ fn create(field: &TextField) -> Option<Field> {
         id,
         input,
         rect: [0.0; 4],
+        hint: String::new(),
         shown: false,
     })
 }

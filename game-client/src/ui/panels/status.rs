@@ -30,7 +30,7 @@ pub(super) fn show(
         .exact_size(if compact {
             30.0
         } else {
-            ui_height(root) + 12.0
+            root.spacing().interact_size.y + 12.0
         })
         .frame(frame)
         .show(root, |ui| {
@@ -56,10 +56,6 @@ pub(super) fn show(
                 });
             });
         });
-}
-
-fn ui_height(ui: &egui::Ui) -> f32 {
-    ui.spacing().interact_size.y
 }
 
 /// The chime on or off, and asking for notifications while they can be asked for.
