@@ -128,6 +128,8 @@ try {
   await bob.page.keyboard.press("Enter");
   const heard = await ada.waitFor("Bob's message", (e) => e.event === "chat" && !e.mine);
   result.chat_received = heard.text;
+  // His bubble over his avatar, the emoji drawn (look at it).
+  await ada.screenshot(out, "ada-phone-bubble.png");
   await bob.waitFor("a delivered receipt", (e) => e.event === "chat" && e.mine && e.state === "delivered");
   await sleep(300);
   result.input_after_send = await bob.page.evaluate(() => document.getElementById("duet-field-chat").value);

@@ -39,7 +39,8 @@ struct BubbleBack;
 struct EmptySeat;
 
 pub(super) fn plugin(app: &mut App) {
-    app.add_systems(Startup, (camera, wake_on_platform_input))
+    app.init_resource::<TextScale>()
+        .add_systems(Startup, (camera, wake_on_platform_input))
         .add_systems(OnEnter(Screen::Room), floor)
         .add_observer(dress_avatar)
         .add_observer(dress_bubble)
@@ -47,6 +48,7 @@ pub(super) fn plugin(app: &mut App) {
             Update,
             (
                 fit_camera,
+                keep_text_size,
                 label_avatars,
                 empty_seat,
                 place_bubbles,
@@ -243,6 +245,7 @@ fn fit_camera(
     area: Res<RoomArea>,
     windows: Query<&Window, With<bevy::window::PrimaryWindow>>,
     mut camera: Query<(&mut Transform, &mut Projection), With<RoomCamera>>,
+    mut text_scale: ResMut<TextScale>,
 ) {
     let (Some(area), Ok(window)) = (area.0, windows.single()) else {
         return;
@@ -259,6 +262,57 @@ fn fit_camera(
         && let Projection::Orthographic(ortho) = projection.as_mut()
     {
         ortho.scale = scale;
+    }
+    let text = text_scale_for(scale);
+    if text_scale.0 != text {
+        text_scale.0 = text;
+    }
+}
+
+/// The most world text is enlarged. A phone upright zooms the room out 1.6 times; with its
+/// keyboard open, 3 times and more, and names that kept their size there would run into each
+/// other (two 16-character names are 165 px each, the avatars 340 apart) and off the room.
+const TEXT_SCALE_MAX: f32 = 1.6;
+
+/// World text's enlargement for a room drawn `room` times smaller than 1:1.
+fn text_scale_for(room: f32) -> f32 {
+    room.min(TEXT_SCALE_MAX)
+}
+
+/// How much world text is enlarged to undo the room's zoom-out: names and bubbles keep their
+/// size on screen when the room shrinks to fit a phone, where 20 px names would be 12, up to
+/// [`TEXT_SCALE_MAX`].
+#[derive(Resource, Clone, Copy, PartialEq, Debug)]
+struct TextScale(f32);
+
+impl Default for TextScale {
+    fn default() -> Self {
+        Self(1.0)
+    }
+}
+
+/// World text outside bubbles: names, status lines, the waiting seat.
+type Labels = Or<(With<NameLabel>, With<StatusLabel>, With<EmptySeat>)>;
+
+/// Where names and status lines stand under an avatar, and their size: an enlarged label
+/// moves down with its size, so it never covers the disc.
+fn keep_text_size(
+    scale: Res<TextScale>,
+    mut labels: Query<(&mut Transform, Has<NameLabel>, Has<StatusLabel>), Labels>,
+) {
+    let s = scale.0;
+    for (mut transform, name, status) in &mut labels {
+        let y = if name {
+            -AVATAR_RADIUS - 24.0 * s
+        } else if status {
+            -AVATAR_RADIUS - 48.0 * s
+        } else {
+            transform.translation.y
+        };
+        if transform.scale.x != s || transform.translation.y != y {
+            transform.scale = Vec3::new(s, s, 1.0);
+            transform.translation.y = y;
+        }
     }
 }
 
@@ -493,7 +547,7 @@ fn dress_bubble(
             ..default()
         },
         TextColor(color(palette::NIGHT)),
-        bevy::text::TextBounds::new_horizontal(240.0),
+        bevy::text::TextBounds::new_horizontal(BUBBLE_WIDTH),
         TextLayout::justify(Justify::Center),
         Transform::from_xyz(0.0, 0.0, 5.0),
         children![(
@@ -504,35 +558,57 @@ fn dress_bubble(
     ));
 }
 
+/// A bubble's widest line at 1:1, in px.
+const BUBBLE_WIDTH: f32 = 240.0;
+/// The narrowest a bubble wraps at on screen, in px, however small the room is drawn.
+const BUBBLE_WIDTH_MIN: f32 = 140.0;
+
+/// How wide a bubble's text wraps, in its own (enlarged) units: it keeps the share of the room
+/// it has at 1:1 (a third of it), but not below [`BUBBLE_WIDTH_MIN`] px of text on screen, so
+/// a zoomed-out room shows short bubbles at a readable size.
+fn bubble_width(scale: f32) -> f32 {
+    (BUBBLE_WIDTH / scale).max(BUBBLE_WIDTH_MIN)
+}
+
 /// Stacks bubbles over their avatar (newest lowest), sizes their backgrounds to the text, fades.
 fn place_bubbles(
     mut bubbles: Query<(
         &Bubble,
         &mut Transform,
         &mut TextColor,
+        &mut bevy::text::TextBounds,
         &TextLayoutInfo,
         &Children,
     )>,
     mut backs: Query<&mut Sprite, With<BubbleBack>>,
+    scale: Res<TextScale>,
 ) {
+    let s = scale.0;
     let mut heights = [0.0f32; 2];
     let mut order: Vec<_> = bubbles.iter_mut().collect();
     order.sort_by(|a, b| a.0.age.total_cmp(&b.0.age));
-    for (bubble, mut transform, mut text_color, layout, children) in order {
+    for (bubble, mut transform, mut text_color, mut bounds, layout, children) in order {
+        let width = Some(bubble_width(s));
+        if bounds.width != width {
+            bounds.width = width;
+        }
         let slot = if bubble.who == Who::Me { 0 } else { 1 };
         let spot = bubble.who.spot();
-        let size = layout.size;
-        let y = spot.y + AVATAR_RADIUS + 26.0 + heights[slot] + size.y / 2.0;
-        heights[slot] += size.y + 22.0;
+        // The text's size in the world: its layout, enlarged.
+        let size = layout.size * s;
+        let y = spot.y + AVATAR_RADIUS + 26.0 * s + heights[slot] + size.y / 2.0;
+        heights[slot] += size.y + 22.0 * s;
         // Rise in over the first 0.2 s.
-        let rise = (1.0 - (bubble.age / 0.2).min(1.0)) * -12.0;
+        let rise = (1.0 - (bubble.age / 0.2).min(1.0)) * -12.0 * s;
         transform.translation = Vec3::new(spot.x, y + rise, 5.0);
+        transform.scale = Vec3::new(s, s, 1.0);
         let alpha = bubble.alpha();
         text_color.0 = color(palette::NIGHT).with_alpha(alpha);
         if let Some(back) = children.first()
             && let Ok(mut sprite) = backs.get_mut(*back)
         {
-            sprite.custom_size = Some(size + Vec2::new(22.0, 14.0));
+            // The back is the text's child: its size is in the text's own units.
+            sprite.custom_size = Some(layout.size + Vec2::new(22.0, 14.0));
             sprite.color = color(palette::TEXT).with_alpha(alpha * 0.95);
         }
     }
@@ -677,5 +753,55 @@ fn draw_rings_and_zone(
         gizmos
             .circle_2d(Isometry2d::from_translation(PEER_SPOT), r + 3.0, tint)
             .resolution(96);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bevy::ecs::system::RunSystemOnce;
+
+    use super::*;
+
+    #[test]
+    fn names_and_bubbles_keep_their_size_on_screen_when_the_room_zooms_out() {
+        // A phone upright: the room drawn at 1/1.58 (see `ui::tests`).
+        let s = 620.0 / 393.0;
+        let mut world = World::new();
+        world.insert_resource(TextScale(s));
+        let name = world
+            .spawn((NameLabel(Who::Peer), Transform::from_xyz(0.0, -88.0, 1.0)))
+            .id();
+        let status = world
+            .spawn((StatusLabel(Who::Peer), Transform::default()))
+            .id();
+        let seat = world
+            .spawn((
+                EmptySeat,
+                Transform::from_translation(PEER_SPOT.extend(1.0)),
+            ))
+            .id();
+        world.run_system_once(keep_text_size).unwrap();
+        let at = |e| *world.get::<Transform>(e).unwrap();
+        // Enlarged as much as the room shrinks: 20 px names stay 20 px on screen.
+        for e in [name, status, seat] {
+            assert_eq!(at(e).scale, Vec3::new(s, s, 1.0));
+        }
+        // Lower by as much, so the enlarged name does not cover the disc: its top, half a
+        // 20 px line above its centre, stays clear of the disc's edge on screen.
+        let name_top = at(name).translation.y + 10.0 * s;
+        assert!(name_top < -AVATAR_RADIUS, "{name_top}");
+        assert!(at(status).translation.y < at(name).translation.y - 20.0 * s);
+        // The waiting seat's text stays where the peer will stand.
+        assert_eq!(at(seat).translation.truncate(), PEER_SPOT);
+        // A bubble wraps at 240 px at 1:1; on the phone at no less than 140 px on screen.
+        assert_eq!(bubble_width(1.0), 240.0);
+        assert_eq!(bubble_width(s), 240.0 / s);
+        assert_eq!(bubble_width(2.5), BUBBLE_WIDTH_MIN);
+        // The room zoomed out 3.2 times (a phone's keyboard open): names grow only so far, and
+        // two 16-character names (165 px at 20 px) still leave a gap between the avatars.
+        assert_eq!(text_scale_for(1.0), 1.0);
+        assert_eq!(text_scale_for(s), s);
+        let t = text_scale_for(3.2);
+        assert!(165.0 * t < PEER_SPOT.x - MY_SPOT.x - 40.0, "{t}");
     }
 }

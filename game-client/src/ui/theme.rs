@@ -1,5 +1,7 @@
 //! Palette, fonts and window chrome, so every part of the client looks like one product.
 
+use std::borrow::Cow;
+
 use bevy::prelude::*;
 use bevy_egui::{EguiContexts, EguiPrimaryContextPass, egui};
 
@@ -47,13 +49,16 @@ pub struct Fonts {
     pub regular: Handle<Font>,
     /// Inter SemiBold.
     pub bold: Handle<Font>,
+    /// Noto Emoji, the face egui draws emoji with. Held so the asset stays; text never names it:
+    /// it is the emoji family every other face falls back to ([`map_emoji_family`]).
+    pub emoji: Handle<Font>,
 }
 
+/// The family name inside egui's Noto Emoji face.
+pub const EMOJI_FAMILY: &str = "Noto Emoji";
+
 pub(super) fn plugin(app: &mut App) {
-    let mut fonts = app.world_mut().resource_mut::<Assets<Font>>();
-    let regular = fonts.add(Font::from_bytes(FONT_REGULAR.to_vec()));
-    let bold = fonts.add(Font::from_bytes(FONT_BOLD.to_vec()));
-    app.insert_resource(Fonts { regular, bold })
+    app.add_plugins(world_fonts)
         .insert_resource(ClearColor(color(palette::NIGHT)))
         .add_systems(EguiPrimaryContextPass, style_egui)
         .add_systems(
@@ -61,6 +66,46 @@ pub(super) fn plugin(app: &mut App) {
             (|host: Res<crate::ports::Host>| host.shell.app_ready())
                 .run_if(resource_added::<Styled>),
         );
+}
+
+/// The faces world text uses, and emoji among them. Its own plugin so a test can load the fonts
+/// without a window.
+pub fn world_fonts(app: &mut App) {
+    let mut fonts = app.world_mut().resource_mut::<Assets<Font>>();
+    let regular = fonts.add(Font::from_bytes(FONT_REGULAR.to_vec()));
+    let bold = fonts.add(Font::from_bytes(FONT_BOLD.to_vec()));
+    let emoji = fonts.add(Font::from_bytes(emoji_face().to_vec()));
+    app.insert_resource(Fonts {
+        regular,
+        bold,
+        emoji,
+    })
+    .add_systems(
+        PostUpdate,
+        map_emoji_family.after(bevy::text::load_font_assets_into_font_collection),
+    );
+}
+
+/// Noto Emoji's bytes, taken from egui's own font set: the same bytes named through their crate's
+/// constant here would be a second copy in the binary (418 kB), since a constant is copied into
+/// every crate that uses it.
+fn emoji_face() -> Cow<'static, [u8]> {
+    egui::FontDefinitions::default()
+        .font_data
+        .remove("NotoEmoji-Regular")
+        .map(|data| data.font.clone())
+        .unwrap_or_default()
+}
+
+/// Names Noto Emoji as the emoji family once Bevy has it. Inter has no emoji; parley looks a
+/// cluster it marks as emoji up in that family. With no system fonts (the web), the family was
+/// empty and a 📱 in a bubble drew as a box, where the chat (egui) showed it.
+fn map_emoji_family(mut font_cx: ResMut<bevy::text::FontCx>, mut done: Local<bool>) {
+    if !*done {
+        *done = font_cx
+            .set_generic_family(parley::GenericFamily::Emoji, EMOJI_FAMILY)
+            .is_ok();
+    }
 }
 
 /// On a touch screen, the longest a tap may take from the frame that saw the finger down to
@@ -191,4 +236,55 @@ pub fn icon_rgba(size: u32) -> Vec<u8> {
         }
     }
     pixels
+}
+
+#[cfg(test)]
+mod tests {
+    use bevy::text::{FontCx, LayoutCx, TextPlugin};
+    use parley::{FontFamily, PositionedLayoutItem, StyleProperty};
+
+    use super::*;
+
+    /// The faces each glyph of `text` is drawn from, once Bevy has the world fonts: (bytes of
+    /// the face, glyph id) per glyph.
+    fn faces_of(text: &str) -> Vec<(usize, u32)> {
+        let mut app = App::new();
+        app.add_plugins((MinimalPlugins, AssetPlugin::default(), TextPlugin))
+            .add_plugins(world_fonts);
+        app.update();
+        app.world_mut()
+            .resource_scope(|world, mut font_cx: Mut<FontCx>| {
+                let mut layout_cx = world.resource_mut::<LayoutCx>();
+                let mut builder = layout_cx.ranged_builder(&mut font_cx.context, text, 1.0, true);
+                builder.push_default(StyleProperty::FontFamily(FontFamily::named("Inter")));
+                builder.push_default(StyleProperty::FontSize(16.0));
+                let mut layout = builder.build(text);
+                layout.break_all_lines(None);
+                let mut faces = Vec::new();
+                for line in layout.lines() {
+                    for item in line.items() {
+                        if let PositionedLayoutItem::GlyphRun(run) = item {
+                            let bytes = run.run().font().data.len();
+                            faces.extend(run.glyphs().map(|g| (bytes, g.id)));
+                        }
+                    }
+                }
+                faces
+            })
+    }
+
+    #[test]
+    fn an_emoji_in_world_text_comes_from_the_emoji_face_and_letters_from_inter() {
+        let faces = faces_of("Hi 📱");
+        let (emoji, inter) = (emoji_face().len(), FONT_REGULAR.len());
+        assert!(emoji > 100_000, "egui still carries Noto Emoji");
+        assert_eq!(faces.len(), 4, "{faces:?}");
+        assert!(
+            faces[..3].iter().all(|(bytes, _)| *bytes == inter),
+            "{faces:?}"
+        );
+        // A real glyph (not .notdef, id 0) of Noto Emoji: before, Inter's box.
+        assert_eq!(faces[3].0, emoji, "{faces:?}");
+        assert_ne!(faces[3].1, 0);
+    }
 }
