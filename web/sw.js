@@ -92,3 +92,26 @@ self.addEventListener("fetch", (event) => {
     })(),
   );
 });
+
+// A click on a notification the app showed (a message, a file, a call while the tab was hidden)
+// brings its room forward: the window at the address the app put in the notification, else a
+// window of the app itself (a page that created its room keeps the address it was opened at,
+// "/", as its client address), else the room opens again. Only this origin's addresses open.
+function isAppPage(address) {
+  const path = new URL(address).pathname;
+  return path === "/" || path.startsWith("/r/");
+}
+
+async function focusRoom(url) {
+  const windows = await self.clients.matchAll({ type: "window", includeUncontrolled: true });
+  const room = windows.find((client) => client.url === url) || windows.find((client) => isAppPage(client.url));
+  if (room) return room.focus();
+  if (typeof url === "string" && new URL(url, self.location.origin).origin === self.location.origin) {
+    return self.clients.openWindow(url);
+  }
+}
+
+self.addEventListener("notificationclick", (event) => {
+  event.notification.close();
+  event.waitUntil(focusRoom(event.notification.data));
+});

@@ -688,13 +688,29 @@ fn a_hidden_tab_counts_notifies_and_rings_for_what_the_peer_does() {
         ],
         "{r}"
     );
+    // Through the service worker (the only way on Android), each naming Ada's room.
+    let room = &r["room_url"];
     assert!(
         r["notifications"]
             .as_array()
             .unwrap()
             .iter()
-            .all(|n| n["visibility"] == "hidden")
+            .all(|n| n["visibility"] == "hidden" && n["via"] == "worker" && n["data"] == *room),
+        "{r}"
     );
+    // One tag: the worker shows the last, the call, not a pile of four.
+    assert_eq!(r["shown"].as_array().unwrap().len(), 1, "{r}");
+    assert_eq!(
+        r["shown"][0]["body"],
+        format!("{bob} is calling you."),
+        "{r}"
+    );
+    // A click on it brings Ada's room forward, not the other tab of the same origin. (Her page
+    // created its room: its client address may still be the one it was opened at.)
+    assert_eq!(r["click"]["windows"], 2, "{r}");
+    let focused = r["click"]["focused"].as_array().unwrap();
+    assert_eq!(focused.len(), 1, "{r}");
+    assert!(focused[0] == *room || focused[0] == r["opened_at"], "{r}");
     // Three chimes of two tones; the ring: four tones every 2 s for 5 s.
     assert_eq!(r["chime_tones"], 6, "{r}");
     assert!(r["ring_tones"].as_u64().unwrap() >= 8, "{r}");

@@ -21,7 +21,7 @@ function observe() {
   if (Real) {
     class Observed extends Real {
       constructor(title, options) {
-        seen.notes.push({ title, body: options?.body, visibility: document.visibilityState });
+        seen.notes.push({ title, body: options?.body, visibility: document.visibilityState, via: "page", data: options?.data });
         super(title, options);
       }
       static requestPermission(...args) {
@@ -31,6 +31,12 @@ function observe() {
     }
     window.Notification = Observed;
   }
+  // The service worker's way, the only one Chrome on Android has.
+  const show = ServiceWorkerRegistration.prototype.showNotification;
+  ServiceWorkerRegistration.prototype.showNotification = function (title, options) {
+    seen.notes.push({ title, body: options?.body, visibility: document.visibilityState, via: "worker", data: options?.data });
+    return show.call(this, title, options);
+  };
   const start = OscillatorNode.prototype.start;
   OscillatorNode.prototype.start = function (...args) {
     seen.tones++;
@@ -70,6 +76,15 @@ try {
     await sleep(100);
   }
   await ada.screenshot(out, "ada-waiting.png");
+  // The app's service worker takes the page over once it has kept the app (sw.js); from then
+  // on notifications go through it.
+  for (let waited = 0; !(await ada.page.evaluate(() => !!navigator.serviceWorker.controller)); waited += 100) {
+    if (waited > 60_000) throw new Error("no service worker took the page over");
+    await sleep(100);
+  }
+  result.room_url = await ada.page.evaluate(() => location.href);
+  // A page's client address in the service worker stays the one it was opened at.
+  result.opened_at = `${base}/?automation`;
 
   // Another tab in front: the room's page is hidden.
   const other = await context.newPage();
@@ -111,6 +126,31 @@ try {
   result.notifications = seen.notes;
   result.chime_tones = tonesBeforeCall - tonesBefore;
   await bob.screenshot(out, "bob-calling-a-hidden-tab.png");
+
+  // What the service worker shows, and where a click on it leads. Headless Chromium has no
+  // notification centre to click in, and a script's own click event is not trusted (no
+  // `waitUntil`, no right to focus), so the worker's click handler is called directly, with
+  // `focus` observed: it must pick Ada's room among the browser's two windows of this app.
+  const worker = context.serviceWorkers()[0] || (await context.waitForEvent("serviceworker", { timeout: 10_000 }));
+  result.shown = await worker.evaluate(async () =>
+    (await self.registration.getNotifications()).map((n) => ({ title: n.title, body: n.body, tag: n.tag, data: n.data })),
+  );
+  result.click = await worker.evaluate(async () => {
+    const focused = [];
+    const real = WindowClient.prototype.focus;
+    WindowClient.prototype.focus = function () {
+      focused.push(this.url);
+      return Promise.resolve(this);
+    };
+    try {
+      const windows = (await self.clients.matchAll({ type: "window", includeUncontrolled: true })).length;
+      const [shown] = await self.registration.getNotifications();
+      await focusRoom(shown.data);
+      return { windows, focused };
+    } finally {
+      WindowClient.prototype.focus = real;
+    }
+  });
 
   // Ada comes back: the count goes.
   await ada.page.bringToFront();

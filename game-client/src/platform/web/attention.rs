@@ -29,11 +29,14 @@ pub fn show_title(title: &str) {
 }
 
 /// Whether the browser has the Notification API at all (phones' browsers outside an
-/// installed app often do not).
+/// installed app often do not). Looked up once: the permission is read every frame.
 fn has_notifications() -> bool {
-    web_sys::window().is_some_and(|w| {
-        js_sys::Reflect::has(&w, &JsValue::from_str("Notification")).unwrap_or(false)
-    })
+    thread_local! {
+        static HAS: bool = web_sys::window().is_some_and(|w| {
+            js_sys::Reflect::has(&w, &JsValue::from_str("Notification")).unwrap_or(false)
+        });
+    }
+    HAS.with(|has| *has)
 }
 
 pub fn permission() -> NotifyPermission {
@@ -70,7 +73,11 @@ thread_local! {
 }
 
 /// A system notification, if the person allowed them. All share one tag, so a burst of
-/// messages replaces one notification instead of piling up.
+/// messages replaces one notification instead of piling up; each still alerts (`renotify`).
+///
+/// Shown by the service worker when one runs the page: Chrome on Android has no
+/// `new Notification` at all (it throws), and only there does a click focus the room's
+/// window for sure (`sw.js`). The page's own constructor is the fallback.
 pub fn notify(title: &str, body: &str) {
     if permission() != NotifyPermission::Granted {
         return;
@@ -78,10 +85,60 @@ pub fn notify(title: &str, body: &str) {
     let options = NotificationOptions::new();
     options.set_body(body);
     options.set_tag("duet");
+    options.set_renotify(true);
     options.set_icon("/icons/duet-192.png");
+    // The room to bring forward on a click: this page's own address.
+    if let Some(href) = web_sys::window().and_then(|w| w.location().href().ok()) {
+        options.set_data(&JsValue::from_str(&href));
+    }
+    if show_through_worker(title, &options) {
+        return;
+    }
     if let Ok(notification) = Notification::new_with_options(title, &options) {
         ON_CLICK.with(|handler| notification.set_onclick(Some(handler.as_ref().unchecked_ref())));
     }
+}
+
+/// Hands the notification to the service worker that controls this page, if one does; `false`
+/// when none does (first visit, service workers refused), and the caller shows it itself.
+///
+/// Through `Reflect`: web-sys's service-worker types would be three more features to build for
+/// three calls.
+fn show_through_worker(title: &str, options: &NotificationOptions) -> bool {
+    let get = |target: &JsValue, key: &str| {
+        js_sys::Reflect::get(target, &JsValue::from_str(key))
+            .ok()
+            .filter(|v| !v.is_undefined() && !v.is_null())
+    };
+    let Some(window) = web_sys::window() else {
+        return false;
+    };
+    let Some(container) = get(&window.navigator(), "serviceWorker") else {
+        return false;
+    };
+    if get(&container, "controller").is_none() {
+        return false;
+    }
+    let Some(ready) = get(&container, "ready").and_then(|r| r.dyn_into::<js_sys::Promise>().ok())
+    else {
+        return false;
+    };
+    let (title, options) = (JsValue::from_str(title), JsValue::from(options.clone()));
+    wasm_bindgen_futures::spawn_local(async move {
+        let shown = async {
+            let registration = wasm_bindgen_futures::JsFuture::from(ready).await?;
+            let show: js_sys::Function = get(&registration, "showNotification")
+                .ok_or_else(|| JsValue::from_str("no showNotification"))?
+                .dyn_into()?;
+            let promise: js_sys::Promise =
+                show.call2(&registration, &title, &options)?.dyn_into()?;
+            wasm_bindgen_futures::JsFuture::from(promise).await
+        };
+        if let Err(error) = shown.await {
+            bevy::log::warn!("the service worker did not show a notification: {error:?}");
+        }
+    });
+    true
 }
 
 /// Plays `sound` through Web Audio. The browser lets a page make sound once the person has
