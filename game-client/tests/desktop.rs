@@ -41,6 +41,25 @@ impl Desktop {
         Desktop { client, x }
     }
 
+    /// A windowed client in the lobby at the system scale factor `scale` (X11's own setting,
+    /// which winit reads), on a screen large enough for its window.
+    fn start_scaled(server: &str, dir: &Path, name: &str, scale: u32) -> Desktop {
+        let binary = Path::new(env!("CARGO_BIN_EXE_duet-client"));
+        let x = Xvfb::start_sized(1280 * scale, 720 * scale);
+        let client = x
+            .client(
+                binary,
+                server,
+                "",
+                dir,
+                name,
+                None,
+                &[format!("WINIT_X11_SCALE_FACTOR={scale}")],
+            )
+            .expect("start the desktop client");
+        Desktop { client, x }
+    }
+
     fn expect<T>(&mut self, what: &str, pick: impl Fn(&Event) -> Option<T>) -> T {
         self.client
             .wait(what, Duration::from_secs(90), pick)
@@ -378,6 +397,69 @@ fn two_desktop_clients_chat_and_drop_a_file_on_the_avatar() {
 /// is told in words (the status line counts the attempts), her client keeps trying, and once
 /// the same server is back she is in the room again without doing anything, so Bob, arriving
 /// later, meets her. Screenshot: `target/screenshots/ada-reconnecting.png`.
+/// The system's scale factor: a window at 2 has the same layout in logical pixels as one at 1,
+/// is drawn at twice the pixels (text included), and takes a click where it shows a button.
+#[test]
+fn the_window_follows_the_system_scale_factor() {
+    assert_loopback_only();
+    let wrangler = Wrangler::shared();
+    let work = temp_dir("desktop-scale").unwrap();
+    let shots: PathBuf = repo_root().join("target/screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let mut clients = [1, 2].map(|scale| {
+        Desktop::start_scaled(
+            &wrangler.base,
+            &work.join(format!("at-{scale}")),
+            "Ada",
+            scale,
+        )
+    });
+    let [plain, double] = clients.each_mut().map(|desktop| {
+        desktop.expect(
+            "lobby",
+            on!(Event::Screen {
+                screen: Screen::Lobby,
+                ..
+            }),
+        );
+        std::thread::sleep(Duration::from_millis(500));
+        desktop.layout()
+    });
+    assert_eq!(plain.scale_factor, 1.0, "{plain:?}");
+    assert_eq!(double.scale_factor, 2.0, "{double:?}");
+    assert_eq!(plain.window, Some([1280.0, 720.0]));
+    assert_eq!(
+        double.window, plain.window,
+        "the same window in logical pixels"
+    );
+    let (x1, y1) = point(plain.create_button, "create button at 1");
+    let (x2, y2) = point(double.create_button, "create button at 2");
+    // Within one physical pixel at 2: egui rounds to the pixel grid.
+    assert!(
+        (x1 - x2).abs() <= 0.5 && (y1 - y2).abs() <= 0.5,
+        "{x1},{y1} / {x2},{y2}"
+    );
+    // Drawn at twice the pixels: 2560×1440.
+    let [_, ref mut at_two] = clients;
+    let shot = shots.join("lobby-scale-2.png");
+    at_two.screenshot(&shot);
+    let png = std::fs::read(&shot).unwrap();
+    let (width, height) = (
+        u32::from_be_bytes(png[16..20].try_into().unwrap()),
+        u32::from_be_bytes(png[20..24].try_into().unwrap()),
+    );
+    assert_eq!((width, height), (2560, 1440));
+    // A click where the button shows, in the screen's own pixels, presses it.
+    at_two.x.click_at(x2 * 2.0, y2 * 2.0, 1);
+    at_two.expect(
+        "room screen",
+        on!(Event::Screen {
+            screen: Screen::Room,
+            ..
+        }),
+    );
+}
+
 #[test]
 fn a_windowed_client_reconnects_by_itself_after_a_server_restart() {
     assert_loopback_only();

@@ -128,6 +128,10 @@ pub enum Screen {
 pub struct Layout {
     /// The window's size.
     pub window: Option<Point>,
+    /// Physical pixels per logical one (the system's scale factor, a browser's zoom). Every
+    /// position here is logical; an X pointer moves in physical ones.
+    #[serde(default = "one")]
+    pub scale_factor: f32,
     /// My avatar.
     pub me: Option<Point>,
     /// The peer's avatar (its seat).
@@ -172,6 +176,10 @@ pub struct Layout {
     /// The compact layout's switches between chat and files (`chat`, `files`).
     #[serde(default)]
     pub tab_buttons: BTreeMap<String, Point>,
+}
+
+fn one() -> f32 {
+    1.0
 }
 
 /// One reported event.

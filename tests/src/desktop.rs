@@ -20,13 +20,20 @@ impl Xvfb {
     /// Xvfb picks a free display number itself (`-displayfd`) and prints it once it accepts
     /// clients: no guessing, so tests running in parallel threads never share a screen.
     pub fn start() -> Xvfb {
+        Self::start_sized(1280, 720)
+    }
+
+    /// [`start`](Self::start) with a screen of `width`×`height` pixels: room for a window at a
+    /// scale factor above 1 (the pointer cannot leave the screen).
+    pub fn start_sized(width: u32, height: u32) -> Xvfb {
+        let screen = format!("{width}x{height}x24");
         let mut child = Command::new("Xvfb")
             .args([
                 "-displayfd",
                 "1",
                 "-screen",
                 "0",
-                "1280x720x24",
+                &screen,
                 "-nolisten",
                 "tcp",
             ])

@@ -153,6 +153,7 @@ fn layout(
     };
     Event::Layout(Box::new(auto::Layout {
         window: window.map(|w| [w.width(), w.height()]),
+        scale_factor: window.map_or(1.0, Window::scale_factor),
         me: screen(MY_SPOT),
         peer: screen(PEER_SPOT),
         chat_input: center(panel.chat_input),
