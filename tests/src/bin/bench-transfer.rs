@@ -197,9 +197,10 @@ fn windowed_run(
     std::thread::sleep(Duration::from_secs(3));
     if windows == Windows::Minimized {
         for x in [&xa, &xb] {
-            x.xdotool(&["search", "--name", "^Duet$", "windowunmap", "--sync", "%@"]);
+            // "Duet$": an unfocused window's title counts what happened unseen ("(1) Duet").
+            x.xdotool(&["search", "--name", "Duet$", "windowunmap", "--sync", "%@"]);
             let shown = Command::new("xdotool")
-                .args(["search", "--onlyvisible", "--name", "^Duet$"])
+                .args(["search", "--onlyvisible", "--name", "Duet$"])
                 .env("DISPLAY", &x.display)
                 .output()?;
             if !shown.stdout.is_empty() {
