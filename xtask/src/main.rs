@@ -423,11 +423,26 @@ fn build_test_binaries(root: &Path) -> Result<Vec<PathBuf>> {
 }
 
 fn test(root: &Path, extra: &[String]) -> Result<()> {
+    // CI has 90 minutes: each phase's time is printed as it ends and again at the end, so a
+    // run that grows says where.
+    let started = std::time::Instant::now();
+    let mut phases: Vec<(String, f64)> = Vec::new();
+    let mut lap = std::time::Instant::now();
+    let mut phase = |name: &str, phases: &mut Vec<(String, f64)>| {
+        let secs = lap.elapsed().as_secs_f64();
+        println!("=== {name} took {secs:.0} s");
+        phases.push((name.to_owned(), secs));
+        lap = std::time::Instant::now();
+    };
     tools::ensure_all(root)?;
     tools::ensure_test_packages()?;
+    phase("installing tools", &mut phases);
     build_worker(root, false)?;
+    phase("building the worker", &mut phases);
     build_web(root, false, WebBuild::Dev)?;
+    phase("building the web client", &mut phases);
     let binaries = build_test_binaries(root)?;
+    phase("building the tests", &mut phases);
     let mut failed = Vec::new();
     for binary in &binaries {
         let name = binary
@@ -445,11 +460,19 @@ fn test(root: &Path, extra: &[String]) -> Result<()> {
             .env("DUET_PREBUILT", "1")
             .env("DUET_TEST_TMP", &scratch);
         let outcome = testrun::run_keeping_panics(&mut cmd)?;
+        phase(&name, &mut phases);
         if outcome.status.success() {
             let _ = std::fs::remove_dir_all(&scratch);
         } else {
             failed.push((name, outcome.panics));
         }
+    }
+    println!(
+        "\n=== time, {:.0} s in all",
+        started.elapsed().as_secs_f64()
+    );
+    for (name, secs) in &phases {
+        println!("{secs:>7.0} s  {name}");
     }
     if !failed.is_empty() {
         eprintln!("\n=== what failed");

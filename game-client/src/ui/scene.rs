@@ -64,6 +64,10 @@ pub(super) fn plugin(app: &mut App) {
         .add_systems(Last, pace_frames.run_if(resource_exists::<FramePacing>))
         .add_systems(
             Update,
+            no_multisampling_on_the_cpu.run_if(resource_added::<FramePacing>),
+        )
+        .add_systems(
+            Update,
             quiet_egui_wakeups.run_if(resource_exists::<FramePacing>),
         );
 }
@@ -116,6 +120,20 @@ fn pace_frames(
     if settings.focused_mode != mode {
         settings.focused_mode = mode;
         settings.unfocused_mode = mode;
+    }
+}
+
+/// A CPU that draws (llvmpipe on a desktop without a GPU) pays for 4× multisampling in every
+/// pixel of every frame, and a frame's CPU is taken from the transfers beside it. The page has
+/// no multisampling anywhere (`platform::web::MSAA`).
+fn no_multisampling_on_the_cpu(
+    pacing: Res<FramePacing>,
+    mut cameras: Query<&mut bevy::render::view::Msaa, With<RoomCamera>>,
+) {
+    if pacing.software {
+        for mut msaa in &mut cameras {
+            *msaa = bevy::render::view::Msaa::Off;
+        }
     }
 }
 
@@ -178,6 +196,8 @@ pub struct FramePacing {
     pub call: std::time::Duration,
     /// While nothing moves.
     pub still: std::time::Duration,
+    /// Whether the CPU draws (no GPU): then the room is drawn without multisampling too.
+    pub software: bool,
 }
 
 impl FramePacing {
@@ -195,6 +215,7 @@ impl FramePacing {
                 moving: ms(66),
                 call: ms(1000),
                 still: ms(1000),
+                software,
             }
         } else {
             Self {
@@ -202,6 +223,7 @@ impl FramePacing {
                 moving: ms(16),
                 call: ms(33),
                 still: ms(250),
+                software,
             }
         }
     }
