@@ -62,8 +62,6 @@ impl Plugin for HeadlessPlugin {
                 (run_commands, say_when_ready).in_set(FrameSet::Input),
             )
             .add_systems(Last, print_events);
-        #[cfg(not(target_arch = "wasm32"))]
-        app.add_systems(PostStartup, wake_on_commands);
     }
 }
 
@@ -169,36 +167,6 @@ struct Doers<'w> {
     calls: MessageWriter<'w, CallAction>,
     exit: MessageWriter<'w, AppExit>,
     more: MessageWriter<'w, ExtraCommand>,
-}
-
-/// In a window, a command draws a frame at once, as the input it stands in for does (a drop, a
-/// key): read only at the next paced frame, it waited up to a second on a software renderer,
-/// and `cargo xtask bench transfer` counted that wait in the windowed pair's transfer time.
-/// Without a window (no event loop) the runner's own tick reads commands. (A page takes no
-/// commands.)
-#[cfg(not(target_arch = "wasm32"))]
-fn wake_on_commands(
-    lines: Res<StdinLines>,
-    event_loop: Option<Res<bevy::winit::EventLoopProxyWrapper>>,
-) {
-    let Some(proxy) = event_loop.map(|p| (**p).clone()) else {
-        return;
-    };
-    let Ok(mut rx) = lines.0.lock() else { return };
-    let (tx, woken) = std::sync::mpsc::channel();
-    let upstream = std::mem::replace(&mut *rx, woken);
-    std::thread::spawn(move || {
-        while let Ok(line) = upstream.recv() {
-            let last = line.is_none();
-            if tx.send(line).is_err() {
-                return;
-            }
-            let _ = proxy.send_event(bevy::winit::WinitUserEvent::WakeUp);
-            if last {
-                return;
-            }
-        }
-    });
 }
 
 fn run_commands(

@@ -25,7 +25,12 @@ use crate::ports::{
 struct Desktop {
     /// Keeps the transfer engine's deadlines for the pump between frames.
     alarm: alarm::Alarm,
+    /// Draws a frame at once (see [`Shell::set_frame_waker`]), for the stdin thread.
+    frame_waker: std::sync::Arc<FrameWaker>,
 }
+
+/// The window's wake-up, once the window exists.
+type FrameWaker = std::sync::Mutex<Option<Box<dyn Fn() + Send + Sync>>>;
 
 /// What the desktop can do.
 pub fn capabilities() -> Capabilities {
@@ -47,6 +52,7 @@ pub fn host() -> Host {
     let wake = Wake::default();
     let desktop = std::sync::Arc::new(Desktop {
         alarm: alarm::Alarm::new(wake.clone()),
+        frame_waker: Default::default(),
     });
     Host {
         runtime: desktop.clone(),
@@ -157,16 +163,29 @@ impl Automation for Desktop {
         true
     }
 
+    /// Each line wakes the window, as the input it stands in for does: read only at the next
+    /// paced frame, a command waited up to a second on a software renderer, and `cargo xtask
+    /// bench transfer` counted that wait in the windowed pair's transfer time.
     fn command_lines(&self) -> Receiver<Option<String>> {
         let (tx, rx) = channel();
+        let waker = self.frame_waker.clone();
+        let wake = move || {
+            if let Ok(waker) = waker.lock()
+                && let Some(wake) = waker.as_ref()
+            {
+                wake();
+            }
+        };
         std::thread::spawn(move || {
             for line in std::io::stdin().lines() {
                 let Ok(line) = line else { break };
                 if tx.send(Some(line)).is_err() {
                     return;
                 }
+                wake();
             }
             let _ = tx.send(None);
+            wake();
         });
         rx
     }
@@ -308,8 +327,13 @@ impl Shell for Desktop {
         })
     }
 
-    /// The desktop's window system reports its own input to the frame loop; nothing to wake.
-    fn set_frame_waker(&self, _wake: Box<dyn Fn() + Send + Sync>) {}
+    /// The window system reports its own input to the frame loop; only automation commands
+    /// (stdin) come from outside it.
+    fn set_frame_waker(&self, wake: Box<dyn Fn() + Send + Sync>) {
+        if let Ok(mut waker) = self.frame_waker.lock() {
+            *waker = Some(wake);
+        }
+    }
 
     /// A desktop has no share sheet: the link is copied.
     fn can_share(&self) -> bool {

@@ -230,7 +230,7 @@ impl FramePacing {
 }
 
 /// Input the window system does not see (the browser's DOM file drags and drops, a file
-/// chosen in its file picker) draws a frame at once too, instead of at the next paced frame up
+/// chosen in its file picker, the desktop's automation commands) draws a frame at once too, instead of at the next paced frame up
 /// to a second later: a dropped file starts moving, and the drop zone lights up, right away.
 fn wake_on_platform_input(
     event_loop: Option<Res<bevy::winit::EventLoopProxyWrapper>>,
