@@ -20,11 +20,19 @@ export function processTable() {
 }
 
 export function rssKib(pid) {
+  return rssParts(pid).rss;
+}
+
+/** A process's resident memory in KiB: in all, and its anonymous part (heaps, wasm memory,
+ * buffers: what the process itself allocated) apart from file pages (the binary's code, fonts)
+ * and shared memory. */
+export function rssParts(pid) {
   try {
     const status = readFileSync(`/proc/${pid}/status`, "utf8");
-    return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] || 0);
+    const field = (name) => Number(new RegExp(`${name}:\\s+(\\d+)`).exec(status)?.[1] || 0);
+    return { rss: field("VmRSS"), anon: field("RssAnon"), file: field("RssFile"), shmem: field("RssShmem") };
   } catch {
-    return 0;
+    return { rss: 0, anon: 0, file: 0, shmem: 0 };
   }
 }
 
@@ -69,9 +77,11 @@ export function treeRss(root) {
     } catch {
       continue;
     }
-    const mib = rssKib(pid) / 1024;
+    const parts = rssParts(pid);
+    const mib = parts.rss / 1024;
     byType[type] = (byType[type] || 0) + mib;
     byType.total += mib;
+    for (const part of ["anon", "file", "shmem"]) byType[part] = (byType[part] || 0) + parts[part] / 1024;
   }
   return byType;
 }
@@ -108,7 +118,8 @@ export async function launchTagged(work, executable = process.env.DUET_CHROMIUM)
     ...CONTEXT_OPTIONS,
     executablePath: executable || "/usr/bin/chromium",
     headless: true,
-    args: [...CHROMIUM_FLAGS, `--duet-bench-tag=${tag}`],
+    // DUET_CHROMIUM_EXTRA: flags for a diagnostic run (e.g. V8's), space-separated.
+    args: [...CHROMIUM_FLAGS, ...(process.env.DUET_CHROMIUM_EXTRA || "").split(" ").filter(Boolean), `--duet-bench-tag=${tag}`],
   });
   const close = async () => {
     await context.close();
