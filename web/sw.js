@@ -49,7 +49,12 @@ function refresh() {
       const cache = await caches.open(name);
       if (!(await cache.match(BUILD))) {
         for (const path of APP) {
-          const response = await fetch(path, { cache: "no-store" });
+          // Asked again of the server, but not downloaded again when the browser holds the
+          // server's current copy (a 304 to the browser's conditional request): on a first
+          // visit the page has just fetched every file, and the wasm went over the network
+          // twice, the second time while the person was meeting their peer (7.5 MB more on a
+          // phone's link).
+          const response = await fetch(path, { cache: "no-cache" });
           if (!response.ok) throw new Error(`${path}: ${response.status}`);
           await cache.put(path, response);
         }

@@ -720,7 +720,8 @@ fn a_hidden_tab_counts_notifies_and_rings_for_what_the_peer_does() {
     assert_eq!(r["title_in_sight"], "Duet");
 }
 
-/// The app is installable, its second visit starts from the service worker's cache, and a new
+/// The app is installable, its first visit downloads the wasm once (the service worker keeps
+/// the page's copy), its second visit starts from the service worker's cache, and a new
 /// build is used from the visit after the one that found it, never mixed with the old.
 #[test]
 fn the_app_installs_and_starts_from_its_cache_and_updates_at_the_next_visit() {
@@ -735,6 +736,18 @@ fn the_app_installs_and_starts_from_its_cache_and_updates_at_the_next_visit() {
     assert_eq!(r["installability_errors"], serde_json::json!([]), "{r}");
     assert_eq!(r["manifest_errors"], serde_json::json!([]), "{r}");
     assert_eq!(r["first"]["wasm_from_service_worker"], false, "{r}");
+    // The wasm's body crossed the network once on the first visit: the service worker kept
+    // what the page had fetched (its own request revalidated it), rather than a second copy.
+    let fetches = r["first"]["wasm_fetches"].as_array().unwrap();
+    let bodies = fetches
+        .iter()
+        .filter(|f| f["body_bytes"].as_i64().unwrap_or(0) > 1 << 20)
+        .count();
+    assert_eq!(bodies, 1, "{r}");
+    assert!(
+        fetches.iter().any(|f| f["by_worker"] == true),
+        "the service worker asked for the wasm: {r}"
+    );
     let kept = r["kept"].as_object().unwrap();
     assert_eq!(kept.len(), 1, "{r}");
     let paths = kept.values().next().unwrap();

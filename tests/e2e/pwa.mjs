@@ -1,6 +1,7 @@
 // Installable, and fast the second time. A first visit: the page passes Chromium's
 // installability check (DevTools' `Page.getInstallabilityErrors`) and its service worker keeps
-// the app. A second visit (a new tab of the same browser) starts from that cache: the wasm comes
+// the app, without downloading the wasm a second time. A second visit (a new tab of the same
+// browser) starts from that cache: the wasm comes
 // from the service worker and nothing but the small build id reaches the network. Then the
 // server has a new build (its `build.json` and `start.js` changed, through request routing): the
 // visit that finds it still runs the kept build, whole, and fetches the new one beside it; the
@@ -68,6 +69,16 @@ async function visit(context, name) {
 const tabs = await launchWithTabs();
 try {
   const context = tabs.context;
+  // Every time the wasm's body crossed the network during the first visit, its service worker's
+  // keeping of the app included (its requests revalidate what the page fetched: a 304).
+  const wasmFetches = [];
+  const onWasm = async (request) => {
+    if (new URL(request.url()).pathname !== WASM) return;
+    const response = await request.response().catch(() => null);
+    const sizes = await request.sizes().catch(() => null);
+    wasmFetches.push({ by_worker: !!request.serviceWorker(), status: response?.status(), body_bytes: sizes?.responseBodySize });
+  };
+  context.on("requestfinished", onWasm);
   const first = await visit(context, "first visit");
   result.first = { first_frame_ms: first.first_frame_ms, wasm_from_service_worker: first.wasm_from_service_worker };
   const cdp = await context.newCDPSession(first.page);
@@ -76,6 +87,8 @@ try {
   result.manifest_errors = manifest.errors;
   result.manifest_url = manifest.url;
   const kept = await keptBuild(first.page);
+  context.off("requestfinished", onWasm);
+  result.first.wasm_fetches = wasmFetches;
   result.kept = kept.caches;
   const id = kept.name.slice("duet-app-".length);
   result.build_id = id;
@@ -97,7 +110,11 @@ try {
     route.fulfill({ status: 200, contentType: "application/json", body: JSON.stringify({ id: NEW_ID }) }),
   );
   await context.route("**/start.js", async (route) => {
-    const response = await route.fetch();
+    // Unconditional: the changed script is a new file, whatever the browser holds.
+    const headers = { ...route.request().headers() };
+    delete headers["if-none-match"];
+    delete headers["if-modified-since"];
+    const response = await route.fetch({ headers });
     route.fulfill({ response, body: `${await response.text()}\nwindow.duetNewBuild = true;\n` });
   });
   const third = await visit(context, "visit that finds the new build");
