@@ -248,9 +248,9 @@ pub struct Association {
     last_progress: Option<Instant>,
     /// When the state was last logged (target `duet_sctp`, debug).
     state_logged_at: Option<Instant>,
-    /// Duet patch: chunks sent again and not yet acknowledged, each with the TSN the next new
-    /// chunk had when it left (see `find_lost_repairs`).
-    repairs: Vec<(u32, u32)>,
+    /// Duet patch: chunks sent again and not yet acknowledged (TSN), each with the TSN the next
+    /// new chunk had when it left (see `find_lost_repairs`). At most the chunks in flight.
+    repairs: FxHashMap<u32, u32>,
 
     // Chunks stored for retransmission
     stored_init: Option<ChunkInit>,
@@ -349,7 +349,7 @@ impl Default for Association {
             path: path::PathEstimate::default(),
             last_progress: None,
             state_logged_at: None,
-            repairs: Vec::new(),
+            repairs: FxHashMap::default(),
             fast_recover_exit_point: 0,
 
             // Chunks stored for retransmission
@@ -2076,11 +2076,8 @@ impl Association {
     }
 
     /// Duet patch: remembers that `tsn` was sent again while `next_tsn` was the next new TSN.
-    fn note_repair(repairs: &mut Vec<(u32, u32)>, tsn: u32, next_tsn: u32) {
-        match repairs.iter_mut().find(|(t, _)| *t == tsn) {
-            Some(entry) => entry.1 = next_tsn,
-            None => repairs.push((tsn, next_tsn)),
-        }
+    fn note_repair(repairs: &mut FxHashMap<u32, u32>, tsn: u32, next_tsn: u32) {
+        repairs.insert(tsn, next_tsn);
     }
 
     /// Duet patch: a chunk sent again is lost again once the peer reports chunks sent after
@@ -2096,7 +2093,7 @@ impl Association {
         }
         let mut lost_again = false;
         let queue = &mut self.inflight_queue;
-        self.repairs.retain(|&(tsn, next_tsn)| {
+        self.repairs.retain(|&tsn, &mut next_tsn| {
             let Some(c) = queue.get_mut(tsn) else {
                 return false;
             };
