@@ -107,7 +107,11 @@ try {
     try {
       [chooser] = await Promise.all([bob.page.waitForEvent("filechooser", { timeout: 10_000 }), bob.click("send_button")]);
     } catch (e) {
-      if (result.chooser_clicks >= 3) throw e;
+      if (result.chooser_clicks >= 3) {
+        // What Bob's page said meanwhile (a peer gone, a notice over the button), for the log.
+        const recent = bob.events.slice(-12).map((event) => JSON.stringify(event)).join("\n  ");
+        throw new Error(`${e.message}\nBob's last events:\n  ${recent}`);
+      }
     }
   }
   result.chooser_clicks--;
