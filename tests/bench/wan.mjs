@@ -59,9 +59,9 @@ async function person(name, browser) {
 }
 
 /** Memory and CPU of each side, as `watchMemory` reports them. */
-function keep(sides, memory) {
+function keep(sides, memory, into = result) {
   for (const [i, side] of sides.entries()) {
-    result[side] = { growth_mib: memory[i].total, by_process: memory[i] };
+    into[side] = { growth_mib: memory[i].total, by_process: memory[i] };
   }
 }
 
@@ -126,10 +126,11 @@ async function duet() {
   result.secs = first.secs;
   // DUET_BENCH_AGAIN (pair mode): the same file once more in the same pages, measured on its
   // own: what a transfer costs once the page's code has run (and been optimised) before.
-  const again = mode === "pair" && process.env.DUET_BENCH_AGAIN ? await (async () => {
+  let again = null;
+  if (mode === "pair" && process.env.DUET_BENCH_AGAIN) {
     await ada.someone.pickFile(file);
-    return transfer(ada, bob, spot);
-  })() : null;
+    again = await transfer(ada, bob, spot);
+  }
   // Checked after both: the check reads the whole file back into the page.
   for (const done of [first, again].filter(Boolean)) {
     if (!done.location) continue;
@@ -140,9 +141,7 @@ async function duet() {
   keep([ada && "sender", bob && "receiver"].filter(Boolean), first.memory);
   if (again) {
     result.again = { secs: again.secs };
-    ["sender", "receiver"].forEach((side, i) => {
-      result.again[side] = { growth_mib: again.memory[i].total, by_process: again.memory[i] };
-    });
+    keep(["sender", "receiver"], again.memory, result.again);
   }
   if (bob) result.receiver_heap = await heapAfter(bob);
   result.errors = sides.flatMap((side) => side.someone.errors).slice(0, 5);

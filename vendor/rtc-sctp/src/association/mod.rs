@@ -2075,11 +2075,6 @@ impl Association {
         }
     }
 
-    /// Duet patch: remembers that `tsn` was sent again while `next_tsn` was the next new TSN.
-    fn note_repair(repairs: &mut FxHashMap<u32, u32>, tsn: u32, next_tsn: u32) {
-        repairs.insert(tsn, next_tsn);
-    }
-
     /// Duet patch: a chunk sent again is lost again once the peer reports chunks sent after
     /// it (`REPAIR_REORDERING` of them: the path keeps packets in order but for that much),
     /// and goes once more now (as RACK finds lost retransmissions in TCP). RFC 4960 sends a
@@ -2709,7 +2704,7 @@ impl Association {
                     chunk.nsent = c.nsent;
                     // Duet patch: `since` is when the chunk last left (see the T3-rtx timer).
                     c.since = Some(now);
-                    Self::note_repair(&mut self.repairs, c.tsn, self.my_next_tsn);
+                    self.repairs.insert(c.tsn, self.my_next_tsn);
                     self.stats.inc_fast_retrans();
                     trace!(
                         "[{}] fast-retransmit: tsn={} sent={} htna={}",
@@ -2890,7 +2885,7 @@ impl Association {
                 chunk.nsent = c.nsent;
                 // Duet patch: `since` is when the chunk last left (see the T3-rtx timer).
                 c.since = Some(now);
-                Self::note_repair(&mut self.repairs, c.tsn, self.my_next_tsn);
+                self.repairs.insert(c.tsn, self.my_next_tsn);
                 trace!(
                     "[{}] retransmitting tsn={} ssn={} sent={}",
                     self.side, c.tsn, c.stream_sequence_number, c.nsent
