@@ -4,6 +4,7 @@
 //! - [`room`]: every decision (join, route, close, ban, expire) as pure functions over plain data.
 //!   Compiled natively and unit-tested; it never touches the runtime or storage.
 //! - [`ice`]: the STUN/TURN servers handed to a room's clients, and TURN credentials.
+//! - [`revalidate`]: whether a conditional request names the current copy (a 304).
 //! - [`secrets`]: room ids, owner keys, and the hashes stored in their place.
 //! - `runtime` (wasm32 only): the Worker entry point (HTTP routing, static assets) and the `Room`
 //!   Durable Object, which adapts WebSocket Hibernation events to [`room`] and carries out the
@@ -15,6 +16,7 @@
 #![forbid(unsafe_code)]
 
 pub mod ice;
+pub mod revalidate;
 pub mod room;
 pub mod secrets;
 

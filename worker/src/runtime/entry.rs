@@ -102,7 +102,7 @@ async fn route(req: Request, env: &Env) -> std::result::Result<Response, Failure
         return forward_to_room(room, req, env).await;
     }
     if path == CLIENT_WASM && method == Method::Get {
-        return gzipped_client(env).await;
+        return gzipped_client(&req, env).await;
     }
     if let Some((room, "")) = split_room(&path, "/r/")
         && is_valid_room_id(room)
@@ -124,7 +124,7 @@ async fn route(req: Request, env: &Env) -> std::result::Result<Response, Failure
 /// with `Content-Encoding: gzip`: the browser undoes it before compiling.
 const CLIENT_WASM: &str = "/pkg/duet-client_bg.wasm";
 
-async fn gzipped_client(env: &Env) -> std::result::Result<Response, Failure> {
+async fn gzipped_client(req: &Request, env: &Env) -> std::result::Result<Response, Failure> {
     let assets = env.assets("ASSETS")?;
     let gzipped = assets
         .fetch(format!("https://assets.local{CLIENT_WASM}.gz"), None)
@@ -135,7 +135,13 @@ async fn gzipped_client(env: &Env) -> std::result::Result<Response, Failure> {
             "The web client is not built: run `cargo xtask dev`.",
         ));
     }
-    Ok(respond::gzipped_wasm(gzipped.body().clone())?)
+    // The stored file's validator is the response's: the bytes sent are the stored bytes.
+    let etag = gzipped.headers().get("etag")?.unwrap_or_default();
+    let asked = req.headers().get("if-none-match")?.unwrap_or_default();
+    if crate::revalidate::none_match_hits(&asked, &etag) {
+        return Ok(respond::not_modified(&etag)?);
+    }
+    Ok(respond::gzipped_wasm(gzipped.body().clone(), &etag)?)
 }
 
 /// Kick and ban bodies are tiny: one over [`MAX_MODERATION_BODY`] (or of unknown length) is

@@ -62,8 +62,12 @@ pub fn page(html: Vec<u8>) -> Result<Response> {
 }
 
 /// A gzipped wasm module, sent as it is stored (the runtime must not compress it again).
-pub fn gzipped_wasm(body: ResponseBody) -> Result<Response> {
+/// `etag` (when the stored file has one) lets the next request for it be answered with a 304.
+pub fn gzipped_wasm(body: ResponseBody, etag: &str) -> Result<Response> {
     let headers = Headers::new();
+    if !etag.is_empty() {
+        headers.set("etag", etag)?;
+    }
     headers.set("content-type", "application/wasm")?;
     headers.set("content-encoding", "gzip")?;
     headers.set("x-content-type-options", "nosniff")?;
@@ -71,6 +75,14 @@ pub fn gzipped_wasm(body: ResponseBody) -> Result<Response> {
     Ok(Response::from_body(body)?
         .with_headers(headers)
         .with_encode_body(EncodeBody::Manual))
+}
+
+/// The browser's copy is current: no body.
+pub fn not_modified(etag: &str) -> Result<Response> {
+    let headers = Headers::new();
+    headers.set("etag", etag)?;
+    headers.set("cache-control", "no-cache")?;
+    Ok(Response::empty()?.with_status(304).with_headers(headers))
 }
 
 /// Headers every API response carries: JSON, and open CORS so other tools can call the API.
