@@ -437,7 +437,7 @@ fn a_stranger_with_bad_signals_cannot_crash_a_waiting_tab_or_leave_connections_o
         .iter()
         .map(|f| f["reason"].as_str().unwrap())
         .collect();
-    assert_eq!(reasons, ["BadDescription", "TimedOut"], "{r}");
+    assert_eq!(reasons, ["BadDescription", "NotOpened"], "{r}");
     assert_eq!(
         r["answered"], true,
         "Ada answered Mallory's real offer: {r}"

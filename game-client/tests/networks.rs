@@ -323,6 +323,44 @@ fn symmetric_nats_without_a_relay_fail_in_words_within_15_s() {
     }
 }
 
+/// A network that lets ICE's checks through but drops every DTLS packet (a middlebox that
+/// only knows STUN, or a path too lossy for the handshake to finish): each side's path works,
+/// so its handshake gets the grace beyond 15 s, then ends as `NotOpened` — never "your
+/// networks block a direct connection", which would send the person after the wrong fault.
+#[test]
+fn a_path_that_answers_but_never_opens_is_given_more_time_and_not_called_blocked() {
+    let Some(world) = world(Nat::Cone, LinkParams::rtt(Duration::from_millis(20)), false) else {
+        return;
+    };
+    // RFC 7983: a UDP payload whose first byte is 20..=63 is DTLS; STUN's is 0 or 1.
+    world
+        .lab
+        .a
+        .router
+        .sh("nft add table inet dtls && \
+             nft add chain inet dtls forward '{ type filter hook forward priority 0 ; }' && \
+             nft add rule inet dtls forward 'meta l4proto udp @th,64,8 20-63 drop'")
+        .unwrap();
+    let work = temp_dir("no-dtls").unwrap();
+    let mut a = Client::start(&world.lab.a.home, &world.link, &work.join("a"), "Ada");
+    let mut b = Client::start(&world.lab.b.home, &world.link, &work.join("b"), "Bob");
+    let both_in = Instant::now();
+    for client in [&mut a, &mut b] {
+        let (reason, message) = client.expect(
+            "the attempt's end",
+            on!(Event::PeerFailed { reason, message } => (reason.clone(), message.clone())),
+        );
+        assert_eq!(reason, "NotOpened", "{message}");
+        assert!(message.contains("path to the peer was found"), "{message}");
+    }
+    let took = both_in.elapsed();
+    // 15 s and the 15 s grace from the handshake's start.
+    assert!(
+        took >= Duration::from_secs(29) && took < Duration::from_secs(36),
+        "{took:?}"
+    );
+}
+
 /// The link's round trip as the client reports it, once measured.
 fn measured_rtt(client: &mut Client) -> u32 {
     client.expect(

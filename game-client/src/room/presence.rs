@@ -259,6 +259,21 @@ pub fn unreachable_words(relay: bool) -> &'static str {
     }
 }
 
+/// Why the connection did not open although the peer's app answered and a network path
+/// worked, in words: the path is too slow or lossy to finish opening, which rejoining may beat.
+pub fn not_opened_words() -> String {
+    let secs = (matchbox_socket::HANDSHAKE_TIMEOUT + matchbox_socket::OPENING_GRACE).as_secs();
+    format!(
+        "A path to your peer was found, but the connection did not finish opening within \
+         {secs} seconds: a network between you is very slow or losing many packets. You are \
+         still in the room; rejoin to try again."
+    )
+}
+
+/// Why the connection did not open when the peer's app never answered, in words.
+pub const UNANSWERED_WORDS: &str = "Your peer's app did not answer the connection request \
+     within 15 seconds. You are still in the room; rejoin to try again.";
+
 /// What presence reads of the room and the server, and where its requests go.
 #[derive(bevy::ecs::system::SystemParam)]
 pub(super) struct Surroundings<'w> {
@@ -358,6 +373,15 @@ fn on_net(
             let why = unreachable_words(relay);
             notices.post(why);
             presence.unreachable = Some(why.to_owned());
+        }
+        NetEvent::PeerFailed(matchbox_socket::HandshakeFailure::NotOpened) => {
+            let why = not_opened_words();
+            notices.post(why.clone());
+            presence.unreachable = Some(why);
+        }
+        NetEvent::PeerFailed(matchbox_socket::HandshakeFailure::Unanswered) => {
+            notices.post(UNANSWERED_WORDS);
+            presence.unreachable = Some(UNANSWERED_WORDS.to_owned());
         }
         NetEvent::PeerFailed(why) => notices.post(format!(
             "A connection attempt from the other seat failed ({why}). You are still in the room."

@@ -984,6 +984,38 @@ fn an_unreachable_peer_is_explained_and_a_connection_says_its_path() {
     );
 }
 
+/// A handshake that ran out of time says how far it got: a path that worked but was too slow
+/// to open is not "your networks block a direct connection", nor is a peer whose app never
+/// answered.
+#[test]
+fn a_slow_path_and_a_silent_peer_are_not_called_blocked_networks() {
+    use matchbox_socket::HandshakeFailure;
+    let dir = tempdir("not-opened");
+    let mut app = room_app(&dir);
+    join_link(&mut app);
+    app.world_mut()
+        .write_message(NetEvent::Connected(PeerId(uuid::Uuid::new_v4())));
+    app.update();
+    app.world_mut()
+        .write_message(NetEvent::PeerFailed(HandshakeFailure::NotOpened));
+    app.update();
+    let status = app.world().resource::<Presence>().status();
+    assert!(
+        status.contains("path to your peer was found")
+            && status.contains("30 seconds")
+            && !status.contains("block"),
+        "{status}"
+    );
+    app.world_mut()
+        .write_message(NetEvent::PeerFailed(HandshakeFailure::Unanswered));
+    app.update();
+    let status = app.world().resource::<Presence>().status();
+    assert!(
+        status.contains("did not answer") && !status.contains("block"),
+        "{status}"
+    );
+}
+
 #[test]
 fn an_interrupted_link_is_said_and_a_connection_lost_in_silence_is_not_a_leave() {
     use duet_shared::liveness::Health;

@@ -12,7 +12,7 @@ pub use error::{Error, SignalingError};
 pub use matchbox_protocol::PeerId;
 pub use webrtc_socket::{
     CandidatePair, CandidateType, ChannelConfig, HANDSHAKE_TIMEOUT, HandshakeFailure,
-    MAX_HANDSHAKES, MAX_REMOTE_CANDIDATES, MessageLoopFuture, Packet, PeerEvent, PeerRequest,
+    MAX_HANDSHAKES, MAX_REMOTE_CANDIDATES, MessageLoopFuture, OPENING_GRACE, Packet, PeerEvent, PeerRequest,
     PeerSignal, PeerReport, PeerState, RtcIceServerConfig, SessionDescriptions, Signaller, SignallerBuilder, WebRtcChannel, Connections,
     WebRtcSocket, WebRtcSocketBuilder, error::ChannelError,
 };

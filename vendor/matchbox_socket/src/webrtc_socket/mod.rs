@@ -34,6 +34,45 @@ use std::{collections::HashMap, pin::Pin, time::Duration};
 /// peer that never answers, or answers with garbage, must not hold a connection and its sockets.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// Duet patch: how much longer a handshake whose network path already works may take to open
+/// (its encryption and channels), after [`HANDSHAKE_TIMEOUT`]. On a long lossy path each lost
+/// packet of those steps costs a retransmission timer of a second or more, doubling; giving up
+/// on a path that answers only makes the person start again from nothing.
+pub const OPENING_GRACE: Duration = Duration::from_secs(15);
+
+/// Duet patch: how far a handshake got, so that one running out of time says why: the peer's
+/// app never answered, no network path worked, or a path worked and the connection was too
+/// slow to open on it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum HandshakeStage {
+    /// Waiting for the peer's description.
+    Signaling,
+    /// Both descriptions are set; ICE looks for a working pair of candidates.
+    Connecting,
+    /// A pair of candidates works; DTLS, SCTP and the channels are opening.
+    Opening,
+}
+
+/// Duet patch: a handshake's [`HandshakeStage`], written by the handshake and its connection's
+/// events, read by [`timed`] when time runs out. Only ever moves forward.
+#[derive(Clone, Default)]
+pub(crate) struct Progress(std::sync::Arc<std::sync::atomic::AtomicU8>);
+
+impl Progress {
+    pub(crate) fn reach(&self, stage: HandshakeStage) {
+        self.0
+            .fetch_max(stage as u8, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub(crate) fn stage(&self) -> HandshakeStage {
+        match self.0.load(std::sync::atomic::Ordering::Relaxed) {
+            0 => HandshakeStage::Signaling,
+            1 => HandshakeStage::Connecting,
+            _ => HandshakeStage::Opening,
+        }
+    }
+}
+
 /// Duet patch: most handshakes under way at once. A room has one other seat, so more than a few
 /// at a time is churn (a peer reconnecting in a loop); each holds UDP sockets until it ends.
 pub const MAX_HANDSHAKES: usize = 4;
@@ -178,6 +217,7 @@ trait Messenger {
         messages_from_peers_tx: Vec<UnboundedSender<(PeerId, Packet)>>,
         ice_server_config: &RtcIceServerConfig,
         channel_configs: &[ChannelConfig],
+        progress: Progress,
     ) -> Result<HandshakeResult<Self::DataChannel, Self::HandshakeMeta>, HandshakeFailure>;
 
     async fn accept_handshake(
@@ -186,6 +226,7 @@ trait Messenger {
         messages_from_peers_tx: Vec<UnboundedSender<(PeerId, Packet)>>,
         ice_server_config: &RtcIceServerConfig,
         channel_configs: &[ChannelConfig],
+        progress: Progress,
     ) -> Result<HandshakeResult<Self::DataChannel, Self::HandshakeMeta>, HandshakeFailure>;
 
     /// Runs the connection to a peer until it ends, reporting the candidate pair it uses on
@@ -210,14 +251,29 @@ fn cancellable<'a, T: 'a>(
     (future.map(move |result| (peer, result.ok())), abort)
 }
 
-/// A handshake that gives up after [`HANDSHAKE_TIMEOUT`].
+/// A handshake that gives up after [`HANDSHAKE_TIMEOUT`], or [`OPENING_GRACE`] later when its
+/// network path works by then, saying how far it got.
 async fn timed<T>(
+    progress: Progress,
     handshake: impl Future<Output = Result<T, HandshakeFailure>>,
 ) -> Result<T, HandshakeFailure> {
+    let mut handshake = std::pin::pin!(handshake.fuse());
     select! {
-        result = handshake.fuse() => result,
-        _ = Delay::new(HANDSHAKE_TIMEOUT).fuse() => Err(HandshakeFailure::TimedOut),
+        result = handshake => return result,
+        _ = Delay::new(HANDSHAKE_TIMEOUT).fuse() => {}
     }
+    if progress.stage() == HandshakeStage::Opening {
+        debug!("the handshake's path works: {OPENING_GRACE:?} more to open");
+        select! {
+            result = handshake => return result,
+            _ = Delay::new(OPENING_GRACE).fuse() => {}
+        }
+    }
+    Err(match progress.stage() {
+        HandshakeStage::Signaling => HandshakeFailure::Unanswered,
+        HandshakeStage::Connecting => HandshakeFailure::TimedOut,
+        HandshakeStage::Opening => HandshakeFailure::NotOpened,
+    })
 }
 
 async fn message_loop<M: Messenger>(
@@ -310,7 +366,8 @@ async fn message_loop<M: Messenger>(
                                 let (signal_tx, signal_rx) = futures_channel::mpsc::unbounded();
                                 handshake_signals.insert(peer_uuid, signal_tx);
                                 let signal_peer = SignalPeer::new(peer_uuid, requests_sender.clone());
-                                let (handshake, abort) = cancellable(peer_uuid, timed(M::offer_handshake(signal_peer, signal_rx, messages_from_peers_tx.clone(), ice_server_config, channel_configs)));
+                                let progress = Progress::default();
+                                let (handshake, abort) = cancellable(peer_uuid, timed(progress.clone(), M::offer_handshake(signal_peer, signal_rx, messages_from_peers_tx.clone(), ice_server_config, channel_configs, progress)));
                                 handshake_aborts.insert(peer_uuid, abort);
                                 handshakes.push(handshake);
                             },
@@ -339,7 +396,8 @@ async fn message_loop<M: Messenger>(
                                     }
                                     let (from_peer_tx, peer_signal_rx) = futures_channel::mpsc::unbounded();
                                     let signal_peer = SignalPeer::new(sender, requests_sender.clone());
-                                    let (handshake, abort) = cancellable(sender, timed(M::accept_handshake(signal_peer, peer_signal_rx, messages_from_peers_tx.clone(), ice_server_config, channel_configs)));
+                                    let progress = Progress::default();
+                                    let (handshake, abort) = cancellable(sender, timed(progress.clone(), M::accept_handshake(signal_peer, peer_signal_rx, messages_from_peers_tx.clone(), ice_server_config, channel_configs, progress)));
                                     handshake_aborts.insert(sender, abort);
                                     handshakes.push(handshake);
                                     handshake_signals.insert(sender, from_peer_tx);

@@ -5,7 +5,7 @@ use super::{
 use crate::{
     CandidatePair, CandidateType, PeerReport, SessionDescriptions, RtcIceServerConfig,
     webrtc_socket::{
-        ChannelConfig, HandshakeFailure, Messenger, Packet, Signaller,
+        ChannelConfig, HandshakeFailure, HandshakeStage, Messenger, Packet, Progress, Signaller,
         error::SignalingError,
         messages::PeerSignal,
         signal_peer::SignalPeer,
@@ -41,7 +41,8 @@ use webrtc::{
     data_channel::{DataChannel, DataChannelEvent, RTCDataChannelInit},
     peer_connection::{
         PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder,
-        RTCIceCandidateInit, RTCIceCandidateType, RTCIceServer, RTCPeerConnectionIceEvent,
+        RTCIceCandidateInit, RTCIceCandidateType, RTCIceConnectionState, RTCIceServer,
+        RTCPeerConnectionIceEvent,
         RTCPeerConnectionState, RTCSessionDescription,
     },
     runtime::{Runtime, SmolRuntime},
@@ -157,6 +158,7 @@ impl Messenger for NativeMessenger {
         messages_from_peers_tx: Vec<UnboundedSender<(PeerId, Packet)>>,
         ice_server_config: &RtcIceServerConfig,
         channel_configs: &[ChannelConfig],
+        progress: Progress,
     ) -> Result<HandshakeResult<Self::DataChannel, Self::HandshakeMeta>, HandshakeFailure> {
         let (to_peer_message_tx, to_peer_message_rx) = new_senders_and_receivers(channel_configs);
         let (peer_disconnected_tx, peer_disconnected_rx) = futures_channel::mpsc::channel(1);
@@ -166,6 +168,7 @@ impl Messenger for NativeMessenger {
             signal_peer.clone(),
             ice_server_config,
             peer_disconnected_tx.clone(),
+            progress.clone(),
         )
         .await
         .map_err(local_failure)?;
@@ -225,6 +228,7 @@ impl Messenger for NativeMessenger {
             .set_remote_description(remote_description)
             .await
             .map_err(bad_description)?;
+        progress.reach(HandshakeStage::Connecting);
 
         let signaled = SignaledCandidates::default();
         let trickle_fut = complete_handshake(
@@ -259,6 +263,7 @@ impl Messenger for NativeMessenger {
         messages_from_peers_tx: Vec<UnboundedSender<(PeerId, Packet)>>,
         ice_server_config: &RtcIceServerConfig,
         channel_configs: &[ChannelConfig],
+        progress: Progress,
     ) -> Result<HandshakeResult<Self::DataChannel, Self::HandshakeMeta>, HandshakeFailure> {
         let (to_peer_message_tx, to_peer_message_rx) = new_senders_and_receivers(channel_configs);
         let (peer_disconnected_tx, peer_disconnected_rx) = futures_channel::mpsc::channel(1);
@@ -268,6 +273,7 @@ impl Messenger for NativeMessenger {
             signal_peer.clone(),
             ice_server_config,
             peer_disconnected_tx.clone(),
+            progress.clone(),
         )
         .await
         .map_err(local_failure)?;
@@ -323,6 +329,7 @@ impl Messenger for NativeMessenger {
             .set_local_description(answer)
             .await
             .map_err(local_failure)?;
+        progress.reach(HandshakeStage::Connecting);
 
         let signaled = SignaledCandidates::default();
         let trickle_fut = complete_handshake(
@@ -499,12 +506,24 @@ impl Drop for ConnectionGuard {
 struct ConnectionEventHandler {
     trickle: Arc<CandidateTrickle>,
     peer_disconnected_tx: Sender<()>,
+    /// Duet patch: the handshake's stage, moved on when a pair of candidates answers.
+    progress: Progress,
 }
 
 #[async_trait]
 impl PeerConnectionEventHandler for ConnectionEventHandler {
     async fn on_ice_candidate(&self, event: RTCPeerConnectionIceEvent) {
         self.trickle.on_local_candidate(event);
+    }
+
+    /// Duet patch: a pair of candidates answers; what is left is opening on it.
+    async fn on_ice_connection_state_change(&self, state: RTCIceConnectionState) {
+        if matches!(
+            state,
+            RTCIceConnectionState::Connected | RTCIceConnectionState::Completed
+        ) {
+            self.progress.reach(HandshakeStage::Opening);
+        }
     }
 
     /// Treats the peer connection failing like a data channel closing.
@@ -670,6 +689,7 @@ async fn create_rtc_peer_connection(
     signal_peer: SignalPeer,
     ice_server_config: &RtcIceServerConfig,
     peer_disconnected_tx: Sender<()>,
+    progress: Progress,
 ) -> Result<(ConnectionGuard, Arc<CandidateTrickle>), webrtc::error::Error> {
     let config = RTCConfigurationBuilder::new()
         .with_ice_servers(vec![RTCIceServer {
@@ -683,6 +703,7 @@ async fn create_rtc_peer_connection(
     let handler = ConnectionEventHandler {
         trickle: Arc::clone(&trickle),
         peer_disconnected_tx,
+        progress,
     };
 
     // Duet patch: SCTP's receive buffer, when the application set one (`sctp_buffer.rs`).

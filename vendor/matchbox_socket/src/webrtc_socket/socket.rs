@@ -302,9 +302,20 @@ pub enum PeerState {
 /// it may be hostile; a failure ends that one handshake and is reported, never a panic.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum HandshakeFailure {
-    /// No connection within [`HANDSHAKE_TIMEOUT`](crate::HANDSHAKE_TIMEOUT).
+    /// No working network path within [`HANDSHAKE_TIMEOUT`](crate::HANDSHAKE_TIMEOUT): the
+    /// descriptions were exchanged, but no pair of candidates answered.
     #[error("the connection did not open in time")]
     TimedOut,
+    /// The peer's description (its offer or answer) never came within
+    /// [`HANDSHAKE_TIMEOUT`](crate::HANDSHAKE_TIMEOUT): its app did not take part.
+    #[error("the peer did not answer the connection request")]
+    Unanswered,
+    /// A network path worked, but the connection (its encryption or its channels) did not
+    /// open within [`HANDSHAKE_TIMEOUT`](crate::HANDSHAKE_TIMEOUT) and
+    /// [`OPENING_GRACE`](crate::OPENING_GRACE) more: a very slow or lossy path, or a peer
+    /// that stopped half way.
+    #[error("a path to the peer was found, but the connection did not finish opening in time")]
+    NotOpened,
     /// The peer's offer or answer was refused by the WebRTC stack.
     #[error("the peer sent a session description that is not valid")]
     BadDescription,

@@ -6,8 +6,8 @@ use super::{
 use crate::{
     CandidatePair, CandidateType, PeerReport, SessionDescriptions,
     webrtc_socket::{
-        ChannelConfig, HandshakeFailure, MAX_REMOTE_CANDIDATES, Messenger, Packet,
-        RtcIceServerConfig, Signaller,
+        ChannelConfig, HandshakeFailure, HandshakeStage, MAX_REMOTE_CANDIDATES, Messenger, Packet,
+        Progress, RtcIceServerConfig, Signaller,
         error::SignalingError,
         messages::PeerSignal,
         signal_peer::SignalPeer,
@@ -31,7 +31,7 @@ use wasm_bindgen::{JsCast, JsValue, convert::FromWasmAbi, prelude::*};
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{
     Event, MessageEvent, RtcConfiguration, RtcDataChannel, RtcDataChannelInit, RtcDataChannelType,
-    RtcIceCandidateInit, RtcPeerConnection, RtcPeerConnectionIceEvent,
+    RtcIceCandidateInit, RtcIceConnectionState, RtcPeerConnection, RtcPeerConnectionIceEvent,
     RtcSdpType, RtcSessionDescriptionInit,
 };
 use ws_stream_wasm::{WsEvent, WsMessage, WsMeta, WsStream};
@@ -215,10 +215,11 @@ impl Messenger for WasmMessenger {
         messages_from_peers_tx: Vec<UnboundedSender<(PeerId, Packet)>>,
         ice_server_config: &RtcIceServerConfig,
         channel_configs: &[ChannelConfig],
+        progress: Progress,
     ) -> Result<HandshakeResult<Self::DataChannel, Self::HandshakeMeta>, HandshakeFailure> {
         debug!("making offer");
 
-        let conn = create_rtc_peer_connection(ice_server_config)?;
+        let conn = create_rtc_peer_connection(ice_server_config, progress.clone())?;
 
         let (data_channel_ready_txs, data_channels_ready_fut) =
             create_data_channels_ready_fut(channel_configs);
@@ -293,6 +294,7 @@ impl Messenger for WasmMessenger {
             .await
             .efix()
             .map_err(bad_description)?;
+        progress.reach(HandshakeStage::Connecting);
 
         let signaled = SignaledCandidates::default();
         let mut budget = CandidateBudget::default();
@@ -321,10 +323,11 @@ impl Messenger for WasmMessenger {
         messages_from_peers_tx: Vec<UnboundedSender<(PeerId, Packet)>>,
         ice_server_config: &RtcIceServerConfig,
         channel_configs: &[ChannelConfig],
+        progress: Progress,
     ) -> Result<HandshakeResult<Self::DataChannel, Self::HandshakeMeta>, HandshakeFailure> {
         debug!("handshake_accept");
 
-        let conn = create_rtc_peer_connection(ice_server_config)?;
+        let conn = create_rtc_peer_connection(ice_server_config, progress.clone())?;
 
         let (data_channel_ready_txs, data_channels_ready_fut) =
             create_data_channels_ready_fut(channel_configs);
@@ -401,6 +404,7 @@ impl Messenger for WasmMessenger {
         let local_sdp = local.sdp();
         signal_peer.send(PeerSignal::Answer(local_sdp.clone()));
         trickle.release();
+        progress.reach(HandshakeStage::Connecting);
         // Duet patch: kept for `WebRtcSocket::session_descriptions`.
         let descriptions = SessionDescriptions {
             local: local_sdp,
@@ -656,6 +660,7 @@ async fn try_add_rtc_ice_candidate(
 
 fn create_rtc_peer_connection(
     ice_server_config: &RtcIceServerConfig,
+    progress: Progress,
 ) -> Result<ClosingConnection, HandshakeFailure> {
     #[derive(Serialize)]
     struct IceServerConfig {
@@ -685,10 +690,15 @@ fn create_rtc_peer_connection(
 
     let connection_1 = connection.clone();
     let oniceconnectionstatechange: Box<dyn FnMut(_)> = Box::new(move |_event: JsValue| {
-        debug!(
-            "ice connection state changed: {:?}",
-            connection_1.ice_connection_state()
-        );
+        let state = connection_1.ice_connection_state();
+        debug!("ice connection state changed: {state:?}");
+        // Duet patch: a pair of candidates answers; what is left is opening on it.
+        if matches!(
+            state,
+            RtcIceConnectionState::Connected | RtcIceConnectionState::Completed
+        ) {
+            progress.reach(HandshakeStage::Opening);
+        }
     });
     let oniceconnectionstatechange = Closure::wrap(oniceconnectionstatechange);
     // NOTE: Not attaching a handler on this event causes FF to disconnect after a couple of seconds
