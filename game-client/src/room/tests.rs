@@ -936,6 +936,23 @@ fn a_reused_proof_is_retried_with_a_new_one() {
     assert_eq!(rebuilds_within(&mut app, 2_000), 1);
 }
 
+/// A room joined through its link, on signaling, with nobody else there yet.
+fn in_room_on_signaling(dir: &std::path::Path) -> App {
+    let mut app = room_app(dir);
+    join_link(&mut app);
+    app.world_mut()
+        .write_message(NetEvent::Connected(PeerId(uuid::Uuid::new_v4())));
+    app.update();
+    app
+}
+
+/// The room's status line after a handshake ended with `failure`.
+fn status_after(app: &mut App, failure: matchbox_socket::HandshakeFailure) -> String {
+    app.world_mut().write_message(NetEvent::PeerFailed(failure));
+    app.update();
+    app.world().resource::<Presence>().status()
+}
+
 /// A connection attempt that times out says why in words that depend on whether a relay was
 /// there to try, and the status line keeps saying it until someone connects; once connected,
 /// the status says how (direct or relayed).
@@ -943,15 +960,8 @@ fn a_reused_proof_is_retried_with_a_new_one() {
 fn an_unreachable_peer_is_explained_and_a_connection_says_its_path() {
     use matchbox_socket::{CandidateType, HandshakeFailure};
     let dir = tempdir("unreachable");
-    let mut app = room_app(&dir);
-    join_link(&mut app);
-    app.world_mut()
-        .write_message(NetEvent::Connected(PeerId(uuid::Uuid::new_v4())));
-    app.update();
-    app.world_mut()
-        .write_message(NetEvent::PeerFailed(HandshakeFailure::TimedOut));
-    app.update();
-    let status = app.world().resource::<Presence>().status();
+    let mut app = in_room_on_signaling(&dir);
+    let status = status_after(&mut app, HandshakeFailure::TimedOut);
     assert!(
         status.contains("no relay is configured") && status.contains("15 seconds"),
         "{status}"
@@ -965,10 +975,7 @@ fn an_unreachable_peer_is_explained_and_a_connection_says_its_path() {
         source: crate::net::IceSource::Server,
         refresh_at_ms: None,
     });
-    app.world_mut()
-        .write_message(NetEvent::PeerFailed(HandshakeFailure::TimedOut));
-    app.update();
-    let status = app.world().resource::<Presence>().status();
+    let status = status_after(&mut app, HandshakeFailure::TimedOut);
     assert!(status.contains("not even through the relay"), "{status}");
     peer_arrives(&mut app, "Bob");
     app.update();
@@ -991,25 +998,15 @@ fn an_unreachable_peer_is_explained_and_a_connection_says_its_path() {
 fn a_slow_path_and_a_silent_peer_are_not_called_blocked_networks() {
     use matchbox_socket::HandshakeFailure;
     let dir = tempdir("not-opened");
-    let mut app = room_app(&dir);
-    join_link(&mut app);
-    app.world_mut()
-        .write_message(NetEvent::Connected(PeerId(uuid::Uuid::new_v4())));
-    app.update();
-    app.world_mut()
-        .write_message(NetEvent::PeerFailed(HandshakeFailure::NotOpened));
-    app.update();
-    let status = app.world().resource::<Presence>().status();
+    let mut app = in_room_on_signaling(&dir);
+    let status = status_after(&mut app, HandshakeFailure::NotOpened);
     assert!(
         status.contains("path to your peer was found")
             && status.contains("30 seconds")
             && !status.contains("block"),
         "{status}"
     );
-    app.world_mut()
-        .write_message(NetEvent::PeerFailed(HandshakeFailure::Unanswered));
-    app.update();
-    let status = app.world().resource::<Presence>().status();
+    let status = status_after(&mut app, HandshakeFailure::Unanswered);
     assert!(
         status.contains("did not answer") && !status.contains("block"),
         "{status}"
