@@ -119,6 +119,9 @@ struct Answered {
 /// repeat: a room created twice leaves one unused room, which expires.
 const RETRY_AFTER_S: f64 = 1.0;
 
+/// The statuses that mean "unavailable right now" (see [`RETRY_AFTER_S`]).
+const UNAVAILABLE: std::ops::RangeInclusive<u16> = 502..=504;
+
 /// Calls waiting to be made again, each with the time (real, seconds since start) it is due.
 #[derive(Resource, Default)]
 struct Retries(Vec<(f64, ApiCall)>);
@@ -256,9 +259,8 @@ fn interpret(call: ApiCall, result: ehttp::Result<ehttp::Response>) -> ApiReply 
         let message = serde_json::from_slice::<ApiError>(&response.bytes)
             .map(|e| e.message)
             .unwrap_or_else(|_| match response.status {
-                502..=504 => format!(
-                    "The Duet server is unavailable right now ({}); try again in a moment.",
-                    response.status
+                status if UNAVAILABLE.contains(&status) => format!(
+                    "The Duet server is unavailable right now ({status}); try again in a moment."
                 ),
                 status => format!("The server answered {status}."),
             });
@@ -288,7 +290,7 @@ fn interpret(call: ApiCall, result: ehttp::Result<ehttp::Response>) -> ApiReply 
 
 /// Whether an outcome is the server saying "not now" (see [`RETRY_AFTER_S`]).
 fn unavailable(result: &ehttp::Result<ehttp::Response>) -> bool {
-    matches!(result, Ok(response) if (502..=504).contains(&response.status))
+    matches!(result, Ok(response) if UNAVAILABLE.contains(&response.status))
 }
 
 fn deliver_replies(
