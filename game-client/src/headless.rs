@@ -418,6 +418,12 @@ fn net_event(event: &NetEvent) -> Option<Event> {
         NetEvent::PeerFailed(why) => Event::PeerFailed {
             reason: format!("{why:?}"),
             message: why.to_string(),
+            retrying: false,
+        },
+        NetEvent::Retrying(why) => Event::PeerFailed {
+            reason: format!("{why:?}"),
+            message: why.to_string(),
+            retrying: true,
         },
         NetEvent::SignalingClosed(why) => Event::SignalingClosed {
             message: why.to_string(),

@@ -438,6 +438,9 @@ fn a_stranger_with_bad_signals_cannot_crash_a_waiting_tab_or_leave_connections_o
         .map(|f| f["reason"].as_str().unwrap())
         .collect();
     assert_eq!(reasons, ["BadDescription", "NotOpened"], "{r}");
+    // A stalled opening is tried once more (Ada joins again); a refused description is not.
+    assert_eq!(r["failures"][0]["retrying"], false, "{r}");
+    assert_eq!(r["failures"][1]["retrying"], true, "{r}");
     assert_eq!(
         r["answered"], true,
         "Ada answered Mallory's real offer: {r}"

@@ -59,7 +59,9 @@ impl Client {
 /// The sentence of a failed handshake whose reason is `reason`.
 fn failed_with(e: &Event, why: &str) -> Option<String> {
     match e {
-        Event::PeerFailed { reason, message } if reason == why => Some(message.clone()),
+        Event::PeerFailed {
+            reason, message, ..
+        } if reason == why => Some(message.clone()),
         _ => None,
     }
 }

@@ -327,16 +327,16 @@ fn symmetric_nats_without_a_relay_fail_in_words_within_15_s() {
 /// only knows STUN, or a path too lossy for the handshake to finish): each side's path works,
 /// so its handshake gets the grace beyond 15 s, then ends as `NotOpened` — never "your
 /// networks block a direct connection", which would send the person after the wrong fault.
+/// Each side then joins the room again once for a fresh attempt, which opens once the network
+/// lets DTLS through (that only one retry is made is `net::retry`'s unit test).
 #[test]
-fn a_path_that_answers_but_never_opens_is_given_more_time_and_not_called_blocked() {
+fn a_path_that_answers_but_never_opens_gets_more_time_and_one_fresh_attempt() {
     let Some(world) = world(Nat::Cone, LinkParams::rtt(Duration::from_millis(20)), false) else {
         return;
     };
     // RFC 7983: a UDP payload whose first byte is 20..=63 is DTLS; STUN's is 0 or 1.
-    world
-        .lab
-        .a
-        .router
+    let router = &world.lab.a.router;
+    router
         .sh("nft add table inet dtls && \
              nft add chain inet dtls forward '{ type filter hook forward priority 0 ; }' && \
              nft add rule inet dtls forward 'meta l4proto udp @th,64,8 20-63 drop'")
@@ -346,18 +346,36 @@ fn a_path_that_answers_but_never_opens_is_given_more_time_and_not_called_blocked
     let mut b = Client::start(&world.lab.b.home, &world.link, &work.join("b"), "Bob");
     let both_in = Instant::now();
     for client in [&mut a, &mut b] {
-        let (reason, message) = client.expect(
+        let (reason, message, retrying) = client.expect(
             "the attempt's end",
-            on!(Event::PeerFailed { reason, message } => (reason.clone(), message.clone())),
+            on!(Event::PeerFailed { reason, message, retrying } =>
+                (reason.clone(), message.clone(), *retrying)),
         );
         assert_eq!(reason, "NotOpened", "{message}");
         assert!(message.contains("path to the peer was found"), "{message}");
+        assert!(retrying, "the first such failure is tried once more");
     }
     let took = both_in.elapsed();
     // 15 s and the 15 s grace from the handshake's start.
     assert!(
         took >= Duration::from_secs(29) && took < Duration::from_secs(36),
         "{took:?}"
+    );
+    // The network lets DTLS through again: the fresh attempt opens, and nothing else failed.
+    router.sh("nft delete table inet dtls").unwrap();
+    let healed = Instant::now();
+    for client in [&mut a, &mut b] {
+        meet(client);
+        client.0.pending();
+        assert_eq!(
+            client.0.failed_handshakes, 1,
+            "no other attempt failed on the way"
+        );
+    }
+    let met = healed.elapsed();
+    assert!(
+        met < Duration::from_secs(20),
+        "met {met:?} after the network healed"
     );
 }
 

@@ -226,6 +226,9 @@ pub enum Event {
         reason: String,
         /// The failure, as a sentence.
         message: String,
+        /// This side joins the room again for one more attempt (the attempt's path worked).
+        #[serde(default)]
+        retrying: bool,
     },
     /// The signaling connection ended.
     SignalingClosed {

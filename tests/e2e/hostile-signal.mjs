@@ -94,7 +94,7 @@ try {
   const adaOpen = () => ada.page.evaluate(() => window.__duetConnections.open());
   const failure = async (reason, since) => {
     const e = await ada.waitFor(`a ${reason} handshake failure`, (e) => e.event === "peer_failed" && e.reason === reason, { since, timeout: 50_000 });
-    result.failures.push({ reason: e.reason, message: e.message });
+    result.failures.push({ reason: e.reason, message: e.message, retrying: e.retrying ?? false });
     return e;
   };
 
@@ -119,7 +119,8 @@ try {
   // 2. Mallory is there first, so she offers when Ada's page comes back (a reload): a real offer,
   //    preceded by candidates that are not candidates, and she never takes Ada's answer. Her
   //    page still answers ICE's checks, so Ada's path works and her handshake gets the grace
-  //    for opening (15 s + 15 s): it ends as `NotOpened`, Ada's connection closed.
+  //    for opening (15 s + 15 s): it ends as `NotOpened`, Ada's connection closed, and Ada's
+  //    page joins the room again once for a fresh attempt (which Mallory never makes).
   await page.evaluate((url) => mallory.join(url), signalUrl());
   since = ada.events.length;
   const newPeer = page.evaluate(async () => {

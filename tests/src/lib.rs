@@ -877,6 +877,8 @@ pub struct HeadlessClient {
     /// The most lanes the client reported open at once ([`Event::Lanes`]), among the events
     /// seen so far.
     pub most_lanes: u8,
+    /// Handshakes that failed, as their events arrived (waited for or not).
+    pub failed_handshakes: usize,
 }
 
 impl HeadlessClient {
@@ -979,6 +981,7 @@ impl HeadlessClient {
             events,
             label: name.to_owned(),
             most_lanes: 0,
+            failed_handshakes: 0,
         })
     }
 
@@ -1048,8 +1051,10 @@ impl HeadlessClient {
 
     /// Notes what the harness keeps track of across waits.
     fn note(&mut self, event: &Event) {
-        if let Event::Lanes { open } = event {
-            self.most_lanes = self.most_lanes.max(*open);
+        match event {
+            Event::Lanes { open } => self.most_lanes = self.most_lanes.max(*open),
+            Event::PeerFailed { .. } => self.failed_handshakes += 1,
+            _ => {}
         }
     }
 

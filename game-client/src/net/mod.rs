@@ -8,6 +8,7 @@
 mod end;
 mod hello;
 mod ice;
+mod retry;
 mod wire;
 
 use bevy::prelude::*;
@@ -20,6 +21,7 @@ pub use end::SignalingEnd;
 pub use hello::{Credentials, HelloOutcome, random};
 pub use ice::{ICE_FETCH_TIMEOUT_MS, IceServers, IceSource};
 pub use matchbox_socket::SessionDescriptions;
+pub use retry::OpeningRetry;
 use wire::HelloGate;
 pub use wire::{EARLY_BYTES, HELD_MESSAGES, HELLO_TIMEOUT_MS, Wire, WireState};
 
@@ -137,6 +139,10 @@ pub enum NetEvent {
     /// A connection attempt with someone in the room ended without a connection (a bad offer,
     /// a timeout...). Only that attempt ended: we are still in the room.
     PeerFailed(matchbox_socket::HandshakeFailure),
+    /// A connection attempt found a path but did not open in time: this side joins the room
+    /// again, once, for a fresh attempt ([`OpeningRetry`]). A second such failure is a
+    /// [`NetEvent::PeerFailed`].
+    Retrying(matchbox_socket::HandshakeFailure),
     /// The peer sent a second `Hello` on one connection (a switch of identity or version): the
     /// connection is ended (the socket rebuilt) and both sides meet again from the start.
     SecondHello,
@@ -201,6 +207,7 @@ impl Plugin for NetPlugin {
     fn build(&self, app: &mut App) {
         app.init_resource::<Capabilities>()
             .init_resource::<LinkHealth>()
+            .init_resource::<OpeningRetry>()
             .add_message::<NetEvent>()
             .add_message::<ControlReceived>()
             .add_message::<SendControl>()
@@ -249,7 +256,12 @@ fn open_socket(
         Option<Res<ice::IceFetch>>,
         MessageWriter<NetEvent>,
     ),
+    mut retry: ResMut<OpeningRetry>,
 ) {
+    // Another room (or the same one joined again by the person) gets its own retry.
+    if link.is_changed() {
+        retry.renew();
+    }
     if socket.is_some() || staying_out.is_some() {
         return;
     }
@@ -349,6 +361,7 @@ struct SocketNews<'w> {
     events: MessageWriter<'w, NetEvent>,
     received: MessageWriter<'w, ControlReceived>,
     rebuild: MessageWriter<'w, RebuildSocket>,
+    retry: ResMut<'w, OpeningRetry>,
 }
 
 fn poll_socket(
@@ -421,6 +434,7 @@ fn peer_changed(
 ) {
     match state {
         PeerState::Connected => {
+            news.retry.renew();
             // The descriptions the authenticated hello binds itself to (the socket always
             // has them for a connected peer; without them the hello fails).
             let descriptions = socket.session_descriptions(peer);
@@ -449,6 +463,12 @@ fn peer_changed(
             }
         }
         PeerState::Disconnected => {}
+        // Never while someone is connected: joining again would cut them off.
+        PeerState::Failed(why) if wire.peer().is_none() && news.retry.after_failure(why) => {
+            debug!("a path to {peer} worked but did not open: joining again for a fresh attempt");
+            news.events.write(NetEvent::Retrying(why));
+            news.rebuild.write(RebuildSocket);
+        }
         PeerState::Failed(why) => {
             news.events.write(NetEvent::PeerFailed(why));
         }

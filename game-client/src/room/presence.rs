@@ -270,6 +270,16 @@ pub fn not_opened_words() -> String {
     )
 }
 
+/// The same, the first time: the net layer joins again for one fresh attempt
+/// (`net::OpeningRetry`).
+pub fn retrying_words() -> String {
+    let secs = (matchbox_socket::HANDSHAKE_TIMEOUT + matchbox_socket::OPENING_GRACE).as_secs();
+    format!(
+        "A path to your peer was found, but the connection did not finish opening within \
+         {secs} seconds; joining the room again to try once more…"
+    )
+}
+
 /// Why the connection did not open when the peer's app never answered, in words.
 pub const UNANSWERED_WORDS: &str = "Your peer's app did not answer the connection request \
      within 15 seconds. You are still in the room; rejoin to try again.";
@@ -376,6 +386,11 @@ fn on_net(
         }
         NetEvent::PeerFailed(matchbox_socket::HandshakeFailure::NotOpened) => {
             let why = not_opened_words();
+            notices.post(why.clone());
+            presence.unreachable = Some(why);
+        }
+        NetEvent::Retrying(_) => {
+            let why = retrying_words();
             notices.post(why.clone());
             presence.unreachable = Some(why);
         }

@@ -1011,6 +1011,19 @@ fn a_slow_path_and_a_silent_peer_are_not_called_blocked_networks() {
         status.contains("did not answer") && !status.contains("block"),
         "{status}"
     );
+    // The first such failure: the net layer is joining again, and the room says so.
+    app.world_mut()
+        .write_message(NetEvent::Retrying(HandshakeFailure::NotOpened));
+    app.update();
+    let status = app.world().resource::<Presence>().status();
+    assert!(
+        status.contains("path to your peer was found") && status.contains("try once more"),
+        "{status}"
+    );
+    assert!(
+        !status.contains("rejoin"),
+        "nothing for the person to do yet: {status}"
+    );
 }
 
 #[test]
