@@ -326,6 +326,7 @@ fn duet_native(
         &takes_unasked(),
     )?;
     let relayed = met(&mut a)? | met(&mut b)?;
+    let counters_before = Counters::read(world);
     let (rss_a, rss_b) = (PeakRss::watch(a.pid()), PeakRss::watch(b.pid()));
     let started = Instant::now();
     a.command(&format!("send {}", source.display()))?;
@@ -335,6 +336,9 @@ fn duet_native(
         on!(e @ (Event::TransferCompleted { .. } | Event::TransferFailed { .. }) => e.clone()),
     )?;
     let secs = started.elapsed().as_secs_f64();
+    if let (Some(before), Some(after)) = (counters_before, Counters::read(world)) {
+        eprintln!("counters during the transfer: {}", after.since(&before));
+    }
     let Event::TransferCompleted { location, .. } = saved else {
         bail!("the transfer failed: {saved:?}");
     };
@@ -349,6 +353,83 @@ fn duet_native(
     drop((a, b));
     let _ = std::fs::remove_dir_all(work);
     Ok(sample)
+}
+
+/// Where packets were dropped on the way (`DUET_BENCH_COUNTERS=1`): each home's UDP socket
+/// buffers and each router's devices, from the kernel's counters.
+struct Counters(Vec<(String, u64)>);
+
+impl Counters {
+    fn read(world: &World) -> Option<Self> {
+        std::env::var_os("DUET_BENCH_COUNTERS")?;
+        let mut all = Vec::new();
+        let spots = [
+            ("home A", &world.lab.a.home),
+            ("home B", &world.lab.b.home),
+            ("router A", &world.lab.a.router),
+            ("router B", &world.lab.b.router),
+        ];
+        for (name, ns) in spots {
+            let snmp = ns.command("cat").arg("/proc/net/snmp").output().ok()?;
+            let snmp = String::from_utf8_lossy(&snmp.stdout).into_owned();
+            let udp: Vec<&str> = snmp.lines().filter(|l| l.starts_with("Udp:")).collect();
+            if let [keys, values] = udp[..] {
+                for (k, v) in keys
+                    .split_whitespace()
+                    .zip(values.split_whitespace())
+                    .skip(1)
+                {
+                    if let Ok(v) = v.parse() {
+                        all.push((format!("{name} udp {k}"), v));
+                    }
+                }
+            }
+            let links = ns.command("ip").args(["-s", "-o", "link"]).output().ok()?;
+            if name.starts_with("router") {
+                let link = if name.ends_with('A') {
+                    &world.lab.a.link
+                } else {
+                    &world.lab.b.link
+                };
+                let (up, down) = link.stats();
+                for (way, s) in [("out", up), ("in", down)] {
+                    all.push((format!("{name} link {way} delivered"), s.delivered));
+                    all.push((format!("{name} link {way} lost"), s.lost));
+                    all.push((format!("{name} link {way} overflow"), s.overflow));
+                }
+            }
+            for line in String::from_utf8_lossy(&links.stdout).lines() {
+                // "N: dev: <...> ... RX: bytes packets errors dropped ... \    B P E D ..."
+                let dev = line.split(':').nth(1).unwrap_or("").trim().to_owned();
+                let numbers: Vec<u64> = line
+                    .split("\\")
+                    .filter_map(|part| {
+                        let n: Vec<u64> = part
+                            .split_whitespace()
+                            .filter_map(|w| w.parse().ok())
+                            .collect();
+                        (n.len() >= 4).then(|| n[3])
+                    })
+                    .collect();
+                if let [rx, tx] = numbers[..] {
+                    all.push((format!("{name} {dev} rx dropped"), rx));
+                    all.push((format!("{name} {dev} tx dropped"), tx));
+                }
+            }
+        }
+        Some(Self(all))
+    }
+
+    /// What grew since `before`.
+    fn since(&self, before: &Self) -> String {
+        self.0
+            .iter()
+            .zip(&before.0)
+            .filter(|((_, now), (_, then))| now > then)
+            .map(|((k, now), (_, then))| format!("{k} +{}", now - then))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }
 
 /// The receiver's environment: it takes the file unasked, as the bench times the wire and not
@@ -573,7 +654,12 @@ fn reference_peer(args: &[String]) -> Result<()> {
             username: None,
             credential: None,
         },
-        window: REFERENCE_WINDOW,
+        // Another window for a diagnostic run (`DUET_BENCH_REFERENCE_WINDOW`, in chunks): what
+        // the same stack carries when the window is not the limit.
+        window: std::env::var("DUET_BENCH_REFERENCE_WINDOW")
+            .ok()
+            .and_then(|w| w.parse().ok())
+            .unwrap_or(REFERENCE_WINDOW),
         size: size.parse()?,
         // As Duet's native client asks for.
         udp_buffer: Some(4 << 20),

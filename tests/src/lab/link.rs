@@ -188,6 +188,8 @@ impl LinkQueue {
 /// A running emulated link between two TUN devices; dropping it stops it.
 pub struct Link {
     params: Arc<Mutex<(LinkParams, LinkParams)>>,
+    /// What each direction did so far (`a` to `b`, `b` to `a`).
+    stats: Arc<Mutex<(LinkStats, LinkStats)>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -215,6 +217,8 @@ impl Link {
         let (stop, stopped) = tokio::sync::oneshot::channel();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let shared = params.clone();
+        let stats = Arc::new(Mutex::new(Default::default()));
+        let counted = Arc::clone(&stats);
         let thread = std::thread::Builder::new()
             .name(format!("link {}-{}", a.name, b.name))
             .spawn(move || {
@@ -246,13 +250,21 @@ impl Link {
                     let forward = |from: Arc<tokio_tun::Tun>,
                                    to: Arc<tokio_tun::Tun>,
                                    seed: u64,
-                                   pick: fn(&(LinkParams, LinkParams)) -> LinkParams| {
+                                   pick: fn(&(LinkParams, LinkParams)) -> LinkParams,
+                                   first: bool| {
                         let shared = shared.clone();
-                        async move { direction(&from, &to, seed, &shared, pick).await }
+                        let counted = counted.clone();
+                        async move {
+                            let ends = Ends {
+                                from: &from,
+                                to: &to,
+                            };
+                            direction(ends, seed, &shared, pick, (&counted, first)).await
+                        }
                     };
                     tokio::select! {
-                        _ = forward(tun_a.clone(), tun_b.clone(), 1, |p| p.0) => {}
-                        _ = forward(tun_b, tun_a, 2, |p| p.1) => {}
+                        _ = forward(tun_a.clone(), tun_b.clone(), 1, |p| p.0, true) => {}
+                        _ = forward(tun_b, tun_a, 2, |p| p.1, false) => {}
                         _ = stopped => {}
                     }
                 });
@@ -262,6 +274,7 @@ impl Link {
             .map_err(|_| anyhow::anyhow!("the link thread died"))??;
         Ok(Self {
             params,
+            stats,
             stop: Some(stop),
             thread: Some(thread),
         })
@@ -272,6 +285,11 @@ impl Link {
         if let Ok(mut both) = self.params.lock() {
             *both = (params, params);
         }
+    }
+
+    /// What each direction did so far: (`a` to `b`, `b` to `a`).
+    pub fn stats(&self) -> (LinkStats, LinkStats) {
+        self.stats.lock().map(|s| *s).unwrap_or_default()
     }
 
     /// Cuts the link (`true`) or restores it, keeping the other settings.
@@ -309,13 +327,20 @@ fn tun(end: &LinkEnd, other: &LinkEnd) -> anyhow::Result<tokio_tun::Tun> {
         .ok_or_else(|| anyhow::anyhow!("TUN device {}: none made", end.name))
 }
 
-/// Moves packets from `from` to `to` through a [`LinkQueue`] until either device fails.
+/// The two devices one direction moves packets between.
+struct Ends<'a> {
+    from: &'a tokio_tun::Tun,
+    to: &'a tokio_tun::Tun,
+}
+
+/// Moves packets from `from` to `to` through a [`LinkQueue`] until either device fails, and
+/// keeps its counters in `counted` (the first of the pair, or the second).
 async fn direction(
-    from: &tokio_tun::Tun,
-    to: &tokio_tun::Tun,
+    Ends { from, to }: Ends<'_>,
     seed: u64,
     shared: &Mutex<(LinkParams, LinkParams)>,
     pick: fn(&(LinkParams, LinkParams)) -> LinkParams,
+    (counted, first): (&Mutex<(LinkStats, LinkStats)>, bool),
 ) {
     let mut queue = LinkQueue::new(seed);
     let mut buf = vec![0u8; 65_536];
@@ -336,13 +361,20 @@ async fn direction(
                     queue.clear();
                 }
                 was_down = params.down;
-                let _ = queue.push(Instant::now(), buf[..n].to_vec(), &params);
+                if queue.push(Instant::now(), buf[..n].to_vec(), &params).is_err()
+                    && let Ok(mut both) = counted.lock()
+                {
+                    *(if first { &mut both.0 } else { &mut both.1 }) = queue.stats;
+                }
             }
             () = wake => {
                 for packet in queue.pop_due(Instant::now()) {
                     if to.send(&packet).await.is_err() {
                         return;
                     }
+                }
+                if let Ok(mut both) = counted.lock() {
+                    *(if first { &mut both.0 } else { &mut both.1 }) = queue.stats;
                 }
             }
         }
