@@ -267,12 +267,14 @@ impl DataDir {
 
 /// No window: a loop at a fixed tick, warnings to stderr, the room from the flags.
 fn add_headless_runner(app: &mut App, args: &mut Args) {
-    // Chunks are pumped and credit granted once per update, so the tick bounds the credit
-    // round trip. DUET_TICK_US overrides it for measurements.
+    // Transfers, the hello and the pings run between frames (`transfer::pump_between_frames`),
+    // so the tick only bounds how soon a command is read and an event written: 4 ms is well
+    // under anything a test or a person notices, where a tick of 0.5 ms kept an idle client
+    // at 39 % of a core (`docs/bench/transfer.md`). DUET_TICK_US overrides it for measurements.
     let tick_us = std::env::var("DUET_TICK_US")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(500);
+        .unwrap_or(4_000);
     app.add_plugins((
         MinimalPlugins.set(ScheduleRunnerPlugin::run_loop(Duration::from_micros(
             tick_us,
