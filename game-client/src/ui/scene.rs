@@ -90,7 +90,7 @@ fn quiet_egui_wakeups(
 /// `docs/bench/browser.md`, "Drawing"): a frame every
 /// [`FramePacing::busy`] while a file moves (the transfer runs between frames and keeps the
 /// CPU), every [`FramePacing::moving`] while something on screen moves (a bubble fading, the
-/// waiting seat breathing, a drag over the window, a call ringing), every [`FramePacing::call`]
+/// waiting seat breathing on a GPU, a drag over the window, a call ringing), every [`FramePacing::call`]
 /// during a call, every [`FramePacing::still`] otherwise; and
 /// at once on input. egui's own redraw requests are dropped: it asks after nearly every frame
 /// (a blinking cursor, a scheduled repaint), which would mean drawing continuously again; its
@@ -109,7 +109,7 @@ fn pace_frames(
     };
     let wait = if transfers.lock().running() > 0 {
         pacing.busy
-    } else if screen.moving() {
+    } else if screen.moving(!pacing.software) {
         pacing.moving
     } else if screen.in_call() {
         pacing.call
@@ -153,16 +153,17 @@ impl OnScreen<'_, '_> {
         *self.screen.get() == Screen::Room
     }
 
-    /// The waiting seat breathing, a bubble fading, a drag over the window, a call ringing, a
-    /// finger resting on the screen (a long press opens a menu with no event to wake for).
-    fn moving(&self) -> bool {
+    /// The waiting seat breathing (`seat_breathes`: not where the CPU draws, see
+    /// `empty_seat`), a bubble fading, a drag over the window, a call ringing, a finger resting
+    /// on the screen (a long press opens a menu with no event to wake for).
+    fn moving(&self, seat_breathes: bool) -> bool {
         use duet_shared::call::CallPhase;
         let ringing = matches!(
             self.call.call.phase(),
             CallPhase::Calling { .. } | CallPhase::Ringing { .. }
         );
         self.in_room()
-            && (self.seat.iter().any(|v| *v == Visibility::Visible)
+            && ((seat_breathes && self.seat.iter().any(|v| *v == Visibility::Visible))
                 || !self.bubbles.is_empty()
                 || self.zone.dragging
                 || ringing
@@ -522,12 +523,16 @@ fn label_avatars(
     }
 }
 
+/// The seat where the peer will stand, while nobody stands there. Its outline breathes, except
+/// where the CPU draws (software WebGL, llvmpipe): there breathing meant 15 frames a second for
+/// as long as the person waits, 1.8 of two cores in a page (`docs/bench/browser.md`), so the
+/// outline holds still and the room is drawn at the still pace.
 fn empty_seat(
     avatars: Query<&Avatar>,
     presence: Res<Presence>,
     mut seat: Query<&mut Visibility, With<EmptySeat>>,
     mut gizmos: Gizmos,
-    time: Res<Time>,
+    (time, pacing): (Res<Time>, Option<Res<FramePacing>>),
 ) {
     // Nobody is coming while I am refused or cut off: no waiting seat then.
     let waiting = !avatars.iter().any(|a| a.0 == Who::Peer)
@@ -541,7 +546,11 @@ fn empty_seat(
     }
     if waiting {
         // A slowly breathing outline where the peer will stand.
-        let breath = 0.5 + 0.5 * (time.elapsed_secs() * 1.6).sin();
+        let breath = if pacing.is_some_and(|p| p.software) {
+            0.5
+        } else {
+            0.5 + 0.5 * (time.elapsed_secs() * 1.6).sin()
+        };
         gizmos
             .circle_2d(
                 Isometry2d::from_translation(PEER_SPOT),
@@ -783,6 +792,32 @@ mod tests {
     use bevy::ecs::system::RunSystemOnce;
 
     use super::*;
+
+    /// Someone waiting alone in a room: on a GPU the seat breathes at the moving pace; where
+    /// the CPU draws, the room waits at the still pace (once a second), not 15 frames a second.
+    #[test]
+    fn a_waiting_seat_keeps_a_cpu_renderer_at_the_still_pace() {
+        use bevy::winit::{UpdateMode, WinitSettings};
+        for software in [true, false] {
+            let pacing = FramePacing::for_renderer(software);
+            let mut world = World::new();
+            world.insert_resource(pacing);
+            world.insert_resource(crate::transfer::Transfers::default());
+            world.insert_resource(State::new(Screen::Room));
+            world.insert_resource(DropZone::default());
+            world.insert_resource(crate::call::CallState::default());
+            world.insert_resource(WinitSettings::default());
+            world.init_resource::<Messages<bevy::window::RequestRedraw>>();
+            world.spawn((EmptySeat, Visibility::Visible));
+            world.run_system_once(pace_frames).unwrap();
+            let want = if software { pacing.still } else { pacing.moving };
+            assert_eq!(
+                world.resource::<WinitSettings>().focused_mode,
+                UpdateMode::reactive(want),
+                "software: {software}"
+            );
+        }
+    }
 
     #[test]
     fn names_and_bubbles_keep_their_size_on_screen_when_the_room_zooms_out() {
