@@ -810,7 +810,11 @@ mod tests {
             world.init_resource::<Messages<bevy::window::RequestRedraw>>();
             world.spawn((EmptySeat, Visibility::Visible));
             world.run_system_once(pace_frames).unwrap();
-            let want = if software { pacing.still } else { pacing.moving };
+            let want = if software {
+                pacing.still
+            } else {
+                pacing.moving
+            };
             assert_eq!(
                 world.resource::<WinitSettings>().focused_mode,
                 UpdateMode::reactive(want),
