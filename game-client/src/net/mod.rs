@@ -246,7 +246,7 @@ pub struct StayingOut;
 
 fn open_socket(
     mut commands: Commands,
-    link: Res<RoomLink>,
+    (link, mut retry): (Res<RoomLink>, ResMut<OpeningRetry>),
     identity: Option<Res<SignalingIdentity>>,
     socket: Option<Res<Socket>>,
     staying_out: Option<Res<StayingOut>>,
@@ -256,7 +256,6 @@ fn open_socket(
         Option<Res<ice::IceFetch>>,
         MessageWriter<NetEvent>,
     ),
-    mut retry: ResMut<OpeningRetry>,
 ) {
     // Another room (or the same one joined again by the person) gets its own retry.
     if link.is_changed() {
