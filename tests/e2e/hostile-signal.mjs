@@ -136,7 +136,13 @@ try {
   });
   await ada.page.reload();
   result.answered = await newPeer;
-  await failure("NotOpened", since);
+  const stalled = await failure("NotOpened", since);
+  // The first such failure makes Ada's page join again for a fresh attempt (which Mallory,
+  // in the room first, would have to offer and does not): she must be back in her room
+  // before the churn below, where she is the one already there.
+  if (stalled.retrying) {
+    await ada.waitFor("Ada back in her room", (e) => e.event === "connected", { since: ada.events.indexOf(stalled) });
+  }
   await sleep(500);
   result.open_after_timeout = await adaOpen();
   await page.evaluate(() => mallory.leave());
