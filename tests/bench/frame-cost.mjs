@@ -2,14 +2,16 @@
 // diagnostic for `docs/bench/browser.md`: a person alone in a room, the page left still (it
 // draws about once a second then), its browser's CPU by process over `SECONDS`, divided by the
 // frames drawn, at each viewport size; and what a frame asks of WebGL (draw calls, bytes
-// uploaded, render-target switches), counted by wrapping the context's methods.
+// uploaded, render-target switches), counted by wrapping the context's methods. With `chat`,
+// Bob (in his own browser) joins and says a line every 5 s while Ada's page is measured.
 //
-// usage: node tests/bench/frame-cost.mjs BASE_URL WORK_DIR [SECONDS]
-import { Person, sleep } from "../e2e/duet.mjs";
+// usage: node tests/bench/frame-cost.mjs BASE_URL WORK_DIR [SECONDS] [chat]
+import { Person, greeted, sleep } from "../e2e/duet.mjs";
 import { launchTagged, treeCpu } from "./procs.mjs";
 
-const [base, work, secondsArg] = process.argv.slice(2);
+const [base, work, secondsArg, mode] = process.argv.slice(2);
 const SECONDS = Number(secondsArg || 20);
+const CHAT = mode === "chat";
 
 /** Counts, per animation frame that drew, what the page asked of WebGL. */
 function countWebGl() {
@@ -50,8 +52,9 @@ function countWebGl() {
 }
 
 const results = [];
-for (const [width, height] of [[1280, 720], [640, 360]]) {
+for (const [width, height] of CHAT ? [[1280, 720]] : [[1280, 720], [640, 360]]) {
   const browser = await launchTagged(work);
+  const other = CHAT ? await launchTagged(work) : null;
   try {
     await browser.context.addInitScript(countWebGl);
     await browser.context.pages()[0]?.setViewportSize({ width, height });
@@ -59,10 +62,18 @@ for (const [width, height] of [[1280, 720], [640, 360]]) {
     await ada.page.setViewportSize({ width, height });
     await ada.waitFor("first frame", (e) => e.event === "first_frame");
     await ada.click("create_button");
-    await ada.waitFor("the room", (e) => e.event === "screen" && e.screen === "room");
-    await sleep(5000);
+    const entered = await ada.waitFor("the room", (e) => e.event === "screen" && e.screen === "room");
+    let bob = null;
+    if (other) {
+      bob = await Person.inContext(other.context, "Bob", `${entered.link}?automation`);
+      await greeted(ada, bob);
+    }
+    await sleep(8000);
     const before = { cpu: treeCpu(browser.pid), gl: await ada.page.evaluate(() => ({ ...window.__webgl })) };
-    await sleep(SECONDS * 1000);
+    for (let waited = 0; waited < SECONDS; waited += 5) {
+      if (bob) await bob.say(`line at ${waited} s`);
+      await sleep(5000);
+    }
     const after = { cpu: treeCpu(browser.pid), gl: await ada.page.evaluate(() => ({ ...window.__webgl })) };
     const frames = after.gl.frames - before.gl.frames;
     const per = (n) => +(n / Math.max(frames, 1)).toFixed(1);
@@ -72,6 +83,7 @@ for (const [width, height] of [[1280, 720], [640, 360]]) {
     for (const key of Object.keys(after.gl)) if (key !== "frames") gl[`${key}_per_frame`] = per(after.gl[key] - before.gl[key]);
     results.push({
       viewport: `${width}x${height}`,
+      chat_lines: CHAT ? SECONDS / 5 : 0,
       seconds: SECONDS,
       frames,
       cpu_s: cpu,
@@ -81,6 +93,7 @@ for (const [width, height] of [[1280, 720], [640, 360]]) {
     });
   } finally {
     await browser.close();
+    await other?.close();
   }
 }
 console.log(`RESULT ${JSON.stringify(results)}`);

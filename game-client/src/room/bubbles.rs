@@ -20,9 +20,17 @@ pub struct Bubble {
 }
 
 impl Bubble {
+    /// When its fade begins, in seconds of its life.
+    const FADE_FROM: f32 = BUBBLE_SECS * 2.0 / 3.0;
+
+    /// Whether it is fading (its picture changes with every frame).
+    pub fn fading(&self) -> bool {
+        self.age > Self::FADE_FROM
+    }
+
     /// Opacity: 1 for the first two thirds of its life, then fading to 0.
     pub fn alpha(&self) -> f32 {
-        let fade_from = BUBBLE_SECS * 2.0 / 3.0;
+        let fade_from = Self::FADE_FROM;
         if self.age <= fade_from {
             1.0
         } else {

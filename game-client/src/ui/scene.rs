@@ -89,8 +89,8 @@ fn quiet_egui_wakeups(
 /// browser: under software WebGL a frame of this scene is expensive, see
 /// `docs/bench/browser.md`, "Drawing"): a frame every
 /// [`FramePacing::busy`] while a file moves (the transfer runs between frames and keeps the
-/// CPU), every [`FramePacing::moving`] while something on screen moves (a bubble fading, the
-/// waiting seat breathing on a GPU, a drag over the window, a call ringing), every [`FramePacing::call`]
+/// CPU), every [`FramePacing::moving`] while something on screen moves (on a GPU a bubble
+/// fading or the waiting seat breathing; a drag over the window, a call ringing), every [`FramePacing::call`]
 /// during a call, every [`FramePacing::still`] otherwise; and
 /// at once on input. egui's own redraw requests are dropped: it asks after nearly every frame
 /// (a blinking cursor, a scheduled repaint), which would mean drawing continuously again; its
@@ -141,7 +141,7 @@ fn no_multisampling_on_the_cpu(
 #[derive(bevy::ecs::system::SystemParam)]
 struct OnScreen<'w, 's> {
     seat: Query<'w, 's, &'static Visibility, With<EmptySeat>>,
-    bubbles: Query<'w, 's, (), With<Bubble>>,
+    bubbles: Query<'w, 's, &'static Bubble>,
     zone: Res<'w, DropZone>,
     screen: Res<'w, State<Screen>>,
     call: Res<'w, crate::call::CallState>,
@@ -153,18 +153,19 @@ impl OnScreen<'_, '_> {
         *self.screen.get() == Screen::Room
     }
 
-    /// The waiting seat breathing (`seat_breathes`: not where the CPU draws, see
-    /// `empty_seat`), a bubble fading, a drag over the window, a call ringing, a finger resting
-    /// on the screen (a long press opens a menu with no event to wake for).
-    fn moving(&self, seat_breathes: bool) -> bool {
+    /// The waiting seat breathing and a bubble fading (only with `animated`: where the CPU
+    /// draws, both change in steps at the still pace, see `empty_seat`), a drag over the window,
+    /// a call ringing, a finger resting on the screen (a long press opens a menu with no event
+    /// to wake for). A bubble before its fade is still: its first four seconds need no frames.
+    fn moving(&self, animated: bool) -> bool {
         use duet_shared::call::CallPhase;
         let ringing = matches!(
             self.call.call.phase(),
             CallPhase::Calling { .. } | CallPhase::Ringing { .. }
         );
         self.in_room()
-            && ((seat_breathes && self.seat.iter().any(|v| *v == Visibility::Visible))
-                || !self.bubbles.is_empty()
+            && ((animated && self.seat.iter().any(|v| *v == Visibility::Visible))
+                || (animated && self.bubbles.iter().any(Bubble::fading))
                 || self.zone.dragging
                 || ringing
                 || self
@@ -820,6 +821,42 @@ mod tests {
                 UpdateMode::reactive(want),
                 "software: {software}"
             );
+        }
+    }
+
+    /// A chat bubble needs frames only while it fades: before, the room is still; and where
+    /// the CPU draws, it fades in steps at the still pace.
+    #[test]
+    fn a_bubble_asks_for_frames_only_while_it_fades_and_not_from_a_cpu_renderer() {
+        use bevy::winit::{UpdateMode, WinitSettings};
+        for software in [true, false] {
+            let pacing = FramePacing::for_renderer(software);
+            for (age, fading) in [(1.0, false), (5.0, true)] {
+                let mut world = World::new();
+                world.insert_resource(pacing);
+                world.insert_resource(crate::transfer::Transfers::default());
+                world.insert_resource(State::new(Screen::Room));
+                world.insert_resource(DropZone::default());
+                world.insert_resource(crate::call::CallState::default());
+                world.insert_resource(WinitSettings::default());
+                world.init_resource::<Messages<bevy::window::RequestRedraw>>();
+                world.spawn(Bubble {
+                    who: Who::Peer,
+                    text: "hi".into(),
+                    age,
+                });
+                world.run_system_once(pace_frames).unwrap();
+                let want = if fading && !software {
+                    pacing.moving
+                } else {
+                    pacing.still
+                };
+                assert_eq!(
+                    world.resource::<WinitSettings>().focused_mode,
+                    UpdateMode::reactive(want),
+                    "software: {software}, age {age}"
+                );
+            }
         }
     }
 
