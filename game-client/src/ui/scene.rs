@@ -164,8 +164,9 @@ impl OnScreen<'_, '_> {
             CallPhase::Calling { .. } | CallPhase::Ringing { .. }
         );
         self.in_room()
-            && ((animated && self.seat.iter().any(|v| *v == Visibility::Visible))
-                || (animated && self.bubbles.iter().any(Bubble::fading))
+            && ((animated
+                && (self.seat.iter().any(|v| *v == Visibility::Visible)
+                    || self.bubbles.iter().any(Bubble::fading)))
                 || self.zone.dragging
                 || ringing
                 || self
