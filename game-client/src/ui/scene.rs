@@ -795,33 +795,36 @@ mod tests {
 
     use super::*;
 
+    /// The pace `pace_frames` sets in a room holding `what`, and the pacing it chose from.
+    fn pace_with(software: bool, what: impl Bundle) -> (FramePacing, bevy::winit::UpdateMode) {
+        use bevy::winit::WinitSettings;
+        let pacing = FramePacing::for_renderer(software);
+        let mut world = World::new();
+        world.insert_resource(pacing);
+        world.insert_resource(crate::transfer::Transfers::default());
+        world.insert_resource(State::new(Screen::Room));
+        world.insert_resource(DropZone::default());
+        world.insert_resource(crate::call::CallState::default());
+        world.insert_resource(WinitSettings::default());
+        world.init_resource::<Messages<bevy::window::RequestRedraw>>();
+        world.spawn(what);
+        world.run_system_once(pace_frames).unwrap();
+        (pacing, world.resource::<WinitSettings>().focused_mode)
+    }
+
     /// Someone waiting alone in a room: on a GPU the seat breathes at the moving pace; where
     /// the CPU draws, the room waits at the still pace (once a second), not 15 frames a second.
     #[test]
     fn a_waiting_seat_keeps_a_cpu_renderer_at_the_still_pace() {
-        use bevy::winit::{UpdateMode, WinitSettings};
+        use bevy::winit::UpdateMode;
         for software in [true, false] {
-            let pacing = FramePacing::for_renderer(software);
-            let mut world = World::new();
-            world.insert_resource(pacing);
-            world.insert_resource(crate::transfer::Transfers::default());
-            world.insert_resource(State::new(Screen::Room));
-            world.insert_resource(DropZone::default());
-            world.insert_resource(crate::call::CallState::default());
-            world.insert_resource(WinitSettings::default());
-            world.init_resource::<Messages<bevy::window::RequestRedraw>>();
-            world.spawn((EmptySeat, Visibility::Visible));
-            world.run_system_once(pace_frames).unwrap();
+            let (pacing, mode) = pace_with(software, (EmptySeat, Visibility::Visible));
             let want = if software {
                 pacing.still
             } else {
                 pacing.moving
             };
-            assert_eq!(
-                world.resource::<WinitSettings>().focused_mode,
-                UpdateMode::reactive(want),
-                "software: {software}"
-            );
+            assert_eq!(mode, UpdateMode::reactive(want), "software: {software}");
         }
     }
 
@@ -829,31 +832,22 @@ mod tests {
     /// the CPU draws, it fades in steps at the still pace.
     #[test]
     fn a_bubble_asks_for_frames_only_while_it_fades_and_not_from_a_cpu_renderer() {
-        use bevy::winit::{UpdateMode, WinitSettings};
+        use bevy::winit::UpdateMode;
         for software in [true, false] {
-            let pacing = FramePacing::for_renderer(software);
             for (age, fading) in [(1.0, false), (5.0, true)] {
-                let mut world = World::new();
-                world.insert_resource(pacing);
-                world.insert_resource(crate::transfer::Transfers::default());
-                world.insert_resource(State::new(Screen::Room));
-                world.insert_resource(DropZone::default());
-                world.insert_resource(crate::call::CallState::default());
-                world.insert_resource(WinitSettings::default());
-                world.init_resource::<Messages<bevy::window::RequestRedraw>>();
-                world.spawn(Bubble {
+                let bubble = Bubble {
                     who: Who::Peer,
                     text: "hi".into(),
                     age,
-                });
-                world.run_system_once(pace_frames).unwrap();
+                };
+                let (pacing, mode) = pace_with(software, bubble);
                 let want = if fading && !software {
                     pacing.moving
                 } else {
                     pacing.still
                 };
                 assert_eq!(
-                    world.resource::<WinitSettings>().focused_mode,
+                    mode,
                     UpdateMode::reactive(want),
                     "software: {software}, age {age}"
                 );
