@@ -112,6 +112,9 @@ struct Sample {
     /// The larger of the two sides' peak RSS growth.
     rss_growth_mib: f64,
     relayed: bool,
+    /// Two desktops: from both being in the room (signaling) to both past the peer's hello,
+    /// the connection's set-up as a person waits for it. Past 15 s it used the opening grace.
+    setup_s: Option<f64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -127,6 +130,8 @@ struct Row {
     completed: bool,
     relayed: bool,
     runs: usize,
+    /// The median set-up (see `Sample::setup_s`), where measured.
+    setup_s: Option<f64>,
 }
 
 /// A sender and a receiver, as the issue names the pairs.
@@ -278,6 +283,14 @@ fn client_in(
     HeadlessClient::start_wrapped(&wrapper, binary, link, dir, name)
 }
 
+/// When `client` was in the room (signaling gave it its id).
+fn in_room(client: &mut HeadlessClient) -> Result<Instant> {
+    let ((), at) = client.wait_timed("its place in the room", Duration::from_secs(120), |e| {
+        matches!(e, Event::Connected { .. }).then_some(())
+    })?;
+    Ok(at)
+}
+
 /// Waits until `client` verified its peer and reported the connection's path: whether it is
 /// relayed.
 fn met(client: &mut HeadlessClient) -> Result<bool> {
@@ -325,7 +338,9 @@ fn duet_native(
         "receiver",
         &takes_unasked(),
     )?;
+    let in_room = in_room(&mut a)?.max(in_room(&mut b)?);
     let relayed = met(&mut a)? | met(&mut b)?;
+    let setup_s = Some(in_room.elapsed().as_secs_f64());
     let counters_before = Counters::read(world);
     let (rss_a, rss_b) = (PeakRss::watch(a.pid()), PeakRss::watch(b.pid()));
     let started = Instant::now();
@@ -349,6 +364,7 @@ fn duet_native(
         mib_s: size as f64 / MIB as f64 / secs,
         rss_growth_mib: rss_a.growth_mib().max(rss_b.growth_mib()),
         relayed,
+        setup_s,
     };
     drop((a, b));
     let _ = std::fs::remove_dir_all(work);
@@ -500,6 +516,7 @@ impl BrowserRun<'_> {
                 mib_s: self.size as f64 / MIB as f64 / secs,
                 rss_growth_mib: growth("sender").max(growth("receiver")).max(native_growth),
                 relayed: native_relayed || result["relayed"] == true,
+                setup_s: None,
             })
         })
         .map_err(Failure::Transfer)
@@ -631,6 +648,7 @@ fn reference_native(world: &World, exe: &Path, source: &Path, size: usize) -> Re
         mib_s: size as f64 / MIB as f64 / secs,
         rss_growth_mib: rss_s.growth_mib().max(rss_r.growth_mib()),
         relayed: false,
+        setup_s: None,
     };
     for child in [&mut sender, &mut receiver] {
         let _ = child.kill();
@@ -677,10 +695,14 @@ fn measure(
     match f() {
         Ok(sample) => {
             println!(
-                "{label}: {:.2} MiB/s, {:.1} MiB RSS growth{}",
+                "{label}: {:.2} MiB/s, {:.1} MiB RSS growth{}{}",
                 sample.mib_s,
                 sample.rss_growth_mib,
-                if sample.relayed { ", relayed" } else { "" }
+                if sample.relayed { ", relayed" } else { "" },
+                sample
+                    .setup_s
+                    .map(|s| format!(", set up in {s:.2} s"))
+                    .unwrap_or_default()
             );
             samples.push(sample);
         }
@@ -811,6 +833,10 @@ fn main() -> Result<()> {
                 completed: *failures == 0 && !samples.is_empty(),
                 relayed: samples.iter().any(|s| s.relayed),
                 runs: samples.len(),
+                setup_s: {
+                    let setups: Vec<f64> = samples.iter().filter_map(|s| s.setup_s).collect();
+                    (!setups.is_empty()).then(|| median(setups))
+                },
             });
             println!(
                 "{}",
