@@ -415,15 +415,10 @@ fn net_event(event: &NetEvent) -> Option<Event> {
             message: why.to_string(),
         },
         NetEvent::SecondHello => Event::SecondHello,
-        NetEvent::PeerFailed(why) => Event::PeerFailed {
+        NetEvent::PeerFailed(why) | NetEvent::Retrying(why) => Event::PeerFailed {
             reason: format!("{why:?}"),
             message: why.to_string(),
-            retrying: false,
-        },
-        NetEvent::Retrying(why) => Event::PeerFailed {
-            reason: format!("{why:?}"),
-            message: why.to_string(),
-            retrying: true,
+            retrying: matches!(event, NetEvent::Retrying(_)),
         },
         NetEvent::SignalingClosed(why) => Event::SignalingClosed {
             message: why.to_string(),

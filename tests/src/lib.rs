@@ -1049,6 +1049,14 @@ impl HeadlessClient {
         }
     }
 
+    /// When signaling gave this client its place in the room (the `connected` event's arrival).
+    pub fn in_room_at(&mut self, limit: Duration) -> Result<Instant> {
+        let ((), at) = self.wait_timed("its place in the room", limit, |e| {
+            matches!(e, Event::Connected { .. }).then_some(())
+        })?;
+        Ok(at)
+    }
+
     /// Notes what the harness keeps track of across waits.
     fn note(&mut self, event: &Event) {
         match event {

@@ -262,21 +262,24 @@ pub fn unreachable_words(relay: bool) -> &'static str {
 /// Why the connection did not open although the peer's app answered and a network path
 /// worked, in words: the path is too slow or lossy to finish opening, which rejoining may beat.
 pub fn not_opened_words() -> String {
-    let secs = (matchbox_socket::HANDSHAKE_TIMEOUT + matchbox_socket::OPENING_GRACE).as_secs();
-    format!(
-        "A path to your peer was found, but the connection did not finish opening within \
-         {secs} seconds: a network between you is very slow or losing many packets. You are \
-         still in the room; rejoin to try again."
+    not_opened(
+        ": a network between you is very slow or losing many packets. You are still in the \
+         room; rejoin to try again.",
     )
 }
 
 /// The same, the first time: the net layer joins again for one fresh attempt
 /// (`net::OpeningRetry`).
 pub fn retrying_words() -> String {
+    not_opened("; joining the room again to try once more…")
+}
+
+/// "A path … did not finish opening within 30 seconds", then `then`.
+fn not_opened(then: &str) -> String {
     let secs = (matchbox_socket::HANDSHAKE_TIMEOUT + matchbox_socket::OPENING_GRACE).as_secs();
     format!(
         "A path to your peer was found, but the connection did not finish opening within \
-         {secs} seconds; joining the room again to try once more…"
+         {secs} seconds{then}"
     )
 }
 

@@ -109,7 +109,7 @@ fn pace_frames(
     };
     let wait = if transfers.lock().running() > 0 {
         pacing.busy
-    } else if screen.moving(!pacing.software) {
+    } else if screen.moving(pacing.animated()) {
         pacing.moving
     } else if screen.in_call() {
         pacing.call
@@ -153,8 +153,8 @@ impl OnScreen<'_, '_> {
         *self.screen.get() == Screen::Room
     }
 
-    /// The waiting seat breathing and a bubble fading (only with `animated`: where the CPU
-    /// draws, both change in steps at the still pace, see `empty_seat`), a drag over the window,
+    /// The waiting seat breathing and a bubble fading (only when `animated`, see
+    /// [`FramePacing::animated`]: otherwise both change in steps at the still pace), a drag over the window,
     /// a call ringing, a finger resting on the screen (a long press opens a menu with no event
     /// to wake for). A bubble before its fade is still: its first four seconds need no frames.
     fn moving(&self, animated: bool) -> bool {
@@ -204,6 +204,12 @@ pub struct FramePacing {
 }
 
 impl FramePacing {
+    /// Whether what moves by itself (the waiting seat's breath, a bubble's fade) is drawn
+    /// moving: not where the CPU draws, where each of its frames is taken from everything else.
+    pub fn animated(&self) -> bool {
+        !self.software
+    }
+
     /// Only as often as the picture changes, and sparingly when drawing runs on the CPU
     /// (software WebGL in a page, llvmpipe on a desktop without a GPU), where every frame drawn
     /// during a transfer is taken from it: there a still room or a running transfer (progress,
@@ -548,10 +554,10 @@ fn empty_seat(
     }
     if waiting {
         // A slowly breathing outline where the peer will stand.
-        let breath = if pacing.is_some_and(|p| p.software) {
-            0.5
-        } else {
+        let breath = if pacing.is_none_or(|p| p.animated()) {
             0.5 + 0.5 * (time.elapsed_secs() * 1.6).sin()
+        } else {
+            0.5
         };
         gizmos
             .circle_2d(

@@ -60,14 +60,10 @@ fn one_join(binary: &Path, wrangler: &Wrangler, n: usize) -> Result<Join> {
     let link = wrangler.new_room_link()?;
     let mut ada =
         HeadlessClient::start(binary, &link, &temp_dir(&format!("hello-ada-{n}"))?, "Ada")?;
-    ada.wait("Ada in the room", PATIENCE, |e| {
-        matches!(e, Event::Connected { .. }).then_some(())
-    })?;
+    ada.in_room_at(PATIENCE)?;
     let mut bob =
         HeadlessClient::start(binary, &link, &temp_dir(&format!("hello-bob-{n}"))?, "Bob")?;
-    let ((), in_room) = at(&mut bob, "Bob in the room", |e| {
-        matches!(e, Event::Connected { .. }).then_some(())
-    })?;
+    let in_room = bob.in_room_at(PATIENCE)?;
     let joined = |e: &Event| matches!(e, Event::PeerJoined { .. }).then_some(());
     let hello = |e: &Event| match e {
         Event::PeerHello { .. } => Some(Ok(())),

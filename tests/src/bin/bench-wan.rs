@@ -283,14 +283,6 @@ fn client_in(
     HeadlessClient::start_wrapped(&wrapper, binary, link, dir, name)
 }
 
-/// When `client` was in the room (signaling gave it its id).
-fn in_room(client: &mut HeadlessClient) -> Result<Instant> {
-    let ((), at) = client.wait_timed("its place in the room", Duration::from_secs(120), |e| {
-        matches!(e, Event::Connected { .. }).then_some(())
-    })?;
-    Ok(at)
-}
-
 /// Waits until `client` verified its peer and reported the connection's path: whether it is
 /// relayed.
 fn met(client: &mut HeadlessClient) -> Result<bool> {
@@ -338,7 +330,9 @@ fn duet_native(
         "receiver",
         &takes_unasked(),
     )?;
-    let in_room = in_room(&mut a)?.max(in_room(&mut b)?);
+    let in_room = a
+        .in_room_at(Duration::from_secs(120))?
+        .max(b.in_room_at(Duration::from_secs(120))?);
     let relayed = met(&mut a)? | met(&mut b)?;
     let setup_s = Some(in_room.elapsed().as_secs_f64());
     let counters_before = Counters::read(world);
@@ -379,58 +373,18 @@ impl Counters {
     fn read(world: &World) -> Option<Self> {
         std::env::var_os("DUET_BENCH_COUNTERS")?;
         let mut all = Vec::new();
-        let spots = [
-            ("home A", &world.lab.a.home),
-            ("home B", &world.lab.b.home),
-            ("router A", &world.lab.a.router),
-            ("router B", &world.lab.b.router),
-        ];
-        for (name, ns) in spots {
-            let snmp = ns.command("cat").arg("/proc/net/snmp").output().ok()?;
-            let snmp = String::from_utf8_lossy(&snmp.stdout).into_owned();
-            let udp: Vec<&str> = snmp.lines().filter(|l| l.starts_with("Udp:")).collect();
-            if let [keys, values] = udp[..] {
-                for (k, v) in keys
-                    .split_whitespace()
-                    .zip(values.split_whitespace())
-                    .skip(1)
-                {
-                    if let Ok(v) = v.parse() {
-                        all.push((format!("{name} udp {k}"), v));
-                    }
-                }
+        for (side, home) in [("A", &world.lab.a), ("B", &world.lab.b)] {
+            for (place, ns) in [("home", &home.home), ("router", &home.router)] {
+                let name = format!("{place} {side}");
+                all.extend(udp_counters(ns)?.map(|(k, v)| (format!("{name} udp {k}"), v)));
+                all.extend(device_drops(ns)?.map(|(k, v)| (format!("{name} {k}"), v)));
             }
-            let links = ns.command("ip").args(["-s", "-o", "link"]).output().ok()?;
-            if name.starts_with("router") {
-                let link = if name.ends_with('A') {
-                    &world.lab.a.link
-                } else {
-                    &world.lab.b.link
-                };
-                let (up, down) = link.stats();
-                for (way, s) in [("out", up), ("in", down)] {
-                    all.push((format!("{name} link {way} delivered"), s.delivered));
-                    all.push((format!("{name} link {way} lost"), s.lost));
-                    all.push((format!("{name} link {way} overflow"), s.overflow));
-                }
-            }
-            for line in String::from_utf8_lossy(&links.stdout).lines() {
-                // "N: dev: <...> ... RX: bytes packets errors dropped ... \    B P E D ..."
-                let dev = line.split(':').nth(1).unwrap_or("").trim().to_owned();
-                let numbers: Vec<u64> = line
-                    .split("\\")
-                    .filter_map(|part| {
-                        let n: Vec<u64> = part
-                            .split_whitespace()
-                            .filter_map(|w| w.parse().ok())
-                            .collect();
-                        (n.len() >= 4).then(|| n[3])
-                    })
-                    .collect();
-                if let [rx, tx] = numbers[..] {
-                    all.push((format!("{name} {dev} rx dropped"), rx));
-                    all.push((format!("{name} {dev} tx dropped"), tx));
-                }
+            let (out, back) = home.link.stats();
+            for (way, s) in [("out", out), ("in", back)] {
+                let name = format!("router {side} link {way}");
+                all.push((format!("{name} delivered"), s.delivered));
+                all.push((format!("{name} lost"), s.lost));
+                all.push((format!("{name} overflow"), s.overflow));
             }
         }
         Some(Self(all))
@@ -446,6 +400,48 @@ impl Counters {
             .collect::<Vec<_>>()
             .join(", ")
     }
+}
+
+/// The namespace's UDP counters (`/proc/net/snmp`), by name.
+fn udp_counters(ns: &duet_tests::lab::Namespace) -> Option<impl Iterator<Item = (String, u64)>> {
+    let snmp = ns.command("cat").arg("/proc/net/snmp").output().ok()?;
+    let snmp = String::from_utf8_lossy(&snmp.stdout).into_owned();
+    let udp: Vec<&str> = snmp.lines().filter(|l| l.starts_with("Udp:")).collect();
+    let pairs: Vec<(String, u64)> = match udp[..] {
+        [keys, values] => keys
+            .split_whitespace()
+            .zip(values.split_whitespace())
+            .skip(1)
+            .filter_map(|(k, v)| Some((k.to_owned(), v.parse().ok()?)))
+            .collect(),
+        _ => Vec::new(),
+    };
+    Some(pairs.into_iter())
+}
+
+/// Each device's dropped packets, received and sent (`ip -s -o link`: a line per device,
+/// "N: dev: <...> ... RX: bytes packets errors dropped ... \    B P E D ...").
+fn device_drops(ns: &duet_tests::lab::Namespace) -> Option<impl Iterator<Item = (String, u64)>> {
+    let links = ns.command("ip").args(["-s", "-o", "link"]).output().ok()?;
+    let mut drops = Vec::new();
+    for line in String::from_utf8_lossy(&links.stdout).lines() {
+        let dev = line.split(':').nth(1).unwrap_or("").trim().to_owned();
+        let dropped: Vec<u64> = line
+            .split('\\')
+            .filter_map(|part| {
+                let n: Vec<u64> = part
+                    .split_whitespace()
+                    .filter_map(|w| w.parse().ok())
+                    .collect();
+                (n.len() >= 4).then(|| n[3])
+            })
+            .collect();
+        if let [rx, tx] = dropped[..] {
+            drops.push((format!("{dev} rx dropped"), rx));
+            drops.push((format!("{dev} tx dropped"), tx));
+        }
+    }
+    Some(drops.into_iter())
 }
 
 /// The receiver's environment: it takes the file unasked, as the bench times the wire and not

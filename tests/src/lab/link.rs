@@ -189,7 +189,7 @@ impl LinkQueue {
 pub struct Link {
     params: Arc<Mutex<(LinkParams, LinkParams)>>,
     /// What each direction did so far (`a` to `b`, `b` to `a`).
-    stats: Arc<Mutex<(LinkStats, LinkStats)>>,
+    stats: [Arc<Mutex<LinkStats>>; 2],
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -217,8 +217,8 @@ impl Link {
         let (stop, stopped) = tokio::sync::oneshot::channel();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let shared = params.clone();
-        let stats = Arc::new(Mutex::new(Default::default()));
-        let counted = Arc::clone(&stats);
+        let stats: [Arc<Mutex<LinkStats>>; 2] = Default::default();
+        let counted = stats.clone();
         let thread = std::thread::Builder::new()
             .name(format!("link {}-{}", a.name, b.name))
             .spawn(move || {
@@ -247,24 +247,25 @@ impl Link {
                     };
                     let _ = ready_tx.send(Ok(()));
                     let (tun_a, tun_b) = (Arc::new(tun_a), Arc::new(tun_b));
-                    let forward = |from: Arc<tokio_tun::Tun>,
-                                   to: Arc<tokio_tun::Tun>,
-                                   seed: u64,
-                                   pick: fn(&(LinkParams, LinkParams)) -> LinkParams,
-                                   first: bool| {
-                        let shared = shared.clone();
-                        let counted = counted.clone();
-                        async move {
-                            let ends = Ends {
-                                from: &from,
-                                to: &to,
-                            };
-                            direction(ends, seed, &shared, pick, (&counted, first)).await
-                        }
-                    };
+                    let forward =
+                        |from: Arc<tokio_tun::Tun>,
+                         to: Arc<tokio_tun::Tun>,
+                         seed: u64,
+                         pick: fn(&(LinkParams, LinkParams)) -> LinkParams,
+                         counted: Arc<Mutex<LinkStats>>| {
+                            let shared = shared.clone();
+                            async move {
+                                let ends = Ends {
+                                    from: &from,
+                                    to: &to,
+                                };
+                                direction(ends, seed, &shared, pick, &counted).await
+                            }
+                        };
+                    let [a_to_b, b_to_a] = counted;
                     tokio::select! {
-                        _ = forward(tun_a.clone(), tun_b.clone(), 1, |p| p.0, true) => {}
-                        _ = forward(tun_b, tun_a, 2, |p| p.1, false) => {}
+                        _ = forward(tun_a.clone(), tun_b.clone(), 1, |p| p.0, a_to_b) => {}
+                        _ = forward(tun_b, tun_a, 2, |p| p.1, b_to_a) => {}
                         _ = stopped => {}
                     }
                 });
@@ -289,7 +290,8 @@ impl Link {
 
     /// What each direction did so far: (`a` to `b`, `b` to `a`).
     pub fn stats(&self) -> (LinkStats, LinkStats) {
-        self.stats.lock().map(|s| *s).unwrap_or_default()
+        let read = |s: &Mutex<LinkStats>| s.lock().map(|s| *s).unwrap_or_default();
+        (read(&self.stats[0]), read(&self.stats[1]))
     }
 
     /// Cuts the link (`true`) or restores it, keeping the other settings.
@@ -334,13 +336,13 @@ struct Ends<'a> {
 }
 
 /// Moves packets from `from` to `to` through a [`LinkQueue`] until either device fails, and
-/// keeps its counters in `counted` (the first of the pair, or the second).
+/// keeps its counters in `counted` (after each release and each drop, not per packet).
 async fn direction(
     Ends { from, to }: Ends<'_>,
     seed: u64,
     shared: &Mutex<(LinkParams, LinkParams)>,
     pick: fn(&(LinkParams, LinkParams)) -> LinkParams,
-    (counted, first): (&Mutex<(LinkStats, LinkStats)>, bool),
+    counted: &Mutex<LinkStats>,
 ) {
     let mut queue = LinkQueue::new(seed);
     let mut buf = vec![0u8; 65_536];
@@ -362,9 +364,9 @@ async fn direction(
                 }
                 was_down = params.down;
                 if queue.push(Instant::now(), buf[..n].to_vec(), &params).is_err()
-                    && let Ok(mut both) = counted.lock()
+                    && let Ok(mut stats) = counted.lock()
                 {
-                    *(if first { &mut both.0 } else { &mut both.1 }) = queue.stats;
+                    *stats = queue.stats;
                 }
             }
             () = wake => {
@@ -373,8 +375,8 @@ async fn direction(
                         return;
                     }
                 }
-                if let Ok(mut both) = counted.lock() {
-                    *(if first { &mut both.0 } else { &mut both.1 }) = queue.stats;
+                if let Ok(mut stats) = counted.lock() {
+                    *stats = queue.stats;
                 }
             }
         }
