@@ -36,6 +36,7 @@ use crate::param::{
 };
 use crate::queue::{
     payload_queue::PayloadQueue,
+    reassembly_queue::{CHUNK_COST, charge},
     pending_queue::{PendingQueue, ResetMarker},
 };
 use crate::shared::{AssociationEventInner, AssociationId, EndpointEvent, EndpointEventInner};
@@ -1359,7 +1360,23 @@ impl Association {
         );
         self.stats.inc_datas();
 
-        let can_push = self.payload_queue.can_push(d, self.peer_last_tsn);
+        // Duet patch: a DATA chunk without user data is a protocol violation (RFC 9260 6.2,
+        // "No User Data"; a data channel sends an empty message as one byte). Taken, each
+        // cost a record and nothing of the window.
+        if d.user_data.is_empty() {
+            return Err(Error::OtherSctpErr("DATA chunk with no user data".into()));
+        }
+        // Duet patch: a chunk is kept as its own copy: a slice would keep the whole datagram
+        // it was cut from, which a hostile peer pads to many times the chunk's charge.
+        let d = &ChunkPayloadData {
+            user_data: Bytes::copy_from_slice(&d.user_data),
+            ..d.clone()
+        };
+        // Duet patch: TSNs beyond the horizon are not taken (the sender sends them again);
+        // see `tsn_horizon`.
+        let within_horizon = sna32lte(d.tsn, self.peer_last_tsn.wrapping_add(self.tsn_horizon()));
+
+        let can_push = within_horizon && self.payload_queue.can_push(d, self.peer_last_tsn);
         let mut stream_handle_data = false;
         if can_push {
             if self.get_or_create_stream(d.stream_identifier).is_some() {
@@ -1396,7 +1413,18 @@ impl Association {
                     let unblocks_reassembly =
                         d.tsn == self.peer_last_tsn.wrapping_add(1) && !self.has_readable_data();
 
-                    if fills_gap || unblocks_reassembly {
+                    // Duet patch: either kind is taken only while what is held stays within
+                    // the hard bound, twice the receive buffer. Unbounded, a hostile peer
+                    // sent data behind a hole that never closes, each chunk below the
+                    // highest TSN held ("fills a gap"), or one message that never ends, each
+                    // fragment the next in sequence ("unblocks reassembly"), and the receiver
+                    // held all of it (`tests/tests/sctp_hostile.rs`: 60–80 MiB for 48 MiB).
+                    // An honest sender's repairs fit: it never has more outstanding than the
+                    // window it was offered.
+                    let within_bound = self.bytes_queued() + charge(d)
+                        <= 2 * self.max_receive_buffer_size as usize;
+
+                    if within_bound && (fills_gap || unblocks_reassembly) {
                         debug!(
                             "[{}] receive buffer full, but accepted {} with tsn={} ssn={}",
                             self.side,
@@ -1651,10 +1679,21 @@ impl Association {
         //   its cumulative TSN point to the value carried in the FORWARD TSN
         //   chunk,
 
+        // Duet patch: a point moved past the horizon is a protocol violation; it also bounds
+        // the loop below.
+        if sna32gt(
+            c.new_cumulative_tsn,
+            self.peer_last_tsn.wrapping_add(self.tsn_horizon()),
+        ) {
+            return Err(Error::OtherSctpErr(
+                "FORWARD TSN beyond the receive horizon".into(),
+            ));
+        }
+
         // Advance peer_last_tsn
         while sna32lt(self.peer_last_tsn, c.new_cumulative_tsn) {
-            self.payload_queue.pop(self.peer_last_tsn + 1); // may not exist
-            self.peer_last_tsn += 1;
+            self.payload_queue.pop(self.peer_last_tsn.wrapping_add(1)); // may not exist
+            self.peer_last_tsn = self.peer_last_tsn.wrapping_add(1);
         }
 
         // Report new peer_last_tsn value and abandoned largest SSN value to
@@ -1749,8 +1788,12 @@ impl Association {
         // Meaning, if peer_last_tsn+1 points to a chunk that is received,
         // advance peer_last_tsn until peer_last_tsn+1 points to unreceived chunk.
         //debug!("[{}] peer_last_tsn = {}", self.side, self.peer_last_tsn);
-        while self.payload_queue.pop(self.peer_last_tsn + 1).is_some() {
-            self.peer_last_tsn += 1;
+        while self
+            .payload_queue
+            .pop(self.peer_last_tsn.wrapping_add(1))
+            .is_some()
+        {
+            self.peer_last_tsn = self.peer_last_tsn.wrapping_add(1);
             //debug!("[{}] peer_last_tsn = {}", self.side, self.peer_last_tsn);
 
             let rst_reqs: Vec<ParamOutgoingResetRequest> =
@@ -1888,9 +1931,19 @@ impl Association {
         let mut htna = d.cumulative_tsn_ack;
 
         // Record peer acknowledgments independently of local payload release.
+        // Duet patch: each offset is looked at once per SACK, in ascending order, as the RFC
+        // sends them (a block that overlaps or precedes the last is cut to what follows it).
+        // Taken as they came, a hostile peer's SACK of some 300 blocks, each covering all
+        // the data in flight, made the sender walk its queue 300 times for one packet.
+        let mut next_offset: u32 = 1;
         for g in &d.gap_ack_blocks {
-            for i in g.start..=g.end {
-                let tsn = d.cumulative_tsn_ack.wrapping_add(i as u32);
+            let (start, end) = ((g.start as u32).max(next_offset), g.end as u32);
+            if start > end {
+                continue;
+            }
+            next_offset = end + 1;
+            for i in start..=end {
+                let tsn = d.cumulative_tsn_ack.wrapping_add(i);
 
                 let newly_acknowledged = self.inflight_queue.acknowledge(tsn);
                 let n_bytes_acked = if newly_acknowledged {
@@ -2451,12 +2504,26 @@ impl Association {
     }
 
     pub(crate) fn get_my_receiver_window_credit(&self) -> u32 {
-        let mut bytes_queued = 0;
-        for s in self.streams.values() {
-            bytes_queued += s.get_num_bytes_in_reassembly_queue() as u32;
-        }
+        self.max_receive_buffer_size
+            .saturating_sub(self.bytes_queued().min(u32::MAX as usize) as u32)
+    }
 
-        self.max_receive_buffer_size.saturating_sub(bytes_queued)
+    /// What the streams hold for the application, as the window counts it (Duet patch:
+    /// payload and a record per chunk, `reassembly_queue::charge`).
+    fn bytes_queued(&self) -> usize {
+        self.streams
+            .values()
+            .map(|s| s.get_num_bytes_in_reassembly_queue())
+            .sum()
+    }
+
+    /// Duet patch: how far past the cumulative point a received TSN may be, and a FORWARD TSN
+    /// may move it. Twice the chunks the receive buffer can be charged for (the hard bound in
+    /// `handle_data`), and below 2^16: SACK gap blocks count in 16-bit offsets from the
+    /// cumulative point, and a TSN past that wrapped them. Unbounded, a hostile FORWARD TSN
+    /// moved the point 2^31 steps one by one.
+    fn tsn_horizon(&self) -> u32 {
+        (2 * self.max_receive_buffer_size as usize / CHUNK_COST).clamp(1024, 65_000) as u32
     }
 
     /// gather_outbound gathers outgoing packets. The returned bool value set to

@@ -195,8 +195,12 @@ impl PayloadQueue {
         let mut b = GapAckBlock::default();
         let mut gap_ack_blocks = vec![];
         for (i, tsn) in self.sorted.iter().enumerate() {
-            let diff = if *tsn >= cumulative_tsn {
-                (*tsn - cumulative_tsn) as u16
+            // Duet patch: serial arithmetic (a TSN wraps at 2^32), and offsets that fit 16
+            // bits: the receiver takes no TSN past its horizon (`Association::tsn_horizon`,
+            // below 2^16), so none is truncated; a hostile peer's TSN 2^16 ahead overflowed
+            // the addition below.
+            let diff = if sna32gte(*tsn, cumulative_tsn) {
+                tsn.wrapping_sub(cumulative_tsn).min(u16::MAX as u32) as u16
             } else {
                 0
             };
@@ -204,7 +208,7 @@ impl PayloadQueue {
             if i == 0 {
                 b.start = diff;
                 b.end = b.start;
-            } else if b.end + 1 == diff {
+            } else if b.end.checked_add(1) == Some(diff) {
                 b.end += 1;
             } else {
                 gap_ack_blocks.push(b);

@@ -6,6 +6,17 @@ use shared::error::{Error, Result};
 use bytes::{Bytes, BytesMut};
 use std::collections::VecDeque;
 
+/// Duet patch: what one received chunk costs beyond its payload (its record here and in the
+/// payload queue). The receive window counts it (`charge`): counted in payload bytes alone, a
+/// 4 MiB window held millions of one-byte chunks from a hostile peer, each costing hundreds of
+/// bytes (`tests/tests/sctp_hostile.rs`).
+pub(crate) const CHUNK_COST: usize = 256;
+
+/// Duet patch: what a received chunk counts against the receive window.
+pub(crate) fn charge(c: &ChunkPayloadData) -> usize {
+    c.user_data.len() + CHUNK_COST
+}
+
 /// A chunk of data from the stream
 #[derive(Debug, PartialEq)]
 pub struct Chunk {
@@ -33,6 +44,11 @@ impl Chunks {
     /// Whether the reassembled message carries no bytes.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Duet patch: what these fragments count against the receive window (`charge`).
+    pub(crate) fn charge(&self) -> usize {
+        self.chunks.iter().map(charge).sum()
     }
 
     /// The total length in bytes of the reassembled message.
@@ -204,6 +220,8 @@ pub(crate) struct ReassemblyQueue {
     pub(crate) ordered: VecDeque<Chunks>,
     pub(crate) unordered: VecDeque<Chunks>,
     pub(crate) unordered_chunks: Vec<ChunkPayloadData>,
+    /// What the queued chunks count against the receive window (Duet patch: `charge`, their
+    /// payload and their records).
     pub(crate) n_bytes: usize,
     /// Monotonic counter stamped onto each reassembled message so `read` can tell which of a
     /// ready ordered and a ready unordered message arrived first.
@@ -235,8 +253,7 @@ impl ReassemblyQueue {
 
         if chunk.unordered {
             // First, insert into unordered_chunks array
-            //atomic.AddUint64(&r.n_bytes, uint64(len(chunk.userData)))
-            self.n_bytes += chunk.user_data.len();
+            self.n_bytes += charge(&chunk);
             let idx = self
                 .unordered_chunks
                 .partition_point(|c| sna32lt(c.tsn, chunk.tsn));
@@ -256,7 +273,7 @@ impl ReassemblyQueue {
                 return false;
             }
 
-            self.n_bytes += chunk.user_data.len();
+            self.n_bytes += charge(&chunk);
 
             // `ordered` is kept sorted by SSN, so binary-search for the chunk
             // set instead of scanning linearly (O(N) per arriving chunk when
@@ -404,7 +421,7 @@ impl ReassemblyQueue {
             }
         };
 
-        self.subtract_num_bytes(chunks.len());
+        self.subtract_num_bytes(chunks.charge());
 
         Some(chunks)
     }
@@ -416,9 +433,8 @@ impl ReassemblyQueue {
             .ordered
             .iter()
             .filter(|s| sna16lte(s.ssn, last_ssn) && !s.is_complete())
-            .fold(0, |n, s| {
-                n + s.chunks.iter().fold(0, |acc, c| acc + c.user_data.len())
-            });
+            .map(Chunks::charge)
+            .sum();
         self.subtract_num_bytes(num_bytes);
 
         self.ordered
@@ -445,7 +461,7 @@ impl ReassemblyQueue {
         }
         if last_idx >= 0 {
             for i in 0..(last_idx + 1) as usize {
-                self.subtract_num_bytes(self.unordered_chunks[i].user_data.len());
+                self.subtract_num_bytes(charge(&self.unordered_chunks[i]));
             }
             self.unordered_chunks.drain(..(last_idx + 1) as usize);
         }
