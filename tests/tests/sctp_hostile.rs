@@ -83,12 +83,17 @@ impl Forge {
     }
 
     fn data(&self, chunks: &[Data<'_>]) -> Bytes {
+        self.data_on(0, chunks)
+    }
+
+    /// DATA chunks on stream `stream`.
+    fn data_on(&self, stream: u16, chunks: &[Data<'_>]) -> Bytes {
         let chunks: Vec<_> = chunks
             .iter()
             .map(|d| {
                 let mut value = Vec::with_capacity(12 + d.bytes.len());
                 value.extend_from_slice(&d.tsn.to_be_bytes());
-                value.extend_from_slice(&0u16.to_be_bytes());
+                value.extend_from_slice(&stream.to_be_bytes());
                 value.extend_from_slice(&d.ssn.to_be_bytes());
                 value.extend_from_slice(&53u32.to_be_bytes());
                 value.extend_from_slice(d.bytes);
@@ -330,6 +335,38 @@ fn tiny_chunks_behind_a_hole_stay_bounded() {
     assert!(
         peak <= HELD_AT_MOST,
         "the victim held {} MiB for 240 KB of one-byte chunks",
+        peak >> 20
+    );
+}
+
+/// Every DATA chunk on a stream id of its own: each one creates a stream at the receiver.
+#[test]
+fn data_on_sixty_thousand_streams_stays_bounded() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let (mut victim, forge) = meet();
+    let before = live();
+    let mut peak = 0;
+    let one = [1u8];
+    for n in 0..60_000u32 {
+        victim.deliver(forge.data_on(
+            n as u16,
+            &[Data {
+                tsn: forge.first_tsn.wrapping_add(n),
+                ssn: 0,
+                begins: true,
+                ends: true,
+                bytes: &one,
+            }],
+        ));
+        if n % 64 == 0 {
+            peak = peak.max(live() - before);
+        }
+    }
+    peak = peak.max(live() - before);
+    eprintln!("the victim held at most {} KiB", peak >> 10);
+    assert!(
+        peak <= HELD_AT_MOST,
+        "the victim held {} MiB for 60,000 one-byte messages on as many streams",
         peak >> 20
     );
 }

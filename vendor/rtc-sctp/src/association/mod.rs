@@ -59,6 +59,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use thiserror::Error;
 
+/// Duet patch: most streams an association holds. DATA on a stream id the association has
+/// not seen creates that stream, and the window is summed over every stream for each chunk
+/// received: a hostile peer sending one-byte chunks on 60,000 stream ids made the receiver
+/// hold a record for each (`tests/tests/sctp_hostile.rs`) and walk them all per chunk. A data
+/// channel is one stream; Duet opens two per connection.
+const MAX_STREAMS: usize = 1024;
+
 /// Duet patch: see `path.rs`.
 mod path;
 pub(crate) mod state;
@@ -2482,6 +2489,10 @@ impl Association {
                 stream_identifier,
                 association: self,
             })
+        } else if self.streams.len() >= MAX_STREAMS {
+            // Duet patch: see `MAX_STREAMS`; the chunk is dropped as for a stream that could
+            // not be created.
+            None
         } else {
             self.create_stream(
                 stream_identifier,
