@@ -874,7 +874,12 @@ impl Receiver {
             // repair (at worst its retransmission timeout) while the others keep delivering:
             // the window covers that, or every lane waits for the one being repaired.
             if let Some(rtt) = rtt {
-                let span_ms = 2 * rtt + if self.striped { SCTP_REPAIR_MS } else { 2 * rtt };
+                let span_ms = 2 * rtt
+                    + if self.striped {
+                        SCTP_REPAIR_MS
+                    } else {
+                        2 * rtt
+                    };
                 let target = chunks_in(self.meter.rate, span_ms).min(self.config.path_max);
                 if target > self.window {
                     self.window = target.min(self.window.saturating_mul(2));
