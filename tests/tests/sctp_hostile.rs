@@ -126,6 +126,9 @@ struct Victim {
     now: Instant,
     /// What it sent, taken off the wire: the first TSN of its own DATA, SACKs seen.
     sent: Vec<Bytes>,
+    /// The heap before the attack, and the most above it seen after a delivery.
+    baseline: isize,
+    peak: isize,
 }
 
 impl Victim {
@@ -137,6 +140,7 @@ impl Victim {
             self.association.handle_event(event);
         }
         self.flush();
+        self.peak = self.peak.max(live() - self.baseline);
     }
 
     /// Takes what the association wants to send and its events, as its driver does.
@@ -232,6 +236,8 @@ fn meet() -> (Victim, Forge) {
         association: victim,
         now,
         sent: Vec::new(),
+        baseline: 0,
+        peak: 0,
     };
     (victim, forge.expect("no INIT-ACK seen"))
 }
@@ -240,41 +246,51 @@ fn live() -> isize {
     ALLOCATOR.allocated() as isize
 }
 
+/// Runs `attack` on a fresh victim and asserts that what it held above its heap before the
+/// attack, at the peak, stays within [`HELD_AT_MOST`].
+fn stays_bounded(what: &str, attack: impl FnOnce(&mut Victim, &Forge)) {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let (mut victim, forge) = meet();
+    victim.baseline = live();
+    attack(&mut victim, &forge);
+    let peak = victim.peak;
+    eprintln!("the victim held at most {} KiB", peak >> 10);
+    assert!(
+        peak <= HELD_AT_MOST,
+        "the victim held {} MiB {what}",
+        peak >> 20
+    );
+}
+
 /// Data the victim can never read (its first TSN never comes), sent as "repairs": one chunk
 /// far ahead first, so that every later one falls below the highest TSN held. A receiver
 /// takes such chunks into a full buffer, to let a real repair in.
 #[test]
 fn data_behind_a_hole_posing_as_repairs_stays_bounded() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let (mut victim, forge) = meet();
-    let before = live();
-    let kib = [7u8; 1024];
-    let first = forge.first_tsn;
-    victim.deliver(forge.data(&[Data {
-        tsn: first.wrapping_add(60_000),
-        ssn: 60_000,
-        begins: true,
-        ends: true,
-        bytes: &kib,
-    }]));
-    let mut peak = 0;
-    // 48 MiB: twelve receive buffers.
-    for n in 1..=49_152u32 {
-        victim.deliver(forge.data(&[Data {
-            tsn: first.wrapping_add(n),
-            ssn: n as u16,
-            begins: true,
-            ends: true,
-            bytes: &kib,
-        }]));
-        peak = peak.max(live() - before);
-    }
-    victim.tick(Duration::from_millis(250));
-    eprintln!("the victim held at most {} KiB", peak >> 10);
-    assert!(
-        peak <= HELD_AT_MOST,
-        "the victim held {} MiB for a peer that sent 48 MiB it can never read",
-        peak >> 20
+    stays_bounded(
+        "for a peer that sent 48 MiB it can never read",
+        |victim, forge| {
+            let kib = [7u8; 1024];
+            let first = forge.first_tsn;
+            victim.deliver(forge.data(&[Data {
+                tsn: first.wrapping_add(60_000),
+                ssn: 60_000,
+                begins: true,
+                ends: true,
+                bytes: &kib,
+            }]));
+            // 48 MiB: twelve receive buffers.
+            for n in 1..=49_152u32 {
+                victim.deliver(forge.data(&[Data {
+                    tsn: first.wrapping_add(n),
+                    ssn: n as u16,
+                    begins: true,
+                    ends: true,
+                    bytes: &kib,
+                }]));
+            }
+            victim.tick(Duration::from_millis(250));
+        },
     );
 }
 
@@ -282,27 +298,18 @@ fn data_behind_a_hole_posing_as_repairs_stays_bounded() {
 /// reassembly" in the receiver's eyes, and nothing ever becomes readable.
 #[test]
 fn a_message_that_never_ends_stays_bounded() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let (mut victim, forge) = meet();
-    let before = live();
-    let kib = [9u8; 1024];
-    let mut peak = 0;
-    for n in 0..49_152u32 {
-        victim.deliver(forge.data(&[Data {
-            tsn: forge.first_tsn.wrapping_add(n),
-            ssn: 0,
-            begins: n == 0,
-            ends: false,
-            bytes: &kib,
-        }]));
-        peak = peak.max(live() - before);
-    }
-    eprintln!("the victim held at most {} KiB", peak >> 10);
-    assert!(
-        peak <= HELD_AT_MOST,
-        "the victim held {} MiB of one message that never ends",
-        peak >> 20
-    );
+    stays_bounded("of one message that never ends", |victim, forge| {
+        let kib = [9u8; 1024];
+        for n in 0..49_152u32 {
+            victim.deliver(forge.data(&[Data {
+                tsn: forge.first_tsn.wrapping_add(n),
+                ssn: 0,
+                begins: n == 0,
+                ends: false,
+                bytes: &kib,
+            }]));
+        }
+    });
 }
 
 /// Tiny chunks: a window counted in payload bytes holds millions of them, and each costs the
@@ -310,64 +317,45 @@ fn a_message_that_never_ends_stays_bounded() {
 /// cut from).
 #[test]
 fn tiny_chunks_behind_a_hole_stay_bounded() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let (mut victim, forge) = meet();
-    let before = live();
-    let mut peak = 0;
-    let one = [1u8];
-    // 60 one-byte chunks per packet, 4,000 packets: 240,000 chunks, 240 KB of payload.
-    let mut tsn = forge.first_tsn.wrapping_add(1);
-    for _ in 0..4_000 {
-        let chunks: Vec<_> = (0..60)
-            .map(|i| Data {
-                tsn: tsn.wrapping_add(i),
-                ssn: 1,
-                begins: false,
-                ends: false,
-                bytes: &one,
-            })
-            .collect();
-        tsn = tsn.wrapping_add(60);
-        victim.deliver(forge.data(&chunks));
-        peak = peak.max(live() - before);
-    }
-    eprintln!("the victim held at most {} KiB", peak >> 10);
-    assert!(
-        peak <= HELD_AT_MOST,
-        "the victim held {} MiB for 240 KB of one-byte chunks",
-        peak >> 20
-    );
+    stays_bounded("for 240 KB of one-byte chunks", |victim, forge| {
+        let one = [1u8];
+        // 60 one-byte chunks per packet, 4,000 packets: 240,000 chunks, 240 KB of payload.
+        let mut tsn = forge.first_tsn.wrapping_add(1);
+        for _ in 0..4_000 {
+            let chunks: Vec<_> = (0..60)
+                .map(|i| Data {
+                    tsn: tsn.wrapping_add(i),
+                    ssn: 1,
+                    begins: false,
+                    ends: false,
+                    bytes: &one,
+                })
+                .collect();
+            tsn = tsn.wrapping_add(60);
+            victim.deliver(forge.data(&chunks));
+        }
+    });
 }
 
 /// Every DATA chunk on a stream id of its own: each one creates a stream at the receiver.
 #[test]
 fn data_on_sixty_thousand_streams_stays_bounded() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let (mut victim, forge) = meet();
-    let before = live();
-    let mut peak = 0;
-    let one = [1u8];
-    for n in 0..60_000u32 {
-        victim.deliver(forge.data_on(
-            n as u16,
-            &[Data {
-                tsn: forge.first_tsn.wrapping_add(n),
-                ssn: 0,
-                begins: true,
-                ends: true,
-                bytes: &one,
-            }],
-        ));
-        if n % 64 == 0 {
-            peak = peak.max(live() - before);
-        }
-    }
-    peak = peak.max(live() - before);
-    eprintln!("the victim held at most {} KiB", peak >> 10);
-    assert!(
-        peak <= HELD_AT_MOST,
-        "the victim held {} MiB for 60,000 one-byte messages on as many streams",
-        peak >> 20
+    stays_bounded(
+        "for 60,000 one-byte messages on as many streams",
+        |victim, forge| {
+            for n in 0..60_000u32 {
+                victim.deliver(forge.data_on(
+                    n as u16,
+                    &[Data {
+                        tsn: forge.first_tsn.wrapping_add(n),
+                        ssn: 0,
+                        begins: true,
+                        ends: true,
+                        bytes: &[1],
+                    }],
+                ));
+            }
+        },
     );
 }
 
