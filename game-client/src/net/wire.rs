@@ -109,6 +109,9 @@ pub struct WireState {
     for_app: std::collections::VecDeque<Result<Control, String>>,
     for_transfers: std::collections::VecDeque<Control>,
     data: std::collections::VecDeque<matchbox_socket::Packet>,
+    /// A frame's pull sorted something for the transfers since the pump last ran: see
+    /// [`Self::poll_arrivals`].
+    pulled_for_transfers: bool,
     early: Vec<(PeerId, usize, matchbox_socket::Packet)>,
     /// Bytes held in `early`, against [`EARLY_BYTES`].
     early_bytes: usize,
@@ -194,6 +197,7 @@ impl WireState {
             data_rx: data.1,
             for_app: Default::default(),
             for_transfers: Default::default(),
+            pulled_for_transfers: false,
             data: Default::default(),
             early: Vec::new(),
             early_bytes: 0,
@@ -597,6 +601,7 @@ impl WireState {
 
     /// Moves everything that arrived into the queues, without waiting.
     fn pull(&mut self) {
+        let before = self.for_transfers.len() + self.data.len();
         self.take_connections(None);
         while let Ok((from, packet)) = self.control_rx.try_recv() {
             self.sort_control(from, packet);
@@ -605,6 +610,7 @@ impl WireState {
             self.sort_data(from, packet);
         }
         self.take_lane_frames();
+        self.pulled_for_transfers |= self.for_transfers.len() + self.data.len() > before;
     }
 
     /// Frames that arrived on this connection's lanes: file data of the trusted peer.
@@ -637,7 +643,13 @@ impl WireState {
         }
         // Lane frames ring the host's wake, which the pump polls beside this.
         self.take_lane_frames();
-        if arrived {
+        // A frame's pull (the app's arrivals) may have taken the packets whose arrival woke
+        // this pump: then the channels are empty, and the transfers' share of them would
+        // wait for the next frame, up to a second on a software-rendered desktop, or for the
+        // next arrival, which does not come once the window is spent. Counted once per pull,
+        // so an engine that does not take them (no store yet) is not polled in a loop.
+        let pulled = std::mem::take(&mut self.pulled_for_transfers);
+        if arrived || pulled {
             Poll::Ready(true)
         } else if !control_open && !data_open {
             Poll::Ready(false)
@@ -1176,6 +1188,28 @@ mod tests {
             .unwrap();
         assert!(ada.wire.poll_arrivals(&mut cx).is_pending());
         assert_eq!(ada.wire.peer(), Some(bob.peer));
+    }
+
+    #[test]
+    fn a_frame_pulled_by_the_app_still_runs_the_pump() {
+        let (mut ada, bob) = meet([("AA", "BB"), ("BB", "AA")]);
+        assert_eq!(ada.wire.hello, HelloGate::Trusted);
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        while ada.wire.poll_arrivals(&mut cx).is_ready() {}
+        ada.wire.take_app_arrivals();
+        let _ = ada.wire.take_transfer_arrivals();
+        assert!(ada.wire.poll_arrivals(&mut cx).is_pending());
+        ada.wire
+            .data_tx
+            .unbounded_send((bob.peer, vec![1u8, 2, 3].into()))
+            .unwrap();
+        // A frame reads the app's arrivals first: the data frame is sorted, not delivered.
+        assert!(ada.wire.take_app_arrivals().is_empty());
+        // The pump its arrival woke finds the channel empty, and must run all the same.
+        assert!(ada.wire.poll_arrivals(&mut cx).is_ready());
+        assert_eq!(ada.wire.take_transfer_arrivals().1.len(), 1);
+        // Once, not again.
+        assert!(ada.wire.poll_arrivals(&mut cx).is_pending());
     }
 
     #[test]
